@@ -1,0 +1,211 @@
+//! The persistent catalog: which schemas, tables, views and external tables exist.
+//!
+//! It is one JSON document (`catalog.json`) replaced atomically on every change, so a crash
+//! leaves the previous or the next version, never a mix. Table data is not here: managed
+//! tables are Delta Lake tables under `tables/<id>/`, whose own log makes each write atomic.
+//! The catalog is changed only after the data it points to is committed, so a crash between
+//! the two leaves an unreferenced table directory (removed at the next start), never a
+//! catalog entry without data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::datadir::write_atomically;
+use crate::error::{Error, Result};
+
+/// The version of the catalog file format this build reads and writes.
+pub const CATALOG_FORMAT: u32 = 1;
+
+/// A table or view name qualified by its schema, in normalised (as stored) spelling.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QualifiedName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl QualifiedName {
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        QualifiedName { schema: schema.into(), name: name.into() }
+    }
+}
+
+impl std::fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// One entry of the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Relation {
+    /// A Delta Lake table owned by tenure, stored in `tables/<dir>`.
+    Managed { dir: String },
+    /// Data that lives elsewhere, registered by `CREATE EXTERNAL TABLE`.
+    External(ExternalTable),
+    /// A view; `sql` is its defining query.
+    View { sql: String },
+}
+
+/// The persisted form of `CREATE EXTERNAL TABLE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExternalTable {
+    /// PARQUET, CSV, JSON or DELTA (upper case).
+    pub format: String,
+    pub location: String,
+    /// Column definitions as SQL, e.g. `id BIGINT NOT NULL`; empty to infer the schema.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub partition_columns: Vec<String>,
+    /// OPTIONS as (key, SQL literal) pairs, in the order given.
+    #[serde(default)]
+    pub options: Vec<(String, String)>,
+}
+
+/// The whole catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogState {
+    pub format: u32,
+    /// Schemas besides the built-in `public`.
+    pub schemas: Vec<String>,
+    /// Relations in creation order (views are re-created in this order at start-up).
+    pub relations: Vec<(QualifiedName, Relation)>,
+    /// Counter for managed table directory names, never reused.
+    pub next_table_id: u64,
+}
+
+impl Default for CatalogState {
+    fn default() -> Self {
+        CatalogState {
+            format: CATALOG_FORMAT,
+            schemas: Vec::new(),
+            relations: Vec::new(),
+            next_table_id: 1,
+        }
+    }
+}
+
+impl CatalogState {
+    pub fn get(&self, name: &QualifiedName) -> Option<&Relation> {
+        self.relations.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+    }
+
+    pub fn contains_schema(&self, schema: &str) -> bool {
+        schema == "public" || self.schemas.iter().any(|s| s == schema)
+    }
+
+    /// Adds or replaces `name`. A replaced entry keeps its position.
+    pub fn put(&mut self, name: QualifiedName, relation: Relation) {
+        match self.relations.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = relation,
+            None => self.relations.push((name, relation)),
+        }
+    }
+
+    pub fn remove(&mut self, name: &QualifiedName) -> Option<Relation> {
+        let index = self.relations.iter().position(|(n, _)| n == name)?;
+        Some(self.relations.remove(index).1)
+    }
+
+    /// Relations in `schema`.
+    pub fn in_schema<'a>(&'a self, schema: &'a str) -> impl Iterator<Item = &'a QualifiedName> {
+        self.relations.iter().map(|(n, _)| n).filter(move |n| n.schema == schema)
+    }
+
+    /// A fresh directory name for a managed table.
+    pub fn allocate_table_dir(&mut self) -> String {
+        let id = self.next_table_id;
+        self.next_table_id += 1;
+        format!("t{id:06}")
+    }
+
+    /// Directory names referenced by managed tables.
+    pub fn managed_dirs(&self) -> BTreeMap<&str, &QualifiedName> {
+        self.relations
+            .iter()
+            .filter_map(|(n, r)| match r {
+                Relation::Managed { dir } => Some((dir.as_str(), n)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Reads and writes the catalog file.
+#[derive(Debug)]
+pub struct CatalogStore {
+    path: PathBuf,
+}
+
+impl CatalogStore {
+    pub fn new(path: &Path) -> Self {
+        CatalogStore { path: path.to_path_buf() }
+    }
+
+    /// Loads the catalog; a missing file is an empty catalog, a corrupt one an error (never
+    /// silently replaced, so nothing is lost).
+    pub fn load(&self) -> Result<CatalogState> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(CatalogState::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let state: CatalogState = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Catalog(format!("{} is not a valid catalog: {e}", self.path.display()))
+        })?;
+        if state.format > CATALOG_FORMAT {
+            return Err(Error::Catalog(format!(
+                "{} has format {} but this tenure reads format {CATALOG_FORMAT} at most; \
+                 upgrade tenure",
+                self.path.display(),
+                state.format
+            )));
+        }
+        Ok(state)
+    }
+
+    /// Replaces the catalog file atomically.
+    pub fn save(&self, state: &CatalogState) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(state)
+            .map_err(|e| Error::Catalog(format!("cannot encode catalog: {e}")))?;
+        write_atomically(&self.path, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CatalogStore::new(&dir.path().join("catalog.json"));
+        assert_eq!(store.load().unwrap(), CatalogState::default());
+        let mut state = CatalogState::default();
+        state.schemas.push("truth".into());
+        let table_dir = state.allocate_table_dir();
+        state.put(QualifiedName::new("public", "t"), Relation::Managed { dir: table_dir });
+        state.put(QualifiedName::new("public", "v"), Relation::View { sql: "SELECT 1".into() });
+        state.put(QualifiedName::new("public", "t"), Relation::Managed { dir: "t9".into() });
+        store.save(&state).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded, state);
+        assert_eq!(loaded.relations[0].0.name, "t", "replacing keeps the position");
+        assert_eq!(loaded.next_table_id, 2);
+    }
+
+    #[test]
+    fn corrupt_catalog_is_an_error_not_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.json");
+        std::fs::write(&path, b"{ not json").unwrap();
+        let err = CatalogStore::new(&path).load().unwrap_err().to_string();
+        assert!(err.contains("is not a valid catalog"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{ not json");
+    }
+}

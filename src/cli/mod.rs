@@ -1,0 +1,176 @@
+//! The `tenure` command line: `sql`, `demo` and `serve`.
+
+mod output;
+mod shell;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use output::{Format, print_batches};
+pub use shell::Shell;
+
+use crate::config::{Config, Overrides};
+use crate::engine::{Engine, PathAccess};
+use crate::error::{Error, Result};
+
+/// tenure: customer-lifecycle analytics in SQL.
+#[derive(Debug, Parser)]
+#[command(name = "tenure", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes, before or after its name.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Data directory (default ./tenure-data; env TENURE_DATA_DIR)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (default ./tenure.toml when it exists)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Threads per query (DataFusion target partitions; env TENURE_THREADS)
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Memory limit for query execution, e.g. 4GiB; past it queries spill to disk
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+    /// Rows per record batch
+    #[arg(long, global = true)]
+    pub batch_size: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run SQL: an interactive shell, or -c / -f one-shots
+    Sql {
+        /// SQL to run (repeatable; each may hold several statements)
+        #[arg(short = 'c', long = "command", value_name = "SQL")]
+        commands: Vec<String>,
+        /// File of SQL to run ('-' for standard input)
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// How to print rows
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Print how long each statement took
+        #[arg(long)]
+        timing: bool,
+    },
+    /// Create the demo e-commerce world as tables in the data directory
+    Demo {
+        /// Size: 1 is 100,000 customers; 10 about a million
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Random seed; the same seed gives the same world
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Also write every table as a Parquet file under DIR
+        #[arg(long, value_name = "DIR")]
+        parquet: Option<PathBuf>,
+    },
+    /// Serve the data directory over the PostgreSQL protocol
+    Serve {
+        /// Address to listen on (default 127.0.0.1:5433; env TENURE_LISTEN)
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+    },
+}
+
+impl Cli {
+    fn config(&self) -> Result<Config> {
+        let listen = match &self.command {
+            Command::Serve { listen } => listen.clone(),
+            _ => None,
+        };
+        let flags = Overrides {
+            data_dir: self.global.data_dir.clone(),
+            threads: self.global.threads,
+            memory_limit: self.global.memory_limit.clone(),
+            batch_size: self.global.batch_size,
+            allowed_roots: None,
+            listen,
+        };
+        Config::load(self.global.config.as_deref(), &flags)
+    }
+}
+
+/// Runs the command line; the caller turns an error into a message and exit code 1.
+pub async fn run(cli: Cli) -> Result<()> {
+    let config = cli.config()?;
+    match cli.command {
+        Command::Sql { commands, files, format, timing } => {
+            let engine = Engine::open(&config, PathAccess::Unrestricted).await?;
+            crate::functions::register(&engine);
+            let mut shell = Shell::new(&engine, format, timing);
+            let mut stdout = std::io::stdout().lock();
+            if commands.is_empty() && files.is_empty() {
+                if std::io::stdin().is_terminal() {
+                    return shell.interactive().await;
+                }
+                let mut script = String::new();
+                std::io::stdin().read_to_string(&mut script)?;
+                return shell.run_script(&script, &mut stdout).await;
+            }
+            for command in &commands {
+                shell.run_script(command, &mut stdout).await?;
+            }
+            for file in &files {
+                let script = if file.as_os_str() == "-" {
+                    let mut script = String::new();
+                    std::io::stdin().read_to_string(&mut script)?;
+                    script
+                } else {
+                    std::fs::read_to_string(file).map_err(|e| {
+                        Error::invalid(format!("cannot read {}: {e}", file.display()))
+                    })?
+                };
+                shell.run_script(&script, &mut stdout).await?;
+            }
+            Ok(())
+        }
+        Command::Demo { scale, seed, parquet } => {
+            let engine = Engine::open(&config, PathAccess::Unrestricted).await?;
+            let options = crate::demo::DemoOptions { scale, seed };
+            crate::lifecycle::load_demo(&engine, &options, parquet.as_deref()).await?;
+            println!(
+                "\nThe demo world is in {}. Try:\n  \
+                 tenure sql -c \"SELECT count(*) FROM orders\"\n  \
+                 tenure sql -c \"SELECT * FROM rfm ORDER BY monetary DESC LIMIT 10\"\n  \
+                 tenure sql -c \"SELECT * FROM funnel\"\n  \
+                 tenure sql            (interactive; \\d lists the tables)",
+                engine.data_dir().root().display()
+            );
+            Ok(())
+        }
+        Command::Serve { .. } => {
+            let roots = config.effective_allowed_roots();
+            let engine = Engine::open(&config, PathAccess::Roots(roots)).await?;
+            crate::functions::register(&engine);
+            tracing::info!(
+                data_dir = %engine.data_dir().root().display(),
+                listen = %config.listen,
+                "tenure is running; the PostgreSQL protocol server is not built yet, \
+                 so this process only holds the data directory. Stop it with Ctrl-C or SIGTERM."
+            );
+            wait_for_shutdown().await?;
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_shutdown() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

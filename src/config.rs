@@ -1,0 +1,247 @@
+//! Configuration: `tenure.toml`, overridden by `TENURE_*` environment variables, overridden by
+//! command-line flags. This is the only module that reads the environment; everything below
+//! receives a typed [`Config`].
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Everything the engine needs to open a data directory and run queries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The data directory: Delta tables, the catalog, the lock file.
+    pub data_dir: PathBuf,
+    /// DataFusion target partitions (threads used by one query). Defaults to the core count.
+    pub threads: usize,
+    /// Memory pool limit in bytes; queries past it spill to `data_dir/tmp` or fail cleanly.
+    pub memory_limit: Option<usize>,
+    /// Rows per Arrow record batch.
+    pub batch_size: usize,
+    /// Directories that server clients may name in `CREATE EXTERNAL TABLE ... LOCATION` and
+    /// `COPY ... TO`. Empty means `data_dir/import`.
+    pub allowed_roots: Vec<PathBuf>,
+    /// Address the PostgreSQL-protocol server listens on.
+    pub listen: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("tenure-data"),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory_limit: None,
+            batch_size: 8192,
+            allowed_roots: Vec::new(),
+            listen: "127.0.0.1:5433".to_string(),
+        }
+    }
+}
+
+/// The keys `tenure.toml` may hold; all optional. Unknown keys are an error so that a typo
+/// does not silently fall back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub data_dir: Option<PathBuf>,
+    pub threads: Option<usize>,
+    /// e.g. "4GiB", "512MiB", "2000000000"
+    pub memory_limit: Option<String>,
+    pub batch_size: Option<usize>,
+    pub allowed_roots: Option<Vec<PathBuf>>,
+    pub listen: Option<String>,
+}
+
+/// Overrides from flags or the environment; `None` leaves the lower layer's value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub memory_limit: Option<String>,
+    pub batch_size: Option<usize>,
+    pub allowed_roots: Option<Vec<PathBuf>>,
+    pub listen: Option<String>,
+}
+
+impl Config {
+    /// Builds the configuration: defaults, then `config_file` (or `./tenure.toml` when it
+    /// exists), then the `TENURE_*` environment, then `flags`.
+    pub fn load(config_file: Option<&Path>, flags: &Overrides) -> Result<Config> {
+        let mut config = Config::default();
+        let default_file = Path::new("tenure.toml");
+        let file = match config_file {
+            Some(path) => Some(path),
+            None if default_file.exists() => Some(default_file),
+            None => None,
+        };
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+            config.apply_file_text(&text, path)?;
+        }
+        config.apply(&Overrides::from_env(|key| std::env::var(key).ok())?)?;
+        config.apply(flags)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_file_text(&mut self, text: &str, path: &Path) -> Result<()> {
+        let file: ConfigFile = toml::from_str(text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        self.apply(&Overrides {
+            data_dir: file.data_dir,
+            threads: file.threads,
+            memory_limit: file.memory_limit,
+            batch_size: file.batch_size,
+            allowed_roots: file.allowed_roots,
+            listen: file.listen,
+        })
+    }
+
+    /// Applies one layer of overrides.
+    pub fn apply(&mut self, o: &Overrides) -> Result<()> {
+        if let Some(dir) = &o.data_dir {
+            self.data_dir = dir.clone();
+        }
+        if let Some(threads) = o.threads {
+            self.threads = threads;
+        }
+        if let Some(limit) = &o.memory_limit {
+            self.memory_limit = Some(parse_bytes(limit)?);
+        }
+        if let Some(batch_size) = o.batch_size {
+            self.batch_size = batch_size;
+        }
+        if let Some(roots) = &o.allowed_roots {
+            self.allowed_roots = roots.clone();
+        }
+        if let Some(listen) = &o.listen {
+            self.listen = listen.clone();
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.threads == 0 {
+            return Err(Error::Config("threads must be at least 1".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Config("batch_size must be at least 1".into()));
+        }
+        if self.memory_limit == Some(0) {
+            return Err(Error::Config("memory_limit must be more than 0 bytes".into()));
+        }
+        Ok(())
+    }
+
+    /// The roots server clients may read from, made absolute.
+    pub fn effective_allowed_roots(&self) -> Vec<PathBuf> {
+        if self.allowed_roots.is_empty() {
+            vec![self.data_dir.join("import")]
+        } else {
+            self.allowed_roots.clone()
+        }
+    }
+}
+
+impl Overrides {
+    /// Reads `TENURE_DATA_DIR`, `TENURE_THREADS`, `TENURE_MEMORY_LIMIT`, `TENURE_BATCH_SIZE`,
+    /// `TENURE_ALLOWED_ROOTS` (separated by ':') and `TENURE_LISTEN` through `get`.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
+        let number = |key: &str| -> Result<Option<usize>> {
+            get(key)
+                .map(|v| {
+                    v.trim().parse::<usize>().map_err(|_| {
+                        Error::Config(format!("{key}={v:?} is not a non-negative integer"))
+                    })
+                })
+                .transpose()
+        };
+        Ok(Overrides {
+            data_dir: get("TENURE_DATA_DIR").map(PathBuf::from),
+            threads: number("TENURE_THREADS")?,
+            memory_limit: get("TENURE_MEMORY_LIMIT"),
+            batch_size: number("TENURE_BATCH_SIZE")?,
+            allowed_roots: get("TENURE_ALLOWED_ROOTS")
+                .map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()),
+            listen: get("TENURE_LISTEN"),
+        })
+    }
+}
+
+/// Parses a byte size such as `4GiB`, `512MB`, `1.5G` or `1000000`.
+pub fn parse_bytes(text: &str) -> Result<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| Error::Config(format!("invalid size {text:?}; expected e.g. 4GiB")))?;
+    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0f64.powi(4),
+        other => {
+            return Err(Error::Config(format!(
+                "invalid size unit {other:?} in {text:?}; use B, KiB, MiB, GiB or TiB"
+            )));
+        }
+    };
+    if !value.is_finite() || value < 0.0 {
+        return Err(Error::Config(format!("invalid size {text:?}")));
+    }
+    Ok((value * multiplier) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("4GiB").unwrap(), 4 << 30);
+        assert_eq!(parse_bytes("512 MB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let mut config = Config::default();
+        config
+            .apply_file_text("data_dir = 'from-file'\nthreads = 3\n", Path::new("t.toml"))
+            .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("from-file"));
+        let env = Overrides::from_env(|k| match k {
+            "TENURE_THREADS" => Some("5".into()),
+            "TENURE_MEMORY_LIMIT" => Some("1GiB".into()),
+            _ => None,
+        })
+        .unwrap();
+        config.apply(&env).unwrap();
+        assert_eq!((config.threads, config.memory_limit), (5, Some(1 << 30)));
+        config
+            .apply(&Overrides { data_dir: Some("from-flag".into()), ..Default::default() })
+            .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("from-flag"));
+        assert_eq!(config.threads, 5);
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_key() {
+        let err = Overrides::from_env(|k| (k == "TENURE_THREADS").then(|| "many".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("TENURE_THREADS"), "{err}");
+        let mut config = Config::default();
+        let err = config.apply_file_text("thread = 2", Path::new("t.toml")).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        config.threads = 0;
+        assert!(config.validate().is_err());
+    }
+}

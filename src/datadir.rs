@@ -1,0 +1,127 @@
+//! The data directory and the lock that makes one process its owner.
+//!
+//! Layout:
+//! ```text
+//! tenure-data/
+//!   tenure.lock      exclusive advisory lock held for the life of the process; holds its PID
+//!   catalog.json     schemas, tables, views and external tables (replaced atomically)
+//!   tables/<id>/     one Delta Lake table per managed table
+//!   import/          default root for paths that server clients may read
+//!   tmp/             spill files of queries over the memory limit
+//! ```
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// An opened, locked data directory. The lock is released when this is dropped or the
+/// process dies (the OS drops advisory locks with the file descriptor, even on SIGKILL).
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates the directory if needed and takes its lock; fails with
+    /// [`Error::DataDirInUse`] when another process holds it.
+    pub fn open(root: &Path) -> Result<DataDir> {
+        std::fs::create_dir_all(root).map_err(|e| {
+            Error::Config(format!("cannot create data directory {}: {e}", root.display()))
+        })?;
+        let root = root.canonicalize()?;
+        let lock_path = root.join("tenure.lock");
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = lock.read_to_string(&mut pid);
+                let pid = match pid.trim() {
+                    "" => "unknown".to_string(),
+                    p => p.to_string(),
+                };
+                return Err(Error::DataDirInUse { dir: root, pid });
+            }
+            Err(TryLockError::Error(e)) => return Err(e.into()),
+        }
+        lock.set_len(0)?;
+        lock.seek(SeekFrom::Start(0))?;
+        writeln!(lock, "{}", std::process::id())?;
+        lock.sync_all()?;
+        for sub in ["tables", "import", "tmp"] {
+            std::fs::create_dir_all(root.join(sub))?;
+        }
+        Ok(DataDir { root, _lock: lock })
+    }
+
+    /// The absolute path of the directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where managed Delta tables live.
+    pub fn tables_dir(&self) -> PathBuf {
+        self.root.join("tables")
+    }
+
+    /// Where query spill files go.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The catalog file.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join("catalog.json")
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new file: write a
+/// temporary sibling, fsync it, rename it over `path`, fsync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_open_reports_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::open(dir.path()).unwrap();
+        let err = DataDir::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is in use by process"), "{err}");
+        assert!(err.contains(&std::process::id().to_string()), "{err}");
+        drop(first);
+        DataDir::open(dir.path()).expect("the lock is released on drop");
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
+}

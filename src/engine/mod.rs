@@ -1,0 +1,316 @@
+//! The engine: one DataFusion [`SessionContext`] over the data directory's catalog.
+//!
+//! DataFusion parses and plans every statement. Statements that change what is stored are
+//! intercepted here ([`statements`]) and carried out against Delta Lake and the persistent
+//! catalog; everything else (queries, EXPLAIN, SET, SHOW, ...) DataFusion runs as is.
+//! External data sources and the rules on which paths a client may name live in [`external`].
+
+mod external;
+mod statements;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use futures::TryStreamExt;
+use tokio::sync::Mutex;
+use url::Url;
+
+pub use external::PathAccess;
+
+use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::error::{Error, Result};
+use crate::storage::ManagedTable;
+
+/// The catalog name tenure registers its schemas under.
+pub const CATALOG_NAME: &str = "tenure";
+/// The default schema.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// What one statement produced.
+pub enum Output {
+    /// A query result, streamed batch by batch.
+    Rows(SendableRecordBatchStream),
+    /// A command's completion: a tag such as `CREATE TABLE` or `INSERT` and, for statements
+    /// that touch rows, how many.
+    Command { tag: &'static str, rows: Option<u64> },
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Rows(_) => write!(f, "Rows(..)"),
+            Output::Command { tag, rows } => write!(f, "Command({tag}, {rows:?})"),
+        }
+    }
+}
+
+impl Output {
+    fn command(tag: &'static str) -> Output {
+        Output::Command { tag, rows: None }
+    }
+}
+
+/// An open data directory with its SQL engine.
+pub struct Engine {
+    ctx: SessionContext,
+    data_dir: DataDir,
+    store: CatalogStore,
+    /// The persistent catalog; the lock also serialises DDL.
+    catalog: Mutex<CatalogState>,
+    access: PathAccess,
+    config: Config,
+    /// Open managed tables by directory name (stable across renames).
+    managed: std::sync::Mutex<HashMap<String, Arc<ManagedTable>>>,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the data directory named by `config`, takes its lock and
+    /// registers everything in its catalog. `access` says which local paths statements may
+    /// name: [`PathAccess::Unrestricted`] for the local shell, roots for server clients.
+    pub async fn open(config: &Config, access: PathAccess) -> Result<Engine> {
+        let data_dir = DataDir::open(&config.data_dir)?;
+        let ctx = build_context(config, &data_dir)?;
+        let store = CatalogStore::new(&data_dir.catalog_path());
+        let state = store.load()?;
+        let engine = Engine {
+            ctx,
+            data_dir,
+            store,
+            catalog: Mutex::new(state),
+            access,
+            config: config.clone(),
+            managed: Default::default(),
+        };
+        engine.restore().await?;
+        Ok(engine)
+    }
+
+    /// The DataFusion session; also for registering functions.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The configuration this engine was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data_dir
+    }
+
+    /// Parses `sql` into statements (several may be separated by `;`).
+    pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
+        let dialect = PostgreSqlDialect {};
+        let statements =
+            DFParserBuilder::new(sql).with_dialect(&dialect).build()?.parse_statements()?;
+        Ok(statements.into_iter().collect())
+    }
+
+    /// Runs every statement in `sql`, collecting each result. Convenient for tests and
+    /// one-shot commands; servers stream with [`Engine::execute`].
+    pub async fn run(&self, sql: &str) -> Result<Vec<(Output, Vec<RecordBatch>)>> {
+        let mut results = Vec::new();
+        for statement in self.parse(sql)? {
+            match self.execute(statement).await? {
+                Output::Rows(stream) => {
+                    let schema = stream.schema();
+                    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+                    let batches = if batches.is_empty() {
+                        vec![RecordBatch::new_empty(schema)]
+                    } else {
+                        batches
+                    };
+                    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                    results.push((Output::Command { tag: "SELECT", rows: Some(rows) }, batches));
+                }
+                command => results.push((command, Vec::new())),
+            }
+        }
+        Ok(results)
+    }
+
+    /// Runs `sql` (one query) and returns its batches.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let mut results = self.run(sql).await?;
+        match results.pop() {
+            Some((_, batches)) if results.is_empty() => Ok(batches),
+            _ => Err(Error::invalid("expected exactly one statement")),
+        }
+    }
+
+    /// Resolves a possibly partial name against the default catalog and schema.
+    fn qualify(&self, reference: &TableReference) -> Result<QualifiedName> {
+        let resolved = reference.clone().resolve(CATALOG_NAME, DEFAULT_SCHEMA);
+        if resolved.catalog.as_ref() != CATALOG_NAME {
+            return Err(Error::invalid(format!(
+                "catalog {} does not exist; the only catalog is {CATALOG_NAME}",
+                resolved.catalog
+            )));
+        }
+        Ok(QualifiedName::new(resolved.schema.as_ref(), resolved.table.as_ref()))
+    }
+
+    fn table_reference(name: &QualifiedName) -> TableReference {
+        TableReference::full(CATALOG_NAME, name.schema.as_str(), name.name.as_str())
+    }
+
+    fn register(&self, name: &QualifiedName, provider: Arc<dyn TableProvider>) -> Result<()> {
+        let reference = Self::table_reference(name);
+        self.ctx.deregister_table(reference.clone())?;
+        self.ctx.register_table(reference, provider)?;
+        Ok(())
+    }
+
+    fn deregister(&self, name: &QualifiedName) -> Result<()> {
+        self.ctx.deregister_table(Self::table_reference(name))?;
+        Ok(())
+    }
+
+    fn managed_url(&self, dir: &str) -> Result<Url> {
+        let path = self.data_dir.tables_dir().join(dir);
+        Url::from_directory_path(&path)
+            .map_err(|()| Error::invalid(format!("cannot form a URL for {}", path.display())))
+    }
+
+    /// The open managed Delta table stored in `tables/<dir>`.
+    fn managed_table(&self, dir: &str) -> Option<Arc<ManagedTable>> {
+        self.managed.lock().expect("lock poisoned by a panic").get(dir).cloned()
+    }
+
+    /// Registers a managed table under `name` and remembers it by its directory.
+    fn register_managed(&self, name: &QualifiedName, dir: &str, table: Arc<ManagedTable>) -> Result<()> {
+        self.managed.lock().expect("lock poisoned by a panic").insert(dir.to_string(), table.clone());
+        self.register(name, table)
+    }
+
+    /// Registers every schema, table and view of the persisted catalog, and removes table
+    /// directories that no catalog entry references (left by a crash before a commit).
+    async fn restore(&self) -> Result<()> {
+        let state = self.catalog.lock().await.clone();
+        for schema in &state.schemas {
+            self.ensure_schema_registered(schema)?;
+        }
+        for (name, relation) in &state.relations {
+            match relation {
+                Relation::Managed { dir } => {
+                    let table = ManagedTable::open(self.managed_url(dir)?).await.map_err(|e| {
+                        Error::Catalog(format!("cannot open table {name} (tables/{dir}): {e}"))
+                    })?;
+                    self.register_managed(name, dir, table)?;
+                }
+                Relation::External(external) => {
+                    // A source that went away (a deleted file, an unreachable bucket) must not
+                    // keep the rest of the database from opening; its entry stays.
+                    if let Err(e) = self.register_external(name, external).await {
+                        tracing::warn!("external table {name} is unavailable: {e}");
+                    }
+                }
+                Relation::View { .. } => {}
+            }
+        }
+        self.rebuild_views(&state).await;
+        self.remove_orphan_table_dirs(&state)?;
+        Ok(())
+    }
+
+    fn ensure_schema_registered(&self, schema: &str) -> Result<()> {
+        let catalog = self
+            .ctx
+            .catalog(CATALOG_NAME)
+            .ok_or_else(|| Error::Catalog("the tenure catalog is not registered".into()))?;
+        if catalog.schema(schema).is_none() {
+            catalog.register_schema(
+                schema,
+                Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// (Re-)creates every view from its definition, in catalog order, retrying those whose
+    /// dependencies come later. A view whose tables are gone stays in the catalog,
+    /// unregistered, and is logged; it comes back when they do.
+    async fn rebuild_views(&self, state: &CatalogState) {
+        let mut pending: Vec<(&QualifiedName, &str)> = state
+            .relations
+            .iter()
+            .filter_map(|(name, relation)| match relation {
+                Relation::View { sql } => Some((name, sql.as_str())),
+                _ => None,
+            })
+            .collect();
+        for (name, _) in &pending {
+            let _ = self.deregister(name);
+        }
+        loop {
+            let before = pending.len();
+            let mut failed = Vec::new();
+            let mut errors = HashMap::new();
+            for (name, sql) in pending {
+                match self.ctx.sql(sql).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        errors.insert(name.clone(), e);
+                        failed.push((name, sql));
+                    }
+                }
+            }
+            if failed.is_empty() {
+                return;
+            }
+            if failed.len() == before {
+                for (name, e) in errors {
+                    tracing::warn!("view {name} is unavailable: {e}");
+                }
+                return;
+            }
+            pending = failed;
+        }
+    }
+
+    fn remove_orphan_table_dirs(&self, state: &CatalogState) -> Result<()> {
+        let referenced = state.managed_dirs();
+        for entry in std::fs::read_dir(self.data_dir.tables_dir())? {
+            let entry = entry?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else { continue };
+            let ours = name.starts_with('t') && name[1..].chars().all(|c| c.is_ascii_digit());
+            if ours && !referenced.contains_key(name) {
+                tracing::info!("removing table directory tables/{name}, which no table uses");
+                std::fs::remove_dir_all(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> {
+    let session_config = SessionConfig::new()
+        .with_target_partitions(config.threads)
+        .with_batch_size(config.batch_size)
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(true)
+        .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
+        .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+    let disk = DiskManagerBuilder::default()
+        .with_mode(DiskManagerMode::Directories(vec![data_dir.tmp_dir()]));
+    let mut runtime = RuntimeEnvBuilder::new().with_disk_manager_builder(disk);
+    if let Some(limit) = config.memory_limit {
+        runtime = runtime.with_memory_limit(limit, 1.0);
+    }
+    let runtime = Arc::new(runtime.build()?);
+    Ok(SessionContext::new_with_config_rt(session_config, runtime))
+}

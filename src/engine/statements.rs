@@ -1,0 +1,578 @@
+//! Statement dispatch: what tenure does itself (anything that changes the catalog or stored
+//! data) and what it hands to DataFusion.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Column, SchemaReference};
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::TryStreamExt;
+use datafusion::logical_expr::{
+    CreateMemoryTable, CreateView, DdlStatement, DmlStatement, DropCatalogSchema, DropTable,
+    DropView, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp,
+};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::planner::object_name_to_table_reference;
+use datafusion::sql::sqlparser::ast::{
+    AlterTable, AlterTableOperation, Assignment, AssignmentTarget, Delete, FromTable, ObjectName,
+    RenameTableNameKind, Statement as SqlStatement, TableFactor, TableWithJoins, Update,
+};
+
+use super::{Engine, Output};
+use crate::catalog::{QualifiedName, Relation};
+use crate::error::{Error, Result};
+use crate::storage::ManagedTable;
+
+impl Engine {
+    /// Executes one parsed statement.
+    pub async fn execute(&self, statement: DFStatement) -> Result<Output> {
+        match statement {
+            DFStatement::CreateExternalTable(create) => self.create_external_table(create).await,
+            DFStatement::CopyTo(copy) => {
+                self.check_path_access(&copy.target)?;
+                self.run_with_datafusion(DFStatement::CopyTo(copy)).await
+            }
+            DFStatement::Statement(inner) => match *inner {
+                SqlStatement::Update(update) => self.update(update).await,
+                SqlStatement::Delete(delete) => self.delete(delete).await,
+                SqlStatement::AlterTable(alter) => self.alter_table(alter).await,
+                other => self.run_with_datafusion(DFStatement::Statement(Box::new(other))).await,
+            },
+            other => self.run_with_datafusion(other).await,
+        }
+    }
+
+    /// Plans with DataFusion, then carries out the plans that change stored state.
+    async fn run_with_datafusion(&self, statement: DFStatement) -> Result<Output> {
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+                self.create_table(create).await
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateView(create)) => self.create_view(create).await,
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => self.drop_table(drop).await,
+            LogicalPlan::Ddl(DdlStatement::DropView(drop)) => self.drop_view(drop).await,
+            LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(create)) => {
+                self.create_schema(&create.schema_name, create.if_not_exists).await
+            }
+            LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(drop)) => self.drop_schema(drop).await,
+            LogicalPlan::Ddl(DdlStatement::CreateCatalog(_)) => {
+                Err(Error::invalid("CREATE DATABASE is not supported; use CREATE SCHEMA"))
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => {
+                Err(Error::invalid("CREATE EXTERNAL TABLE must be written as a statement"))
+            }
+            LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => self.insert(dml).await,
+            LogicalPlan::Dml(dml) => Err(Error::invalid(format!(
+                "{} is not supported on {}",
+                dml.op.name(),
+                dml.table_name
+            ))),
+            plan => {
+                let sources = self.external_sources(&plan).await;
+                let frame = self.ctx.execute_logical_plan(plan).await?;
+                let stream =
+                    frame.execute_stream().await.map_err(|e| with_sources(e, &sources))?;
+                if sources.is_empty() {
+                    return Ok(Output::Rows(stream));
+                }
+                // Errors from parsing files (a malformed CSV line, a corrupt Parquet file) name
+                // the line but not the table; add which external data the query was reading.
+                let schema = stream.schema();
+                let stream = stream.map_err(move |e| with_sources(e, &sources));
+                Ok(Output::Rows(Box::pin(RecordBatchStreamAdapter::new(schema, stream))))
+            }
+        }
+    }
+
+    /// "external table NAME at LOCATION" for each external table `plan` scans.
+    async fn external_sources(&self, plan: &LogicalPlan) -> Vec<String> {
+        let mut scanned = Vec::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                scanned.push(scan.table_name.clone());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        if scanned.is_empty() {
+            return Vec::new();
+        }
+        let catalog = self.catalog.lock().await;
+        scanned
+            .iter()
+            .filter_map(|reference| {
+                let name = self.qualify(reference).ok()?;
+                match catalog.get(&name)? {
+                    Relation::External(table) => Some(format!(
+                        "external table {name} at {}",
+                        table.location.replace('\n', ", ")
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    async fn create_table(&self, create: CreateMemoryTable) -> Result<Output> {
+        if create.temporary {
+            return Err(Error::invalid(
+                "CREATE TEMPORARY TABLE is not supported; create a regular table or a view",
+            ));
+        }
+        if !create.column_defaults.is_empty() {
+            return Err(Error::invalid("column DEFAULT values are not supported yet"));
+        }
+        if !create.constraints.is_empty() {
+            return Err(Error::invalid(
+                "table constraints (PRIMARY KEY, UNIQUE, FOREIGN KEY, CHECK) are not supported \
+                 yet; NOT NULL is",
+            ));
+        }
+        let name = self.qualify(&create.name)?;
+        let is_query = !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_));
+        let input = Arc::unwrap_or_clone(create.input);
+        let (tag, rows) = if is_query { ("SELECT", true) } else { ("CREATE TABLE", false) };
+        let written =
+            self.create_managed_table(&name, input, create.if_not_exists, create.or_replace).await?;
+        Ok(Output::Command { tag, rows: if rows { written.map(|n| n as u64) } else { None } })
+    }
+
+    /// Writes `input` as a new managed table `name`. Returns the number of rows written, or
+    /// `None` when the table existed and `if_not_exists` was given.
+    pub async fn create_managed_table(
+        &self,
+        name: &QualifiedName,
+        input: LogicalPlan,
+        if_not_exists: bool,
+        or_replace: bool,
+    ) -> Result<Option<usize>> {
+        let mut catalog = self.catalog.lock().await;
+        if !catalog.contains_schema(&name.schema) {
+            return Err(Error::NotFound { kind: "schema", name: name.schema.clone() });
+        }
+        let previous = catalog.get(name).cloned();
+        match &previous {
+            Some(_) if if_not_exists => return Ok(None),
+            Some(Relation::View { .. }) => {
+                return Err(Error::AlreadyExists { kind: "view", name: name.to_string() });
+            }
+            Some(_) if !or_replace => {
+                return Err(Error::AlreadyExists { kind: "table", name: name.to_string() });
+            }
+            _ => {}
+        }
+        let dir = catalog.allocate_table_dir();
+        let url = self.managed_url(&dir)?;
+        // The data is committed before the catalog names it: a crash in between leaves an
+        // orphan directory that the next start removes, never a half-written table.
+        let written = ManagedTable::create_from_plan(url, input, Arc::new(self.ctx.state())).await;
+        let (table, rows) = match written {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(self.data_dir.tables_dir().join(&dir));
+                return Err(e);
+            }
+        };
+        let mut next = catalog.clone();
+        next.put(name.clone(), Relation::Managed { dir: dir.clone() });
+        if let Err(e) = self.store.save(&next) {
+            let _ = std::fs::remove_dir_all(self.data_dir.tables_dir().join(&dir));
+            return Err(e);
+        }
+        *catalog = next;
+        self.register_managed(name, &dir, table)?;
+        if let Some(Relation::Managed { dir: old }) = &previous {
+            self.forget_managed_dir(&old);
+        }
+        if previous.is_some() {
+            self.rebuild_views(&catalog).await;
+        }
+        Ok(Some(rows))
+    }
+
+    /// Drops the in-memory handle of a managed table and deletes its files. Only called after
+    /// the catalog no longer names it.
+    fn forget_managed_dir(&self, dir: &str) {
+        self.managed.lock().expect("lock poisoned by a panic").remove(dir);
+        let path = self.data_dir.tables_dir().join(dir);
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            // Harmless: the next start removes directories no table uses.
+            tracing::warn!("could not remove {}: {e}", path.display());
+        }
+    }
+
+    async fn create_view(&self, create: CreateView) -> Result<Output> {
+        if create.temporary {
+            return Err(Error::invalid("CREATE TEMPORARY VIEW is not supported"));
+        }
+        let name = self.qualify(&create.name)?;
+        let Some(sql) = create.definition.clone() else {
+            return Err(Error::invalid("a view needs its SQL definition"));
+        };
+        let mut catalog = self.catalog.lock().await;
+        if !catalog.contains_schema(&name.schema) {
+            return Err(Error::NotFound { kind: "schema", name: name.schema.clone() });
+        }
+        match catalog.get(&name) {
+            Some(Relation::View { .. }) if create.or_replace => {}
+            Some(Relation::View { .. }) => {
+                return Err(Error::AlreadyExists { kind: "view", name: name.to_string() });
+            }
+            Some(_) => return Err(Error::AlreadyExists { kind: "table", name: name.to_string() }),
+            None => {}
+        }
+        let mut next = catalog.clone();
+        next.put(name.clone(), Relation::View { sql });
+        self.store.save(&next)?;
+        *catalog = next;
+        self.deregister(&name)?;
+        self.ctx.execute_logical_plan(LogicalPlan::Ddl(DdlStatement::CreateView(create))).await?;
+        // Views that read this one hold its old plan; re-create them.
+        self.rebuild_views(&catalog).await;
+        Ok(Output::command("CREATE VIEW"))
+    }
+
+    async fn drop_table(&self, drop: DropTable) -> Result<Output> {
+        let name = self.qualify(&drop.name)?;
+        let mut catalog = self.catalog.lock().await;
+        match catalog.get(&name) {
+            None if drop.if_exists => return Ok(Output::command("DROP TABLE")),
+            None => return Err(Error::NotFound { kind: "table", name: name.to_string() }),
+            Some(Relation::View { .. }) => {
+                return Err(Error::invalid(format!("{name} is a view; use DROP VIEW")));
+            }
+            Some(_) => {}
+        }
+        let mut next = catalog.clone();
+        let removed = next.remove(&name);
+        self.store.save(&next)?;
+        *catalog = next;
+        self.deregister(&name)?;
+        if let Some(Relation::Managed { dir }) = removed {
+            self.forget_managed_dir(&dir);
+        }
+        self.rebuild_views(&catalog).await;
+        Ok(Output::command("DROP TABLE"))
+    }
+
+    async fn drop_view(&self, drop: DropView) -> Result<Output> {
+        let name = self.qualify(&drop.name)?;
+        let mut catalog = self.catalog.lock().await;
+        match catalog.get(&name) {
+            None if drop.if_exists => return Ok(Output::command("DROP VIEW")),
+            None => return Err(Error::NotFound { kind: "view", name: name.to_string() }),
+            Some(Relation::View { .. }) => {}
+            Some(_) => return Err(Error::invalid(format!("{name} is a table; use DROP TABLE"))),
+        }
+        let mut next = catalog.clone();
+        next.remove(&name);
+        self.store.save(&next)?;
+        *catalog = next;
+        self.deregister(&name)?;
+        self.rebuild_views(&catalog).await;
+        Ok(Output::command("DROP VIEW"))
+    }
+
+    async fn create_schema(&self, schema_name: &str, if_not_exists: bool) -> Result<Output> {
+        let schema = match schema_name.split_once('.') {
+            Some((catalog, schema)) if catalog == super::CATALOG_NAME => schema,
+            Some((catalog, _)) => {
+                return Err(Error::invalid(format!("catalog {catalog} does not exist")));
+            }
+            None => schema_name,
+        };
+        let mut catalog = self.catalog.lock().await;
+        if catalog.contains_schema(schema) {
+            if if_not_exists {
+                return Ok(Output::command("CREATE SCHEMA"));
+            }
+            return Err(Error::AlreadyExists { kind: "schema", name: schema.to_string() });
+        }
+        let mut next = catalog.clone();
+        next.schemas.push(schema.to_string());
+        self.store.save(&next)?;
+        *catalog = next;
+        self.ensure_schema_registered(schema)?;
+        Ok(Output::command("CREATE SCHEMA"))
+    }
+
+    async fn drop_schema(&self, drop: DropCatalogSchema) -> Result<Output> {
+        let schema = match &drop.name {
+            SchemaReference::Bare { schema } => schema.to_string(),
+            SchemaReference::Full { schema, catalog } if catalog.as_ref() == super::CATALOG_NAME => {
+                schema.to_string()
+            }
+            SchemaReference::Full { catalog, .. } => {
+                return Err(Error::invalid(format!("catalog {catalog} does not exist")));
+            }
+        };
+        if schema == super::DEFAULT_SCHEMA {
+            return Err(Error::invalid("schema public cannot be dropped"));
+        }
+        let mut catalog = self.catalog.lock().await;
+        if !catalog.contains_schema(&schema) {
+            if drop.if_exists {
+                return Ok(Output::command("DROP SCHEMA"));
+            }
+            return Err(Error::NotFound { kind: "schema", name: schema });
+        }
+        let members: Vec<QualifiedName> = catalog.in_schema(&schema).cloned().collect();
+        if !members.is_empty() && !drop.cascade {
+            return Err(Error::invalid(format!(
+                "schema {schema} is not empty ({} relations); use DROP SCHEMA {schema} CASCADE",
+                members.len()
+            )));
+        }
+        let mut next = catalog.clone();
+        let mut dirs = Vec::new();
+        for member in &members {
+            if let Some(Relation::Managed { dir }) = next.remove(member) {
+                dirs.push(dir);
+            }
+        }
+        next.schemas.retain(|s| *s != schema);
+        self.store.save(&next)?;
+        *catalog = next;
+        for member in &members {
+            self.deregister(member)?;
+        }
+        if let Some(tenure) = self.ctx.catalog(super::CATALOG_NAME) {
+            tenure.deregister_schema(&schema, true)?;
+        }
+        for dir in dirs {
+            self.forget_managed_dir(&dir);
+        }
+        self.rebuild_views(&catalog).await;
+        Ok(Output::command("DROP SCHEMA"))
+    }
+
+    async fn alter_table(&self, alter: AlterTable) -> Result<Output> {
+        let [AlterTableOperation::RenameTable { table_name }] = alter.operations.as_slice() else {
+            return Err(Error::invalid("ALTER TABLE supports only RENAME TO so far"));
+        };
+        let (RenameTableNameKind::To(new_name) | RenameTableNameKind::As(new_name)) = table_name;
+        let old = self.qualify_object(&alter.name)?;
+        let mut new = self.qualify_object(new_name)?;
+        if new_name.0.len() == 1 {
+            // PostgreSQL semantics: an unqualified new name stays in the table's schema.
+            new.schema = old.schema.clone();
+        }
+        let mut catalog = self.catalog.lock().await;
+        let relation = match catalog.get(&old) {
+            None if alter.if_exists => return Ok(Output::command("ALTER TABLE")),
+            None => return Err(Error::NotFound { kind: "table", name: old.to_string() }),
+            Some(Relation::View { .. }) => {
+                return Err(Error::invalid(format!("{old} is a view; views cannot be renamed yet")));
+            }
+            Some(relation) => relation.clone(),
+        };
+        if catalog.get(&new).is_some() {
+            return Err(Error::AlreadyExists { kind: "relation", name: new.to_string() });
+        }
+        if !catalog.contains_schema(&new.schema) {
+            return Err(Error::NotFound { kind: "schema", name: new.schema.clone() });
+        }
+        let provider = self.ctx.table_provider(Self::table_reference(&old)).await?;
+        let mut next = catalog.clone();
+        next.remove(&old);
+        next.put(new.clone(), relation);
+        self.store.save(&next)?;
+        *catalog = next;
+        self.deregister(&old)?;
+        self.register(&new, provider)?;
+        self.rebuild_views(&catalog).await;
+        Ok(Output::command("ALTER TABLE"))
+    }
+
+    fn qualify_object(&self, name: &ObjectName) -> Result<QualifiedName> {
+        self.qualify(&object_name_to_table_reference(name.clone(), true)?)
+    }
+
+    /// The managed table `name`, or an error saying why it cannot be written.
+    async fn writable_table(&self, name: &QualifiedName, verb: &str) -> Result<Arc<ManagedTable>> {
+        let catalog = self.catalog.lock().await;
+        match catalog.get(name) {
+            Some(Relation::Managed { dir }) => self
+                .managed_table(dir)
+                .ok_or_else(|| Error::Catalog(format!("table {name} is not open"))),
+            Some(Relation::View { .. }) => Err(Error::invalid(format!("cannot {verb} view {name}"))),
+            Some(Relation::External(_)) => Err(Error::invalid(format!(
+                "cannot {verb} external table {name}; it is read-only in tenure"
+            ))),
+            None => Err(Error::NotFound { kind: "table", name: name.to_string() }),
+        }
+    }
+
+    async fn insert(&self, dml: DmlStatement) -> Result<Output> {
+        let name = self.qualify(&dml.table_name)?;
+        let table = self.writable_table(&name, "insert into").await?;
+        let plan = LogicalPlan::Dml(dml);
+        let result = async {
+            let frame = self.ctx.execute_logical_plan(plan.clone()).await?;
+            frame.collect().await
+        }
+        .await;
+        // Refresh even after an error: a failed statement commits nothing, but a concurrent
+        // writer may have.
+        table.refresh().await?;
+        let batches = match result {
+            Ok(batches) => batches,
+            Err(e) => return Err(self.explain_insert_error(e.into(), &plan, &name).await),
+        };
+        Ok(Output::Command { tag: "INSERT", rows: Some(count_from(&batches)) })
+    }
+
+    /// Turns a cast failure inside an INSERT into an error that names the column, by
+    /// evaluating the insert's input one target column at a time. Only runs on failure.
+    async fn explain_insert_error(
+        &self,
+        error: Error,
+        plan: &LogicalPlan,
+        table: &QualifiedName,
+    ) -> Error {
+        let message = error.to_string();
+        let LogicalPlan::Dml(dml) = plan else { return error };
+        if !message.to_lowercase().contains("cast") {
+            return error;
+        }
+        let input = dml.input.as_ref();
+        for (qualifier, field) in input.schema().iter() {
+            let column = Expr::Column(Column::from((qualifier, field)));
+            let Ok(single) =
+                LogicalPlanBuilder::from(input.clone()).project(vec![column]).and_then(|b| b.build())
+            else {
+                continue;
+            };
+            let failed = match self.ctx.execute_logical_plan(single).await {
+                Ok(frame) => frame.collect().await.is_err(),
+                Err(_) => true,
+            };
+            if failed {
+                return Error::invalid(format!(
+                    "invalid value for column {} of table {table}: {message}",
+                    field.name()
+                ));
+            }
+        }
+        error
+    }
+
+    async fn update(&self, update: Update) -> Result<Output> {
+        if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
+            return Err(Error::invalid("UPDATE ... FROM, joins and RETURNING are not supported yet"));
+        }
+        let table_name = single_table_name(&update.table)?;
+        let name = self.qualify_object(&table_name)?;
+        let table = self.writable_table(&name, "update").await?;
+        let assignments = assignment_columns(&update.assignments)?;
+        // Plan the same expressions with DataFusion first, so unknown columns and type errors
+        // are reported in DataFusion's words before Delta rewrites anything.
+        let check = format!(
+            "SELECT {} FROM {table_name}{}",
+            if assignments.is_empty() {
+                "1".to_string()
+            } else {
+                assignments.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join(", ")
+            },
+            update.selection.as_ref().map(|s| format!(" WHERE {s}")).unwrap_or_default()
+        );
+        self.ctx.state().create_logical_plan(&check).await?;
+        let mut builder = table.table().update().with_session_state(Arc::new(self.ctx.state()));
+        if let Some(selection) = &update.selection {
+            builder = builder.with_predicate(selection.to_string());
+        }
+        for (column, expression) in assignments {
+            builder = builder.with_update(column, expression);
+        }
+        let (updated, metrics) = builder.await?;
+        table.install(updated).await?;
+        Ok(Output::Command { tag: "UPDATE", rows: Some(metrics.num_updated_rows as u64) })
+    }
+
+    async fn delete(&self, delete: Delete) -> Result<Output> {
+        if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
+            return Err(Error::invalid("DELETE ... USING, RETURNING and LIMIT are not supported"));
+        }
+        let from = match &delete.from {
+            FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => tables,
+        };
+        let [from] = from.as_slice() else {
+            return Err(Error::invalid("DELETE works on exactly one table"));
+        };
+        let table_name = single_table_name(from)?;
+        let name = self.qualify_object(&table_name)?;
+        let table = self.writable_table(&name, "delete from").await?;
+        let check = format!(
+            "SELECT 1 FROM {table_name}{}",
+            delete.selection.as_ref().map(|s| format!(" WHERE {s}")).unwrap_or_default()
+        );
+        self.ctx.state().create_logical_plan(&check).await?;
+        let mut builder = table.table().delete().with_session_state(Arc::new(self.ctx.state()));
+        if let Some(selection) = &delete.selection {
+            builder = builder.with_predicate(selection.to_string());
+        }
+        let before = crate::storage::row_count(&table.table());
+        let (deleted, metrics) = builder.await?;
+        let after = crate::storage::row_count(&deleted);
+        table.install(deleted).await?;
+        let rows = metrics.num_deleted_rows.or_else(|| Some(before? - after?));
+        Ok(Output::Command { tag: "DELETE", rows: rows.map(|n| n as u64) })
+    }
+}
+
+/// Adds the external sources a query read to errors that come from parsing their files.
+fn with_sources(error: DataFusionError, sources: &[String]) -> DataFusionError {
+    let message = error.to_string();
+    let from_files = ["Csv error", "Json error", "Parquet error", "Parser error", "Object Store error"]
+        .iter()
+        .any(|kind| message.contains(kind));
+    if sources.is_empty() || !from_files {
+        return error;
+    }
+    DataFusionError::Context(format!("reading {}", sources.join("; ")), Box::new(error))
+}
+
+/// The `count` column DataFusion's insert returns.
+fn count_from(batches: &[arrow::record_batch::RecordBatch]) -> u64 {
+    use arrow::array::{Array, UInt64Array};
+    batches
+        .iter()
+        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| a.clone()))
+        .map(|a| (0..a.len()).map(|i| a.value(i)).sum::<u64>())
+        .sum()
+}
+
+fn single_table_name(table: &TableWithJoins) -> Result<ObjectName> {
+    match &table.relation {
+        TableFactor::Table { name, alias: None, .. } => Ok(name.clone()),
+        TableFactor::Table { .. } => Err(Error::invalid("table aliases are not supported here")),
+        other => Err(Error::invalid(format!("expected a table name, got {other}"))),
+    }
+}
+
+/// (column, expression SQL) for each `SET column = expression`.
+fn assignment_columns(assignments: &[Assignment]) -> Result<Vec<(String, String)>> {
+    assignments
+        .iter()
+        .map(|assignment| match &assignment.target {
+            AssignmentTarget::ColumnName(column) => {
+                let ident = column
+                    .0
+                    .last()
+                    .and_then(|part| part.as_ident())
+                    .ok_or_else(|| Error::invalid(format!("invalid column {column}")))?;
+                let normalized = if ident.quote_style.is_some() {
+                    ident.value.clone()
+                } else {
+                    ident.value.to_lowercase()
+                };
+                Ok((normalized, assignment.value.to_string()))
+            }
+            AssignmentTarget::Tuple(_) => {
+                Err(Error::invalid("UPDATE ... SET (a, b) = (...) is not supported"))
+            }
+        })
+        .collect()
+}

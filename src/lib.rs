@@ -1,0 +1,29 @@
+//! tenure: an analytical database for customer-lifecycle analytics, built on Apache
+//! DataFusion with Delta Lake storage.
+//!
+//! Modules, from the outside in:
+//! - [`cli`]: the `tenure` command line (`sql`, `demo`, `serve`) and the SQL shell;
+//! - [`engine`]: one DataFusion session over the data directory; runs statements, carrying
+//!   out those that change stored state itself;
+//! - [`catalog`]: the persistent catalog of schemas, tables, views and external tables;
+//! - [`storage`]: managed tables as Delta Lake tables;
+//! - [`datadir`]: the data directory, its lock and atomic file replacement;
+//! - [`config`]: `tenure.toml`, environment and flags as one typed [`config::Config`];
+//! - [`demo`]: the deterministic demo e-commerce world with known latent structure;
+//! - [`lifecycle`]: loading the demo world and the lifecycle views shipped in `sql/`;
+//! - [`functions`]: registration of tenure's SQL functions (crate `tenure-udfs`).
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod datadir;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod functions;
+pub mod lifecycle;
+pub mod storage;
+
+pub use config::Config;
+pub use engine::{Engine, Output, PathAccess};
+pub use error::{Error, Result};

@@ -1,0 +1,8 @@
+//! tenure's integration tests, one binary (link time on small machines) with a module per
+//! area. They use the real binary, real files and real Delta tables; nothing is mocked.
+
+mod cli;
+mod external;
+mod persistence;
+mod slt;
+mod support;
