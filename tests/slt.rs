@@ -85,10 +85,17 @@ fn options() -> FormatOptions<'static> {
 }
 
 fn cell(column: &ArrayRef, formatter: &ArrayFormatter<'_>, row: usize) -> String {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float32Type, Float64Type};
     if column.is_null(row) {
         return "NULL".to_string();
     }
-    let text = formatter.value(row).to_string();
+    // Rust's shortest round-trip formatting: 2525 rather than arrow's 2525.0.
+    let text = match column.data_type() {
+        DataType::Float64 => column.as_primitive::<Float64Type>().value(row).to_string(),
+        DataType::Float32 => column.as_primitive::<Float32Type>().value(row).to_string(),
+        _ => formatter.value(row).to_string(),
+    };
     if text.is_empty() { "(empty)".to_string() } else { text }
 }
 

@@ -38,9 +38,13 @@ impl<'a> Shell<'a> {
     pub async fn run_script(&mut self, script: &str, out: &mut dyn Write) -> Result<()> {
         let mut sql = String::new();
         for line in script.lines() {
-            if sql.trim().is_empty() && line.trim_start().starts_with('\\') {
+            // A backslash command stands on its own line between statements.
+            if line.trim_start().starts_with('\\') && !statement_started(&sql) {
+                if !sql.trim().is_empty() {
+                    self.run_sql(&std::mem::take(&mut sql), out).await?;
+                }
                 if !self.backslash(line.trim(), out).await? {
-                    break;
+                    return Ok(());
                 }
                 continue;
             }
@@ -184,6 +188,11 @@ impl<'a> Shell<'a> {
         }
         Ok(())
     }
+}
+
+/// True when `sql` holds an unfinished statement (text after the last complete one).
+fn statement_started(sql: &str) -> bool {
+    !sql.trim().is_empty() && !statement_complete(sql)
 }
 
 /// True when `sql` ends with a `;` outside quotes and comments.

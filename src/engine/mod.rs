@@ -17,6 +17,8 @@ use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -304,7 +306,11 @@ fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> 
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(true)
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
-        .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+        .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+        // As delta-rs's own sessions do: hash-join IN-list pushdown can panic on the
+        // dictionary-encoded partition columns of Delta scans.
+        .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
+        .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values", 0);
     let disk = DiskManagerBuilder::default()
         .with_mode(DiskManagerMode::Directories(vec![data_dir.tmp_dir()]));
     let mut runtime = RuntimeEnvBuilder::new().with_disk_manager_builder(disk);
@@ -312,5 +318,13 @@ fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> 
         runtime = runtime.with_memory_limit(limit, 1.0);
     }
     let runtime = Arc::new(runtime.build()?);
-    Ok(SessionContext::new_with_config_rt(session_config, runtime))
+    // Delta writes (CREATE TABLE AS, INSERT, UPDATE, DELETE) plan custom nodes that only
+    // delta-rs's planner knows; it plans everything else like DataFusion's default planner.
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(session_config)
+        .with_runtime_env(runtime)
+        .with_query_planner(DeltaPlanner::new())
+        .build();
+    Ok(SessionContext::new_with_state(state))
 }

@@ -164,6 +164,7 @@ impl Engine {
             _ => {}
         }
         let dir = catalog.allocate_table_dir();
+        std::fs::create_dir_all(self.data_dir.tables_dir().join(&dir))?;
         let url = self.managed_url(&dir)?;
         // The data is committed before the catalog names it: a crash in between leaves an
         // orphan directory that the next start removes, never a half-written table.
@@ -434,7 +435,8 @@ impl Engine {
     ) -> Error {
         let message = error.to_string();
         let LogicalPlan::Dml(dml) = plan else { return error };
-        if !message.to_lowercase().contains("cast") {
+        let null_violation = message.contains("non-nullable");
+        if !null_violation && !message.to_lowercase().contains("cast") {
             return error;
         }
         let input = dml.input.as_ref();
@@ -449,6 +451,12 @@ impl Engine {
                 Ok(frame) => frame.collect().await.is_err(),
                 Err(_) => true,
             };
+            if failed && null_violation {
+                return Error::invalid(format!(
+                    "null value in column {} of table {table} violates its NOT NULL constraint",
+                    field.name()
+                ));
+            }
             if failed {
                 return Error::invalid(format!(
                     "invalid value for column {} of table {table}: {message}",
@@ -467,6 +475,12 @@ impl Engine {
         let name = self.qualify_object(&table_name)?;
         let table = self.writable_table(&name, "update").await?;
         let assignments = assignment_columns(&update.assignments)?;
+        let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
+        for (column, _) in &assignments {
+            if schema.field_with_name(column).is_err() {
+                return Err(Error::invalid(format!("column {column} of table {name} does not exist")));
+            }
+        }
         // Plan the same expressions with DataFusion first, so unknown columns and type errors
         // are reported in DataFusion's words before Delta rewrites anything.
         let check = format!(
