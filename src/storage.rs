@@ -15,7 +15,7 @@ use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use deltalake::DeltaTable;
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use deltalake::protocol::SaveMode;
 use url::Url;
 
@@ -67,7 +67,8 @@ impl ManagedTable {
         plan: LogicalPlan,
         session: Arc<dyn Session>,
     ) -> Result<(Arc<ManagedTable>, usize)> {
-        let table = DeltaTable::try_from_url(url.clone()).await?;
+        // Not loaded: there is no table yet, and the write creates version 0.
+        let table = DeltaTableBuilder::from_url(url.clone())?.build()?;
         let table = table
             .write(Vec::new())
             .with_input_plan(plan)
