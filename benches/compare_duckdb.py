@@ -24,14 +24,15 @@ def main() -> None:
     for table in TABLES:
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{data / (table + '.parquet')}')")
     queries = sorted((pathlib.Path(__file__).parent.parent / "sql" / "bench").glob("q*.sql"))
-    print(f"duckdb {duckdb.__version__}, threads {con.execute('SELECT current_setting(''threads'')').fetchone()[0]}")
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    print(f"duckdb {duckdb.__version__}, threads {threads}")
     for path in queries:
         sql = path.read_text()
-        rows = con.execute(sql).fetch_arrow_table().num_rows
+        rows = con.sql(sql).to_arrow_table().num_rows
         times = []
         for _ in range(runs):
             started = time.perf_counter()
-            con.execute(sql).fetch_arrow_table()
+            con.sql(sql).to_arrow_table()
             times.append(time.perf_counter() - started)
         print(f"{path.stem:24} {statistics.median(times) * 1000:9.1f} ms  ({rows} rows)")
 

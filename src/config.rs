@@ -39,25 +39,15 @@ impl Default for Config {
     }
 }
 
-/// The keys `tenure.toml` may hold; all optional. Unknown keys are an error so that a typo
-/// does not silently fall back to a default.
-#[derive(Debug, Default, Deserialize)]
+/// One layer of settings (`tenure.toml`, the environment or flags); `None` leaves the lower
+/// layer's value. Unknown keys in the file are an error so that a typo does not silently fall
+/// back to a default.
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    pub data_dir: Option<PathBuf>,
-    pub threads: Option<usize>,
-    /// e.g. "4GiB", "512MiB", "2000000000"
-    pub memory_limit: Option<String>,
-    pub batch_size: Option<usize>,
-    pub allowed_roots: Option<Vec<PathBuf>>,
-    pub listen: Option<String>,
-}
-
-/// Overrides from flags or the environment; `None` leaves the lower layer's value.
-#[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub threads: Option<usize>,
+    /// e.g. "4GiB", "512MiB", "2000000000"
     pub memory_limit: Option<String>,
     pub batch_size: Option<usize>,
     pub allowed_roots: Option<Vec<PathBuf>>,
@@ -87,16 +77,9 @@ impl Config {
     }
 
     fn apply_file_text(&mut self, text: &str, path: &Path) -> Result<()> {
-        let file: ConfigFile = toml::from_str(text)
+        let file: Overrides = toml::from_str(text)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        self.apply(&Overrides {
-            data_dir: file.data_dir,
-            threads: file.threads,
-            memory_limit: file.memory_limit,
-            batch_size: file.batch_size,
-            allowed_roots: file.allowed_roots,
-            listen: file.listen,
-        })
+        self.apply(&file)
     }
 
     /// Applies one layer of overrides.

@@ -6,7 +6,8 @@ use tracing_subscriber::EnvFilter;
 fn main() -> std::process::ExitCode {
     let cli = tenure::cli::Cli::parse();
     let default_level = match cli.command {
-        tenure::cli::Command::Serve { .. } => "info",
+        // Our own progress at info; the storage libraries are chatty below warn.
+        tenure::cli::Command::Serve { .. } => "warn,tenure=info",
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -4,5 +4,6 @@
 mod cli;
 mod external;
 mod persistence;
+mod s3;
 mod slt;
 mod support;

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
 use datafusion::sql::planner::object_name_to_table_reference;
 use deltalake::DeltaTableBuilder;
+use deltalake::logstore::{
+    LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories,
+};
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use url::Url;
@@ -167,6 +170,7 @@ impl Engine {
             };
             let mut builder = DeltaTableBuilder::from_url(url.clone())?;
             if let Some(store) = stores.get(*location) {
+                register_s3_log_stores();
                 builder = builder.with_storage_backend(store.clone(), url.clone());
             }
             let delta = builder.load().await.map_err(|e| {
@@ -295,6 +299,35 @@ fn s3_store(url: &Url, options: &HashMap<String, String>) -> Result<Arc<dyn Obje
         .build()
         .map_err(|e| Error::invalid(format!("cannot configure S3 for {url}: {e}")))?;
     Ok(Arc::new(store))
+}
+
+/// delta-rs reads a table through a "log store" chosen by URL scheme, and knows only file://
+/// and memory:// unless its S3 crate (with the AWS SDK) is compiled in. tenure hands it an
+/// S3 object store of its own (credentials from OPTIONS or the environment), so delta-rs's
+/// default log store is all S3 reads need; tenure never writes external tables.
+struct S3LogStores;
+
+impl LogStoreFactory for S3LogStores {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(prefixed_store, root_store, location, options))
+    }
+}
+
+fn register_s3_log_stores() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        for scheme in ["s3://", "s3a://"] {
+            // Both literals are valid URLs.
+            let url = Url::parse(scheme).expect("a valid scheme URL");
+            logstore_factories().entry(url).or_insert_with(|| Arc::new(S3LogStores));
+        }
+    });
 }
 
 /// The text of a SQL literal as stored in the catalog (`'abc'` -> `abc`).
