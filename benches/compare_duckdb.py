@@ -22,9 +22,9 @@ def main() -> None:
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     con = duckdb.connect()
     for table in TABLES:
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{data / (table + '.parquet')}')")
+        con.sql(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{data / (table + '.parquet')}')")
     queries = sorted((pathlib.Path(__file__).parent.parent / "sql" / "bench").glob("q*.sql"))
-    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    threads = con.sql("SELECT current_setting('threads')").fetchall()[0][0]
     print(f"duckdb {duckdb.__version__}, threads {threads}")
     for path in queries:
         sql = path.read_text()
