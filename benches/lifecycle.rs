@@ -37,18 +37,33 @@ fn lifecycle(c: &mut Criterion) {
         Some(dir) => PathBuf::from(dir),
         None => {
             let dir = scratch.path().join("parquet");
-            let config = Config { data_dir: scratch.path().join("gen"), ..Config::default() };
+            let config = Config {
+                data_dir: scratch.path().join("gen"),
+                ..Config::default()
+            };
             runtime.block_on(async {
-                let engine = Engine::open(&config, PathAccess::Unrestricted).await.unwrap();
-                let options = tenure::demo::DemoOptions { scale: 0.1, seed: 42 };
-                tenure::lifecycle::load_demo(&engine, &options, Some(&dir)).await.unwrap();
+                let engine = Engine::open(&config, PathAccess::Unrestricted)
+                    .await
+                    .unwrap();
+                let options = tenure::demo::DemoOptions {
+                    scale: 0.1,
+                    seed: 42,
+                };
+                tenure::lifecycle::load_demo(&engine, &options, Some(&dir))
+                    .await
+                    .unwrap();
             });
             dir
         }
     };
-    let config = Config { data_dir: scratch.path().join("bench"), ..Config::default() };
+    let config = Config {
+        data_dir: scratch.path().join("bench"),
+        ..Config::default()
+    };
     let engine = runtime.block_on(async {
-        let engine = Engine::open(&config, PathAccess::Unrestricted).await.unwrap();
+        let engine = Engine::open(&config, PathAccess::Unrestricted)
+            .await
+            .unwrap();
         for table in TABLES {
             let location = parquet.join(format!("{table}.parquet"));
             engine
@@ -62,7 +77,9 @@ fn lifecycle(c: &mut Criterion) {
         engine
     });
     let mut group = c.benchmark_group("lifecycle");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     for (name, sql) in queries() {
         group.bench_function(&name, |b| {
             b.iter(|| runtime.block_on(engine.query(&sql)).expect("query runs"))

@@ -27,7 +27,10 @@ pub struct QualifiedName {
 
 impl QualifiedName {
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        QualifiedName { schema: schema.into(), name: name.into() }
+        QualifiedName {
+            schema: schema.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -90,7 +93,10 @@ impl Default for CatalogState {
 
 impl CatalogState {
     pub fn get(&self, name: &QualifiedName) -> Option<&Relation> {
-        self.relations.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+        self.relations
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r)
     }
 
     pub fn contains_schema(&self, schema: &str) -> bool {
@@ -112,7 +118,10 @@ impl CatalogState {
 
     /// Relations in `schema`.
     pub fn in_schema<'a>(&'a self, schema: &'a str) -> impl Iterator<Item = &'a QualifiedName> {
-        self.relations.iter().map(|(n, _)| n).filter(move |n| n.schema == schema)
+        self.relations
+            .iter()
+            .map(|(n, _)| n)
+            .filter(move |n| n.schema == schema)
     }
 
     /// A fresh directory name for a managed table.
@@ -142,7 +151,9 @@ pub struct CatalogStore {
 
 impl CatalogStore {
     pub fn new(path: &Path) -> Self {
-        CatalogStore { path: path.to_path_buf() }
+        CatalogStore {
+            path: path.to_path_buf(),
+        }
     }
 
     /// Loads the catalog; a missing file is an empty catalog, a corrupt one an error (never
@@ -156,7 +167,10 @@ impl CatalogStore {
             Err(e) => return Err(e.into()),
         };
         let state: CatalogState = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Catalog(format!("{} is not a valid catalog: {e}", self.path.display()))
+            Error::Catalog(format!(
+                "{} is not a valid catalog: {e}",
+                self.path.display()
+            ))
         })?;
         if state.format > CATALOG_FORMAT {
             return Err(Error::Catalog(format!(
@@ -189,13 +203,27 @@ mod tests {
         let mut state = CatalogState::default();
         state.schemas.push("truth".into());
         let table_dir = state.allocate_table_dir();
-        state.put(QualifiedName::new("public", "t"), Relation::Managed { dir: table_dir });
-        state.put(QualifiedName::new("public", "v"), Relation::View { sql: "SELECT 1".into() });
-        state.put(QualifiedName::new("public", "t"), Relation::Managed { dir: "t9".into() });
+        state.put(
+            QualifiedName::new("public", "t"),
+            Relation::Managed { dir: table_dir },
+        );
+        state.put(
+            QualifiedName::new("public", "v"),
+            Relation::View {
+                sql: "SELECT 1".into(),
+            },
+        );
+        state.put(
+            QualifiedName::new("public", "t"),
+            Relation::Managed { dir: "t9".into() },
+        );
         store.save(&state).unwrap();
         let loaded = store.load().unwrap();
         assert_eq!(loaded, state);
-        assert_eq!(loaded.relations[0].0.name, "t", "replacing keeps the position");
+        assert_eq!(
+            loaded.relations[0].0.name, "t",
+            "replacing keeps the position"
+        );
         assert_eq!(loaded.next_table_id, 2);
     }
 

@@ -77,8 +77,8 @@ impl Config {
     }
 
     fn apply_file_text(&mut self, text: &str, path: &Path) -> Result<()> {
-        let file: Overrides = toml::from_str(text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let file: Overrides =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         self.apply(&file)
     }
 
@@ -113,7 +113,9 @@ impl Config {
             return Err(Error::Config("batch_size must be at least 1".into()));
         }
         if self.memory_limit == Some(0) {
-            return Err(Error::Config("memory_limit must be more than 0 bytes".into()));
+            return Err(Error::Config(
+                "memory_limit must be more than 0 bytes".into(),
+            ));
         }
         Ok(())
     }
@@ -146,8 +148,12 @@ impl Overrides {
             threads: number("TENURE_THREADS")?,
             memory_limit: get("TENURE_MEMORY_LIMIT"),
             batch_size: number("TENURE_BATCH_SIZE")?,
-            allowed_roots: get("TENURE_ALLOWED_ROOTS")
-                .map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()),
+            allowed_roots: get("TENURE_ALLOWED_ROOTS").map(|v| {
+                v.split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            }),
             listen: get("TENURE_LISTEN"),
         })
     }
@@ -210,7 +216,10 @@ mod tests {
         config.apply(&env).unwrap();
         assert_eq!((config.threads, config.memory_limit), (5, Some(1 << 30)));
         config
-            .apply(&Overrides { data_dir: Some("from-flag".into()), ..Default::default() })
+            .apply(&Overrides {
+                data_dir: Some("from-flag".into()),
+                ..Default::default()
+            })
             .unwrap();
         assert_eq!(config.data_dir, PathBuf::from("from-flag"));
         assert_eq!(config.threads, 5);
@@ -218,11 +227,13 @@ mod tests {
 
     #[test]
     fn bad_values_are_rejected_with_the_key() {
-        let err = Overrides::from_env(|k| (k == "TENURE_THREADS").then(|| "many".into()))
-            .unwrap_err();
+        let err =
+            Overrides::from_env(|k| (k == "TENURE_THREADS").then(|| "many".into())).unwrap_err();
         assert!(err.to_string().contains("TENURE_THREADS"), "{err}");
         let mut config = Config::default();
-        let err = config.apply_file_text("thread = 2", Path::new("t.toml")).unwrap_err();
+        let err = config
+            .apply_file_text("thread = 2", Path::new("t.toml"))
+            .unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
         config.threads = 0;
         assert!(config.validate().is_err());

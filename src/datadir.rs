@@ -29,7 +29,10 @@ impl DataDir {
     /// [`Error::DataDirInUse`] when another process holds it.
     pub fn open(root: &Path) -> Result<DataDir> {
         std::fs::create_dir_all(root).map_err(|e| {
-            Error::Config(format!("cannot create data directory {}: {e}", root.display()))
+            Error::Config(format!(
+                "cannot create data directory {}: {e}",
+                root.display()
+            ))
         })?;
         let root = root.canonicalize()?;
         let lock_path = root.join("tenure.lock");

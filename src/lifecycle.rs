@@ -36,7 +36,9 @@ pub async fn load_demo(
     );
     for table in &world.tables {
         if table.schema != crate::engine::DEFAULT_SCHEMA {
-            engine.run(&format!("CREATE SCHEMA IF NOT EXISTS {}", table.schema)).await?;
+            engine
+                .run(&format!("CREATE SCHEMA IF NOT EXISTS {}", table.schema))
+                .await?;
         }
     }
     for table in world.tables {
@@ -56,13 +58,21 @@ pub async fn load_demo(
 
 async fn write_table(engine: &Engine, table: &DemoTable, parquet_dir: Option<&Path>) -> Result<()> {
     let Some(first) = table.batches.first() else {
-        return Err(crate::Error::invalid(format!("demo table {} has no batches", table.name)));
+        return Err(crate::Error::invalid(format!(
+            "demo table {} has no batches",
+            table.name
+        )));
     };
-    let memory = Arc::new(MemTable::try_new(first.schema(), vec![table.batches.clone()])?);
-    let plan = LogicalPlanBuilder::scan(table.name, provider_as_source(memory.clone()), None)?
-        .build()?;
+    let memory = Arc::new(MemTable::try_new(
+        first.schema(),
+        vec![table.batches.clone()],
+    )?);
+    let plan =
+        LogicalPlanBuilder::scan(table.name, provider_as_source(memory.clone()), None)?.build()?;
     let name = QualifiedName::new(table.schema, table.name);
-    engine.create_managed_table(&name, plan, false, true).await?;
+    engine
+        .create_managed_table(&name, plan, false, true)
+        .await?;
     if let Some(dir) = parquet_dir {
         let dir = if table.schema == crate::engine::DEFAULT_SCHEMA {
             dir.to_path_buf()

@@ -15,8 +15,8 @@ use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use deltalake::{DeltaTable, DeltaTableBuilder};
 use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use url::Url;
 
 use crate::error::Result;
@@ -81,7 +81,11 @@ impl ManagedTable {
 
     /// The latest committed Delta table (cheap clone of its snapshot).
     pub fn table(&self) -> DeltaTable {
-        self.state.read().expect("lock poisoned by a panic").table.clone()
+        self.state
+            .read()
+            .expect("lock poisoned by a panic")
+            .table
+            .clone()
     }
 
     /// Location of the table.
@@ -104,7 +108,11 @@ impl ManagedTable {
     }
 
     fn provider(&self) -> Arc<dyn TableProvider> {
-        self.state.read().expect("lock poisoned by a panic").provider.clone()
+        self.state
+            .read()
+            .expect("lock poisoned by a panic")
+            .provider
+            .clone()
     }
 }
 
@@ -112,7 +120,11 @@ impl ManagedTable {
 /// Delta log (no data is read); `None` when a file has no statistics.
 pub fn row_count(table: &DeltaTable) -> Option<usize> {
     let snapshot = table.snapshot().ok()?;
-    snapshot.log_data().iter().map(|file| file.num_records()).sum()
+    snapshot
+        .log_data()
+        .iter()
+        .map(|file| file.num_records())
+        .sum()
 }
 
 #[async_trait]
@@ -139,7 +151,9 @@ impl TableProvider for ManagedTable {
         if self.refresh_on_scan {
             self.refresh().await?;
         }
-        self.provider().scan(state, projection, filters, limit).await
+        self.provider()
+            .scan(state, projection, filters, limit)
+            .await
     }
 
     fn supports_filters_pushdown(

@@ -35,16 +35,33 @@ async fn everything_survives_a_restart() {
             .expect("setup statements run");
     }
     let engine = open_engine(dir.path()).await;
-    assert_eq!(scalar(&engine, "SELECT orders FROM sales.totals").await, "2");
-    assert_eq!(scalar(&engine, "SELECT total FROM sales.totals").await, "41.0");
-    assert_eq!(scalar(&engine, "SELECT sum(n) FROM numbers").await, "500500");
+    assert_eq!(
+        scalar(&engine, "SELECT orders FROM sales.totals").await,
+        "2"
+    );
+    assert_eq!(
+        scalar(&engine, "SELECT total FROM sales.totals").await,
+        "41.0"
+    );
+    assert_eq!(
+        scalar(&engine, "SELECT sum(n) FROM numbers").await,
+        "500500"
+    );
     assert_eq!(scalar(&engine, "SELECT label FROM points").await, "one");
-    let missing = engine.query("SELECT * FROM big").await.unwrap_err().to_string();
+    let missing = engine
+        .query("SELECT * FROM big")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("big"), "the old name is gone: {missing}");
     // The Delta tables are ordinary Delta Lake tables with a commit log.
     let tables = dir.path().join("tables");
     let logs = std::fs::read_dir(&tables).unwrap().filter(|e| {
-        e.as_ref().unwrap().path().join("_delta_log/00000000000000000000.json").exists()
+        e.as_ref()
+            .unwrap()
+            .path()
+            .join("_delta_log/00000000000000000000.json")
+            .exists()
     });
     assert_eq!(logs.count(), 2, "one Delta table per managed table");
 }
@@ -57,10 +74,16 @@ async fn a_second_process_is_refused_the_data_directory() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!("is in use by process {}", std::process::id());
-    assert!(stderr.contains("data directory") && stderr.contains(&expected), "{stderr}");
+    assert!(
+        stderr.contains("data directory") && stderr.contains(&expected),
+        "{stderr}"
+    );
     drop(engine);
     let output = tenure(dir.path(), &["sql", "-c", "SELECT 1"]);
-    assert!(output.status.success(), "the lock is released with the engine");
+    assert!(
+        output.status.success(),
+        "the lock is released with the engine"
+    );
 }
 
 /// Files under `dir`, recursively, except the Delta log.
@@ -68,7 +91,9 @@ fn data_files(dir: &Path) -> BTreeSet<PathBuf> {
     let mut found = BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(next) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else { continue };
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.file_name().is_some_and(|n| n == "_delta_log") {
@@ -109,7 +134,10 @@ fn kill_mid_write(data_dir: &Path, statement: &str) -> bool {
             child.wait().expect("reaped");
             return true;
         }
-        assert!(Instant::now() < deadline, "{statement} neither wrote nor finished");
+        assert!(
+            Instant::now() < deadline,
+            "{statement} neither wrote nor finished"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -137,26 +165,33 @@ async fn sigkill_mid_write_leaves_before_or_after() {
     {
         let engine = open_engine(dir.path()).await;
         match engine.query("SELECT count(*) FROM c").await {
-            Ok(_) => assert_eq!(scalar(&engine, "SELECT count(*) FROM c").await, ROWS.to_string()),
+            Ok(_) => assert_eq!(
+                scalar(&engine, "SELECT count(*) FROM c").await,
+                ROWS.to_string()
+            ),
             Err(e) => assert!(e.to_string().contains("c"), "table c is absent: {e}"),
         }
         assert_eq!(scalar(&engine, "SELECT count(*) FROM t").await, "1000");
         // A failed CTAS leaves no directory behind after the next start.
-        let dirs = std::fs::read_dir(dir.path().join("tables")).unwrap().count();
+        let dirs = std::fs::read_dir(dir.path().join("tables"))
+            .unwrap()
+            .count();
         let tables = scalar(
             &engine,
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
         )
         .await;
-        assert_eq!(dirs.to_string(), tables, "every table directory belongs to a table");
+        assert_eq!(
+            dirs.to_string(),
+            tables,
+            "every table directory belongs to a table"
+        );
     }
 
     // INSERT: all rows or none.
     let killed_insert = kill_mid_write(
         dir.path(),
-        &format!(
-            "INSERT INTO t SELECT value + 1000 AS id, 1 AS v FROM generate_series(1, {ROWS})"
-        ),
+        &format!("INSERT INTO t SELECT value + 1000 AS id, 1 AS v FROM generate_series(1, {ROWS})"),
     );
     let count = {
         let engine = open_engine(dir.path()).await;

@@ -9,9 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::support::{open_engine, scalar};
 
@@ -33,12 +33,23 @@ fn moto_binary() -> Option<String> {
     if let Ok(path) = std::env::var("TENURE_MOTO_SERVER") {
         return Some(path);
     }
-    let found = Command::new("moto_server").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    found.ok().filter(|s| s.success()).map(|_| "moto_server".to_string())
+    let found = Command::new("moto_server")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    found
+        .ok()
+        .filter(|s| s.success())
+        .map(|_| "moto_server".to_string())
 }
 
 fn start_moto(binary: &str) -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(binary)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -48,7 +59,10 @@ fn start_moto(binary: &str) -> Moto {
     let endpoint = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not listen on {endpoint}");
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen on {endpoint}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let moto = Moto { child, endpoint };
@@ -58,7 +72,10 @@ fn start_moto(binary: &str) -> Moto {
         .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "CreateBucket: {response}");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "CreateBucket: {response}"
+    );
     moto
 }
 
@@ -86,9 +103,16 @@ async fn upload_dir(store: &dyn ObjectStore, local: &std::path::Path, prefix: &s
                 stack.push(path);
                 continue;
             }
-            let relative = path.strip_prefix(local).unwrap().to_string_lossy().into_owned();
+            let relative = path
+                .strip_prefix(local)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let key = StorePath::from(format!("{prefix}/{relative}"));
-            store.put(&key, std::fs::read(&path).unwrap().into()).await.unwrap();
+            store
+                .put(&key, std::fs::read(&path).unwrap().into())
+                .await
+                .unwrap();
         }
     }
 }
@@ -126,8 +150,16 @@ async fn parquet_and_delta_tables_on_s3() {
             .await
             .unwrap();
         upload_dir(bucket.as_ref(), &parquet, "orders").await;
-        engine.run("CREATE TABLE local_delta AS SELECT value AS n FROM generate_series(1, 42)").await.unwrap();
-        upload_dir(bucket.as_ref(), &dir.path().join("tables/t000001"), "delta/numbers").await;
+        engine
+            .run("CREATE TABLE local_delta AS SELECT value AS n FROM generate_series(1, 42)")
+            .await
+            .unwrap();
+        upload_dir(
+            bucket.as_ref(),
+            &dir.path().join("tables/t000001"),
+            "delta/numbers",
+        )
+        .await;
 
         engine
             .run(&format!(
@@ -135,18 +167,27 @@ async fn parquet_and_delta_tables_on_s3() {
             ))
             .await
             .unwrap();
-        assert_eq!(scalar(&engine, "SELECT sum(amount) FROM s3_orders").await, "1252500");
+        assert_eq!(
+            scalar(&engine, "SELECT sum(amount) FROM s3_orders").await,
+            "1252500"
+        );
         engine
             .run(&format!(
                 "CREATE EXTERNAL TABLE s3_numbers STORED AS DELTA LOCATION 's3://{BUCKET}/delta/numbers/' {options}"
             ))
             .await
             .unwrap();
-        assert_eq!(scalar(&engine, "SELECT count(*) FROM s3_numbers").await, "42");
+        assert_eq!(
+            scalar(&engine, "SELECT count(*) FROM s3_numbers").await,
+            "42"
+        );
     }
     // Both registrations, with their options, survive a restart.
     let engine = open_engine(dir.path()).await;
-    assert_eq!(scalar(&engine, "SELECT count(*) FROM s3_orders").await, "500");
+    assert_eq!(
+        scalar(&engine, "SELECT count(*) FROM s3_orders").await,
+        "500"
+    );
     assert_eq!(scalar(&engine, "SELECT max(n) FROM s3_numbers").await, "42");
     let err = engine
         .run(&format!(
@@ -159,5 +200,8 @@ async fn parquet_and_delta_tables_on_s3() {
         .run("CREATE EXTERNAL TABLE bad STORED AS PARQUET LOCATION 's3://b/x' OPTIONS ('aws.colour' 'red')")
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("unknown S3 option aws.colour"), "{err}");
+    assert!(
+        err.to_string().contains("unknown S3 option aws.colour"),
+        "{err}"
+    );
 }

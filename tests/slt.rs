@@ -36,18 +36,34 @@ impl sqllogictest::AsyncDB for Db {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
         let mut statements = self.engine.parse(sql).map_err(|e| DbError(e.to_string()))?;
-        let last = statements.pop().ok_or_else(|| DbError("empty statement".into()))?;
+        let last = statements
+            .pop()
+            .ok_or_else(|| DbError("empty statement".into()))?;
         for statement in statements {
-            self.engine.execute(statement).await.map_err(|e| DbError(e.to_string()))?;
+            self.engine
+                .execute(statement)
+                .await
+                .map_err(|e| DbError(e.to_string()))?;
         }
-        match self.engine.execute(last).await.map_err(|e| DbError(e.to_string()))? {
+        match self
+            .engine
+            .execute(last)
+            .await
+            .map_err(|e| DbError(e.to_string()))?
+        {
             Output::Command { rows, .. } => Ok(DBOutput::StatementComplete(rows.unwrap_or(0))),
             Output::Rows(stream) => {
                 use futures::TryStreamExt;
                 let schema = stream.schema();
-                let batches: Vec<_> =
-                    stream.try_collect().await.map_err(|e| DbError(e.to_string()))?;
-                let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+                let batches: Vec<_> = stream
+                    .try_collect()
+                    .await
+                    .map_err(|e| DbError(e.to_string()))?;
+                let types = schema
+                    .fields()
+                    .iter()
+                    .map(|f| column_type(f.data_type()))
+                    .collect();
                 let mut rows = Vec::new();
                 for batch in &batches {
                     let formatters: Vec<_> = batch
@@ -58,7 +74,8 @@ impl sqllogictest::AsyncDB for Db {
                     for row in 0..batch.num_rows() {
                         let mut cells = Vec::new();
                         for (column, formatter) in &formatters {
-                            let formatter = formatter.as_ref().map_err(|e| DbError(e.to_string()))?;
+                            let formatter =
+                                formatter.as_ref().map_err(|e| DbError(e.to_string()))?;
                             cells.push(cell(column, formatter, row));
                         }
                         rows.push(cells);
@@ -96,13 +113,19 @@ fn cell(column: &ArrayRef, formatter: &ArrayFormatter<'_>, row: usize) -> String
         DataType::Float32 => column.as_primitive::<Float32Type>().value(row).to_string(),
         _ => formatter.value(row).to_string(),
     };
-    if text.is_empty() { "(empty)".to_string() } else { text }
+    if text.is_empty() {
+        "(empty)".to_string()
+    } else {
+        text
+    }
 }
 
 fn column_type(data_type: &DataType) -> DefaultColumnType {
     match data_type {
         t if t.is_integer() => DefaultColumnType::Integer,
-        t if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
+        t if t.is_floating()
+            || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) =>
+        {
             DefaultColumnType::FloatingPoint
         }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DefaultColumnType::Text,
@@ -151,5 +174,9 @@ async fn sqllogictest_files() {
             failures.push(format!("{}:\n{}", file.display(), e.display(true)));
         }
     }
-    assert!(failures.is_empty(), "sqllogictest failures:\n{}", failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "sqllogictest failures:\n{}",
+        failures.join("\n\n")
+    );
 }

@@ -8,7 +8,9 @@ use tenure::{Config, Engine, PathAccess};
 /// The `tenure` binary cargo built for these tests.
 pub fn tenure_bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tenure"));
-    command.env_remove("TENURE_DATA_DIR").env("RUST_LOG", "warn");
+    command
+        .env_remove("TENURE_DATA_DIR")
+        .env("RUST_LOG", "warn");
     command
 }
 
@@ -36,15 +38,28 @@ pub fn tenure_ok(data_dir: &Path, args: &[&str]) -> String {
 
 /// Opens an engine on `dir` with default settings and two threads.
 pub async fn open_engine(dir: &Path) -> Engine {
-    let config = Config { data_dir: dir.to_path_buf(), threads: 2, ..Config::default() };
-    Engine::open(&config, PathAccess::Unrestricted).await.expect("engine opens")
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        threads: 2,
+        ..Config::default()
+    };
+    Engine::open(&config, PathAccess::Unrestricted)
+        .await
+        .expect("engine opens")
 }
 
 /// The single value of a one-row, one-column query, formatted as text.
 pub async fn scalar(engine: &Engine, sql: &str) -> String {
-    let batches = engine.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches = engine
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let rows: Vec<_> = batches.iter().filter(|b| b.num_rows() > 0).collect();
     assert_eq!(rows.len(), 1, "{sql}: expected one batch with rows");
-    assert_eq!((rows[0].num_rows(), rows[0].num_columns()), (1, 1), "{sql}: expected one value");
+    assert_eq!(
+        (rows[0].num_rows(), rows[0].num_columns()),
+        (1, 1),
+        "{sql}: expected one value"
+    );
     arrow::util::display::array_value_to_string(rows[0].column(0), 0).expect("displayable")
 }

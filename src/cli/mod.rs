@@ -104,7 +104,12 @@ impl Cli {
 pub async fn run(cli: Cli) -> Result<()> {
     let config = cli.config()?;
     match cli.command {
-        Command::Sql { commands, files, format, timing } => {
+        Command::Sql {
+            commands,
+            files,
+            format,
+            timing,
+        } => {
             let engine = Engine::open(&config, PathAccess::Unrestricted).await?;
             crate::functions::register(&engine);
             let mut shell = Shell::new(&engine, format, timing);
@@ -134,7 +139,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Demo { scale, seed, parquet } => {
+        Command::Demo {
+            scale,
+            seed,
+            parquet,
+        } => {
             let engine = Engine::open(&config, PathAccess::Unrestricted).await?;
             let options = crate::demo::DemoOptions { scale, seed };
             crate::lifecycle::load_demo(&engine, &options, parquet.as_deref()).await?;

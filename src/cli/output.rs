@@ -42,7 +42,9 @@ pub fn print_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Forma
             writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
         }
         Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             for batch in batches {
                 writer.write(batch)?;
             }
@@ -96,8 +98,14 @@ mod tests {
     fn formats_render_rows() {
         let table = render(Format::Table);
         assert!(table.contains("| 1  | a,b  |"), "{table}");
-        assert!(table.contains("NULL") && table.ends_with("(2 rows)\n"), "{table}");
+        assert!(
+            table.contains("NULL") && table.ends_with("(2 rows)\n"),
+            "{table}"
+        );
         assert_eq!(render(Format::Csv), "id,name\n1,\"a,b\"\n2,\n");
-        assert_eq!(render(Format::Json), "[{\"id\":1,\"name\":\"a,b\"},{\"id\":2}]\n");
+        assert_eq!(
+            render(Format::Json),
+            "[{\"id\":1,\"name\":\"a,b\"},{\"id\":2}]\n"
+        );
     }
 }

@@ -30,7 +30,11 @@ SQL statements end with ';'. Backslash commands:
 
 impl<'a> Shell<'a> {
     pub fn new(engine: &'a Engine, format: Format, timing: bool) -> Self {
-        Shell { engine, format, timing }
+        Shell {
+            engine,
+            format,
+            timing,
+        }
     }
 
     /// Runs a script: SQL statements and backslash commands (one per line). Stops at the
@@ -81,7 +85,11 @@ impl<'a> Shell<'a> {
                 }
             }
             if self.timing {
-                writeln!(out, "Time: {:.3} ms", started.elapsed().as_secs_f64() * 1000.0)?;
+                writeln!(
+                    out,
+                    "Time: {:.3} ms",
+                    started.elapsed().as_secs_f64() * 1000.0
+                )?;
             }
         }
         Ok(())
@@ -151,7 +159,11 @@ impl<'a> Shell<'a> {
         );
         let mut buffer = String::new();
         loop {
-            let prompt = if buffer.is_empty() { "tenure=> " } else { "tenure-> " };
+            let prompt = if buffer.is_empty() {
+                "tenure=> "
+            } else {
+                "tenure-> "
+            };
             let line = match editor.readline(prompt) {
                 Ok(line) => line,
                 Err(ReadlineError::Interrupted) => {
@@ -229,7 +241,8 @@ fn list_relations(kind: Option<&str>) -> String {
          FROM information_schema.tables \
          WHERE table_catalog = 'tenure' AND table_schema <> 'information_schema' {} \
          ORDER BY 1, 2",
-        kind.map(|k| format!("AND table_type = '{k}'")).unwrap_or_default()
+        kind.map(|k| format!("AND table_type = '{k}'"))
+            .unwrap_or_default()
     )
 }
 

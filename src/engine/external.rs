@@ -40,7 +40,9 @@ impl Engine {
         create: CreateExternalTable,
     ) -> Result<Output> {
         if create.temporary || create.unbounded {
-            return Err(Error::invalid("TEMPORARY and UNBOUNDED external tables are not supported"));
+            return Err(Error::invalid(
+                "TEMPORARY and UNBOUNDED external tables are not supported",
+            ));
         }
         if !create.order_exprs.is_empty() || !create.constraints.is_empty() {
             return Err(Error::invalid(
@@ -57,20 +59,35 @@ impl Engine {
             location: locations.join("\n"),
             columns: create.columns.iter().map(|c| c.to_string()).collect(),
             partition_columns: create.table_partition_cols.clone(),
-            options: create.options.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
+            options: create
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
         };
         let mut catalog = self.catalog.lock().await;
         if !catalog.contains_schema(&name.schema) {
-            return Err(Error::NotFound { kind: "schema", name: name.schema.clone() });
+            return Err(Error::NotFound {
+                kind: "schema",
+                name: name.schema.clone(),
+            });
         }
         let previous = catalog.get(&name).cloned();
         match &previous {
             Some(_) if create.if_not_exists => return Ok(Output::command("CREATE EXTERNAL TABLE")),
             Some(Relation::External(_)) if create.or_replace => {}
             Some(Relation::View { .. }) => {
-                return Err(Error::AlreadyExists { kind: "view", name: name.to_string() });
+                return Err(Error::AlreadyExists {
+                    kind: "view",
+                    name: name.to_string(),
+                });
             }
-            Some(_) => return Err(Error::AlreadyExists { kind: "table", name: name.to_string() }),
+            Some(_) => {
+                return Err(Error::AlreadyExists {
+                    kind: "table",
+                    name: name.to_string(),
+                });
+            }
             None => {}
         }
         self.register_external(&name, &definition).await?;
@@ -113,7 +130,9 @@ impl Engine {
     }
 
     fn check_local_path(&self, path: &Path) -> Result<()> {
-        let PathAccess::Roots(roots) = &self.access else { return Ok(()) };
+        let PathAccess::Roots(roots) = &self.access else {
+            return Ok(());
+        };
         // Resolve symbolic links in the part of the path that exists, so a link inside a root
         // cannot point outside it.
         let resolved = resolve_existing_prefix(path);
@@ -128,7 +147,11 @@ impl Engine {
             "{} is outside the directories this server may read ({}); \
              set allowed_roots in tenure.toml",
             path.display(),
-            roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
     }
 
@@ -159,12 +182,13 @@ impl Engine {
         }
         if table.format == "DELTA" {
             let [location] = locations.as_slice() else {
-                return Err(Error::invalid("a DELTA external table has exactly one location"));
+                return Err(Error::invalid(
+                    "a DELTA external table has exactly one location",
+                ));
             };
             let url = match local_path(location) {
-                Some(path) => Url::from_directory_path(&path).map_err(|()| {
-                    Error::invalid(format!("invalid location {location}"))
-                })?,
+                Some(path) => Url::from_directory_path(&path)
+                    .map_err(|()| Error::invalid(format!("invalid location {location}")))?,
                 None => Url::parse(location)
                     .map_err(|e| Error::invalid(format!("invalid location {location}: {e}")))?,
             };
@@ -182,12 +206,18 @@ impl Engine {
         let sql = external_table_sql(name, table);
         let mut statements = self.parse(&sql)?;
         let Some(DFStatement::CreateExternalTable(mut create)) = statements.pop() else {
-            return Err(Error::Catalog(format!("cannot re-create external table {name}")));
+            return Err(Error::Catalog(format!(
+                "cannot re-create external table {name}"
+            )));
         };
-        create.options.retain(|(k, _)| !k.starts_with(AWS_OPTION_PREFIX));
+        create
+            .options
+            .retain(|(k, _)| !k.starts_with(AWS_OPTION_PREFIX));
         create.or_replace = true;
         let state = self.ctx.state();
-        let plan = state.statement_to_plan(DFStatement::CreateExternalTable(create)).await?;
+        let plan = state
+            .statement_to_plan(DFStatement::CreateExternalTable(create))
+            .await?;
         self.ctx.execute_logical_plan(plan).await?;
         Ok(())
     }
@@ -217,8 +247,11 @@ fn external_table_sql(name: &QualifiedName, table: &ExternalTable) -> String {
         many => sql.push_str(&format!("LOCATION ({})", many.join(", "))),
     }
     if !table.options.is_empty() {
-        let options: Vec<String> =
-            table.options.iter().map(|(k, v)| format!("{} {v}", literal(k))).collect();
+        let options: Vec<String> = table
+            .options
+            .iter()
+            .map(|(k, v)| format!("{} {v}", literal(k)))
+            .collect();
         sql.push_str(&format!(" OPTIONS ({})", options.join(", ")));
     }
     sql
@@ -230,14 +263,24 @@ fn local_path(location: &str) -> Option<PathBuf> {
         return Some(PathBuf::from(rest));
     }
     match location.split_once("://") {
-        Some((scheme, _)) if scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') => None,
+        Some((scheme, _))
+            if scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+') =>
+        {
+            None
+        }
         _ => Some(PathBuf::from(location)),
     }
 }
 
 /// `path` made absolute against the working directory, with `.` and `..` removed lexically.
 fn absolute(path: &Path) -> Result<PathBuf> {
-    let joined = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) };
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
     let mut clean = PathBuf::new();
     for component in joined.components() {
         match component {
@@ -256,7 +299,10 @@ fn resolve_existing_prefix(path: &Path) -> PathBuf {
     let mut existing = path.to_path_buf();
     let mut rest = Vec::new();
     while !existing.exists() {
-        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();
@@ -278,7 +324,9 @@ fn s3_url(location: &str) -> Result<Option<Url>> {
     let url = Url::parse(location)
         .map_err(|e| Error::invalid(format!("invalid location {location}: {e}")))?;
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(Error::invalid(format!("location {location} names no bucket")));
+        return Err(Error::invalid(format!(
+            "location {location} names no bucket"
+        )));
     }
     Ok(Some(url))
 }
@@ -315,7 +363,12 @@ impl LogStoreFactory for S3LogStores {
         location: &Url,
         options: &StorageConfig,
     ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
-        Ok(default_logstore(prefixed_store, root_store, location, options))
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
     }
 }
 
@@ -325,14 +378,19 @@ fn register_s3_log_stores() {
         for scheme in ["s3://", "s3a://"] {
             // Both literals are valid URLs.
             let url = Url::parse(scheme).expect("a valid scheme URL");
-            logstore_factories().entry(url).or_insert_with(|| Arc::new(S3LogStores));
+            logstore_factories()
+                .entry(url)
+                .or_insert_with(|| Arc::new(S3LogStores));
         }
     });
 }
 
 /// The text of a SQL literal as stored in the catalog (`'abc'` -> `abc`).
 fn unquote(literal: &str) -> String {
-    match literal.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+    match literal
+        .strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+    {
         Some(inner) => inner.replace("''", "'"),
         None => literal.to_string(),
     }
@@ -344,7 +402,10 @@ mod tests {
 
     #[test]
     fn local_paths_and_urls_are_told_apart() {
-        assert_eq!(local_path("/data/x.parquet"), Some(PathBuf::from("/data/x.parquet")));
+        assert_eq!(
+            local_path("/data/x.parquet"),
+            Some(PathBuf::from("/data/x.parquet"))
+        );
         assert_eq!(local_path("rel/x.csv"), Some(PathBuf::from("rel/x.csv")));
         assert_eq!(local_path("file:///data/x"), Some(PathBuf::from("/data/x")));
         assert_eq!(local_path("s3://bucket/key"), None);

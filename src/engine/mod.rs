@@ -18,10 +18,10 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use deltalake::delta_datafusion::planner::DeltaPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::TryStreamExt;
 use tokio::sync::Mutex;
 use url::Url;
@@ -45,7 +45,10 @@ pub enum Output {
     Rows(SendableRecordBatchStream),
     /// A command's completion: a tag such as `CREATE TABLE` or `INSERT` and, for statements
     /// that touch rows, how many.
-    Command { tag: &'static str, rows: Option<u64> },
+    Command {
+        tag: &'static str,
+        rows: Option<u64>,
+    },
 }
 
 impl std::fmt::Debug for Output {
@@ -116,8 +119,10 @@ impl Engine {
     /// Parses `sql` into statements (several may be separated by `;`).
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
         let dialect = PostgreSqlDialect {};
-        let statements =
-            DFParserBuilder::new(sql).with_dialect(&dialect).build()?.parse_statements()?;
+        let statements = DFParserBuilder::new(sql)
+            .with_dialect(&dialect)
+            .build()?
+            .parse_statements()?;
         Ok(statements.into_iter().collect())
     }
 
@@ -136,7 +141,13 @@ impl Engine {
                         batches
                     };
                     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-                    results.push((Output::Command { tag: "SELECT", rows: Some(rows) }, batches));
+                    results.push((
+                        Output::Command {
+                            tag: "SELECT",
+                            rows: Some(rows),
+                        },
+                        batches,
+                    ));
                 }
                 command => results.push((command, Vec::new())),
             }
@@ -162,7 +173,10 @@ impl Engine {
                 resolved.catalog
             )));
         }
-        Ok(QualifiedName::new(resolved.schema.as_ref(), resolved.table.as_ref()))
+        Ok(QualifiedName::new(
+            resolved.schema.as_ref(),
+            resolved.table.as_ref(),
+        ))
     }
 
     fn table_reference(name: &QualifiedName) -> TableReference {
@@ -189,12 +203,24 @@ impl Engine {
 
     /// The open managed Delta table stored in `tables/<dir>`.
     fn managed_table(&self, dir: &str) -> Option<Arc<ManagedTable>> {
-        self.managed.lock().expect("lock poisoned by a panic").get(dir).cloned()
+        self.managed
+            .lock()
+            .expect("lock poisoned by a panic")
+            .get(dir)
+            .cloned()
     }
 
     /// Registers a managed table under `name` and remembers it by its directory.
-    fn register_managed(&self, name: &QualifiedName, dir: &str, table: Arc<ManagedTable>) -> Result<()> {
-        self.managed.lock().expect("lock poisoned by a panic").insert(dir.to_string(), table.clone());
+    fn register_managed(
+        &self,
+        name: &QualifiedName,
+        dir: &str,
+        table: Arc<ManagedTable>,
+    ) -> Result<()> {
+        self.managed
+            .lock()
+            .expect("lock poisoned by a panic")
+            .insert(dir.to_string(), table.clone());
         self.register(name, table)
     }
 
@@ -208,9 +234,11 @@ impl Engine {
         for (name, relation) in &state.relations {
             match relation {
                 Relation::Managed { dir } => {
-                    let table = ManagedTable::open(self.managed_url(dir)?).await.map_err(|e| {
-                        Error::Catalog(format!("cannot open table {name} (tables/{dir}): {e}"))
-                    })?;
+                    let table = ManagedTable::open(self.managed_url(dir)?)
+                        .await
+                        .map_err(|e| {
+                            Error::Catalog(format!("cannot open table {name} (tables/{dir}): {e}"))
+                        })?;
                     self.register_managed(name, dir, table)?;
                 }
                 Relation::External(external) => {
@@ -288,7 +316,9 @@ impl Engine {
         for entry in std::fs::read_dir(self.data_dir.tables_dir())? {
             let entry = entry?;
             let file_name = entry.file_name();
-            let Some(name) = file_name.to_str() else { continue };
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
             let ours = name.starts_with('t') && name[1..].chars().all(|c| c.is_ascii_digit());
             if ours && !referenced.contains_key(name) {
                 tracing::info!("removing table directory tables/{name}, which no table uses");
@@ -310,7 +340,10 @@ fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> 
         // As delta-rs's own sessions do: hash-join IN-list pushdown can panic on the
         // dictionary-encoded partition columns of Delta scans.
         .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
-        .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values", 0);
+        .set_usize(
+            "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+            0,
+        );
     let disk = DiskManagerBuilder::default()
         .with_mode(DiskManagerMode::Directories(vec![data_dir.tmp_dir()]));
     let mut runtime = RuntimeEnvBuilder::new().with_disk_manager_builder(disk);

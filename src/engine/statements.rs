@@ -6,18 +6,18 @@ use std::sync::Arc;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Column, SchemaReference};
 use datafusion::error::DataFusionError;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::TryStreamExt;
 use datafusion::logical_expr::{
     CreateMemoryTable, CreateView, DdlStatement, DmlStatement, DropCatalogSchema, DropTable,
     DropView, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp,
 };
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
     AlterTable, AlterTableOperation, Assignment, AssignmentTarget, Delete, FromTable, ObjectName,
     RenameTableNameKind, Statement as SqlStatement, TableFactor, TableWithJoins, Update,
 };
+use futures::TryStreamExt;
 
 use super::{Engine, Output};
 use crate::catalog::{QualifiedName, Relation};
@@ -37,7 +37,10 @@ impl Engine {
                 SqlStatement::Update(update) => self.update(update).await,
                 SqlStatement::Delete(delete) => self.delete(delete).await,
                 SqlStatement::AlterTable(alter) => self.alter_table(alter).await,
-                other => self.run_with_datafusion(DFStatement::Statement(Box::new(other))).await,
+                other => {
+                    self.run_with_datafusion(DFStatement::Statement(Box::new(other)))
+                        .await
+                }
             },
             other => self.run_with_datafusion(other).await,
         }
@@ -55,15 +58,16 @@ impl Engine {
             LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => self.drop_table(drop).await,
             LogicalPlan::Ddl(DdlStatement::DropView(drop)) => self.drop_view(drop).await,
             LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(create)) => {
-                self.create_schema(&create.schema_name, create.if_not_exists).await
+                self.create_schema(&create.schema_name, create.if_not_exists)
+                    .await
             }
             LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(drop)) => self.drop_schema(drop).await,
-            LogicalPlan::Ddl(DdlStatement::CreateCatalog(_)) => {
-                Err(Error::invalid("CREATE DATABASE is not supported; use CREATE SCHEMA"))
-            }
-            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => {
-                Err(Error::invalid("CREATE EXTERNAL TABLE must be written as a statement"))
-            }
+            LogicalPlan::Ddl(DdlStatement::CreateCatalog(_)) => Err(Error::invalid(
+                "CREATE DATABASE is not supported; use CREATE SCHEMA",
+            )),
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => Err(Error::invalid(
+                "CREATE EXTERNAL TABLE must be written as a statement",
+            )),
             LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => self.insert(dml).await,
             LogicalPlan::Dml(dml) => Err(Error::invalid(format!(
                 "{} is not supported on {}",
@@ -73,8 +77,10 @@ impl Engine {
             plan => {
                 let sources = self.external_sources(&plan).await;
                 let frame = self.ctx.execute_logical_plan(plan).await?;
-                let stream =
-                    frame.execute_stream().await.map_err(|e| with_sources(e, &sources))?;
+                let stream = frame
+                    .execute_stream()
+                    .await
+                    .map_err(|e| with_sources(e, &sources))?;
                 if sources.is_empty() {
                     return Ok(Output::Rows(stream));
                 }
@@ -82,7 +88,9 @@ impl Engine {
                 // the line but not the table; add which external data the query was reading.
                 let schema = stream.schema();
                 let stream = stream.map_err(move |e| with_sources(e, &sources));
-                Ok(Output::Rows(Box::pin(RecordBatchStreamAdapter::new(schema, stream))))
+                Ok(Output::Rows(Box::pin(RecordBatchStreamAdapter::new(
+                    schema, stream,
+                ))))
             }
         }
     }
@@ -122,7 +130,9 @@ impl Engine {
             ));
         }
         if !create.column_defaults.is_empty() {
-            return Err(Error::invalid("column DEFAULT values are not supported yet"));
+            return Err(Error::invalid(
+                "column DEFAULT values are not supported yet",
+            ));
         }
         if !create.constraints.is_empty() {
             return Err(Error::invalid(
@@ -133,10 +143,22 @@ impl Engine {
         let name = self.qualify(&create.name)?;
         let is_query = !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_));
         let input = Arc::unwrap_or_clone(create.input);
-        let (tag, rows) = if is_query { ("SELECT", true) } else { ("CREATE TABLE", false) };
-        let written =
-            self.create_managed_table(&name, input, create.if_not_exists, create.or_replace).await?;
-        Ok(Output::Command { tag, rows: if rows { written.map(|n| n as u64) } else { None } })
+        let (tag, rows) = if is_query {
+            ("SELECT", true)
+        } else {
+            ("CREATE TABLE", false)
+        };
+        let written = self
+            .create_managed_table(&name, input, create.if_not_exists, create.or_replace)
+            .await?;
+        Ok(Output::Command {
+            tag,
+            rows: if rows {
+                written.map(|n| n as u64)
+            } else {
+                None
+            },
+        })
     }
 
     /// Writes `input` as a new managed table `name`. Returns the number of rows written, or
@@ -150,16 +172,25 @@ impl Engine {
     ) -> Result<Option<usize>> {
         let mut catalog = self.catalog.lock().await;
         if !catalog.contains_schema(&name.schema) {
-            return Err(Error::NotFound { kind: "schema", name: name.schema.clone() });
+            return Err(Error::NotFound {
+                kind: "schema",
+                name: name.schema.clone(),
+            });
         }
         let previous = catalog.get(name).cloned();
         match &previous {
             Some(_) if if_not_exists => return Ok(None),
             Some(Relation::View { .. }) => {
-                return Err(Error::AlreadyExists { kind: "view", name: name.to_string() });
+                return Err(Error::AlreadyExists {
+                    kind: "view",
+                    name: name.to_string(),
+                });
             }
             Some(_) if !or_replace => {
-                return Err(Error::AlreadyExists { kind: "table", name: name.to_string() });
+                return Err(Error::AlreadyExists {
+                    kind: "table",
+                    name: name.to_string(),
+                });
             }
             _ => {}
         }
@@ -196,7 +227,10 @@ impl Engine {
     /// Drops the in-memory handle of a managed table and deletes its files. Only called after
     /// the catalog no longer names it.
     fn forget_managed_dir(&self, dir: &str) {
-        self.managed.lock().expect("lock poisoned by a panic").remove(dir);
+        self.managed
+            .lock()
+            .expect("lock poisoned by a panic")
+            .remove(dir);
         let path = self.data_dir.tables_dir().join(dir);
         if let Err(e) = std::fs::remove_dir_all(&path) {
             // Harmless: the next start removes directories no table uses.
@@ -214,14 +248,25 @@ impl Engine {
         };
         let mut catalog = self.catalog.lock().await;
         if !catalog.contains_schema(&name.schema) {
-            return Err(Error::NotFound { kind: "schema", name: name.schema.clone() });
+            return Err(Error::NotFound {
+                kind: "schema",
+                name: name.schema.clone(),
+            });
         }
         match catalog.get(&name) {
             Some(Relation::View { .. }) if create.or_replace => {}
             Some(Relation::View { .. }) => {
-                return Err(Error::AlreadyExists { kind: "view", name: name.to_string() });
+                return Err(Error::AlreadyExists {
+                    kind: "view",
+                    name: name.to_string(),
+                });
             }
-            Some(_) => return Err(Error::AlreadyExists { kind: "table", name: name.to_string() }),
+            Some(_) => {
+                return Err(Error::AlreadyExists {
+                    kind: "table",
+                    name: name.to_string(),
+                });
+            }
             None => {}
         }
         let mut next = catalog.clone();
@@ -229,7 +274,9 @@ impl Engine {
         self.store.save(&next)?;
         *catalog = next;
         self.deregister(&name)?;
-        self.ctx.execute_logical_plan(LogicalPlan::Ddl(DdlStatement::CreateView(create))).await?;
+        self.ctx
+            .execute_logical_plan(LogicalPlan::Ddl(DdlStatement::CreateView(create)))
+            .await?;
         // Views that read this one hold its old plan; re-create them.
         self.rebuild_views(&catalog).await;
         Ok(Output::command("CREATE VIEW"))
@@ -240,7 +287,12 @@ impl Engine {
         let mut catalog = self.catalog.lock().await;
         match catalog.get(&name) {
             None if drop.if_exists => return Ok(Output::command("DROP TABLE")),
-            None => return Err(Error::NotFound { kind: "table", name: name.to_string() }),
+            None => {
+                return Err(Error::NotFound {
+                    kind: "table",
+                    name: name.to_string(),
+                });
+            }
             Some(Relation::View { .. }) => {
                 return Err(Error::invalid(format!("{name} is a view; use DROP VIEW")));
             }
@@ -263,7 +315,12 @@ impl Engine {
         let mut catalog = self.catalog.lock().await;
         match catalog.get(&name) {
             None if drop.if_exists => return Ok(Output::command("DROP VIEW")),
-            None => return Err(Error::NotFound { kind: "view", name: name.to_string() }),
+            None => {
+                return Err(Error::NotFound {
+                    kind: "view",
+                    name: name.to_string(),
+                });
+            }
             Some(Relation::View { .. }) => {}
             Some(_) => return Err(Error::invalid(format!("{name} is a table; use DROP TABLE"))),
         }
@@ -289,7 +346,10 @@ impl Engine {
             if if_not_exists {
                 return Ok(Output::command("CREATE SCHEMA"));
             }
-            return Err(Error::AlreadyExists { kind: "schema", name: schema.to_string() });
+            return Err(Error::AlreadyExists {
+                kind: "schema",
+                name: schema.to_string(),
+            });
         }
         let mut next = catalog.clone();
         next.schemas.push(schema.to_string());
@@ -302,7 +362,9 @@ impl Engine {
     async fn drop_schema(&self, drop: DropCatalogSchema) -> Result<Output> {
         let schema = match &drop.name {
             SchemaReference::Bare { schema } => schema.to_string(),
-            SchemaReference::Full { schema, catalog } if catalog.as_ref() == super::CATALOG_NAME => {
+            SchemaReference::Full { schema, catalog }
+                if catalog.as_ref() == super::CATALOG_NAME =>
+            {
                 schema.to_string()
             }
             SchemaReference::Full { catalog, .. } => {
@@ -317,7 +379,10 @@ impl Engine {
             if drop.if_exists {
                 return Ok(Output::command("DROP SCHEMA"));
             }
-            return Err(Error::NotFound { kind: "schema", name: schema });
+            return Err(Error::NotFound {
+                kind: "schema",
+                name: schema,
+            });
         }
         let members: Vec<QualifiedName> = catalog.in_schema(&schema).cloned().collect();
         if !members.is_empty() && !drop.cascade {
@@ -363,17 +428,30 @@ impl Engine {
         let mut catalog = self.catalog.lock().await;
         let relation = match catalog.get(&old) {
             None if alter.if_exists => return Ok(Output::command("ALTER TABLE")),
-            None => return Err(Error::NotFound { kind: "table", name: old.to_string() }),
+            None => {
+                return Err(Error::NotFound {
+                    kind: "table",
+                    name: old.to_string(),
+                });
+            }
             Some(Relation::View { .. }) => {
-                return Err(Error::invalid(format!("{old} is a view; views cannot be renamed yet")));
+                return Err(Error::invalid(format!(
+                    "{old} is a view; views cannot be renamed yet"
+                )));
             }
             Some(relation) => relation.clone(),
         };
         if catalog.get(&new).is_some() {
-            return Err(Error::AlreadyExists { kind: "relation", name: new.to_string() });
+            return Err(Error::AlreadyExists {
+                kind: "relation",
+                name: new.to_string(),
+            });
         }
         if !catalog.contains_schema(&new.schema) {
-            return Err(Error::NotFound { kind: "schema", name: new.schema.clone() });
+            return Err(Error::NotFound {
+                kind: "schema",
+                name: new.schema.clone(),
+            });
         }
         let provider = self.ctx.table_provider(Self::table_reference(&old)).await?;
         let mut next = catalog.clone();
@@ -398,11 +476,16 @@ impl Engine {
             Some(Relation::Managed { dir }) => self
                 .managed_table(dir)
                 .ok_or_else(|| Error::Catalog(format!("table {name} is not open"))),
-            Some(Relation::View { .. }) => Err(Error::invalid(format!("cannot {verb} view {name}"))),
+            Some(Relation::View { .. }) => {
+                Err(Error::invalid(format!("cannot {verb} view {name}")))
+            }
             Some(Relation::External(_)) => Err(Error::invalid(format!(
                 "cannot {verb} external table {name}; it is read-only in tenure"
             ))),
-            None => Err(Error::NotFound { kind: "table", name: name.to_string() }),
+            None => Err(Error::NotFound {
+                kind: "table",
+                name: name.to_string(),
+            }),
         }
     }
 
@@ -422,7 +505,10 @@ impl Engine {
             Ok(batches) => batches,
             Err(e) => return Err(self.explain_insert_error(e.into(), &plan, &name).await),
         };
-        Ok(Output::Command { tag: "INSERT", rows: Some(count_from(&batches)) })
+        Ok(Output::Command {
+            tag: "INSERT",
+            rows: Some(count_from(&batches)),
+        })
     }
 
     /// Turns a cast failure inside an INSERT into an error that names the column, by
@@ -434,7 +520,9 @@ impl Engine {
         table: &QualifiedName,
     ) -> Error {
         let message = error.to_string();
-        let LogicalPlan::Dml(dml) = plan else { return error };
+        let LogicalPlan::Dml(dml) = plan else {
+            return error;
+        };
         let null_violation = message.contains("non-nullable");
         if !null_violation && !message.to_lowercase().contains("cast") {
             return error;
@@ -442,8 +530,9 @@ impl Engine {
         let input = dml.input.as_ref();
         for (qualifier, field) in input.schema().iter() {
             let column = Expr::Column(Column::from((qualifier, field)));
-            let Ok(single) =
-                LogicalPlanBuilder::from(input.clone()).project(vec![column]).and_then(|b| b.build())
+            let Ok(single) = LogicalPlanBuilder::from(input.clone())
+                .project(vec![column])
+                .and_then(|b| b.build())
             else {
                 continue;
             };
@@ -469,7 +558,9 @@ impl Engine {
 
     async fn update(&self, update: Update) -> Result<Output> {
         if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
-            return Err(Error::invalid("UPDATE ... FROM, joins and RETURNING are not supported yet"));
+            return Err(Error::invalid(
+                "UPDATE ... FROM, joins and RETURNING are not supported yet",
+            ));
         }
         let table_name = single_table_name(&update.table)?;
         let name = self.qualify_object(&table_name)?;
@@ -478,7 +569,9 @@ impl Engine {
         let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
         for (column, _) in &assignments {
             if schema.field_with_name(column).is_err() {
-                return Err(Error::invalid(format!("column {column} of table {name} does not exist")));
+                return Err(Error::invalid(format!(
+                    "column {column} of table {name} does not exist"
+                )));
             }
         }
         // Plan the same expressions with DataFusion first, so unknown columns and type errors
@@ -488,12 +581,23 @@ impl Engine {
             if assignments.is_empty() {
                 "1".to_string()
             } else {
-                assignments.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join(", ")
+                assignments
+                    .iter()
+                    .map(|(_, e)| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             },
-            update.selection.as_ref().map(|s| format!(" WHERE {s}")).unwrap_or_default()
+            update
+                .selection
+                .as_ref()
+                .map(|s| format!(" WHERE {s}"))
+                .unwrap_or_default()
         );
         self.ctx.state().create_logical_plan(&check).await?;
-        let mut builder = table.table().update().with_session_state(Arc::new(self.ctx.state()));
+        let mut builder = table
+            .table()
+            .update()
+            .with_session_state(Arc::new(self.ctx.state()));
         if let Some(selection) = &update.selection {
             builder = builder.with_predicate(selection.to_string());
         }
@@ -502,12 +606,17 @@ impl Engine {
         }
         let (updated, metrics) = builder.await?;
         table.install(updated).await?;
-        Ok(Output::Command { tag: "UPDATE", rows: Some(metrics.num_updated_rows as u64) })
+        Ok(Output::Command {
+            tag: "UPDATE",
+            rows: Some(metrics.num_updated_rows as u64),
+        })
     }
 
     async fn delete(&self, delete: Delete) -> Result<Output> {
         if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
-            return Err(Error::invalid("DELETE ... USING, RETURNING and LIMIT are not supported"));
+            return Err(Error::invalid(
+                "DELETE ... USING, RETURNING and LIMIT are not supported",
+            ));
         }
         let from = match &delete.from {
             FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => tables,
@@ -520,10 +629,17 @@ impl Engine {
         let table = self.writable_table(&name, "delete from").await?;
         let check = format!(
             "SELECT 1 FROM {table_name}{}",
-            delete.selection.as_ref().map(|s| format!(" WHERE {s}")).unwrap_or_default()
+            delete
+                .selection
+                .as_ref()
+                .map(|s| format!(" WHERE {s}"))
+                .unwrap_or_default()
         );
         self.ctx.state().create_logical_plan(&check).await?;
-        let mut builder = table.table().delete().with_session_state(Arc::new(self.ctx.state()));
+        let mut builder = table
+            .table()
+            .delete()
+            .with_session_state(Arc::new(self.ctx.state()));
         if let Some(selection) = &delete.selection {
             builder = builder.with_predicate(selection.to_string());
         }
@@ -532,16 +648,25 @@ impl Engine {
         let after = crate::storage::row_count(&deleted);
         table.install(deleted).await?;
         let rows = metrics.num_deleted_rows.or_else(|| Some(before? - after?));
-        Ok(Output::Command { tag: "DELETE", rows: rows.map(|n| n as u64) })
+        Ok(Output::Command {
+            tag: "DELETE",
+            rows: rows.map(|n| n as u64),
+        })
     }
 }
 
 /// Adds the external sources a query read to errors that come from parsing their files.
 fn with_sources(error: DataFusionError, sources: &[String]) -> DataFusionError {
     let message = error.to_string();
-    let from_files = ["Csv error", "Json error", "Parquet error", "Parser error", "Object Store error"]
-        .iter()
-        .any(|kind| message.contains(kind));
+    let from_files = [
+        "Csv error",
+        "Json error",
+        "Parquet error",
+        "Parser error",
+        "Object Store error",
+    ]
+    .iter()
+    .any(|kind| message.contains(kind));
     if sources.is_empty() || !from_files {
         return error;
     }
@@ -553,16 +678,25 @@ fn count_from(batches: &[arrow::record_batch::RecordBatch]) -> u64 {
     use arrow::array::{Array, UInt64Array};
     batches
         .iter()
-        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| a.clone()))
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| a.clone())
+        })
         .map(|a| (0..a.len()).map(|i| a.value(i)).sum::<u64>())
         .sum()
 }
 
 fn single_table_name(table: &TableWithJoins) -> Result<ObjectName> {
     match &table.relation {
-        TableFactor::Table { name, alias: None, .. } => Ok(name.clone()),
+        TableFactor::Table {
+            name, alias: None, ..
+        } => Ok(name.clone()),
         TableFactor::Table { .. } => Err(Error::invalid("table aliases are not supported here")),
-        other => Err(Error::invalid(format!("expected a table name, got {other}"))),
+        other => Err(Error::invalid(format!(
+            "expected a table name, got {other}"
+        ))),
     }
 }
 
@@ -584,9 +718,9 @@ fn assignment_columns(assignments: &[Assignment]) -> Result<Vec<(String, String)
                 };
                 Ok((normalized, assignment.value.to_string()))
             }
-            AssignmentTarget::Tuple(_) => {
-                Err(Error::invalid("UPDATE ... SET (a, b) = (...) is not supported"))
-            }
+            AssignmentTarget::Tuple(_) => Err(Error::invalid(
+                "UPDATE ... SET (a, b) = (...) is not supported",
+            )),
         })
         .collect()
 }
