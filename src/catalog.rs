@@ -52,6 +52,20 @@ pub enum Relation {
     View { sql: String },
 }
 
+impl Relation {
+    /// The error for creating `name` where this relation already is.
+    pub fn already_exists(&self, name: &QualifiedName) -> Error {
+        let kind = match self {
+            Relation::View { .. } => "view",
+            Relation::Managed { .. } | Relation::External(_) => "table",
+        };
+        Error::AlreadyExists {
+            kind,
+            name: name.to_string(),
+        }
+    }
+}
+
 /// The persisted form of `CREATE EXTERNAL TABLE`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExternalTable {
@@ -101,6 +115,18 @@ impl CatalogState {
 
     pub fn contains_schema(&self, schema: &str) -> bool {
         schema == "public" || self.schemas.iter().any(|s| s == schema)
+    }
+
+    /// Fails unless `schema` exists.
+    pub fn require_schema(&self, schema: &str) -> Result<()> {
+        if self.contains_schema(schema) {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                kind: "schema",
+                name: schema.to_string(),
+            })
+        }
     }
 
     /// Adds or replaces `name`. A replaced entry keeps its position.

@@ -66,28 +66,12 @@ impl Engine {
                 .collect(),
         };
         let mut catalog = self.catalog.lock().await;
-        if !catalog.contains_schema(&name.schema) {
-            return Err(Error::NotFound {
-                kind: "schema",
-                name: name.schema.clone(),
-            });
-        }
+        catalog.require_schema(&name.schema)?;
         let previous = catalog.get(&name).cloned();
         match &previous {
             Some(_) if create.if_not_exists => return Ok(Output::command("CREATE EXTERNAL TABLE")),
             Some(Relation::External(_)) if create.or_replace => {}
-            Some(Relation::View { .. }) => {
-                return Err(Error::AlreadyExists {
-                    kind: "view",
-                    name: name.to_string(),
-                });
-            }
-            Some(_) => {
-                return Err(Error::AlreadyExists {
-                    kind: "table",
-                    name: name.to_string(),
-                });
-            }
+            Some(existing) => return Err(existing.already_exists(&name)),
             None => {}
         }
         self.register_external(&name, &definition).await?;

@@ -1,7 +1,11 @@
 //! Statement dispatch: what tenure does itself (anything that changes the catalog or stored
 //! data) and what it hands to DataFusion.
 
+use std::any::Any;
 use std::sync::Arc;
+
+use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::source_as_provider;
 
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Column, SchemaReference};
@@ -75,7 +79,7 @@ impl Engine {
                 dml.table_name
             ))),
             plan => {
-                let sources = self.external_sources(&plan).await;
+                let sources = self.external_sources(&plan);
                 let frame = self.ctx.execute_logical_plan(plan).await?;
                 let stream = frame
                     .execute_stream()
@@ -95,32 +99,29 @@ impl Engine {
         }
     }
 
-    /// "external table NAME at LOCATION" for each external table `plan` scans.
-    async fn external_sources(&self, plan: &LogicalPlan) -> Vec<String> {
-        let mut scanned = Vec::new();
+    /// "external table NAME at LOCATION" for each file-backed table `plan` scans. Read from
+    /// the scanned providers, so queries never wait for the catalog lock that DDL holds.
+    fn external_sources(&self, plan: &LogicalPlan) -> Vec<String> {
+        let mut sources = Vec::new();
         let _ = plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
-                scanned.push(scan.table_name.clone());
+                let provider = source_as_provider(&scan.source)?;
+                let provider: &dyn Any = provider.as_ref();
+                if let Some(listing) = provider.downcast_ref::<ListingTable>() {
+                    let name = self
+                        .qualify(&scan.table_name)
+                        .map_or_else(|_| scan.table_name.to_string(), |n| n.to_string());
+                    let paths: Vec<String> = listing
+                        .table_paths()
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect();
+                    sources.push(format!("external table {name} at {}", paths.join(", ")));
+                }
             }
             Ok(TreeNodeRecursion::Continue)
         });
-        if scanned.is_empty() {
-            return Vec::new();
-        }
-        let catalog = self.catalog.lock().await;
-        scanned
-            .iter()
-            .filter_map(|reference| {
-                let name = self.qualify(reference).ok()?;
-                match catalog.get(&name)? {
-                    Relation::External(table) => Some(format!(
-                        "external table {name} at {}",
-                        table.location.replace('\n', ", ")
-                    )),
-                    _ => None,
-                }
-            })
-            .collect()
+        sources
     }
 
     async fn create_table(&self, create: CreateMemoryTable) -> Result<Output> {
@@ -171,27 +172,12 @@ impl Engine {
         or_replace: bool,
     ) -> Result<Option<usize>> {
         let mut catalog = self.catalog.lock().await;
-        if !catalog.contains_schema(&name.schema) {
-            return Err(Error::NotFound {
-                kind: "schema",
-                name: name.schema.clone(),
-            });
-        }
+        catalog.require_schema(&name.schema)?;
         let previous = catalog.get(name).cloned();
         match &previous {
             Some(_) if if_not_exists => return Ok(None),
-            Some(Relation::View { .. }) => {
-                return Err(Error::AlreadyExists {
-                    kind: "view",
-                    name: name.to_string(),
-                });
-            }
-            Some(_) if !or_replace => {
-                return Err(Error::AlreadyExists {
-                    kind: "table",
-                    name: name.to_string(),
-                });
-            }
+            Some(existing @ Relation::View { .. }) => return Err(existing.already_exists(name)),
+            Some(existing) if !or_replace => return Err(existing.already_exists(name)),
             _ => {}
         }
         let dir = catalog.allocate_table_dir();
@@ -247,26 +233,10 @@ impl Engine {
             return Err(Error::invalid("a view needs its SQL definition"));
         };
         let mut catalog = self.catalog.lock().await;
-        if !catalog.contains_schema(&name.schema) {
-            return Err(Error::NotFound {
-                kind: "schema",
-                name: name.schema.clone(),
-            });
-        }
+        catalog.require_schema(&name.schema)?;
         match catalog.get(&name) {
             Some(Relation::View { .. }) if create.or_replace => {}
-            Some(Relation::View { .. }) => {
-                return Err(Error::AlreadyExists {
-                    kind: "view",
-                    name: name.to_string(),
-                });
-            }
-            Some(_) => {
-                return Err(Error::AlreadyExists {
-                    kind: "table",
-                    name: name.to_string(),
-                });
-            }
+            Some(existing) => return Err(existing.already_exists(&name)),
             None => {}
         }
         let mut next = catalog.clone();
@@ -447,12 +417,7 @@ impl Engine {
                 name: new.to_string(),
             });
         }
-        if !catalog.contains_schema(&new.schema) {
-            return Err(Error::NotFound {
-                kind: "schema",
-                name: new.schema.clone(),
-            });
-        }
+        catalog.require_schema(&new.schema)?;
         let provider = self.ctx.table_provider(Self::table_reference(&old)).await?;
         let mut next = catalog.clone();
         next.remove(&old);
