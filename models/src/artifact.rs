@@ -1,0 +1,182 @@
+//! Model artifacts: a JSON card (what the model is, how it was trained, how it scored) and
+//! safetensors weights. The card records a checksum of the weights, so a card paired with the
+//! wrong or a truncated weights file is reported as corrupt instead of scoring garbage.
+
+use std::collections::{BTreeMap, HashMap};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::classifier::ClassifierSpec;
+use crate::error::{Error, Result};
+use crate::preprocess::{FeatureColumn, FeatureKind};
+use crate::{Kind, TrainingData};
+
+/// Version of the card layout, bumped on incompatible changes.
+pub const CARD_FORMAT: u32 = 1;
+
+/// One input feature: its name, how the model treats it and its SQL type at training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    pub name: String,
+    pub kind: FeatureKind,
+    pub sql_type: String,
+}
+
+/// The kind-specific part of a card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSpec {
+    Classifier(ClassifierSpec),
+}
+
+/// Everything known about one model version except its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub format: u32,
+    pub name: String,
+    pub version: u32,
+    pub kind: Kind,
+    pub target: Option<String>,
+    pub features: Vec<FeatureSpec>,
+    /// OPTIONS as given.
+    pub options: BTreeMap<String, String>,
+    /// Validation metrics, in display order.
+    pub metrics: Vec<(String, f64)>,
+    pub rows: u64,
+    pub seconds: f64,
+    /// FNV-1a of the training data (features and target), to tell retrains on new data apart.
+    pub fingerprint: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// FNV-1a of the safetensors bytes.
+    pub weights_checksum: String,
+    pub spec: ModelSpec,
+}
+
+impl ModelCard {
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain data to a Vec cannot fail.
+        serde_json::to_vec_pretty(self).expect("model card serialises")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<ModelCard> {
+        let card: ModelCard = serde_json::from_slice(bytes)
+            .map_err(|e| Error::CorruptArtifact(format!("card does not parse: {e}")))?;
+        if card.format != CARD_FORMAT {
+            return Err(Error::CorruptArtifact(format!(
+                "card format {} is not supported (this build reads {CARD_FORMAT})",
+                card.format
+            )));
+        }
+        Ok(card)
+    }
+
+    /// The features in order, as "name type" text for error messages.
+    pub fn feature_list(&self) -> String {
+        self.features
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Safetensors bytes for named tensors.
+pub fn serialize_weights(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
+    safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
+        .map_err(|e| Error::CorruptArtifact(format!("cannot serialise weights: {e}")))
+}
+
+/// Named tensors from safetensors bytes, checked against `checksum`.
+pub fn deserialize_weights(
+    bytes: &[u8],
+    checksum: &str,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let actual = fnv1a_hex(bytes);
+    if actual != checksum {
+        return Err(Error::CorruptArtifact(format!(
+            "weights checksum {actual} does not match the card's {checksum}"
+        )));
+    }
+    candle_core::safetensors::load_buffer(bytes, device)
+        .map_err(|e| Error::CorruptArtifact(format!("weights do not parse: {e}")))
+}
+
+/// FNV-1a 64 as 16 hex digits: stable across builds and platforms, unlike `DefaultHasher`.
+pub fn fnv1a_hex(bytes: &[u8]) -> String {
+    let mut hasher = Fnv1a::default();
+    hasher.write(bytes);
+    format!("{:016x}", hasher.0)
+}
+
+/// A fingerprint of training data: feature names and values, and the target.
+pub fn fingerprint(data: &TrainingData) -> String {
+    let mut hasher = Fnv1a::default();
+    for (name, column) in &data.features {
+        hasher.write(name.as_bytes());
+        match column {
+            FeatureColumn::Numeric(values) => {
+                for v in values {
+                    hasher.write(&v.to_bits().to_le_bytes());
+                }
+            }
+            FeatureColumn::Categorical(values) => {
+                for v in values {
+                    match v {
+                        Some(s) => {
+                            hasher.write(&[1]);
+                            hasher.write(s.as_bytes());
+                        }
+                        None => hasher.write(&[0]),
+                    }
+                }
+            }
+        }
+    }
+    for &y in &data.target {
+        hasher.write(&[u8::from(y)]);
+    }
+    format!("{:016x}", hasher.0)
+}
+
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_known_vectors() {
+        assert_eq!(fnv1a_hex(b""), "cbf29ce484222325");
+        assert_eq!(fnv1a_hex(b"a"), "af63dc4c8601ec8c");
+    }
+
+    #[test]
+    fn weights_round_trip_and_detect_corruption() {
+        let t = Tensor::new(&[1.5f32, -2.0], &Device::Cpu).unwrap();
+        let bytes = serialize_weights(&[("w".to_string(), t)]).unwrap();
+        let sum = fnv1a_hex(&bytes);
+        let back = deserialize_weights(&bytes, &sum, &Device::Cpu).unwrap();
+        assert_eq!(back["w"].to_vec1::<f32>().unwrap(), vec![1.5, -2.0]);
+        let truncated = &bytes[..bytes.len() - 1];
+        let err = deserialize_weights(truncated, &sum, &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+    }
+}
