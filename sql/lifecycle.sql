@@ -103,3 +103,94 @@ SELECT signup_month,
              / nullif(sum(CASE WHEN orders >= 1 THEN 1 ELSE 0 END), 0), 4) AS repeat_rate
 FROM per_customer
 GROUP BY signup_month, acquisition_channel;
+
+-- Churn features as of the demo world's feature cutoff (2025-10-03 00:00): one row per
+-- customer who signed up and ordered before it, with only what was known then, and the label
+-- churned = no order in the 90 days after. Recency, frequency and tenure; browsing sessions
+-- (no purchase, no review) overall and since the last order, with the days from that order
+-- to each visit summed (visits that keep coming mean the customer is still around);
+-- abandoned carts and failed searches among the last three browsing sessions before the
+-- last order; the rating of the last order's review if one arrived. Train and score with:
+--   CREATE MODEL churn KIND churn_classifier TARGET churned
+--   AS SELECT recency_days, frequency, ..., device, churned FROM churn_features;
+--   SELECT customer_id, churn_score('churn', recency_days, frequency, ..., device)
+--   FROM churn_features;
+CREATE OR REPLACE VIEW churn_features AS
+WITH cutoff AS (
+    SELECT TIMESTAMP '2025-10-03 00:00:00' AS t
+),
+history AS (
+    SELECT o.customer_id, count(*) AS orders, min(o.order_time) AS first_order,
+           max(o.order_time) AS last_order, avg(o.amount) AS avg_amount
+    FROM orders o CROSS JOIN cutoff c WHERE o.order_time < c.t GROUP BY o.customer_id
+),
+later AS (
+    SELECT DISTINCT o.customer_id FROM orders o CROSS JOIN cutoff c WHERE o.order_time >= c.t
+),
+sessions AS (
+    SELECT e.customer_id, e.session_id, min(e.event_time) AS started,
+           max(CASE WHEN e.event_type = 'purchase' THEN 1 ELSE 0 END) AS purchased,
+           max(CASE WHEN e.event_type = 'add_to_cart' THEN 1 ELSE 0 END) AS carted,
+           max(CASE WHEN e.event_type = 'search' THEN 1 ELSE 0 END) AS searched,
+           max(CASE WHEN e.event_type = 'view' THEN 1 ELSE 0 END) AS viewed,
+           max(CASE WHEN e.event_type = 'review' THEN 1 ELSE 0 END) AS reviewed,
+           count(*) AS events
+    FROM events e CROSS JOIN cutoff c WHERE e.event_time < c.t
+    GROUP BY e.customer_id, e.session_id
+),
+browsing AS (
+    SELECT s.*, h.last_order,
+           row_number() OVER (PARTITION BY s.customer_id ORDER BY s.started DESC) AS recent_rank
+    FROM sessions s JOIN history h ON h.customer_id = s.customer_id
+    WHERE s.purchased = 0 AND s.reviewed = 0 AND s.started < h.last_order
+),
+before_last AS (
+    SELECT customer_id,
+           sum(CASE WHEN carted = 1 THEN 1 ELSE 0 END) AS abandoned_carts_before_last_order,
+           sum(CASE WHEN searched = 1 AND viewed = 0 THEN 1 ELSE 0 END) AS failed_searches_before_last_order
+    FROM browsing WHERE recent_rank <= 3 GROUP BY customer_id
+),
+visits AS (
+    SELECT s.customer_id,
+           count(*) FILTER (WHERE s.purchased = 0 AND s.reviewed = 0) AS browse_sessions,
+           count(*) FILTER (WHERE s.started > h.last_order AND s.purchased = 0 AND s.reviewed = 0) AS sessions_since_last_order,
+           sum((extract(epoch FROM s.started) - extract(epoch FROM h.last_order)) / 86400)
+               FILTER (WHERE s.started > h.last_order AND s.purchased = 0 AND s.reviewed = 0) AS visit_days_since_last_order,
+           max(s.started) FILTER (WHERE s.purchased = 0 AND s.reviewed = 0) AS last_visit,
+           avg(s.events) AS events_per_session,
+           sum(s.reviewed) AS reviews
+    FROM sessions s JOIN history h ON h.customer_id = s.customer_id
+    GROUP BY s.customer_id
+),
+ratings AS (
+    SELECT e.customer_id, first_value(e.rating ORDER BY e.event_time DESC) AS last_order_rating
+    FROM events e JOIN history h ON h.customer_id = e.customer_id CROSS JOIN cutoff c
+    WHERE e.event_type = 'review' AND e.event_time > h.last_order AND e.event_time < c.t
+    GROUP BY e.customer_id
+)
+SELECT cu.customer_id,
+       (extract(epoch FROM c.t) - extract(epoch FROM h.last_order)) / 86400 AS recency_days,
+       h.orders AS frequency,
+       (extract(epoch FROM c.t) - extract(epoch FROM h.first_order)) / 86400 AS tenure_days,
+       (extract(epoch FROM c.t) - extract(epoch FROM CAST(cu.signup_date AS TIMESTAMP))) / 86400 AS account_age_days,
+       h.avg_amount,
+       coalesce(v.browse_sessions, 0) AS browse_sessions,
+       coalesce(v.sessions_since_last_order, 0) AS sessions_since_last_order,
+       coalesce(v.visit_days_since_last_order, 0) AS visit_days_since_last_order,
+       (extract(epoch FROM c.t) - extract(epoch FROM v.last_visit)) / 86400 AS days_since_last_visit,
+       v.events_per_session,
+       coalesce(v.reviews, 0) AS reviews,
+       coalesce(b.abandoned_carts_before_last_order, 0) AS abandoned_carts_before_last_order,
+       coalesce(b.failed_searches_before_last_order, 0) AS failed_searches_before_last_order,
+       r.last_order_rating,
+       cu.acquisition_channel,
+       cu.device,
+       l.customer_id IS NULL AS churned
+FROM customers cu
+JOIN history h ON h.customer_id = cu.customer_id
+LEFT JOIN visits v ON v.customer_id = cu.customer_id
+LEFT JOIN before_last b ON b.customer_id = cu.customer_id
+LEFT JOIN ratings r ON r.customer_id = cu.customer_id
+LEFT JOIN later l ON l.customer_id = cu.customer_id
+CROSS JOIN cutoff c
+WHERE cu.signup_date <= DATE '2025-10-02';

@@ -70,6 +70,11 @@ impl DataDir {
         &self.root
     }
 
+    /// Where trained models are stored.
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join("models")
+    }
+
     /// Where managed Delta tables live.
     pub fn tables_dir(&self) -> PathBuf {
         self.root.join("tables")

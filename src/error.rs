@@ -41,6 +41,9 @@ pub enum Error {
     Catalog(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Training, loading or scoring a model failed (bad options, bad data, cancelled, ...).
+    #[error(transparent)]
+    Model(#[from] tenure_models::Error),
 }
 
 impl Error {

@@ -11,7 +11,8 @@
 //! - [`config`]: `tenure.toml`, environment and flags as one typed [`config::Config`];
 //! - [`demo`]: the deterministic demo e-commerce world with known latent structure;
 //! - [`lifecycle`]: loading the demo world and the lifecycle views shipped in `sql/`;
-//! - [`functions`]: registration of tenure's SQL functions (crate `tenure-udfs`).
+//! - [`sql`]: splitting scripts and parsing tenure's own statements (CREATE/DROP MODEL);
+//! - [`models`]: the model registry on disk and the cache the scoring functions share.
 
 pub mod catalog;
 pub mod cli;
@@ -20,10 +21,11 @@ pub mod datadir;
 pub mod demo;
 pub mod engine;
 pub mod error;
-pub mod functions;
 pub mod lifecycle;
+pub mod models;
+pub mod sql;
 pub mod storage;
 
 pub use config::Config;
-pub use engine::{Engine, Output, PathAccess};
+pub use engine::{Engine, Output, PathAccess, Progress, ProgressSender};
 pub use error::{Error, Result};

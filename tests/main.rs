@@ -3,6 +3,7 @@
 
 mod cli;
 mod external;
+mod models;
 mod persistence;
 mod s3;
 mod slt;

@@ -153,7 +153,6 @@ async fn sqllogictest_files() {
     for file in &files {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let engine = Arc::new(open_engine(data_dir.path()).await);
-        tenure::functions::register(&engine);
         let mut runner = sqllogictest::Runner::new(move || {
             let engine = engine.clone();
             async move { Ok::<_, DbError>(Db { engine }) }

@@ -339,6 +339,11 @@ impl Classifier {
         predict_matrix(&self.layers, &matrix, &self.device)
     }
 
+    /// Probabilities for an already encoded (feature-major) matrix: the forward pass alone.
+    pub fn predict_encoded(&self, matrix: &Matrix) -> Result<Vec<f64>> {
+        predict_matrix(&self.layers, matrix, &self.device)
+    }
+
     /// Per-feature contributions to the log-odds of each row's prediction, plus the baseline
     /// log-odds they add to. Exact for logistic regression (weight times standardised value);
     /// integrated gradients from the all-means input for an MLP.

@@ -196,3 +196,14 @@ pub fn set_compute_threads(threads: usize) {
         .thread_name(|i| format!("tenure-model-{i}"))
         .build_global();
 }
+pub use candle_core;
+
+/// Checks OPTIONS for `kind` (names, values, device) without training.
+pub fn check_options(kind: Kind, options: &mut Options) -> Result<()> {
+    match kind {
+        Kind::ChurnClassifier => {
+            let parsed = ClassifierOptions::from_options(options, kind.name())?;
+            device(&parsed.device).map(|_| ())
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The `tenure` command line: `sql`, `demo` and `serve`.
 
 mod output;
+mod progress;
 mod shell;
 
 use std::io::{IsTerminal, Read};
@@ -111,7 +112,6 @@ pub async fn run(cli: Cli) -> Result<()> {
             timing,
         } => {
             let engine = Engine::open(&config, PathAccess::Unrestricted).await?;
-            crate::functions::register(&engine);
             let mut shell = Shell::new(&engine, format, timing);
             let mut stdout = std::io::stdout().lock();
             if commands.is_empty() && files.is_empty() {
@@ -160,7 +160,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve { .. } => {
             let roots = config.effective_allowed_roots();
             let engine = Engine::open(&config, PathAccess::Roots(roots)).await?;
-            crate::functions::register(&engine);
             tracing::info!(
                 data_dir = %engine.data_dir().root().display(),
                 listen = %config.listen,

@@ -65,7 +65,16 @@ impl<'a> Shell<'a> {
     pub async fn run_sql(&mut self, sql: &str, out: &mut dyn Write) -> Result<()> {
         for statement in self.engine.parse(sql)? {
             let started = Instant::now();
-            match self.engine.execute(statement).await? {
+            let (progress, reports) = tokio::sync::mpsc::unbounded_channel();
+            let reporter = tokio::spawn(super::progress::report(reports));
+            let output = self
+                .engine
+                .execute_with_progress(statement, Some(&progress))
+                .await;
+            drop(progress);
+            // The reporter ends when the sender is gone; it only draws, so it cannot fail.
+            let _ = reporter.await;
+            match output? {
                 Output::Rows(stream) => {
                     use futures::TryStreamExt;
                     let schema = stream.schema();

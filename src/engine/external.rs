@@ -189,7 +189,9 @@ impl Engine {
         }
         let sql = external_table_sql(name, table);
         let mut statements = self.parse(&sql)?;
-        let Some(DFStatement::CreateExternalTable(mut create)) = statements.pop() else {
+        let Some(crate::sql::Statement::DataFusion(DFStatement::CreateExternalTable(mut create))) =
+            statements.pop()
+        else {
             return Err(Error::Catalog(format!(
                 "cannot re-create external table {name}"
             )));

@@ -6,7 +6,9 @@
 //! External data sources and the rules on which paths a client may name live in [`external`].
 
 mod external;
+mod models;
 mod statements;
+mod system_tables;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,19 +21,20 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::TryStreamExt;
 use tokio::sync::Mutex;
 use url::Url;
 
 pub use external::PathAccess;
+pub use system_tables::SYSTEM_SCHEMA;
 
 use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
+use crate::models::ModelStore;
+use crate::sql::Statement;
 use crate::storage::ManagedTable;
 
 /// The catalog name tenure registers its schemas under.
@@ -66,6 +69,37 @@ impl Output {
     }
 }
 
+/// Progress of a long statement (training), for a progress bar or NOTICE messages.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Epoch {
+        model: String,
+        report: tenure_models::EpochReport,
+    },
+    Message(String),
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Epoch { model, report } => write!(
+                f,
+                "{model}: epoch {}/{}: train loss {:.4}, validation loss {:.4}, validation auc {:.4} ({:.2} s)",
+                report.epoch,
+                report.epochs,
+                report.train_loss,
+                report.validation_loss,
+                report.validation_auc,
+                report.seconds
+            ),
+            Progress::Message(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Where a statement sends its [`Progress`].
+pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<Progress>;
+
 /// An open data directory with its SQL engine.
 pub struct Engine {
     ctx: SessionContext,
@@ -77,6 +111,8 @@ pub struct Engine {
     config: Config,
     /// Open managed tables by directory name (stable across renames).
     managed: std::sync::Mutex<HashMap<String, Arc<ManagedTable>>>,
+    /// Trained models, shared with the scoring functions.
+    models: Arc<ModelStore>,
 }
 
 impl Engine {
@@ -88,6 +124,9 @@ impl Engine {
         let ctx = build_context(config, &data_dir)?;
         let store = CatalogStore::new(&data_dir.catalog_path());
         let state = store.load()?;
+        let models = Arc::new(ModelStore::open(&data_dir.models_dir())?);
+        tenure_models::set_compute_threads(config.threads);
+        tenure_udfs::register_all(&ctx, models.clone());
         let engine = Engine {
             ctx,
             data_dir,
@@ -96,7 +135,9 @@ impl Engine {
             access,
             config: config.clone(),
             managed: Default::default(),
+            models,
         };
+        engine.register_system_tables()?;
         engine.restore().await?;
         Ok(engine)
     }
@@ -117,13 +158,43 @@ impl Engine {
     }
 
     /// Parses `sql` into statements (several may be separated by `;`).
-    pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
-        let dialect = PostgreSqlDialect {};
-        let statements = DFParserBuilder::new(sql)
-            .with_dialect(&dialect)
-            .build()?
-            .parse_statements()?;
-        Ok(statements.into_iter().collect())
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        crate::sql::parse(sql)
+    }
+
+    /// Executes one parsed statement.
+    pub async fn execute(&self, statement: Statement) -> Result<Output> {
+        self.execute_with_progress(statement, None).await
+    }
+
+    /// Executes one parsed statement, sending progress of long work to `progress`.
+    pub async fn execute_with_progress(
+        &self,
+        statement: Statement,
+        progress: Option<&ProgressSender>,
+    ) -> Result<Output> {
+        match statement {
+            Statement::DataFusion(statement) => self.execute_datafusion(statement).await,
+            Statement::CreateModel(create) => self.create_model(create, progress).await,
+            Statement::DropModel(drop) => self.drop_model(drop).await,
+        }
+    }
+
+    fn register_system_tables(&self) -> Result<()> {
+        let catalog = self
+            .ctx
+            .catalog(CATALOG_NAME)
+            .ok_or_else(|| Error::Catalog("the tenure catalog is not registered".into()))?;
+        let schema = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
+        datafusion::catalog::SchemaProvider::register_table(
+            schema.as_ref(),
+            "models".to_string(),
+            Arc::new(system_tables::ModelsTable {
+                store: self.models.clone(),
+            }),
+        )?;
+        catalog.register_schema(SYSTEM_SCHEMA, schema)?;
+        Ok(())
     }
 
     /// Runs every statement in `sql`, collecting each result. Convenient for tests and

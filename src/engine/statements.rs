@@ -29,8 +29,8 @@ use crate::error::{Error, Result};
 use crate::storage::ManagedTable;
 
 impl Engine {
-    /// Executes one parsed statement.
-    pub async fn execute(&self, statement: DFStatement) -> Result<Output> {
+    /// Executes one statement that DataFusion parsed.
+    pub(super) async fn execute_datafusion(&self, statement: DFStatement) -> Result<Output> {
         match statement {
             DFStatement::CreateExternalTable(create) => self.create_external_table(create).await,
             DFStatement::CopyTo(copy) => {
@@ -311,6 +311,11 @@ impl Engine {
             }
             None => schema_name,
         };
+        if schema == super::SYSTEM_SCHEMA {
+            return Err(Error::invalid(format!(
+                "schema {schema} is reserved for tenure's system tables"
+            )));
+        }
         let mut catalog = self.catalog.lock().await;
         if catalog.contains_schema(schema) {
             if if_not_exists {

@@ -1,13 +1,50 @@
 //! tenure-udfs: tenure's SQL functions as DataFusion scalar and table functions.
 //!
-//! Each function lives in a module named after it. The model-scoring functions
-//! (`churn_score`, `segment`, `p_alive`, ...) arrive with the model issues; they turn Arrow
-//! columns into one tensor per batch and call `tenure-models`.
+//! - [`registry`]: the [`ModelRegistry`] trait through which functions find models.
+//! - [`features`]: argument checks against a model card; Arrow arrays to model input.
+//! - [`training`]: Arrow batches to training data (CREATE MODEL, model_evaluate).
+//! - [`scoring`]: the shared `fn(model, features...) -> float8` machinery.
+//! - One module per SQL function: [`churn_score`], [`predict`], [`explain`],
+//!   [`model_features`], [`model_evaluate`].
 
+pub mod churn_score;
+pub mod explain;
+pub mod features;
+pub mod model_evaluate;
+pub mod model_features;
+pub mod predict;
+pub mod registry;
+pub mod scoring;
+mod table_args;
+pub mod training;
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::DocSection;
 use datafusion::prelude::SessionContext;
 
-/// Registers all of tenure's functions with `ctx`. None exist yet; the engine calls this so
-/// that every session gets them as they arrive.
-pub fn register_all(ctx: &SessionContext) {
-    let _ = ctx;
+pub use registry::{LoadedModel, ModelRegistry};
+
+/// Where tenure's functions appear in generated documentation.
+pub(crate) const DOC_SECTION: DocSection = DocSection {
+    include: true,
+    label: "Model functions",
+    description: Some("Scoring and explaining models trained with CREATE MODEL"),
+};
+
+/// Registers all of tenure's functions with `ctx`, resolving models through `registry`.
+pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
+    ctx.register_udf(churn_score::churn_score(registry.clone()));
+    ctx.register_udf(predict::predict(registry.clone()));
+    ctx.register_udf(explain::explain(registry.clone()));
+    ctx.register_udtf(
+        "model_features",
+        Arc::new(model_features::ModelFeatures {
+            registry: registry.clone(),
+        }),
+    );
+    ctx.register_udtf(
+        "model_evaluate",
+        Arc::new(model_evaluate::ModelEvaluate { registry }),
+    );
 }

@@ -1,0 +1,172 @@
+//! CREATE MODEL and DROP MODEL: read the training query, train on a blocking thread (not
+//! the threads that run queries or serve clients), store the new version.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::execution::context::SQLOptions;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use tenure_models::artifact::{CARD_FORMAT, fingerprint};
+use tenure_models::{Kind, Model, ModelCard, Options};
+
+use super::{Engine, Output, Progress, ProgressSender};
+use crate::error::{Error, Result};
+use crate::models::validate_name;
+use crate::sql::{CreateModel, DropModel};
+
+/// Sets the flag when dropped: a CREATE MODEL whose future is dropped (a cancelled query,
+/// a closed connection) stops its training thread at the next mini-batch.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Engine {
+    pub(super) async fn create_model(
+        &self,
+        create: CreateModel,
+        progress: Option<&ProgressSender>,
+    ) -> Result<Output> {
+        validate_name(&create.name)?;
+        let kind = Kind::parse(&create.kind)?;
+        let target = match (kind.is_supervised(), create.target.clone()) {
+            (true, Some(target)) => Some(target),
+            (true, None) => {
+                return Err(Error::invalid(format!(
+                    "KIND {kind} needs TARGET: the column to learn"
+                )));
+            }
+            (false, Some(_)) => {
+                return Err(Error::invalid(format!("KIND {kind} takes no TARGET")));
+            }
+            (false, None) => None,
+        };
+        if create.if_not_exists && self.models.contains(&create.name) {
+            return Ok(Output::command("CREATE MODEL"));
+        }
+        // Bad options fail before any data is read.
+        tenure_models::check_options(kind, &mut Options::new(create.options.clone()))?;
+
+        let started = Instant::now();
+        let read_only = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let frame = self.ctx.sql_with_options(&create.query, read_only).await?;
+        let schema = frame.schema().as_arrow().clone();
+        let batches = frame.collect().await?;
+        let (data, features, dropped) = tenure_udfs::training::training_data(
+            &batches,
+            &schema,
+            target.as_deref().unwrap_or_default(),
+        )?;
+        drop(batches);
+        if dropped > 0
+            && let Some(progress) = progress
+        {
+            let _ = progress.send(Progress::Message(format!(
+                "{dropped} rows with a NULL target were left out"
+            )));
+        }
+
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(cancel.clone());
+        let sender = progress.cloned();
+        let name = create.name.clone();
+        let options = create.options.clone();
+        let trained = tokio::task::spawn_blocking(move || {
+            let mut options = Options::new(options);
+            let fingerprint = fingerprint(&data);
+            let mut on_epoch = |report: &tenure_models::EpochReport| {
+                if let Some(sender) = &sender {
+                    let _ = sender.send(Progress::Epoch {
+                        model: name.clone(),
+                        report: report.clone(),
+                    });
+                }
+            };
+            let model = Model::train(kind, &data, &mut options, &mut on_epoch, &cancel)?;
+            Ok::<_, tenure_models::Error>((
+                model,
+                fingerprint,
+                options.as_map().clone(),
+                data.target.len(),
+            ))
+        })
+        .await
+        .map_err(|e| Error::invalid(format!("training failed: {e}")))?;
+        let (model, fingerprint, options, rows) = trained?;
+
+        let metrics = model.metrics();
+        let seconds = started.elapsed().as_secs_f64();
+        let card = ModelCard {
+            format: CARD_FORMAT,
+            name: create.name.clone(),
+            version: 0,
+            kind,
+            target,
+            features,
+            options,
+            metrics: metrics.clone(),
+            rows: rows as u64,
+            seconds,
+            fingerprint,
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            weights_checksum: String::new(),
+            spec: model.spec(),
+        };
+        let version = self.models.save(card, model)?;
+        tracing::info!(model = %create.name, version, rows, seconds, "trained");
+
+        // One row: what was trained and how it scored on the validation rows.
+        let mut fields = vec![
+            Field::new("model", DataType::Utf8, false),
+            Field::new("version", DataType::Int32, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("seconds", DataType::Float64, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![create.name.clone()])),
+            Arc::new(Int32Array::from(vec![version as i32])),
+            Arc::new(StringArray::from(vec![kind.name()])),
+            Arc::new(Int64Array::from(vec![rows as i64])),
+            Arc::new(Float64Array::from(vec![
+                (seconds * 1000.0).round() / 1000.0,
+            ])),
+        ];
+        for (metric, value) in metrics.iter().filter(|(m, _)| m != "rows") {
+            fields.push(Field::new(
+                format!("validation_{metric}"),
+                DataType::Float64,
+                true,
+            ));
+            columns.push(Arc::new(Float64Array::from(vec![
+                (!value.is_nan()).then_some(*value),
+            ])));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Output::Rows(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter([Ok(batch)]),
+        ))))
+    }
+
+    pub(super) async fn drop_model(&self, drop: DropModel) -> Result<Output> {
+        if self.models.drop_model(&drop.name)? || drop.if_exists {
+            Ok(Output::command("DROP MODEL"))
+        } else {
+            Err(Error::NotFound {
+                kind: "model",
+                name: drop.name,
+            })
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The `tenure` schema: read-only tables that describe the database itself.
+//! `tenure.models` has one row per model version, read from the model cards.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use tenure_udfs::ModelRegistry;
+
+use crate::models::ModelStore;
+
+/// The schema that holds tenure's system tables.
+pub const SYSTEM_SCHEMA: &str = "tenure";
+
+/// `tenure.models`.
+#[derive(Debug)]
+pub struct ModelsTable {
+    pub store: Arc<ModelStore>,
+}
+
+fn models_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("version", DataType::Int32, false),
+        Field::new("latest", DataType::Boolean, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("target", DataType::Utf8, true),
+        Field::new("features", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("seconds", DataType::Float64, false),
+        Field::new("roc_auc", DataType::Float64, true),
+        Field::new("metrics", DataType::Utf8, false),
+        Field::new("options", DataType::Utf8, false),
+        Field::new("fingerprint", DataType::Utf8, false),
+        Field::new(
+            "created_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+    ]))
+}
+
+#[async_trait]
+impl TableProvider for ModelsTable {
+    fn schema(&self) -> SchemaRef {
+        models_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let cards = self.store.cards();
+        let latest: Vec<bool> = cards
+            .iter()
+            .enumerate()
+            .map(|(i, c)| cards.get(i + 1).is_none_or(|next| next.name != c.name))
+            .collect();
+        let metric = |c: &tenure_models::ModelCard, name: &str| {
+            c.metrics
+                .iter()
+                .find(|(m, _)| m == name)
+                .map(|(_, v)| *v)
+                .filter(|v| !v.is_nan())
+        };
+        let json = |value: serde_json::Value| value.to_string();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(cards.iter().map(|c| &c.name))),
+            Arc::new(Int32Array::from_iter_values(
+                cards.iter().map(|c| c.version as i32),
+            )),
+            Arc::new(BooleanArray::from(latest)),
+            Arc::new(StringArray::from_iter_values(
+                cards.iter().map(|c| c.kind.name()),
+            )),
+            Arc::new(StringArray::from_iter(
+                cards.iter().map(|c| c.target.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter_values(cards.iter().map(|c| {
+                c.features
+                    .iter()
+                    .map(|f| format!("{} {}", f.name, f.sql_type))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }))),
+            Arc::new(Int64Array::from_iter_values(
+                cards.iter().map(|c| c.rows as i64),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                cards.iter().map(|c| c.seconds),
+            )),
+            Arc::new(Float64Array::from_iter(
+                cards.iter().map(|c| metric(c, "roc_auc")),
+            )),
+            Arc::new(StringArray::from_iter_values(cards.iter().map(|c| {
+                json(serde_json::Value::Object(
+                    c.metrics
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                        .collect(),
+                ))
+            }))),
+            Arc::new(StringArray::from_iter_values(
+                cards.iter().map(|c| json(serde_json::json!(c.options))),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                cards.iter().map(|c| &c.fingerprint),
+            )),
+            Arc::new(
+                TimestampMillisecondArray::from_iter(cards.iter().map(|c| {
+                    chrono::DateTime::parse_from_rfc3339(&c.created_at)
+                        .ok()
+                        .map(|t| t.timestamp_millis())
+                }))
+                .with_timezone("UTC"),
+            ),
+        ];
+        let batch = RecordBatch::try_new(models_schema(), columns)?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            models_schema(),
+            projection.cloned(),
+        )?)
+    }
+}

@@ -1,0 +1,267 @@
+//! The model registry on disk: every version of every model trained with CREATE MODEL.
+//!
+//! Layout: `DATA_DIR/models/<name>/v<N>/{weights.safetensors, card.json}`. A version exists
+//! once its card is in place: the weights are written first and the card last, each
+//! atomically, so a training that fails or is killed leaves at most a directory without a
+//! card, which the next start removes. DROP MODEL renames the model's directory away (one
+//! atomic step) before deleting it.
+//!
+//! Loaded models are cached by (name, version) and shared by every query; a new version is a
+//! new cache entry, so a query already running keeps the model it started with.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tenure_models::{Model, ModelCard};
+use tenure_udfs::{LoadedModel, ModelRegistry};
+
+use crate::datadir::write_atomically;
+use crate::error::{Error, Result};
+
+const CARD_FILE: &str = "card.json";
+const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Models in the data directory, with a cache of loaded ones.
+#[derive(Debug)]
+pub struct ModelStore {
+    root: PathBuf,
+    /// Versions of each model, ascending.
+    index: RwLock<BTreeMap<String, Vec<u32>>>,
+    cache: Mutex<HashMap<(String, u32), Arc<LoadedModel>>>,
+}
+
+impl ModelStore {
+    /// Opens `root` (creating it), indexes complete versions and removes what an interrupted
+    /// training or drop left behind.
+    pub fn open(root: &Path) -> Result<ModelStore> {
+        std::fs::create_dir_all(root)?;
+        let mut index = BTreeMap::new();
+        for entry in std::fs::read_dir(root)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                tracing::info!("removing models/{name}, left by an interrupted DROP MODEL");
+                std::fs::remove_dir_all(entry.path())?;
+                continue;
+            }
+            if !entry.file_type()?.is_dir() || validate_name(&name).is_err() {
+                continue;
+            }
+            let mut versions = Vec::new();
+            for version_entry in std::fs::read_dir(entry.path())? {
+                let version_entry = version_entry?;
+                let dir_name = version_entry.file_name().to_string_lossy().to_string();
+                let Some(version) = dir_name.strip_prefix('v').and_then(|v| v.parse().ok()) else {
+                    continue;
+                };
+                if version_entry.path().join(CARD_FILE).exists() {
+                    versions.push(version);
+                } else {
+                    tracing::info!(
+                        "removing models/{name}/{dir_name}: its training did not finish"
+                    );
+                    std::fs::remove_dir_all(version_entry.path())?;
+                }
+            }
+            versions.sort_unstable();
+            if !versions.is_empty() {
+                index.insert(name, versions);
+            }
+        }
+        Ok(ModelStore {
+            root: root.to_path_buf(),
+            index: RwLock::new(index),
+            cache: Mutex::default(),
+        })
+    }
+
+    /// Whether a model called `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index
+            .read()
+            .expect("index lock poisoned")
+            .contains_key(name)
+    }
+
+    /// Stores a trained model as the next version of `card.name`; fills in and returns the
+    /// version.
+    pub fn save(&self, mut card: ModelCard, model: Model) -> Result<u32> {
+        let weights = model
+            .weights()
+            .map_err(|e| Error::invalid(format!("cannot serialise the model: {e}")))?;
+        card.weights_checksum = tenure_models::artifact::fnv1a_hex(&weights);
+        // The write lock makes version numbers unique when two trainings finish together.
+        let mut index = self.index.write().expect("index lock poisoned");
+        let version = index
+            .get(&card.name)
+            .and_then(|v| v.last())
+            .map_or(1, |last| last + 1);
+        card.version = version;
+        let dir = self.version_dir(&card.name, version);
+        std::fs::create_dir_all(&dir)?;
+        write_atomically(&dir.join(WEIGHTS_FILE), &weights)?;
+        write_atomically(&dir.join(CARD_FILE), &card.to_json())?;
+        index.entry(card.name.clone()).or_default().push(version);
+        self.cache.lock().expect("cache lock poisoned").insert(
+            (card.name.clone(), version),
+            Arc::new(LoadedModel { card, model }),
+        );
+        Ok(version)
+    }
+
+    /// Removes every version of `name`; false if there was none.
+    pub fn drop_model(&self, name: &str) -> Result<bool> {
+        let mut index = self.index.write().expect("index lock poisoned");
+        if index.remove(name).is_none() {
+            return Ok(false);
+        }
+        self.cache
+            .lock()
+            .expect("cache lock poisoned")
+            .retain(|(n, _), _| n != name);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let doomed = self.root.join(format!(".dropped-{name}-{nanos}"));
+        std::fs::rename(self.root.join(name), &doomed)?;
+        if let Err(e) = std::fs::remove_dir_all(&doomed) {
+            // The model is gone from the registry either way; the next start cleans up.
+            tracing::warn!("cannot remove {}: {e}", doomed.display());
+        }
+        Ok(true)
+    }
+
+    fn version_dir(&self, name: &str, version: u32) -> PathBuf {
+        self.root.join(name).join(format!("v{version}"))
+    }
+
+    fn read_card(&self, name: &str, version: u32) -> Result<ModelCard, String> {
+        let path = self.version_dir(name, version).join(CARD_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            format!(
+                "model '{name}' version {version}: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
+        ModelCard::from_json(&bytes).map_err(|e| format!("model '{name}' version {version}: {e}"))
+    }
+
+    fn load(&self, name: &str, version: u32) -> Result<Arc<LoadedModel>, String> {
+        let key = (name.to_string(), version);
+        if let Some(model) = self.cache.lock().expect("cache lock poisoned").get(&key) {
+            return Ok(model.clone());
+        }
+        let card = self.read_card(name, version)?;
+        let path = self.version_dir(name, version).join(WEIGHTS_FILE);
+        let weights = std::fs::read(&path).map_err(|e| {
+            format!(
+                "model '{name}' version {version}: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
+        let model = Model::load(&card, &weights, &candle_cpu())
+            .map_err(|e| format!("model '{name}' version {version}: {e}"))?;
+        let loaded = Arc::new(LoadedModel { card, model });
+        self.cache
+            .lock()
+            .expect("cache lock poisoned")
+            .insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.index
+            .read()
+            .expect("index lock poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+fn candle_cpu() -> tenure_models::candle_core::Device {
+    tenure_models::candle_core::Device::Cpu
+}
+
+impl ModelRegistry for ModelStore {
+    fn model(&self, reference: &str) -> Result<Arc<LoadedModel>, String> {
+        let reference = reference.trim().to_lowercase();
+        let (name, version) = match reference.split_once('@') {
+            Some((name, version)) => {
+                let version: u32 = version.parse().map_err(|_| {
+                    format!("'{reference}' is not a model reference; use name or name@version")
+                })?;
+                (name, Some(version))
+            }
+            None => (reference.as_str(), None),
+        };
+        let versions = self
+            .index
+            .read()
+            .expect("index lock poisoned")
+            .get(name)
+            .cloned();
+        let Some(versions) = versions else {
+            let names = self.names();
+            return Err(if names.is_empty() {
+                format!("model '{name}' does not exist; no models have been created (CREATE MODEL)")
+            } else {
+                format!(
+                    "model '{name}' does not exist; models: {}",
+                    names.join(", ")
+                )
+            });
+        };
+        let version = match version {
+            None => *versions.last().expect("indexed models have a version"),
+            Some(v) if versions.contains(&v) => v,
+            Some(v) => {
+                let list: Vec<String> = versions.iter().map(u32::to_string).collect();
+                return Err(format!(
+                    "model '{name}' has no version {v}; versions: {}",
+                    list.join(", ")
+                ));
+            }
+        };
+        self.load(name, version)
+    }
+
+    fn cards(&self) -> Vec<ModelCard> {
+        let index = self.index.read().expect("index lock poisoned").clone();
+        let mut cards = Vec::new();
+        for (name, versions) in index {
+            for version in versions {
+                let cached = self
+                    .cache
+                    .lock()
+                    .expect("cache lock poisoned")
+                    .get(&(name.clone(), version))
+                    .map(|m| m.card.clone());
+                match cached.map_or_else(|| self.read_card(&name, version), Ok) {
+                    Ok(card) => cards.push(card),
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
+        }
+        cards
+    }
+}
+
+/// Model names become directory names: lower-case letters, digits and `_`, not starting
+/// with a digit, at most 63 characters (PostgreSQL's identifier limit).
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid model name '{name}': use lower-case letters, digits and _, starting with a letter"
+        )))
+    }
+}

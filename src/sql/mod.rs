@@ -1,0 +1,324 @@
+//! tenure's SQL front: splits a script into statements and parses tenure's own statements
+//! (CREATE MODEL, DROP MODEL); everything else goes to DataFusion's parser unchanged.
+//!
+//! ```sql
+//! CREATE [OR REPLACE] MODEL [IF NOT EXISTS] name
+//!   KIND kind
+//!   [TARGET column]
+//!   [OPTIONS (key = value, ...)]
+//! AS query
+//!
+//! DROP MODEL [IF EXISTS] name
+//! ```
+//!
+//! The script is tokenized once with sqlparser's PostgreSQL tokenizer, so a `;` inside a
+//! string or comment never splits a statement.
+
+use datafusion::error::DataFusionError;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{Ident, Value};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+
+use crate::error::Result;
+
+/// One parsed statement.
+#[derive(Debug)]
+pub enum Statement {
+    /// Anything DataFusion parses (queries, DDL, DML, CREATE EXTERNAL TABLE, COPY, ...).
+    DataFusion(DFStatement),
+    CreateModel(CreateModel),
+    DropModel(DropModel),
+}
+
+/// `CREATE MODEL`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateModel {
+    pub name: String,
+    pub or_replace: bool,
+    pub if_not_exists: bool,
+    pub kind: String,
+    pub target: Option<String>,
+    /// (key, value) with keys lower-cased and values as text.
+    pub options: Vec<(String, String)>,
+    /// The training query, as written.
+    pub query: String,
+}
+
+/// `DROP MODEL`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropModel {
+    pub name: String,
+    pub if_exists: bool,
+}
+
+/// Parses every statement in `sql`.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| syntax_error(ParserError::TokenizerError(e.to_string())))?;
+    let offsets = LineOffsets::new(sql);
+    let mut statements = Vec::new();
+    let mut start = 0;
+    let mut chunk: Vec<&TokenWithSpan> = Vec::new();
+    for token in tokens
+        .iter()
+        .chain(std::iter::once(&TokenWithSpan::wrap(Token::EOF)))
+    {
+        let end = match token.token {
+            Token::SemiColon => offsets.byte(token.span.start),
+            Token::EOF => sql.len(),
+            _ => {
+                chunk.push(token);
+                continue;
+            }
+        };
+        let text = &sql[start..end];
+        if let Some(statement) = parse_one(text, &chunk)? {
+            statements.push(statement);
+        }
+        start = (end + 1).min(sql.len());
+        chunk.clear();
+    }
+    Ok(statements)
+}
+
+/// Parses one statement's text; `None` if it is only whitespace and comments.
+fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>> {
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .take(3)
+        .map(|t| match &t.token {
+            Token::Word(w) => w.value.to_ascii_uppercase(),
+            _ => String::new(),
+        })
+        .collect();
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let is_model = |w: &[String]| w.first().is_some_and(|x| x == "MODEL");
+    if words[0] == "CREATE" && (is_model(&words[1..]) || words[1..] == ["OR", "REPLACE"]) {
+        if let Some(create) = parse_create_model(text).map_err(syntax_error)? {
+            return Ok(Some(Statement::CreateModel(create)));
+        }
+    }
+    if words[0] == "DROP" && is_model(&words[1..]) {
+        return Ok(Some(Statement::DropModel(
+            parse_drop_model(text).map_err(syntax_error)?,
+        )));
+    }
+    let dialect = PostgreSqlDialect {};
+    let mut parsed = DFParserBuilder::new(text)
+        .with_dialect(&dialect)
+        .build()?
+        .parse_statements()?;
+    Ok(parsed.pop_front().map(Statement::DataFusion))
+}
+
+fn syntax_error(e: ParserError) -> crate::error::Error {
+    DataFusionError::SQL(Box::new(e), None).into()
+}
+
+/// An identifier as PostgreSQL folds it: lower-case unless quoted.
+fn normalize(ident: Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// Consumes the word `word` (case-insensitive) if it is next.
+fn parse_word(parser: &mut Parser, word: &str) -> bool {
+    match &parser.peek_token().token {
+        Token::Word(w) if w.value.eq_ignore_ascii_case(word) => {
+            parser.next_token();
+            true
+        }
+        _ => false,
+    }
+}
+
+fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
+    if parse_word(parser, word) {
+        Ok(())
+    } else {
+        parser.expected(word, parser.peek_token())
+    }
+}
+
+/// `None` when the statement is `CREATE OR REPLACE <something other than MODEL>`.
+fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(text)?;
+    parser.expect_keyword(Keyword::CREATE)?;
+    let or_replace = parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+    if !parse_word(&mut parser, "MODEL") {
+        return Ok(None);
+    }
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = normalize(parser.parse_identifier()?);
+    expect_word(&mut parser, "KIND")?;
+    let kind = normalize(parser.parse_identifier()?);
+    let target = if parse_word(&mut parser, "TARGET") {
+        Some(normalize(parser.parse_identifier()?))
+    } else {
+        None
+    };
+    let mut options = Vec::new();
+    if parser.parse_keyword(Keyword::OPTIONS) {
+        parser.expect_token(&Token::LParen)?;
+        loop {
+            let key = normalize(parser.parse_identifier()?);
+            parser.expect_token(&Token::Eq)?;
+            let value = match parser.parse_value()?.value {
+                Value::SingleQuotedString(s) => s,
+                Value::Number(n, _) => n.to_string(),
+                Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ParserError::ParserError(format!(
+                        "option {key}: expected a string, number or boolean, found {other}"
+                    )));
+                }
+            };
+            options.push((key, value));
+            if parser.consume_token(&Token::RParen) {
+                break;
+            }
+            parser.expect_token(&Token::Comma)?;
+        }
+    }
+    parser.expect_keyword(Keyword::AS)?;
+    let query_start = LineOffsets::new(text).byte(parser.peek_token().span.start);
+    // Parse the query to report syntax errors here; keep the text as the user wrote it.
+    parser.parse_query()?;
+    if parser.peek_token().token != Token::EOF {
+        return parser.expected("end of statement", parser.peek_token());
+    }
+    Ok(Some(CreateModel {
+        name,
+        or_replace,
+        if_not_exists,
+        kind,
+        target,
+        options,
+        query: text[query_start..].trim().to_string(),
+    }))
+}
+
+fn parse_drop_model(text: &str) -> Result<DropModel, ParserError> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(text)?;
+    parser.expect_keyword(Keyword::DROP)?;
+    expect_word(&mut parser, "MODEL")?;
+    let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let name = normalize(parser.parse_identifier()?);
+    if parser.peek_token().token != Token::EOF {
+        return parser.expected("end of statement", parser.peek_token());
+    }
+    Ok(DropModel { name, if_exists })
+}
+
+/// Byte offsets of line starts, to turn a token's (line, column) into a byte offset.
+struct LineOffsets<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineOffsets<'a> {
+    fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineOffsets { text, starts }
+    }
+
+    /// Columns count characters, from 1.
+    fn byte(&self, location: Location) -> usize {
+        let Some(&line_start) = self.starts.get(location.line.saturating_sub(1) as usize) else {
+            return self.text.len();
+        };
+        self.text[line_start..]
+            .char_indices()
+            .nth(location.column.saturating_sub(1) as usize)
+            .map_or(self.text.len(), |(i, _)| line_start + i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> Statement {
+        let mut statements = parse(sql).unwrap();
+        assert_eq!(statements.len(), 1, "{sql}");
+        statements.pop().unwrap()
+    }
+
+    #[test]
+    fn create_model_with_everything() {
+        let sql = "create or replace model Churn kind CHURN_CLASSIFIER target Churned \
+                   options (hidden = '64,32', epochs = 3, balanced = true)\n\
+                   as select a, 'x;y' as b, churned from t where a > 1";
+        let Statement::CreateModel(create) = one(sql) else {
+            panic!()
+        };
+        assert_eq!(
+            create,
+            CreateModel {
+                name: "churn".into(),
+                or_replace: true,
+                if_not_exists: false,
+                kind: "churn_classifier".into(),
+                target: Some("churned".into()),
+                options: vec![
+                    ("hidden".into(), "64,32".into()),
+                    ("epochs".into(), "3".into()),
+                    ("balanced".into(), "true".into()),
+                ],
+                query: "select a, 'x;y' as b, churned from t where a > 1".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn scripts_mix_tenure_and_datafusion_statements() {
+        let sql = "SELECT 1; -- a comment; with a semicolon\n\
+                   CREATE MODEL m KIND churn_classifier TARGET y AS SELECT x, y FROM t;\n\
+                   DROP MODEL IF EXISTS \"M\";\nCREATE OR REPLACE VIEW v AS SELECT 1;;";
+        let statements = parse(sql).unwrap();
+        assert_eq!(statements.len(), 4);
+        assert!(matches!(statements[0], Statement::DataFusion(_)));
+        let Statement::CreateModel(create) = &statements[1] else {
+            panic!()
+        };
+        assert_eq!(create.query, "SELECT x, y FROM t");
+        let Statement::DropModel(drop) = &statements[2] else {
+            panic!()
+        };
+        assert_eq!((drop.name.as_str(), drop.if_exists), ("M", true));
+        assert!(matches!(statements[3], Statement::DataFusion(_)));
+    }
+
+    #[test]
+    fn syntax_errors_say_what_was_expected() {
+        let err = parse("CREATE MODEL m churn_classifier AS SELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Expected: KIND"), "{err}");
+        let err = parse("CREATE MODEL m KIND k OPTIONS (a = ) AS SELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SQL error"), "{err}");
+        let err = parse("CREATE MODEL m KIND k AS SELEC 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SELEC"), "{err}");
+        let err = parse("DROP MODEL a b").unwrap_err().to_string();
+        assert!(err.contains("end of statement"), "{err}");
+    }
+}

@@ -1,0 +1,286 @@
+//! Models trained in SQL: learning the demo world's churn against its ground truth,
+//! progress reports, persistence across restarts, and a model directory that disappears.
+
+use arrow::array::AsArray;
+use arrow::datatypes::Float64Type;
+use tenure::demo::DemoOptions;
+use tenure::lifecycle::load_demo;
+use tenure::{Output, Progress};
+
+use crate::support::{open_engine, scalar};
+
+const FEATURES: &str = "recency_days, frequency, tenure_days, account_age_days, avg_amount, \
+    browse_sessions, sessions_since_last_order, visit_days_since_last_order, \
+    days_since_last_visit, events_per_session, reviews, abandoned_carts_before_last_order, \
+    failed_searches_before_last_order, last_order_rating, acquisition_channel, device";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_model_comes_within_three_points_of_the_true_hazard() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path()).await;
+    let demo = DemoOptions {
+        scale: 0.5,
+        seed: 42,
+    };
+    load_demo(&engine, &demo, None).await.unwrap();
+
+    // The view's label is computed from public orders only; it must be the truth's label.
+    let disagreements = scalar(
+        &engine,
+        "SELECT count(*) FROM churn_features f JOIN truth.customers t USING (customer_id) \
+         WHERE f.churned <> t.churned",
+    )
+    .await;
+    assert_eq!(disagreements, "0");
+
+    // Train on four fifths of the customers, with progress reports.
+    let (sender, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let mut statements = engine
+        .parse(&format!(
+            "CREATE MODEL churn KIND churn_classifier TARGET churned \
+             OPTIONS (hidden = '32,16', epochs = 40, learning_rate = 0.003, seed = 1) \
+             AS SELECT {FEATURES}, churned FROM churn_features WHERE customer_id % 5 <> 0"
+        ))
+        .unwrap();
+    let output = engine
+        .execute_with_progress(statements.remove(0), Some(&sender))
+        .await
+        .unwrap();
+    drop(sender);
+    let Output::Rows(stream) = output else {
+        panic!("CREATE MODEL returns a row")
+    };
+    let batches: Vec<_> = futures::TryStreamExt::try_collect(stream).await.unwrap();
+    let schema = batches[0].schema();
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        &columns[..5],
+        ["model", "version", "kind", "rows", "seconds"]
+    );
+    assert!(columns.contains(&"validation_roc_auc"), "{columns:?}");
+    let mut epochs = 0;
+    while let Some(progress) = reports.recv().await {
+        if let Progress::Epoch { report, .. } = progress {
+            epochs += 1;
+            assert_eq!(report.epoch, epochs);
+            assert!(report.train_loss.is_finite() && report.validation_auc > 0.5);
+        }
+    }
+    assert!(epochs >= 5, "{epochs} epochs reported");
+
+    // Score the held-out fifth, and the true hazard on the same rows.
+    let model_auc: f64 = scalar(
+        &engine,
+        "SELECT value FROM model_evaluate('churn', \
+         'SELECT * FROM churn_features WHERE customer_id % 5 = 0') WHERE metric = 'roc_auc'",
+    )
+    .await
+    .parse()
+    .unwrap();
+    let truth = engine
+        .query(
+            "SELECT t.churn_hazard, f.churned FROM churn_features f \
+             JOIN truth.customers t USING (customer_id) WHERE f.customer_id % 5 = 0",
+        )
+        .await
+        .unwrap();
+    let (mut hazard, mut churned) = (Vec::new(), Vec::new());
+    for batch in &truth {
+        hazard.extend(
+            batch
+                .column(0)
+                .as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .copied(),
+        );
+        let labels = batch.column(1).as_boolean();
+        churned.extend((0..labels.len()).map(|i| labels.value(i)));
+    }
+    let truth_auc = tenure_models::metrics::roc_auc(&hazard, &churned);
+    eprintln!(
+        "churn on the demo world (scale 0.5, {} held-out customers): model AUC {model_auc:.4}, \
+         true hazard AUC {truth_auc:.4}",
+        hazard.len()
+    );
+    assert!(
+        model_auc >= truth_auc - 0.03,
+        "model AUC {model_auc} is not within 0.03 of the true hazard's {truth_auc}"
+    );
+
+    // Scores as a column: one per customer, all probabilities.
+    let scored = scalar(
+        &engine,
+        &format!(
+            "SELECT count(*) FROM churn_features \
+             WHERE churn_score('churn', {FEATURES}) BETWEEN 0 AND 1"
+        ),
+    )
+    .await;
+    let customers = scalar(&engine, "SELECT count(*) FROM churn_features").await;
+    assert_eq!(scored, customers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_survive_restarts_and_a_deleted_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let score = "SELECT churn_score('m', 0.3, 'a') FROM (VALUES (1)) AS t(x)";
+    let before = {
+        let engine = open_engine(dir.path()).await;
+        engine
+            .run(
+                "CREATE TABLE t AS SELECT CAST(i AS DOUBLE) / 100 AS x, \
+                 CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END AS c, i % 100 < 40 AS y \
+                 FROM generate_series(1, 500) AS s(i); \
+                 CREATE MODEL m KIND churn_classifier TARGET y OPTIONS (epochs = 3) \
+                 AS SELECT x, c, y FROM t",
+            )
+            .await
+            .unwrap();
+        scalar(&engine, score).await
+    };
+    // A training that died before its card was written leaves a directory without one.
+    let half_written = dir.path().join("models/m/v2");
+    std::fs::create_dir_all(&half_written).unwrap();
+    std::fs::write(half_written.join("weights.safetensors"), b"partial").unwrap();
+
+    let engine = open_engine(dir.path()).await;
+    assert_eq!(
+        scalar(&engine, score).await,
+        before,
+        "same score after a restart"
+    );
+    assert!(!half_written.exists(), "the unfinished version was removed");
+    assert_eq!(
+        scalar(&engine, "SELECT max(version) FROM tenure.models").await,
+        "1"
+    );
+
+    // Deleted under a running engine before it was loaded: a clear error, the rest works.
+    let engine_dir = dir.path().to_path_buf();
+    drop(engine);
+    let engine = open_engine(&engine_dir).await;
+    std::fs::remove_dir_all(engine_dir.join("models/m")).unwrap();
+    let err = engine.query(score).await.unwrap_err().to_string();
+    assert!(
+        err.contains("model 'm' version 1: cannot read") && err.contains("card.json"),
+        "{err}"
+    );
+    assert_eq!(scalar(&engine, "SELECT count(*) FROM t").await, "500");
+}
+
+/// Churn on the real CDNOW data: given a customer's first 52 weeks (from 1997-01-01), will
+/// they buy nothing in weeks 53-78? README reports the held-out AUC this test prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_model_on_cdnow_beats_recency_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path()).await;
+    let csv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/cdnow/cdnow_master.csv"
+    );
+    engine
+        .run(&format!(
+            "CREATE EXTERNAL TABLE cdnow (customer_id BIGINT, date DATE, cds INT, dollars DOUBLE) \
+             STORED AS CSV LOCATION '{csv}' OPTIONS ('format.has_header' 'true')"
+        ))
+        .await
+        .unwrap();
+    engine.run(CDNOW_CHURN_VIEW).await.unwrap();
+    assert_eq!(
+        scalar(&engine, "SELECT count(*) FROM cdnow_churn").await,
+        "23570",
+        "every customer of the cohort bought in the first 52 weeks"
+    );
+    engine
+        .run(
+            "CREATE MODEL cdnow_churn KIND churn_classifier TARGET churned \
+             OPTIONS (hidden = '32,16', epochs = 40, seed = 1) \
+             AS SELECT frequency, recency_weeks, t_weeks, weeks_since_last, spend, \
+             spend_per_purchase, cds, days_last_13_weeks, churned \
+             FROM cdnow_churn WHERE customer_id % 5 <> 0",
+        )
+        .await
+        .unwrap();
+    let model_auc: f64 = scalar(
+        &engine,
+        "SELECT value FROM model_evaluate('cdnow_churn', \
+         'SELECT * FROM cdnow_churn WHERE customer_id % 5 = 0') WHERE metric = 'roc_auc'",
+    )
+    .await
+    .parse()
+    .unwrap();
+    let holdout = engine
+        .query("SELECT weeks_since_last, churned FROM cdnow_churn WHERE customer_id % 5 = 0")
+        .await
+        .unwrap();
+    let (mut recency, mut churned) = (Vec::new(), Vec::new());
+    for batch in &holdout {
+        recency.extend(
+            batch
+                .column(0)
+                .as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .copied(),
+        );
+        let labels = batch.column(1).as_boolean();
+        churned.extend((0..labels.len()).map(|i| labels.value(i)));
+    }
+    let recency_auc = tenure_models::metrics::roc_auc(&recency, &churned);
+    eprintln!(
+        "CDNOW churn (weeks 53-78), {} held-out customers: model AUC {model_auc:.4}, \
+         weeks since the last purchase alone {recency_auc:.4}",
+        churned.len()
+    );
+    assert!(model_auc > 0.75, "model AUC {model_auc}");
+    assert!(
+        model_auc > recency_auc,
+        "{model_auc} vs recency alone {recency_auc}"
+    );
+}
+
+/// Per customer: what the first 52 weeks show, and whether weeks 53-78 had no purchase.
+/// Several purchases on one day count as one (the BTYD convention).
+const CDNOW_CHURN_VIEW: &str = "
+CREATE VIEW cdnow_churn AS
+WITH days AS (
+    SELECT customer_id, date, sum(dollars) AS dollars, sum(cds) AS cds
+    FROM cdnow WHERE date < DATE '1997-12-31'
+    GROUP BY customer_id, date
+),
+history AS (
+    SELECT customer_id,
+           count(*) AS purchase_days,
+           min(date) AS first_day,
+           max(date) AS last_day,
+           sum(dollars) AS spend,
+           sum(cds) AS cds,
+           count(*) FILTER (WHERE date >= DATE '1997-10-01') AS days_last_13_weeks
+    FROM days GROUP BY customer_id
+),
+later AS (
+    SELECT DISTINCT customer_id FROM cdnow
+    WHERE date >= DATE '1997-12-31' AND date < DATE '1998-07-01'
+),
+weeks AS (
+    SELECT customer_id, purchase_days, spend, cds, days_last_13_weeks,
+           (extract(epoch FROM CAST(last_day AS TIMESTAMP))
+              - extract(epoch FROM CAST(first_day AS TIMESTAMP))) / 604800 AS recency_weeks,
+           (extract(epoch FROM TIMESTAMP '1997-12-31 00:00:00')
+              - extract(epoch FROM CAST(first_day AS TIMESTAMP))) / 604800 AS t_weeks,
+           (extract(epoch FROM TIMESTAMP '1997-12-31 00:00:00')
+              - extract(epoch FROM CAST(last_day AS TIMESTAMP))) / 604800 AS weeks_since_last
+    FROM history
+)
+SELECT w.customer_id,
+       w.purchase_days - 1 AS frequency,
+       w.recency_weeks,
+       w.t_weeks,
+       w.weeks_since_last,
+       w.spend,
+       w.spend / w.purchase_days AS spend_per_purchase,
+       w.cds,
+       w.days_last_13_weeks,
+       l.customer_id IS NULL AS churned
+FROM weeks w LEFT JOIN later l ON l.customer_id = w.customer_id";

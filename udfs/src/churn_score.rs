@@ -1,0 +1,32 @@
+//! `churn_score(model, features...)`: the probability that a customer churns, from a
+//! churn_classifier model.
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::{Documentation, ScalarUDF};
+use tenure_models::Kind;
+
+use crate::DOC_SECTION;
+use crate::registry::ModelRegistry;
+use crate::scoring::ScoringFunction;
+
+pub fn churn_score(registry: Arc<dyn ModelRegistry>) -> ScalarUDF {
+    let documentation = Documentation::builder(
+        DOC_SECTION,
+        "Probability in [0, 1] that the customer churns, from a churn_classifier model. \
+         Features are passed in the order the model was trained on; NULL means missing.",
+        "churn_score(model, feature1, ..., featureN)",
+    )
+    .with_argument("model", "text literal: a model name, or name@version")
+    .with_argument("features", "the model's features, in training order")
+    .with_sql_example(
+        "SELECT customer_id, churn_score('churn', tenure_days, orders, spend) FROM features",
+    )
+    .build();
+    ScalarUDF::new_from_impl(ScoringFunction::new(
+        "churn_score",
+        &[Kind::ChurnClassifier],
+        registry,
+        documentation,
+    ))
+}

@@ -1,0 +1,197 @@
+//! From function arguments to model input: type checks at planning against the model card,
+//! and at execution Arrow arrays to [`FeatureValues`] without per-row model calls.
+//!
+//! Numeric features accept any number or boolean; NULL becomes NaN, which the model's
+//! preprocessing treats as missing. Categorical features accept anything castable to text;
+//! NULL stays missing.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::{Result, exec_err, plan_err};
+use tenure_models::{FeatureKind, FeatureValues, ModelCard};
+
+/// PostgreSQL's name for an Arrow type, for error messages.
+pub fn sql_type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Null => "unknown".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "int2".into(),
+        DataType::Int32 | DataType::UInt16 => "int4".into(),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "int8".into(),
+        DataType::Float16 | DataType::Float32 => "float4".into(),
+        DataType::Float64 => "float8".into(),
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => "numeric".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(_, None) => "timestamp".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
+        DataType::Dictionary(_, value) => sql_type_name(value),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// Whether a column of this type can be a numeric feature.
+pub fn is_numeric_input(data_type: &DataType) -> bool {
+    data_type.is_numeric() || matches!(data_type, DataType::Boolean | DataType::Null)
+}
+
+/// Whether a column of this type can be a categorical feature (anything castable to text).
+pub fn is_categorical_input(data_type: &DataType) -> bool {
+    !data_type.is_nested() && datafusion::arrow::compute::can_cast_types(data_type, &DataType::Utf8)
+}
+
+/// The training feature kind for a column type, or None if it cannot be a feature.
+pub fn feature_kind_for(data_type: &DataType) -> Option<FeatureKind> {
+    if is_numeric_input(data_type) {
+        Some(FeatureKind::Numeric)
+    } else if is_categorical_input(data_type) {
+        Some(FeatureKind::Categorical)
+    } else {
+        None
+    }
+}
+
+/// Checks `feature_types` (the arguments after the model) against `card`, with errors that
+/// name `function`, the argument position (1-based, counting the model) and the feature.
+pub fn check_arguments(function: &str, card: &ModelCard, feature_types: &[DataType]) -> Result<()> {
+    if feature_types.len() != card.features.len() {
+        return plan_err!(
+            "{function}: model '{}' expects {} feature{}, got {} (expected: {})",
+            card.name,
+            card.features.len(),
+            if card.features.len() == 1 { "" } else { "s" },
+            feature_types.len(),
+            card.feature_list()
+        );
+    }
+    for (i, (feature, data_type)) in card.features.iter().zip(feature_types).enumerate() {
+        let ok = match feature.kind {
+            FeatureKind::Numeric => is_numeric_input(data_type),
+            FeatureKind::Categorical => is_categorical_input(data_type),
+        };
+        if !ok {
+            let expected = match feature.kind {
+                FeatureKind::Numeric => "numeric",
+                FeatureKind::Categorical => "text (or castable to text)",
+            };
+            return plan_err!(
+                "{function}: argument {} ({}) must be {expected}, got {}",
+                i + 2,
+                feature.name,
+                sql_type_name(data_type)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One argument array prepared for the model.
+pub enum FeatureArray {
+    /// Numbers without NULLs: read in place from the Arrow buffer.
+    Floats(Float64Array),
+    /// Numbers with NULLs, copied with NaN in their place.
+    FloatsWithNan(Vec<f64>),
+    Text(StringArray),
+}
+
+impl FeatureArray {
+    /// Converts `array` for a feature of `kind`. `function` and `name` are for errors.
+    pub fn new(function: &str, name: &str, kind: FeatureKind, array: &ArrayRef) -> Result<Self> {
+        match kind {
+            FeatureKind::Numeric => {
+                let floats = cast(array, &DataType::Float64).or_else(|e| {
+                    exec_err!("{function}: feature {name} cannot be read as a number: {e}")
+                })?;
+                let floats = floats.as_primitive::<Float64Type>().clone();
+                if floats.null_count() == 0 {
+                    Ok(FeatureArray::Floats(floats))
+                } else {
+                    Ok(FeatureArray::FloatsWithNan(
+                        floats.iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
+                    ))
+                }
+            }
+            FeatureKind::Categorical => {
+                let text = cast(array, &DataType::Utf8).or_else(|e| {
+                    exec_err!("{function}: feature {name} cannot be read as text: {e}")
+                })?;
+                Ok(FeatureArray::Text(text.as_string::<i32>().clone()))
+            }
+        }
+    }
+}
+
+/// Every feature argument of one batch, prepared for the model.
+pub struct FeatureBatch {
+    arrays: Vec<FeatureArray>,
+}
+
+impl FeatureBatch {
+    /// Prepares the feature arguments (`arrays`, in the card's feature order).
+    pub fn new(function: &str, card: &ModelCard, arrays: &[ArrayRef]) -> Result<Self> {
+        let arrays = card
+            .features
+            .iter()
+            .zip(arrays)
+            .map(|(feature, array)| FeatureArray::new(function, &feature.name, feature.kind, array))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FeatureBatch { arrays })
+    }
+
+    /// Calls `f` with the model's view of the batch.
+    pub fn with_values<T>(&self, f: impl FnOnce(&[FeatureValues<'_>]) -> T) -> T {
+        // Categorical labels are borrowed from the string arrays; one vector per feature.
+        let labels: Vec<Vec<Option<&str>>> = self
+            .arrays
+            .iter()
+            .map(|a| match a {
+                FeatureArray::Text(text) => text.iter().collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let views: Vec<FeatureValues<'_>> = self
+            .arrays
+            .iter()
+            .zip(&labels)
+            .map(|(a, labels)| match a {
+                FeatureArray::Floats(floats) => FeatureValues::Numeric(floats.values()),
+                FeatureArray::FloatsWithNan(values) => FeatureValues::Numeric(values),
+                FeatureArray::Text(_) => FeatureValues::Categorical(labels),
+            })
+            .collect();
+        f(&views)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::Int32Array;
+
+    use super::*;
+
+    #[test]
+    fn numeric_nulls_become_nan_and_sliced_arrays_keep_their_offset() {
+        let ints: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), None, Some(3), Some(4)]));
+        let sliced = ints.slice(1, 3);
+        let a = FeatureArray::new("f", "x", FeatureKind::Numeric, &sliced).unwrap();
+        let FeatureArray::FloatsWithNan(values) = a else {
+            panic!("nulls need a copy")
+        };
+        assert!(values[0].is_nan());
+        assert_eq!(&values[1..], &[3.0, 4.0]);
+
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0]));
+        let sliced = floats.slice(1, 2);
+        let a = FeatureArray::new("f", "x", FeatureKind::Numeric, &sliced).unwrap();
+        let FeatureArray::Floats(kept) = a else {
+            panic!("no nulls: no copy")
+        };
+        assert_eq!(kept.values().as_ref(), &[2.0, 3.0]);
+    }
+}

@@ -1,0 +1,160 @@
+//! `model_evaluate(model, query)`: runs `query` (which must return the model's features, by
+//! name, and its target), scores it, and returns one row per metric.
+//!
+//! The query runs when the table function is scanned, inside the caller's session; it may
+//! only read (no DDL, DML or SET), so evaluating cannot change anything.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::SessionState;
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use tenure_models::metrics::BinaryMetrics;
+use tenure_models::{Model, ModelSpec};
+
+use crate::features::FeatureBatch;
+use crate::registry::{LoadedModel, ModelRegistry};
+use crate::scoring::resolve;
+use crate::table_args::text_arguments;
+use crate::training::target_labels;
+
+const FUNCTION: &str = "model_evaluate";
+
+#[derive(Debug)]
+pub struct ModelEvaluate {
+    pub registry: Arc<dyn ModelRegistry>,
+}
+
+impl TableFunctionImpl for ModelEvaluate {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let [reference, query] = text_arguments::<2>(FUNCTION, &["model", "query"], args.exprs())?;
+        let model = resolve(FUNCTION, self.registry.as_ref(), &reference)?;
+        if model.card.target.is_none() {
+            return plan_err!(
+                "{FUNCTION}: model '{}' has no target to evaluate against",
+                model.card.name
+            );
+        }
+        Ok(Arc::new(Evaluation { model, query }))
+    }
+}
+
+#[derive(Debug)]
+struct Evaluation {
+    model: Arc<LoadedModel>,
+    query: String,
+}
+
+fn result_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, true),
+    ]))
+}
+
+impl Evaluation {
+    async fn metrics(&self, state: &SessionState) -> Result<BinaryMetrics> {
+        let ctx = SessionContext::new_with_state(state.clone());
+        let read_only = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let frame = ctx.sql_with_options(&self.query, read_only).await?;
+        let schema = frame.schema().as_arrow().clone();
+        let batches = frame.collect().await?;
+
+        let card = &self.model.card;
+        let target = card.target.as_deref().unwrap_or_default();
+        let mut wanted: Vec<&str> = card.features.iter().map(|f| f.name.as_str()).collect();
+        wanted.push(target);
+        let missing: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|name| schema.column_with_name(name).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return plan_err!(
+                "{FUNCTION}: the query must return the columns {} (the features and the target of \
+                 '{}'); missing: {}",
+                wanted.join(", "),
+                card.name,
+                missing.join(", ")
+            );
+        }
+        let (mut scores, mut labels) = (Vec::new(), Vec::new());
+        for batch in &batches {
+            let column = |name: &str| -> ArrayRef {
+                batch
+                    .column(schema.index_of(name).expect("checked above"))
+                    .clone()
+            };
+            let arrays: Vec<ArrayRef> = card.features.iter().map(|f| column(&f.name)).collect();
+            let feature_batch = FeatureBatch::new(FUNCTION, card, &arrays)?;
+            let batch_scores = feature_batch
+                .with_values(|values| self.model.model.predict(values))
+                .map_err(|e| DataFusionError::Execution(format!("{FUNCTION}: {e}")))?;
+            for (score, label) in batch_scores
+                .into_iter()
+                .zip(target_labels(target, &column(target))?)
+            {
+                // A row without a label cannot be scored against; it is left out.
+                if let Some(label) = label {
+                    scores.push(score);
+                    labels.push(label);
+                }
+            }
+        }
+        let threshold = match (&self.model.model, &card.spec) {
+            (Model::Classifier(_), ModelSpec::Classifier(spec)) => spec.threshold,
+        };
+        Ok(BinaryMetrics::compute(&scores, &labels, threshold))
+    }
+}
+
+#[async_trait]
+impl TableProvider for Evaluation {
+    fn schema(&self) -> SchemaRef {
+        result_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(state) = state.as_any().downcast_ref::<SessionState>() else {
+            return plan_err!("{FUNCTION} needs a DataFusion session");
+        };
+        let metrics = self.metrics(state).await?;
+        let named = metrics.named();
+        let batch = RecordBatch::try_new(
+            result_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(named.iter().map(|(n, _)| *n))),
+                Arc::new(Float64Array::from_iter(
+                    named.iter().map(|(_, v)| (!v.is_nan()).then_some(*v)),
+                )),
+            ],
+        )?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            result_schema(),
+            projection.cloned(),
+        )?)
+    }
+}

@@ -1,0 +1,66 @@
+//! `model_features(model)`: the model's features in order, with their type and permutation
+//! importance (the drop in validation ROC AUC when the feature is shuffled).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::Result;
+use datafusion::datasource::MemTable;
+use tenure_models::{Model, ModelSpec};
+
+use crate::registry::ModelRegistry;
+use crate::scoring::resolve;
+use crate::table_args::text_arguments;
+
+#[derive(Debug)]
+pub struct ModelFeatures {
+    pub registry: Arc<dyn ModelRegistry>,
+}
+
+impl TableFunctionImpl for ModelFeatures {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let [reference] = text_arguments::<1>("model_features", &["model"], args.exprs())?;
+        let model = resolve("model_features", self.registry.as_ref(), &reference)?;
+        let importance: Vec<Option<f64>> = match (&model.model, &model.card.spec) {
+            (Model::Classifier(_), ModelSpec::Classifier(spec)) => model
+                .card
+                .features
+                .iter()
+                .map(|f| {
+                    spec.training
+                        .importance
+                        .iter()
+                        .find(|(name, _)| *name == f.name)
+                        .map(|(_, v)| *v)
+                })
+                .collect(),
+        };
+        let features = &model.card.features;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("position", DataType::UInt32, false),
+            Field::new("feature", DataType::Utf8, false),
+            Field::new("type", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("importance", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(UInt32Array::from_iter_values(1..=features.len() as u32)),
+                Arc::new(StringArray::from_iter_values(
+                    features.iter().map(|f| &f.name),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    features.iter().map(|f| &f.sql_type),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    features.iter().map(|f| f.kind.to_string()),
+                )),
+                Arc::new(Float64Array::from(importance)),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
