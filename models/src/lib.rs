@@ -6,6 +6,7 @@
 //! - [`preprocess`]: standardisation, one-hot vocabularies, missing values; the feature-major
 //!   matrix every model consumes.
 //! - [`classifier`]: KIND churn_classifier, an MLP or logistic regression trained with AdamW.
+//! - [`dense`]: the fused CPU forward pass that scores dense networks block by block.
 //! - [`metrics`]: ROC AUC, PR AUC, log loss, threshold metrics, calibration.
 //! - [`artifact`]: the JSON model card and safetensors weights.
 //! - [`options`]: OPTIONS (...) parsing with errors that list what a kind accepts.
@@ -14,6 +15,7 @@
 
 pub mod artifact;
 pub mod classifier;
+pub mod dense;
 pub mod error;
 pub mod metrics;
 pub mod options;
