@@ -113,19 +113,29 @@ impl ModelStore {
     /// Removes every version of `name`; false if there was none.
     pub fn drop_model(&self, name: &str) -> Result<bool> {
         let mut index = self.index.write().expect("index lock poisoned");
-        if index.remove(name).is_none() {
+        if !index.contains_key(name) {
             return Ok(false);
         }
-        self.cache
-            .lock()
-            .expect("cache lock poisoned")
-            .retain(|(n, _), _| n != name);
+        // Renaming the directory away is the one step that drops the model on disk; the
+        // registry forgets it only once that has happened.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let doomed = self.root.join(format!(".dropped-{name}-{nanos}"));
-        std::fs::rename(self.root.join(name), &doomed)?;
-        if let Err(e) = std::fs::remove_dir_all(&doomed) {
+        match std::fs::rename(self.root.join(name), &doomed) {
+            Ok(()) => {}
+            // Deleted by hand already: nothing left to remove.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        index.remove(name);
+        self.cache
+            .lock()
+            .expect("cache lock poisoned")
+            .retain(|(n, _), _| n != name);
+        if doomed.exists()
+            && let Err(e) = std::fs::remove_dir_all(&doomed)
+        {
             // The model is gone from the registry either way; the next start cleans up.
             tracing::warn!("cannot remove {}: {e}", doomed.display());
         }

@@ -14,6 +14,18 @@ const FEATURES: &str = "recency_days, frequency, tenure_days, account_age_days, 
     days_since_last_visit, events_per_session, reviews, abandoned_carts_before_last_order, \
     failed_searches_before_last_order, last_order_rating, acquisition_channel, device";
 
+/// (float8 score, boolean label) pairs from two-column batches without NULLs.
+fn scores_and_labels(batches: &[arrow::array::RecordBatch]) -> (Vec<f64>, Vec<bool>) {
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    for batch in batches {
+        let column = batch.column(0).as_primitive::<Float64Type>();
+        scores.extend(column.values().iter().copied());
+        let column = batch.column(1).as_boolean();
+        labels.extend((0..column.len()).map(|i| column.value(i)));
+    }
+    (scores, labels)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_model_comes_within_three_points_of_the_true_hazard() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,19 +96,7 @@ async fn churn_model_comes_within_three_points_of_the_true_hazard() {
         )
         .await
         .unwrap();
-    let (mut hazard, mut churned) = (Vec::new(), Vec::new());
-    for batch in &truth {
-        hazard.extend(
-            batch
-                .column(0)
-                .as_primitive::<Float64Type>()
-                .values()
-                .iter()
-                .copied(),
-        );
-        let labels = batch.column(1).as_boolean();
-        churned.extend((0..labels.len()).map(|i| labels.value(i)));
-    }
+    let (hazard, churned) = scores_and_labels(&truth);
     let truth_auc = tenure_models::metrics::roc_auc(&hazard, &churned);
     eprintln!(
         "churn on the demo world (scale 0.5, {} held-out customers): model AUC {model_auc:.4}, \
@@ -214,19 +214,7 @@ async fn churn_model_on_cdnow_beats_recency_alone() {
         .query("SELECT weeks_since_last, churned FROM cdnow_churn WHERE customer_id % 5 = 0")
         .await
         .unwrap();
-    let (mut recency, mut churned) = (Vec::new(), Vec::new());
-    for batch in &holdout {
-        recency.extend(
-            batch
-                .column(0)
-                .as_primitive::<Float64Type>()
-                .values()
-                .iter()
-                .copied(),
-        );
-        let labels = batch.column(1).as_boolean();
-        churned.extend((0..labels.len()).map(|i| labels.value(i)));
-    }
+    let (recency, churned) = scores_and_labels(&holdout);
     let recency_auc = tenure_models::metrics::roc_auc(&recency, &churned);
     eprintln!(
         "CDNOW churn (weeks 53-78), {} held-out customers: model AUC {model_auc:.4}, \
@@ -284,3 +272,63 @@ SELECT w.customer_id,
        w.days_last_13_weeks,
        l.customer_id IS NULL AS churned
 FROM weeks w LEFT JOIN later l ON l.customer_id = w.customer_id";
+
+/// A CREATE MODEL whose statement is dropped (a cancelled query, a closed connection) stops
+/// training and leaves no version behind; the name can be trained again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_training_leaves_no_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path()).await;
+    engine
+        .run(
+            "CREATE TABLE t AS SELECT CAST(i % 1000 AS DOUBLE) AS x, i % 7 < 3 AS y \
+             FROM generate_series(1, 100000) AS s(i)",
+        )
+        .await
+        .unwrap();
+    let (sender, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let statement = engine
+        .parse(
+            "CREATE MODEL slow KIND churn_classifier TARGET y \
+             OPTIONS (epochs = 10000, patience = 10000, batch_size = 64) AS SELECT x, y FROM t",
+        )
+        .unwrap()
+        .remove(0);
+    let training = engine.execute_with_progress(statement, Some(&sender));
+    // Cancel once training is under way: after its first epoch report.
+    let cancelled = tokio::select! {
+        _ = training => false,
+        _ = reports.recv() => true,
+    };
+    assert!(cancelled, "training finished before it could be cancelled");
+    assert_eq!(
+        scalar(&engine, "SELECT count(*) FROM tenure.models").await,
+        "0"
+    );
+    let err = engine
+        .query("SELECT churn_score('slow', 1.0)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model 'slow' does not exist"), "{err}");
+    engine
+        .run(
+            "CREATE MODEL slow KIND churn_classifier TARGET y OPTIONS (epochs = 1) \
+             AS SELECT x, y FROM t LIMIT 1000",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&engine, "SELECT max(version) FROM tenure.models").await,
+        "1"
+    );
+    let versions: Vec<_> = std::fs::read_dir(dir.path().join("models/slow"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        versions,
+        ["v1"],
+        "no directory of the cancelled training is left"
+    );
+}

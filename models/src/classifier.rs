@@ -744,14 +744,19 @@ mod tests {
         )
     }
 
-    fn predict(model: &Model, data: &TrainingData) -> Vec<f64> {
+    /// Calls `f` with the model's view of `data`'s feature columns.
+    fn with_views<T>(data: &TrainingData, f: impl FnOnce(&[FeatureValues<'_>]) -> T) -> T {
         let columns: Vec<Column<'_>> = data
             .features
             .iter()
             .map(|(_, c)| Column::borrow(c))
             .collect();
         let views: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-        model.predict(&views).unwrap()
+        f(&views)
+    }
+
+    fn predict(model: &Model, data: &TrainingData) -> Vec<f64> {
+        with_views(data, |views| model.predict(views).unwrap())
     }
 
     #[test]
@@ -815,14 +820,8 @@ mod tests {
         let (data, _) = synthetic(2000, 3);
         let model = train(&data, &[("hidden", ""), ("epochs", "5")]).unwrap();
         let Model::Classifier(c) = &model;
-        let columns: Vec<Column<'_>> = data
-            .features
-            .iter()
-            .map(|(_, c)| Column::borrow(c))
-            .collect();
-        let views: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-        let p = c.predict(&views).unwrap();
-        let explanation = c.explain(&views).unwrap();
+        let (p, explanation) =
+            with_views(&data, |v| (c.predict(v).unwrap(), c.explain(v).unwrap()));
         for row in [0, 1, 17] {
             let total = explanation.baseline + explanation.contributions[row].iter().sum::<f64>();
             assert!(
@@ -834,8 +833,8 @@ mod tests {
         // Integrated gradients nearly add up too (completeness), within the Riemann error.
         let mlp = train(&data, &[("hidden", "8"), ("epochs", "3")]).unwrap();
         let Model::Classifier(c) = &mlp;
-        let p = c.predict(&views).unwrap();
-        let explanation = c.explain(&views).unwrap();
+        let (p, explanation) =
+            with_views(&data, |v| (c.predict(v).unwrap(), c.explain(v).unwrap()));
         let total = explanation.baseline + explanation.contributions[0].iter().sum::<f64>();
         assert!(
             (total - logit(p[0])).abs() < 0.05,
@@ -849,14 +848,8 @@ mod tests {
         let (data, _) = synthetic(1500, 6);
         let model = train(&data, &[("hidden", "24,12"), ("epochs", "2")]).unwrap();
         let Model::Classifier(c) = &model;
-        let columns: Vec<Column<'_>> = data
-            .features
-            .iter()
-            .map(|(_, c)| Column::borrow(c))
-            .collect();
-        let views: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
         // 1500 rows: two full blocks and a partial one.
-        let matrix = c.spec.preprocessor.transform(&views).unwrap();
+        let matrix = with_views(&data, |v| c.spec.preprocessor.transform(v).unwrap());
         let fused = c.predict_encoded(&matrix).unwrap();
         let reference = predict_matrix(&c.layers, &matrix, &Device::Cpu).unwrap();
         assert_eq!(fused.len(), 1500);
