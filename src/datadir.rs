@@ -42,18 +42,29 @@ impl DataDir {
             .create(true)
             .truncate(false)
             .open(&lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = lock.read_to_string(&mut pid);
-                let pid = match pid.trim() {
-                    "" => "unknown".to_string(),
-                    p => p.to_string(),
-                };
-                return Err(Error::DataDirInUse { dir: root, pid });
+        // A lock this process held a moment ago can still look taken: a child that another
+        // thread is spawning shares the descriptor from fork until exec closes it. So when
+        // the recorded owner is this process, try again for a short while before giving up.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let mut pid = String::new();
+                    lock.seek(SeekFrom::Start(0))?;
+                    let _ = lock.read_to_string(&mut pid);
+                    let pid = match pid.trim() {
+                        "" => "unknown".to_string(),
+                        p => p.to_string(),
+                    };
+                    let ours = pid == std::process::id().to_string();
+                    if !ours || std::time::Instant::now() >= deadline {
+                        return Err(Error::DataDirInUse { dir: root, pid });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::Error(e)) => return Err(e.into()),
             }
-            Err(TryLockError::Error(e)) => return Err(e.into()),
         }
         lock.set_len(0)?;
         lock.seek(SeekFrom::Start(0))?;
