@@ -146,14 +146,19 @@ impl ModelStore {
         self.root.join(name).join(format!("v{version}"))
     }
 
-    fn read_card(&self, name: &str, version: u32) -> Result<ModelCard, String> {
-        let path = self.version_dir(name, version).join(CARD_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| {
+    /// One file of a version's artifact, with an error that names the model and the path.
+    fn read_file(&self, name: &str, version: u32, file: &str) -> Result<Vec<u8>, String> {
+        let path = self.version_dir(name, version).join(file);
+        std::fs::read(&path).map_err(|e| {
             format!(
                 "model '{name}' version {version}: cannot read {}: {e}",
                 path.display()
             )
-        })?;
+        })
+    }
+
+    fn read_card(&self, name: &str, version: u32) -> Result<ModelCard, String> {
+        let bytes = self.read_file(name, version, CARD_FILE)?;
         ModelCard::from_json(&bytes).map_err(|e| format!("model '{name}' version {version}: {e}"))
     }
 
@@ -163,13 +168,7 @@ impl ModelStore {
             return Ok(model.clone());
         }
         let card = self.read_card(name, version)?;
-        let path = self.version_dir(name, version).join(WEIGHTS_FILE);
-        let weights = std::fs::read(&path).map_err(|e| {
-            format!(
-                "model '{name}' version {version}: cannot read {}: {e}",
-                path.display()
-            )
-        })?;
+        let weights = self.read_file(name, version, WEIGHTS_FILE)?;
         let model = Model::load(&card, &weights, &candle_cpu())
             .map_err(|e| format!("model '{name}' version {version}: {e}"))?;
         let loaded = Arc::new(LoadedModel { card, model });

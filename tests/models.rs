@@ -14,6 +14,20 @@ const FEATURES: &str = "recency_days, frequency, tenure_days, account_age_days, 
     days_since_last_visit, events_per_session, reviews, abandoned_carts_before_last_order, \
     failed_searches_before_last_order, last_order_rating, acquisition_channel, device";
 
+/// ROC AUC of `model` on the held-out fifth of `view` (customer_id % 5 = 0).
+async fn held_out_auc(engine: &tenure::Engine, model: &str, view: &str) -> f64 {
+    scalar(
+        engine,
+        &format!(
+            "SELECT value FROM model_evaluate('{model}', \
+             'SELECT * FROM {view} WHERE customer_id % 5 = 0') WHERE metric = 'roc_auc'"
+        ),
+    )
+    .await
+    .parse()
+    .unwrap()
+}
+
 /// (float8 score, boolean label) pairs from two-column batches without NULLs.
 fn scores_and_labels(batches: &[arrow::array::RecordBatch]) -> (Vec<f64>, Vec<bool>) {
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
@@ -81,14 +95,7 @@ async fn churn_model_comes_within_three_points_of_the_true_hazard() {
     assert!(epochs >= 5, "{epochs} epochs reported");
 
     // Score the held-out fifth, and the true hazard on the same rows.
-    let model_auc: f64 = scalar(
-        &engine,
-        "SELECT value FROM model_evaluate('churn', \
-         'SELECT * FROM churn_features WHERE customer_id % 5 = 0') WHERE metric = 'roc_auc'",
-    )
-    .await
-    .parse()
-    .unwrap();
+    let model_auc = held_out_auc(&engine, "churn", "churn_features").await;
     let truth = engine
         .query(
             "SELECT t.churn_hazard, f.churned FROM churn_features f \
@@ -202,14 +209,7 @@ async fn churn_model_on_cdnow_beats_recency_alone() {
         )
         .await
         .unwrap();
-    let model_auc: f64 = scalar(
-        &engine,
-        "SELECT value FROM model_evaluate('cdnow_churn', \
-         'SELECT * FROM cdnow_churn WHERE customer_id % 5 = 0') WHERE metric = 'roc_auc'",
-    )
-    .await
-    .parse()
-    .unwrap();
+    let model_auc = held_out_auc(&engine, "cdnow_churn", "cdnow_churn").await;
     let holdout = engine
         .query("SELECT weeks_since_last, churned FROM cdnow_churn WHERE customer_id % 5 = 0")
         .await

@@ -365,12 +365,16 @@ impl Classifier {
         };
         let mut contributions = Vec::with_capacity(matrix.rows);
         const STEPS: usize = 32;
+        // Logistic regression: the weights give exact contributions; read them once.
+        let linear_weights = match self.layers.as_slice() {
+            [(w, _)] => Some(w.flatten_all()?.to_vec1::<f32>()?),
+            _ => None,
+        };
         for row in 0..matrix.rows {
             let x: Vec<f32> = (0..matrix.cols).map(|c| matrix.column(c)[row]).collect();
-            let attribution: Vec<f64> = if self.layers.len() == 1 {
-                let w = self.layers[0].0.flatten_all()?.to_vec1::<f32>()?;
+            let attribution: Vec<f64> = if let Some(w) = &linear_weights {
                 x.iter()
-                    .zip(&w)
+                    .zip(w)
                     .map(|(x, w)| (*x as f64) * (*w as f64))
                     .collect()
             } else {
