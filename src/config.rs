@@ -24,6 +24,34 @@ pub struct Config {
     pub allowed_roots: Vec<PathBuf>,
     /// Address the PostgreSQL-protocol server listens on.
     pub listen: String,
+    /// Most client connections the server holds at once; past it a new one is refused with
+    /// SQLSTATE 53300.
+    pub max_connections: usize,
+    /// PEM certificate chain and private key: with both, clients may use TLS
+    /// (`sslmode=require`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Password users (SCRAM-SHA-256). With none, the server trusts loopback clients and
+    /// refuses to listen elsewhere.
+    pub users: Vec<User>,
+}
+
+/// A user who logs in with a password.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+/// Never prints the password, so a logged or printed configuration leaks no secret.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -35,6 +63,10 @@ impl Default for Config {
             batch_size: 8192,
             allowed_roots: Vec::new(),
             listen: "127.0.0.1:5433".to_string(),
+            max_connections: 200,
+            tls_cert: None,
+            tls_key: None,
+            users: Vec::new(),
         }
     }
 }
@@ -52,6 +84,10 @@ pub struct Overrides {
     pub batch_size: Option<usize>,
     pub allowed_roots: Option<Vec<PathBuf>>,
     pub listen: Option<String>,
+    pub max_connections: Option<usize>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub users: Option<Vec<User>>,
 }
 
 impl Config {
@@ -102,6 +138,18 @@ impl Config {
         if let Some(listen) = &o.listen {
             self.listen = listen.clone();
         }
+        if let Some(max) = o.max_connections {
+            self.max_connections = max;
+        }
+        if let Some(cert) = &o.tls_cert {
+            self.tls_cert = Some(cert.clone());
+        }
+        if let Some(key) = &o.tls_key {
+            self.tls_key = Some(key.clone());
+        }
+        if let Some(users) = &o.users {
+            self.users = users.clone();
+        }
         Ok(())
     }
 
@@ -111,6 +159,24 @@ impl Config {
         }
         if self.batch_size == 0 {
             return Err(Error::Config("batch_size must be at least 1".into()));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Config("max_connections must be at least 1".into()));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(Error::Config(
+                "TLS needs both tls_cert and tls_key (PEM files)".into(),
+            ));
+        }
+        for (i, user) in self.users.iter().enumerate() {
+            if user.name.is_empty() || user.password.is_empty() {
+                return Err(Error::Config(format!(
+                    "users[{i}] needs a name and a non-empty password"
+                )));
+            }
+            if self.users[..i].iter().any(|u| u.name == user.name) {
+                return Err(Error::Config(format!("user {} is listed twice", user.name)));
+            }
         }
         if self.memory_limit == Some(0) {
             return Err(Error::Config(
@@ -132,7 +198,8 @@ impl Config {
 
 impl Overrides {
     /// Reads `TENURE_DATA_DIR`, `TENURE_THREADS`, `TENURE_MEMORY_LIMIT`, `TENURE_BATCH_SIZE`,
-    /// `TENURE_ALLOWED_ROOTS` (separated by ':') and `TENURE_LISTEN` through `get`.
+    /// `TENURE_ALLOWED_ROOTS` (separated by ':'), `TENURE_LISTEN`, `TENURE_MAX_CONNECTIONS`,
+    /// `TENURE_TLS_CERT` and `TENURE_TLS_KEY` through `get`. Users come only from the file.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         let number = |key: &str| -> Result<Option<usize>> {
             get(key)
@@ -155,6 +222,10 @@ impl Overrides {
                     .collect()
             }),
             listen: get("TENURE_LISTEN"),
+            max_connections: number("TENURE_MAX_CONNECTIONS")?,
+            tls_cert: get("TENURE_TLS_CERT").map(PathBuf::from),
+            tls_key: get("TENURE_TLS_KEY").map(PathBuf::from),
+            users: None,
         })
     }
 }

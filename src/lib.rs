@@ -12,7 +12,8 @@
 //! - [`demo`]: the deterministic demo e-commerce world with known latent structure;
 //! - [`lifecycle`]: loading the demo world and the lifecycle views shipped in `sql/`;
 //! - [`sql`]: splitting scripts and parsing tenure's own statements (CREATE/DROP MODEL);
-//! - [`models`]: the model registry on disk and the cache the scoring functions share.
+//! - [`models`]: the model registry on disk and the cache the scoring functions share;
+//! - [`server`]: the PostgreSQL wire-protocol server (`tenure serve`).
 
 pub mod catalog;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod lifecycle;
 pub mod models;
+pub mod server;
 pub mod sql;
 pub mod storage;
 

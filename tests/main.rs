@@ -6,5 +6,6 @@ mod external;
 mod models;
 mod persistence;
 mod s3;
+mod server;
 mod slt;
 mod support;

@@ -6,6 +6,7 @@ mod shell;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -94,8 +95,8 @@ impl Cli {
             threads: self.global.threads,
             memory_limit: self.global.memory_limit.clone(),
             batch_size: self.global.batch_size,
-            allowed_roots: None,
             listen,
+            ..Default::default()
         };
         Config::load(self.global.config.as_deref(), &flags)
     }
@@ -159,16 +160,31 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve { .. } => {
             let roots = config.effective_allowed_roots();
-            let engine = Engine::open(&config, PathAccess::Roots(roots)).await?;
+            let engine = Arc::new(Engine::open(&config, PathAccess::Roots(roots)).await?);
+            // Statements run on a runtime of their own, so that a long query never holds up
+            // the connections' tasks (accepting, reading, cancelling).
+            let cpu = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.threads)
+                .thread_name("tenure-exec")
+                .enable_all()
+                .build()?;
+            let options = crate::server::ServerOptions::from_config(&config);
+            let server = crate::server::Server::bind(engine, &options, cpu.handle().clone()).await?;
             tracing::info!(
-                data_dir = %engine.data_dir().root().display(),
-                listen = %config.listen,
-                "tenure is running; the PostgreSQL protocol server is not built yet, \
-                 so this process only holds the data directory. Stop it with Ctrl-C or SIGTERM."
+                data_dir = %config.data_dir.display(),
+                "serving; stop with Ctrl-C or SIGTERM"
             );
-            wait_for_shutdown().await?;
-            tracing::info!("shutting down");
-            Ok(())
+            let result = server
+                .serve(async {
+                    if let Err(e) = wait_for_shutdown().await {
+                        tracing::warn!("cannot wait for signals: {e}");
+                        std::future::pending::<()>().await;
+                    }
+                })
+                .await;
+            cpu.shutdown_background();
+            tracing::info!("stopped");
+            result
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod external;
 mod models;
+mod postgres;
 mod statements;
 mod system_tables;
 
@@ -27,6 +28,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 pub use external::PathAccess;
+pub use postgres::RESERVED_SCHEMAS;
 pub use system_tables::SYSTEM_SCHEMA;
 
 use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};
@@ -122,6 +124,12 @@ impl Engine {
     pub async fn open(config: &Config, access: PathAccess) -> Result<Engine> {
         let data_dir = DataDir::open(&config.data_dir)?;
         let ctx = build_context(config, &data_dir)?;
+        let roles = if config.users.is_empty() {
+            vec![crate::server::DEFAULT_USER.to_string()]
+        } else {
+            config.users.iter().map(|u| u.name.clone()).collect()
+        };
+        postgres::install(&ctx, roles)?;
         let store = CatalogStore::new(&data_dir.catalog_path());
         let state = store.load()?;
         let models = Arc::new(ModelStore::open(&data_dir.models_dir())?);
@@ -173,8 +181,27 @@ impl Engine {
         statement: Statement,
         progress: Option<&ProgressSender>,
     ) -> Result<Output> {
+        self.execute_in(&self.ctx, statement, progress).await
+    }
+
+    /// A session of its own for one client: settings (`SET datafusion...`) and session-level
+    /// functions apply to it alone, while the catalog, the functions registered at open and
+    /// the memory pool are shared with the engine.
+    pub fn new_session(&self) -> SessionContext {
+        SessionContext::new_with_state(self.ctx.state())
+    }
+
+    /// Executes one parsed statement in `session` (one from [`Engine::new_session`]):
+    /// queries are planned and run with the session's settings; changes to stored state go
+    /// through the engine as from any session.
+    pub async fn execute_in(
+        &self,
+        session: &SessionContext,
+        statement: Statement,
+        progress: Option<&ProgressSender>,
+    ) -> Result<Output> {
         match statement {
-            Statement::DataFusion(statement) => self.execute_datafusion(statement).await,
+            Statement::DataFusion(statement) => self.execute_datafusion(session, statement).await,
             Statement::CreateModel(create) => self.create_model(create, progress).await,
             Statement::DropModel(drop) => self.drop_model(drop).await,
         }

@@ -15,6 +15,7 @@ use datafusion::logical_expr::{
     DropView, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
@@ -30,30 +31,63 @@ use crate::storage::ManagedTable;
 
 impl Engine {
     /// Executes one statement that DataFusion parsed.
-    pub(super) async fn execute_datafusion(&self, statement: DFStatement) -> Result<Output> {
+    pub(super) async fn execute_datafusion(
+        &self,
+        session: &SessionContext,
+        statement: DFStatement,
+    ) -> Result<Output> {
         match statement {
             DFStatement::CreateExternalTable(create) => self.create_external_table(create).await,
             DFStatement::CopyTo(copy) => {
                 self.check_path_access(&copy.target)?;
-                self.run_with_datafusion(DFStatement::CopyTo(copy)).await
+                self.run_with_datafusion(session, DFStatement::CopyTo(copy))
+                    .await
             }
             DFStatement::Statement(inner) => match *inner {
                 SqlStatement::Update(update) => self.update(update).await,
                 SqlStatement::Delete(delete) => self.delete(delete).await,
                 SqlStatement::AlterTable(alter) => self.alter_table(alter).await,
                 other => {
-                    self.run_with_datafusion(DFStatement::Statement(Box::new(other)))
+                    self.run_with_datafusion(session, DFStatement::Statement(Box::new(other)))
                         .await
                 }
             },
-            other => self.run_with_datafusion(other).await,
+            other => self.run_with_datafusion(session, other).await,
         }
     }
 
-    /// Plans with DataFusion, then carries out the plans that change stored state.
-    async fn run_with_datafusion(&self, statement: DFStatement) -> Result<Output> {
-        let state = self.ctx.state();
-        let plan = state.statement_to_plan(statement).await?;
+    /// Whether the engine carries `statement` out from its syntax (checks on paths, Delta
+    /// operations DataFusion cannot plan) rather than from a DataFusion plan: such statements
+    /// must go through [`Engine::execute_in`], never be planned and run by a caller.
+    pub fn runs_from_syntax(statement: &DFStatement) -> bool {
+        match statement {
+            DFStatement::CreateExternalTable(_) | DFStatement::CopyTo(_) => true,
+            DFStatement::Statement(inner) => matches!(
+                inner.as_ref(),
+                SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::AlterTable(_)
+            ),
+            _ => false,
+        }
+    }
+
+    /// Plans with DataFusion in `session`, then carries the plan out.
+    async fn run_with_datafusion(
+        &self,
+        session: &SessionContext,
+        statement: DFStatement,
+    ) -> Result<Output> {
+        let plan = session.state().statement_to_plan(statement).await?;
+        self.execute_plan_in(session, plan).await
+    }
+
+    /// Carries out a plan made in `session` (with any parameters already bound): plans that
+    /// change stored state go to Delta Lake and the catalog; others (queries, SET, EXPLAIN)
+    /// run in the session.
+    pub async fn execute_plan_in(
+        &self,
+        session: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<Output> {
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
                 self.create_table(create).await
@@ -80,7 +114,7 @@ impl Engine {
             ))),
             plan => {
                 let sources = self.external_sources(&plan);
-                let frame = self.ctx.execute_logical_plan(plan).await?;
+                let frame = session.execute_logical_plan(plan).await?;
                 let stream = frame
                     .execute_stream()
                     .await
@@ -311,9 +345,9 @@ impl Engine {
             }
             None => schema_name,
         };
-        if schema == super::SYSTEM_SCHEMA {
+        if super::RESERVED_SCHEMAS.contains(&schema) {
             return Err(Error::invalid(format!(
-                "schema {schema} is reserved for tenure's system tables"
+                "schema {schema} is reserved for system tables"
             )));
         }
         let mut catalog = self.catalog.lock().await;

@@ -25,7 +25,7 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Toke
 use crate::error::Result;
 
 /// One parsed statement.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Statement {
     /// Anything DataFusion parses (queries, DDL, DML, CREATE EXTERNAL TABLE, COPY, ...).
     DataFusion(DFStatement),
@@ -56,6 +56,15 @@ pub struct DropModel {
 
 /// Parses every statement in `sql`.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    Ok(parse_with_text(sql)?
+        .into_iter()
+        .map(|(_, statement)| statement)
+        .collect())
+}
+
+/// Parses every statement in `sql`, each with its own text (without the `;`), for callers
+/// that re-read a statement (the server's PostgreSQL-compatibility rewrites).
+pub fn parse_with_text(sql: &str) -> Result<Vec<(String, Statement)>> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
@@ -78,7 +87,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         };
         let text = &sql[start..end];
         if let Some(statement) = parse_one(text, &chunk)? {
-            statements.push(statement);
+            statements.push((text.to_string(), statement));
         }
         start = (end + 1).min(sql.len());
         chunk.clear();

@@ -1,0 +1,305 @@
+//! The PostgreSQL wire-protocol server (`tenure serve`).
+//!
+//! Built on `pgwire` (the protocol), `arrow-pg` (Arrow values to PostgreSQL's text and
+//! binary formats, parameters back) and `datafusion-pg-catalog` (pg_catalog and its SQL
+//! rewrites, installed by the engine). What tenure adds lives here:
+//! - [`startup`]: connection limit, database name, trust or SCRAM authentication, the
+//!   session;
+//! - [`query`]: the simple and extended protocols over the engine, execution off the
+//!   connection's task, cancellation, statement_timeout, NOTICE progress;
+//! - [`session`], [`settings`], [`functions`]: per-connection state, SET / SHOW and
+//!   `current_setting()`;
+//! - [`sqlstate`]: error codes.
+
+mod functions;
+mod query;
+mod session;
+mod settings;
+pub mod sqlstate;
+mod startup;
+
+use std::fs::File;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::{ClientInfo, ErrorHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator};
+use pgwire::error::PgWireError;
+use pgwire::messages::cancel::CancelRequest;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+pub use settings::{SERVER_VERSION, version_string};
+pub use startup::DEFAULT_USER;
+
+use crate::config::{Config, User};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// How long a shutdown waits for running statements before it stops them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every connection shares.
+pub struct Shared {
+    engine: Arc<Engine>,
+    /// The runtime statements execute on, apart from the connections' tasks.
+    cpu: tokio::runtime::Handle,
+    compat: PostgresCompatibilityParser,
+    sessions: session::Sessions,
+    users: Vec<User>,
+    max_connections: usize,
+    pids: Arc<RandomPidSecretKeyGenerator>,
+    /// Open client connections (including ones still starting up).
+    connections: AtomicUsize,
+    /// Statements running or streaming rows; shutdown waits for them.
+    running: AtomicUsize,
+    idle: Notify,
+    shutting_down: AtomicBool,
+}
+
+impl Shared {
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// A server's settings, taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listen: String,
+    pub max_connections: usize,
+    pub users: Vec<User>,
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl ServerOptions {
+    pub fn from_config(config: &Config) -> ServerOptions {
+        ServerOptions {
+            listen: config.listen.clone(),
+            max_connections: config.max_connections,
+            users: config.users.clone(),
+            tls: config.tls_cert.clone().zip(config.tls_key.clone()),
+        }
+    }
+}
+
+/// A bound, not yet serving, server: binding first lets callers learn the address (port 0
+/// picks a free one) before connections arrive.
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Checks the options and binds the listening socket. `cpu` is the runtime statements
+    /// run on.
+    pub async fn bind(
+        engine: Arc<Engine>,
+        options: &ServerOptions,
+        cpu: tokio::runtime::Handle,
+    ) -> Result<Server> {
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host(&options.listen)
+            .await
+            .map_err(|e| Error::Config(format!("cannot resolve listen address {}: {e}", options.listen)))?
+            .collect();
+        if options.users.is_empty()
+            && let Some(address) = addresses.iter().find(|a| !a.ip().is_loopback())
+        {
+            return Err(Error::Config(format!(
+                "refusing to listen on {address} without authentication: clients there \
+                 would be trusted. Add password users ([[users]] name/password in \
+                 tenure.toml) or listen on 127.0.0.1"
+            )));
+        }
+        let tls = match &options.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
+        let listener = TcpListener::bind(addresses.as_slice())
+            .await
+            .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", options.listen)))?;
+        let shared = Arc::new(Shared {
+            engine,
+            cpu,
+            compat: PostgresCompatibilityParser::new(),
+            sessions: Default::default(),
+            users: options.users.clone(),
+            max_connections: options.max_connections,
+            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
+            connections: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+        });
+        Ok(Server {
+            listener,
+            tls,
+            shared,
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets running statements
+    /// finish (up to 30 seconds, then stops them) and returns.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        let handlers = Arc::new(Handlers {
+            shared: self.shared.clone(),
+            queries: Arc::new(query::QueryHandler {
+                shared: self.shared.clone(),
+            }),
+        });
+        tracing::info!(
+            listen = %self.listener.local_addr()?,
+            tls = self.tls.is_some(),
+            authentication = if self.shared.users.is_empty() { "trust (loopback)" } else { "scram-sha-256" },
+            max_connections = self.shared.max_connections,
+            "tenure is accepting PostgreSQL connections"
+        );
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of descriptors and the like: log, back off, go on.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = socket.set_nodelay(true);
+                    let handlers = handlers.clone();
+                    let tls = self.tls.clone();
+                    let shared = self.shared.clone();
+                    shared.connections.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        tracing::debug!(%peer, "connection opened");
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                            tracing::debug!(%peer, "connection ended with an error: {e}");
+                        }
+                        shared.connections.fetch_sub(1, Ordering::SeqCst);
+                        tracing::debug!(%peer, "connection closed");
+                    });
+                }
+            }
+        }
+        self.drain().await;
+        Ok(())
+    }
+
+    async fn drain(&self) {
+        let shared = &self.shared;
+        shared.shutting_down.store(true, Ordering::SeqCst);
+        let running = shared.running.load(Ordering::SeqCst);
+        tracing::info!(running, "shutting down: no new connections; waiting for running statements");
+        let wait = async {
+            while shared.running.load(Ordering::SeqCst) > 0 {
+                let idle = shared.idle.notified();
+                if shared.running.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, wait).await.is_err() {
+            tracing::warn!("statements still running after {DRAIN_TIMEOUT:?}; stopping them");
+            for session in shared.sessions.live() {
+                session.stop(None, session::StopReason::Shutdown);
+            }
+        }
+    }
+}
+
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor> {
+    let open = |path: &std::path::Path| {
+        File::open(path)
+            .map(BufReader::new)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
+    };
+    let certs = rustls_pemfile::certs(&mut open(cert)?)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Config(format!("{}: not a PEM certificate chain: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!("{}: no certificate found", cert.display())));
+    }
+    let key = rustls_pemfile::private_key(&mut open(key)?)
+        .map_err(|e| Error::Config(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| Error::Config(format!("{}: no private key found", key.display())))?;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Config(format!("TLS certificate and key do not match: {e}")))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+struct Handlers {
+    shared: Arc<Shared>,
+    queries: Arc<query::QueryHandler>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::new(startup::Startup::new(self.shared.clone()))
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(Cancel {
+            shared: self.shared.clone(),
+        })
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(LogErrors)
+    }
+}
+
+/// CancelRequest: stops what the session named by (pid, secret key) is running.
+struct Cancel {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl CancelHandler for Cancel {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let cancelled = self
+            .shared
+            .sessions
+            .cancel(request.pid, &request.secret_key.to_bytes());
+        tracing::info!(pid = request.pid, cancelled, "cancel request");
+    }
+}
+
+/// Logs errors sent to clients; messages never carry secrets (passwords are not echoed).
+struct LogErrors;
+
+impl ErrorHandler for LogErrors {
+    fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        tracing::info!(peer = %client.socket_addr(), "error: {error}");
+    }
+}

@@ -1,0 +1,1176 @@
+//! Running clients' statements: the simple and the extended query protocol.
+//!
+//! Each statement is classified first. Session commands (BEGIN / COMMIT / ROLLBACK, SET,
+//! SHOW, RESET, DISCARD) are answered here; everything else goes to the engine. Statements
+//! DataFusion can plan are planned here in the client's session, so that the extended
+//! protocol can describe their parameters and result columns before they run, and so that
+//! result columns get PostgreSQL's names; the rest (tenure's own statements, and those the
+//! engine carries out from their syntax) run from their text.
+//!
+//! Execution happens on the CPU runtime, never on the connection's task: the statement runs
+//! in a task of its own that sends record batches through a small channel, so a slow query
+//! does not hold up other connections, a CancelRequest or statement_timeout can abort it at
+//! any await point, and a client that stops reading stops the query.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, ObjectName, Reset, Set, Statement as SqlStatement, Value,
+};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_query_response};
+use pgwire::api::results::{
+    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo,
+    QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::response::{
+    CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus,
+};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::ParameterStatus;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Shared;
+use super::session::{Session, StopReason, Transaction};
+use super::sqlstate;
+use super::startup::user_error;
+use crate::engine::{Engine, Output, Progress};
+use crate::error::Error;
+use crate::sql::Statement;
+
+/// What a statement asks of the server.
+#[derive(Debug, Clone)]
+enum Action {
+    Begin,
+    Commit,
+    Rollback,
+    /// Savepoints: a transaction block holds only reads (writes are refused inside one),
+    /// so there is nothing to undo; ROLLBACK TO clears a failed block, as in PostgreSQL.
+    Savepoint(String),
+    ReleaseSavepoint(String),
+    RollbackToSavepoint(String),
+    /// `SET name = value`; `None` for `SET name TO DEFAULT`.
+    Set { name: String, value: Option<String> },
+    /// `RESET name`; `None` for `RESET ALL`.
+    Reset(Option<String>),
+    Show(String),
+    /// `DISCARD ALL` and friends: settings back to defaults.
+    Discard,
+    /// Accepted and ignored (the tag to answer with).
+    Ignore(&'static str),
+    Unsupported(String),
+    /// A statement for the engine.
+    Run(Arc<Statement>),
+}
+
+/// A statement stored by Parse (extended protocol).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    text: String,
+    action: Action,
+    /// For statements planned at Parse: the plan (with `$n` placeholders), its parameter
+    /// types and PostgreSQL's names for its result columns.
+    planned: Option<Planned>,
+}
+
+#[derive(Debug, Clone)]
+struct Planned {
+    plan: LogicalPlan,
+    parameters: Vec<Option<DataType>>,
+    schema: SchemaRef,
+}
+
+/// The query handler, shared by all connections.
+pub struct QueryHandler {
+    pub(super) shared: Arc<Shared>,
+}
+
+fn session<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Arc<Session>> {
+    client
+        .session_extensions()
+        .get::<Arc<Session>>()
+        .map(|s| Arc::clone(&*s))
+        .ok_or_else(|| {
+            user_error(sqlstate::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "the connection has not completed startup",
+            ))
+        })
+}
+
+fn engine_error(e: Error) -> PgWireError {
+    user_error(sqlstate::error_info(&e))
+}
+
+fn transaction_status(session: &Session) -> TransactionStatus {
+    match session.transaction() {
+        Transaction::Idle => TransactionStatus::Idle,
+        Transaction::Open => TransactionStatus::Transaction,
+        Transaction::Failed => TransactionStatus::Error,
+    }
+}
+
+/// Lower-cased dotted name.
+fn object_name(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|part| part.to_string().trim_matches('"').to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A SET value as text: strings unquoted, identifiers and numbers as written, lists joined.
+fn setting_value(values: &[SqlExpr]) -> Option<String> {
+    let parts: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            SqlExpr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            },
+            SqlExpr::Identifier(ident) => ident.value.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    if parts.len() == 1 && parts[0].eq_ignore_ascii_case("default") {
+        return None;
+    }
+    Some(parts.join(", "))
+}
+
+/// PostgreSQL's spelling of the multi-word settings SHOW accepts.
+fn show_name(words: &[String]) -> String {
+    let joined = words.join(" ").to_ascii_lowercase();
+    match joined.as_str() {
+        "time zone" => "TimeZone".to_string(),
+        "transaction isolation level" => "transaction_isolation".to_string(),
+        "session authorization" => "session_authorization".to_string(),
+        _ => words.join("."),
+    }
+}
+
+/// Classifies one parsed statement; DataFusion statements get the PostgreSQL compatibility
+/// rewrites (the pg_catalog queries of psql, JDBC, SQLAlchemy ...).
+fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
+        let Statement::DataFusion(df) = statement else {
+            return Action::Run(Arc::new(statement));
+        };
+        let inner = match df {
+            DFStatement::Statement(inner) => inner,
+            DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) => {
+                let name = object_name(&name);
+                return Action::Reset((!name.eq_ignore_ascii_case("all")).then_some(name));
+            }
+            other => return Action::Run(Arc::new(Statement::DataFusion(other))),
+        };
+        match *inner {
+            SqlStatement::StartTransaction { .. } => Action::Begin,
+            SqlStatement::Commit { .. } => Action::Commit,
+            SqlStatement::Rollback { savepoint: None, .. } => Action::Rollback,
+            SqlStatement::Savepoint { name } => Action::Savepoint(name.value.to_lowercase()),
+            SqlStatement::ReleaseSavepoint { name } => {
+                Action::ReleaseSavepoint(name.value.to_lowercase())
+            }
+            SqlStatement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => Action::RollbackToSavepoint(name.value.to_lowercase()),
+            SqlStatement::Set(Set::SingleAssignment {
+                variable, values, ..
+            }) => {
+                let name = object_name(&variable);
+                if name.starts_with("datafusion.") {
+                    // DataFusion's own options apply to the session's context.
+                    return Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(
+                        Box::new(SqlStatement::Set(Set::SingleAssignment {
+                            scope: None,
+                            hivevar: false,
+                            variable,
+                            values,
+                        })),
+                    ))));
+                }
+                Action::Set {
+                    name,
+                    value: setting_value(&values),
+                }
+            }
+            SqlStatement::Set(Set::SetTimeZone { value, .. }) => Action::Set {
+                name: "TimeZone".into(),
+                value: setting_value(std::slice::from_ref(&value)),
+            },
+            SqlStatement::Set(Set::SetNames { charset_name, .. }) => Action::Set {
+                name: "client_encoding".into(),
+                value: Some(charset_name.value),
+            },
+            SqlStatement::Set(Set::SetTransaction { .. }) => Action::Ignore("SET"),
+            SqlStatement::Set(Set::SetSessionAuthorization(_)) | SqlStatement::Set(Set::SetRole { .. }) => {
+                Action::Unsupported("SET ROLE and SET SESSION AUTHORIZATION are not supported".into())
+            }
+            SqlStatement::ShowVariable { variable } => {
+                let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
+                Action::Show(show_name(&words))
+            }
+            SqlStatement::Reset(reset) => match reset.reset {
+                Reset::ALL => Action::Reset(None),
+                Reset::ConfigurationParameter(name) => Action::Reset(Some(object_name(&name))),
+            },
+            SqlStatement::Discard { .. } => Action::Discard,
+            SqlStatement::Deallocate { .. } => Action::Ignore("DEALLOCATE"),
+            SqlStatement::Declare { .. } | SqlStatement::Fetch { .. } | SqlStatement::Close { .. } => {
+                Action::Unsupported("cursors (DECLARE, FETCH, CLOSE) are not supported yet; use the extended protocol's row limits".into())
+            }
+            other => {
+                // The compatibility parser also replaces whole client queries that DataFusion
+                // cannot run (a few of psql's and pgcli's); use it when it reads the text
+                // as this one statement.
+                let mut rewritten = match shared.compat.parse(text) {
+                    Ok(mut parsed) if parsed.len() == 1 => parsed.remove(0),
+                    _ => shared.compat.rewrite(other),
+                };
+                rewrite_name_lookups(&mut rewritten);
+                Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(
+                    Box::new(rewritten),
+                ))))
+            }
+        }
+    }
+
+/// `to_regtype(name)` and `to_regclass(name)`, which drivers use to look types and tables up
+/// (psycopg's TypeInfo, SQLAlchemy), as scalar subqueries over pg_catalog.
+fn rewrite_name_lookups(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Function(function) = expr {
+            let name = function.name.to_string().to_ascii_lowercase();
+            let name = name.trim_start_matches("pg_catalog.");
+            if let FunctionArguments::List(list) = &function.args
+                && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice()
+            {
+                let lookup = match name {
+                    "to_regtype" => Some(format!(
+                        "(SELECT oid FROM pg_catalog.pg_type WHERE typname = \
+                         CASE lower({arg}) {} ELSE lower({arg}) END LIMIT 1)",
+                        TYPE_ALIASES
+                            .iter()
+                            .map(|(sql, pg)| format!("WHEN '{sql}' THEN '{pg}'"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )),
+                    "to_regclass" => Some(format!(
+                        "(SELECT oid FROM pg_catalog.pg_class WHERE relname = {arg} LIMIT 1)"
+                    )),
+                    _ => None,
+                };
+                if let Some(sql) = lookup
+                    && let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+                        .try_with_sql(&sql)
+                        .and_then(|mut p| p.parse_expr())
+                {
+                    *expr = parsed;
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// SQL type names and the pg_type names they stand for.
+const TYPE_ALIASES: &[(&str, &str)] = &[
+    ("bigint", "int8"),
+    ("integer", "int4"),
+    ("int", "int4"),
+    ("smallint", "int2"),
+    ("double precision", "float8"),
+    ("real", "float4"),
+    ("boolean", "bool"),
+    ("character varying", "varchar"),
+    ("character", "bpchar"),
+    ("decimal", "numeric"),
+    ("timestamp without time zone", "timestamp"),
+    ("timestamp with time zone", "timestamptz"),
+    ("time without time zone", "time"),
+];
+
+/// The target type of each placeholder that appears directly under a cast.
+fn cast_placeholder_types(plan: &LogicalPlan) -> Vec<(String, DataType)> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut found = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                match e {
+                    Expr::Cast(cast) => {
+                        if let Expr::Placeholder(p) = cast.expr.as_ref() {
+                            found.push((p.id.clone(), cast.field.data_type().clone()));
+                        }
+                    }
+                    Expr::TryCast(cast) => {
+                        if let Expr::Placeholder(p) = cast.expr.as_ref() {
+                            found.push((p.id.clone(), cast.field.data_type().clone()));
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
+/// Plans `action` in the session when DataFusion can plan it.
+async fn plan(session: &Session, action: &Action) -> Result<Option<Planned>, Error> {
+        let Action::Run(statement) = action else {
+            return Ok(None);
+        };
+        let Statement::DataFusion(df) = statement.as_ref() else {
+            return Ok(None);
+        };
+        if Engine::runs_from_syntax(df) {
+            return Ok(None);
+        }
+        let plan = session.ctx.state().statement_to_plan(df.clone()).await?;
+        let mut types = plan.get_parameter_types()?;
+        // `$1::bigint`: DataFusion leaves the placeholder untyped; PostgreSQL types it by
+        // the cast, and clients encode the value accordingly.
+        for (name, data_type) in cast_placeholder_types(&plan) {
+            if let Some(slot @ None) = types.get_mut(&name) {
+                *slot = Some(data_type);
+            }
+        }
+        let count = types
+            .keys()
+            .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        let parameters = (1..=count)
+            .map(|i| types.get(&format!("${i}")).cloned().flatten())
+            .collect();
+        let schema = Arc::new(postgres_names(&plan));
+        Ok(Some(Planned {
+            plan,
+            parameters,
+            schema,
+        }))
+}
+
+impl QueryHandler {
+    /// Carries out one classified statement for the simple protocol, sending its response.
+    async fn run_simple<C>(&self, client: &mut C, session: &Arc<Session>, text: &str, statement: Statement) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let action = classify(&self.shared, text, statement);
+        let planned = match plan(session, &action).await {
+            Ok(planned) => planned,
+            Err(e) => return Err(engine_error(e)),
+        };
+        let format = Format::UnifiedText;
+        let response = self.respond(client, session, &action, planned.as_ref(), None, &format).await?;
+        match response {
+            Response::Query(results) => send_query_response(client, results, true).await?,
+            Response::Execution(tag) | Response::TransactionStart(tag) | Response::TransactionEnd(tag) => {
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(CommandComplete::from(tag)))
+                    .await?;
+            }
+            Response::EmptyQuery => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                    .await?;
+            }
+            Response::Error(e) => return Err(PgWireError::UserError(e)),
+            _ => {
+                return Err(user_error(sqlstate::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "COPY is not supported yet",
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The response to one statement, shared by both protocols.
+    async fn respond<C>(
+        &self,
+        client: &mut C,
+        session: &Arc<Session>,
+        action: &Action,
+        planned: Option<&Planned>,
+        parameters: Option<datafusion::common::ParamValues>,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = session.transaction();
+        if state == Transaction::Failed
+            && !matches!(
+                action,
+                Action::Commit | Action::Rollback | Action::RollbackToSavepoint(_)
+            )
+        {
+            return Err(user_error(sqlstate::error(
+                sqlstate::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )));
+        }
+        match action {
+            Action::Begin => {
+                if state != Transaction::Idle {
+                    self.notice(client, "WARNING", sqlstate::ACTIVE_SQL_TRANSACTION, "there is already a transaction in progress").await?;
+                }
+                session.set_transaction(Transaction::Open);
+                Ok(Response::TransactionStart(Tag::new("BEGIN")))
+            }
+            Action::Commit | Action::Rollback => {
+                if state == Transaction::Idle {
+                    self.notice(client, "WARNING", sqlstate::NO_ACTIVE_SQL_TRANSACTION, "there is no transaction in progress").await?;
+                }
+                session.set_transaction(Transaction::Idle);
+                let tag = if matches!(action, Action::Commit) && state != Transaction::Failed {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                };
+                Ok(Response::TransactionEnd(Tag::new(tag)))
+            }
+            Action::Savepoint(name) | Action::ReleaseSavepoint(name) | Action::RollbackToSavepoint(name) => {
+                if state == Transaction::Idle {
+                    return Err(user_error(sqlstate::error(
+                        sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                        "savepoints can only be used in transaction blocks",
+                    )));
+                }
+                let tag = match action {
+                    Action::Savepoint(_) => {
+                        session.savepoints().push(name.clone());
+                        "SAVEPOINT"
+                    }
+                    _ => {
+                        let mut savepoints = session.savepoints();
+                        let Some(at) = savepoints.iter().rposition(|s| s == name) else {
+                            return Err(user_error(sqlstate::error(
+                                "3B001",
+                                format!("savepoint \"{name}\" does not exist"),
+                            )));
+                        };
+                        if matches!(action, Action::ReleaseSavepoint(_)) {
+                            savepoints.truncate(at);
+                            "RELEASE"
+                        } else {
+                            savepoints.truncate(at + 1);
+                            drop(savepoints);
+                            session.set_transaction(Transaction::Open);
+                            "ROLLBACK"
+                        }
+                    }
+                };
+                Ok(Response::Execution(Tag::new(tag)))
+            }
+            Action::Set { name, value } => {
+                let result = {
+                    let mut settings = session.settings();
+                    match value {
+                        Some(value) => settings.set(name, value),
+                        None => settings.reset(name),
+                    }
+                };
+                let reported = result.map_err(|e| user_error(sqlstate::error(e.code, e.message)))?;
+                self.report(client, reported.into_iter()).await?;
+                Ok(Response::Execution(Tag::new("SET")))
+            }
+            Action::Reset(name) => {
+                let reported = {
+                    let mut settings = session.settings();
+                    match name {
+                        Some(name) => settings
+                            .reset(name)
+                            .map(|r| r.into_iter().collect::<Vec<_>>())
+                            .map_err(|e| user_error(sqlstate::error(e.code, e.message)))?,
+                        None => settings.reset_all(),
+                    }
+                };
+                self.report(client, reported.into_iter()).await?;
+                Ok(Response::Execution(Tag::new("RESET")))
+            }
+            Action::Discard => {
+                let reported = session.settings().reset_all();
+                self.report(client, reported.into_iter()).await?;
+                Ok(Response::Execution(Tag::new("DISCARD ALL")))
+            }
+            Action::Show(name) => {
+                let rows = if name.eq_ignore_ascii_case("all") {
+                    session.settings().all()
+                } else {
+                    let value = session
+                        .settings()
+                        .get(name)
+                        .map_err(|e| user_error(sqlstate::error(e.code, e.message)))?;
+                    vec![(name.clone(), value, String::new())]
+                };
+                Ok(Response::Query(show_response(name, rows, format)))
+            }
+            Action::Ignore(tag) => Ok(Response::Execution(Tag::new(tag))),
+            Action::Unsupported(message) => Err(user_error(sqlstate::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                message.clone(),
+            ))),
+            Action::Run(statement) => {
+                if state == Transaction::Open && changes_state(statement) {
+                    let mut info = sqlstate::error(
+                        sqlstate::ACTIVE_SQL_TRANSACTION,
+                        "tenure cannot run this statement inside a transaction block: \
+                         each change commits on its own",
+                    );
+                    info.hint = Some(
+                        "run it outside BEGIN ... COMMIT (autocommit mode in your driver)".into(),
+                    );
+                    return Err(user_error(info));
+                }
+                let work = match (planned, parameters) {
+                    (Some(planned), parameters) => {
+                        let plan = match parameters {
+                            // Binding rewrites the plan; a plan without placeholders is
+                            // run as planned.
+                            Some(values) if !planned.parameters.is_empty() => planned
+                                .plan
+                                .clone()
+                                .replace_params_with_values(&values)
+                                .map_err(|e| engine_error(e.into()))?,
+                            _ => planned.plan.clone(),
+                        };
+                        Work::Plan(plan, planned.schema.clone())
+                    }
+                    (None, Some(values)) if !values_empty(&values) => {
+                        return Err(user_error(sqlstate::error(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            "this statement does not take parameters",
+                        )));
+                    }
+                    (None, _) => Work::Statement(statement.clone()),
+                };
+                self.execute(client, session, work, format).await
+            }
+        }
+    }
+
+    /// Runs `work` on the CPU runtime and waits until it has a first answer: a command's
+    /// tag, or a result's schema (its rows then stream through the returned response).
+    async fn execute<C>(&self, client: &mut C, session: &Arc<Session>, work: Work, format: &Format) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (first_tx, first_rx) = oneshot::channel::<Result<First, Error>>();
+        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(2);
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<Progress>();
+        let engine = self.shared.engine.clone();
+        let ctx = session.ctx.clone();
+        let task = self.shared.cpu.spawn(async move {
+            let output = match work {
+                Work::Plan(plan, names) => engine
+                    .execute_plan_in(&ctx, plan)
+                    .await
+                    .map(|output| (output, Some(names))),
+                Work::Statement(statement) => {
+                    let statement = Arc::unwrap_or_clone(statement);
+                    engine
+                        .execute_in(&ctx, statement, Some(&progress_tx))
+                        .await
+                        .map(|output| (output, None))
+                }
+            };
+            drop(progress_tx);
+            match output {
+                Err(e) => {
+                    let _ = first_tx.send(Err(e));
+                }
+                Ok((Output::Command { tag, rows }, _)) => {
+                    let _ = first_tx.send(Ok(First::Command { tag, rows }));
+                }
+                Ok((Output::Rows(mut stream), names)) => {
+                    // The planned names, unless the engine answered with other columns.
+                    let schema = match names {
+                        Some(names) if names.fields().len() == stream.schema().fields().len() => names,
+                        _ => stream.schema(),
+                    };
+                    if first_tx.send(Ok(First::Rows(schema))).is_err() {
+                        return;
+                    }
+                    while let Some(item) = stream.next().await {
+                        let failed = item.is_err();
+                        let message = item.map_err(Error::from);
+                        if batch_tx.send(Batch::Next(message)).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                    let _ = batch_tx.send(Batch::Done).await;
+                }
+            }
+        });
+        let id = session.start(task.abort_handle());
+        let guard = Running::new(self.shared.clone(), session.clone(), id);
+        if let Some(timeout) = session.settings().statement_timeout() {
+            let session = Arc::downgrade(session);
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                if let Some(session) = session.upgrade() {
+                    session.stop(Some(id), StopReason::Timeout);
+                }
+            });
+        }
+
+        // Training sends progress while it runs: forward it as NOTICE messages.
+        let mut first_rx = first_rx;
+        let first = loop {
+            tokio::select! {
+                first = &mut first_rx => break first,
+                Some(progress) = progress_rx.recv() => {
+                    self.notice(client, "NOTICE", "00000", &progress.to_string()).await?;
+                    client.flush().await?;
+                }
+            }
+        };
+        match first {
+            Ok(Ok(First::Command { tag, rows })) => {
+                drop(guard);
+                let tag = match (tag, rows) {
+                    ("INSERT", Some(n)) => Tag::new("INSERT").with_oid(0).with_rows(n as usize),
+                    (tag, Some(n)) => Tag::new(tag).with_rows(n as usize),
+                    (tag, None) => Tag::new(tag),
+                };
+                Ok(Response::Execution(tag))
+            }
+            Ok(Ok(First::Rows(schema))) => {
+                let options = Arc::new(session.settings().format_options());
+                let fields = Arc::new(
+                    arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, format, Some(options))?,
+                );
+                let rows = row_stream(fields.clone(), batch_rx, guard);
+                Ok(Response::Query(QueryResponse::new(fields, rows)))
+            }
+            Ok(Err(e)) => Err(engine_error(e)),
+            // The task was aborted (cancel, timeout) or panicked before answering.
+            Err(_) => Err(guard.stopped_error()),
+        }
+    }
+
+    async fn notice<C>(&self, client: &mut C, severity: &str, code: &str, message: &str) -> PgWireResult<()>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let info = ErrorInfo::new(severity.to_string(), code.to_string(), message.to_string());
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(info.into()))
+            .await?;
+        Ok(())
+    }
+
+    /// ParameterStatus for settings the client tracks (DateStyle, TimeZone, ...).
+    async fn report<C>(&self, client: &mut C, changed: impl Iterator<Item = (String, String)>) -> PgWireResult<()>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        for (name, value) in changed {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name, value)))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn values_empty(values: &datafusion::common::ParamValues) -> bool {
+    match values {
+        datafusion::common::ParamValues::List(list) => list.is_empty(),
+        datafusion::common::ParamValues::Map(map) => map.is_empty(),
+    }
+}
+
+/// Whether a statement writes (data, catalog or models), which tenure cannot yet hold back
+/// until COMMIT.
+fn changes_state(statement: &Statement) -> bool {
+    match statement {
+        Statement::CreateModel(_) | Statement::DropModel(_) => true,
+        Statement::DataFusion(DFStatement::Statement(inner)) => !matches!(
+            inner.as_ref(),
+            SqlStatement::Query(_)
+                | SqlStatement::Explain { .. }
+                | SqlStatement::ExplainTable { .. }
+                | SqlStatement::ShowTables { .. }
+                | SqlStatement::ShowColumns { .. }
+                | SqlStatement::ShowVariable { .. }
+                | SqlStatement::ShowFunctions { .. }
+                | SqlStatement::Set(_)
+        ),
+        Statement::DataFusion(DFStatement::Explain(_)) => false,
+        Statement::DataFusion(DFStatement::Reset(_)) => false,
+        Statement::DataFusion(_) => true,
+    }
+}
+
+/// What runs on the CPU runtime.
+enum Work {
+    /// A plan made in the session (parameters bound), with PostgreSQL's column names.
+    Plan(LogicalPlan, SchemaRef),
+    /// A statement the engine runs from its syntax.
+    Statement(Arc<Statement>),
+}
+
+enum First {
+    Command { tag: &'static str, rows: Option<u64> },
+    Rows(SchemaRef),
+}
+
+enum Batch {
+    Next(Result<RecordBatch, Error>),
+    Done,
+}
+
+/// One running statement, until its rows are sent or dropped: keeps the server's count of
+/// running statements (shutdown waits for it) and clears the session's cancel slot.
+struct Running {
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    id: u64,
+}
+
+impl Running {
+    fn new(shared: Arc<Shared>, session: Arc<Session>, id: u64) -> Running {
+        shared.running.fetch_add(1, Ordering::SeqCst);
+        Running {
+            shared,
+            session,
+            id,
+        }
+    }
+
+    /// The error for a statement that ended without finishing.
+    fn stopped_error(&self) -> PgWireError {
+        match self.session.stop_reason(self.id) {
+            Some(reason) => user_error(sqlstate::error(
+                if reason == StopReason::Shutdown {
+                    sqlstate::ADMIN_SHUTDOWN
+                } else {
+                    sqlstate::QUERY_CANCELED
+                },
+                reason.message(),
+            )),
+            None => user_error(sqlstate::error("XX000", "the statement ended unexpectedly")),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.session.finish(self.id);
+        if self.shared.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.shared.idle.notify_waiters();
+        }
+    }
+}
+
+/// The result's rows as the client receives them, encoded batch by batch.
+fn row_stream(
+    fields: Arc<Vec<FieldInfo>>,
+    batches: mpsc::Receiver<Batch>,
+    running: Running,
+) -> impl Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send {
+    type Rows = Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send>;
+    struct State {
+        fields: Arc<Vec<FieldInfo>>,
+        batches: mpsc::Receiver<Batch>,
+        rows: Option<Rows>,
+        running: Option<Running>,
+    }
+    let state = State {
+        fields,
+        batches,
+        rows: None,
+        running: Some(running),
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(rows) = state.rows.as_mut() {
+                if let Some(row) = rows.next() {
+                    return Some((row, state));
+                }
+                state.rows = None;
+            }
+            let running = state.running.as_ref()?;
+            match state.batches.recv().await {
+                Some(Batch::Next(Ok(batch))) => {
+                    state.rows = Some(Box::new(arrow_pg::encode_recordbatch(
+                        state.fields.clone(),
+                        batch,
+                    )));
+                }
+                Some(Batch::Next(Err(e))) => {
+                    state.running = None;
+                    return Some((Err(engine_error(e)), state));
+                }
+                // Dropping the state ends the statement (its `Running` guard).
+                Some(Batch::Done) => return None,
+                None => {
+                    let error = running.stopped_error();
+                    state.running = None;
+                    return Some((Err(error), state));
+                }
+            }
+        }
+    })
+}
+
+/// `SHOW name` (one column named after the setting) or `SHOW ALL`.
+fn show_response(name: &str, rows: Vec<(String, String, String)>, format: &Format) -> QueryResponse {
+    let all = name.eq_ignore_ascii_case("all");
+    let columns: Vec<&str> = if all {
+        vec!["name", "setting", "description"]
+    } else {
+        vec![name]
+    };
+    let fields: Vec<FieldInfo> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| FieldInfo::new(c.to_string(), None, None, Type::TEXT, format.format_for(i)))
+        .collect();
+    let fields = Arc::new(fields);
+    let encoded: Vec<PgWireResult<pgwire::messages::data::DataRow>> = rows
+        .into_iter()
+        .map(|(n, v, d)| {
+            let mut encoder = DataRowEncoder::new(fields.clone());
+            if all {
+                encoder.encode_field(&n)?;
+                encoder.encode_field(&v)?;
+                encoder.encode_field(&d)?;
+            } else {
+                encoder.encode_field(&v)?;
+            }
+            Ok(encoder.take_row())
+        })
+        .collect();
+    let mut response = QueryResponse::new(fields, futures::stream::iter(encoded));
+    response.set_command_tag("SHOW");
+    response
+}
+
+/// The plan's output schema with the names PostgreSQL gives unaliased result columns: a
+/// column's own name, a function's name, `?column?` for other expressions.
+fn postgres_names(plan: &LogicalPlan) -> Schema {
+    let schema = plan.schema().as_arrow().clone();
+    let Some(exprs) = top_projection(plan) else {
+        return schema;
+    };
+    if exprs.len() != schema.fields().len() {
+        return schema;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(exprs)
+        .map(|(field, expr)| field.as_ref().clone().with_name(postgres_name(expr)))
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+fn top_projection(plan: &LogicalPlan) -> Option<&[Expr]> {
+    match plan {
+        LogicalPlan::Projection(p) => Some(&p.expr),
+        LogicalPlan::Sort(s) => top_projection(&s.input),
+        LogicalPlan::Limit(l) => top_projection(&l.input),
+        _ => None,
+    }
+}
+
+fn postgres_name(expr: &Expr) -> String {
+    match expr {
+        // DataFusion aliases some aggregates with their display text ("count(*)").
+        Expr::Alias(alias) => function_name(&alias.name).unwrap_or_else(|| alias.name.clone()),
+        Expr::Column(column) => function_name(&column.name).unwrap_or_else(|| column.name.clone()),
+        Expr::ScalarFunction(f) => f.name().to_string(),
+        Expr::AggregateFunction(f) => f.func.name().to_string(),
+        Expr::WindowFunction(f) => f.fun.name().to_string(),
+        Expr::Cast(cast) => cast_name(&cast.expr, cast.field.data_type()),
+        Expr::TryCast(cast) => cast_name(&cast.expr, cast.field.data_type()),
+        _ => "?column?".to_string(),
+    }
+}
+
+/// `x::int` is named x; `'1'::int` is named after the type, as PostgreSQL does.
+fn cast_name(inner: &Expr, to: &DataType) -> String {
+    match postgres_name(inner).as_str() {
+        "?column?" => arrow_pg::datatypes::into_pg_type(to)
+            .map(|t| t.name().to_string())
+            .unwrap_or_else(|_| "?column?".to_string()),
+        name => name.to_string(),
+    }
+}
+
+/// "count(*)" -> "count", for the columns an aggregate feeds to the final projection.
+fn function_name(name: &str) -> Option<String> {
+    let open = name.find('(')?;
+    let prefix = &name[..open];
+    (name.ends_with(')') && !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then(|| prefix.to_string())
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    /// Runs the statements of a query string one after another, each answered before the
+    /// next starts; the first error ends the string, as in PostgreSQL.
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let session = session(client)?;
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let result = match crate::sql::parse_with_text(&query.query) {
+            Ok(statements) if statements.is_empty() => client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                .await
+                .map_err(PgWireError::from),
+            Ok(statements) => {
+                let mut result = Ok(());
+                for (text, statement) in statements {
+                    result = self.run_simple(client, &session, &text, statement).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                result
+            }
+            Err(e) => Err(engine_error(e)),
+        };
+        if let Err(e) = result {
+            if matches!(e, PgWireError::IoError(_)) {
+                return Err(e);
+            }
+            session.fail_transaction();
+            let info = ErrorInfo::from(e);
+            client
+                .feed(PgWireBackendMessage::ErrorResponse(info.into()))
+                .await?;
+        }
+        let status = transaction_status(&session);
+        client.set_transaction_status(status);
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status)))
+            .await?;
+        Ok(())
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // on_query above answers every statement itself.
+        unreachable!("QueryHandler::on_query does not call do_query")
+    }
+}
+
+/// Parses and plans for the extended protocol.
+pub struct Parser {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = session(client)?;
+        let mut statements = crate::sql::parse_with_text(sql).map_err(engine_error)?;
+        if statements.len() > 1 {
+            return Err(user_error(sqlstate::error(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let Some((text, statement)) = statements.pop() else {
+            return Ok(None);
+        };
+        let action = classify(&self.shared, &text, statement);
+        let planned = plan(&session, &action).await.map_err(engine_error)?;
+        Ok(Some(Prepared {
+            text,
+            action,
+            planned,
+        }))
+    }
+
+    fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
+        let Some(planned) = &statement.planned else {
+            return Ok(Vec::new());
+        };
+        planned
+            .parameters
+            .iter()
+            .map(|t| match t {
+                Some(t) => arrow_pg::datatypes::into_pg_type(t),
+                // A parameter DataFusion could not type: the client sends text.
+                None => Ok(Type::TEXT),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(&self, statement: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        let format = format.unwrap_or(&Format::UnifiedText);
+        if let Action::Show(name) = &statement.action {
+            let columns: Vec<&str> = if name.eq_ignore_ascii_case("all") {
+                vec!["name", "setting", "description"]
+            } else {
+                vec![name.as_str()]
+            };
+            return Ok(columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| FieldInfo::new(c.to_string(), None, None, Type::TEXT, format.format_for(i)))
+                .collect());
+        }
+        match &statement.planned {
+            Some(planned) if returns_rows(&planned.plan) => {
+                arrow_pg::datatypes::arrow_schema_to_pg_fields(&planned.schema, format, None)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Whether a plan answers with rows (queries, EXPLAIN) rather than a command tag.
+fn returns_rows(plan: &LogicalPlan) -> bool {
+    !matches!(
+        plan,
+        LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_)
+    )
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        Arc::new(Parser {
+            shared: self.shared.clone(),
+        })
+    }
+
+    async fn do_describe_statement<C>(&self, _client: &mut C, target: &StoredStatement<Prepared>) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let parser = self.query_parser();
+        let server_types = parser.get_parameter_types(&target.statement)?;
+        let count = server_types.len().max(target.parameter_types.len());
+        let parameters = (0..count)
+            .map(|i| {
+                target
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|t| *t != Type::UNKNOWN)
+                    .or_else(|| server_types.get(i).cloned())
+                    .unwrap_or(Type::TEXT)
+            })
+            .collect();
+        let fields = parser.get_result_schema(&target.statement, None)?;
+        Ok(DescribeStatementResponse::new(parameters, fields))
+    }
+
+    async fn do_describe_portal<C>(&self, _client: &mut C, portal: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let fields = self
+            .query_parser()
+            .get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
+        Ok(DescribePortalResponse::new(fields))
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session(client)?;
+        let prepared = &portal.statement.statement;
+        let parameters = match &prepared.planned {
+            Some(planned) => {
+                let types: Vec<Option<&DataType>> = planned.parameters.iter().map(|t| t.as_ref()).collect();
+                Some(arrow_pg::datatypes::df::deserialize_parameters(portal, &types)?)
+            }
+            None if portal.parameter_len() > 0 => {
+                return Err(user_error(sqlstate::error(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!(
+                        "bind message supplies {} parameters, but this statement takes none",
+                        portal.parameter_len()
+                    ),
+                )));
+            }
+            None => None,
+        };
+        tracing::debug!(statement = %prepared.text, "execute");
+        let result = self
+            .respond(
+                client,
+                &session,
+                &prepared.action,
+                prepared.planned.as_ref(),
+                parameters,
+                &portal.result_column_format,
+            )
+            .await;
+        if result.is_err() {
+            session.fail_transaction();
+        }
+        result
+    }
+}

@@ -1,0 +1,174 @@
+//! One client connection's state: its DataFusion session, its settings, its transaction block
+//! and the statement it is running (so a CancelRequest or statement_timeout can stop it).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use datafusion::prelude::SessionContext;
+use tokio::task::AbortHandle;
+
+use super::settings::Settings;
+
+/// Where the session is with respect to `BEGIN ... COMMIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transaction {
+    /// Autocommit: every statement is its own transaction.
+    Idle,
+    /// Inside BEGIN ... COMMIT.
+    Open,
+    /// Inside a block where a statement failed: everything but COMMIT / ROLLBACK is refused.
+    Failed,
+}
+
+/// Why a running statement was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Cancelled,
+    Timeout,
+    Shutdown,
+}
+
+impl StopReason {
+    pub fn message(self) -> &'static str {
+        match self {
+            StopReason::Cancelled => "canceling statement due to user request",
+            StopReason::Timeout => "canceling statement due to statement timeout",
+            StopReason::Shutdown => "terminating connection due to administrator command",
+        }
+    }
+}
+
+/// The statement a session is running.
+struct Running {
+    id: u64,
+    abort: AbortHandle,
+    stopped: Option<StopReason>,
+}
+
+pub struct Session {
+    pub ctx: SessionContext,
+    pub settings: Arc<Mutex<Settings>>,
+    transaction: Mutex<Transaction>,
+    /// Savepoint names of the open transaction block, oldest first.
+    savepoints: Mutex<Vec<String>>,
+    running: Mutex<Option<Running>>,
+    next_statement: AtomicU64,
+}
+
+impl Session {
+    pub fn new(ctx: SessionContext, settings: Settings) -> Session {
+        Session {
+            ctx,
+            settings: Arc::new(Mutex::new(settings)),
+            transaction: Mutex::new(Transaction::Idle),
+            savepoints: Mutex::new(Vec::new()),
+            running: Mutex::new(None),
+            next_statement: AtomicU64::new(1),
+        }
+    }
+
+    pub fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
+        self.settings.lock().expect("settings lock poisoned")
+    }
+
+    pub fn transaction(&self) -> Transaction {
+        *self.transaction.lock().expect("transaction lock poisoned")
+    }
+
+    pub fn set_transaction(&self, state: Transaction) {
+        *self.transaction.lock().expect("transaction lock poisoned") = state;
+        if state == Transaction::Idle {
+            self.savepoints().clear();
+        }
+    }
+
+    pub fn savepoints(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.savepoints.lock().expect("savepoints lock poisoned")
+    }
+
+    /// Marks the open transaction block failed (after an error inside it).
+    pub fn fail_transaction(&self) {
+        let mut state = self.transaction.lock().expect("transaction lock poisoned");
+        if *state == Transaction::Open {
+            *state = Transaction::Failed;
+        }
+    }
+
+    /// Records that the statement behind `abort` is running; returns its id.
+    pub fn start(&self, abort: AbortHandle) -> u64 {
+        let id = self.next_statement.fetch_add(1, Ordering::Relaxed);
+        *self.running.lock().expect("running lock poisoned") = Some(Running {
+            id,
+            abort,
+            stopped: None,
+        });
+        id
+    }
+
+    /// The statement `id` finished (or its client stopped reading); returns why it was
+    /// stopped, if it was.
+    pub fn finish(&self, id: u64) -> Option<StopReason> {
+        let mut running = self.running.lock().expect("running lock poisoned");
+        match running.as_ref() {
+            Some(r) if r.id == id => running.take().and_then(|r| r.stopped),
+            _ => None,
+        }
+    }
+
+    /// Why statement `id` was stopped, if it was.
+    pub fn stop_reason(&self, id: u64) -> Option<StopReason> {
+        let running = self.running.lock().expect("running lock poisoned");
+        running.as_ref().filter(|r| r.id == id).and_then(|r| r.stopped)
+    }
+
+    /// Stops the running statement (only statement `id` when given). True if one was running.
+    pub fn stop(&self, id: Option<u64>, reason: StopReason) -> bool {
+        let mut running = self.running.lock().expect("running lock poisoned");
+        match running.as_mut() {
+            Some(r) if id.is_none_or(|id| id == r.id) && r.stopped.is_none() => {
+                r.stopped = Some(reason);
+                r.abort.abort();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Every open session by (backend pid, secret key), for CancelRequest, the connection limit
+/// and shutdown.
+#[derive(Default)]
+pub struct Sessions {
+    by_key: Mutex<HashMap<(i32, Vec<u8>), Weak<Session>>>,
+}
+
+impl Sessions {
+    pub fn register(&self, pid: i32, secret: Vec<u8>, session: &Arc<Session>) {
+        let mut map = self.by_key.lock().expect("sessions lock poisoned");
+        map.retain(|_, s| s.strong_count() > 0);
+        map.insert((pid, secret), Arc::downgrade(session));
+    }
+
+    /// Cancels what session (pid, secret) is running; an unknown key is ignored, as
+    /// PostgreSQL does, so a client cannot probe for sessions.
+    pub fn cancel(&self, pid: i32, secret: &[u8]) -> bool {
+        let session = self
+            .by_key
+            .lock()
+            .expect("sessions lock poisoned")
+            .get(&(pid, secret.to_vec()))
+            .and_then(Weak::upgrade);
+        session.is_some_and(|s| s.stop(None, StopReason::Cancelled))
+    }
+
+    /// Sessions still open.
+    pub fn live(&self) -> Vec<Arc<Session>> {
+        self.by_key
+            .lock()
+            .expect("sessions lock poisoned")
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}

@@ -1,0 +1,212 @@
+//! Connection start: the connection limit, the database name, authentication (trust on
+//! loopback, or SCRAM-SHA-256 with the users from the configuration), the ParameterStatus
+//! messages and the new session.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::{SCRAM_ITERATIONS, ScramAuth, gen_salted_password};
+use pgwire::api::auth::{
+    AuthSource, LoginInfo, Password, ServerParameterProvider, StartupHandler,
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+};
+use pgwire::api::{ClientInfo, METADATA_DATABASE, METADATA_USER, PgWireConnectionState};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use super::Shared;
+use super::session::Session;
+use super::settings::Settings;
+use super::sqlstate;
+use crate::engine::CATALOG_NAME;
+
+/// The user a trusting (loopback, no users configured) server knows.
+pub const DEFAULT_USER: &str = "tenure";
+
+/// One connection's startup. A fresh one per connection: the SCRAM exchange keeps state.
+pub struct Startup {
+    shared: Arc<Shared>,
+    scram: Option<SASLAuthStartupHandler<Parameters>>,
+}
+
+impl Startup {
+    pub fn new(shared: Arc<Shared>) -> Startup {
+        let scram = (!shared.users.is_empty()).then(|| {
+            let mut auth = ScramAuth::new(Arc::new(Passwords {
+                users: shared.users.clone(),
+            }));
+            auth.set_iterations(SCRAM_ITERATIONS);
+            SASLAuthStartupHandler::new(Arc::new(Parameters))
+                .with_scram(auth)
+                .with_pid_secret_key_generator(shared.pids.clone())
+        });
+        Startup { shared, scram }
+    }
+
+    /// Checks made before authentication, as PostgreSQL makes them.
+    fn admit<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
+        if self.shared.shutting_down() {
+            return Err(user_error(sqlstate::fatal(
+                "57P03",
+                "the database system is shutting down",
+            )));
+        }
+        let connections = self.shared.connections();
+        if connections > self.shared.max_connections {
+            return Err(user_error(sqlstate::fatal(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                format!(
+                    "sorry, too many clients already (max_connections = {})",
+                    self.shared.max_connections
+                ),
+            )));
+        }
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        // PostgreSQL's default database is the user's name; tenure has one database.
+        let database = client
+            .metadata()
+            .get(METADATA_DATABASE)
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        if database != CATALOG_NAME && database != user {
+            return Err(user_error(sqlstate::fatal(
+                sqlstate::INVALID_CATALOG_NAME,
+                format!("database \"{database}\" does not exist; tenure serves one database, \"{CATALOG_NAME}\""),
+            )));
+        }
+        if self.scram.is_none() && user != DEFAULT_USER {
+            return Err(user_error(sqlstate::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!("role \"{user}\" does not exist; connect as \"{DEFAULT_USER}\" (or configure [[users]])"),
+            )));
+        }
+        Ok(())
+    }
+
+    /// After authentication: the session, registered for CancelRequest.
+    fn open_session<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_USER.to_string());
+        let settings = startup_settings(client);
+        let session = Arc::new(Session::new(self.shared.engine.new_session(), settings));
+        super::functions::register_session_functions(&session);
+        let (pid, secret) = client.pid_and_secret_key();
+        self.shared
+            .sessions
+            .register(pid, secret.to_bytes().to_vec(), &session);
+        client.session_extensions().insert(session);
+        tracing::info!(
+            peer = %client.socket_addr(),
+            user = %user,
+            pid,
+            tls = client.is_secure(),
+            "connection authenticated"
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(startup) = &message {
+            // The checks read the startup parameters; the handlers below save them again.
+            save_startup_parameters_to_metadata(client, startup);
+            self.admit(client)?;
+        }
+        match &self.scram {
+            Some(scram) => {
+                scram.on_startup(client, message).await?;
+                if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+                    && client.session_extensions().get::<Arc<Session>>().is_none()
+                {
+                    self.open_session(client)?;
+                }
+            }
+            None => {
+                if let PgWireFrontendMessage::Startup(startup) = &message {
+                    protocol_negotiation(client, startup).await?;
+                    save_startup_parameters_to_metadata(client, startup);
+                    let (pid, secret) =
+                        pgwire::api::PidSecretKeyGenerator::generate(self.shared.pids.as_ref(), client);
+                    client.set_pid_and_secret_key(pid, secret);
+                    self.open_session(client)?;
+                    finish_authentication(client, &Parameters).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The session's starting settings: defaults, then the client's startup parameters.
+fn startup_settings<C: ClientInfo>(client: &C) -> Settings {
+    let user = client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_USER.to_string());
+    let startup = client
+        .metadata()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    Settings::new(&user, startup)
+}
+
+/// The ParameterStatus messages sent after authentication.
+struct Parameters;
+
+impl ServerParameterProvider for Parameters {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        Some(startup_settings(client).reported().into_iter().collect())
+    }
+}
+
+/// Passwords for SCRAM: pgwire asks for the salted password of the user logging in.
+struct Passwords {
+    users: Vec<crate::config::User>,
+}
+
+impl Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Passwords({} users)", self.users.len())
+    }
+}
+
+#[async_trait]
+impl AuthSource for Passwords {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let name = login.user().unwrap_or_default();
+        let Some(user) = self.users.iter().find(|u| u.name == name) else {
+            tracing::warn!(user = %name, host = %login.host(), "login refused: unknown user");
+            // The same message as a wrong password, as PostgreSQL does.
+            return Err(user_error(sqlstate::fatal(
+                "28P01",
+                format!("password authentication failed for user \"{name}\""),
+            )));
+        };
+        let salt: [u8; 16] = rand::random();
+        let salted = gen_salted_password(&user.password, &salt, SCRAM_ITERATIONS);
+        Ok(Password::new(Some(salt.to_vec()), salted))
+    }
+}
+
+pub fn user_error(info: pgwire::error::ErrorInfo) -> PgWireError {
+    PgWireError::UserError(Box::new(info))
+}

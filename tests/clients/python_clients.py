@@ -1,0 +1,166 @@
+"""Python drivers against a running tenure server: psycopg 3 (text and binary, server-side
+parameters, type introspection), psycopg2, asyncpg and SQLAlchemy 2's Inspector.
+
+    python python_clients.py PORT
+
+Run by tests/server.rs with the interpreter in TENURE_TEST_PYTHON (.ci/run makes a venv with
+tests/clients/requirements.txt). Every check runs even when an earlier one failed; the exit
+status is the number of failures, and each failure is printed with its traceback.
+"""
+
+import asyncio
+import datetime
+import sys
+import traceback
+
+PORT = int(sys.argv[1])
+DSN = f"host=127.0.0.1 port={PORT} user=tenure dbname=tenure"
+failures = []
+
+
+def check(name):
+    def run(fn):
+        try:
+            fn()
+            print(f"ok   {name}")
+        except Exception:
+            failures.append(name)
+            print(f"FAIL {name}\n{traceback.format_exc()}")
+        return fn
+
+    return run
+
+
+@check("psycopg: connect and server version")
+def _():
+    import psycopg
+
+    with psycopg.connect(DSN) as conn:
+        assert conn.info.server_version >= 150000, conn.info.server_version
+        assert conn.info.parameter_status("server_version").startswith("15.")
+        assert conn.execute("SELECT current_database()").fetchone()[0] == "tenure"
+
+
+@check("psycopg: tables, parameters, text and binary results")
+def _():
+    import psycopg
+
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS py_orders")
+        conn.execute(
+            "CREATE TABLE py_orders (id BIGINT NOT NULL, customer TEXT, amount DOUBLE PRECISION,"
+            " paid BOOLEAN, day DATE, at TIMESTAMP)"
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO py_orders VALUES (%s, %s, %s, %s, %s, %s)",
+                [
+                    (1, "ann", 12.5, True, datetime.date(2024, 1, 2), datetime.datetime(2024, 1, 2, 3, 4, 5)),
+                    (2, "bob", None, False, datetime.date(2024, 2, 3), None),
+                    (3, "ann", 7.25, True, None, datetime.datetime(2024, 3, 4, 5, 6, 7)),
+                ],
+            )
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                cur.execute(
+                    "SELECT id, customer, amount, paid, day, at FROM py_orders WHERE customer = %s ORDER BY id",
+                    ("ann",),
+                )
+                rows = cur.fetchall()
+                assert rows == [
+                    (1, "ann", 12.5, True, datetime.date(2024, 1, 2), datetime.datetime(2024, 1, 2, 3, 4, 5)),
+                    (3, "ann", 7.25, True, None, datetime.datetime(2024, 3, 4, 5, 6, 7)),
+                ], (binary, rows)
+                assert [d.name for d in cur.description] == ["id", "customer", "amount", "paid", "day", "at"]
+                cur.execute("SELECT count(*), sum(amount) FROM py_orders")
+                assert cur.fetchone() == (3, 19.75), binary
+                assert [d.name for d in cur.description] == ["count", "sum"]
+                cur.execute("SELECT ARRAY[1, 2, 3] AS xs, NULL::TEXT AS nothing")
+                assert cur.fetchone() == ([1, 2, 3], None), binary
+
+
+@check("psycopg: a read-only transaction, errors and recovery")
+def _():
+    import psycopg
+
+    with psycopg.connect(DSN) as conn:  # not autocommit: psycopg opens a transaction
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        try:
+            conn.execute("SELECT * FROM no_such_table")
+            raise AssertionError("expected an error")
+        except psycopg.errors.UndefinedTable:
+            pass
+        conn.rollback()
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+        try:
+            conn.execute("INSERT INTO py_orders VALUES (9, 'x', 1.0, true, NULL, NULL)")
+            raise AssertionError("a write inside a transaction block must be refused")
+        except psycopg.errors.ActiveSqlTransaction:
+            pass
+        conn.rollback()
+
+
+@check("psycopg: type introspection (TypeInfo.fetch)")
+def _():
+    import psycopg
+    from psycopg.types import TypeInfo
+
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        for name in ("int8", "text", "float8", "bool", "date"):
+            info = TypeInfo.fetch(conn, name)
+            assert info is not None and info.name == name, (name, info)
+
+
+@check("psycopg2: simple protocol")
+def _():
+    import psycopg2
+
+    conn = psycopg2.connect(DSN)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("SELECT customer, count(*) FROM py_orders GROUP BY customer ORDER BY customer")
+    assert cur.fetchall() == [("ann", 2), ("bob", 1)]
+    cur.execute("SELECT %s::BIGINT + 1, %s", (41, "it's quoted"))
+    assert cur.fetchone() == (42, "it's quoted")
+    conn.close()
+
+
+@check("asyncpg: prepared statements and parameters")
+def _():
+    import asyncpg
+
+    async def run():
+        conn = await asyncpg.connect(host="127.0.0.1", port=PORT, user="tenure", database="tenure")
+        try:
+            rows = await conn.fetch("SELECT id, amount FROM py_orders WHERE id >= $1 ORDER BY id", 2)
+            assert [(r["id"], r["amount"]) for r in rows] == [(2, None), (3, 7.25)], rows
+            value = await conn.fetchval("SELECT $1::TEXT || '!'", "hi")
+            assert value == "hi!", value
+            assert await conn.fetchval("SELECT count(*) FROM py_orders") == 3
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@check("SQLAlchemy 2: engine, Inspector, has_table")
+def _():
+    import sqlalchemy
+    from sqlalchemy import inspect, text
+
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg://tenure@127.0.0.1:{PORT}/tenure")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM py_orders")).scalar() == 3
+    inspector = inspect(engine)
+    assert "py_orders" in inspector.get_table_names(), inspector.get_table_names()
+    columns = {c["name"]: c for c in inspector.get_columns("py_orders")}
+    assert list(columns) == ["id", "customer", "amount", "paid", "day", "at"], list(columns)
+    assert not columns["id"]["nullable"] and columns["customer"]["nullable"]
+    assert isinstance(columns["id"]["type"], sqlalchemy.BigInteger), columns["id"]["type"]
+    assert inspector.has_table("py_orders") and not inspector.has_table("nope")
+    assert "public" in inspector.get_schema_names()
+    engine.dispose()
+
+
+print(f"{len(failures)} failed" if failures else "all passed")
+sys.exit(len(failures))

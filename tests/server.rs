@@ -1,0 +1,660 @@
+//! The PostgreSQL wire server with real clients: tokio-postgres (simple and extended
+//! protocol, binary values), psql (catalog commands, NOTICE, TLS) and raw sockets for bad
+//! input. The server runs in-process on a free port, except where the binary is the subject
+//! (SIGTERM).
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tenure::config::User;
+use tenure::server::{Server, ServerOptions};
+use tenure::{Config, Engine, PathAccess};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::support::tenure_bin;
+
+/// A server on a free loopback port over a fresh data directory.
+struct TestServer {
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut ServerOptions)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            threads: 2,
+            ..Config::default()
+        };
+        let engine = Arc::new(
+            Engine::open(&config, PathAccess::Roots(vec![dir.path().join("import")]))
+                .await
+                .unwrap(),
+        );
+        let mut options = ServerOptions::from_config(&Config {
+            listen: "127.0.0.1:0".into(),
+            ..config
+        });
+        adjust(&mut options);
+        let server = Server::bind(engine, &options, tokio::runtime::Handle::current())
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            server
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        TestServer {
+            addr,
+            _dir: dir,
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    fn url(&self, user: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname=tenure",
+            self.addr.port()
+        )
+    }
+
+    async fn connect(&self) -> Client {
+        connect(&self.url("tenure")).await
+    }
+
+    /// Runs psql with `args` against this server; returns (success, stdout, stderr).
+    fn psql(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
+            .args(["-U", "tenure", "-d", "tenure", "-X", "-v", "ON_ERROR_STOP=1"])
+            .args(args)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql runs (apt-get install postgresql-client)");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.done.take().unwrap().await.unwrap();
+    }
+}
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// The error of a connection attempt that must fail.
+async fn connect_error(url: &str) -> tokio_postgres::Error {
+    match tokio_postgres::connect(url, NoTls).await {
+        Ok(_) => panic!("connecting with {url} should fail"),
+        Err(e) => e,
+    }
+}
+
+/// The SQLSTATE of a failed statement.
+fn sqlstate(result: Result<impl std::fmt::Debug, tokio_postgres::Error>) -> String {
+    let error = result.expect_err("the statement should fail");
+    error
+        .code()
+        .unwrap_or_else(|| panic!("no SQLSTATE in {error:?}"))
+        .code()
+        .to_string()
+}
+
+/// The values of a simple query's rows, as text.
+async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_round_trips_values_in_both_protocols() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+
+    client
+        .batch_execute(
+            "CREATE TABLE people (id BIGINT NOT NULL, name TEXT, score DOUBLE PRECISION, \
+             active BOOLEAN, born DATE, seen TIMESTAMP, small SMALLINT, ratio REAL); \
+             INSERT INTO people VALUES (1, 'ada', 9.5, true, DATE '1815-12-10', \
+             TIMESTAMP '2024-01-02 03:04:05', 7, 0.25)",
+        )
+        .await
+        .unwrap();
+
+    // Extended protocol: parameters of several types, binary results.
+    let inserted = client
+        .execute(
+            "INSERT INTO people VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &2i64,
+                &"grace",
+                &7.25f64,
+                &false,
+                &chrono::NaiveDate::from_ymd_opt(1906, 12, 9).unwrap(),
+                &chrono::NaiveDate::from_ymd_opt(2024, 5, 6)
+                    .unwrap()
+                    .and_hms_opt(7, 8, 9)
+                    .unwrap(),
+                &3i16,
+                &0.5f32,
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    client
+        .execute(
+            "INSERT INTO people (id, name) VALUES ($1, $2)",
+            &[&3i64, &None::<String>],
+        )
+        .await
+        .unwrap();
+
+    let rows = client
+        .query(
+            "SELECT id, name, score, active, born, seen, small, ratio FROM people \
+             WHERE id <= $1 ORDER BY id",
+            &[&2i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let grace = &rows[1];
+    assert_eq!(grace.get::<_, i64>(0), 2);
+    assert_eq!(grace.get::<_, &str>(1), "grace");
+    assert_eq!(grace.get::<_, f64>(2), 7.25);
+    assert!(!grace.get::<_, bool>(3));
+    assert_eq!(
+        grace.get::<_, chrono::NaiveDate>(4),
+        chrono::NaiveDate::from_ymd_opt(1906, 12, 9).unwrap()
+    );
+    assert_eq!(
+        grace.get::<_, chrono::NaiveDateTime>(5).to_string(),
+        "2024-05-06 07:08:09"
+    );
+    assert_eq!(grace.get::<_, i16>(6), 3);
+    assert_eq!(grace.get::<_, f32>(7), 0.5);
+
+    // A text parameter compared with a text column, NULLs both ways.
+    let row = client
+        .query_one("SELECT count(*) FROM people WHERE name = $1", &[&"ada"])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    let row = client
+        .query_one("SELECT name, score FROM people WHERE id = 3", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<&str>>(0), None);
+    assert_eq!(row.get::<_, Option<f64>>(1), None);
+
+    // Simple protocol: several statements in one string, text values.
+    let messages = client
+        .simple_query("SELECT 1 AS one; SELECT name FROM people ORDER BY id LIMIT 2")
+        .await
+        .unwrap();
+    let values: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, ["1", "ada", "grace"]);
+
+    // PostgreSQL's result names: a function's name, a bare column name, ?column?.
+    let statement = client
+        .prepare("SELECT count(*), p.name, sum(score), 1 + 1 FROM people p GROUP BY p.name")
+        .await
+        .unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["count", "name", "sum", "?column?"]);
+
+    // A portal read in pieces (row limit), through a transaction as the protocol requires.
+    let mut client = client;
+    let transaction = client.transaction().await.unwrap();
+    let portal = transaction
+        .bind("SELECT id FROM people ORDER BY id", &[])
+        .await
+        .unwrap();
+    let first = transaction.query_portal(&portal, 2).await.unwrap();
+    let rest = transaction.query_portal(&portal, 2).await.unwrap();
+    assert_eq!((first.len(), rest.len()), (2, 1));
+    assert_eq!(rest[0].get::<_, i64>(0), 3);
+    transaction.commit().await.unwrap();
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_sqlstates_and_the_session_survives() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE t (a BIGINT NOT NULL, b TEXT)")
+        .await
+        .unwrap();
+
+    let cases: &[(&str, SqlState)] = &[
+        ("SELECT * FROM no_such_table", SqlState::UNDEFINED_TABLE),
+        ("SELECT no_such_column FROM t", SqlState::UNDEFINED_COLUMN),
+        ("SELEC 1", SqlState::SYNTAX_ERROR),
+        ("SELECT no_such_function(1)", SqlState::UNDEFINED_FUNCTION),
+        ("SELECT CAST('x1' AS BIGINT)", SqlState::INVALID_TEXT_REPRESENTATION),
+        ("INSERT INTO t VALUES (NULL, 'x')", SqlState::NOT_NULL_VIOLATION),
+        ("CREATE TABLE t (a INT)", SqlState::DUPLICATE_TABLE),
+        ("SET no_such_setting = 1", SqlState::UNDEFINED_OBJECT),
+        ("SELECT churn_score('no_model', 1)", SqlState::UNDEFINED_OBJECT),
+    ];
+    for (sql, expected) in cases {
+        let code = sqlstate(client.simple_query(sql).await);
+        assert_eq!(code, expected.code(), "{sql}");
+        // And through the extended protocol.
+        let code = sqlstate(client.query(*sql, &[]).await);
+        assert_eq!(code, expected.code(), "{sql} (extended)");
+        // The session keeps working after each error.
+        assert_eq!(simple_rows(&client, "SELECT 41 + 1").await, [[Some("42".into())]]);
+    }
+
+    // Wrong parameter count and an unknown prepared statement are errors, not crashes.
+    assert!(client.query("SELECT $1::BIGINT", &[]).await.is_err());
+    assert_eq!(simple_rows(&client, "SELECT count(*) FROM t").await, [[Some("0".into())]]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_version_and_transactions() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+
+    let version = simple_rows(&client, "SELECT version()").await;
+    let version = version[0][0].clone().unwrap();
+    assert!(version.starts_with("PostgreSQL 15."), "{version}");
+    assert!(version.contains("tenure"), "{version}");
+    assert_eq!(
+        simple_rows(&client, "SELECT current_database()").await,
+        [[Some("tenure".into())]]
+    );
+
+    client.batch_execute("SET DateStyle = 'ISO, DMY'").await.unwrap();
+    assert_eq!(simple_rows(&client, "SHOW DateStyle").await, [[Some("ISO, DMY".into())]]);
+    client
+        .batch_execute("SET application_name TO 'reports'; SET extra_float_digits = 3")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(&client, "SELECT current_setting('application_name')").await,
+        [[Some("reports".into())]]
+    );
+    client.batch_execute("RESET application_name").await.unwrap();
+    assert_eq!(simple_rows(&client, "SHOW application_name").await, [[Some("".into())]]);
+    let all = simple_rows(&client, "SHOW ALL").await;
+    assert!(all.iter().any(|r| r[0].as_deref() == Some("server_version")));
+
+    // Reads run in a transaction block; writes say they cannot, and the block then fails
+    // until ROLLBACK, as in PostgreSQL.
+    client.batch_execute("CREATE TABLE kept (x BIGINT)").await.unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(simple_rows(&client, "SELECT count(*) FROM kept").await, [[Some("0".into())]]);
+    let code = sqlstate(client.simple_query("INSERT INTO kept VALUES (1)").await);
+    assert_eq!(code, SqlState::ACTIVE_SQL_TRANSACTION.code());
+    let code = sqlstate(client.simple_query("SELECT 1").await);
+    assert_eq!(code, SqlState::IN_FAILED_SQL_TRANSACTION.code());
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(simple_rows(&client, "SELECT count(*) FROM kept").await, [[Some("0".into())]]);
+    client.batch_execute("INSERT INTO kept VALUES (1)").await.unwrap();
+    assert_eq!(simple_rows(&client, "SELECT count(*) FROM kept").await, [[Some("1".into())]]);
+
+    // Settings are per session.
+    let other = server.connect().await;
+    assert_eq!(simple_rows(&other, "SHOW DateStyle").await, [[Some("ISO, MDY".into())]]);
+    server.stop().await;
+}
+
+/// A query that runs for many seconds on two cores.
+const SLOW_QUERY: &str = "SELECT count(*) FROM generate_series(1, 5000000000) AS g(x) WHERE x % 7 = 3";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_statement_timeout_stop_a_query_and_keep_the_connection() {
+    let server = TestServer::start().await;
+    let client = Arc::new(server.connect().await);
+
+    // CancelRequest from a second connection, as psql's Ctrl-C sends it.
+    let token = client.cancel_token();
+    let running = {
+        let client = client.clone();
+        tokio::spawn(async move { client.simple_query(SLOW_QUERY).await })
+    };
+    // A cancel that arrives before the query starts is ignored (as in PostgreSQL): repeat.
+    while !running.is_finished() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    }
+    let code = sqlstate(running.await.unwrap());
+    assert_eq!(code, SqlState::QUERY_CANCELED.code());
+    assert_eq!(simple_rows(&client, "SELECT 1").await, [[Some("1".into())]]);
+
+    client.batch_execute("SET statement_timeout = '300ms'").await.unwrap();
+    let code = sqlstate(client.simple_query(SLOW_QUERY).await);
+    assert_eq!(code, SqlState::QUERY_CANCELED.code());
+    let code = sqlstate(client.query(SLOW_QUERY, &[]).await);
+    assert_eq!(code, SqlState::QUERY_CANCELED.code());
+    assert_eq!(simple_rows(&client, "SELECT 2").await, [[Some("2".into())]]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_connections_and_a_slow_query_does_not_stall_the_others() {
+    let server = TestServer::start().await;
+    let slow = Arc::new(server.connect().await);
+    let token = slow.cancel_token();
+    let running = {
+        let slow = slow.clone();
+        tokio::spawn(async move { slow.simple_query(SLOW_QUERY).await })
+    };
+
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(server.connect().await);
+    }
+    let answers = futures::future::join_all(clients.iter().enumerate().map(|(i, c)| async move {
+        c.query_one("SELECT $1::BIGINT * 2", &[&(i as i64)])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    }))
+    .await;
+    assert_eq!(answers, (0..100).map(|i| i * 2).collect::<Vec<i64>>());
+    // The slow query was running all along: the others did not wait for it.
+    assert!(!running.is_finished(), "the slow query should still be running");
+    token.cancel_query(NoTls).await.unwrap();
+    let _ = running.await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_passwords_and_addresses() {
+    let server = TestServer::start_with(|o| o.max_connections = 2).await;
+    let _a = server.connect().await;
+    let _b = server.connect().await;
+    let error = connect_error(&server.url("tenure")).await;
+    assert_eq!(error.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{error}");
+    server.stop().await;
+
+    // Trust mode knows one user and one database.
+    let server = TestServer::start().await;
+    let error = connect_error(&server.url("mallory")).await;
+    assert_eq!(error.code(), Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION));
+    let url = format!("host=127.0.0.1 port={} user=tenure dbname=other", server.addr.port());
+    let error = connect_error(&url).await;
+    assert_eq!(error.code(), Some(&SqlState::INVALID_CATALOG_NAME));
+    server.stop().await;
+
+    // SCRAM-SHA-256 with configured users.
+    let server = TestServer::start_with(|o| {
+        o.users = vec![User {
+            name: "analyst".into(),
+            password: "s3cret pass".into(),
+        }]
+    })
+    .await;
+    let good = format!("{} password='s3cret pass'", server.url("analyst"));
+    let client = connect(&good).await;
+    assert_eq!(
+        simple_rows(&client, "SELECT current_setting('session_authorization')").await,
+        [[Some("analyst".into())]]
+    );
+    let bad = format!("{} password=wrong", server.url("analyst"));
+    let error = connect_error(&bad).await;
+    assert_eq!(error.code(), Some(&SqlState::INVALID_PASSWORD), "{error}");
+    let unknown = format!("{} password=x", server.url("nobody"));
+    let error = connect_error(&unknown).await;
+    assert_eq!(error.code(), Some(&SqlState::INVALID_PASSWORD), "{error}");
+    server.stop().await;
+
+    // Without users the server will not listen beyond loopback.
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "0.0.0.0:0".into(),
+        ..Config::default()
+    };
+    let engine = Arc::new(Engine::open(&config, PathAccess::Unrestricted).await.unwrap());
+    let refused = Server::bind(
+        engine,
+        &ServerOptions::from_config(&config),
+        tokio::runtime::Handle::current(),
+    )
+    .await;
+    let message = refused.err().expect("refused").to_string();
+    assert!(message.contains("without authentication"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_catalog_commands_notices_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    let server = TestServer::start_with(|o| o.tls = Some((cert.clone(), key.clone()))).await;
+
+    let (ok, out, err) = server.psql(&[
+        "-c",
+        "CREATE TABLE customers (customer_id BIGINT NOT NULL, name TEXT, spend DOUBLE PRECISION)",
+        "-c",
+        "CREATE VIEW big_spenders AS SELECT * FROM customers WHERE spend > 100",
+        "-c",
+        "CREATE SCHEMA marts",
+    ]);
+    assert!(ok, "{out}{err}");
+
+    let (ok, out, err) = server.psql(&["-c", "\\dt"]);
+    assert!(ok && out.contains("customers"), "\\dt: {out}{err}");
+    let (ok, out, err) = server.psql(&["-c", "\\dv"]);
+    assert!(ok && out.contains("big_spenders"), "\\dv: {out}{err}");
+    let (ok, out, err) = server.psql(&["-c", "\\d customers"]);
+    assert!(ok && out.contains("customer_id") && out.contains("bigint"), "\\d customers: {out}{err}");
+    let (ok, out, err) = server.psql(&["-c", "\\dn"]);
+    assert!(ok && out.contains("marts") && out.contains("public"), "\\dn: {out}{err}");
+    let (ok, out, err) = server.psql(&["-c", "\\l"]);
+    assert!(ok && out.contains("tenure"), "\\l: {out}{err}");
+
+    // Training over the wire: a NOTICE per epoch reaches psql.
+    let (ok, out, err) = server.psql(&[
+        "-c",
+        "CREATE TABLE train AS SELECT x::DOUBLE PRECISION AS f, (x % 2 = 0) AS y \
+         FROM generate_series(1, 400) AS g(x)",
+        "-c",
+        "CREATE MODEL parity KIND churn_classifier TARGET y OPTIONS (epochs = 3, hidden = '') \
+         AS SELECT f, y FROM train",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("NOTICE:") && err.contains("epoch 1/3"), "{err}");
+
+    // TLS: sslmode=require works with the configured certificate.
+    let output = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=tenure dbname=tenure sslmode=require",
+            server.addr.port()
+        ))
+        .args(["-X", "-t", "-A", "-c", "SELECT count(*) FROM customers"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "0");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_an_error_or_a_closed_socket_never_a_crash() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || {
+        // Garbage instead of a startup message.
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        socket.write_all(b"\x00\x00\x00\x08garbage-garbage").unwrap();
+        let mut buffer = Vec::new();
+        let _ = socket.read_to_end(&mut buffer);
+
+        // A startup message claiming a huge length.
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        socket.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).unwrap();
+        let _ = socket.read_to_end(&mut buffer);
+    })
+    .await
+    .unwrap();
+
+    let client = server.connect().await;
+    // A 10 MB query string: answered (here a syntax error), not a crash.
+    let huge = format!("SELECT 1 {}", "+ ".repeat(5_000_000));
+    assert!(client.simple_query(&huge).await.is_err());
+    // A client that disconnects in the middle of a large result.
+    {
+        let quitter = server.connect().await;
+        let task = tokio::spawn(async move {
+            quitter
+                .simple_query("SELECT x FROM generate_series(1, 50000000) AS g(x)")
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        task.abort();
+    }
+    assert_eq!(simple_rows(&client, "SELECT 3").await, [[Some("3".into())]]);
+    server.stop().await;
+}
+
+#[test]
+fn serve_drains_and_exits_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = tenure_bin()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child);
+    let output = Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={port} user=tenure dbname=tenure"))
+        .args(["-X", "-t", "-A", "-c", "SELECT 40 + 2"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "42");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut std::process::Child) {
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("tenure serve exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("tenure serve did not listen on {port}");
+}
+
+/// psycopg 3, psycopg2, asyncpg and SQLAlchemy (tests/clients/python_clients.py), with the
+/// interpreter in TENURE_TEST_PYTHON. Without it the test says so and passes, unless
+/// TENURE_REQUIRE_CLIENT_TESTS=1 (set by .ci/run) makes that a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_drivers_and_sqlalchemy() {
+    let Ok(python) = std::env::var("TENURE_TEST_PYTHON") else {
+        assert!(
+            std::env::var_os("TENURE_REQUIRE_CLIENT_TESTS").is_none(),
+            "TENURE_REQUIRE_CLIENT_TESTS is set but TENURE_TEST_PYTHON is not"
+        );
+        eprintln!(
+            "skipping the Python driver tests: set TENURE_TEST_PYTHON to a python with \
+             tests/clients/requirements.txt installed"
+        );
+        return;
+    };
+    let server = TestServer::start().await;
+    let port = server.addr.port().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/python_clients.py");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python).arg(script).arg(port).output()
+    })
+    .await
+    .unwrap()
+    .expect("python runs");
+    assert!(
+        output.status.success(),
+        "Python drivers:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.stop().await;
+}
