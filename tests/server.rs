@@ -83,7 +83,15 @@ impl TestServer {
     fn psql(&self, args: &[&str]) -> (bool, String, String) {
         let output = Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
-            .args(["-U", "tenure", "-d", "tenure", "-X", "-v", "ON_ERROR_STOP=1"])
+            .args([
+                "-U",
+                "tenure",
+                "-d",
+                "tenure",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
             .args(args)
             .env("PGCONNECT_TIMEOUT", "10")
             .output()
@@ -279,11 +287,20 @@ async fn errors_carry_sqlstates_and_the_session_survives() {
         ("SELECT no_such_column FROM t", SqlState::UNDEFINED_COLUMN),
         ("SELEC 1", SqlState::SYNTAX_ERROR),
         ("SELECT no_such_function(1)", SqlState::UNDEFINED_FUNCTION),
-        ("SELECT CAST('x1' AS BIGINT)", SqlState::INVALID_TEXT_REPRESENTATION),
-        ("INSERT INTO t VALUES (NULL, 'x')", SqlState::NOT_NULL_VIOLATION),
+        (
+            "SELECT CAST('x1' AS BIGINT)",
+            SqlState::INVALID_TEXT_REPRESENTATION,
+        ),
+        (
+            "INSERT INTO t VALUES (NULL, 'x')",
+            SqlState::NOT_NULL_VIOLATION,
+        ),
         ("CREATE TABLE t (a INT)", SqlState::DUPLICATE_TABLE),
         ("SET no_such_setting = 1", SqlState::UNDEFINED_OBJECT),
-        ("SELECT churn_score('no_model', 1)", SqlState::UNDEFINED_OBJECT),
+        (
+            "SELECT churn_score('no_model', 1)",
+            SqlState::UNDEFINED_OBJECT,
+        ),
     ];
     for (sql, expected) in cases {
         let code = sqlstate(client.simple_query(sql).await);
@@ -292,12 +309,18 @@ async fn errors_carry_sqlstates_and_the_session_survives() {
         let code = sqlstate(client.query(*sql, &[]).await);
         assert_eq!(code, expected.code(), "{sql} (extended)");
         // The session keeps working after each error.
-        assert_eq!(simple_rows(&client, "SELECT 41 + 1").await, [[Some("42".into())]]);
+        assert_eq!(
+            simple_rows(&client, "SELECT 41 + 1").await,
+            [[Some("42".into())]]
+        );
     }
 
     // Wrong parameter count and an unknown prepared statement are errors, not crashes.
     assert!(client.query("SELECT $1::BIGINT", &[]).await.is_err());
-    assert_eq!(simple_rows(&client, "SELECT count(*) FROM t").await, [[Some("0".into())]]);
+    assert_eq!(
+        simple_rows(&client, "SELECT count(*) FROM t").await,
+        [[Some("0".into())]]
+    );
     server.stop().await;
 }
 
@@ -315,8 +338,14 @@ async fn settings_version_and_transactions() {
         [[Some("tenure".into())]]
     );
 
-    client.batch_execute("SET DateStyle = 'ISO, DMY'").await.unwrap();
-    assert_eq!(simple_rows(&client, "SHOW DateStyle").await, [[Some("ISO, DMY".into())]]);
+    client
+        .batch_execute("SET DateStyle = 'ISO, DMY'")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(&client, "SHOW DateStyle").await,
+        [[Some("ISO, DMY".into())]]
+    );
     client
         .batch_execute("SET application_name TO 'reports'; SET extra_float_digits = 3")
         .await
@@ -325,33 +354,61 @@ async fn settings_version_and_transactions() {
         simple_rows(&client, "SELECT current_setting('application_name')").await,
         [[Some("reports".into())]]
     );
-    client.batch_execute("RESET application_name").await.unwrap();
-    assert_eq!(simple_rows(&client, "SHOW application_name").await, [[Some("".into())]]);
+    client
+        .batch_execute("RESET application_name")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(&client, "SHOW application_name").await,
+        [[Some("".into())]]
+    );
     let all = simple_rows(&client, "SHOW ALL").await;
-    assert!(all.iter().any(|r| r[0].as_deref() == Some("server_version")));
+    assert!(
+        all.iter()
+            .any(|r| r[0].as_deref() == Some("server_version"))
+    );
 
     // Reads run in a transaction block; writes say they cannot, and the block then fails
     // until ROLLBACK, as in PostgreSQL.
-    client.batch_execute("CREATE TABLE kept (x BIGINT)").await.unwrap();
+    client
+        .batch_execute("CREATE TABLE kept (x BIGINT)")
+        .await
+        .unwrap();
     client.batch_execute("BEGIN").await.unwrap();
-    assert_eq!(simple_rows(&client, "SELECT count(*) FROM kept").await, [[Some("0".into())]]);
+    assert_eq!(
+        simple_rows(&client, "SELECT count(*) FROM kept").await,
+        [[Some("0".into())]]
+    );
     let code = sqlstate(client.simple_query("INSERT INTO kept VALUES (1)").await);
     assert_eq!(code, SqlState::ACTIVE_SQL_TRANSACTION.code());
     let code = sqlstate(client.simple_query("SELECT 1").await);
     assert_eq!(code, SqlState::IN_FAILED_SQL_TRANSACTION.code());
     client.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(simple_rows(&client, "SELECT count(*) FROM kept").await, [[Some("0".into())]]);
-    client.batch_execute("INSERT INTO kept VALUES (1)").await.unwrap();
-    assert_eq!(simple_rows(&client, "SELECT count(*) FROM kept").await, [[Some("1".into())]]);
+    assert_eq!(
+        simple_rows(&client, "SELECT count(*) FROM kept").await,
+        [[Some("0".into())]]
+    );
+    client
+        .batch_execute("INSERT INTO kept VALUES (1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(&client, "SELECT count(*) FROM kept").await,
+        [[Some("1".into())]]
+    );
 
     // Settings are per session.
     let other = server.connect().await;
-    assert_eq!(simple_rows(&other, "SHOW DateStyle").await, [[Some("ISO, MDY".into())]]);
+    assert_eq!(
+        simple_rows(&other, "SHOW DateStyle").await,
+        [[Some("ISO, MDY".into())]]
+    );
     server.stop().await;
 }
 
 /// A query that runs for many seconds on two cores.
-const SLOW_QUERY: &str = "SELECT count(*) FROM generate_series(1, 5000000000) AS g(x) WHERE x % 7 = 3";
+const SLOW_QUERY: &str =
+    "SELECT count(*) FROM generate_series(1, 5000000000) AS g(x) WHERE x % 7 = 3";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_statement_timeout_stop_a_query_and_keep_the_connection() {
@@ -373,7 +430,10 @@ async fn cancel_and_statement_timeout_stop_a_query_and_keep_the_connection() {
     assert_eq!(code, SqlState::QUERY_CANCELED.code());
     assert_eq!(simple_rows(&client, "SELECT 1").await, [[Some("1".into())]]);
 
-    client.batch_execute("SET statement_timeout = '300ms'").await.unwrap();
+    client
+        .batch_execute("SET statement_timeout = '300ms'")
+        .await
+        .unwrap();
     let code = sqlstate(client.simple_query(SLOW_QUERY).await);
     assert_eq!(code, SqlState::QUERY_CANCELED.code());
     let code = sqlstate(client.query(SLOW_QUERY, &[]).await);
@@ -405,7 +465,10 @@ async fn a_hundred_connections_and_a_slow_query_does_not_stall_the_others() {
     .await;
     assert_eq!(answers, (0..100).map(|i| i * 2).collect::<Vec<i64>>());
     // The slow query was running all along: the others did not wait for it.
-    assert!(!running.is_finished(), "the slow query should still be running");
+    assert!(
+        !running.is_finished(),
+        "the slow query should still be running"
+    );
     token.cancel_query(NoTls).await.unwrap();
     let _ = running.await;
     server.stop().await;
@@ -417,14 +480,24 @@ async fn connection_limit_passwords_and_addresses() {
     let _a = server.connect().await;
     let _b = server.connect().await;
     let error = connect_error(&server.url("tenure")).await;
-    assert_eq!(error.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{error}");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::TOO_MANY_CONNECTIONS),
+        "{error}"
+    );
     server.stop().await;
 
     // Trust mode knows one user and one database.
     let server = TestServer::start().await;
     let error = connect_error(&server.url("mallory")).await;
-    assert_eq!(error.code(), Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION));
-    let url = format!("host=127.0.0.1 port={} user=tenure dbname=other", server.addr.port());
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+    );
+    let url = format!(
+        "host=127.0.0.1 port={} user=tenure dbname=other",
+        server.addr.port()
+    );
     let error = connect_error(&url).await;
     assert_eq!(error.code(), Some(&SqlState::INVALID_CATALOG_NAME));
     server.stop().await;
@@ -458,7 +531,11 @@ async fn connection_limit_passwords_and_addresses() {
         listen: "0.0.0.0:0".into(),
         ..Config::default()
     };
-    let engine = Arc::new(Engine::open(&config, PathAccess::Unrestricted).await.unwrap());
+    let engine = Arc::new(
+        Engine::open(&config, PathAccess::Unrestricted)
+            .await
+            .unwrap(),
+    );
     let refused = Server::bind(
         engine,
         &ServerOptions::from_config(&config),
@@ -474,7 +551,9 @@ async fn psql_catalog_commands_notices_and_tls() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", "/CN=localhost", "-keyout"])
         .arg(&key)
         .arg("-out")
@@ -500,9 +579,15 @@ async fn psql_catalog_commands_notices_and_tls() {
     let (ok, out, err) = server.psql(&["-c", "\\dv"]);
     assert!(ok && out.contains("big_spenders"), "\\dv: {out}{err}");
     let (ok, out, err) = server.psql(&["-c", "\\d customers"]);
-    assert!(ok && out.contains("customer_id") && out.contains("bigint"), "\\d customers: {out}{err}");
+    assert!(
+        ok && out.contains("customer_id") && out.contains("bigint"),
+        "\\d customers: {out}{err}"
+    );
     let (ok, out, err) = server.psql(&["-c", "\\dn"]);
-    assert!(ok && out.contains("marts") && out.contains("public"), "\\dn: {out}{err}");
+    assert!(
+        ok && out.contains("marts") && out.contains("public"),
+        "\\dn: {out}{err}"
+    );
     let (ok, out, err) = server.psql(&["-c", "\\l"]);
     assert!(ok && out.contains("tenure"), "\\l: {out}{err}");
 
@@ -516,7 +601,10 @@ async fn psql_catalog_commands_notices_and_tls() {
          AS SELECT f, y FROM train",
     ]);
     assert!(ok, "{out}{err}");
-    assert!(err.contains("NOTICE:") && err.contains("epoch 1/3"), "{err}");
+    assert!(
+        err.contains("NOTICE:") && err.contains("epoch 1/3"),
+        "{err}"
+    );
 
     // TLS: sslmode=require works with the configured certificate.
     let output = Command::new("psql")
@@ -543,15 +631,23 @@ async fn malformed_input_gets_an_error_or_a_closed_socket_never_a_crash() {
     tokio::task::spawn_blocking(move || {
         // Garbage instead of a startup message.
         let mut socket = std::net::TcpStream::connect(addr).unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        socket.write_all(b"\x00\x00\x00\x08garbage-garbage").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        socket
+            .write_all(b"\x00\x00\x00\x08garbage-garbage")
+            .unwrap();
         let mut buffer = Vec::new();
         let _ = socket.read_to_end(&mut buffer);
 
         // A startup message claiming a huge length.
         let mut socket = std::net::TcpStream::connect(addr).unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        socket.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        socket
+            .write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0])
+            .unwrap();
         let _ = socket.read_to_end(&mut buffer);
     })
     .await
@@ -590,17 +686,30 @@ fn serve_drains_and_exits_on_sigterm() {
         .unwrap();
     wait_for_port(port, &mut child);
     let output = Command::new("psql")
-        .arg(format!("host=127.0.0.1 port={port} user=tenure dbname=tenure"))
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=tenure dbname=tenure"
+        ))
         .args(["-X", "-t", "-A", "-c", "SELECT 40 + 2"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "42");
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     assert!(log.contains("shutting down"), "{log}");
 }
 
@@ -643,13 +752,15 @@ async fn python_drivers_and_sqlalchemy() {
     };
     let server = TestServer::start().await;
     let port = server.addr.port().to_string();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/python_clients.py");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python).arg(script).arg(port).output()
-    })
-    .await
-    .unwrap()
-    .expect("python runs");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/python_clients.py"
+    );
+    let output =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(port).output())
+            .await
+            .unwrap()
+            .expect("python runs");
     assert!(
         output.status.success(),
         "Python drivers:\n{}\n{}",

@@ -169,7 +169,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()?;
             let options = crate::server::ServerOptions::from_config(&config);
-            let server = crate::server::Server::bind(engine, &options, cpu.handle().clone()).await?;
+            let server =
+                crate::server::Server::bind(engine, &options, cpu.handle().clone()).await?;
             tracing::info!(
                 data_dir = %config.data_dir.display(),
                 "serving; stop with Ctrl-C or SIGTERM"

@@ -28,8 +28,13 @@ pub fn install(ctx: &SessionContext, roles: Vec<String>) -> Result<()> {
         vec![],
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
+        Arc::new(move |_| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                version.clone(),
+            ))))
+        }),
     ));
+    register_driver_functions(ctx);
     Ok(())
 }
 
@@ -57,5 +62,153 @@ impl PgCatalogContextProvider for Roles {
             grants: Vec::new(),
             inherited_roles: Vec::new(),
         })
+    }
+}
+
+/// Functions drivers call in their catalog queries that pg_catalog does not provide.
+fn register_driver_functions(ctx: &SessionContext) {
+    let constants = [
+        // SQLAlchemy reads column identity through it; tenure has no sequences.
+        ("pg_get_serial_sequence", 2, ScalarValue::Utf8(None)),
+        // One database, one search path: every object is visible.
+        (
+            "pg_collation_is_visible",
+            1,
+            ScalarValue::Boolean(Some(true)),
+        ),
+        ("pg_type_is_visible", 1, ScalarValue::Boolean(Some(true))),
+        (
+            "pg_function_is_visible",
+            1,
+            ScalarValue::Boolean(Some(true)),
+        ),
+        ("pg_opclass_is_visible", 1, ScalarValue::Boolean(Some(true))),
+        (
+            "pg_conversion_is_visible",
+            1,
+            ScalarValue::Boolean(Some(true)),
+        ),
+    ];
+    for (name, arity, value) in constants {
+        if datafusion::execution::FunctionRegistry::udf(ctx, name).is_err() {
+            ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                Constant::new(name, arity, value),
+            ));
+        }
+    }
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        JsonBuildObject::new(),
+    ));
+}
+
+/// `json_build_object(key, value, ...)`: a JSON object as text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl JsonBuildObject {
+    fn new() -> JsonBuildObject {
+        JsonBuildObject {
+            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, StringBuilder};
+        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+        if args.args.len() % 2 != 0 {
+            return datafusion::common::exec_err!(
+                "json_build_object: argument list must have even number of elements"
+            );
+        }
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        let options = FormatOptions::default();
+        let formatters = arrays
+            .iter()
+            .map(|a| ArrayFormatter::try_new(a.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = StringBuilder::new();
+        for row in 0..rows {
+            let mut object = serde_json::Map::new();
+            for pair in 0..arrays.len() / 2 {
+                let (k, v) = (2 * pair, 2 * pair + 1);
+                let key = formatters[k].value(row).to_string();
+                let value = if arrays[v].is_null(row) {
+                    serde_json::Value::Null
+                } else if arrays[v].data_type().is_numeric() {
+                    serde_json::from_str(&formatters[v].value(row).to_string())
+                        .unwrap_or(serde_json::Value::Null)
+                } else if arrays[v].data_type() == &DataType::Boolean {
+                    serde_json::Value::Bool(formatters[v].value(row).to_string() == "true")
+                } else {
+                    serde_json::Value::String(formatters[v].value(row).to_string())
+                };
+                object.insert(key, value);
+            }
+            out.append_value(serde_json::Value::Object(object).to_string());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// A function of any `arity` arguments that always returns `value`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Constant {
+    name: &'static str,
+    value: ScalarValue,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Constant {
+    fn new(name: &'static str, arity: usize, value: ScalarValue) -> Constant {
+        Constant {
+            name,
+            value,
+            signature: datafusion::logical_expr::Signature::any(arity, Volatility::Stable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Constant {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(self.value.data_type())
+    }
+
+    fn invoke_with_args(
+        &self,
+        _: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(self.value.clone()))
     }
 }

@@ -140,7 +140,11 @@ impl ScalarUDFImpl for SettingFunction {
                     if names.is_null(row) {
                         return exec_err!("set_config: the setting name must not be NULL");
                     }
-                    let value = if values.is_null(row) { "" } else { values.value(row) };
+                    let value = if values.is_null(row) {
+                        ""
+                    } else {
+                        values.value(row)
+                    };
                     if let Err(e) = settings.set(names.value(row), value) {
                         return exec_err!("{}", e.message);
                     }

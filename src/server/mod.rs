@@ -112,7 +112,12 @@ impl Server {
     ) -> Result<Server> {
         let addresses: Vec<SocketAddr> = tokio::net::lookup_host(&options.listen)
             .await
-            .map_err(|e| Error::Config(format!("cannot resolve listen address {}: {e}", options.listen)))?
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot resolve listen address {}: {e}",
+                    options.listen
+                ))
+            })?
             .collect();
         if options.users.is_empty()
             && let Some(address) = addresses.iter().find(|a| !a.ip().is_loopback())
@@ -208,7 +213,10 @@ impl Server {
         let shared = &self.shared;
         shared.shutting_down.store(true, Ordering::SeqCst);
         let running = shared.running.load(Ordering::SeqCst);
-        tracing::info!(running, "shutting down: no new connections; waiting for running statements");
+        tracing::info!(
+            running,
+            "shutting down: no new connections; waiting for running statements"
+        );
         let wait = async {
             while shared.running.load(Ordering::SeqCst) > 0 {
                 let idle = shared.idle.notified();
@@ -235,9 +243,17 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcce
     };
     let certs = rustls_pemfile::certs(&mut open(cert)?)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Config(format!("{}: not a PEM certificate chain: {e}", cert.display())))?;
+        .map_err(|e| {
+            Error::Config(format!(
+                "{}: not a PEM certificate chain: {e}",
+                cert.display()
+            ))
+        })?;
     if certs.is_empty() {
-        return Err(Error::Config(format!("{}: no certificate found", cert.display())));
+        return Err(Error::Config(format!(
+            "{}: no certificate found",
+            cert.display()
+        )));
     }
     let key = rustls_pemfile::private_key(&mut open(key)?)
         .map_err(|e| Error::Config(format!("{}: {e}", key.display())))?

@@ -28,8 +28,8 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_query_response};
 use pgwire::api::results::{
-    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo,
-    QueryResponse, Response, Tag,
+    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -63,7 +63,10 @@ enum Action {
     ReleaseSavepoint(String),
     RollbackToSavepoint(String),
     /// `SET name = value`; `None` for `SET name TO DEFAULT`.
-    Set { name: String, value: Option<String> },
+    Set {
+        name: String,
+        value: Option<String>,
+    },
     /// `RESET name`; `None` for `RESET ALL`.
     Reset(Option<String>),
     Show(String),
@@ -165,18 +168,18 @@ fn show_name(words: &[String]) -> String {
 /// Classifies one parsed statement; DataFusion statements get the PostgreSQL compatibility
 /// rewrites (the pg_catalog queries of psql, JDBC, SQLAlchemy ...).
 fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
-        let Statement::DataFusion(df) = statement else {
-            return Action::Run(Arc::new(statement));
-        };
-        let inner = match df {
-            DFStatement::Statement(inner) => inner,
-            DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) => {
-                let name = object_name(&name);
-                return Action::Reset((!name.eq_ignore_ascii_case("all")).then_some(name));
-            }
-            other => return Action::Run(Arc::new(Statement::DataFusion(other))),
-        };
-        match *inner {
+    let Statement::DataFusion(df) = statement else {
+        return Action::Run(Arc::new(statement));
+    };
+    let inner = match df {
+        DFStatement::Statement(inner) => inner,
+        DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) => {
+            let name = object_name(&name);
+            return Action::Reset((!name.eq_ignore_ascii_case("all")).then_some(name));
+        }
+        other => return Action::Run(Arc::new(Statement::DataFusion(other))),
+    };
+    match *inner {
             SqlStatement::StartTransaction { .. } => Action::Begin,
             SqlStatement::Commit { .. } => Action::Commit,
             SqlStatement::Rollback { savepoint: None, .. } => Action::Rollback,
@@ -242,17 +245,23 @@ fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
                     _ => shared.compat.rewrite(other),
                 };
                 rewrite_name_lookups(&mut rewritten);
+                rewrite_like_escapes(&mut rewritten);
+                if text.contains("pg_catalog") {
+                    aggregate_catalog_subqueries(&mut rewritten);
+                }
                 Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(
                     Box::new(rewritten),
                 ))))
             }
         }
-    }
+}
 
 /// `to_regtype(name)` and `to_regclass(name)`, which drivers use to look types and tables up
 /// (psycopg's TypeInfo, SQLAlchemy), as scalar subqueries over pg_catalog.
 fn rewrite_name_lookups(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut};
+    use datafusion::sql::sqlparser::ast::{
+        FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut,
+    };
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Function(function) = expr {
@@ -277,13 +286,121 @@ fn rewrite_name_lookups(statement: &mut SqlStatement) {
                     _ => None,
                 };
                 if let Some(sql) = lookup
-                    && let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
-                        .try_with_sql(&sql)
-                        .and_then(|mut p| p.parse_expr())
+                    && let Ok(parsed) =
+                        datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+                            .try_with_sql(&sql)
+                            .and_then(|mut p| p.parse_expr())
                 {
                     *expr = parsed;
                 }
             }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Drivers' catalog queries use correlated scalar subqueries that PostgreSQL knows return
+/// at most one row (a column's default, its collation), which DataFusion only plans when
+/// aggregated: wrap the single result in `max()`. Applied to queries over pg_catalog only,
+/// where the subqueries look rows up by key.
+fn aggregate_catalog_subqueries(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+        GroupByExpr, Ident, SelectItem, SetExpr, visit_expressions_mut,
+    };
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Subquery(query) = expr
+            && let SetExpr::Select(select) = query.body.as_mut()
+            && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
+            && query.limit_clause.is_none()
+            && let [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] =
+                select.projection.as_mut_slice()
+            && !matches!(item, SqlExpr::Function(f) if ["max", "min", "count", "sum", "avg", "array_agg", "string_agg", "bool_and", "bool_or"].contains(&f.name.to_string().to_ascii_lowercase().as_str()))
+        {
+            let inner = std::mem::replace(item, SqlExpr::Value(Value::Null.into()));
+            *item = SqlExpr::Function(Function {
+                name: ObjectName::from(vec![Ident::new("max")]),
+                uses_odbc_syntax: false,
+                parameters: FunctionArguments::None,
+                args: FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
+                    clauses: vec![],
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: vec![],
+            });
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `LIKE 'pg/_%' ESCAPE '/'`: DataFusion knows only the backslash as escape character, so a
+/// literal pattern with another one is rewritten to use the backslash.
+fn rewrite_like_escapes(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
+    fn convert(pattern: &str, escape: char) -> String {
+        let mut out = String::with_capacity(pattern.len() + 4);
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            if c == escape {
+                out.push('\\');
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            } else if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | SqlExpr::ILike {
+            pattern,
+            escape_char,
+            ..
+        } = expr
+            && let Some(escape) = escape_char
+            && let Value::SingleQuotedString(e) = &escape.value
+            && let Some(e) = e.chars().next().filter(|c| *c != '\\')
+        {
+            match pattern.as_mut() {
+                SqlExpr::Value(p) if matches!(p.value, Value::SingleQuotedString(_)) => {
+                    if let Value::SingleQuotedString(text) = &p.value {
+                        p.value = Value::SingleQuotedString(convert(text, e));
+                    }
+                }
+                // A parameter: convert when the value arrives.
+                other => {
+                    let escaped = if e.is_ascii_alphanumeric() {
+                        e.to_string()
+                    } else {
+                        format!("\\{e}")
+                    };
+                    let sql = format!(
+                        "regexp_replace(replace({other}, '\\', '\\\\'), '{escaped}(.)', '\\${{1}}', 'g')"
+                    );
+                    match datafusion::sql::sqlparser::parser::Parser::new(
+                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                    )
+                    .try_with_sql(&sql)
+                    .and_then(|mut p| p.parse_expr())
+                    {
+                        Ok(parsed) => *other = parsed,
+                        Err(_) => return std::ops::ControlFlow::Continue(()),
+                    }
+                }
+            }
+            *escape_char = None;
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
@@ -335,43 +452,49 @@ fn cast_placeholder_types(plan: &LogicalPlan) -> Vec<(String, DataType)> {
 
 /// Plans `action` in the session when DataFusion can plan it.
 async fn plan(session: &Session, action: &Action) -> Result<Option<Planned>, Error> {
-        let Action::Run(statement) = action else {
-            return Ok(None);
-        };
-        let Statement::DataFusion(df) = statement.as_ref() else {
-            return Ok(None);
-        };
-        if Engine::runs_from_syntax(df) {
-            return Ok(None);
+    let Action::Run(statement) = action else {
+        return Ok(None);
+    };
+    let Statement::DataFusion(df) = statement.as_ref() else {
+        return Ok(None);
+    };
+    if Engine::runs_from_syntax(df) {
+        return Ok(None);
+    }
+    let plan = session.ctx.state().statement_to_plan(df.clone()).await?;
+    let mut types = plan.get_parameter_types()?;
+    // `$1::bigint`: DataFusion leaves the placeholder untyped; PostgreSQL types it by
+    // the cast, and clients encode the value accordingly.
+    for (name, data_type) in cast_placeholder_types(&plan) {
+        if let Some(slot @ None) = types.get_mut(&name) {
+            *slot = Some(data_type);
         }
-        let plan = session.ctx.state().statement_to_plan(df.clone()).await?;
-        let mut types = plan.get_parameter_types()?;
-        // `$1::bigint`: DataFusion leaves the placeholder untyped; PostgreSQL types it by
-        // the cast, and clients encode the value accordingly.
-        for (name, data_type) in cast_placeholder_types(&plan) {
-            if let Some(slot @ None) = types.get_mut(&name) {
-                *slot = Some(data_type);
-            }
-        }
-        let count = types
-            .keys()
-            .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
-            .max()
-            .unwrap_or(0);
-        let parameters = (1..=count)
-            .map(|i| types.get(&format!("${i}")).cloned().flatten())
-            .collect();
-        let schema = Arc::new(postgres_names(&plan));
-        Ok(Some(Planned {
-            plan,
-            parameters,
-            schema,
-        }))
+    }
+    let count = types
+        .keys()
+        .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    let parameters = (1..=count)
+        .map(|i| types.get(&format!("${i}")).cloned().flatten())
+        .collect();
+    let schema = Arc::new(postgres_names(&plan));
+    Ok(Some(Planned {
+        plan,
+        parameters,
+        schema,
+    }))
 }
 
 impl QueryHandler {
     /// Carries out one classified statement for the simple protocol, sending its response.
-    async fn run_simple<C>(&self, client: &mut C, session: &Arc<Session>, text: &str, statement: Statement) -> PgWireResult<()>
+    async fn run_simple<C>(
+        &self,
+        client: &mut C,
+        session: &Arc<Session>,
+        text: &str,
+        statement: Statement,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -383,17 +506,25 @@ impl QueryHandler {
             Err(e) => return Err(engine_error(e)),
         };
         let format = Format::UnifiedText;
-        let response = self.respond(client, session, &action, planned.as_ref(), None, &format).await?;
+        let response = self
+            .respond(client, session, &action, planned.as_ref(), None, &format)
+            .await?;
         match response {
             Response::Query(results) => send_query_response(client, results, true).await?,
-            Response::Execution(tag) | Response::TransactionStart(tag) | Response::TransactionEnd(tag) => {
+            Response::Execution(tag)
+            | Response::TransactionStart(tag)
+            | Response::TransactionEnd(tag) => {
                 client
-                    .feed(PgWireBackendMessage::CommandComplete(CommandComplete::from(tag)))
+                    .feed(PgWireBackendMessage::CommandComplete(
+                        CommandComplete::from(tag),
+                    ))
                     .await?;
             }
             Response::EmptyQuery => {
                 client
-                    .feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
                     .await?;
             }
             Response::Error(e) => return Err(PgWireError::UserError(e)),
@@ -437,14 +568,26 @@ impl QueryHandler {
         match action {
             Action::Begin => {
                 if state != Transaction::Idle {
-                    self.notice(client, "WARNING", sqlstate::ACTIVE_SQL_TRANSACTION, "there is already a transaction in progress").await?;
+                    self.notice(
+                        client,
+                        "WARNING",
+                        sqlstate::ACTIVE_SQL_TRANSACTION,
+                        "there is already a transaction in progress",
+                    )
+                    .await?;
                 }
                 session.set_transaction(Transaction::Open);
                 Ok(Response::TransactionStart(Tag::new("BEGIN")))
             }
             Action::Commit | Action::Rollback => {
                 if state == Transaction::Idle {
-                    self.notice(client, "WARNING", sqlstate::NO_ACTIVE_SQL_TRANSACTION, "there is no transaction in progress").await?;
+                    self.notice(
+                        client,
+                        "WARNING",
+                        sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                        "there is no transaction in progress",
+                    )
+                    .await?;
                 }
                 session.set_transaction(Transaction::Idle);
                 let tag = if matches!(action, Action::Commit) && state != Transaction::Failed {
@@ -454,7 +597,9 @@ impl QueryHandler {
                 };
                 Ok(Response::TransactionEnd(Tag::new(tag)))
             }
-            Action::Savepoint(name) | Action::ReleaseSavepoint(name) | Action::RollbackToSavepoint(name) => {
+            Action::Savepoint(name)
+            | Action::ReleaseSavepoint(name)
+            | Action::RollbackToSavepoint(name) => {
                 if state == Transaction::Idle {
                     return Err(user_error(sqlstate::error(
                         sqlstate::NO_ACTIVE_SQL_TRANSACTION,
@@ -495,7 +640,8 @@ impl QueryHandler {
                         None => settings.reset(name),
                     }
                 };
-                let reported = result.map_err(|e| user_error(sqlstate::error(e.code, e.message)))?;
+                let reported =
+                    result.map_err(|e| user_error(sqlstate::error(e.code, e.message)))?;
                 self.report(client, reported.into_iter()).await?;
                 Ok(Response::Execution(Tag::new("SET")))
             }
@@ -576,7 +722,13 @@ impl QueryHandler {
 
     /// Runs `work` on the CPU runtime and waits until it has a first answer: a command's
     /// tag, or a result's schema (its rows then stream through the returned response).
-    async fn execute<C>(&self, client: &mut C, session: &Arc<Session>, work: Work, format: &Format) -> PgWireResult<Response>
+    async fn execute<C>(
+        &self,
+        client: &mut C,
+        session: &Arc<Session>,
+        work: Work,
+        format: &Format,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -612,7 +764,9 @@ impl QueryHandler {
                 Ok((Output::Rows(mut stream), names)) => {
                     // The planned names, unless the engine answered with other columns.
                     let schema = match names {
-                        Some(names) if names.fields().len() == stream.schema().fields().len() => names,
+                        Some(names) if names.fields().len() == stream.schema().fields().len() => {
+                            names
+                        }
                         _ => stream.schema(),
                     };
                     if first_tx.send(Ok(First::Rows(schema))).is_err() {
@@ -664,9 +818,11 @@ impl QueryHandler {
             }
             Ok(Ok(First::Rows(schema))) => {
                 let options = Arc::new(session.settings().format_options());
-                let fields = Arc::new(
-                    arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, format, Some(options))?,
-                );
+                let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+                    &schema,
+                    format,
+                    Some(options),
+                )?);
                 let rows = row_stream(fields.clone(), batch_rx, guard);
                 Ok(Response::Query(QueryResponse::new(fields, rows)))
             }
@@ -676,7 +832,13 @@ impl QueryHandler {
         }
     }
 
-    async fn notice<C>(&self, client: &mut C, severity: &str, code: &str, message: &str) -> PgWireResult<()>
+    async fn notice<C>(
+        &self,
+        client: &mut C,
+        severity: &str,
+        code: &str,
+        message: &str,
+    ) -> PgWireResult<()>
     where
         C: Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -690,7 +852,11 @@ impl QueryHandler {
     }
 
     /// ParameterStatus for settings the client tracks (DateStyle, TimeZone, ...).
-    async fn report<C>(&self, client: &mut C, changed: impl Iterator<Item = (String, String)>) -> PgWireResult<()>
+    async fn report<C>(
+        &self,
+        client: &mut C,
+        changed: impl Iterator<Item = (String, String)>,
+    ) -> PgWireResult<()>
     where
         C: Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -698,7 +864,9 @@ impl QueryHandler {
     {
         for (name, value) in changed {
             client
-                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name, value)))
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                    name, value,
+                )))
                 .await?;
         }
         Ok(())
@@ -743,7 +911,10 @@ enum Work {
 }
 
 enum First {
-    Command { tag: &'static str, rows: Option<u64> },
+    Command {
+        tag: &'static str,
+        rows: Option<u64>,
+    },
     Rows(SchemaRef),
 }
 
@@ -847,7 +1018,11 @@ fn row_stream(
 }
 
 /// `SHOW name` (one column named after the setting) or `SHOW ALL`.
-fn show_response(name: &str, rows: Vec<(String, String, String)>, format: &Format) -> QueryResponse {
+fn show_response(
+    name: &str,
+    rows: Vec<(String, String, String)>,
+    format: &Format,
+) -> QueryResponse {
     let all = name.eq_ignore_ascii_case("all");
     let columns: Vec<&str> = if all {
         vec!["name", "setting", "description"]
@@ -935,8 +1110,12 @@ fn cast_name(inner: &Expr, to: &DataType) -> String {
 fn function_name(name: &str) -> Option<String> {
     let open = name.find('(')?;
     let prefix = &name[..open];
-    (name.ends_with(')') && !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        .then(|| prefix.to_string())
+    (name.ends_with(')')
+        && !prefix.is_empty()
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    .then(|| prefix.to_string())
 }
 
 #[async_trait]
@@ -957,7 +1136,9 @@ impl SimpleQueryHandler for QueryHandler {
         client.set_state(PgWireConnectionState::QueryInProgress);
         let result = match crate::sql::parse_with_text(&query.query) {
             Ok(statements) if statements.is_empty() => client
-                .feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
                 .await
                 .map_err(PgWireError::from),
             Ok(statements) => {
@@ -986,7 +1167,9 @@ impl SimpleQueryHandler for QueryHandler {
         client.set_transaction_status(status);
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client
-            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status)))
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
             .await?;
         Ok(())
     }
@@ -1012,7 +1195,12 @@ pub struct Parser {
 impl QueryParser for Parser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -1051,7 +1239,11 @@ impl QueryParser for Parser {
             .collect()
     }
 
-    fn get_result_schema(&self, statement: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        statement: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
         if let Action::Show(name) = &statement.action {
             let columns: Vec<&str> = if name.eq_ignore_ascii_case("all") {
@@ -1062,7 +1254,9 @@ impl QueryParser for Parser {
             return Ok(columns
                 .iter()
                 .enumerate()
-                .map(|(i, c)| FieldInfo::new(c.to_string(), None, None, Type::TEXT, format.format_for(i)))
+                .map(|(i, c)| {
+                    FieldInfo::new(c.to_string(), None, None, Type::TEXT, format.format_for(i))
+                })
                 .collect());
         }
         match &statement.planned {
@@ -1078,7 +1272,10 @@ impl QueryParser for Parser {
 fn returns_rows(plan: &LogicalPlan) -> bool {
     !matches!(
         plan,
-        LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_)
+        LogicalPlan::Ddl(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Copy(_)
     )
 }
 
@@ -1093,7 +1290,11 @@ impl ExtendedQueryHandler for QueryHandler {
         })
     }
 
-    async fn do_describe_statement<C>(&self, _client: &mut C, target: &StoredStatement<Prepared>) -> PgWireResult<DescribeStatementResponse>
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &StoredStatement<Prepared>,
+    ) -> PgWireResult<DescribeStatementResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -1119,20 +1320,30 @@ impl ExtendedQueryHandler for QueryHandler {
         Ok(DescribeStatementResponse::new(parameters, fields))
     }
 
-    async fn do_describe_portal<C>(&self, _client: &mut C, portal: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let fields = self
-            .query_parser()
-            .get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
+        let fields = self.query_parser().get_result_schema(
+            &portal.statement.statement,
+            Some(&portal.result_column_format),
+        )?;
         Ok(DescribePortalResponse::new(fields))
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -1143,8 +1354,11 @@ impl ExtendedQueryHandler for QueryHandler {
         let prepared = &portal.statement.statement;
         let parameters = match &prepared.planned {
             Some(planned) => {
-                let types: Vec<Option<&DataType>> = planned.parameters.iter().map(|t| t.as_ref()).collect();
-                Some(arrow_pg::datatypes::df::deserialize_parameters(portal, &types)?)
+                let types: Vec<Option<&DataType>> =
+                    planned.parameters.iter().map(|t| t.as_ref()).collect();
+                Some(arrow_pg::datatypes::df::deserialize_parameters(
+                    portal, &types,
+                )?)
             }
             None if portal.parameter_len() > 0 => {
                 return Err(user_error(sqlstate::error(

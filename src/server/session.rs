@@ -119,7 +119,10 @@ impl Session {
     /// Why statement `id` was stopped, if it was.
     pub fn stop_reason(&self, id: u64) -> Option<StopReason> {
         let running = self.running.lock().expect("running lock poisoned");
-        running.as_ref().filter(|r| r.id == id).and_then(|r| r.stopped)
+        running
+            .as_ref()
+            .filter(|r| r.id == id)
+            .and_then(|r| r.stopped)
     }
 
     /// Stops the running statement (only statement `id` when given). True if one was running.

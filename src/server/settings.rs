@@ -54,39 +54,237 @@ const fn setting(
 }
 
 const DEFINITIONS: &[Definition] = &[
-    setting("application_name", "", true, false, "Sets the application name to be reported in statistics and logs."),
-    setting("bytea_output", "hex", false, false, "Sets the output format for bytea."),
-    setting("client_encoding", "UTF8", true, false, "Sets the client's character set encoding (tenure speaks UTF8 only)."),
-    setting("client_min_messages", "notice", false, false, "Sets the message levels that are sent to the client."),
-    setting("DateStyle", "ISO, MDY", true, false, "Sets the display format for date and time values."),
-    setting("default_transaction_isolation", "read committed", false, false, "Sets the transaction isolation level of each new transaction."),
-    setting("default_transaction_read_only", "off", true, false, "Sets the default read-only status of new transactions."),
-    setting("extra_float_digits", "1", false, false, "Sets the number of digits displayed for floating-point values."),
-    setting("idle_in_transaction_session_timeout", "0", false, false, "Accepted for compatibility; not enforced."),
-    setting("in_hot_standby", "off", true, true, "Shows whether hot standby is currently active."),
-    setting("integer_datetimes", "on", true, true, "Shows whether datetimes are integer based."),
-    setting("IntervalStyle", "postgres", true, false, "Sets the display format for interval values."),
-    setting("is_superuser", "on", true, true, "Shows whether the current user is a superuser."),
-    setting("lc_collate", "C", false, true, "Shows the collation order locale."),
-    setting("lc_ctype", "C", false, true, "Shows the character classification and case conversion locale."),
-    setting("lc_messages", "C", false, false, "Sets the language in which messages are displayed."),
-    setting("lc_monetary", "C", false, false, "Sets the locale for formatting monetary amounts."),
-    setting("lc_numeric", "C", false, false, "Sets the locale for formatting numbers."),
-    setting("lc_time", "C", false, false, "Sets the locale for formatting date and time values."),
-    setting("lock_timeout", "0", false, false, "Accepted for compatibility; tenure takes no row locks."),
-    setting("max_identifier_length", "63", false, true, "Shows the maximum identifier length."),
-    setting("search_path", "\"$user\", public", false, false, "Sets the schema search order for names that are not schema-qualified."),
-    setting("server_encoding", "UTF8", true, true, "Shows the server (database) character set encoding."),
-    setting("server_version", SERVER_VERSION, true, true, "Shows the server version."),
-    setting("server_version_num", SERVER_VERSION_NUM, false, true, "Shows the server version as an integer."),
-    setting("session_authorization", "tenure", true, true, "Shows the session user name."),
-    setting("standard_conforming_strings", "on", true, true, "Causes '...' strings to treat backslashes literally."),
-    setting("statement_timeout", "0", false, false, "Sets the maximum allowed duration of any statement (0 turns this off)."),
-    setting("synchronous_commit", "on", false, false, "Accepted for compatibility; every commit is durable."),
-    setting("TimeZone", "UTC", true, false, "Sets the time zone for displaying and interpreting time stamps."),
-    setting("transaction_isolation", "read committed", false, false, "Shows the current transaction's isolation level."),
-    setting("transaction_read_only", "off", false, false, "Shows the current transaction's read-only status."),
-    setting("tenure.device", "cpu", false, false, "Device for model training and scoring: cpu or cuda:N (with --features cuda)."),
+    setting(
+        "application_name",
+        "",
+        true,
+        false,
+        "Sets the application name to be reported in statistics and logs.",
+    ),
+    setting(
+        "bytea_output",
+        "hex",
+        false,
+        false,
+        "Sets the output format for bytea.",
+    ),
+    setting(
+        "client_encoding",
+        "UTF8",
+        true,
+        false,
+        "Sets the client's character set encoding (tenure speaks UTF8 only).",
+    ),
+    setting(
+        "client_min_messages",
+        "notice",
+        false,
+        false,
+        "Sets the message levels that are sent to the client.",
+    ),
+    setting(
+        "DateStyle",
+        "ISO, MDY",
+        true,
+        false,
+        "Sets the display format for date and time values.",
+    ),
+    setting(
+        "default_transaction_isolation",
+        "read committed",
+        false,
+        false,
+        "Sets the transaction isolation level of each new transaction.",
+    ),
+    setting(
+        "default_transaction_read_only",
+        "off",
+        true,
+        false,
+        "Sets the default read-only status of new transactions.",
+    ),
+    setting(
+        "extra_float_digits",
+        "1",
+        false,
+        false,
+        "Sets the number of digits displayed for floating-point values.",
+    ),
+    setting(
+        "idle_in_transaction_session_timeout",
+        "0",
+        false,
+        false,
+        "Accepted for compatibility; not enforced.",
+    ),
+    setting(
+        "in_hot_standby",
+        "off",
+        true,
+        true,
+        "Shows whether hot standby is currently active.",
+    ),
+    setting(
+        "integer_datetimes",
+        "on",
+        true,
+        true,
+        "Shows whether datetimes are integer based.",
+    ),
+    setting(
+        "IntervalStyle",
+        "postgres",
+        true,
+        false,
+        "Sets the display format for interval values.",
+    ),
+    setting(
+        "is_superuser",
+        "on",
+        true,
+        true,
+        "Shows whether the current user is a superuser.",
+    ),
+    setting(
+        "lc_collate",
+        "C",
+        false,
+        true,
+        "Shows the collation order locale.",
+    ),
+    setting(
+        "lc_ctype",
+        "C",
+        false,
+        true,
+        "Shows the character classification and case conversion locale.",
+    ),
+    setting(
+        "lc_messages",
+        "C",
+        false,
+        false,
+        "Sets the language in which messages are displayed.",
+    ),
+    setting(
+        "lc_monetary",
+        "C",
+        false,
+        false,
+        "Sets the locale for formatting monetary amounts.",
+    ),
+    setting(
+        "lc_numeric",
+        "C",
+        false,
+        false,
+        "Sets the locale for formatting numbers.",
+    ),
+    setting(
+        "lc_time",
+        "C",
+        false,
+        false,
+        "Sets the locale for formatting date and time values.",
+    ),
+    setting(
+        "lock_timeout",
+        "0",
+        false,
+        false,
+        "Accepted for compatibility; tenure takes no row locks.",
+    ),
+    setting(
+        "max_identifier_length",
+        "63",
+        false,
+        true,
+        "Shows the maximum identifier length.",
+    ),
+    setting(
+        "search_path",
+        "\"$user\", public",
+        false,
+        false,
+        "Sets the schema search order for names that are not schema-qualified.",
+    ),
+    setting(
+        "server_encoding",
+        "UTF8",
+        true,
+        true,
+        "Shows the server (database) character set encoding.",
+    ),
+    setting(
+        "server_version",
+        SERVER_VERSION,
+        true,
+        true,
+        "Shows the server version.",
+    ),
+    setting(
+        "server_version_num",
+        SERVER_VERSION_NUM,
+        false,
+        true,
+        "Shows the server version as an integer.",
+    ),
+    setting(
+        "session_authorization",
+        "tenure",
+        true,
+        true,
+        "Shows the session user name.",
+    ),
+    setting(
+        "standard_conforming_strings",
+        "on",
+        true,
+        true,
+        "Causes '...' strings to treat backslashes literally.",
+    ),
+    setting(
+        "statement_timeout",
+        "0",
+        false,
+        false,
+        "Sets the maximum allowed duration of any statement (0 turns this off).",
+    ),
+    setting(
+        "synchronous_commit",
+        "on",
+        false,
+        false,
+        "Accepted for compatibility; every commit is durable.",
+    ),
+    setting(
+        "TimeZone",
+        "UTC",
+        true,
+        false,
+        "Sets the time zone for displaying and interpreting time stamps.",
+    ),
+    setting(
+        "transaction_isolation",
+        "read committed",
+        false,
+        false,
+        "Shows the current transaction's isolation level.",
+    ),
+    setting(
+        "transaction_read_only",
+        "off",
+        false,
+        false,
+        "Shows the current transaction's read-only status.",
+    ),
+    setting(
+        "tenure.device",
+        "cpu",
+        false,
+        false,
+        "Device for model training and scoring: cpu or cuda:N (with --features cuda).",
+    ),
 ];
 
 fn definition(name: &str) -> Option<&'static Definition> {
@@ -168,7 +366,11 @@ impl Settings {
 
     /// Sets `name`; returns the (name, value) to report to the client, if PostgreSQL reports
     /// this setting.
-    pub fn set(&mut self, name: &str, value: &str) -> Result<Option<(String, String)>, SettingError> {
+    pub fn set(
+        &mut self,
+        name: &str,
+        value: &str,
+    ) -> Result<Option<(String, String)>, SettingError> {
         let lower = name.to_ascii_lowercase();
         let Some(d) = definition(name) else {
             if lower.contains('.') {
@@ -198,7 +400,8 @@ impl Settings {
             return Err(SettingError::unknown(name));
         };
         self.values.remove(&lower);
-        Ok(d.reported.then(|| (d.name.to_string(), d.default.to_string())))
+        Ok(d.reported
+            .then(|| (d.name.to_string(), d.default.to_string())))
     }
 
     /// Everything back to defaults; returns the reported settings that changed.
@@ -278,12 +481,20 @@ fn normalize(name: &str, value: &str) -> Result<String, SettingError> {
             if upper == "UTF8" || upper == "UNICODE" {
                 Ok("UTF8".to_string())
             } else {
-                Err(SettingError::invalid(name, value, "tenure supports only UTF8"))
+                Err(SettingError::invalid(
+                    name,
+                    value,
+                    "tenure supports only UTF8",
+                ))
             }
         }
         "extra_float_digits" => match trimmed.parse::<i32>() {
             Ok(n) if (-15..=3).contains(&n) => Ok(n.to_string()),
-            _ => Err(SettingError::invalid(name, value, "expected an integer from -15 to 3")),
+            _ => Err(SettingError::invalid(
+                name,
+                value,
+                "expected an integer from -15 to 3",
+            )),
         },
         "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
             parse_duration_ms(trimmed)
@@ -297,15 +508,27 @@ fn normalize(name: &str, value: &str) -> Result<String, SettingError> {
                 .into_iter()
                 .find(|o| upper.contains(o))
                 .unwrap_or("MDY");
-            if upper.contains("ISO") || upper.split(',').all(|p| ["MDY", "DMY", "YMD"].contains(&p.trim())) {
+            if upper.contains("ISO")
+                || upper
+                    .split(',')
+                    .all(|p| ["MDY", "DMY", "YMD"].contains(&p.trim()))
+            {
                 Ok(format!("ISO, {order}"))
             } else {
-                Err(SettingError::invalid(name, value, "tenure formats dates as ISO"))
+                Err(SettingError::invalid(
+                    name,
+                    value,
+                    "tenure formats dates as ISO",
+                ))
             }
         }
         "TimeZone" => {
             if trimmed.is_empty() {
-                Err(SettingError::invalid(name, value, "expected a time zone name"))
+                Err(SettingError::invalid(
+                    name,
+                    value,
+                    "expected a time zone name",
+                ))
             } else {
                 Ok(trimmed.to_string())
             }
@@ -349,7 +572,10 @@ mod tests {
         );
         assert_eq!(s.set("extra_float_digits", "3").unwrap(), None);
         assert_eq!(s.get("EXTRA_FLOAT_DIGITS").unwrap(), "3");
-        assert_eq!(s.reset("DateStyle").unwrap(), Some(("DateStyle".into(), "ISO, MDY".into())));
+        assert_eq!(
+            s.reset("DateStyle").unwrap(),
+            Some(("DateStyle".into(), "ISO, MDY".into()))
+        );
         assert_eq!(s.get("DateStyle").unwrap(), "ISO, MDY");
         assert_eq!(s.set("myapp.tenant", "7").unwrap(), None);
         assert_eq!(s.get("myapp.tenant").unwrap(), "7");
@@ -362,8 +588,14 @@ mod tests {
         assert_eq!(s.set("no_such_thing", "1").unwrap_err().code, "42704");
         assert_eq!(s.get("no_such_thing").unwrap_err().code, "42704");
         assert_eq!(s.set("server_version", "16").unwrap_err().code, "55P02");
-        assert_eq!(s.set("client_encoding", "LATIN1").unwrap_err().code, "22023");
-        assert_eq!(s.set("statement_timeout", "soon").unwrap_err().code, "22023");
+        assert_eq!(
+            s.set("client_encoding", "LATIN1").unwrap_err().code,
+            "22023"
+        );
+        assert_eq!(
+            s.set("statement_timeout", "soon").unwrap_err().code,
+            "22023"
+        );
     }
 
     #[test]

@@ -171,7 +171,8 @@ fn arrow_code(e: &ArrowError) -> &'static str {
 
 fn plan_code(message: &str) -> &'static str {
     let lower = message.to_ascii_lowercase();
-    if lower.contains("table") && (lower.contains("not found") || lower.contains("does not exist")) {
+    if lower.contains("table") && (lower.contains("not found") || lower.contains("does not exist"))
+    {
         "42P01"
     } else if lower.contains("invalid function")
         || lower.contains("unknown function")
@@ -181,7 +182,9 @@ fn plan_code(message: &str) -> &'static str {
         || lower.contains("does not support arguments")
     {
         "42883"
-    } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
+    } else if lower.contains("no field named")
+        || lower.contains("column") && lower.contains("not found")
+    {
         "42703"
     } else if lower.contains("does not exist") {
         "42704"
@@ -195,7 +198,8 @@ fn plan_code(message: &str) -> &'static str {
         // Tenure's functions check arity and types at planning ("churn_score expects ...").
         "42883"
     } else {
-        "42P20"
+        // syntax_error_or_access_rule_violation: the class of planning errors.
+        "42000"
     }
 }
 
@@ -238,7 +242,9 @@ mod tests {
         ));
         assert_eq!(code(&plan), "42P01");
         let cast = Error::DataFusion(DataFusionError::ArrowError(
-            Box::new(ArrowError::CastError("Cannot cast string 'x' to value of Int64 type".into())),
+            Box::new(ArrowError::CastError(
+                "Cannot cast string 'x' to value of Int64 type".into(),
+            )),
             None,
         ));
         assert_eq!(code(&cast), "22P02");

@@ -79,13 +79,17 @@ impl Startup {
         if database != CATALOG_NAME && database != user {
             return Err(user_error(sqlstate::fatal(
                 sqlstate::INVALID_CATALOG_NAME,
-                format!("database \"{database}\" does not exist; tenure serves one database, \"{CATALOG_NAME}\""),
+                format!(
+                    "database \"{database}\" does not exist; tenure serves one database, \"{CATALOG_NAME}\""
+                ),
             )));
         }
         if self.scram.is_none() && user != DEFAULT_USER {
             return Err(user_error(sqlstate::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
-                format!("role \"{user}\" does not exist; connect as \"{DEFAULT_USER}\" (or configure [[users]])"),
+                format!(
+                    "role \"{user}\" does not exist; connect as \"{DEFAULT_USER}\" (or configure [[users]])"
+                ),
             )));
         }
         Ok(())
@@ -119,7 +123,11 @@ impl Startup {
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -143,8 +151,10 @@ impl StartupHandler for Startup {
                 if let PgWireFrontendMessage::Startup(startup) = &message {
                     protocol_negotiation(client, startup).await?;
                     save_startup_parameters_to_metadata(client, startup);
-                    let (pid, secret) =
-                        pgwire::api::PidSecretKeyGenerator::generate(self.shared.pids.as_ref(), client);
+                    let (pid, secret) = pgwire::api::PidSecretKeyGenerator::generate(
+                        self.shared.pids.as_ref(),
+                        client,
+                    );
                     client.set_pid_and_secret_key(pid, secret);
                     self.open_session(client)?;
                     finish_authentication(client, &Parameters).await?;
