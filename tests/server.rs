@@ -769,3 +769,139 @@ async fn python_drivers_and_sqlalchemy() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_stdout_and_from_stdin() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE src (id BIGINT NOT NULL, name TEXT, amount DOUBLE PRECISION, day DATE); \
+             INSERT INTO src VALUES (1, 'ann', 1.5, DATE '2024-01-02'), \
+             (2, 'tab\there', NULL, NULL), (3, 'comma, \"quoted\"', -2.25, DATE '2024-03-04'); \
+             CREATE TABLE dst (id BIGINT NOT NULL, name TEXT, amount DOUBLE PRECISION, day DATE)",
+        )
+        .await
+        .unwrap();
+
+    // psql's \copy in text and CSV, out and back in.
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("src.tsv");
+    let csv = dir.path().join("src.csv");
+    let (ok, out, err) = server.psql(&[
+        "-c",
+        &format!(
+            "\\copy (SELECT * FROM src ORDER BY id) TO '{}'",
+            text.display()
+        ),
+        "-c",
+        &format!(
+            "\\copy src TO '{}' WITH (FORMAT csv, HEADER)",
+            csv.display()
+        ),
+    ]);
+    assert!(ok, "{out}{err}");
+    let written = std::fs::read_to_string(&text).unwrap();
+    assert_eq!(
+        written,
+        "1\tann\t1.5\t2024-01-02\n2\ttab\\there\t\\N\t\\N\n3\tcomma, \"quoted\"\t-2.25\t2024-03-04\n"
+    );
+    let written = std::fs::read_to_string(&csv).unwrap();
+    assert!(written.starts_with("id,name,amount,day\n"), "{written}");
+    assert!(written.contains("\"comma, \"\"quoted\"\"\""), "{written}");
+
+    let (ok, out, err) = server.psql(&[
+        "-c",
+        &format!("\\copy dst FROM '{}'", text.display()),
+        "-c",
+        &format!(
+            "\\copy dst FROM '{}' WITH (FORMAT csv, HEADER)",
+            csv.display()
+        ),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("COPY 3"), "{out}");
+    let same = simple_rows(
+        &client,
+        "SELECT count(*) FROM (SELECT id, name, amount, day FROM dst \
+         EXCEPT SELECT id, name, amount, day FROM src)",
+    )
+    .await;
+    assert_eq!(same, [[Some("0".into())]]);
+    assert_eq!(
+        simple_rows(&client, "SELECT count(*) FROM dst").await,
+        [[Some("6".into())]]
+    );
+
+    // A subset of columns; the others are NULL. A bad value names its column and
+    // nothing is written.
+    let mut child = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
+        .args([
+            "-U",
+            "tenure",
+            "-d",
+            "tenure",
+            "-X",
+            "-c",
+            "COPY dst (id, name) FROM STDIN",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"10\tten\n11\televen\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        simple_rows(&client, "SELECT name, amount FROM dst WHERE id = 11").await,
+        [[Some("eleven".into()), None]]
+    );
+    let mut child = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
+        .args([
+            "-U",
+            "tenure",
+            "-d",
+            "tenure",
+            "-X",
+            "-c",
+            "COPY dst (id, amount) FROM STDIN",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"12\t1.0\n13\tlots\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("column amount"),
+        "{stderr}"
+    );
+    assert_eq!(
+        simple_rows(&client, "SELECT count(*) FROM dst WHERE id >= 12").await,
+        [[Some("0".into())]]
+    );
+    // The connection that saw the error goes on.
+    assert_eq!(
+        simple_rows(&client, "SELECT count(*) FROM dst").await,
+        [[Some("8".into())]]
+    );
+    server.stop().await;
+}

@@ -204,6 +204,11 @@ impl Engine {
             Statement::DataFusion(statement) => self.execute_datafusion(session, statement).await,
             Statement::CreateModel(create) => self.create_model(create, progress).await,
             Statement::DropModel(drop) => self.drop_model(drop).await,
+            Statement::CopyStream(_) => Err(Error::invalid(
+                "COPY ... FROM STDIN and TO STDOUT are not supported here: they stream through \
+                 a client connection (tenure serve with psql's \\copy or a driver's copy API); \
+                 use COPY (query) TO 'file' or CREATE EXTERNAL TABLE",
+            )),
         }
     }
 

@@ -11,6 +11,7 @@
 //!   `current_setting()`;
 //! - [`sqlstate`]: error codes.
 
+mod copy;
 mod functions;
 mod query;
 mod session;
@@ -282,6 +283,12 @@ impl PgWireServerHandlers for Handlers {
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
         Arc::new(startup::Startup::new(self.shared.clone()))
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::new(copy::CopyInHandler {
+            shared: self.shared.clone(),
+        })
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {

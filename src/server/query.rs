@@ -28,14 +28,15 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_query_response};
 use pgwire::api::results::{
-    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
-    Response, Tag,
+    CopyResponse, DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo,
+    QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::CopyData;
 use pgwire::messages::response::{
     CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus,
 };
@@ -44,6 +45,7 @@ use pgwire::messages::startup::ParameterStatus;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
+use super::copy;
 use super::session::{Session, StopReason, Transaction};
 use super::sqlstate;
 use super::startup::user_error;
@@ -77,6 +79,19 @@ enum Action {
     Unsupported(String),
     /// A statement for the engine.
     Run(Arc<Statement>),
+    /// `COPY ... TO STDOUT`: the query's rows as CopyData.
+    CopyOut {
+        query: Arc<Statement>,
+        format: copy::CopyFormat,
+    },
+    /// `COPY table FROM STDIN`.
+    CopyIn {
+        table: datafusion::sql::sqlparser::ast::ObjectName,
+        columns: Vec<datafusion::sql::sqlparser::ast::Ident>,
+        format: copy::CopyFormat,
+    },
+    /// A statement refused at classification: SQLSTATE and message.
+    Refused(String, String),
 }
 
 /// A statement stored by Parse (extended protocol).
@@ -101,7 +116,7 @@ pub struct QueryHandler {
     pub(super) shared: Arc<Shared>,
 }
 
-fn session<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Arc<Session>> {
+pub(super) fn session<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Arc<Session>> {
     client
         .session_extensions()
         .get::<Arc<Session>>()
@@ -114,7 +129,7 @@ fn session<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Arc<Session>> {
         })
 }
 
-fn engine_error(e: Error) -> PgWireError {
+pub(super) fn engine_error(e: Error) -> PgWireError {
     user_error(sqlstate::error_info(&e))
 }
 
@@ -165,9 +180,40 @@ fn show_name(words: &[String]) -> String {
     }
 }
 
+fn refused(info: ErrorInfo) -> Action {
+    Action::Refused(info.code, info.message)
+}
+
 /// Classifies one parsed statement; DataFusion statements get the PostgreSQL compatibility
 /// rewrites (the pg_catalog queries of psql, JDBC, SQLAlchemy ...).
 fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
+    if let Statement::CopyStream(copy) = &statement {
+        return match copy::request(copy) {
+            Ok(copy::CopyRequest::Out { query, format }) => {
+                match crate::sql::parse_with_text(&query) {
+                    Ok(mut parsed) if parsed.len() == 1 => {
+                        let (text, statement) = parsed.remove(0);
+                        match classify(shared, &text, statement) {
+                            Action::Run(query) => Action::CopyOut { query, format },
+                            _ => refused(sqlstate::error("42601", "COPY needs a query")),
+                        }
+                    }
+                    Ok(_) => refused(sqlstate::error("42601", "COPY needs one query")),
+                    Err(e) => refused(sqlstate::error_info(&e)),
+                }
+            }
+            Ok(copy::CopyRequest::In {
+                table,
+                columns,
+                format,
+            }) => Action::CopyIn {
+                table,
+                columns,
+                format,
+            },
+            Err(e) => refused(e),
+        };
+    }
     let Statement::DataFusion(df) = statement else {
         return Action::Run(Arc::new(statement));
     };
@@ -452,7 +498,11 @@ fn cast_placeholder_types(plan: &LogicalPlan) -> Vec<(String, DataType)> {
 
 /// Plans `action` in the session when DataFusion can plan it.
 async fn plan(session: &Session, action: &Action) -> Result<Option<Planned>, Error> {
-    let Action::Run(statement) = action else {
+    let (Action::Run(statement)
+    | Action::CopyOut {
+        query: statement, ..
+    }) = action
+    else {
         return Ok(None);
     };
     let Statement::DataFusion(df) = statement.as_ref() else {
@@ -528,10 +578,18 @@ impl QueryHandler {
                     .await?;
             }
             Response::Error(e) => return Err(PgWireError::UserError(e)),
-            _ => {
+            Response::CopyOut(copy) => {
+                pgwire::api::copy::send_copy_out_response(client, copy).await?
+            }
+            Response::CopyIn(copy) => {
+                pgwire::api::copy::send_copy_in_response(client, copy).await?;
+                // The client now sends CopyData; the copy handler answers at CopyDone.
+                client.set_state(PgWireConnectionState::CopyInProgress(false));
+            }
+            Response::CopyBoth(_) => {
                 return Err(user_error(sqlstate::error(
                     sqlstate::FEATURE_NOT_SUPPORTED,
-                    "COPY is not supported yet",
+                    "COPY BOTH is not supported",
                 )));
             }
         }
@@ -677,6 +735,49 @@ impl QueryHandler {
                 Ok(Response::Query(show_response(name, rows, format)))
             }
             Action::Ignore(tag) => Ok(Response::Execution(Tag::new(tag))),
+            Action::Refused(code, message) => {
+                Err(user_error(sqlstate::error(code, message.clone())))
+            }
+            Action::CopyOut { format: copy, .. } => {
+                let Some(planned) = planned else {
+                    return Err(user_error(sqlstate::error(
+                        "42601",
+                        "COPY TO STDOUT needs a query",
+                    )));
+                };
+                let work = Work::Plan(planned.plan.clone(), planned.schema.clone());
+                self.execute(client, session, work, &Format::UnifiedText, Some(copy))
+                    .await
+            }
+            Action::CopyIn {
+                table,
+                columns,
+                format: copy,
+            } => {
+                if state == Transaction::Open {
+                    return Err(user_error(sqlstate::error(
+                        sqlstate::ACTIVE_SQL_TRANSACTION,
+                        "tenure cannot run COPY FROM inside a transaction block: each change \
+                         commits on its own",
+                    )));
+                }
+                let (table, table_schema, positions) = copy::target(&session.ctx, table, columns)
+                    .await
+                    .map_err(engine_error)?;
+                let count = positions.len();
+                *session.copy_in() = Some(copy::PendingCopyIn {
+                    table,
+                    table_schema,
+                    columns: positions,
+                    format: copy.clone(),
+                    data: Vec::new(),
+                });
+                Ok(Response::CopyIn(CopyResponse::new(
+                    copy.code(),
+                    count,
+                    futures::stream::empty(),
+                )))
+            }
             Action::Unsupported(message) => Err(user_error(sqlstate::error(
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 message.clone(),
@@ -715,7 +816,7 @@ impl QueryHandler {
                     }
                     (None, _) => Work::Statement(statement.clone()),
                 };
-                self.execute(client, session, work, format).await
+                self.execute(client, session, work, format, None).await
             }
         }
     }
@@ -728,6 +829,7 @@ impl QueryHandler {
         session: &Arc<Session>,
         work: Work,
         format: &Format,
+        copy: Option<&copy::CopyFormat>,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -818,12 +920,38 @@ impl QueryHandler {
             }
             Ok(Ok(First::Rows(schema))) => {
                 let options = Arc::new(session.settings().format_options());
+                if let Some(copy) = copy {
+                    let column_format = if copy.kind == copy::Kind::Binary {
+                        Format::UnifiedBinary
+                    } else {
+                        Format::UnifiedText
+                    };
+                    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+                        &schema,
+                        &column_format,
+                        Some(options),
+                    )?);
+                    let header: Vec<CopyData> = copy::header(&fields, copy).into_iter().collect();
+                    let code = copy.code();
+                    let copy = copy.clone();
+                    let columns = fields.len();
+                    let data = encoded_stream(batch_rx, guard, header, move |batch| {
+                        match copy::encode_batch(&fields, &copy, &batch) {
+                            Ok(rows) => Box::new(rows.into_iter().map(Ok)),
+                            Err(e) => Box::new(std::iter::once(Err(e))),
+                        }
+                    });
+                    return Ok(Response::CopyOut(CopyResponse::new(code, columns, data)));
+                }
                 let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
                     &schema,
                     format,
                     Some(options),
                 )?);
-                let rows = row_stream(fields.clone(), batch_rx, guard);
+                let encoding = fields.clone();
+                let rows = encoded_stream(batch_rx, guard, Vec::new(), move |batch| {
+                    Box::new(arrow_pg::encode_recordbatch(encoding.clone(), batch))
+                });
                 Ok(Response::Query(QueryResponse::new(fields, rows)))
             }
             Ok(Err(e)) => Err(engine_error(e)),
@@ -885,6 +1013,9 @@ fn values_empty(values: &datafusion::common::ParamValues) -> bool {
 fn changes_state(statement: &Statement) -> bool {
     match statement {
         Statement::CreateModel(_) | Statement::DropModel(_) => true,
+        Statement::CopyStream(copy) => {
+            !matches!(copy.as_ref(), SqlStatement::Copy { to: true, .. })
+        }
         Statement::DataFusion(DFStatement::Statement(inner)) => !matches!(
             inner.as_ref(),
             SqlStatement::Query(_)
@@ -966,41 +1097,37 @@ impl Drop for Running {
     }
 }
 
-/// The result's rows as the client receives them, encoded batch by batch.
-fn row_stream(
-    fields: Arc<Vec<FieldInfo>>,
+/// The result's messages as the client receives them (DataRow or CopyData), encoded batch
+/// by batch with `encode`.
+fn encoded_stream<T: Send + 'static>(
     batches: mpsc::Receiver<Batch>,
     running: Running,
-) -> impl Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send {
-    type Rows = Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send>;
-    struct State {
-        fields: Arc<Vec<FieldInfo>>,
+    first: Vec<T>,
+    encode: impl FnMut(RecordBatch) -> Box<dyn Iterator<Item = PgWireResult<T>> + Send> + Send + 'static,
+) -> impl Stream<Item = PgWireResult<T>> + Send {
+    struct State<T, E> {
         batches: mpsc::Receiver<Batch>,
-        rows: Option<Rows>,
+        pending: Option<Box<dyn Iterator<Item = PgWireResult<T>> + Send>>,
         running: Option<Running>,
+        encode: E,
     }
     let state = State {
-        fields,
         batches,
-        rows: None,
+        pending: Some(Box::new(first.into_iter().map(Ok))),
         running: Some(running),
+        encode,
     };
     futures::stream::unfold(state, |mut state| async move {
         loop {
-            if let Some(rows) = state.rows.as_mut() {
-                if let Some(row) = rows.next() {
-                    return Some((row, state));
+            if let Some(pending) = state.pending.as_mut() {
+                if let Some(item) = pending.next() {
+                    return Some((item, state));
                 }
-                state.rows = None;
+                state.pending = None;
             }
             let running = state.running.as_ref()?;
             match state.batches.recv().await {
-                Some(Batch::Next(Ok(batch))) => {
-                    state.rows = Some(Box::new(arrow_pg::encode_recordbatch(
-                        state.fields.clone(),
-                        batch,
-                    )));
-                }
+                Some(Batch::Next(Ok(batch))) => state.pending = Some((state.encode)(batch)),
                 Some(Batch::Next(Err(e))) => {
                     state.running = None;
                     return Some((Err(engine_error(e)), state));
@@ -1145,7 +1272,9 @@ impl SimpleQueryHandler for QueryHandler {
                 let mut result = Ok(());
                 for (text, statement) in statements {
                     result = self.run_simple(client, &session, &text, statement).await;
-                    if result.is_err() {
+                    if result.is_err()
+                        || matches!(client.state(), PgWireConnectionState::CopyInProgress(_))
+                    {
                         break;
                     }
                 }
@@ -1165,6 +1294,10 @@ impl SimpleQueryHandler for QueryHandler {
         }
         let status = transaction_status(&session);
         client.set_transaction_status(status);
+        if matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            // ReadyForQuery follows the copy (pgwire sends it after CopyDone / CopyFail).
+            return Ok(());
+        }
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client
             .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(

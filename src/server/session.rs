@@ -52,6 +52,8 @@ pub struct Session {
     transaction: Mutex<Transaction>,
     /// Savepoint names of the open transaction block, oldest first.
     savepoints: Mutex<Vec<String>>,
+    /// A `COPY ... FROM STDIN` collecting the client's data.
+    copy_in: Mutex<Option<super::copy::PendingCopyIn>>,
     running: Mutex<Option<Running>>,
     next_statement: AtomicU64,
 }
@@ -63,6 +65,7 @@ impl Session {
             settings: Arc::new(Mutex::new(settings)),
             transaction: Mutex::new(Transaction::Idle),
             savepoints: Mutex::new(Vec::new()),
+            copy_in: Mutex::new(None),
             running: Mutex::new(None),
             next_statement: AtomicU64::new(1),
         }
@@ -81,6 +84,10 @@ impl Session {
         if state == Transaction::Idle {
             self.savepoints().clear();
         }
+    }
+
+    pub fn copy_in(&self) -> std::sync::MutexGuard<'_, Option<super::copy::PendingCopyIn>> {
+        self.copy_in.lock().expect("copy lock poisoned")
     }
 
     pub fn savepoints(&self) -> std::sync::MutexGuard<'_, Vec<String>> {

@@ -31,6 +31,9 @@ pub enum Statement {
     DataFusion(DFStatement),
     CreateModel(CreateModel),
     DropModel(DropModel),
+    /// `COPY ... TO STDOUT` / `COPY ... FROM STDIN`: data through the client connection,
+    /// which only the server can carry out.
+    CopyStream(Box<datafusion::sql::sqlparser::ast::Statement>),
 }
 
 /// `CREATE MODEL`.
@@ -121,6 +124,17 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
         )));
     }
     let dialect = PostgreSqlDialect {};
+    let streams = tokens.iter().any(|t| {
+        matches!(&t.token, Token::Word(w) if w.quote_style.is_none()
+            && (w.value.eq_ignore_ascii_case("STDIN") || w.value.eq_ignore_ascii_case("STDOUT")))
+    });
+    if words[0] == "COPY" && streams {
+        let statement = Parser::new(&dialect)
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_statement())
+            .map_err(syntax_error)?;
+        return Ok(Some(Statement::CopyStream(Box::new(statement))));
+    }
     let mut parsed = DFParserBuilder::new(text)
         .with_dialect(&dialect)
         .build()?

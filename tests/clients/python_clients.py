@@ -111,6 +111,24 @@ def _():
             assert info is not None and info.name == name, (name, info)
 
 
+@check("psycopg: COPY TO STDOUT and FROM STDIN")
+def _():
+    import psycopg
+
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        with conn.cursor() as cur:
+            with cur.copy("COPY (SELECT id, customer FROM py_orders ORDER BY id) TO STDOUT") as copy:
+                rows = list(copy.rows())
+            assert rows == [("1", "ann"), ("2", "bob"), ("3", "ann")], rows
+            cur.execute("DROP TABLE IF EXISTS py_copied")
+            cur.execute("CREATE TABLE py_copied (id BIGINT, customer TEXT)")
+            with cur.copy("COPY py_copied (id, customer) FROM STDIN") as copy:
+                for row in [(1, "x"), (2, None), (3, "tab\there")]:
+                    copy.write_row(row)
+            cur.execute("SELECT id, customer FROM py_copied ORDER BY id")
+            assert cur.fetchall() == [(1, "x"), (2, None), (3, "tab\there")]
+
+
 @check("psycopg2: simple protocol")
 def _():
     import psycopg2
