@@ -605,6 +605,18 @@ async fn psql_catalog_commands_notices_and_tls() {
         err.contains("NOTICE:") && err.contains("epoch 1/3"),
         "{err}"
     );
+    // SET tenure.device chooses the device of the session's trainings; without CUDA compiled
+    // in (the default build) that is a clear error.
+    let (ok, out, err) = server.psql(&[
+        "-c",
+        "SET tenure.device = 'cuda:0'",
+        "-c",
+        "CREATE MODEL parity_gpu KIND churn_classifier TARGET y OPTIONS (epochs = 1) \
+         AS SELECT f, y FROM train",
+    ]);
+    if !cfg!(feature = "cuda") {
+        assert!(!ok && err.to_lowercase().contains("cuda"), "{out}{err}");
+    }
 
     // TLS: sslmode=require works with the configured certificate.
     let output = Command::new("psql")

@@ -814,7 +814,7 @@ impl QueryHandler {
                             "this statement does not take parameters",
                         )));
                     }
-                    (None, _) => Work::Statement(statement.clone()),
+                    (None, _) => Work::Statement(with_session_device(session, statement)),
                 };
                 self.execute(client, session, work, format, None).await
             }
@@ -999,6 +999,21 @@ impl QueryHandler {
         }
         Ok(())
     }
+}
+
+/// `SET tenure.device = 'cuda:0'` applies to the session's trainings that do not name a
+/// device in their OPTIONS.
+fn with_session_device(session: &Session, statement: &Arc<Statement>) -> Arc<Statement> {
+    let Statement::CreateModel(create) = statement.as_ref() else {
+        return statement.clone();
+    };
+    let device = session.settings().get("tenure.device").unwrap_or_default();
+    if device == "cpu" || device.is_empty() || create.options.iter().any(|(k, _)| k == "device") {
+        return statement.clone();
+    }
+    let mut create = create.clone();
+    create.options.push(("device".to_string(), device));
+    Arc::new(Statement::CreateModel(create))
 }
 
 fn values_empty(values: &datafusion::common::ParamValues) -> bool {
