@@ -315,6 +315,14 @@ async fn errors_carry_sqlstates_and_the_session_survives() {
         );
     }
 
+    // A NULL parameter for a NOT NULL column.
+    let code = sqlstate(
+        client
+            .execute("INSERT INTO t VALUES ($1, $2)", &[&None::<i64>, &"x"])
+            .await,
+    );
+    assert_eq!(code, SqlState::NOT_NULL_VIOLATION.code());
+
     // Wrong parameter count and an unknown prepared statement are errors, not crashes.
     assert!(client.query("SELECT $1::BIGINT", &[]).await.is_err());
     assert_eq!(

@@ -557,6 +557,22 @@ impl Engine {
                 ));
             }
         }
+        // The writer names the column by position ("Invalid batch column at '0' has null but
+        // schema specifies non-nullable") when no single column fails on its own (bound
+        // parameters): name it from the table's schema.
+        if null_violation
+            && let Some(index) = message
+                .split("column at '")
+                .nth(1)
+                .and_then(|rest| rest.split('\'').next())
+                .and_then(|n| n.parse::<usize>().ok())
+            && let Some(field) = dml.target.schema().fields().get(index)
+        {
+            return Error::invalid(format!(
+                "null value in column {} of table {table} violates its NOT NULL constraint",
+                field.name()
+            ));
+        }
         error
     }
 

@@ -23,9 +23,14 @@ use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, ObjectName,
     Statement as SqlStatement,
 };
+use futures::{Sink, SinkExt};
+use pgwire::api::ClientInfo;
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::results::Tag;
 use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyTextOptions, FieldInfo};
-use pgwire::error::{ErrorInfo, PgWireResult};
-use pgwire::messages::copy::CopyData;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 
 use super::sqlstate;
 use crate::engine::{Engine, Output};
@@ -552,17 +557,12 @@ pub struct CopyInHandler {
 }
 
 #[async_trait::async_trait]
-impl pgwire::api::copy::CopyHandler for CopyInHandler {
+impl CopyHandler for CopyInHandler {
     async fn on_copy_data<C>(&self, client: &mut C, data: CopyData) -> PgWireResult<()>
     where
-        C: pgwire::api::ClientInfo
-            + futures::Sink<pgwire::messages::PgWireBackendMessage>
-            + Unpin
-            + Send
-            + Sync,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: std::fmt::Debug,
-        pgwire::error::PgWireError:
-            From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = super::query::session(client)?;
         let mut pending = session.copy_in();
@@ -578,22 +578,12 @@ impl pgwire::api::copy::CopyHandler for CopyInHandler {
         }
     }
 
-    async fn on_copy_done<C>(
-        &self,
-        client: &mut C,
-        _done: pgwire::messages::copy::CopyDone,
-    ) -> PgWireResult<()>
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
     where
-        C: pgwire::api::ClientInfo
-            + futures::Sink<pgwire::messages::PgWireBackendMessage>
-            + Unpin
-            + Send
-            + Sync,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: std::fmt::Debug,
-        pgwire::error::PgWireError:
-            From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        use futures::SinkExt;
         let session = super::query::session(client)?;
         let Some(pending) = session.copy_in().take() else {
             return Err(super::startup::user_error(sqlstate::error(
@@ -613,29 +603,18 @@ impl pgwire::api::copy::CopyHandler for CopyInHandler {
                 super::startup::user_error(sqlstate::error("XX000", format!("COPY failed: {e}")))
             })?
             .map_err(super::query::engine_error)?;
-        let tag = pgwire::api::results::Tag::new("COPY").with_rows(rows as usize);
+        let tag = Tag::new("COPY").with_rows(rows as usize);
         client
-            .feed(pgwire::messages::PgWireBackendMessage::CommandComplete(
-                tag.into(),
-            ))
+            .feed(PgWireBackendMessage::CommandComplete(tag.into()))
             .await?;
         Ok(())
     }
 
-    async fn on_copy_fail<C>(
-        &self,
-        client: &mut C,
-        fail: pgwire::messages::copy::CopyFail,
-    ) -> pgwire::error::PgWireError
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
     where
-        C: pgwire::api::ClientInfo
-            + futures::Sink<pgwire::messages::PgWireBackendMessage>
-            + Unpin
-            + Send
-            + Sync,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: std::fmt::Debug,
-        pgwire::error::PgWireError:
-            From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let Ok(session) = super::query::session(client) {
             session.copy_in().take();
