@@ -9,11 +9,14 @@
 //!   connection's task, cancellation, statement_timeout, NOTICE progress;
 //! - [`session`], [`settings`], [`functions`]: per-connection state, SET / SHOW and
 //!   `current_setting()`;
+//! - [`copy`]: COPY TO STDOUT / FROM STDIN;
+//! - [`rewrite`]: rewrites of drivers' catalog SQL that DataFusion cannot plan as written;
 //! - [`sqlstate`]: error codes.
 
 mod copy;
 mod functions;
 mod query;
+mod rewrite;
 mod session;
 mod settings;
 pub mod sqlstate;
@@ -68,6 +71,14 @@ pub struct Shared {
 impl Shared {
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    fn authentication(&self) -> &'static str {
+        if self.users.is_empty() {
+            "trust (loopback)"
+        } else {
+            "scram-sha-256"
+        }
     }
 
     fn shutting_down(&self) -> bool {
@@ -172,7 +183,7 @@ impl Server {
         tracing::info!(
             listen = %self.listener.local_addr()?,
             tls = self.tls.is_some(),
-            authentication = if self.shared.users.is_empty() { "trust (loopback)" } else { "scram-sha-256" },
+            authentication = self.shared.authentication(),
             max_connections = self.shared.max_connections,
             "tenure is accepting PostgreSQL connections"
         );

@@ -46,6 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
 use super::copy;
+use super::rewrite;
 use super::session::{Session, StopReason, Transaction};
 use super::sqlstate;
 use super::startup::user_error;
@@ -226,248 +227,91 @@ fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
         other => return Action::Run(Arc::new(Statement::DataFusion(other))),
     };
     match *inner {
-            SqlStatement::StartTransaction { .. } => Action::Begin,
-            SqlStatement::Commit { .. } => Action::Commit,
-            SqlStatement::Rollback { savepoint: None, .. } => Action::Rollback,
-            SqlStatement::Savepoint { name } => Action::Savepoint(name.value.to_lowercase()),
-            SqlStatement::ReleaseSavepoint { name } => {
-                Action::ReleaseSavepoint(name.value.to_lowercase())
+        SqlStatement::StartTransaction { .. } => Action::Begin,
+        SqlStatement::Commit { .. } => Action::Commit,
+        SqlStatement::Rollback {
+            savepoint: None, ..
+        } => Action::Rollback,
+        SqlStatement::Savepoint { name } => Action::Savepoint(name.value.to_lowercase()),
+        SqlStatement::ReleaseSavepoint { name } => {
+            Action::ReleaseSavepoint(name.value.to_lowercase())
+        }
+        SqlStatement::Rollback {
+            savepoint: Some(name),
+            ..
+        } => Action::RollbackToSavepoint(name.value.to_lowercase()),
+        SqlStatement::Set(Set::SingleAssignment {
+            variable, values, ..
+        }) => {
+            let name = object_name(&variable);
+            if name.starts_with("datafusion.") {
+                // DataFusion's own options apply to the session's context.
+                return Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(
+                    Box::new(SqlStatement::Set(Set::SingleAssignment {
+                        scope: None,
+                        hivevar: false,
+                        variable,
+                        values,
+                    })),
+                ))));
             }
-            SqlStatement::Rollback {
-                savepoint: Some(name),
-                ..
-            } => Action::RollbackToSavepoint(name.value.to_lowercase()),
-            SqlStatement::Set(Set::SingleAssignment {
-                variable, values, ..
-            }) => {
-                let name = object_name(&variable);
-                if name.starts_with("datafusion.") {
-                    // DataFusion's own options apply to the session's context.
-                    return Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(
-                        Box::new(SqlStatement::Set(Set::SingleAssignment {
-                            scope: None,
-                            hivevar: false,
-                            variable,
-                            values,
-                        })),
-                    ))));
-                }
-                Action::Set {
-                    name,
-                    value: setting_value(&values),
-                }
-            }
-            SqlStatement::Set(Set::SetTimeZone { value, .. }) => Action::Set {
-                name: "TimeZone".into(),
-                value: setting_value(std::slice::from_ref(&value)),
-            },
-            SqlStatement::Set(Set::SetNames { charset_name, .. }) => Action::Set {
-                name: "client_encoding".into(),
-                value: Some(charset_name.value),
-            },
-            SqlStatement::Set(Set::SetTransaction { .. }) => Action::Ignore("SET"),
-            SqlStatement::Set(Set::SetSessionAuthorization(_)) | SqlStatement::Set(Set::SetRole { .. }) => {
-                Action::Unsupported("SET ROLE and SET SESSION AUTHORIZATION are not supported".into())
-            }
-            SqlStatement::ShowVariable { variable } => {
-                let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
-                Action::Show(show_name(&words))
-            }
-            SqlStatement::Reset(reset) => match reset.reset {
-                Reset::ALL => Action::Reset(None),
-                Reset::ConfigurationParameter(name) => Action::Reset(Some(object_name(&name))),
-            },
-            SqlStatement::Discard { .. } => Action::Discard,
-            SqlStatement::Deallocate { .. } => Action::Ignore("DEALLOCATE"),
-            SqlStatement::Declare { .. } | SqlStatement::Fetch { .. } | SqlStatement::Close { .. } => {
-                Action::Unsupported("cursors (DECLARE, FETCH, CLOSE) are not supported yet; use the extended protocol's row limits".into())
-            }
-            other => {
-                // The compatibility parser also replaces whole client queries that DataFusion
-                // cannot run (a few of psql's and pgcli's); use it when it reads the text
-                // as this one statement.
-                let mut rewritten = match shared.compat.parse(text) {
-                    Ok(mut parsed) if parsed.len() == 1 => parsed.remove(0),
-                    _ => shared.compat.rewrite(other),
-                };
-                rewrite_name_lookups(&mut rewritten);
-                rewrite_like_escapes(&mut rewritten);
-                if text.contains("pg_catalog") {
-                    aggregate_catalog_subqueries(&mut rewritten);
-                }
-                Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(
-                    Box::new(rewritten),
-                ))))
+            Action::Set {
+                name,
+                value: setting_value(&values),
             }
         }
-}
-
-/// `to_regtype(name)` and `to_regclass(name)`, which drivers use to look types and tables up
-/// (psycopg's TypeInfo, SQLAlchemy), as scalar subqueries over pg_catalog.
-fn rewrite_name_lookups(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::{
-        FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut,
-    };
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    let _ = visit_expressions_mut(statement, |expr| {
-        if let SqlExpr::Function(function) = expr {
-            let name = function.name.to_string().to_ascii_lowercase();
-            let name = name.trim_start_matches("pg_catalog.");
-            if let FunctionArguments::List(list) = &function.args
-                && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice()
-            {
-                let lookup = match name {
-                    "to_regtype" => Some(format!(
-                        "(SELECT oid FROM pg_catalog.pg_type WHERE typname = \
-                         CASE lower({arg}) {} ELSE lower({arg}) END LIMIT 1)",
-                        TYPE_ALIASES
-                            .iter()
-                            .map(|(sql, pg)| format!("WHEN '{sql}' THEN '{pg}'"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )),
-                    "to_regclass" => Some(format!(
-                        "(SELECT oid FROM pg_catalog.pg_class WHERE relname = {arg} LIMIT 1)"
-                    )),
-                    _ => None,
-                };
-                if let Some(sql) = lookup
-                    && let Ok(parsed) =
-                        datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
-                            .try_with_sql(&sql)
-                            .and_then(|mut p| p.parse_expr())
-                {
-                    *expr = parsed;
-                }
+        SqlStatement::Set(Set::SetTimeZone { value, .. }) => Action::Set {
+            name: "TimeZone".into(),
+            value: setting_value(std::slice::from_ref(&value)),
+        },
+        SqlStatement::Set(Set::SetNames { charset_name, .. }) => Action::Set {
+            name: "client_encoding".into(),
+            value: Some(charset_name.value),
+        },
+        SqlStatement::Set(Set::SetTransaction { .. }) => Action::Ignore("SET"),
+        SqlStatement::Set(Set::SetSessionAuthorization(_))
+        | SqlStatement::Set(Set::SetRole { .. }) => {
+            Action::Unsupported("SET ROLE and SET SESSION AUTHORIZATION are not supported".into())
+        }
+        SqlStatement::Comment { .. } => {
+            Action::Unsupported("COMMENT ON is not supported yet".into())
+        }
+        SqlStatement::ShowVariable { variable } => {
+            let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
+            Action::Show(show_name(&words))
+        }
+        SqlStatement::Reset(reset) => match reset.reset {
+            Reset::ALL => Action::Reset(None),
+            Reset::ConfigurationParameter(name) => Action::Reset(Some(object_name(&name))),
+        },
+        SqlStatement::Discard { .. } => Action::Discard,
+        SqlStatement::Deallocate { .. } => Action::Ignore("DEALLOCATE"),
+        SqlStatement::Declare { .. } | SqlStatement::Fetch { .. } | SqlStatement::Close { .. } => {
+            Action::Unsupported(
+                "cursors (DECLARE, FETCH, CLOSE) are not supported yet; read large results \
+                 with the extended protocol's row limits"
+                    .into(),
+            )
+        }
+        other => {
+            // The compatibility parser also replaces whole client queries that DataFusion
+            // cannot run (a few of psql's and pgcli's); use it when it reads the text
+            // as this one statement.
+            let mut rewritten = match shared.compat.parse(text) {
+                Ok(mut parsed) if parsed.len() == 1 => parsed.remove(0),
+                _ => shared.compat.rewrite(other),
+            };
+            rewrite::rewrite_name_lookups(&mut rewritten);
+            rewrite::rewrite_like_escapes(&mut rewritten);
+            if text.contains("pg_catalog") {
+                rewrite::aggregate_catalog_subqueries(&mut rewritten);
             }
+            Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(
+                Box::new(rewritten),
+            ))))
         }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-}
-
-/// Drivers' catalog queries use correlated scalar subqueries that PostgreSQL knows return
-/// at most one row (a column's default, its collation), which DataFusion only plans when
-/// aggregated: wrap the single result in `max()`. Applied to queries over pg_catalog only,
-/// where the subqueries look rows up by key.
-fn aggregate_catalog_subqueries(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::{
-        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
-        GroupByExpr, Ident, SelectItem, SetExpr, visit_expressions_mut,
-    };
-    let _ = visit_expressions_mut(statement, |expr| {
-        if let SqlExpr::Subquery(query) = expr
-            && let SetExpr::Select(select) = query.body.as_mut()
-            && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
-            && query.limit_clause.is_none()
-            && let [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] =
-                select.projection.as_mut_slice()
-            && !matches!(item, SqlExpr::Function(f) if ["max", "min", "count", "sum", "avg", "array_agg", "string_agg", "bool_and", "bool_or"].contains(&f.name.to_string().to_ascii_lowercase().as_str()))
-        {
-            let inner = std::mem::replace(item, SqlExpr::Value(Value::Null.into()));
-            *item = SqlExpr::Function(Function {
-                name: ObjectName::from(vec![Ident::new("max")]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::List(FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
-                    clauses: vec![],
-                }),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            });
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-}
-
-/// `LIKE 'pg/_%' ESCAPE '/'`: DataFusion knows only the backslash as escape character, so a
-/// literal pattern with another one is rewritten to use the backslash.
-fn rewrite_like_escapes(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
-    fn convert(pattern: &str, escape: char) -> String {
-        let mut out = String::with_capacity(pattern.len() + 4);
-        let mut chars = pattern.chars();
-        while let Some(c) = chars.next() {
-            if c == escape {
-                out.push('\\');
-                if let Some(next) = chars.next() {
-                    out.push(next);
-                }
-            } else if c == '\\' {
-                out.push_str("\\\\");
-            } else {
-                out.push(c);
-            }
-        }
-        out
     }
-    let _ = visit_expressions_mut(statement, |expr| {
-        if let SqlExpr::Like {
-            pattern,
-            escape_char,
-            ..
-        }
-        | SqlExpr::ILike {
-            pattern,
-            escape_char,
-            ..
-        } = expr
-            && let Some(escape) = escape_char
-            && let Value::SingleQuotedString(e) = &escape.value
-            && let Some(e) = e.chars().next().filter(|c| *c != '\\')
-        {
-            match pattern.as_mut() {
-                SqlExpr::Value(p) if matches!(p.value, Value::SingleQuotedString(_)) => {
-                    if let Value::SingleQuotedString(text) = &p.value {
-                        p.value = Value::SingleQuotedString(convert(text, e));
-                    }
-                }
-                // A parameter: convert when the value arrives.
-                other => {
-                    let escaped = if e.is_ascii_alphanumeric() {
-                        e.to_string()
-                    } else {
-                        format!("\\{e}")
-                    };
-                    let sql = format!(
-                        "regexp_replace(replace({other}, '\\', '\\\\'), '{escaped}(.)', '\\${{1}}', 'g')"
-                    );
-                    match datafusion::sql::sqlparser::parser::Parser::new(
-                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-                    )
-                    .try_with_sql(&sql)
-                    .and_then(|mut p| p.parse_expr())
-                    {
-                        Ok(parsed) => *other = parsed,
-                        Err(_) => return std::ops::ControlFlow::Continue(()),
-                    }
-                }
-            }
-            *escape_char = None;
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
 }
-
-/// SQL type names and the pg_type names they stand for.
-const TYPE_ALIASES: &[(&str, &str)] = &[
-    ("bigint", "int8"),
-    ("integer", "int4"),
-    ("int", "int4"),
-    ("smallint", "int2"),
-    ("double precision", "float8"),
-    ("real", "float4"),
-    ("boolean", "bool"),
-    ("character varying", "varchar"),
-    ("character", "bpchar"),
-    ("decimal", "numeric"),
-    ("timestamp without time zone", "timestamp"),
-    ("timestamp with time zone", "timestamptz"),
-    ("time without time zone", "time"),
-];
 
 /// The target type of each placeholder that appears directly under a cast.
 fn cast_placeholder_types(plan: &LogicalPlan) -> Vec<(String, DataType)> {
@@ -1112,13 +956,16 @@ impl Drop for Running {
     }
 }
 
+/// One batch's messages.
+type Encoded<T> = Box<dyn Iterator<Item = PgWireResult<T>> + Send>;
+
 /// The result's messages as the client receives them (DataRow or CopyData), encoded batch
 /// by batch with `encode`.
 fn encoded_stream<T: Send + 'static>(
     batches: mpsc::Receiver<Batch>,
     running: Running,
     first: Vec<T>,
-    encode: impl FnMut(RecordBatch) -> Box<dyn Iterator<Item = PgWireResult<T>> + Send> + Send + 'static,
+    encode: impl FnMut(RecordBatch) -> Encoded<T> + Send + 'static,
 ) -> impl Stream<Item = PgWireResult<T>> + Send {
     struct State<T, E> {
         batches: mpsc::Receiver<Batch>,
@@ -1303,6 +1150,8 @@ impl SimpleQueryHandler for QueryHandler {
             }
             session.fail_transaction();
             let info = ErrorInfo::from(e);
+            let peer = client.socket_addr();
+            tracing::info!(%peer, code = %info.code, "error: {}", info.message);
             client
                 .feed(PgWireBackendMessage::ErrorResponse(info.into()))
                 .await?;
@@ -1330,7 +1179,10 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         // on_query above answers every statement itself.
-        unreachable!("QueryHandler::on_query does not call do_query")
+        Err(user_error(sqlstate::error(
+            "XX000",
+            "internal error: simple queries are answered by on_query",
+        )))
     }
 }
 

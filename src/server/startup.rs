@@ -80,7 +80,8 @@ impl Startup {
             return Err(user_error(sqlstate::fatal(
                 sqlstate::INVALID_CATALOG_NAME,
                 format!(
-                    "database \"{database}\" does not exist; tenure serves one database, \"{CATALOG_NAME}\""
+                    "database \"{database}\" does not exist; tenure serves one database, \
+                     \"{CATALOG_NAME}\""
                 ),
             )));
         }
@@ -88,7 +89,8 @@ impl Startup {
             return Err(user_error(sqlstate::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
                 format!(
-                    "role \"{user}\" does not exist; connect as \"{DEFAULT_USER}\" (or configure [[users]])"
+                    "role \"{user}\" does not exist; connect as \"{DEFAULT_USER}\" \
+                     (or configure [[users]])"
                 ),
             )));
         }

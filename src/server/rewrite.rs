@@ -1,0 +1,190 @@
+//! Rewrites of client SQL for PostgreSQL compatibility, beside datafusion-pg-catalog's own
+//! (applied first): what drivers send in their catalog and introspection queries that
+//! DataFusion cannot plan as written.
+
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, ObjectName, Statement as SqlStatement, Value,
+};
+
+/// `to_regtype(name)` and `to_regclass(name)`, which drivers use to look types and tables up
+/// (psycopg's TypeInfo, SQLAlchemy), as scalar subqueries over pg_catalog.
+pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{
+        FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut,
+    };
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Function(function) = expr {
+            let name = function.name.to_string().to_ascii_lowercase();
+            let name = name.trim_start_matches("pg_catalog.");
+            if let FunctionArguments::List(list) = &function.args
+                && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice()
+            {
+                let lookup = match name {
+                    "to_regtype" => Some(format!(
+                        "(SELECT oid FROM pg_catalog.pg_type WHERE typname = \
+                         CASE lower({arg}) {} ELSE lower({arg}) END LIMIT 1)",
+                        TYPE_ALIASES
+                            .iter()
+                            .map(|(sql, pg)| format!("WHEN '{sql}' THEN '{pg}'"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )),
+                    "to_regclass" => Some(format!(
+                        "(SELECT oid FROM pg_catalog.pg_class WHERE relname = {arg} LIMIT 1)"
+                    )),
+                    _ => None,
+                };
+                if let Some(sql) = lookup
+                    && let Ok(parsed) =
+                        datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+                            .try_with_sql(&sql)
+                            .and_then(|mut p| p.parse_expr())
+                {
+                    *expr = parsed;
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Drivers' catalog queries use correlated scalar subqueries that PostgreSQL knows return
+/// at most one row (a column's default, its collation), which DataFusion only plans when
+/// aggregated: wrap the single result in `max()`. Applied to queries over pg_catalog only,
+/// where the subqueries look rows up by key.
+pub fn aggregate_catalog_subqueries(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+        GroupByExpr, Ident, SelectItem, SetExpr, visit_expressions_mut,
+    };
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Subquery(query) = expr
+            && let SetExpr::Select(select) = query.body.as_mut()
+            && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
+            && query.limit_clause.is_none()
+            && let [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] =
+                select.projection.as_mut_slice()
+            && !is_aggregate_call(item)
+        {
+            let inner = std::mem::replace(item, SqlExpr::Value(Value::Null.into()));
+            *item = SqlExpr::Function(Function {
+                name: ObjectName::from(vec![Ident::new("max")]),
+                uses_odbc_syntax: false,
+                parameters: FunctionArguments::None,
+                args: FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
+                    clauses: vec![],
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: vec![],
+            });
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `LIKE 'pg/_%' ESCAPE '/'`: DataFusion knows only the backslash as escape character, so a
+/// literal pattern with another one is rewritten to use the backslash.
+pub fn rewrite_like_escapes(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
+    fn convert(pattern: &str, escape: char) -> String {
+        let mut out = String::with_capacity(pattern.len() + 4);
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            if c == escape {
+                out.push('\\');
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            } else if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | SqlExpr::ILike {
+            pattern,
+            escape_char,
+            ..
+        } = expr
+            && let Some(escape) = escape_char
+            && let Value::SingleQuotedString(e) = &escape.value
+            && let Some(e) = e.chars().next().filter(|c| *c != '\\')
+        {
+            match pattern.as_mut() {
+                SqlExpr::Value(p) if matches!(p.value, Value::SingleQuotedString(_)) => {
+                    if let Value::SingleQuotedString(text) = &p.value {
+                        p.value = Value::SingleQuotedString(convert(text, e));
+                    }
+                }
+                // A parameter: convert when the value arrives.
+                other => {
+                    let escaped = if e.is_ascii_alphanumeric() {
+                        e.to_string()
+                    } else {
+                        format!("\\{e}")
+                    };
+                    let sql = format!(
+                        "regexp_replace(replace({other}, '\\', '\\\\'), '{escaped}(.)', '\\${{1}}', 'g')"
+                    );
+                    match datafusion::sql::sqlparser::parser::Parser::new(
+                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                    )
+                    .try_with_sql(&sql)
+                    .and_then(|mut p| p.parse_expr())
+                    {
+                        Ok(parsed) => *other = parsed,
+                        Err(_) => return std::ops::ControlFlow::Continue(()),
+                    }
+                }
+            }
+            *escape_char = None;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+fn is_aggregate_call(expr: &SqlExpr) -> bool {
+    const AGGREGATES: &[&str] = &[
+        "max",
+        "min",
+        "count",
+        "sum",
+        "avg",
+        "array_agg",
+        "string_agg",
+        "bool_and",
+        "bool_or",
+    ];
+    matches!(expr, SqlExpr::Function(f)
+        if AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str()))
+}
+
+/// SQL type names and the pg_type names they stand for.
+const TYPE_ALIASES: &[(&str, &str)] = &[
+    ("bigint", "int8"),
+    ("integer", "int4"),
+    ("int", "int4"),
+    ("smallint", "int2"),
+    ("double precision", "float8"),
+    ("real", "float4"),
+    ("boolean", "bool"),
+    ("character varying", "varchar"),
+    ("character", "bpchar"),
+    ("decimal", "numeric"),
+    ("timestamp without time zone", "timestamp"),
+    ("timestamp with time zone", "timestamptz"),
+    ("time without time zone", "time"),
+];
