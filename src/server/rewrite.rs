@@ -188,3 +188,60 @@ const TYPE_ALIASES: &[(&str, &str)] = &[
     ("timestamp with time zone", "timestamptz"),
     ("time without time zone", "time"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn rewritten(sql: &str, rewrite: fn(&mut SqlStatement)) -> String {
+        let mut statement = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_statement())
+            .unwrap();
+        rewrite(&mut statement);
+        statement.to_string()
+    }
+
+    #[test]
+    fn like_escape_characters_become_backslashes() {
+        let sql = rewritten(
+            "SELECT 1 FROM t WHERE name NOT LIKE 'pg/_%' ESCAPE '/'",
+            rewrite_like_escapes,
+        );
+        assert!(
+            sql.contains("NOT LIKE 'pg\\_%'") && !sql.contains("ESCAPE"),
+            "{sql}"
+        );
+        let sql = rewritten(
+            "SELECT 1 FROM t WHERE name LIKE $1 ESCAPE '/'",
+            rewrite_like_escapes,
+        );
+        assert!(
+            sql.contains("regexp_replace") && !sql.contains("ESCAPE"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn name_lookups_become_catalog_subqueries() {
+        let sql = rewritten("SELECT to_regtype('bigint')", rewrite_name_lookups);
+        assert!(
+            sql.contains("FROM pg_catalog.pg_type") && sql.contains("'int8'"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn catalog_scalar_subqueries_are_aggregated() {
+        let sql = rewritten(
+            "SELECT (SELECT d.adbin FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid) \
+             FROM pg_catalog.pg_attribute a",
+            aggregate_catalog_subqueries,
+        );
+        assert!(sql.contains("SELECT max(d.adbin)"), "{sql}");
+        let already = "SELECT (SELECT count(*) FROM pg_catalog.pg_class)";
+        assert_eq!(rewritten(already, aggregate_catalog_subqueries), already);
+    }
+}
