@@ -81,7 +81,12 @@ impl TestServer {
 
     /// Runs psql with `args` against this server; returns (success, stdout, stderr).
     fn psql(&self, args: &[&str]) -> (bool, String, String) {
-        let output = Command::new("psql")
+        self.psql_with_input(args, b"")
+    }
+
+    /// As [`TestServer::psql`], with `input` on psql's standard input (COPY FROM STDIN).
+    fn psql_with_input(&self, args: &[&str], input: &[u8]) -> (bool, String, String) {
+        let mut child = Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
             .args([
                 "-U",
@@ -94,8 +99,13 @@ impl TestServer {
             ])
             .args(args)
             .env("PGCONNECT_TIMEOUT", "10")
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("psql runs (apt-get install postgresql-client)");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let output = child.wait_with_output().unwrap();
         (
             output.status.success(),
             String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -855,65 +865,20 @@ async fn copy_to_stdout_and_from_stdin() {
 
     // A subset of columns; the others are NULL. A bad value names its column and
     // nothing is written.
-    let mut child = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
-        .args([
-            "-U",
-            "tenure",
-            "-d",
-            "tenure",
-            "-X",
-            "-c",
-            "COPY dst (id, name) FROM STDIN",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"10\tten\n11\televen\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (ok, out, err) = server.psql_with_input(
+        &["-c", "COPY dst (id, name) FROM STDIN"],
+        b"10\tten\n11\televen\n",
     );
+    assert!(ok, "{out}{err}");
     assert_eq!(
         simple_rows(&client, "SELECT name, amount FROM dst WHERE id = 11").await,
         [[Some("eleven".into()), None]]
     );
-    let mut child = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
-        .args([
-            "-U",
-            "tenure",
-            "-d",
-            "tenure",
-            "-X",
-            "-c",
-            "COPY dst (id, amount) FROM STDIN",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"12\t1.0\n13\tlots\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success() && stderr.contains("column amount"),
-        "{stderr}"
+    let (ok, out, err) = server.psql_with_input(
+        &["-c", "COPY dst (id, amount) FROM STDIN"],
+        b"12\t1.0\n13\tlots\n",
     );
+    assert!(!ok && err.contains("column amount"), "{out}{err}");
     assert_eq!(
         simple_rows(&client, "SELECT count(*) FROM dst WHERE id >= 12").await,
         [[Some("0".into())]]

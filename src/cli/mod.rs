@@ -153,7 +153,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                  tenure sql -c \"SELECT count(*) FROM orders\"\n  \
                  tenure sql -c \"SELECT * FROM rfm ORDER BY monetary DESC LIMIT 10\"\n  \
                  tenure sql -c \"SELECT * FROM funnel\"\n  \
-                 tenure sql            (interactive; \\d lists the tables)",
+                 tenure sql            (interactive; \\d lists the tables)\n  \
+                 tenure serve          (then psql \"host=127.0.0.1 port=5433 user=tenure dbname=tenure\")",
                 engine.data_dir().root().display()
             );
             Ok(())

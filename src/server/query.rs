@@ -1006,6 +1006,20 @@ fn encoded_stream<T: Send + 'static>(
     })
 }
 
+/// SHOW's columns: one named after the setting, or name, setting, description for ALL.
+fn show_fields(name: &str, format: &Format) -> Vec<FieldInfo> {
+    let columns: Vec<&str> = if name.eq_ignore_ascii_case("all") {
+        vec!["name", "setting", "description"]
+    } else {
+        vec![name]
+    };
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| FieldInfo::new(c.to_string(), None, None, Type::TEXT, format.format_for(i)))
+        .collect()
+}
+
 /// `SHOW name` (one column named after the setting) or `SHOW ALL`.
 fn show_response(
     name: &str,
@@ -1013,17 +1027,7 @@ fn show_response(
     format: &Format,
 ) -> QueryResponse {
     let all = name.eq_ignore_ascii_case("all");
-    let columns: Vec<&str> = if all {
-        vec!["name", "setting", "description"]
-    } else {
-        vec![name]
-    };
-    let fields: Vec<FieldInfo> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| FieldInfo::new(c.to_string(), None, None, Type::TEXT, format.format_for(i)))
-        .collect();
-    let fields = Arc::new(fields);
+    let fields = Arc::new(show_fields(name, format));
     let encoded: Vec<PgWireResult<pgwire::messages::data::DataRow>> = rows
         .into_iter()
         .map(|(n, v, d)| {
@@ -1246,18 +1250,7 @@ impl QueryParser for Parser {
     ) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
         if let Action::Show(name) = &statement.action {
-            let columns: Vec<&str> = if name.eq_ignore_ascii_case("all") {
-                vec!["name", "setting", "description"]
-            } else {
-                vec![name.as_str()]
-            };
-            return Ok(columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    FieldInfo::new(c.to_string(), None, None, Type::TEXT, format.format_for(i))
-                })
-                .collect());
+            return Ok(show_fields(name, format));
         }
         match &statement.planned {
             Some(planned) if returns_rows(&planned.plan) => {
