@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::btyd::{BgNbd, GammaGamma};
 use crate::classifier::ClassifierSpec;
 use crate::error::{Error, Result};
 use crate::preprocess::{FeatureColumn, FeatureKind};
@@ -28,6 +29,8 @@ pub struct FeatureSpec {
 #[serde(rename_all = "snake_case")]
 pub enum ModelSpec {
     Classifier(ClassifierSpec),
+    Bgnbd(BgNbd),
+    GammaGamma(GammaGamma),
 }
 
 /// Everything known about one model version except its weights.

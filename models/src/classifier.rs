@@ -801,7 +801,9 @@ mod tests {
         let truth_auc = roc_auc(&truth, &data.target);
         for hidden in ["", "16,8"] {
             let model = train(&data, &[("hidden", hidden), ("epochs", "40")]).unwrap();
-            let Model::Classifier(c) = &model;
+            let Model::Classifier(c) = &model else {
+                panic!("a classifier")
+            };
             let auc = c.spec.training.validation.roc_auc;
             // The validation split is a fifth of the rows; the truth's AUC on all rows is the
             // ceiling the model can approach.
@@ -855,7 +857,9 @@ mod tests {
     fn logistic_explanations_add_up_to_the_prediction() {
         let (data, _) = synthetic(2000, 3);
         let model = train(&data, &[("hidden", ""), ("epochs", "5")]).unwrap();
-        let Model::Classifier(c) = &model;
+        let Model::Classifier(c) = &model else {
+            panic!("a classifier")
+        };
         let (p, explanation) =
             with_views(&data, |v| (c.predict(v).unwrap(), c.explain(v).unwrap()));
         for row in [0, 1, 17] {
@@ -868,7 +872,9 @@ mod tests {
         }
         // Integrated gradients nearly add up too (completeness), within the Riemann error.
         let mlp = train(&data, &[("hidden", "8"), ("epochs", "3")]).unwrap();
-        let Model::Classifier(c) = &mlp;
+        let Model::Classifier(c) = &mlp else {
+            panic!("a classifier")
+        };
         let (p, explanation) =
             with_views(&data, |v| (c.predict(v).unwrap(), c.explain(v).unwrap()));
         let total = explanation.baseline + explanation.contributions[0].iter().sum::<f64>();
@@ -883,7 +889,9 @@ mod tests {
     fn the_fused_cpu_path_matches_candle() {
         let (data, _) = synthetic(1500, 6);
         let model = train(&data, &[("hidden", "24,12"), ("epochs", "2")]).unwrap();
-        let Model::Classifier(c) = &model;
+        let Model::Classifier(c) = &model else {
+            panic!("a classifier")
+        };
         // 1500 rows: two full blocks and a partial one.
         let matrix = with_views(&data, |v| c.spec.preprocessor.transform(v).unwrap());
         let fused = c.predict_encoded(&matrix).unwrap();

@@ -8,12 +8,15 @@
 //! - [`classifier`]: KIND churn_classifier, an MLP or logistic regression trained with AdamW.
 //! - [`dense`]: the fused CPU forward pass that scores dense networks block by block.
 //! - [`metrics`]: ROC AUC, PR AUC, log loss, threshold metrics, calibration.
+//! - [`btyd`]: KIND bgnbd and gamma_gamma, the BG/NBD and Gamma-Gamma models of purchases and
+//!   spend, and customer lifetime value.
 //! - [`artifact`]: the JSON model card and safetensors weights.
 //! - [`options`]: OPTIONS (...) parsing with errors that list what a kind accepts.
 //!
 //! [`Model`] is the one type the other crates hold: any trained model, by kind.
 
 pub mod artifact;
+pub mod btyd;
 pub mod classifier;
 pub mod dense;
 pub mod error;
@@ -37,14 +40,33 @@ pub use preprocess::{FeatureColumn, FeatureKind, FeatureValues};
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     ChurnClassifier,
+    Bgnbd,
+    GammaGamma,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::ChurnClassifier];
+    pub const ALL: &'static [Kind] = &[Kind::ChurnClassifier, Kind::Bgnbd, Kind::GammaGamma];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::ChurnClassifier => "churn_classifier",
+            Kind::Bgnbd => "bgnbd",
+            Kind::GammaGamma => "gamma_gamma",
+        }
+    }
+
+    /// Whether the kind trains with candle and so takes a `device` option. The BTYD kinds
+    /// are f64 likelihoods over a few parameters and always run on the CPU.
+    pub fn uses_device(self) -> bool {
+        matches!(self, Kind::ChurnClassifier)
+    }
+
+    /// The training columns a kind reads by position, for kinds that fix them.
+    pub fn fixed_inputs(self) -> Option<&'static [&'static str]> {
+        match self {
+            Kind::ChurnClassifier => None,
+            Kind::Bgnbd => Some(&["frequency", "recency", "t"]),
+            Kind::GammaGamma => Some(&["frequency", "monetary_value"]),
         }
     }
 
@@ -79,6 +101,8 @@ impl std::fmt::Display for Kind {
 #[derive(Debug, Clone)]
 pub enum Model {
     Classifier(Classifier),
+    Bgnbd(btyd::BgNbd),
+    GammaGamma(btyd::GammaGamma),
 }
 
 impl Model {
@@ -97,6 +121,30 @@ impl Model {
                     data, &parsed, on_epoch, cancel,
                 )?))
             }
+            Kind::Bgnbd => {
+                let parsed = BtydOptions::from_options(options, kind)?;
+                let [x, recency, age] = numeric_inputs::<3>(kind, data)?;
+                let cancelled = || cancel.load(std::sync::atomic::Ordering::Relaxed);
+                Ok(Model::Bgnbd(btyd::BgNbd::fit(
+                    x,
+                    recency,
+                    age,
+                    parsed.time_unit,
+                    parsed.penalizer,
+                    &cancelled,
+                )?))
+            }
+            Kind::GammaGamma => {
+                let parsed = BtydOptions::from_options(options, kind)?;
+                let [x, monetary] = numeric_inputs::<2>(kind, data)?;
+                let cancelled = || cancel.load(std::sync::atomic::Ordering::Relaxed);
+                Ok(Model::GammaGamma(btyd::GammaGamma::fit(
+                    x,
+                    monetary,
+                    parsed.penalizer,
+                    &cancelled,
+                )?))
+            }
         }
     }
 
@@ -109,13 +157,29 @@ impl Model {
                 tensors,
                 device,
             )?)),
+            ModelSpec::Bgnbd(spec) => Ok(Model::Bgnbd(spec.clone())),
+            ModelSpec::GammaGamma(spec) => Ok(Model::GammaGamma(spec.clone())),
         }
     }
 
-    /// Scores one batch of feature columns: a probability per row for classifiers.
+    /// Scores one batch of feature columns: a probability per row for classifiers, P(alive)
+    /// for BG/NBD, the expected spend per transaction for Gamma-Gamma (NaN where the input is
+    /// not valid for the model).
     pub fn predict(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<f64>> {
         match self {
             Model::Classifier(c) => c.predict(columns),
+            Model::Bgnbd(m) => {
+                let [x, recency, age] = numeric_columns::<3>(columns)?;
+                Ok((0..x.len())
+                    .map(|i| m.p_alive(x[i], recency[i], age[i]))
+                    .collect())
+            }
+            Model::GammaGamma(m) => {
+                let [x, monetary] = numeric_columns::<2>(columns)?;
+                Ok((0..x.len())
+                    .map(|i| m.expected_spend(x[i], monetary[i]))
+                    .collect())
+            }
         }
     }
 
@@ -123,6 +187,8 @@ impl Model {
     pub fn spec(&self) -> ModelSpec {
         match self {
             Model::Classifier(c) => ModelSpec::Classifier(c.spec.clone()),
+            Model::Bgnbd(m) => ModelSpec::Bgnbd(m.clone()),
+            Model::GammaGamma(m) => ModelSpec::GammaGamma(m.clone()),
         }
     }
 
@@ -137,13 +203,17 @@ impl Model {
                 .into_iter()
                 .map(|(n, v)| (n.to_string(), v))
                 .collect(),
+            Model::Bgnbd(m) => m.metrics(),
+            Model::GammaGamma(m) => m.metrics(),
         }
     }
 
-    /// Safetensors bytes of the weights.
+    /// Safetensors bytes of the weights; none for the BTYD kinds, whose few parameters are
+    /// in the card.
     pub fn weights(&self) -> Result<Vec<u8>> {
         match self {
             Model::Classifier(c) => artifact::serialize_weights(&c.tensors()),
+            Model::Bgnbd(_) | Model::GammaGamma(_) => artifact::serialize_weights(&[]),
         }
     }
 
@@ -151,6 +221,8 @@ impl Model {
     pub fn training_summary(&self) -> (u64, f64) {
         match self {
             Model::Classifier(c) => (c.spec.training.rows, c.spec.training.seconds),
+            Model::Bgnbd(m) => (m.fit.customers, m.fit.seconds),
+            Model::GammaGamma(m) => (m.fit.customers, m.fit.seconds),
         }
     }
 }
@@ -207,5 +279,81 @@ pub fn check_options(kind: Kind, options: &mut Options) -> Result<()> {
             let parsed = ClassifierOptions::from_options(options, kind.name())?;
             device(&parsed.device).map(|_| ())
         }
+        Kind::Bgnbd | Kind::GammaGamma => BtydOptions::from_options(options, kind).map(|_| ()),
     }
+}
+
+/// OPTIONS of the BTYD kinds.
+struct BtydOptions {
+    time_unit: btyd::TimeUnit,
+    penalizer: f64,
+}
+
+impl BtydOptions {
+    fn from_options(options: &mut Options, kind: Kind) -> Result<BtydOptions> {
+        let time_unit = match (kind, options.get("time_unit")) {
+            (Kind::Bgnbd, Some(unit)) => btyd::TimeUnit::parse(unit)?,
+            _ => btyd::TimeUnit::default(),
+        };
+        let penalizer = options.number("penalizer", 0.0, 0.0..=1e6)?;
+        if kind != Kind::Bgnbd {
+            // time_unit was looked up above; only bgnbd may have it.
+            options.forget("time_unit");
+        }
+        options.finish(kind.name())?;
+        Ok(BtydOptions {
+            time_unit,
+            penalizer,
+        })
+    }
+}
+
+/// The `N` training columns of a kind with fixed inputs, which must all be numeric.
+fn numeric_inputs<const N: usize>(kind: Kind, data: &TrainingData) -> Result<[&[f64]; N]> {
+    let expected = kind.fixed_inputs().unwrap_or_default();
+    let usage = || {
+        format!(
+            "KIND {kind} trains on {N} numeric columns, in this order: {}",
+            expected.join(", ")
+        )
+    };
+    let names: Vec<&str> = data.features.iter().map(|(n, _)| n.as_str()).collect();
+    if data.features.len() != N {
+        return Err(Error::data(format!(
+            "{}; the query returned {} ({})",
+            usage(),
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    let mut out: [&[f64]; N] = [&[]; N];
+    for (i, (name, column)) in data.features.iter().enumerate() {
+        match column {
+            FeatureColumn::Numeric(values) => out[i] = values,
+            FeatureColumn::Categorical(_) => {
+                return Err(Error::data(format!("{}; column {name} is text", usage())));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `N` numeric columns a BTYD model scores.
+fn numeric_columns<'a, const N: usize>(columns: &[FeatureValues<'a>]) -> Result<[&'a [f64]; N]> {
+    if columns.len() != N {
+        return Err(Error::input(format!(
+            "expected {N} feature columns, got {}",
+            columns.len()
+        )));
+    }
+    let mut out: [&[f64]; N] = [&[]; N];
+    for (i, column) in columns.iter().enumerate() {
+        match column {
+            FeatureValues::Numeric(values) => out[i] = values,
+            FeatureValues::Categorical(_) => {
+                return Err(Error::input(format!("feature {} must be numeric", i + 1)));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -31,6 +31,11 @@ impl Options {
         self.values.get(key).map(String::as_str)
     }
 
+    /// Un-marks `key` as understood, so that [`Options::finish`] reports it if present.
+    pub fn forget(&mut self, key: &str) {
+        self.taken.remove(key);
+    }
+
     /// Parses `key` as `T`, or returns `default` when absent.
     pub fn parse<T: FromStr>(&mut self, key: &str, default: T, expected: &str) -> Result<T> {
         match self.get(key) {

@@ -1,0 +1,440 @@
+//! The "buy till you die" (BTYD) models of the customer base: BG/NBD for purchase counts and
+//! drop-out, Gamma-Gamma for spend, and customer lifetime value from the two.
+//!
+//! They are small parametric models fitted by maximum likelihood in f64 on the CPU (a handful
+//! of parameters, sums over customers), so they use no tensors; their "weights" are the
+//! parameters in the model card.
+
+pub mod bgnbd;
+pub mod gamma_gamma;
+pub mod optimize;
+pub mod special;
+
+use serde::{Deserialize, Serialize};
+
+pub use bgnbd::{BgNbd, BgNbdParams};
+pub use gamma_gamma::{GammaGamma, GammaGammaParams};
+
+use crate::error::{Error, Result};
+
+/// The unit recency, T and horizons are measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeUnit {
+    #[default]
+    Day,
+    Week,
+    Month,
+}
+
+impl TimeUnit {
+    pub const ALL: [TimeUnit; 3] = [TimeUnit::Day, TimeUnit::Week, TimeUnit::Month];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Day => "day",
+            TimeUnit::Week => "week",
+            TimeUnit::Month => "month",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<TimeUnit> {
+        let text = text.trim().to_ascii_lowercase();
+        let text = text.strip_suffix('s').unwrap_or(&text);
+        TimeUnit::ALL
+            .into_iter()
+            .find(|u| u.name() == text)
+            .ok_or_else(|| {
+                Error::option(format!(
+                    "time_unit must be 'day', 'week' or 'month', got '{text}'"
+                ))
+            })
+    }
+
+    /// Days in one unit, to convert day counts: a month is 30 days.
+    pub fn days(self) -> f64 {
+        match self {
+            TimeUnit::Day => 1.0,
+            TimeUnit::Week => 7.0,
+            TimeUnit::Month => 30.0,
+        }
+    }
+
+    /// Units in one month for horizons given in months, as lifetimes converts them: 30 days,
+    /// 4.345 weeks.
+    pub fn per_month(self) -> f64 {
+        match self {
+            TimeUnit::Day => 30.0,
+            TimeUnit::Week => 4.345,
+            TimeUnit::Month => 1.0,
+        }
+    }
+}
+
+/// How a maximum-likelihood fit went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fit {
+    /// The maximised log-likelihood (without any penalty).
+    pub log_likelihood: f64,
+    /// Customers the fit used.
+    pub customers: u64,
+    pub iterations: u64,
+    pub seconds: f64,
+}
+
+/// Counts of training rows that are not valid input, by reason.
+#[derive(Debug, Default)]
+pub(crate) struct InvalidRows {
+    missing: usize,
+    negative: usize,
+    fractional_frequency: usize,
+    recency_after_t: usize,
+    monetary_not_positive: usize,
+}
+
+impl InvalidRows {
+    fn check_bgnbd(&mut self, x: f64, recency: f64, age: f64) {
+        if !(x.is_finite() && recency.is_finite() && age.is_finite()) {
+            self.missing += 1;
+        } else if x < 0.0 || recency < 0.0 || age < 0.0 {
+            self.negative += 1;
+        } else if x.fract() != 0.0 {
+            self.fractional_frequency += 1;
+        } else if recency > age {
+            self.recency_after_t += 1;
+        }
+    }
+
+    fn check_gamma_gamma(&mut self, x: f64, monetary: f64) {
+        if !x.is_finite() {
+            self.missing += 1;
+        } else if x < 0.0 {
+            self.negative += 1;
+        } else if x.fract() != 0.0 {
+            self.fractional_frequency += 1;
+        } else if x > 0.0 && !(monetary > 0.0 && monetary.is_finite()) {
+            self.monetary_not_positive += 1;
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.missing
+            + self.negative
+            + self.fractional_frequency
+            + self.recency_after_t
+            + self.monetary_not_positive
+    }
+}
+
+/// The fit-time error for invalid rows, naming how many and why; None when all are valid.
+pub(crate) fn invalid_rows_error(
+    kind: &str,
+    rows: usize,
+    problems: &InvalidRows,
+) -> Option<String> {
+    if problems.total() == 0 {
+        return None;
+    }
+    let reasons: Vec<String> = [
+        (problems.missing, "NULL or NaN"),
+        (problems.negative, "a negative value"),
+        (problems.fractional_frequency, "a fractional frequency"),
+        (problems.recency_after_t, "recency greater than t"),
+        (
+            problems.monetary_not_positive,
+            "frequency > 0 but monetary value not > 0",
+        ),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} with {why}"))
+    .collect();
+    Some(format!(
+        "{kind}: {} of {rows} rows are not valid input ({}); filter or fix them before training",
+        problems.total(),
+        reasons.join(", ")
+    ))
+}
+
+/// An error unless the optimiser converged to finite, moderate parameters.
+pub(crate) fn check_converged(
+    kind: &str,
+    minimum: &optimize::Minimum,
+    names: &[&str],
+) -> Result<()> {
+    // Parameters are optimised as logarithms; beyond e^±30 one has run off to 0 or ∞,
+    // which means the data do not identify the model.
+    if let Some((name, theta)) = names
+        .iter()
+        .zip(&minimum.x)
+        .find(|(_, theta)| !theta.is_finite() || theta.abs() > 30.0)
+    {
+        return Err(Error::data(format!(
+            "{kind}: the fit did not converge: parameter {name} ran to {:e} after {} \
+             iterations; the data do not identify the model (too few customers or repeat \
+             purchases?)",
+            theta.exp(),
+            minimum.iterations
+        )));
+    }
+    if !minimum.converged {
+        return Err(Error::data(format!(
+            "{kind}: the fit did not converge after {} iterations (largest gradient {:.2e}); \
+             try more data or a penalizer (OPTIONS (penalizer = 0.001))",
+            minimum.iterations, minimum.gradient_norm
+        )));
+    }
+    Ok(())
+}
+
+/// Customer lifetime value as lifetimes' `customer_lifetime_value` defines it: the sum over
+/// the next `months` months of expected spend × expected purchases in that month, discounted
+/// by `monthly_discount` per month. NaN when any input is not valid: months must be a whole
+/// number ≥ 0 and monthly_discount > -1.
+#[allow(clippy::too_many_arguments)]
+pub fn clv(
+    purchases: &BgNbd,
+    spend: &GammaGamma,
+    x: f64,
+    recency: f64,
+    age: f64,
+    monetary: f64,
+    months: f64,
+    monthly_discount: f64,
+) -> f64 {
+    if !(months >= 0.0) || months.fract() != 0.0 || !months.is_finite() {
+        return f64::NAN;
+    }
+    if !(monthly_discount > -1.0) || !monthly_discount.is_finite() {
+        return f64::NAN;
+    }
+    let per_transaction = spend.expected_spend(x, monetary);
+    let per_month = purchases.time_unit.per_month();
+    let mut value = 0.0;
+    let mut previous = 0.0;
+    for month in 1..=(months as u64) {
+        let cumulative = purchases.expected_purchases(month as f64 * per_month, x, recency, age);
+        value +=
+            per_transaction * (cumulative - previous) / (1.0 + monthly_discount).powi(month as i32);
+        previous = cumulative;
+    }
+    if months > 0.0 && !per_transaction.is_finite() {
+        return f64::NAN;
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_units_parse_and_convert_as_lifetimes_does() {
+        assert_eq!(TimeUnit::parse("Weeks").unwrap(), TimeUnit::Week);
+        assert_eq!(TimeUnit::Week.per_month(), 4.345);
+        assert_eq!(TimeUnit::Day.per_month(), 30.0);
+        let err = TimeUnit::parse("fortnight").unwrap_err().to_string();
+        assert!(err.contains("'day', 'week' or 'month'"), "{err}");
+    }
+
+    #[test]
+    fn clv_is_the_discounted_sum_of_monthly_expected_spend() {
+        let bg = BgNbd {
+            params: BgNbdParams {
+                r: 0.242594,
+                alpha: 4.413603,
+                a: 0.792922,
+                b: 2.425906,
+            },
+            time_unit: TimeUnit::Week,
+            fit: Fit::default(),
+            repeat_customers: 0,
+        };
+        let gg = GammaGamma {
+            params: GammaGammaParams {
+                p: 6.25,
+                q: 3.74,
+                gamma: 15.44,
+            },
+            fit: Fit::default(),
+            skipped_without_repeat: 0,
+            frequency_monetary_correlation: 0.0,
+        };
+        let (x, tx, t, m) = (3.0, 30.0, 38.0, 40.0);
+        // By hand over three months, discount 1% a month.
+        let spend = gg.expected_spend(x, m);
+        let e = |months: f64| bg.expected_purchases(months * 4.345, x, tx, t);
+        let by_hand = spend
+            * (e(1.0) / 1.01
+                + (e(2.0) - e(1.0)) / 1.01f64.powi(2)
+                + (e(3.0) - e(2.0)) / 1.01f64.powi(3));
+        let value = clv(&bg, &gg, x, tx, t, m, 3.0, 0.01);
+        assert!((value - by_hand).abs() < 1e-9, "{value} vs {by_hand}");
+        // No discount and one month: spend × E[purchases in a month].
+        assert!((clv(&bg, &gg, x, tx, t, m, 1.0, 0.0) - spend * e(1.0)).abs() < 1e-12);
+        assert_eq!(clv(&bg, &gg, x, tx, t, m, 0.0, 0.01), 0.0);
+        assert!(clv(&bg, &gg, x, tx, t, m, 1.5, 0.01).is_nan());
+        // lifetimes 0.11.3: GammaGammaFitter.customer_lifetime_value(time=12,
+        // discount_rate=0.01, freq='W') with the same parameters.
+        for ((x, tx, t, m), value) in [
+            ((3.0, 30.0, 38.0, 40.0), 84.989_265_460_306_31),
+            ((0.0, 0.0, 38.86, 0.0), 8.355_508_834_165_308),
+            ((10.0, 37.0, 38.0, 25.0), 204.869_217_539_871_98),
+        ] {
+            let ours = clv(&bg, &gg, x, tx, t, m, 12.0, 0.01);
+            assert!((ours - value).abs() < 1e-6, "{ours} vs {value}");
+        }
+        assert!(clv(&bg, &gg, x, 50.0, t, m, 12.0, 0.01).is_nan());
+    }
+}
+
+/// Fits on the CDNOW sample shipped in tests/data, against the published estimates.
+#[cfg(test)]
+mod cdnow {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Days since 1970-01-01 of an ISO date (Howard Hinnant's days_from_civil).
+    fn day_number(date: &str) -> i64 {
+        let mut parts = date.split('-').map(|p| p.parse::<i64>().unwrap());
+        let (y, m, d) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// (frequency, recency, T, monetary) per customer in weeks, calibration to 1997-09-30,
+    /// same-day purchases merged.
+    fn calibration_summary() -> Vec<(f64, f64, f64, f64)> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/data/cdnow/cdnow_sample.csv"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let end = day_number("1997-09-30");
+        let mut days: BTreeMap<u32, BTreeMap<i64, f64>> = BTreeMap::new();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split(',').collect();
+            let day = day_number(fields[2]);
+            if day <= end {
+                let customer = fields[1].parse().unwrap();
+                *days.entry(customer).or_default().entry(day).or_default() +=
+                    fields[4].parse::<f64>().unwrap();
+            }
+        }
+        days.values()
+            .map(|spend| {
+                let first = *spend.keys().next().unwrap();
+                let last = *spend.keys().last().unwrap();
+                let repeat: Vec<f64> = spend.values().skip(1).copied().collect();
+                let monetary = if repeat.is_empty() {
+                    0.0
+                } else {
+                    repeat.iter().sum::<f64>() / repeat.len() as f64
+                };
+                let weeks = |days: i64| days as f64 / 7.0;
+                (
+                    repeat.len() as f64,
+                    weeks(last - first),
+                    weeks(end - first),
+                    monetary,
+                )
+            })
+            .collect()
+    }
+
+    fn within_one_percent(name: &str, fitted: f64, published: f64) {
+        assert!(
+            (fitted / published - 1.0).abs() < 0.01,
+            "{name}: fitted {fitted}, published {published}"
+        );
+    }
+
+    #[test]
+    fn bgnbd_reproduces_fader_hardie_lee() {
+        let summary = calibration_summary();
+        assert_eq!(summary.len(), 2357);
+        let column =
+            |f: fn(&(f64, f64, f64, f64)) -> f64| summary.iter().map(f).collect::<Vec<_>>();
+        let model = BgNbd::fit(
+            &column(|s| s.0),
+            &column(|s| s.1),
+            &column(|s| s.2),
+            TimeUnit::Week,
+            0.0,
+            &|| false,
+        )
+        .unwrap();
+        let p = model.params;
+        within_one_percent("r", p.r, 0.243);
+        within_one_percent("alpha", p.alpha, 4.414);
+        within_one_percent("a", p.a, 0.793);
+        within_one_percent("b", p.b, 2.426);
+        assert!(
+            (model.fit.log_likelihood + 9582.4).abs() < 0.5,
+            "log-likelihood {}",
+            model.fit.log_likelihood
+        );
+    }
+
+    #[test]
+    fn gamma_gamma_reproduces_fader_hardie_lee() {
+        let summary = calibration_summary();
+        let x: Vec<f64> = summary.iter().map(|s| s.0).collect();
+        let m: Vec<f64> = summary.iter().map(|s| s.3).collect();
+        let model = GammaGamma::fit(&x, &m, 0.0, &|| false).unwrap();
+        assert_eq!(model.fit.customers, 946);
+        assert_eq!(model.skipped_without_repeat, 2357 - 946);
+        within_one_percent("p", model.params.p, 6.25);
+        within_one_percent("q", model.params.q, 3.74);
+        within_one_percent("gamma", model.params.gamma, 15.44);
+    }
+
+    #[test]
+    fn bad_input_is_counted_and_named() {
+        let err = BgNbd::fit(
+            &[1.0, 2.0, f64::NAN, 0.0],
+            &[5.0, 12.0, 1.0, 0.0],
+            &[10.0, 11.0, 3.0, 4.0],
+            TimeUnit::Day,
+            0.0,
+            &|| false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "bgnbd: 2 of 4 rows are not valid input (1 with NULL or NaN, 1 with recency greater \
+             than t); filter or fix them before training"
+        );
+        let err = BgNbd::fit(
+            &[0.0, 0.0],
+            &[0.0, 0.0],
+            &[3.0, 4.0],
+            TimeUnit::Day,
+            0.0,
+            &|| false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("none of the 2 customers has a repeat purchase"),
+            "{err}"
+        );
+        let err = GammaGamma::fit(&[1.0, 2.0, 3.0], &[10.0, 0.0, 5.0], 0.0, &|| false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 with frequency > 0 but monetary value not > 0"),
+            "{err}"
+        );
+    }
+}
