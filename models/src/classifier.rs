@@ -28,11 +28,21 @@ use crate::metrics::{BinaryMetrics, CalibrationBin, calibration_table, roc_auc};
 use crate::options::Options;
 use crate::preprocess::{FeatureColumn, FeatureValues, Matrix, PreprocessOptions, Preprocessor};
 
-/// Training data: named feature columns and a 0/1 target, all the same length.
+/// Training data: named feature columns and a 0/1 target, all the same length. Kinds
+/// without a target leave it empty.
 #[derive(Debug, Clone)]
 pub struct TrainingData {
     pub features: Vec<(String, FeatureColumn)>,
     pub target: Vec<bool>,
+}
+
+impl TrainingData {
+    /// Rows of training data.
+    pub fn rows(&self) -> usize {
+        self.features
+            .first()
+            .map_or(self.target.len(), |(_, column)| column.len())
+    }
 }
 
 /// Hyper-parameters, from OPTIONS.

@@ -98,6 +98,8 @@ impl std::fmt::Display for Kind {
 }
 
 /// A trained model of any kind.
+// Models live behind an Arc, one per loaded version, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Model {
     Classifier(Classifier),

@@ -60,12 +60,13 @@ impl Engine {
             .with_allow_statements(false);
         let frame = self.ctx.sql_with_options(&create.query, read_only).await?;
         let schema = frame.schema().as_arrow().clone();
+        let mut options = create.options.clone();
+        if let Some(unit) = time_unit_of(kind, &options, &schema) {
+            options.push(("time_unit".to_string(), unit));
+        }
         let batches = frame.collect().await?;
-        let (data, features, dropped) = tenure_udfs::training::training_data(
-            &batches,
-            &schema,
-            target.as_deref().unwrap_or_default(),
-        )?;
+        let (data, features, dropped) =
+            tenure_udfs::training::training_data(&batches, &schema, target.as_deref())?;
         drop(batches);
         if dropped > 0
             && let Some(progress) = progress
@@ -79,7 +80,6 @@ impl Engine {
         let _cancel_on_drop = CancelOnDrop(cancel.clone());
         let sender = progress.cloned();
         let name = create.name.clone();
-        let options = create.options.clone();
         let trained = tokio::task::spawn_blocking(move || {
             let mut options = Options::new(options);
             let fingerprint = fingerprint(&data);
@@ -96,7 +96,7 @@ impl Engine {
                 model,
                 fingerprint,
                 options.as_map().clone(),
-                data.target.len(),
+                data.rows(),
             ))
         })
         .await
@@ -141,9 +141,16 @@ impl Engine {
                 (seconds * 1000.0).round() / 1000.0,
             ])),
         ];
+        // Supervised kinds report metrics on the validation rows; the others report their
+        // fit (parameters, log-likelihood) under the metric's own name.
+        let prefix = if kind.is_supervised() {
+            "validation_"
+        } else {
+            ""
+        };
         for (metric, value) in metrics.iter().filter(|(m, _)| m != "rows") {
             fields.push(Field::new(
-                format!("validation_{metric}"),
+                format!("{prefix}{metric}"),
                 DataType::Float64,
                 true,
             ));
@@ -169,4 +176,24 @@ impl Engine {
             })
         }
     }
+}
+
+/// The time unit a bgnbd model inherits when OPTIONS do not name one: the unit rfm_summary
+/// measured recency and T in, carried in the columns' metadata.
+fn time_unit_of(kind: Kind, options: &[(String, String)], schema: &Schema) -> Option<String> {
+    if kind != Kind::Bgnbd
+        || options
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("time_unit"))
+    {
+        return None;
+    }
+    schema
+        .fields()
+        .iter()
+        .find_map(|f| {
+            f.metadata()
+                .get(tenure_udfs::rfm_summary::TIME_UNIT_METADATA)
+        })
+        .cloned()
 }

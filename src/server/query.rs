@@ -852,7 +852,13 @@ fn with_session_device(session: &Session, statement: &Arc<Statement>) -> Arc<Sta
         return statement.clone();
     };
     let device = session.settings().get("tenure.device").unwrap_or_default();
-    if device == "cpu" || device.is_empty() || create.options.iter().any(|(k, _)| k == "device") {
+    // Kinds that do not train with candle (bgnbd, ...) have no device to choose.
+    let uses_device = tenure_models::Kind::parse(&create.kind).is_ok_and(|k| k.uses_device());
+    if !uses_device
+        || device == "cpu"
+        || device.is_empty()
+        || create.options.iter().any(|(k, _)| k == "device")
+    {
         return statement.clone();
     }
     let mut create = create.clone();

@@ -15,11 +15,11 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
 };
-use tenure_models::Model;
+use tenure_models::{Classifier, Model};
 
 use crate::DOC_SECTION;
 use crate::features::{FeatureBatch, check_arguments};
-use crate::registry::ModelRegistry;
+use crate::registry::{LoadedModel, ModelRegistry};
 use crate::scoring::resolve;
 
 const FUNCTION: &str = "explain";
@@ -58,6 +58,18 @@ fn return_type() -> DataType {
     )))
 }
 
+/// The classifier inside `model`: explain covers the classifier kinds only.
+fn explained(model: &LoadedModel) -> Result<&Classifier> {
+    match &model.model {
+        Model::Classifier(classifier) => Ok(classifier),
+        _ => plan_err!(
+            "{FUNCTION}: model '{}' is of kind {}; explain supports churn_classifier models",
+            model.card.name,
+            model.card.kind
+        ),
+    }
+}
+
 fn model_reference(literal: Option<&ScalarValue>) -> Result<Option<String>> {
     match literal {
         Some(ScalarValue::Utf8(r) | ScalarValue::Utf8View(r) | ScalarValue::LargeUtf8(r)) => {
@@ -87,6 +99,7 @@ impl ScalarUDFImpl for Explain {
         }
         if let Some(reference) = model_reference(args.scalar_arguments[0])? {
             let model = resolve(FUNCTION, self.registry.as_ref(), &reference)?;
+            explained(&model)?;
             let types: Vec<DataType> = args.arg_fields[1..]
                 .iter()
                 .map(|f| f.data_type().clone())
@@ -105,7 +118,7 @@ impl ScalarUDFImpl for Explain {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from(return_type())?));
         };
         let model = resolve(FUNCTION, self.registry.as_ref(), &reference)?;
-        let Model::Classifier(classifier) = &model.model;
+        let classifier = explained(&model)?;
         let arrays: Vec<ArrayRef> = args.args[1..]
             .iter()
             .map(|a| a.to_array(rows))

@@ -5,15 +5,21 @@
 //! - [`training`]: Arrow batches to training data (CREATE MODEL, model_evaluate).
 //! - [`scoring`]: the shared `fn(model, features...) -> float8` machinery.
 //! - One module per SQL function: [`churn_score`], [`predict`], [`explain`],
-//!   [`model_features`], [`model_evaluate`].
+//!   [`model_features`], [`model_evaluate`], [`rfm_summary`].
+//! - [`btyd`]: the BG/NBD and Gamma-Gamma functions (p_alive, expected_purchases,
+//!   purchase_probability, expected_spend, clv).
+//! - [`lifecycle`]: rule-based rfm_segment and lifecycle_stage.
 
+pub mod btyd;
 pub mod churn_score;
 pub mod explain;
 pub mod features;
+pub mod lifecycle;
 pub mod model_evaluate;
 pub mod model_features;
 pub mod predict;
 pub mod registry;
+pub mod rfm_summary;
 pub mod scoring;
 mod table_args;
 pub mod training;
@@ -29,7 +35,9 @@ pub use registry::{LoadedModel, ModelRegistry};
 pub(crate) const DOC_SECTION: DocSection = DocSection {
     include: true,
     label: "Model functions",
-    description: Some("Scoring and explaining models trained with CREATE MODEL"),
+    description: Some(
+        "Scoring and explaining models trained with CREATE MODEL, and the lifecycle functions",
+    ),
 };
 
 /// Registers all of tenure's functions with `ctx`, resolving models through `registry`.
@@ -37,6 +45,14 @@ pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
     ctx.register_udf(churn_score::churn_score(registry.clone()));
     ctx.register_udf(predict::predict(registry.clone()));
     ctx.register_udf(explain::explain(registry.clone()));
+    ctx.register_udf(btyd::p_alive(registry.clone()));
+    ctx.register_udf(btyd::expected_purchases(registry.clone()));
+    ctx.register_udf(btyd::purchase_probability(registry.clone()));
+    ctx.register_udf(btyd::expected_spend(registry.clone()));
+    ctx.register_udf(btyd::clv_function(registry.clone()));
+    ctx.register_udf(lifecycle::rfm_segment());
+    ctx.register_udf(lifecycle::lifecycle_stage());
+    ctx.register_udtf("rfm_summary", Arc::new(rfm_summary::RfmSummary));
     ctx.register_udtf(
         "model_features",
         Arc::new(model_features::ModelFeatures {

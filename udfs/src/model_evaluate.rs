@@ -115,6 +115,7 @@ impl Evaluation {
         }
         let threshold = match (&self.model.model, &card.spec) {
             (Model::Classifier(_), ModelSpec::Classifier(spec)) => spec.threshold,
+            _ => 0.5,
         };
         Ok(BinaryMetrics::compute(&scores, &labels, threshold))
     }

@@ -36,6 +36,8 @@ impl TableFunctionImpl for ModelFeatures {
                         .map(|(_, v)| *v)
                 })
                 .collect(),
+            // The BTYD models have no feature importance: every input is structural.
+            _ => vec![None; model.card.features.len()],
         };
         let features = &model.card.features;
         let schema = Arc::new(Schema::new(vec![

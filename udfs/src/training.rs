@@ -3,6 +3,7 @@
 //! Every column except the target is a feature, in query order. Numbers and booleans are
 //! numeric features; text is categorical. The target must be boolean or 0/1; rows whose
 //! target is NULL are left out (and counted), as a row without a label cannot teach anything.
+//! Kinds without a target (bgnbd, gamma_gamma, ...) take every column as a feature.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -30,23 +31,30 @@ pub fn training_kind(name: &str, data_type: &DataType) -> Result<FeatureKind> {
     }
 }
 
-/// Training rows from `batches`, with `target` as the label. Returns the data, the feature
-/// specs for the card, and how many rows were left out for a NULL target.
+/// Training rows from `batches`, with `target` as the label if the kind has one. Returns the
+/// data, the feature specs for the card, and how many rows were left out for a NULL target.
 pub fn training_data(
     batches: &[RecordBatch],
     schema: &datafusion::arrow::datatypes::Schema,
-    target: &str,
+    target: Option<&str>,
 ) -> Result<(TrainingData, Vec<FeatureSpec>, u64)> {
-    let Some((target_index, _)) = schema.column_with_name(target) else {
-        let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        return plan_err!(
-            "the training query has no column {target} (the TARGET); its columns: {}",
-            columns.join(", ")
-        );
+    let target_index = match target {
+        None => None,
+        Some(target) => match schema.column_with_name(target) {
+            Some((index, _)) => Some(index),
+            None => {
+                let columns: Vec<&str> =
+                    schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return plan_err!(
+                    "the training query has no column {target} (the TARGET); its columns: {}",
+                    columns.join(", ")
+                );
+            }
+        },
     };
     let mut specs = Vec::new();
     for (i, field) in schema.fields().iter().enumerate() {
-        if i == target_index {
+        if Some(i) == target_index {
             continue;
         }
         specs.push(FeatureSpec {
@@ -58,27 +66,33 @@ pub fn training_data(
     // Labels first, to know which rows to keep.
     let mut keep = Vec::new();
     let mut labels = Vec::new();
-    for batch in batches {
-        for label in target_labels(target, batch.column(target_index))? {
-            keep.push(label.is_some());
-            if let Some(y) = label {
-                labels.push(y);
+    let mut dropped = 0;
+    if let (Some(target), Some(target_index)) = (target, target_index) {
+        for batch in batches {
+            for label in target_labels(target, batch.column(target_index))? {
+                keep.push(label.is_some());
+                if let Some(y) = label {
+                    labels.push(y);
+                }
             }
         }
+        dropped = (keep.len() - labels.len()) as u64;
+        if !keep.is_empty() && labels.is_empty() {
+            return plan_err!("the target {target} is NULL in every row");
+        }
+    } else {
+        keep = vec![true; batches.iter().map(RecordBatch::num_rows).sum()];
     }
-    let dropped = (keep.len() - labels.len()) as u64;
-    if !keep.is_empty() && labels.is_empty() {
-        return plan_err!("the target {target} is NULL in every row");
-    }
+    let kept_rows = keep.iter().filter(|k| **k).count();
     let mut features = Vec::new();
     let mut feature_index = 0;
     for (i, field) in schema.fields().iter().enumerate() {
-        if i == target_index {
+        if Some(i) == target_index {
             continue;
         }
         let column = match specs[feature_index].kind {
             FeatureKind::Numeric => {
-                let mut values = Vec::with_capacity(labels.len());
+                let mut values = Vec::with_capacity(kept_rows);
                 let mut row = 0;
                 for batch in batches {
                     let floats = cast(batch.column(i), &DataType::Float64)?;
@@ -92,7 +106,7 @@ pub fn training_data(
                 FeatureColumn::Numeric(values)
             }
             FeatureKind::Categorical => {
-                let mut values = Vec::with_capacity(labels.len());
+                let mut values = Vec::with_capacity(kept_rows);
                 let mut row = 0;
                 for batch in batches {
                     let text = cast(batch.column(i), &DataType::Utf8)?;
@@ -171,7 +185,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let (data, specs, dropped) = training_data(&[batch], &schema, "churned").unwrap();
+        let (data, specs, dropped) = training_data(&[batch], &schema, Some("churned")).unwrap();
         assert_eq!(dropped, 1);
         assert_eq!(data.target, vec![true, false]);
         assert_eq!(specs.len(), 2);
@@ -198,7 +212,9 @@ mod tests {
             .to_string();
         assert!(err.contains("column signup is date"), "{err}");
         let schema = Schema::new(vec![Field::new("x", DataType::Int64, true)]);
-        let err = training_data(&[], &schema, "y").unwrap_err().to_string();
+        let err = training_data(&[], &schema, Some("y"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no column y"), "{err}");
     }
 }

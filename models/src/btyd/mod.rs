@@ -4,6 +4,9 @@
 //! They are small parametric models fitted by maximum likelihood in f64 on the CPU (a handful
 //! of parameters, sums over customers), so they use no tensors; their "weights" are the
 //! parameters in the model card.
+//!
+//! Checks are written `!(x >= 0.0)` on purpose: they must also reject NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod bgnbd;
 pub mod gamma_gamma;

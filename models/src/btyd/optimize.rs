@@ -13,12 +13,15 @@ pub struct Minimum {
     pub converged: bool,
 }
 
+/// An objective: the value and the gradient at a point.
+pub type Objective<'a> = dyn FnMut(&[f64]) -> (f64, Vec<f64>) + 'a;
+
 /// Minimises `f` (which returns the value and the gradient) from `start`. Converged when the
-/// largest gradient component is below `tolerance`, or when no step can improve the value any
-/// more and the gradient is small (`1e3 * tolerance`): the best a finite-precision objective
-/// allows.
+/// largest gradient component is below `tolerance`, or when steps no longer improve the value
+/// (no decrease, or five in a row below 1e-15 relative) and the gradient is small
+/// (`1e3 * tolerance`): the best a finite-precision objective allows.
 pub fn bfgs(
-    f: &mut dyn FnMut(&[f64]) -> (f64, Vec<f64>),
+    f: &mut Objective<'_>,
     start: &[f64],
     tolerance: f64,
     max_iterations: usize,
@@ -29,6 +32,7 @@ pub fn bfgs(
     let (mut value, mut gradient) = f(&x);
     let mut inverse_hessian = identity(n);
     let mut first_step = true;
+    let mut stalled = 0;
     for iteration in 0..max_iterations {
         let gradient_norm = max_abs(&gradient);
         if gradient_norm < tolerance || cancelled() {
@@ -100,9 +104,25 @@ pub fn bfgs(
             update_inverse_hessian(&mut inverse_hessian, &s, &y, sy);
             first_step = false;
         }
+        let decrease = value - next_value;
         x = next;
         value = next_value;
         gradient = next_gradient;
+        stalled = if decrease <= 1e-15 * value.abs().max(1.0) {
+            stalled + 1
+        } else {
+            0
+        };
+        if stalled >= 5 {
+            let gradient_norm = max_abs(&gradient);
+            return Minimum {
+                converged: gradient_norm < 1e3 * tolerance,
+                x,
+                value,
+                iterations: iteration + 1,
+                gradient_norm,
+            };
+        }
     }
     let gradient_norm = max_abs(&gradient);
     Minimum {
