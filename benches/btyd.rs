@@ -45,11 +45,23 @@ fn customers(rows: usize, seed: u64) -> Vec<RecordBatch> {
             let (mut r, mut t, mut m) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..len {
                 let age: f64 = rng.random_range(1.0..78.0);
-                let x: i64 = if rng.random::<f64>() < 0.5 { 0 } else { rng.random_range(1..20) };
+                let x: i64 = if rng.random::<f64>() < 0.5 {
+                    0
+                } else {
+                    rng.random_range(1..20)
+                };
                 f.push(x);
-                r.push(if x == 0 { 0.0 } else { rng.random_range(0.0..age) });
+                r.push(if x == 0 {
+                    0.0
+                } else {
+                    rng.random_range(0.0..age)
+                });
                 t.push(age);
-                m.push(if x == 0 { 0.0 } else { rng.random_range(5.0..200.0) });
+                m.push(if x == 0 {
+                    0.0
+                } else {
+                    rng.random_range(5.0..200.0)
+                });
             }
             let arrays: Vec<ArrayRef> = vec![
                 Arc::new(Int64Array::from(f)),
@@ -76,7 +88,10 @@ fn btyd(c: &mut Criterion) {
     let engine = runtime
         .block_on(Engine::open(&config, PathAccess::Unrestricted))
         .unwrap();
-    let master = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cdnow/cdnow_master.csv");
+    let master = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/cdnow/cdnow_master.csv"
+    );
     runtime
         .block_on(engine.run(&format!(
             "CREATE EXTERNAL TABLE cdnow STORED AS CSV LOCATION '{master}' \
@@ -100,7 +115,9 @@ fn btyd(c: &mut Criterion) {
     let (x, recency, age, monetary) = (column(0), column(1), column(2), column(3));
 
     let mut group = c.benchmark_group("btyd");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     group.bench_function("bgnbd_fit_cdnow_master", |b| {
         b.iter(|| BgNbd::fit(&x, &recency, &age, TimeUnit::Week, 0.0, &|| false).unwrap())
     });
@@ -146,7 +163,9 @@ fn btyd(c: &mut Criterion) {
         .value(0);
     assert_eq!(check as usize, rows);
 
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(rows as u64));
     group.bench_function(format!("p_alive_sql/{rows}_rows"), |b| {
         b.iter(|| {

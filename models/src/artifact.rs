@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::btyd::{BgNbd, GammaGamma};
 use crate::classifier::ClassifierSpec;
 use crate::error::{Error, Result};
+use crate::kmeans::KMeans;
 use crate::preprocess::{FeatureColumn, FeatureKind};
 use crate::{Kind, TrainingData};
 
@@ -31,6 +32,7 @@ pub enum ModelSpec {
     Classifier(ClassifierSpec),
     Bgnbd(BgNbd),
     GammaGamma(GammaGamma),
+    KMeans(KMeans),
 }
 
 /// Everything known about one model version except its weights.

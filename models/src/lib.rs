@@ -10,6 +10,7 @@
 //! - [`metrics`]: ROC AUC, PR AUC, log loss, threshold metrics, calibration.
 //! - [`btyd`]: KIND bgnbd and gamma_gamma, the BG/NBD and Gamma-Gamma models of purchases and
 //!   spend, and customer lifetime value.
+//! - [`kmeans`]: KIND kmeans, segments by k-means++ on standardised features.
 //! - [`artifact`]: the JSON model card and safetensors weights.
 //! - [`options`]: OPTIONS (...) parsing with errors that list what a kind accepts.
 //!
@@ -20,6 +21,7 @@ pub mod btyd;
 pub mod classifier;
 pub mod dense;
 pub mod error;
+pub mod kmeans;
 pub mod metrics;
 pub mod options;
 pub mod preprocess;
@@ -42,16 +44,23 @@ pub enum Kind {
     ChurnClassifier,
     Bgnbd,
     GammaGamma,
+    Kmeans,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::ChurnClassifier, Kind::Bgnbd, Kind::GammaGamma];
+    pub const ALL: &'static [Kind] = &[
+        Kind::ChurnClassifier,
+        Kind::Bgnbd,
+        Kind::GammaGamma,
+        Kind::Kmeans,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::ChurnClassifier => "churn_classifier",
             Kind::Bgnbd => "bgnbd",
             Kind::GammaGamma => "gamma_gamma",
+            Kind::Kmeans => "kmeans",
         }
     }
 
@@ -64,7 +73,7 @@ impl Kind {
     /// The training columns a kind reads by position, for kinds that fix them.
     pub fn fixed_inputs(self) -> Option<&'static [&'static str]> {
         match self {
-            Kind::ChurnClassifier => None,
+            Kind::ChurnClassifier | Kind::Kmeans => None,
             Kind::Bgnbd => Some(&["frequency", "recency", "t"]),
             Kind::GammaGamma => Some(&["frequency", "monetary_value"]),
         }
@@ -105,6 +114,7 @@ pub enum Model {
     Classifier(Classifier),
     Bgnbd(btyd::BgNbd),
     GammaGamma(btyd::GammaGamma),
+    KMeans(kmeans::KMeans),
 }
 
 impl Model {
@@ -147,6 +157,13 @@ impl Model {
                     &cancelled,
                 )?))
             }
+            Kind::Kmeans => {
+                let parsed = kmeans::KMeansOptions::from_options(options, kind.name())?;
+                let cancelled = || cancel.load(std::sync::atomic::Ordering::Relaxed);
+                Ok(Model::KMeans(kmeans::KMeans::fit(
+                    data, &parsed, &cancelled,
+                )?))
+            }
         }
     }
 
@@ -161,12 +178,13 @@ impl Model {
             )?)),
             ModelSpec::Bgnbd(spec) => Ok(Model::Bgnbd(spec.clone())),
             ModelSpec::GammaGamma(spec) => Ok(Model::GammaGamma(spec.clone())),
+            ModelSpec::KMeans(spec) => Ok(Model::KMeans(spec.clone())),
         }
     }
 
     /// Scores one batch of feature columns: a probability per row for classifiers, P(alive)
-    /// for BG/NBD, the expected spend per transaction for Gamma-Gamma (NaN where the input is
-    /// not valid for the model).
+    /// for BG/NBD, the expected spend per transaction for Gamma-Gamma, the segment for
+    /// k-means (NaN where the input is not valid for the model).
     pub fn predict(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<f64>> {
         match self {
             Model::Classifier(c) => c.predict(columns),
@@ -182,6 +200,11 @@ impl Model {
                     .map(|i| m.expected_spend(x[i], monetary[i]))
                     .collect())
             }
+            Model::KMeans(m) => Ok(m
+                .assign(columns)?
+                .into_iter()
+                .map(|s| s.map_or(f64::NAN, f64::from))
+                .collect()),
         }
     }
 
@@ -191,6 +214,24 @@ impl Model {
             Model::Classifier(c) => ModelSpec::Classifier(c.spec.clone()),
             Model::Bgnbd(m) => ModelSpec::Bgnbd(m.clone()),
             Model::GammaGamma(m) => ModelSpec::GammaGamma(m.clone()),
+            Model::KMeans(m) => ModelSpec::KMeans(m.clone()),
+        }
+    }
+
+    /// The segment of each row for a segmenting model (k-means); None where a feature is
+    /// missing. An error for other kinds.
+    pub fn segments(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<Option<u32>>> {
+        match self {
+            Model::KMeans(m) => m.assign(columns),
+            _ => Err(Error::input("the model does not assign segments")),
+        }
+    }
+
+    /// Segment names by segment number, for a segmenting model.
+    pub fn segment_names(&self) -> Option<&[String]> {
+        match self {
+            Model::KMeans(m) => Some(&m.names),
+            _ => None,
         }
     }
 
@@ -207,15 +248,18 @@ impl Model {
                 .collect(),
             Model::Bgnbd(m) => m.metrics(),
             Model::GammaGamma(m) => m.metrics(),
+            Model::KMeans(m) => m.metrics(),
         }
     }
 
-    /// Safetensors bytes of the weights; none for the BTYD kinds, whose few parameters are
-    /// in the card.
+    /// Safetensors bytes of the weights; none for the BTYD kinds and k-means, whose few
+    /// parameters are in the card.
     pub fn weights(&self) -> Result<Vec<u8>> {
         match self {
             Model::Classifier(c) => artifact::serialize_weights(&c.tensors()),
-            Model::Bgnbd(_) | Model::GammaGamma(_) => artifact::serialize_weights(&[]),
+            Model::Bgnbd(_) | Model::GammaGamma(_) | Model::KMeans(_) => {
+                artifact::serialize_weights(&[])
+            }
         }
     }
 
@@ -225,6 +269,7 @@ impl Model {
             Model::Classifier(c) => (c.spec.training.rows, c.spec.training.seconds),
             Model::Bgnbd(m) => (m.fit.customers, m.fit.seconds),
             Model::GammaGamma(m) => (m.fit.customers, m.fit.seconds),
+            Model::KMeans(m) => (m.rows, m.seconds),
         }
     }
 }
@@ -282,6 +327,7 @@ pub fn check_options(kind: Kind, options: &mut Options) -> Result<()> {
             device(&parsed.device).map(|_| ())
         }
         Kind::Bgnbd | Kind::GammaGamma => BtydOptions::from_options(options, kind).map(|_| ()),
+        Kind::Kmeans => kmeans::KMeansOptions::from_options(options, kind.name()).map(|_| ()),
     }
 }
 

@@ -5,7 +5,8 @@
 //! - [`training`]: Arrow batches to training data (CREATE MODEL, model_evaluate).
 //! - [`scoring`]: the shared `fn(model, features...) -> float8` machinery.
 //! - One module per SQL function: [`churn_score`], [`predict`], [`explain`],
-//!   [`model_features`], [`model_evaluate`], [`rfm_summary`].
+//!   [`model_features`], [`model_evaluate`], [`rfm_summary`], [`segment`] (and
+//!   segment_name).
 //! - [`btyd`]: the BG/NBD and Gamma-Gamma functions (p_alive, expected_purchases,
 //!   purchase_probability, expected_spend, clv).
 //! - [`lifecycle`]: rule-based rfm_segment and lifecycle_stage.
@@ -21,6 +22,7 @@ pub mod predict;
 pub mod registry;
 pub mod rfm_summary;
 pub mod scoring;
+pub mod segment;
 mod table_args;
 pub mod training;
 
@@ -50,6 +52,8 @@ pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
     ctx.register_udf(btyd::purchase_probability(registry.clone()));
     ctx.register_udf(btyd::expected_spend(registry.clone()));
     ctx.register_udf(btyd::clv_function(registry.clone()));
+    ctx.register_udf(segment::segment(registry.clone()));
+    ctx.register_udf(segment::segment_name(registry.clone()));
     ctx.register_udf(lifecycle::rfm_segment());
     ctx.register_udf(lifecycle::lifecycle_stage());
     ctx.register_udtf("rfm_summary", Arc::new(rfm_summary::RfmSummary));

@@ -1,4 +1,5 @@
-//! The machinery every model-scoring scalar function shares: `fn(model, features...)`.
+//! The machinery every model-scoring scalar function shares: `fn(model, features...)`,
+//! returning a score (float8), a segment number (int4) or a segment name (text).
 //!
 //! At planning the model name must be a text literal; the model is resolved and the feature
 //! arguments are checked against its card (count and types), so mistakes fail before any row
@@ -7,7 +8,8 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array};
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int32Array, StringArray};
+use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -19,10 +21,32 @@ use tenure_models::Kind;
 use crate::features::{FeatureBatch, check_arguments};
 use crate::registry::{LoadedModel, ModelRegistry};
 
-/// A scalar function that scores a model over feature arguments and returns float8.
+/// What a scoring function returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreOutput {
+    /// The model's score, float8 (NULL where it is NaN).
+    Score,
+    /// The segment number, int4.
+    Segment,
+    /// The segment's name, text.
+    SegmentName,
+}
+
+impl ScoreOutput {
+    fn data_type(self) -> DataType {
+        match self {
+            ScoreOutput::Score => DataType::Float64,
+            ScoreOutput::Segment => DataType::Int32,
+            ScoreOutput::SegmentName => DataType::Utf8,
+        }
+    }
+}
+
+/// A scalar function that scores a model over feature arguments.
 #[derive(Debug)]
 pub struct ScoringFunction {
     name: &'static str,
+    output: ScoreOutput,
     /// Kinds this function can score; empty for any.
     kinds: &'static [Kind],
     registry: Arc<dyn ModelRegistry>,
@@ -39,11 +63,18 @@ impl ScoringFunction {
     ) -> Self {
         ScoringFunction {
             name,
+            output: ScoreOutput::Score,
             kinds,
             registry,
             signature: Signature::variadic_any(Volatility::Stable),
             documentation,
         }
+    }
+
+    /// The same function returning `output` instead of a float8 score.
+    pub fn with_output(mut self, output: ScoreOutput) -> Self {
+        self.output = output;
+        self
     }
 
     /// The model named by the first argument, which must be a text literal.
@@ -116,7 +147,7 @@ impl ScalarUDFImpl for ScoringFunction {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float64)
+        Ok(self.output.data_type())
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
@@ -130,7 +161,11 @@ impl ScalarUDFImpl for ScoringFunction {
                 .collect();
             check_arguments(self.name, &model.card, &types)?;
         }
-        Ok(Arc::new(Field::new(self.name, DataType::Float64, true)))
+        Ok(Arc::new(Field::new(
+            self.name,
+            self.output.data_type(),
+            true,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -142,7 +177,9 @@ impl ScalarUDFImpl for ScoringFunction {
             }
         };
         let Some(model) = model else {
-            return Ok(ColumnarValue::Scalar(ScalarValue::Float64(None)));
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from(
+                self.output.data_type(),
+            )?));
         };
         // The card may have changed since planning (a new version): check again, cheaply.
         let types: Vec<DataType> = args.args[1..].iter().map(|a| a.data_type()).collect();
@@ -152,13 +189,43 @@ impl ScalarUDFImpl for ScoringFunction {
             .map(|a| a.to_array(rows))
             .collect::<Result<_>>()?;
         let batch = FeatureBatch::new(self.name, &model.card, &arrays)?;
-        let scores = batch
-            .with_values(|values| model.model.predict(values))
-            .or_else(|e| exec_err!("{}: {e}", self.name))?;
-        Ok(ColumnarValue::Array(Arc::new(Float64Array::from(scores))))
+        let array: ArrayRef = match self.output {
+            ScoreOutput::Score => {
+                let scores = batch
+                    .with_values(|values| model.model.predict(values))
+                    .or_else(|e| exec_err!("{}: {e}", self.name))?;
+                Arc::new(nan_as_null(scores))
+            }
+            ScoreOutput::Segment | ScoreOutput::SegmentName => {
+                let segments = batch
+                    .with_values(|values| model.model.segments(values))
+                    .or_else(|e| exec_err!("{}: {e}", self.name))?;
+                if self.output == ScoreOutput::Segment {
+                    Arc::new(Int32Array::from_iter(
+                        segments.into_iter().map(|s| s.map(|s| s as i32)),
+                    ))
+                } else {
+                    let names = model.model.segment_names().unwrap_or_default();
+                    Arc::new(StringArray::from_iter(segments.into_iter().map(|s| {
+                        s.and_then(|s| names.get(s as usize)).map(String::as_str)
+                    })))
+                }
+            }
+        };
+        Ok(ColumnarValue::Array(array))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(&self.documentation)
     }
+}
+
+/// Scores as float8, NaN (input the model is not defined for) as NULL; no copy when there
+/// is none.
+pub fn nan_as_null(scores: Vec<f64>) -> Float64Array {
+    if !scores.iter().any(|v| v.is_nan()) {
+        return Float64Array::from(scores);
+    }
+    let valid = NullBuffer::from_iter(scores.iter().map(|v| !v.is_nan()));
+    Float64Array::new(ScalarBuffer::from(scores), Some(valid))
 }
