@@ -6,6 +6,7 @@ mod cli;
 mod external;
 mod models;
 mod persistence;
+mod recommender;
 mod s3;
 mod server;
 mod slt;

@@ -12,6 +12,7 @@ use crate::classifier::ClassifierSpec;
 use crate::error::{Error, Result};
 use crate::kmeans::KMeans;
 use crate::preprocess::{FeatureColumn, FeatureKind};
+use crate::recommender::RecommenderSpec;
 use crate::{Kind, TrainingData};
 
 /// Version of the card layout, bumped on incompatible changes.
@@ -33,6 +34,7 @@ pub enum ModelSpec {
     Bgnbd(BgNbd),
     GammaGamma(GammaGamma),
     KMeans(KMeans),
+    Recommender(RecommenderSpec),
 }
 
 /// Everything known about one model version except its weights.

@@ -11,6 +11,7 @@
 //! - [`btyd`]: KIND bgnbd and gamma_gamma, the BG/NBD and Gamma-Gamma models of purchases and
 //!   spend, and customer lifetime value.
 //! - [`kmeans`]: KIND kmeans, segments by k-means++ on standardised features.
+//! - [`recommender`]: KIND recommender, implicit-feedback ALS with leave-last-out validation.
 //! - [`artifact`]: the JSON model card and safetensors weights.
 //! - [`options`]: OPTIONS (...) parsing with errors that list what a kind accepts.
 //!
@@ -25,6 +26,7 @@ pub mod kmeans;
 pub mod metrics;
 pub mod options;
 pub mod preprocess;
+pub mod recommender;
 
 use std::sync::atomic::AtomicBool;
 
@@ -45,6 +47,7 @@ pub enum Kind {
     Bgnbd,
     GammaGamma,
     Kmeans,
+    Recommender,
 }
 
 impl Kind {
@@ -53,6 +56,7 @@ impl Kind {
         Kind::Bgnbd,
         Kind::GammaGamma,
         Kind::Kmeans,
+        Kind::Recommender,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Kind {
             Kind::Bgnbd => "bgnbd",
             Kind::GammaGamma => "gamma_gamma",
             Kind::Kmeans => "kmeans",
+            Kind::Recommender => "recommender",
         }
     }
 
@@ -74,6 +79,7 @@ impl Kind {
     pub fn fixed_inputs(self) -> Option<&'static [&'static str]> {
         match self {
             Kind::ChurnClassifier | Kind::Kmeans => None,
+            Kind::Recommender => Some(&["user", "item", "weight (optional)"]),
             Kind::Bgnbd => Some(&["frequency", "recency", "t"]),
             Kind::GammaGamma => Some(&["frequency", "monetary_value"]),
         }
@@ -115,6 +121,7 @@ pub enum Model {
     Bgnbd(btyd::BgNbd),
     GammaGamma(btyd::GammaGamma),
     KMeans(kmeans::KMeans),
+    Recommender(recommender::Recommender),
 }
 
 impl Model {
@@ -164,6 +171,13 @@ impl Model {
                     data, &parsed, &cancelled,
                 )?))
             }
+            Kind::Recommender => {
+                let parsed = recommender::RecommenderOptions::from_options(options, kind.name())?;
+                let cancelled = || cancel.load(std::sync::atomic::Ordering::Relaxed);
+                Ok(Model::Recommender(recommender::Recommender::fit(
+                    data, &parsed, &cancelled,
+                )?))
+            }
         }
     }
 
@@ -179,6 +193,9 @@ impl Model {
             ModelSpec::Bgnbd(spec) => Ok(Model::Bgnbd(spec.clone())),
             ModelSpec::GammaGamma(spec) => Ok(Model::GammaGamma(spec.clone())),
             ModelSpec::KMeans(spec) => Ok(Model::KMeans(spec.clone())),
+            ModelSpec::Recommender(spec) => Ok(Model::Recommender(
+                recommender::Recommender::from_parts(spec.clone(), tensors)?,
+            )),
         }
     }
 
@@ -205,6 +222,9 @@ impl Model {
                 .into_iter()
                 .map(|s| s.map_or(f64::NAN, f64::from))
                 .collect()),
+            Model::Recommender(_) => Err(Error::input(
+                "a recommender has no per-row score; use recommend(model, user_id, k)",
+            )),
         }
     }
 
@@ -215,6 +235,7 @@ impl Model {
             Model::Bgnbd(m) => ModelSpec::Bgnbd(m.clone()),
             Model::GammaGamma(m) => ModelSpec::GammaGamma(m.clone()),
             Model::KMeans(m) => ModelSpec::KMeans(m.clone()),
+            Model::Recommender(m) => ModelSpec::Recommender(m.spec.clone()),
         }
     }
 
@@ -249,6 +270,7 @@ impl Model {
             Model::Bgnbd(m) => m.metrics(),
             Model::GammaGamma(m) => m.metrics(),
             Model::KMeans(m) => m.metrics(),
+            Model::Recommender(m) => m.metrics(),
         }
     }
 
@@ -260,6 +282,7 @@ impl Model {
             Model::Bgnbd(_) | Model::GammaGamma(_) | Model::KMeans(_) => {
                 artifact::serialize_weights(&[])
             }
+            Model::Recommender(m) => artifact::serialize_weights(&m.tensors()?),
         }
     }
 
@@ -270,6 +293,7 @@ impl Model {
             Model::Bgnbd(m) => (m.fit.customers, m.fit.seconds),
             Model::GammaGamma(m) => (m.fit.customers, m.fit.seconds),
             Model::KMeans(m) => (m.rows, m.seconds),
+            Model::Recommender(m) => (m.spec.interactions, m.spec.seconds),
         }
     }
 }
@@ -328,6 +352,9 @@ pub fn check_options(kind: Kind, options: &mut Options) -> Result<()> {
         }
         Kind::Bgnbd | Kind::GammaGamma => BtydOptions::from_options(options, kind).map(|_| ()),
         Kind::Kmeans => kmeans::KMeansOptions::from_options(options, kind.name()).map(|_| ()),
+        Kind::Recommender => {
+            recommender::RecommenderOptions::from_options(options, kind.name()).map(|_| ())
+        }
     }
 }
 

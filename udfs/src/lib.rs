@@ -6,7 +6,7 @@
 //! - [`scoring`]: the shared `fn(model, features...) -> float8` machinery.
 //! - One module per SQL function: [`churn_score`], [`predict`], [`explain`],
 //!   [`model_features`], [`model_evaluate`], [`rfm_summary`], [`segment`] (and
-//!   segment_name).
+//!   segment_name), [`recommend`] (and recommendations).
 //! - [`btyd`]: the BG/NBD and Gamma-Gamma functions (p_alive, expected_purchases,
 //!   purchase_probability, expected_spend, clv).
 //! - [`lifecycle`]: rule-based rfm_segment and lifecycle_stage.
@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod model_evaluate;
 pub mod model_features;
 pub mod predict;
+pub mod recommend;
 pub mod registry;
 pub mod rfm_summary;
 pub mod scoring;
@@ -54,6 +55,13 @@ pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
     ctx.register_udf(btyd::clv_function(registry.clone()));
     ctx.register_udf(segment::segment(registry.clone()));
     ctx.register_udf(segment::segment_name(registry.clone()));
+    ctx.register_udf(recommend::recommend(registry.clone()));
+    ctx.register_udtf(
+        "recommendations",
+        Arc::new(recommend::Recommendations {
+            registry: registry.clone(),
+        }),
+    );
     ctx.register_udf(lifecycle::rfm_segment());
     ctx.register_udf(lifecycle::lifecycle_stage());
     ctx.register_udtf("rfm_summary", Arc::new(rfm_summary::RfmSummary));
