@@ -194,3 +194,24 @@ LEFT JOIN ratings r ON r.customer_id = cu.customer_id
 LEFT JOIN later l ON l.customer_id = cu.customer_id
 CROSS JOIN cutoff c
 WHERE cu.signup_date <= DATE '2025-10-02';
+
+-- One row per order with what fraud and risk models read: amounts, payment, shipping abroad,
+-- account age, the hour, the customer's earlier orders (how many, minutes since the last, this
+-- amount against their mean). Reads only orders and customers.
+CREATE OR REPLACE VIEW order_risk_features AS
+WITH ordered AS (
+    SELECT o.order_id, o.customer_id, o.order_time, o.amount, o.discount, o.item_count,
+           o.payment_method, o.shipping_country <> c.country AS ships_abroad,
+           (extract(epoch FROM o.order_time) - extract(epoch FROM CAST(c.signup_date AS TIMESTAMP))) / 3600 AS account_age_hours,
+           extract(hour FROM o.order_time) AS hour_of_day,
+           row_number() OVER (PARTITION BY o.customer_id ORDER BY o.order_time, o.order_id) - 1 AS prior_orders,
+           lag(o.order_time) OVER (PARTITION BY o.customer_id ORDER BY o.order_time, o.order_id) AS previous_order_time,
+           avg(o.amount) OVER (PARTITION BY o.customer_id ORDER BY o.order_time, o.order_id
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_mean_amount
+    FROM orders o JOIN customers c ON c.customer_id = o.customer_id
+)
+SELECT order_id, customer_id, order_time, amount, discount, item_count, payment_method, ships_abroad,
+       account_age_hours, hour_of_day, prior_orders,
+       (extract(epoch FROM order_time) - extract(epoch FROM previous_order_time)) / 60 AS minutes_since_previous_order,
+       amount / previous_mean_amount AS amount_to_previous_mean
+FROM ordered;

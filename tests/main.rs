@@ -7,6 +7,7 @@ mod external;
 mod models;
 mod persistence;
 mod recommender;
+mod risk;
 mod s3;
 mod server;
 mod slt;

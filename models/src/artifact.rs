@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::anomaly::AnomalySpec;
 use crate::btyd::{BgNbd, GammaGamma};
 use crate::classifier::ClassifierSpec;
 use crate::error::{Error, Result};
@@ -35,6 +36,7 @@ pub enum ModelSpec {
     GammaGamma(GammaGamma),
     KMeans(KMeans),
     Recommender(RecommenderSpec),
+    Anomaly(AnomalySpec),
 }
 
 /// Everything known about one model version except its weights.

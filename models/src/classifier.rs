@@ -127,7 +127,9 @@ pub struct EpochReport {
     pub epochs: usize,
     pub train_loss: f64,
     pub validation_loss: f64,
-    pub validation_auc: f64,
+    /// None for models without a label (anomaly).
+    #[serde(default)]
+    pub validation_auc: Option<f64>,
     pub seconds: f64,
 }
 
@@ -282,7 +284,7 @@ impl Classifier {
                 epochs: options.epochs,
                 train_loss: loss_sum / weight_sum,
                 validation_loss,
-                validation_auc: roc_auc(&scores, &validation_y),
+                validation_auc: Some(roc_auc(&scores, &validation_y)),
                 seconds: epoch_started.elapsed().as_secs_f64(),
             };
             on_epoch(&report);
@@ -704,13 +706,13 @@ fn permutation_importance(
 }
 
 /// A feature column borrowed from [`TrainingData`], in the shape [`FeatureValues`] needs.
-enum Column<'a> {
+pub(crate) enum Column<'a> {
     Numeric(Cow<'a, [f64]>),
     Categorical(Vec<Option<&'a str>>),
 }
 
 impl<'a> Column<'a> {
-    fn borrow(column: &'a FeatureColumn) -> Self {
+    pub(crate) fn borrow(column: &'a FeatureColumn) -> Self {
         match column {
             FeatureColumn::Numeric(v) => Column::Numeric(Cow::Borrowed(v)),
             FeatureColumn::Categorical(v) => {
@@ -719,14 +721,14 @@ impl<'a> Column<'a> {
         }
     }
 
-    fn select(&self, rows: &[usize]) -> Column<'a> {
+    pub(crate) fn select(&self, rows: &[usize]) -> Column<'a> {
         match self {
             Column::Numeric(v) => Column::Numeric(Cow::Owned(rows.iter().map(|&i| v[i]).collect())),
             Column::Categorical(v) => Column::Categorical(rows.iter().map(|&i| v[i]).collect()),
         }
     }
 
-    fn view(&self) -> FeatureValues<'_> {
+    pub(crate) fn view(&self) -> FeatureValues<'_> {
         match self {
             Column::Numeric(v) => FeatureValues::Numeric(v),
             Column::Categorical(v) => FeatureValues::Categorical(v),

@@ -12,11 +12,13 @@
 //!   spend, and customer lifetime value.
 //! - [`kmeans`]: KIND kmeans, segments by k-means++ on standardised features.
 //! - [`recommender`]: KIND recommender, implicit-feedback ALS with leave-last-out validation.
+//! - [`anomaly`]: KIND anomaly, an autoencoder whose calibrated reconstruction error scores risk.
 //! - [`artifact`]: the JSON model card and safetensors weights.
 //! - [`options`]: OPTIONS (...) parsing with errors that list what a kind accepts.
 //!
 //! [`Model`] is the one type the other crates hold: any trained model, by kind.
 
+pub mod anomaly;
 pub mod artifact;
 pub mod btyd;
 pub mod classifier;
@@ -44,6 +46,8 @@ pub use preprocess::{FeatureColumn, FeatureKind, FeatureValues};
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     ChurnClassifier,
+    RiskClassifier,
+    Anomaly,
     Bgnbd,
     GammaGamma,
     Kmeans,
@@ -53,6 +57,8 @@ pub enum Kind {
 impl Kind {
     pub const ALL: &'static [Kind] = &[
         Kind::ChurnClassifier,
+        Kind::RiskClassifier,
+        Kind::Anomaly,
         Kind::Bgnbd,
         Kind::GammaGamma,
         Kind::Kmeans,
@@ -62,6 +68,8 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::ChurnClassifier => "churn_classifier",
+            Kind::RiskClassifier => "risk_classifier",
+            Kind::Anomaly => "anomaly",
             Kind::Bgnbd => "bgnbd",
             Kind::GammaGamma => "gamma_gamma",
             Kind::Kmeans => "kmeans",
@@ -72,13 +80,16 @@ impl Kind {
     /// Whether the kind trains with candle and so takes a `device` option. The BTYD kinds
     /// are f64 likelihoods over a few parameters and always run on the CPU.
     pub fn uses_device(self) -> bool {
-        matches!(self, Kind::ChurnClassifier)
+        matches!(
+            self,
+            Kind::ChurnClassifier | Kind::RiskClassifier | Kind::Anomaly
+        )
     }
 
     /// The training columns a kind reads by position, for kinds that fix them.
     pub fn fixed_inputs(self) -> Option<&'static [&'static str]> {
         match self {
-            Kind::ChurnClassifier | Kind::Kmeans => None,
+            Kind::ChurnClassifier | Kind::RiskClassifier | Kind::Anomaly | Kind::Kmeans => None,
             Kind::Recommender => Some(&["user", "item", "weight (optional)"]),
             Kind::Bgnbd => Some(&["frequency", "recency", "t"]),
             Kind::GammaGamma => Some(&["frequency", "monetary_value"]),
@@ -102,7 +113,7 @@ impl Kind {
 
     /// Whether CREATE MODEL needs a TARGET column.
     pub fn is_supervised(self) -> bool {
-        matches!(self, Kind::ChurnClassifier)
+        matches!(self, Kind::ChurnClassifier | Kind::RiskClassifier)
     }
 }
 
@@ -122,6 +133,7 @@ pub enum Model {
     GammaGamma(btyd::GammaGamma),
     KMeans(kmeans::KMeans),
     Recommender(recommender::Recommender),
+    Anomaly(anomaly::Anomaly),
 }
 
 impl Model {
@@ -134,9 +146,15 @@ impl Model {
         cancel: &AtomicBool,
     ) -> Result<Model> {
         match kind {
-            Kind::ChurnClassifier => {
+            Kind::ChurnClassifier | Kind::RiskClassifier => {
                 let parsed = ClassifierOptions::from_options(options, kind.name())?;
                 Ok(Model::Classifier(Classifier::train(
+                    data, &parsed, on_epoch, cancel,
+                )?))
+            }
+            Kind::Anomaly => {
+                let parsed = anomaly::AnomalyOptions::from_options(options, kind.name())?;
+                Ok(Model::Anomaly(anomaly::Anomaly::train(
                     data, &parsed, on_epoch, cancel,
                 )?))
             }
@@ -193,6 +211,11 @@ impl Model {
             ModelSpec::Bgnbd(spec) => Ok(Model::Bgnbd(spec.clone())),
             ModelSpec::GammaGamma(spec) => Ok(Model::GammaGamma(spec.clone())),
             ModelSpec::KMeans(spec) => Ok(Model::KMeans(spec.clone())),
+            ModelSpec::Anomaly(spec) => Ok(Model::Anomaly(anomaly::Anomaly::from_parts(
+                spec.clone(),
+                tensors,
+                device,
+            )?)),
             ModelSpec::Recommender(spec) => Ok(Model::Recommender(
                 recommender::Recommender::from_parts(spec.clone(), tensors)?,
             )),
@@ -222,6 +245,7 @@ impl Model {
                 .into_iter()
                 .map(|s| s.map_or(f64::NAN, f64::from))
                 .collect()),
+            Model::Anomaly(m) => m.predict(columns),
             Model::Recommender(_) => Err(Error::input(
                 "a recommender has no per-row score; use recommend(model, user_id, k)",
             )),
@@ -236,6 +260,7 @@ impl Model {
             Model::GammaGamma(m) => ModelSpec::GammaGamma(m.clone()),
             Model::KMeans(m) => ModelSpec::KMeans(m.clone()),
             Model::Recommender(m) => ModelSpec::Recommender(m.spec.clone()),
+            Model::Anomaly(m) => ModelSpec::Anomaly(m.spec.clone()),
         }
     }
 
@@ -271,6 +296,7 @@ impl Model {
             Model::GammaGamma(m) => m.metrics(),
             Model::KMeans(m) => m.metrics(),
             Model::Recommender(m) => m.metrics(),
+            Model::Anomaly(m) => m.metrics(),
         }
     }
 
@@ -283,6 +309,7 @@ impl Model {
                 artifact::serialize_weights(&[])
             }
             Model::Recommender(m) => artifact::serialize_weights(&m.tensors()?),
+            Model::Anomaly(m) => artifact::serialize_weights(&m.tensors()),
         }
     }
 
@@ -294,6 +321,7 @@ impl Model {
             Model::GammaGamma(m) => (m.fit.customers, m.fit.seconds),
             Model::KMeans(m) => (m.rows, m.seconds),
             Model::Recommender(m) => (m.spec.interactions, m.spec.seconds),
+            Model::Anomaly(m) => (m.spec.rows, m.spec.seconds),
         }
     }
 }
@@ -346,8 +374,12 @@ pub use candle_core;
 /// Checks OPTIONS for `kind` (names, values, device) without training.
 pub fn check_options(kind: Kind, options: &mut Options) -> Result<()> {
     match kind {
-        Kind::ChurnClassifier => {
+        Kind::ChurnClassifier | Kind::RiskClassifier => {
             let parsed = ClassifierOptions::from_options(options, kind.name())?;
+            device(&parsed.device).map(|_| ())
+        }
+        Kind::Anomaly => {
+            let parsed = anomaly::AnomalyOptions::from_options(options, kind.name())?;
             device(&parsed.device).map(|_| ())
         }
         Kind::Bgnbd | Kind::GammaGamma => BtydOptions::from_options(options, kind).map(|_| ()),

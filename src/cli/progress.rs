@@ -28,10 +28,13 @@ pub async fn report(mut reports: UnboundedReceiver<Progress>) {
                     bar
                 });
                 bar.set_position(report.epoch as u64);
-                bar.set_message(format!(
-                    "loss {:.4}, validation auc {:.4}",
-                    report.validation_loss, report.validation_auc
-                ));
+                bar.set_message(match report.validation_auc {
+                    Some(auc) => format!(
+                        "loss {:.4}, validation auc {auc:.4}",
+                        report.validation_loss
+                    ),
+                    None => format!("loss {:.4}", report.validation_loss),
+                });
             }
             (Progress::Message(message), true) => match &bar {
                 Some(bar) => bar.println(message),

@@ -84,16 +84,17 @@ pub enum Progress {
 impl std::fmt::Display for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Progress::Epoch { model, report } => write!(
-                f,
-                "{model}: epoch {}/{}: train loss {:.4}, validation loss {:.4}, validation auc {:.4} ({:.2} s)",
-                report.epoch,
-                report.epochs,
-                report.train_loss,
-                report.validation_loss,
-                report.validation_auc,
-                report.seconds
-            ),
+            Progress::Epoch { model, report } => {
+                write!(
+                    f,
+                    "{model}: epoch {}/{}: train loss {:.4}, validation loss {:.4}",
+                    report.epoch, report.epochs, report.train_loss, report.validation_loss,
+                )?;
+                if let Some(auc) = report.validation_auc {
+                    write!(f, ", validation auc {auc:.4}")?;
+                }
+                write!(f, " ({:.2} s)", report.seconds)
+            }
             Progress::Message(message) => f.write_str(message),
         }
     }

@@ -63,7 +63,8 @@ fn explained(model: &LoadedModel) -> Result<&Classifier> {
     match &model.model {
         Model::Classifier(classifier) => Ok(classifier),
         _ => plan_err!(
-            "{FUNCTION}: model '{}' is of kind {}; explain supports churn_classifier models",
+            "{FUNCTION}: model '{}' is of kind {}; explain supports churn_classifier and \
+             risk_classifier models",
             model.card.name,
             model.card.kind
         ),

@@ -6,7 +6,7 @@
 //! - [`scoring`]: the shared `fn(model, features...) -> float8` machinery.
 //! - One module per SQL function: [`churn_score`], [`predict`], [`explain`],
 //!   [`model_features`], [`model_evaluate`], [`rfm_summary`], [`segment`] (and
-//!   segment_name), [`recommend`] (and recommendations).
+//!   segment_name), [`recommend`] (and recommendations), [`risk_score`].
 //! - [`btyd`]: the BG/NBD and Gamma-Gamma functions (p_alive, expected_purchases,
 //!   purchase_probability, expected_spend, clv).
 //! - [`lifecycle`]: rule-based rfm_segment and lifecycle_stage.
@@ -22,6 +22,7 @@ pub mod predict;
 pub mod recommend;
 pub mod registry;
 pub mod rfm_summary;
+pub mod risk_score;
 pub mod scoring;
 pub mod segment;
 mod table_args;
@@ -47,6 +48,7 @@ pub(crate) const DOC_SECTION: DocSection = DocSection {
 pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
     ctx.register_udf(churn_score::churn_score(registry.clone()));
     ctx.register_udf(predict::predict(registry.clone()));
+    ctx.register_udf(risk_score::risk_score(registry.clone()));
     ctx.register_udf(explain::explain(registry.clone()));
     ctx.register_udf(btyd::p_alive(registry.clone()));
     ctx.register_udf(btyd::expected_purchases(registry.clone()));
