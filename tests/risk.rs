@@ -89,7 +89,7 @@ async fn planted_frauds_rank_high() {
     assert_eq!(range, "true");
     for (sql, expected) in [
         (
-            format!("SELECT risk_score('fraud', f.amount) FROM order_risk_features f"),
+            "SELECT risk_score('fraud', f.amount) FROM order_risk_features f".to_string(),
             "risk_score: model 'fraud' expects 10 features, got 1",
         ),
         (

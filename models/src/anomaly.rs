@@ -93,6 +93,9 @@ pub struct Anomaly {
     device: Device,
 }
 
+/// (weight, bias) per layer.
+type Layers = Vec<(Tensor, Tensor)>;
+
 /// Layer widths: input, encoder, mirrored decoder, output = input.
 fn widths(input: usize, hidden: &[usize]) -> Vec<usize> {
     let mut sizes = vec![input];
@@ -209,7 +212,8 @@ impl Anomaly {
 
         let mut order: Vec<usize> = (0..train_x.rows).collect();
         let mut history = Vec::new();
-        let mut best: Option<(f64, usize, Vec<(Tensor, Tensor)>)> = None;
+        // (validation loss, epoch, the weights then)
+        let mut best: Option<(f64, usize, Layers)> = None;
         for epoch in 1..=options.epochs {
             let epoch_started = Instant::now();
             order.shuffle(&mut rng);

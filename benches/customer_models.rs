@@ -1,15 +1,20 @@
-//! The BTYD models' speed (README's lifecycle-model benchmark table).
+//! The customer models' speed (README's customer-model benchmark tables).
 //!
-//! `cargo bench --bench btyd` measures:
+//! `cargo bench --bench customer_models` measures:
 //! - `btyd/bgnbd_fit_cdnow_master`: maximum-likelihood BG/NBD on the full CDNOW data (23,570
 //!   customers, 78 weeks; the summary is built once, before timing, by rfm_summary);
 //! - `btyd/gamma_gamma_fit_cdnow_master`: Gamma-Gamma on its 11,515 repeat customers;
 //! - `btyd/rfm_summary_cdnow_master`: rfm_summary over the 69,659 transactions, in SQL;
 //! - `btyd/p_alive_sql`: `SELECT sum(p_alive('bg', frequency, recency, t)) FROM t` over
 //!   `TENURE_BENCH_ROWS` rows (default 10,000,000) in memory, through the whole engine;
-//! - `btyd/clv_12_months_sql`: the same for clv over 12 months on 1,000,000 rows.
+//! - `btyd/clv_12_months_sql`: the same for clv over 12 months on 1,000,000 rows;
+//! - `kmeans/1m_x8_k8_iterations_{1,21}`: k-means++ and 1 or 21 Lloyd iterations (plus the
+//!   silhouette on 4,000 rows) on 1,000,000 uniform rows x 8 features, k = 8; the difference
+//!   over 20 is the time per iteration;
+//! - `recommender/train_100k_users` (ALS, 32 factors, 15 iterations, 2,000,000 interactions)
+//!   and `recommender/recommendations_100k_users_k10` (the table function through SQL).
 //!
-//! benches/compare_lifetimes.py times lifetimes on the same work.
+//! benches/compare_python.py times lifetimes, scikit-learn and implicit on the same work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +27,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tenure::{Config, Engine, PathAccess};
 use tenure_models::btyd::{BgNbd, GammaGamma, TimeUnit};
+use tenure_models::kmeans::{KMeans, KMeansOptions};
+use tenure_models::{FeatureColumn, Options, TrainingData};
 
 const BATCH: usize = 8192;
 
@@ -188,5 +195,117 @@ fn btyd(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, btyd);
+/// 1,000,000 rows x 8 features, uniform in [0, 1): no structure, so Lloyd never converges
+/// early and every run does the iterations asked for.
+fn uniform_features(rows: usize, seed: u64) -> TrainingData {
+    let mut rng = StdRng::seed_from_u64(seed);
+    TrainingData {
+        features: (0..8)
+            .map(|j| {
+                let column: Vec<f64> = (0..rows).map(|_| rng.random::<f64>()).collect();
+                (format!("f{j}"), FeatureColumn::Numeric(column))
+            })
+            .collect(),
+        target: Vec::new(),
+    }
+}
+
+fn kmeans(c: &mut Criterion) {
+    let data = uniform_features(1_000_000, 11);
+    let mut group = c.benchmark_group("kmeans");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    for iterations in [1, 21] {
+        let options = KMeansOptions::from_options(
+            &mut Options::new([
+                ("k", "8".to_string()),
+                ("n_init", "1".to_string()),
+                ("max_iterations", iterations.to_string()),
+            ]),
+            "kmeans",
+        )
+        .unwrap();
+        group.bench_function(format!("1m_x8_k8_iterations_{iterations}"), |b| {
+            b.iter(|| {
+                let model = KMeans::fit(&data, &options, &|| false).unwrap();
+                assert_eq!(model.iterations, iterations as u64);
+                model
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The interactions benches/compare_python.py builds too: user u has 20 items, from a
+/// 500-item neighbourhood that depends on u % 50, so there is structure to learn.
+fn interaction_batches(users: usize) -> Vec<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Int64, false),
+        Field::new("item_id", DataType::Int64, false),
+    ]));
+    let (mut u_col, mut i_col) = (Vec::new(), Vec::new());
+    for u in 0..users as i64 {
+        for j in 0..20i64 {
+            u_col.push(u);
+            i_col.push(((u % 50) * 97 + (u * 7919 + j * 104_729) % 500) % 5000);
+        }
+    }
+    let rows = u_col.len();
+    (0..rows)
+        .step_by(BATCH)
+        .map(|start| {
+            let end = (start + BATCH).min(rows);
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(u_col[start..end].to_vec())),
+                    Arc::new(Int64Array::from(i_col[start..end].to_vec())),
+                ],
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn recommender(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: scratch.path().to_path_buf(),
+        ..Config::default()
+    };
+    let engine = runtime
+        .block_on(Engine::open(&config, PathAccess::Unrestricted))
+        .unwrap();
+    let batches = interaction_batches(100_000);
+    let schema = batches[0].schema();
+    engine
+        .context()
+        .register_table(
+            "interactions",
+            Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()),
+        )
+        .unwrap();
+    let train = "CREATE MODEL recs KIND recommender \
+                 OPTIONS (factors = 32, iterations = 15, validate = false) \
+                 AS SELECT user_id, item_id FROM interactions";
+    let mut group = c.benchmark_group("recommender");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
+    group.bench_function("train_100k_users", |b| {
+        b.iter(|| runtime.block_on(engine.run(train)).unwrap())
+    });
+    group.bench_function("recommendations_100k_users_k10", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(engine.query("SELECT count(*) FROM recommendations('recs', 10)"))
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, btyd, kmeans, recommender);
 criterion_main!(benches);
