@@ -4,6 +4,7 @@
 mod btyd;
 mod cli;
 mod external;
+mod lifecycle_mart;
 mod models;
 mod persistence;
 mod recommender;
