@@ -208,7 +208,9 @@ fn training(c: &mut Criterion) {
                     &AtomicBool::new(false),
                 )
                 .unwrap();
-                let Model::Classifier(classifier) = model;
+                let Model::Classifier(classifier) = model else {
+                    unreachable!("a churn_classifier trains a classifier")
+                };
                 total += Duration::from_secs_f64(classifier.spec.training.history[0].seconds);
             }
             total
