@@ -12,12 +12,25 @@ const MART_SQL: &str = include_str!("../sql/lifecycle_mart.sql");
 async fn the_lifecycle_mart_has_every_score_for_every_customer() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open_engine(dir.path()).await;
-    load_demo(&engine, &DemoOptions { scale: 0.2, seed: 42 }, None).await.unwrap();
+    load_demo(
+        &engine,
+        &DemoOptions {
+            scale: 0.2,
+            seed: 42,
+        },
+        None,
+    )
+    .await
+    .unwrap();
     engine.run(MART_SQL).await.unwrap();
 
     let customers = scalar(&engine, "SELECT count(*) FROM customers").await;
     assert_eq!(
-        scalar(&engine, "SELECT count(*) || '/' || count(DISTINCT customer_id) FROM customer_lifecycle").await,
+        scalar(
+            &engine,
+            "SELECT count(*) || '/' || count(DISTINCT customer_id) FROM customer_lifecycle"
+        )
+        .await,
         format!("{customers}/{customers}")
     );
     // Every customer with an order has RFM, BTYD scores, CLV, a segment and a stage.
@@ -48,7 +61,10 @@ async fn the_lifecycle_mart_has_every_score_for_every_customer() {
     .await;
     let parts: Vec<&str> = alive_by_construction.split(' ').collect();
     assert_eq!(parts[0], "1.0", "{alive_by_construction}");
-    assert!(parts[1].parse::<i64>().unwrap() > 100, "{alive_by_construction}");
+    assert!(
+        parts[1].parse::<i64>().unwrap() > 100,
+        "{alive_by_construction}"
+    );
     assert_eq!(parts[2], "0", "{alive_by_construction}");
     // The stages mean something: loyal customers are worth more and churn less than churned ones.
     let ordered = scalar(
@@ -61,6 +77,10 @@ async fn the_lifecycle_mart_has_every_score_for_every_customer() {
     )
     .await;
     assert_eq!(ordered, "true");
-    let stages = scalar(&engine, "SELECT count(DISTINCT lifecycle_stage) FROM customer_lifecycle").await;
+    let stages = scalar(
+        &engine,
+        "SELECT count(DISTINCT lifecycle_stage) FROM customer_lifecycle",
+    )
+    .await;
     assert!(stages.parse::<i64>().unwrap() >= 5, "{stages} stages");
 }

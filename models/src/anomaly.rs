@@ -19,10 +19,10 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{Column, EpochReport, TrainingData};
+use crate::classifier::{EpochReport, TrainingData, fit_and_encode};
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::preprocess::{FeatureValues, Matrix, PreprocessOptions, Preprocessor};
+use crate::preprocess::{FeatureValues, Matrix, Preprocessor};
 
 /// OPTIONS of KIND anomaly.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,30 +154,7 @@ impl Anomaly {
         validation_idx.sort_unstable();
         train_idx.sort_unstable();
 
-        let columns: Vec<Column<'_>> = data
-            .features
-            .iter()
-            .map(|(_, c)| Column::borrow(c))
-            .collect();
-        let train_columns: Vec<Column<'_>> = columns.iter().map(|c| c.select(&train_idx)).collect();
-        let fit_views: Vec<(String, FeatureValues<'_>)> = data
-            .features
-            .iter()
-            .zip(&train_columns)
-            .map(|((name, _), c)| (name.clone(), c.view()))
-            .collect();
-        let preprocessor = Preprocessor::fit(
-            &fit_views,
-            &PreprocessOptions {
-                max_categories: options.max_categories,
-            },
-        )
-        .map_err(|e| match e {
-            Error::InvalidInput(m) => Error::InvalidData(m),
-            other => other,
-        })?;
-        let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-        let matrix = preprocessor.transform(&values)?;
+        let (preprocessor, matrix) = fit_and_encode(data, &train_idx, options.max_categories)?;
         let train_x = matrix.select_rows(&train_idx);
         let validation_x = matrix.select_rows(&validation_idx);
 

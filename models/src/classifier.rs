@@ -182,33 +182,9 @@ impl Classifier {
         let rows = data.target.len();
         validate(data, options)?;
 
-        let columns: Vec<Column<'_>> = data
-            .features
-            .iter()
-            .map(|(_, column)| Column::borrow(column))
-            .collect();
         let (train_idx, validation_idx) =
             split(&data.target, options.validation_fraction, options.seed);
-        // Fit the preprocessing on the training rows only, so validation metrics are honest.
-        let train_columns: Vec<Column<'_>> = columns.iter().map(|c| c.select(&train_idx)).collect();
-        let fit_views: Vec<(String, FeatureValues<'_>)> = data
-            .features
-            .iter()
-            .zip(&train_columns)
-            .map(|((name, _), column)| (name.clone(), column.view()))
-            .collect();
-        let preprocessor = Preprocessor::fit(
-            &fit_views,
-            &PreprocessOptions {
-                max_categories: options.max_categories,
-            },
-        )
-        .map_err(|e| match e {
-            Error::InvalidInput(m) => Error::InvalidData(m),
-            other => other,
-        })?;
-        let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-        let matrix = preprocessor.transform(&values)?;
+        let (preprocessor, matrix) = fit_and_encode(data, &train_idx, options.max_categories)?;
         let train_x = matrix.select_rows(&train_idx);
         let validation_x = matrix.select_rows(&validation_idx);
         let train_y: Vec<bool> = train_idx.iter().map(|&i| data.target[i]).collect();
@@ -705,14 +681,43 @@ fn permutation_importance(
     Ok(importance)
 }
 
+/// Fits the preprocessing on the `train` rows of `data` only (so validation metrics stay
+/// honest) and encodes every row.
+pub(crate) fn fit_and_encode(
+    data: &TrainingData,
+    train: &[usize],
+    max_categories: usize,
+) -> Result<(Preprocessor, Matrix)> {
+    let columns: Vec<Column<'_>> = data
+        .features
+        .iter()
+        .map(|(_, column)| Column::borrow(column))
+        .collect();
+    let train_columns: Vec<Column<'_>> = columns.iter().map(|c| c.select(train)).collect();
+    let fit_views: Vec<(String, FeatureValues<'_>)> = data
+        .features
+        .iter()
+        .zip(&train_columns)
+        .map(|((name, _), column)| (name.clone(), column.view()))
+        .collect();
+    let preprocessor = Preprocessor::fit(&fit_views, &PreprocessOptions { max_categories })
+        .map_err(|e| match e {
+            Error::InvalidInput(m) => Error::InvalidData(m),
+            other => other,
+        })?;
+    let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
+    let matrix = preprocessor.transform(&values)?;
+    Ok((preprocessor, matrix))
+}
+
 /// A feature column borrowed from [`TrainingData`], in the shape [`FeatureValues`] needs.
-pub(crate) enum Column<'a> {
+enum Column<'a> {
     Numeric(Cow<'a, [f64]>),
     Categorical(Vec<Option<&'a str>>),
 }
 
 impl<'a> Column<'a> {
-    pub(crate) fn borrow(column: &'a FeatureColumn) -> Self {
+    fn borrow(column: &'a FeatureColumn) -> Self {
         match column {
             FeatureColumn::Numeric(v) => Column::Numeric(Cow::Borrowed(v)),
             FeatureColumn::Categorical(v) => {
@@ -721,14 +726,14 @@ impl<'a> Column<'a> {
         }
     }
 
-    pub(crate) fn select(&self, rows: &[usize]) -> Column<'a> {
+    fn select(&self, rows: &[usize]) -> Column<'a> {
         match self {
             Column::Numeric(v) => Column::Numeric(Cow::Owned(rows.iter().map(|&i| v[i]).collect())),
             Column::Categorical(v) => Column::Categorical(rows.iter().map(|&i| v[i]).collect()),
         }
     }
 
-    pub(crate) fn view(&self) -> FeatureValues<'_> {
+    fn view(&self) -> FeatureValues<'_> {
         match self {
             Column::Numeric(v) => FeatureValues::Numeric(v),
             Column::Categorical(v) => FeatureValues::Categorical(v),
