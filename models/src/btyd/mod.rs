@@ -211,6 +211,9 @@ pub fn clv(
     if !(monthly_discount > -1.0) || !monthly_discount.is_finite() {
         return f64::NAN;
     }
+    if !bgnbd::valid_input(x, recency, age) {
+        return f64::NAN;
+    }
     let per_transaction = spend.expected_spend(x, monetary);
     let per_month = purchases.time_unit.per_month();
     let mut value = 0.0;
@@ -276,6 +279,8 @@ mod tests {
         // No discount and one month: spend × E[purchases in a month].
         assert!((clv(&bg, &gg, x, tx, t, m, 1.0, 0.0) - spend * e(1.0)).abs() < 1e-12);
         assert_eq!(clv(&bg, &gg, x, tx, t, m, 0.0, 0.01), 0.0);
+        // Invalid input is NULL (NaN) whatever the horizon.
+        assert!(clv(&bg, &gg, -1.0, tx, t, m, 0.0, 0.01).is_nan());
         assert!(clv(&bg, &gg, x, tx, t, m, 1.5, 0.01).is_nan());
         // lifetimes 0.11.3: GammaGammaFitter.customer_lifetime_value(time=12,
         // discount_rate=0.01, freq='W') with the same parameters.
