@@ -1,27 +1,13 @@
 //! sql/lifecycle_mart.sql on the demo world: it trains its models and builds
 //! customer_lifecycle, one row per customer with every lifecycle score.
 
-use tenure::demo::DemoOptions;
-use tenure::lifecycle::load_demo;
-
-use crate::support::{open_engine, scalar};
+use crate::support::{demo_engine, scalar};
 
 const MART_SQL: &str = include_str!("../sql/lifecycle_mart.sql");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_mart_has_every_score_for_every_customer() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = open_engine(dir.path()).await;
-    load_demo(
-        &engine,
-        &DemoOptions {
-            scale: 0.2,
-            seed: 42,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let (_dir, engine) = demo_engine(0.2).await;
     engine.run(MART_SQL).await.unwrap();
 
     let customers = scalar(&engine, "SELECT count(*) FROM customers").await;

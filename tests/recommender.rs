@@ -2,10 +2,7 @@
 //! popularity ranking on held-out last interactions (the world's taste clusters are what it
 //! can learn), and recommend() / recommendations() must leave out what users already have.
 
-use tenure::demo::DemoOptions;
-use tenure::lifecycle::load_demo;
-
-use crate::support::{open_engine, scalar};
+use crate::support::{demo_engine, scalar};
 
 const INTERACTIONS: &str = "SELECT customer_id, item_id, \
      CASE event_type WHEN 'view' THEN 1 WHEN 'add_to_cart' THEN 3 ELSE 5 END AS weight \
@@ -20,18 +17,7 @@ async fn number(engine: &tenure::Engine, sql: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recommender_beats_popularity_on_the_demo_world() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = open_engine(dir.path()).await;
-    load_demo(
-        &engine,
-        &DemoOptions {
-            scale: 0.2,
-            seed: 42,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let (_dir, engine) = demo_engine(0.2).await;
     engine
         .run(&format!(
             "CREATE MODEL recs KIND recommender OPTIONS (factors = 8, seed = 1) AS {INTERACTIONS}"

@@ -2,10 +2,7 @@
 //! fifths of the customers, judged on the orders of the other fifth by precision at the
 //! planted rate (of the N highest risk scores, N = the number of frauds, how many are fraud).
 
-use tenure::demo::DemoOptions;
-use tenure::lifecycle::load_demo;
-
-use crate::support::{open_engine, scalar};
+use crate::support::{demo_engine, scalar};
 
 const FEATURES: &str = "f.amount, f.discount, f.item_count, f.payment_method, f.ships_abroad, \
     f.account_age_hours, f.hour_of_day, f.prior_orders, f.minutes_since_previous_order, \
@@ -28,18 +25,7 @@ async fn precision_at_planted_rate(engine: &tenure::Engine, score: &str) -> (f64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planted_frauds_rank_high() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = open_engine(dir.path()).await;
-    load_demo(
-        &engine,
-        &DemoOptions {
-            scale: 0.2,
-            seed: 42,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let (_dir, engine) = demo_engine(0.2).await;
 
     engine
         .run(&format!(

@@ -48,6 +48,21 @@ pub async fn open_engine(dir: &Path) -> Engine {
         .expect("engine opens")
 }
 
+/// An engine on a fresh temporary data directory holding the demo world at `scale` (seed 42).
+/// Keep the directory alive as long as the engine.
+pub async fn demo_engine(scale: f64) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path()).await;
+    tenure::lifecycle::load_demo(
+        &engine,
+        &tenure::demo::DemoOptions { scale, seed: 42 },
+        None,
+    )
+    .await
+    .unwrap();
+    (dir, engine)
+}
+
 /// The single value of a one-row, one-column query, formatted as text.
 pub async fn scalar(engine: &Engine, sql: &str) -> String {
     let batches = engine

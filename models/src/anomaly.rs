@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{D, DType, Device, Module, Tensor, Var};
+use candle_core::{D, Device, Module, Tensor, Var};
 use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -311,16 +311,7 @@ impl Anomaly {
     }
 
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (w, b))| {
-                [
-                    (format!("layers.{i}.weight"), w.clone()),
-                    (format!("layers.{i}.bias"), b.clone()),
-                ]
-            })
-            .collect()
+        crate::artifact::layer_tensors(&self.layers)
     }
 
     pub fn from_parts(
@@ -329,24 +320,7 @@ impl Anomaly {
         device: &Device,
     ) -> Result<Anomaly> {
         let sizes = widths(spec.preprocessor.width(), &spec.hidden);
-        let mut layers = Vec::new();
-        for (i, pair) in sizes.windows(2).enumerate() {
-            let mut take = |name: String, shape: &[usize]| -> Result<Tensor> {
-                let t = tensors
-                    .remove(&name)
-                    .ok_or_else(|| Error::CorruptArtifact(format!("weights lack {name}")))?;
-                if t.dims() != shape {
-                    return Err(Error::CorruptArtifact(format!(
-                        "{name} has shape {:?}, the card says {shape:?}",
-                        t.dims()
-                    )));
-                }
-                Ok(t.to_dtype(DType::F32)?.to_device(device)?)
-            };
-            let w = take(format!("layers.{i}.weight"), &[pair[1], pair[0]])?;
-            let b = take(format!("layers.{i}.bias"), &[pair[1]])?;
-            layers.push((w, b));
-        }
+        let layers = crate::artifact::take_layers(&mut tensors, &sizes, device)?;
         Ok(Anomaly {
             spec,
             layers,

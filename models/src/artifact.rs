@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::anomaly::AnomalySpec;
@@ -89,6 +89,50 @@ impl ModelCard {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Dense layers as named tensors, `layers.{i}.weight` ([out, in]) and `layers.{i}.bias`.
+pub fn layer_tensors(layers: &[(Tensor, Tensor)]) -> Vec<(String, Tensor)> {
+    layers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (w, b))| {
+            [
+                (format!("layers.{i}.weight"), w.clone()),
+                (format!("layers.{i}.bias"), b.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// The dense layers of widths `sizes` out of `tensors` (see [`layer_tensors`]), as f32 on
+/// `device`; a missing tensor or a shape that disagrees with the card is a corrupt artifact.
+pub fn take_layers(
+    tensors: &mut HashMap<String, Tensor>,
+    sizes: &[usize],
+    device: &Device,
+) -> Result<Vec<(Tensor, Tensor)>> {
+    let mut take = |name: String, shape: &[usize]| -> Result<Tensor> {
+        let tensor = tensors
+            .remove(&name)
+            .ok_or_else(|| Error::CorruptArtifact(format!("weights lack {name}")))?;
+        if tensor.dims() != shape {
+            return Err(Error::CorruptArtifact(format!(
+                "{name} has shape {:?}, the card says {shape:?}",
+                tensor.dims()
+            )));
+        }
+        Ok(tensor.to_dtype(DType::F32)?.to_device(device)?)
+    };
+    sizes
+        .windows(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let weight = take(format!("layers.{i}.weight"), &[pair[1], pair[0]])?;
+            let bias = take(format!("layers.{i}.bias"), &[pair[1]])?;
+            Ok((weight, bias))
+        })
+        .collect()
 }
 
 /// Safetensors bytes for named tensors.

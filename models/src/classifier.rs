@@ -403,16 +403,7 @@ impl Classifier {
 
     /// The weights as named tensors, for safetensors.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (w, b))| {
-                [
-                    (format!("layers.{i}.weight"), w.clone()),
-                    (format!("layers.{i}.bias"), b.clone()),
-                ]
-            })
-            .collect()
+        crate::artifact::layer_tensors(&self.layers)
     }
 
     /// Rebuilds a classifier from its card's spec and its named tensors, checking shapes.
@@ -425,24 +416,7 @@ impl Classifier {
             .chain(spec.hidden.iter().copied())
             .chain(std::iter::once(1))
             .collect();
-        let mut layers = Vec::new();
-        for (i, pair) in sizes.windows(2).enumerate() {
-            let mut take = |name: String, shape: &[usize]| -> Result<Tensor> {
-                let tensor = tensors
-                    .remove(&name)
-                    .ok_or_else(|| Error::CorruptArtifact(format!("weights lack {name}")))?;
-                if tensor.dims() != shape {
-                    return Err(Error::CorruptArtifact(format!(
-                        "{name} has shape {:?}, the card says {shape:?}",
-                        tensor.dims()
-                    )));
-                }
-                Ok(tensor.to_dtype(DType::F32)?.to_device(device)?)
-            };
-            let weight = take(format!("layers.{i}.weight"), &[pair[1], pair[0]])?;
-            let bias = take(format!("layers.{i}.bias"), &[pair[1]])?;
-            layers.push((weight, bias));
-        }
+        let layers = crate::artifact::take_layers(&mut tensors, &sizes, device)?;
         Classifier::new(spec, layers, device.clone())
     }
 }
