@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::kmeans::KMeans;
 use crate::preprocess::{FeatureColumn, FeatureKind};
 use crate::recommender::RecommenderSpec;
+use crate::sequence::SequenceSpec;
 use crate::{Kind, TrainingData};
 
 /// Version of the card layout, bumped on incompatible changes.
@@ -37,6 +38,7 @@ pub enum ModelSpec {
     KMeans(KMeans),
     Recommender(RecommenderSpec),
     Anomaly(AnomalySpec),
+    Sequence(SequenceSpec),
 }
 
 /// Everything known about one model version except its weights.
@@ -183,6 +185,28 @@ pub fn fingerprint(data: &TrainingData) -> String {
                             hasher.write(s.as_bytes());
                         }
                         None => hasher.write(&[0]),
+                    }
+                }
+            }
+            FeatureColumn::TextList(lists) => {
+                for list in lists {
+                    hasher.write(&list.as_ref().map_or(u64::MAX, |l| l.len() as u64).to_le_bytes());
+                    for token in list.iter().flatten() {
+                        match token {
+                            Some(s) => {
+                                hasher.write(&[1]);
+                                hasher.write(s.as_bytes());
+                            }
+                            None => hasher.write(&[0]),
+                        }
+                    }
+                }
+            }
+            FeatureColumn::NumberList(lists) => {
+                for list in lists {
+                    hasher.write(&list.as_ref().map_or(u64::MAX, |l| l.len() as u64).to_le_bytes());
+                    for v in list.iter().flatten() {
+                        hasher.write(&v.to_bits().to_le_bytes());
                     }
                 }
             }

@@ -473,7 +473,7 @@ fn validate(data: &TrainingData, options: &ClassifierOptions) -> Result<()> {
 }
 
 /// Training and validation row indices, stratified by class so both sets see both classes.
-fn split(target: &[bool], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+pub(crate) fn split(target: &[bool], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5911_7000_0001);
     let (mut train, mut validation) = (Vec::new(), Vec::new());
     for class in [false, true] {
@@ -580,7 +580,7 @@ fn forward_rows(layers: &[(&Tensor, &Tensor)], x: &Tensor) -> Result<Tensor> {
 }
 
 /// Σ wᵢ · BCE(σ(zᵢ), yᵢ), computed stably from logits as softplus(z) − y·z.
-fn weighted_bce_with_logits(logits: &Tensor, y: &Tensor, w: &Tensor) -> Result<Tensor> {
+pub(crate) fn weighted_bce_with_logits(logits: &Tensor, y: &Tensor, w: &Tensor) -> Result<Tensor> {
     let softplus = (logits.relu()? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
     let per_row = (softplus - (y * logits)?)?;
     Ok((per_row * w)?.sum_all()?)
@@ -696,6 +696,9 @@ impl<'a> Column<'a> {
             FeatureColumn::Numeric(v) => Column::Numeric(Cow::Borrowed(v)),
             FeatureColumn::Categorical(v) => {
                 Column::Categorical(v.iter().map(|s| s.as_deref()).collect())
+            }
+            FeatureColumn::TextList(_) | FeatureColumn::NumberList(_) => {
+                unreachable!("Model::train rejects list features for tabular kinds")
             }
         }
     }

@@ -125,6 +125,11 @@ impl KMeans {
         for (name, column) in &data.features {
             match column {
                 FeatureColumn::Numeric(values) => columns.push(values.as_slice()),
+                FeatureColumn::TextList(_) | FeatureColumn::NumberList(_) => {
+                    return Err(Error::data(format!(
+                        "kmeans: column {name} is a list; k-means needs numbers"
+                    )));
+                }
                 FeatureColumn::Categorical(_) => {
                     return Err(Error::data(format!(
                         "kmeans: column {name} is text; k-means needs numbers (encode it in \
@@ -295,7 +300,7 @@ impl KMeans {
         for (j, column) in columns.iter().enumerate() {
             match column {
                 FeatureValues::Numeric(values) => numeric.push(*values),
-                FeatureValues::Categorical(_) => {
+                _ => {
                     return Err(Error::input(format!(
                         "feature {} must be numeric",
                         self.features[j]

@@ -13,6 +13,8 @@
 //! - [`kmeans`]: KIND kmeans, segments by k-means++ on standardised features.
 //! - [`recommender`]: KIND recommender, implicit-feedback ALS with leave-last-out validation.
 //! - [`anomaly`]: KIND anomaly, an autoencoder whose calibrated reconstruction error scores risk.
+//! - [`sequence`]: KIND sequence, a Transformer (or LSTM baseline) over event histories for
+//!   churn, next-event prediction and embeddings.
 //! - [`artifact`]: the JSON model card and safetensors weights.
 //! - [`options`]: OPTIONS (...) parsing with errors that list what a kind accepts.
 //!
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod options;
 pub mod preprocess;
 pub mod recommender;
+pub mod sequence;
 
 use std::sync::atomic::AtomicBool;
 
@@ -52,6 +55,7 @@ pub enum Kind {
     GammaGamma,
     Kmeans,
     Recommender,
+    Sequence,
 }
 
 impl Kind {
@@ -63,6 +67,7 @@ impl Kind {
         Kind::GammaGamma,
         Kind::Kmeans,
         Kind::Recommender,
+        Kind::Sequence,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +79,7 @@ impl Kind {
             Kind::GammaGamma => "gamma_gamma",
             Kind::Kmeans => "kmeans",
             Kind::Recommender => "recommender",
+            Kind::Sequence => "sequence",
         }
     }
 
@@ -82,7 +88,7 @@ impl Kind {
     pub fn uses_device(self) -> bool {
         matches!(
             self,
-            Kind::ChurnClassifier | Kind::RiskClassifier | Kind::Anomaly
+            Kind::ChurnClassifier | Kind::RiskClassifier | Kind::Anomaly | Kind::Sequence
         )
     }
 
@@ -93,6 +99,7 @@ impl Kind {
             Kind::Recommender => Some(&["user", "item", "weight (optional)"]),
             Kind::Bgnbd => Some(&["frequency", "recency", "t"]),
             Kind::GammaGamma => Some(&["frequency", "monetary_value"]),
+            Kind::Sequence => Some(&["events (a list)", "event ages in days (a list, optional)"]),
         }
     }
 
@@ -111,9 +118,24 @@ impl Kind {
             })
     }
 
-    /// Whether CREATE MODEL needs a TARGET column.
+    /// Whether CREATE MODEL needs a TARGET column; for KIND sequence it depends on the task
+    /// (see [`Kind::needs_target`]).
     pub fn is_supervised(self) -> bool {
         matches!(self, Kind::ChurnClassifier | Kind::RiskClassifier)
+    }
+
+    /// Whether CREATE MODEL of this kind with these OPTIONS needs a TARGET column.
+    pub fn needs_target(self, options: &std::collections::BTreeMap<String, String>) -> bool {
+        match self {
+            Kind::Sequence => sequence::needs_target(options),
+            kind => kind.is_supervised(),
+        }
+    }
+
+    /// Whether CREATE MODEL's metrics are measured on held-out validation rows (rather than
+    /// being the fit itself: parameters, log-likelihood, silhouette).
+    pub fn reports_validation(self) -> bool {
+        self.is_supervised() || matches!(self, Kind::Sequence)
     }
 }
 
@@ -134,6 +156,7 @@ pub enum Model {
     KMeans(kmeans::KMeans),
     Recommender(recommender::Recommender),
     Anomaly(anomaly::Anomaly),
+    Sequence(sequence::SequenceModel),
 }
 
 impl Model {
@@ -145,7 +168,23 @@ impl Model {
         on_epoch: &mut dyn FnMut(&EpochReport),
         cancel: &AtomicBool,
     ) -> Result<Model> {
+        if kind != Kind::Sequence {
+            if let Some((name, _)) = data.features.iter().find(|(_, c)| {
+                matches!(c, FeatureColumn::TextList(_) | FeatureColumn::NumberList(_))
+            }) {
+                return Err(Error::data(format!(
+                    "column {name} is a list; KIND {kind} takes scalar features (lists are for \
+                     KIND sequence)"
+                )));
+            }
+        }
         match kind {
+            Kind::Sequence => {
+                let parsed = sequence::SequenceOptions::from_options(options, kind.name())?;
+                Ok(Model::Sequence(sequence::SequenceModel::train(
+                    data, &parsed, on_epoch, cancel,
+                )?))
+            }
             Kind::ChurnClassifier | Kind::RiskClassifier => {
                 let parsed = ClassifierOptions::from_options(options, kind.name())?;
                 Ok(Model::Classifier(Classifier::train(
@@ -219,6 +258,9 @@ impl Model {
             ModelSpec::Recommender(spec) => Ok(Model::Recommender(
                 recommender::Recommender::from_parts(spec.clone(), tensors)?,
             )),
+            ModelSpec::Sequence(spec) => Ok(Model::Sequence(
+                sequence::SequenceModel::from_parts(spec.clone(), tensors, device)?,
+            )),
         }
     }
 
@@ -246,6 +288,7 @@ impl Model {
                 .map(|s| s.map_or(f64::NAN, f64::from))
                 .collect()),
             Model::Anomaly(m) => m.predict(columns),
+            Model::Sequence(m) => m.predict(columns),
             Model::Recommender(_) => Err(Error::input(
                 "a recommender has no per-row score; use recommend(model, user_id, k)",
             )),
@@ -261,6 +304,7 @@ impl Model {
             Model::KMeans(m) => ModelSpec::KMeans(m.clone()),
             Model::Recommender(m) => ModelSpec::Recommender(m.spec.clone()),
             Model::Anomaly(m) => ModelSpec::Anomaly(m.spec.clone()),
+            Model::Sequence(m) => ModelSpec::Sequence(m.spec.clone()),
         }
     }
 
@@ -297,6 +341,7 @@ impl Model {
             Model::KMeans(m) => m.metrics(),
             Model::Recommender(m) => m.metrics(),
             Model::Anomaly(m) => m.metrics(),
+            Model::Sequence(m) => m.metrics(),
         }
     }
 
@@ -310,6 +355,7 @@ impl Model {
             }
             Model::Recommender(m) => artifact::serialize_weights(&m.tensors()?),
             Model::Anomaly(m) => artifact::serialize_weights(&m.tensors()),
+            Model::Sequence(m) => artifact::serialize_weights(&m.tensors()),
         }
     }
 
@@ -322,6 +368,7 @@ impl Model {
             Model::KMeans(m) => (m.rows, m.seconds),
             Model::Recommender(m) => (m.spec.interactions, m.spec.seconds),
             Model::Anomaly(m) => (m.spec.rows, m.spec.seconds),
+            Model::Sequence(m) => (m.spec.training.rows, m.spec.training.seconds),
         }
     }
 }
@@ -387,6 +434,10 @@ pub fn check_options(kind: Kind, options: &mut Options) -> Result<()> {
         Kind::Recommender => {
             recommender::RecommenderOptions::from_options(options, kind.name()).map(|_| ())
         }
+        Kind::Sequence => {
+            let parsed = sequence::SequenceOptions::from_options(options, kind.name())?;
+            device(&parsed.device).map(|_| ())
+        }
     }
 }
 
@@ -440,6 +491,9 @@ fn numeric_inputs<const N: usize>(kind: Kind, data: &TrainingData) -> Result<[&[
             FeatureColumn::Categorical(_) => {
                 return Err(Error::data(format!("{}; column {name} is text", usage())));
             }
+            FeatureColumn::TextList(_) | FeatureColumn::NumberList(_) => {
+                return Err(Error::data(format!("{}; column {name} is a list", usage())));
+            }
         }
     }
     Ok(out)
@@ -457,7 +511,7 @@ fn numeric_columns<'a, const N: usize>(columns: &[FeatureValues<'a>]) -> Result<
     for (i, column) in columns.iter().enumerate() {
         match column {
             FeatureValues::Numeric(values) => out[i] = values,
-            FeatureValues::Categorical(_) => {
+            _ => {
                 return Err(Error::input(format!("feature {} must be numeric", i + 1)));
             }
         }

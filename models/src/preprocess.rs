@@ -24,6 +24,11 @@ pub enum FeatureValues<'a> {
     Numeric(&'a [f64]),
     /// Category labels; `None` marks a missing value.
     Categorical(&'a [Option<&'a str>]),
+    /// A list of text tokens per row (KIND sequence); `None` for a NULL list.
+    TextList(&'a [Option<Vec<Option<&'a str>>>]),
+    /// A list of numbers per row (KIND sequence's event ages); `None` for a NULL list, NaN for
+    /// a NULL element.
+    NumberList(&'a [Option<Vec<f64>>]),
 }
 
 impl FeatureValues<'_> {
@@ -31,6 +36,8 @@ impl FeatureValues<'_> {
         match self {
             FeatureValues::Numeric(v) => v.len(),
             FeatureValues::Categorical(v) => v.len(),
+            FeatureValues::TextList(v) => v.len(),
+            FeatureValues::NumberList(v) => v.len(),
         }
     }
 
@@ -42,6 +49,8 @@ impl FeatureValues<'_> {
         match self {
             FeatureValues::Numeric(_) => FeatureKind::Numeric,
             FeatureValues::Categorical(_) => FeatureKind::Categorical,
+            FeatureValues::TextList(_) => FeatureKind::TextList,
+            FeatureValues::NumberList(_) => FeatureKind::NumberList,
         }
     }
 }
@@ -51,6 +60,8 @@ impl FeatureValues<'_> {
 pub enum FeatureColumn {
     Numeric(Vec<f64>),
     Categorical(Vec<Option<String>>),
+    TextList(Vec<Option<Vec<Option<String>>>>),
+    NumberList(Vec<Option<Vec<f64>>>),
 }
 
 impl FeatureColumn {
@@ -62,6 +73,14 @@ impl FeatureColumn {
                 let labels: Vec<Option<&str>> = v.iter().map(|s| s.as_deref()).collect();
                 f(FeatureValues::Categorical(&labels))
             }
+            FeatureColumn::TextList(v) => {
+                let lists: Vec<Option<Vec<Option<&str>>>> = v
+                    .iter()
+                    .map(|l| l.as_ref().map(|l| l.iter().map(|t| t.as_deref()).collect()))
+                    .collect();
+                f(FeatureValues::TextList(&lists))
+            }
+            FeatureColumn::NumberList(v) => f(FeatureValues::NumberList(v)),
         }
     }
 
@@ -69,6 +88,8 @@ impl FeatureColumn {
         match self {
             FeatureColumn::Numeric(v) => v.len(),
             FeatureColumn::Categorical(v) => v.len(),
+            FeatureColumn::TextList(v) => v.len(),
+            FeatureColumn::NumberList(v) => v.len(),
         }
     }
 
@@ -77,12 +98,14 @@ impl FeatureColumn {
     }
 }
 
-/// Whether a feature is a number or a category.
+/// Whether a feature is a number, a category, or (for KIND sequence) a list of either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureKind {
     Numeric,
     Categorical,
+    TextList,
+    NumberList,
 }
 
 impl std::fmt::Display for FeatureKind {
@@ -90,6 +113,8 @@ impl std::fmt::Display for FeatureKind {
         f.write_str(match self {
             FeatureKind::Numeric => "numeric",
             FeatureKind::Categorical => "categorical",
+            FeatureKind::TextList => "text list",
+            FeatureKind::NumberList => "number list",
         })
     }
 }
@@ -201,6 +226,11 @@ impl Preprocessor {
                 let encoding = match values {
                     FeatureValues::Numeric(v) => fit_numeric(name, v)?,
                     FeatureValues::Categorical(v) => fit_categorical(v, options.max_categories),
+                    FeatureValues::TextList(_) | FeatureValues::NumberList(_) => {
+                        return Err(Error::data(format!(
+                            "column {name} is a list; lists are features of KIND sequence only"
+                        )));
+                    }
                 };
                 Ok(FeatureEncoder {
                     name: name.clone(),

@@ -221,6 +221,9 @@ fn encode_ids(name: &str, column: &FeatureColumn) -> Result<(Vec<u32>, Ids)> {
             }
             Ok((codes, Ids::Text(ids)))
         }
+        FeatureColumn::TextList(_) | FeatureColumn::NumberList(_) => Err(Error::data(format!(
+            "recommender: {name} is a list; ids must be whole numbers or text"
+        ))),
     }
 }
 
@@ -262,9 +265,9 @@ impl Recommender {
                 }
                 values.iter().map(|&w| w as f32).collect()
             }
-            Some((name, FeatureColumn::Categorical(_))) => {
+            Some((name, _)) => {
                 return Err(Error::data(format!(
-                    "recommender: weight {name} must be a number, not text"
+                    "recommender: weight {name} must be a number"
                 )));
             }
         };
@@ -798,6 +801,7 @@ pub fn id_at<'a>(column: &FeatureValues<'a>, row: usize) -> Option<Id<'a>> {
             (x.is_finite() && x.fract() == 0.0).then_some(Id::Integer(x as i64))
         }
         FeatureValues::Categorical(v) => v[row].map(Id::Text),
+        FeatureValues::TextList(_) | FeatureValues::NumberList(_) => None,
     }
 }
 
