@@ -14,9 +14,18 @@
 //! - `recommender/train_100k_users` (ALS, 32 factors, 15 iterations, 2,000,000 interactions)
 //!   and `recommender/recommendations_100k_users_k10` (the table function through SQL).
 //!
-//! benches/compare_python.py times lifetimes, scikit-learn and implicit on the same work.
+//! - `sequence/score_{transformer,lstm}_len{50,200}_batch1024`: churn scores of 1,024 event
+//!   histories of exactly that length (d_model 64, 2 layers, 4 heads), one call as a scoring
+//!   function makes per batch; throughput in sequences;
+//! - `sequence/train_transformer_len50_epoch`: one training epoch (batch 128, AdamW, dropout
+//!   0.1) over 2,048 histories of 50 events; throughput in tokens (events plus the summary
+//!   token).
+//!
+//! benches/compare_python.py times lifetimes, scikit-learn and implicit on the same work;
+//! benches/compare_pytorch_sequence.py times PyTorch on the sequence work.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
@@ -28,7 +37,8 @@ use rand::{Rng, SeedableRng};
 use tenure::{Config, Engine, PathAccess};
 use tenure_models::btyd::{BgNbd, GammaGamma, TimeUnit};
 use tenure_models::kmeans::{KMeans, KMeansOptions};
-use tenure_models::{FeatureColumn, Options, TrainingData};
+use tenure_models::sequence::{SequenceModel, SequenceOptions};
+use tenure_models::{FeatureColumn, FeatureValues, Options, TrainingData};
 
 const BATCH: usize = 8192;
 
@@ -307,5 +317,89 @@ fn recommender(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, btyd, kmeans, recommender);
+/// `rows` event histories of exactly `length` events over 50 tokens, ages one day apart, with
+/// a churn label.
+fn event_histories(rows: usize, length: usize, seed: u64) -> TrainingData {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut events = Vec::with_capacity(rows);
+    let mut ages = Vec::with_capacity(rows);
+    let mut target = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        events.push(Some(
+            (0..length)
+                .map(|_| Some(format!("e{}", rng.random_range(0..50))))
+                .collect(),
+        ));
+        ages.push(Some((0..length).map(|k| (length - k) as f64).collect()));
+        target.push(rng.random::<bool>());
+    }
+    TrainingData {
+        features: vec![
+            ("events".into(), FeatureColumn::TextList(events)),
+            ("ages".into(), FeatureColumn::NumberList(ages)),
+        ],
+        target,
+    }
+}
+
+fn sequence_options(architecture: &str, epochs: &str, validation: &str) -> SequenceOptions {
+    let mut options = Options::new([
+        ("architecture", architecture),
+        ("d_model", "64"),
+        ("layers", "2"),
+        ("heads", "4"),
+        ("max_len", "200"),
+        ("epochs", epochs),
+        ("validation_fraction", validation),
+    ]);
+    SequenceOptions::from_options(&mut options, "sequence").unwrap()
+}
+
+fn sequence(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sequence");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    let never = AtomicBool::new(false);
+    for architecture in ["transformer", "lstm"] {
+        let model = SequenceModel::train(
+            &event_histories(256, 20, 1),
+            &sequence_options(architecture, "1", "0.2"),
+            &mut |_| {},
+            &never,
+        )
+        .unwrap();
+        for length in [50, 200] {
+            let data = event_histories(1024, length, 2);
+            let FeatureColumn::TextList(events) = &data.features[0].1 else {
+                unreachable!()
+            };
+            let FeatureColumn::NumberList(ages) = &data.features[1].1 else {
+                unreachable!()
+            };
+            let events: Vec<Option<Vec<Option<&str>>>> = events
+                .iter()
+                .map(|l| l.as_ref().map(|l| l.iter().map(|t| t.as_deref()).collect()))
+                .collect();
+            group.throughput(Throughput::Elements(1024));
+            group.bench_function(format!("score_{architecture}_len{length}_batch1024"), |b| {
+                b.iter(|| {
+                    model
+                        .predict(&[FeatureValues::TextList(&events), FeatureValues::NumberList(ages)])
+                        .unwrap()
+                })
+            });
+        }
+    }
+    let data = event_histories(2048, 50, 3);
+    // 1% validation: the epoch is almost all training.
+    let options = sequence_options("transformer", "1", "0.01");
+    let train_rows = 2048 - (2048.0f64 * 0.01).round() as u64;
+    group.throughput(Throughput::Elements(train_rows * 51));
+    group.bench_function("train_transformer_len50_epoch", |b| {
+        b.iter(|| SequenceModel::train(&data, &options, &mut |_| {}, &never).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, btyd, kmeans, recommender, sequence);
 criterion_main!(benches);

@@ -215,3 +215,32 @@ SELECT order_id, customer_id, order_time, amount, discount, item_count, payment_
        (extract(epoch FROM order_time) - extract(epoch FROM previous_order_time)) / 60 AS minutes_since_previous_order,
        amount / previous_mean_amount AS amount_to_previous_mean
 FROM ordered;
+
+-- Event histories for KIND sequence, as of the feature cutoff: one row per customer with an
+-- event before it. events lists the event types oldest first (a review carries its rating,
+-- review_1 .. review_5), ages each event's age in days at the cutoff; both cut at the cutoff
+-- like churn_features, so a churn model trains with
+--   CREATE MODEL behaviour KIND sequence TARGET churned OPTIONS (task = 'churn')
+--   AS SELECT s.events, s.ages, f.churned
+--      FROM customer_event_sequences s JOIN churn_features f USING (customer_id);
+CREATE OR REPLACE VIEW customer_event_sequences AS
+SELECT e.customer_id,
+       array_agg(CASE WHEN e.event_type = 'review' THEN 'review_' || CAST(e.rating AS VARCHAR)
+                      ELSE e.event_type END
+                 ORDER BY e.event_time, e.event_id) AS events,
+       array_agg((extract(epoch FROM TIMESTAMP '2025-10-03 00:00:00') - extract(epoch FROM e.event_time)) / 86400
+                 ORDER BY e.event_time, e.event_id) AS ages
+FROM events e
+WHERE e.event_time < TIMESTAMP '2025-10-03 00:00:00'
+GROUP BY e.customer_id;
+
+-- Purchase histories for next-item models: per customer every item bought over the whole
+-- window, oldest first (order time, then line), as text tokens, with each purchase's age in
+-- days at the end of the window.
+CREATE OR REPLACE VIEW customer_item_sequences AS
+SELECT o.customer_id,
+       array_agg(CAST(l.item_id AS VARCHAR) ORDER BY o.order_time, o.order_id, l.line_no) AS items,
+       array_agg((extract(epoch FROM TIMESTAMP '2026-01-01 00:00:00') - extract(epoch FROM o.order_time)) / 86400
+                 ORDER BY o.order_time, o.order_id, l.line_no) AS ages
+FROM orders o JOIN order_lines l ON l.order_id = o.order_id
+GROUP BY o.customer_id;

@@ -10,6 +10,7 @@ mod persistence;
 mod recommender;
 mod risk;
 mod s3;
+mod sequence;
 mod server;
 mod slt;
 mod support;

@@ -125,7 +125,7 @@ impl Kind {
     }
 
     /// Whether CREATE MODEL of this kind with these OPTIONS needs a TARGET column.
-    pub fn needs_target(self, options: &std::collections::BTreeMap<String, String>) -> bool {
+    pub fn needs_target(self, options: &[(String, String)]) -> bool {
         match self {
             Kind::Sequence => sequence::needs_target(options),
             kind => kind.is_supervised(),

@@ -21,7 +21,7 @@
 //! # Architectures
 //!
 //! - `transformer`: pre-LN encoder blocks (multi-head self-attention with a padding mask, a
-//!   GELU feed-forward of width 4 d_model, residuals, dropout), a final layer norm.
+//!   ReLU feed-forward of width 4 d_model (as PyTorch's TransformerEncoderLayer), residuals, dropout), a final layer norm.
 //! - `lstm`: stacked LSTM layers over the same event embeddings (no position embedding; the
 //!   recurrence knows the order), reading the state after the summary token. Padded steps leave
 //!   the state unchanged, so padding is exact. The seed approach of the field; the baseline.
@@ -118,7 +118,7 @@ pub enum Architecture {
 
 /// Whether CREATE MODEL KIND sequence with these OPTIONS needs a TARGET (task churn, the
 /// default) or takes none.
-pub fn needs_target(options: &std::collections::BTreeMap<String, String>) -> bool {
+pub fn needs_target(options: &[(String, String)]) -> bool {
     options
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("task"))
@@ -511,7 +511,7 @@ impl Network<'_> {
             let attended = self.linear(&mixed, &format!("{p}.out"))?;
             x = (x + dropout(&attended, noise)?)?;
             let h = self.layer_norm(&x, &format!("{p}.ln2"), training)?;
-            let h = self.linear(&h, &format!("{p}.ff1"))?.gelu()?;
+            let h = self.linear(&h, &format!("{p}.ff1"))?.relu()?;
             let h = self.linear(&h, &format!("{p}.ff2"))?;
             x = (x + dropout(&h, noise)?)?;
         }

@@ -35,12 +35,18 @@ impl Engine {
     ) -> Result<Output> {
         validate_name(&create.name)?;
         let kind = Kind::parse(&create.kind)?;
-        let target = match (kind.is_supervised(), create.target.clone()) {
+        let target = match (kind.needs_target(&create.options), create.target.clone()) {
             (true, Some(target)) => Some(target),
             (true, None) => {
                 return Err(Error::invalid(format!(
                     "KIND {kind} needs TARGET: the column to learn"
                 )));
+            }
+            (false, Some(_)) if kind == Kind::Sequence => {
+                return Err(Error::invalid(
+                    "KIND sequence takes a TARGET only for task 'churn'; tasks 'next_item' and \
+                     'embedding' learn from the events themselves",
+                ));
             }
             (false, Some(_)) => {
                 return Err(Error::invalid(format!("KIND {kind} takes no TARGET")));
@@ -141,9 +147,9 @@ impl Engine {
                 (seconds * 1000.0).round() / 1000.0,
             ])),
         ];
-        // Supervised kinds report metrics on the validation rows; the others report their
-        // fit (parameters, log-likelihood) under the metric's own name.
-        let prefix = if kind.is_supervised() {
+        // Supervised and sequence kinds report metrics on the validation rows; the others
+        // report their fit (parameters, log-likelihood) under the metric's own name.
+        let prefix = if kind.reports_validation() {
             "validation_"
         } else {
             ""

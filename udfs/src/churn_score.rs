@@ -13,8 +13,10 @@ use crate::scoring::ScoringFunction;
 pub fn churn_score(registry: Arc<dyn ModelRegistry>) -> ScalarUDF {
     let documentation = Documentation::builder(
         DOC_SECTION,
-        "Probability in [0, 1] that the customer churns, from a churn_classifier model. \
-         Features are passed in the order the model was trained on; NULL means missing.",
+        "Probability in [0, 1] that the customer churns, from a churn_classifier model or a \
+         sequence model of task churn. Features are passed in the order the model was trained \
+         on; NULL means missing. A sequence model takes the event list (and the age list if it \
+         was trained with one); a NULL event list scores NULL, an empty one scores.",
         "churn_score(model, feature1, ..., featureN)",
     )
     .with_argument("model", "text literal: a model name, or name@version")
@@ -25,7 +27,7 @@ pub fn churn_score(registry: Arc<dyn ModelRegistry>) -> ScalarUDF {
     .build();
     ScalarUDF::new_from_impl(ScoringFunction::new(
         "churn_score",
-        &[Kind::ChurnClassifier],
+        &[Kind::ChurnClassifier, Kind::Sequence],
         registry,
         documentation,
     ))

@@ -5,9 +5,11 @@
 //! preprocessing treats as missing. Categorical features accept anything castable to text;
 //! NULL stays missing.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
 use datafusion::common::{Result, exec_err, plan_err};
 use tenure_models::{FeatureKind, FeatureValues, ModelCard};
 
@@ -30,6 +32,9 @@ pub fn sql_type_name(data_type: &DataType) -> String {
         DataType::Timestamp(_, None) => "timestamp".into(),
         DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
         DataType::Dictionary(_, value) => sql_type_name(value),
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            format!("{}[]", sql_type_name(item.data_type()))
+        }
         other => other.to_string().to_lowercase(),
     }
 }
@@ -44,12 +49,37 @@ pub fn is_categorical_input(data_type: &DataType) -> bool {
     !data_type.is_nested() && datafusion::arrow::compute::can_cast_types(data_type, &DataType::Utf8)
 }
 
+/// The element type of a list type (List, LargeList, FixedSizeList), or None.
+pub fn list_item(data_type: &DataType) -> Option<&DataType> {
+    match data_type {
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            Some(item.data_type())
+        }
+        _ => None,
+    }
+}
+
+/// Whether a column of this type can be a list of tokens (a list of anything castable to
+/// text).
+pub fn is_text_list_input(data_type: &DataType) -> bool {
+    data_type.is_null() || list_item(data_type).is_some_and(is_categorical_input)
+}
+
+/// Whether a column of this type can be a list of numbers.
+pub fn is_number_list_input(data_type: &DataType) -> bool {
+    data_type.is_null() || list_item(data_type).is_some_and(is_numeric_input)
+}
+
 /// The training feature kind for a column type, or None if it cannot be a feature.
 pub fn feature_kind_for(data_type: &DataType) -> Option<FeatureKind> {
     if is_numeric_input(data_type) {
         Some(FeatureKind::Numeric)
     } else if is_categorical_input(data_type) {
         Some(FeatureKind::Categorical)
+    } else if list_item(data_type).is_some_and(is_numeric_input) {
+        Some(FeatureKind::NumberList)
+    } else if list_item(data_type).is_some_and(is_categorical_input) {
+        Some(FeatureKind::TextList)
     } else {
         None
     }
@@ -72,11 +102,15 @@ pub fn check_arguments(function: &str, card: &ModelCard, feature_types: &[DataTy
         let ok = match feature.kind {
             FeatureKind::Numeric => is_numeric_input(data_type),
             FeatureKind::Categorical => is_categorical_input(data_type),
+            FeatureKind::TextList => is_text_list_input(data_type),
+            FeatureKind::NumberList => is_number_list_input(data_type),
         };
         if !ok {
             let expected = match feature.kind {
                 FeatureKind::Numeric => "numeric",
                 FeatureKind::Categorical => "text (or castable to text)",
+                FeatureKind::TextList => "a list of text, e.g. array_agg(event_type ORDER BY event_time)",
+                FeatureKind::NumberList => "a list of numbers",
             };
             return plan_err!(
                 "{function}: argument {} ({}) must be {expected}, got {}",
@@ -96,6 +130,10 @@ pub enum FeatureArray {
     /// Numbers with NULLs, copied with NaN in their place.
     FloatsWithNan(Vec<f64>),
     Text(StringArray),
+    /// Lists with their elements cast to text.
+    TextList(ListArray),
+    /// Lists of numbers, copied with NaN for NULL elements; None for a NULL list.
+    NumberList(Vec<Option<Vec<f64>>>),
 }
 
 impl FeatureArray {
@@ -121,8 +159,41 @@ impl FeatureArray {
                 })?;
                 Ok(FeatureArray::Text(text.as_string::<i32>().clone()))
             }
+            FeatureKind::TextList => {
+                let lists = as_list(function, name, array, DataType::Utf8)?;
+                Ok(FeatureArray::TextList(lists))
+            }
+            FeatureKind::NumberList => {
+                let lists = as_list(function, name, array, DataType::Float64)?;
+                let values = lists.values().as_primitive::<Float64Type>();
+                let offsets = lists.value_offsets();
+                let rows = (0..lists.len())
+                    .map(|row| {
+                        lists.is_valid(row).then(|| {
+                            (offsets[row] as usize..offsets[row + 1] as usize)
+                                .map(|i| {
+                                    if values.is_valid(i) {
+                                        values.value(i)
+                                    } else {
+                                        f64::NAN
+                                    }
+                                })
+                                .collect()
+                        })
+                    })
+                    .collect();
+                Ok(FeatureArray::NumberList(rows))
+            }
         }
     }
+}
+
+/// `array` (a list of any list type, or NULL) as a `List` of `item`.
+fn as_list(function: &str, name: &str, array: &ArrayRef, item: DataType) -> Result<ListArray> {
+    let target = DataType::List(Arc::new(Field::new("item", item, true)));
+    let cast_list = cast(array, &target)
+        .or_else(|e| exec_err!("{function}: feature {name} cannot be read as {target}: {e}"))?;
+    Ok(cast_list.as_list::<i32>().clone())
 }
 
 /// Every feature argument of one batch, prepared for the model.
@@ -153,14 +224,37 @@ impl FeatureBatch {
                 _ => Vec::new(),
             })
             .collect();
+        // Token lists likewise borrow from the list's string values.
+        let token_lists: Vec<Vec<Option<Vec<Option<&str>>>>> = self
+            .arrays
+            .iter()
+            .map(|a| match a {
+                FeatureArray::TextList(lists) => {
+                    let tokens = lists.values().as_string::<i32>();
+                    let offsets = lists.value_offsets();
+                    (0..lists.len())
+                        .map(|row| {
+                            lists.is_valid(row).then(|| {
+                                (offsets[row] as usize..offsets[row + 1] as usize)
+                                    .map(|i| tokens.is_valid(i).then(|| tokens.value(i)))
+                                    .collect()
+                            })
+                        })
+                        .collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
         let views: Vec<FeatureValues<'_>> = self
             .arrays
             .iter()
-            .zip(&labels)
-            .map(|(a, labels)| match a {
+            .zip(labels.iter().zip(&token_lists))
+            .map(|(a, (labels, token_lists))| match a {
                 FeatureArray::Floats(floats) => FeatureValues::Numeric(floats.values()),
                 FeatureArray::FloatsWithNan(values) => FeatureValues::Numeric(values),
                 FeatureArray::Text(_) => FeatureValues::Categorical(labels),
+                FeatureArray::TextList(_) => FeatureValues::TextList(token_lists),
+                FeatureArray::NumberList(lists) => FeatureValues::NumberList(lists),
             })
             .collect();
         f(&views)

@@ -10,6 +10,7 @@
 //! - [`btyd`]: the BG/NBD and Gamma-Gamma functions (p_alive, expected_purchases,
 //!   purchase_probability, expected_spend, clv).
 //! - [`lifecycle`]: rule-based rfm_segment and lifecycle_stage.
+//! - [`sequence`]: embed, next-event recommend and cosine_similarity for sequence models.
 
 pub mod btyd;
 pub mod churn_score;
@@ -25,6 +26,7 @@ pub mod rfm_summary;
 pub mod risk_score;
 pub mod scoring;
 pub mod segment;
+pub mod sequence;
 mod table_args;
 pub mod training;
 
@@ -58,6 +60,8 @@ pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
     ctx.register_udf(segment::segment(registry.clone()));
     ctx.register_udf(segment::segment_name(registry.clone()));
     ctx.register_udf(recommend::recommend(registry.clone()));
+    ctx.register_udf(sequence::embed(registry.clone()));
+    ctx.register_udf(sequence::cosine_similarity());
     ctx.register_udtf(
         "recommendations",
         Arc::new(recommend::Recommendations {

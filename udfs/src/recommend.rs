@@ -90,19 +90,23 @@ pub fn recommend(registry: Arc<dyn ModelRegistry>) -> ScalarUDF {
          leaving out the items the user already had in the training data; the most popular \
          items for a user the model was not trained on. NULL for a NULL user or k; k from 0 \
          to 1000.",
-        "recommend(model, user_id, k)",
+        "recommend(model, user_id, k) | recommend(sequence_model, events [, ages], k)",
     )
     .with_argument(
         "model",
         "text literal: a recommender model, or name@version",
     )
-    .with_argument("user_id", "the user, of the type the model was trained on")
+    .with_argument(
+        "user_id",
+        "the user, of the type the model was trained on; for a sequence model of task \
+         next_item, the event list (and ages) instead, and the k most likely next tokens come back",
+    )
     .with_argument("k", "how many items")
     .with_sql_example("SELECT customer_id, recommend('recs', customer_id, 10) FROM customers")
     .build();
     ScalarUDF::new_from_impl(Recommend {
         registry,
-        signature: Signature::any(3, Volatility::Stable),
+        signature: Signature::variadic_any(Volatility::Stable),
         documentation,
     })
 }
@@ -129,6 +133,19 @@ impl ScalarUDFImpl for Recommend {
             return plan_err!("recommend: argument 1 (model) must name a model, not NULL");
         };
         let model = resolve("recommend", self.registry.as_ref(), &reference)?;
+        if matches!(model.model, Model::Sequence(_)) {
+            let types: Vec<DataType> = args.arg_fields[1..]
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect();
+            return crate::sequence::recommend_field(&model, &types);
+        }
+        if args.arg_fields.len() != 3 {
+            return plan_err!(
+                "recommend: a recommender model takes (model, user_id, k), got {} arguments",
+                args.arg_fields.len()
+            );
+        }
         let recs = recommender("recommend", &model)?;
         let user_type = args.arg_fields[1].data_type();
         let user_ok = match recs.spec.users {
@@ -166,6 +183,9 @@ impl ScalarUDFImpl for Recommend {
             return exec_err!("recommend: argument 1 (model) must name a model, not NULL");
         };
         let model = resolve("recommend", self.registry.as_ref(), &reference)?;
+        if matches!(model.model, Model::Sequence(_)) {
+            return crate::sequence::recommend_next(&model, &args.args[1..], rows);
+        }
         let recs = recommender("recommend", &model)?;
         let users = args.args[1].to_array(rows)?;
         let users = cast(&users, &id_type(&recs.spec.users))?;

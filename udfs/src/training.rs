@@ -1,17 +1,18 @@
 //! Arrow record batches to [`TrainingData`]: what CREATE MODEL and model_evaluate read.
 //!
 //! Every column except the target is a feature, in query order. Numbers and booleans are
-//! numeric features; text is categorical. The target must be boolean or 0/1; rows whose
+//! numeric features; text is categorical; lists (for KIND sequence) are lists of numbers or
+//! of text tokens. The target must be boolean or 0/1; rows whose
 //! target is NULL are left out (and counted), as a row without a label cannot teach anything.
 //! Kinds without a target (bgnbd, gamma_gamma, ...) take every column as a feature.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
 use datafusion::common::{Result, plan_err};
 use tenure_models::{FeatureColumn, FeatureKind, FeatureSpec, TrainingData};
 
-use crate::features::sql_type_name;
+use crate::features::{feature_kind_for, list_item, sql_type_name};
 
 /// The feature kind a training column of this type becomes, or why it cannot be a feature.
 pub fn training_kind(name: &str, data_type: &DataType) -> Result<FeatureKind> {
@@ -19,6 +20,13 @@ pub fn training_kind(name: &str, data_type: &DataType) -> Result<FeatureKind> {
         t if t.is_numeric() || *t == DataType::Boolean => Ok(FeatureKind::Numeric),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(FeatureKind::Categorical),
         DataType::Dictionary(_, value) if value.is_string() => Ok(FeatureKind::Categorical),
+        t if list_item(t).is_some() => match feature_kind_for(t) {
+            Some(kind) => Ok(kind),
+            None => plan_err!(
+                "column {name} is {}; list features must hold numbers or text",
+                sql_type_name(t)
+            ),
+        },
         DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => plan_err!(
             "column {name} is {}; use a number derived from it, such as days since it \
              (e.g. current_date - {name})",
@@ -119,6 +127,54 @@ pub fn training_data(
                 }
                 FeatureColumn::Categorical(values)
             }
+            FeatureKind::TextList => {
+                let mut values = Vec::with_capacity(kept_rows);
+                let mut row = 0;
+                for batch in batches {
+                    let lists = list_of(batch.column(i), DataType::Utf8)?;
+                    let tokens = lists.values().as_string::<i32>();
+                    for r in 0..lists.len() {
+                        if keep[row] {
+                            values.push(lists.is_valid(r).then(|| {
+                                let range = lists.value_offsets()[r] as usize
+                                    ..lists.value_offsets()[r + 1] as usize;
+                                range
+                                    .map(|k| tokens.is_valid(k).then(|| tokens.value(k).to_string()))
+                                    .collect()
+                            }));
+                        }
+                        row += 1;
+                    }
+                }
+                FeatureColumn::TextList(values)
+            }
+            FeatureKind::NumberList => {
+                let mut values = Vec::with_capacity(kept_rows);
+                let mut row = 0;
+                for batch in batches {
+                    let lists = list_of(batch.column(i), DataType::Float64)?;
+                    let numbers = lists.values().as_primitive::<Float64Type>();
+                    for r in 0..lists.len() {
+                        if keep[row] {
+                            values.push(lists.is_valid(r).then(|| {
+                                let range = lists.value_offsets()[r] as usize
+                                    ..lists.value_offsets()[r + 1] as usize;
+                                range
+                                    .map(|k| {
+                                        if numbers.is_valid(k) {
+                                            numbers.value(k)
+                                        } else {
+                                            f64::NAN
+                                        }
+                                    })
+                                    .collect()
+                            }));
+                        }
+                        row += 1;
+                    }
+                }
+                FeatureColumn::NumberList(values)
+            }
         };
         features.push((field.name().clone(), column));
         feature_index += 1;
@@ -131,6 +187,12 @@ pub fn training_data(
         specs,
         dropped,
     ))
+}
+
+/// A list column cast to `List<item>`.
+fn list_of(array: &ArrayRef, item: DataType) -> Result<ListArray> {
+    let target = DataType::List(std::sync::Arc::new(Field::new("item", item, true)));
+    Ok(cast(array, &target)?.as_list::<i32>().clone())
 }
 
 /// 0/1 or boolean labels; NULL stays None. Any other value is an error naming it.
