@@ -22,6 +22,7 @@
 
 pub mod anomaly;
 pub mod artifact;
+mod attention;
 pub mod btyd;
 pub mod classifier;
 pub mod dense;

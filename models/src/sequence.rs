@@ -36,6 +36,9 @@
 //! - `embedding`: masked-event pre-training (15% of events replaced by a mask token and
 //!   predicted from both sides); `embed()` then returns the mean of the final event states.
 //!
+//! On the CPU attention is one fused operation per (sequence, head), forward and backward
+//! (attention.rs); other devices use candle's matrix products.
+//!
 //! Sequences are left-padded to the longest in the batch, and batches are formed from rows of
 //! similar length (training and scoring alike), so short histories do not pay for long ones.
 //! Weights are initialised and dropout masks drawn from one seeded generator: a seed gives the
@@ -52,6 +55,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::attention::PaddedAttention;
 use crate::classifier::{EpochReport, TrainingData};
 use crate::error::{Error, Result};
 use crate::metrics::BinaryMetrics;
@@ -322,6 +326,8 @@ struct Batch {
     gaps: Tensor,
     /// [rows, 1, 1, length]: 0 for real steps, a large negative number for padding.
     attention_bias: Tensor,
+    /// The same numbers for the fused CPU attention.
+    key_bias: Vec<f32>,
     /// [rows, length]: 1 for real steps (events and the summary), 0 for padding.
     real: Vec<f32>,
     /// Tokens in the batch, summary tokens included (for throughput).
@@ -392,7 +398,8 @@ impl Batch {
             positions: ids(positions)?,
             ages: ids(ages)?,
             gaps: ids(gaps)?,
-            attention_bias: Tensor::from_vec(bias, (rows, 1, 1, length), device)?,
+            attention_bias: Tensor::from_vec(bias.clone(), (rows, 1, 1, length), device)?,
+            key_bias: bias,
             real,
             token_count,
         })
@@ -479,44 +486,73 @@ impl Network<'_> {
         Ok(x.reshape((b, l, d))?)
     }
 
-    /// The final state of every step, [B, L, D] (Transformer only).
-    fn encode(&self, batch: &Batch, noise: &mut Option<Noise<'_>>) -> Result<Tensor> {
+    /// The final state of every step, [B, L, D] (Transformer only); with `summary_only`, of
+    /// the summary token alone, [B, 1, D]: the last block then attends from that one query
+    /// and runs its feed-forward on that one row, which is all a churn or next-event head
+    /// reads (a third less work, training and scoring alike).
+    fn encode(
+        &self,
+        batch: &Batch,
+        noise: &mut Option<Noise<'_>>,
+        summary_only: bool,
+    ) -> Result<Tensor> {
         let training = noise.is_some();
         let (b, l, d) = (batch.rows, batch.length, self.spec.d_model);
         let heads = self.spec.heads;
         let head_dim = d / heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
         let mut x = dropout(&self.embed_events(batch)?, noise)?.reshape((b * l, d))?;
+        let mut queries = l;
         for i in 0..self.spec.layers {
             let p = format!("blocks.{i}");
+            if summary_only && i + 1 == self.spec.layers {
+                queries = 1;
+            }
             let h = self.layer_norm(&x, &format!("{p}.ln1"), training)?;
             let qkv = self
                 .linear(&h, &format!("{p}.qkv"))?
                 .reshape((b, l, 3, heads, head_dim))?
                 .permute((2, 0, 3, 1, 4))?;
-            let q = qkv.i(0)?.contiguous()?;
+            let q = qkv.i(0)?.narrow(2, l - queries, queries)?.contiguous()?;
             let k = qkv.i(1)?.contiguous()?;
             let v = qkv.i(2)?.contiguous()?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&batch.attention_bias)?;
-            let attention = if training {
-                candle_nn::ops::softmax(&scores, D::Minus1)?
+            let attended = if q.device().is_cpu() {
+                PaddedAttention {
+                    bias: batch.key_bias.clone(),
+                    scale: scale as f32,
+                }
+                .apply(&q, &k, &v)?
             } else {
-                candle_nn::ops::softmax_last_dim(&scores)?
+                let scores =
+                    (q.matmul(&k.t()?)? * scale)?.broadcast_add(&batch.attention_bias)?;
+                let attention = if training {
+                    candle_nn::ops::softmax(&scores, D::Minus1)?
+                } else {
+                    candle_nn::ops::softmax_last_dim(&scores)?
+                };
+                attention.matmul(&v)?
             };
-            let mixed = attention
-                .matmul(&v)?
+            let mixed = attended
                 .transpose(1, 2)?
                 .contiguous()?
-                .reshape((b * l, d))?;
-            let attended = self.linear(&mixed, &format!("{p}.out"))?;
-            x = (x + dropout(&attended, noise)?)?;
+                .reshape((b * queries, d))?;
+            let projected = self.linear(&mixed, &format!("{p}.out"))?;
+            if queries < l {
+                // Only the last `queries` positions go on.
+                x = x
+                    .reshape((b, l, d))?
+                    .narrow(1, l - queries, queries)?
+                    .contiguous()?
+                    .reshape((b * queries, d))?;
+            }
+            x = (x + dropout(&projected, noise)?)?;
             let h = self.layer_norm(&x, &format!("{p}.ln2"), training)?;
             let h = self.linear(&h, &format!("{p}.ff1"))?.relu()?;
             let h = self.linear(&h, &format!("{p}.ff2"))?;
             x = (x + dropout(&h, noise)?)?;
         }
         let x = self.layer_norm(&x, "final_ln", training)?;
-        Ok(x.reshape((b, l, d))?)
+        Ok(x.reshape((b, queries, d))?)
     }
 
     /// The LSTM's state after the summary token, [B, D]; padded steps keep the state.
@@ -562,10 +598,7 @@ impl Network<'_> {
     /// The state the heads read: the summary token's, [B, D].
     fn summary(&self, batch: &Batch, noise: &mut Option<Noise<'_>>) -> Result<Tensor> {
         match self.spec.architecture {
-            Architecture::Transformer => {
-                let states = self.encode(batch, noise)?;
-                Ok(states.i((.., batch.length - 1))?.contiguous()?)
-            }
+            Architecture::Transformer => Ok(self.encode(batch, noise, true)?.squeeze(1)?),
             Architecture::Lstm => self.recur(batch, noise),
         }
     }
@@ -582,7 +615,7 @@ impl Network<'_> {
         {
             return self.summary(batch, &mut None);
         }
-        let states = self.encode(batch, &mut None)?;
+        let states = self.encode(batch, &mut None, false)?;
         let (b, l) = (batch.rows, batch.length);
         // Events only: the summary step counts only when there is nothing else.
         let mut weights = batch.real.clone();
@@ -1288,7 +1321,7 @@ fn masked_logits(
     positions: &[u32],
     noise: &mut Option<Noise<'_>>,
 ) -> Result<Tensor> {
-    let states = network.encode(batch, noise)?;
+    let states = network.encode(batch, noise, false)?;
     let flat = states.reshape((batch.rows * batch.length, network.spec.d_model))?;
     let index = Tensor::from_vec(positions.to_vec(), positions.len(), flat.device())?;
     network.head(&flat.index_select(&index, 0)?, noise)
@@ -1603,6 +1636,30 @@ mod tests {
             ])
             .unwrap_err();
         assert!(err.to_string().contains("age list has 1 elements"), "{err}");
+    }
+
+    #[test]
+    fn the_summary_only_pass_equals_the_full_pass() {
+        let data = planted(64, 6);
+        let opts = options(&[("d_model", "16"), ("heads", "4"), ("layers", "2"), ("epochs", "1")]);
+        let model =
+            SequenceModel::train(&data, &opts, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+        let tokens: Vec<Vec<u32>> = (0..5).map(|n| (0..n * 3).map(|k| 4 + k % 3).collect()).collect();
+        let samples: Vec<Sample<'_>> = tokens
+            .iter()
+            .map(|t| Sample {
+                tokens: t,
+                ages: None,
+                reference: 0.0,
+            })
+            .collect();
+        let batch = Batch::new(&samples, 50, &Device::Cpu).unwrap();
+        let network = model.network();
+        let full = network.encode(&batch, &mut None, false).unwrap();
+        let last = full.i((.., batch.length - 1)).unwrap();
+        let summary = network.encode(&batch, &mut None, true).unwrap().squeeze(1).unwrap();
+        let diff = (last - summary).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
     }
 
     #[test]
