@@ -559,7 +559,11 @@ impl Network<'_> {
     fn recur(&self, batch: &Batch, noise: &mut Option<Noise<'_>>) -> Result<Tensor> {
         let (b, l, d) = (batch.rows, batch.length, self.spec.d_model);
         let device = batch.tokens.device();
-        let real = Tensor::from_vec(batch.real.clone(), (b, l), device)?;
+        // Time-major copies, so that each step reads contiguous rows.
+        let real = Tensor::from_vec(batch.real.clone(), (b, l), device)?
+            .t()?
+            .contiguous()?
+            .reshape((l, b, 1))?;
         let mut inputs = dropout(&self.embed_events(batch)?, noise)?;
         let mut last = None;
         for layer in 0..self.spec.layers {
@@ -570,19 +574,25 @@ impl Network<'_> {
                 .reshape((b * l, d))?
                 .matmul(&self.w(&format!("{p}.w_ih"))?.t()?)?
                 .broadcast_add(self.w(&format!("{p}.bias"))?)?
-                .reshape((b, l, 4 * d))?;
+                .reshape((b, l, 4 * d))?
+                .transpose(0, 1)?
+                .contiguous()?;
             let mut h = Tensor::zeros((b, d), DType::F32, device)?;
             let mut c = Tensor::zeros((b, d), DType::F32, device)?;
             let mut outputs = Vec::with_capacity(l);
             for t in 0..l {
-                let gates = (projected.i((.., t))? + h.matmul(&w_hh)?)?;
-                let input = candle_nn::ops::sigmoid(&gates.narrow(1, 0, d)?)?;
-                let forget = candle_nn::ops::sigmoid(&gates.narrow(1, d, d)?)?;
-                let cell = gates.narrow(1, 2 * d, d)?.tanh()?;
-                let output = candle_nn::ops::sigmoid(&gates.narrow(1, 3 * d, d)?)?;
+                // [b, 4d] -> [4, b, d]: each gate contiguous.
+                let gates = (projected.i(t)? + h.matmul(&w_hh)?)?
+                    .reshape((b, 4, d))?
+                    .transpose(0, 1)?
+                    .contiguous()?;
+                let input = candle_nn::ops::sigmoid(&gates.i(0)?)?;
+                let forget = candle_nn::ops::sigmoid(&gates.i(1)?)?;
+                let cell = gates.i(2)?.tanh()?;
+                let output = candle_nn::ops::sigmoid(&gates.i(3)?)?;
                 let c_new = ((forget * &c)? + (input * cell)?)?;
                 let h_new = (output * c_new.tanh()?)?;
-                let step = real.i((.., t..t + 1))?;
+                let step = real.i(t)?;
                 c = (&c + (c_new - &c)?.broadcast_mul(&step)?)?;
                 h = (&h + (h_new - &h)?.broadcast_mul(&step)?)?;
                 outputs.push(h.clone());
