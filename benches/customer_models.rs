@@ -384,7 +384,10 @@ fn sequence(c: &mut Criterion) {
             group.bench_function(format!("score_{architecture}_len{length}_batch1024"), |b| {
                 b.iter(|| {
                     model
-                        .predict(&[FeatureValues::TextList(&events), FeatureValues::NumberList(ages)])
+                        .predict(&[
+                            FeatureValues::TextList(&events),
+                            FeatureValues::NumberList(ages),
+                        ])
                         .unwrap()
                 })
             });

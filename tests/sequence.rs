@@ -2,6 +2,9 @@
 //! the LSTM baseline and a tabular churn model over per-customer aggregates, all trained on the
 //! same four fifths of the customers and judged on the other fifth; next-item prediction
 //! against popularity; embed(), recommend() and cosine_similarity() in SQL; bad input.
+//!
+//! Training queries are ordered: the validation split follows row order, and an unordered
+//! aggregate's rows come in whatever order its threads finish.
 
 use crate::support::{demo_engine, scalar};
 
@@ -23,7 +26,10 @@ async fn held_out_auc(engine: &tenure::Engine, model: &str, query: &str) -> f64 
 
 /// Runs CREATE MODEL and returns the value of the metric column `name` of its result row.
 async fn create_model(engine: &tenure::Engine, sql: &str, names: &[&str]) -> Vec<f64> {
-    let batches = engine.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches = engine
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let batch = &batches[0];
     names
         .iter()
@@ -31,7 +37,8 @@ async fn create_model(engine: &tenure::Engine, sql: &str, names: &[&str]) -> Vec
             let column = batch
                 .column_by_name(name)
                 .unwrap_or_else(|| panic!("no column {name} in {:?}", batch.schema()));
-            let values = arrow::compute::cast(column, &arrow::datatypes::DataType::Float64).unwrap();
+            let values =
+                arrow::compute::cast(column, &arrow::datatypes::DataType::Float64).unwrap();
             arrow::array::AsArray::as_primitive::<arrow::datatypes::Float64Type>(&values).value(0)
         })
         .collect()
@@ -48,7 +55,7 @@ async fn transformer_reads_churn_from_event_order() {
         .run(&format!(
             "CREATE MODEL behaviour KIND sequence TARGET churned \
              OPTIONS (task = 'churn', architecture = 'transformer', {options}) \
-             AS SELECT events, ages, churned FROM ({train})"
+             AS SELECT events, ages, churned FROM ({train}) ORDER BY customer_id"
         ))
         .await
         .unwrap();
@@ -56,7 +63,7 @@ async fn transformer_reads_churn_from_event_order() {
         .run(&format!(
             "CREATE MODEL behaviour_lstm KIND sequence TARGET churned \
              OPTIONS (task = 'churn', architecture = 'lstm', {options}) \
-             AS SELECT events, ages, churned FROM ({train})"
+             AS SELECT events, ages, churned FROM ({train}) ORDER BY customer_id"
         ))
         .await
         .unwrap();
@@ -64,7 +71,8 @@ async fn transformer_reads_churn_from_event_order() {
         .run(&format!(
             "CREATE MODEL aggregates KIND churn_classifier TARGET churned \
              OPTIONS (hidden = '32,16', epochs = 40, seed = 1) \
-             AS SELECT {AGGREGATES}, churned FROM churn_features WHERE customer_id % 5 <> 0"
+             AS SELECT {AGGREGATES}, churned FROM churn_features WHERE customer_id % 5 <> 0 \
+             ORDER BY customer_id"
         ))
         .await
         .unwrap();
@@ -74,7 +82,7 @@ async fn transformer_reads_churn_from_event_order() {
     let aggregates = held_out_auc(
         &engine,
         "aggregates",
-        &format!("SELECT * FROM churn_features WHERE customer_id % 5 = 0"),
+        "SELECT * FROM churn_features WHERE customer_id % 5 = 0",
     )
     .await;
     // For the record, not asserted: the hand-built order-aware features of churn_features
@@ -83,7 +91,12 @@ async fn transformer_reads_churn_from_event_order() {
         .run(
             "CREATE MODEL engineered KIND churn_classifier TARGET churned \
              OPTIONS (hidden = '32,16', epochs = 40, seed = 1) \
-             AS SELECT * EXCLUDE (customer_id) FROM churn_features WHERE customer_id % 5 <> 0",
+             AS SELECT recency_days, frequency, tenure_days, account_age_days, avg_amount, \
+                browse_sessions, sessions_since_last_order, visit_days_since_last_order, \
+                days_since_last_visit, events_per_session, reviews, \
+                abandoned_carts_before_last_order, failed_searches_before_last_order, \
+                last_order_rating, acquisition_channel, device, churned \
+             FROM churn_features WHERE customer_id % 5 <> 0 ORDER BY customer_id",
         )
         .await
         .unwrap();
@@ -227,7 +240,7 @@ async fn next_item_beats_popularity() {
         "CREATE MODEL next_items KIND sequence \
          OPTIONS (task = 'next_item', d_model = 32, heads = 4, layers = 2, max_len = 30, \
                   epochs = 8, learning_rate = 0.003, seed = 1) \
-         AS SELECT items, ages FROM customer_item_sequences",
+         AS SELECT items, ages FROM customer_item_sequences ORDER BY customer_id",
         &[
             "validation_hr_at_10",
             "validation_popularity_hr_at_10",
@@ -264,8 +277,10 @@ async fn next_item_beats_popularity() {
     let accuracy = create_model(
         &engine,
         "CREATE MODEL behaviour_embedding KIND sequence \
-         OPTIONS (task = 'embedding', d_model = 16, heads = 2, layers = 1, epochs = 1) \
-         AS SELECT events, ages FROM customer_event_sequences WHERE customer_id % 4 = 0",
+         OPTIONS (task = 'embedding', d_model = 32, heads = 4, layers = 2, epochs = 12, \
+                  learning_rate = 0.003, dropout = 0) \
+         AS SELECT events, ages FROM customer_event_sequences WHERE customer_id % 5 = 0 \
+         ORDER BY customer_id",
         &["validation_masked_accuracy"],
     )
     .await[0];
@@ -289,6 +304,6 @@ async fn next_item_beats_popularity() {
              FROM customer_event_sequences WHERE customer_id = 3"
         )
         .await,
-        "16"
+        "32"
     );
 }

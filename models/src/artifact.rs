@@ -190,7 +190,12 @@ pub fn fingerprint(data: &TrainingData) -> String {
             }
             FeatureColumn::TextList(lists) => {
                 for list in lists {
-                    hasher.write(&list.as_ref().map_or(u64::MAX, |l| l.len() as u64).to_le_bytes());
+                    hasher.write(
+                        &list
+                            .as_ref()
+                            .map_or(u64::MAX, |l| l.len() as u64)
+                            .to_le_bytes(),
+                    );
                     for token in list.iter().flatten() {
                         match token {
                             Some(s) => {
@@ -204,7 +209,12 @@ pub fn fingerprint(data: &TrainingData) -> String {
             }
             FeatureColumn::NumberList(lists) => {
                 for list in lists {
-                    hasher.write(&list.as_ref().map_or(u64::MAX, |l| l.len() as u64).to_le_bytes());
+                    hasher.write(
+                        &list
+                            .as_ref()
+                            .map_or(u64::MAX, |l| l.len() as u64)
+                            .to_le_bytes(),
+                    );
                     for v in list.iter().flatten() {
                         hasher.write(&v.to_bits().to_le_bytes());
                     }

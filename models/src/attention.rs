@@ -121,28 +121,26 @@ impl CustomOp3 for PaddedAttention {
         let (lq, lk, d) = (dims.queries, dims.keys, dims.head_dim);
         let (qb, kb) = (dims.query_block(), dims.key_block());
         let mut out = vec![0f32; q.len()];
-        out.par_chunks_mut(qb)
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; lq * lk],
-                |p, (bh, out)| {
-                    let b = bh / dims.heads;
-                    let bias = &self.bias[b * lk..(b + 1) * lk];
-                    let keys = bh * kb..(bh + 1) * kb;
-                    let q = &q[bh * qb..(bh + 1) * qb];
-                    probabilities(q, &k[keys.clone()], bias, self.scale, &dims, p);
-                    let v = &v[keys];
-                    for i in 0..lq {
-                        let row = &mut out[i * d..(i + 1) * d];
-                        for j in 0..lk {
-                            let weight = p[i * lk + j];
-                            for (o, x) in row.iter_mut().zip(&v[j * d..(j + 1) * d]) {
-                                *o += weight * x;
-                            }
+        out.par_chunks_mut(qb).enumerate().for_each_init(
+            || vec![0f32; lq * lk],
+            |p, (bh, out)| {
+                let b = bh / dims.heads;
+                let bias = &self.bias[b * lk..(b + 1) * lk];
+                let keys = bh * kb..(bh + 1) * kb;
+                let q = &q[bh * qb..(bh + 1) * qb];
+                probabilities(q, &k[keys.clone()], bias, self.scale, &dims, p);
+                let v = &v[keys];
+                for i in 0..lq {
+                    let row = &mut out[i * d..(i + 1) * d];
+                    for j in 0..lk {
+                        let weight = p[i * lk + j];
+                        for (o, x) in row.iter_mut().zip(&v[j * d..(j + 1) * d]) {
+                            *o += weight * x;
                         }
                     }
-                },
-            );
+                }
+            },
+        );
         Ok((CpuStorage::F32(out), q_layout.shape().clone()))
     }
 
@@ -196,7 +194,8 @@ impl CustomOp3 for PaddedAttention {
                         }
                         // dS_ij = P_ij (dP_ij - Σ_j' P_ij' dP_ij'), then the scale.
                         for j in 0..lk {
-                            ds[i * lk + j] = p[i * lk + j] * (ds[i * lk + j] - weighted) * self.scale;
+                            ds[i * lk + j] =
+                                p[i * lk + j] * (ds[i * lk + j] - weighted) * self.scale;
                         }
                     }
                     for i in 0..lq {
@@ -216,8 +215,13 @@ impl CustomOp3 for PaddedAttention {
                     }
                 },
             );
-        let tensor = |data: Vec<f32>, like: &Tensor| Tensor::from_vec(data, like.shape(), like.device());
-        Ok((Some(tensor(dq, q)?), Some(tensor(dk, k)?), Some(tensor(dv, v)?)))
+        let tensor =
+            |data: Vec<f32>, like: &Tensor| Tensor::from_vec(data, like.shape(), like.device());
+        Ok((
+            Some(tensor(dq, q)?),
+            Some(tensor(dk, k)?),
+            Some(tensor(dv, v)?),
+        ))
     }
 }
 
@@ -256,7 +260,13 @@ mod tests {
         bias[l + 1] = -1e9;
         let bias_tensor = Tensor::from_vec(bias.clone(), (b, 1, 1, l), &device).unwrap();
         let scale = 0.5;
-        let expected = reference(q.as_tensor(), k.as_tensor(), v.as_tensor(), &bias_tensor, scale);
+        let expected = reference(
+            q.as_tensor(),
+            k.as_tensor(),
+            v.as_tensor(),
+            &bias_tensor,
+            scale,
+        );
         let fused = PaddedAttention {
             bias,
             scale: scale as f32,
@@ -270,15 +280,33 @@ mod tests {
         assert!(close(&expected, &fused) < 1e-5);
         // The same weighted loss through both; the gradients must agree.
         let weights = var(4);
-        let g_expected = (expected * weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
-        let g_fused = (fused * weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_expected = (expected * weights.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_fused = (fused * weights.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for x in [&q, &k, &v] {
-            let (a, b) = (g_expected.get(x.as_tensor()).unwrap(), g_fused.get(x.as_tensor()).unwrap());
+            let (a, b) = (
+                g_expected.get(x.as_tensor()).unwrap(),
+                g_fused.get(x.as_tensor()).unwrap(),
+            );
             assert!(close(a, b) < 1e-4, "gradient differs by {}", close(a, b));
         }
 
         // The last query alone: the reference's last row, and its gradients.
-        let q_last = q.as_tensor().narrow(2, l - 1, 1).unwrap().contiguous().unwrap();
+        let q_last = q
+            .as_tensor()
+            .narrow(2, l - 1, 1)
+            .unwrap()
+            .contiguous()
+            .unwrap();
         let expected = reference(&q_last, k.as_tensor(), v.as_tensor(), &bias_tensor, scale);
         let fused = PaddedAttention {
             bias: bias_tensor.flatten_all().unwrap().to_vec1().unwrap(),
@@ -289,10 +317,18 @@ mod tests {
         assert_eq!(fused.dims(), &[b, h, 1, d]);
         assert!(close(&expected, &fused) < 1e-5);
         let w = weights.as_tensor().narrow(2, 0, 1).unwrap();
-        let g_expected = (expected * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_expected = (expected * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let g_fused = (fused * &w).unwrap().sum_all().unwrap().backward().unwrap();
         for x in [&q, &k, &v] {
-            let (a, b) = (g_expected.get(x.as_tensor()).unwrap(), g_fused.get(x.as_tensor()).unwrap());
+            let (a, b) = (
+                g_expected.get(x.as_tensor()).unwrap(),
+                g_fused.get(x.as_tensor()).unwrap(),
+            );
             assert!(close(a, b) < 1e-4, "gradient differs by {}", close(a, b));
         }
     }

@@ -259,9 +259,11 @@ impl Model {
             ModelSpec::Recommender(spec) => Ok(Model::Recommender(
                 recommender::Recommender::from_parts(spec.clone(), tensors)?,
             )),
-            ModelSpec::Sequence(spec) => Ok(Model::Sequence(
-                sequence::SequenceModel::from_parts(spec.clone(), tensors, device)?,
-            )),
+            ModelSpec::Sequence(spec) => Ok(Model::Sequence(sequence::SequenceModel::from_parts(
+                spec.clone(),
+                tensors,
+                device,
+            )?)),
         }
     }
 

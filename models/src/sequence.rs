@@ -188,7 +188,8 @@ impl SequenceOptions {
             device: options.get("device").unwrap_or("cpu").to_string(),
         };
         options.finish(kind)?;
-        if parsed.architecture == Architecture::Transformer && parsed.d_model % parsed.heads != 0
+        if parsed.architecture == Architecture::Transformer
+            && !parsed.d_model.is_multiple_of(parsed.heads)
         {
             return Err(Error::option(format!(
                 "option d_model ({}) must be a multiple of heads ({})",
@@ -523,8 +524,7 @@ impl Network<'_> {
                 }
                 .apply(&q, &k, &v)?
             } else {
-                let scores =
-                    (q.matmul(&k.t()?)? * scale)?.broadcast_add(&batch.attention_bias)?;
+                let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&batch.attention_bias)?;
                 let attention = if training {
                     candle_nn::ops::softmax(&scores, D::Minus1)?
                 } else {
@@ -652,6 +652,12 @@ pub struct SequenceModel {
     device: Device,
 }
 
+/// Next tokens with their probabilities, best first.
+pub type RankedTokens<'a> = Vec<(&'a str, f32)>;
+
+/// A batch with masked events: the batch, the flat positions of the masks, the masked tokens.
+type MaskedBatch = (Batch, Vec<u32>, Vec<u32>);
+
 /// Inputs of one scoring call, by row: None for a NULL event list.
 pub struct SequenceInput {
     histories: Vec<Option<History>>,
@@ -672,7 +678,11 @@ impl SequenceModel {
             return Err(Error::input(format!(
                 "the model takes {expected} list argument{} (events{}), got {}",
                 if expected == 1 { "" } else { "s" },
-                if self.spec.timed { ", ages in days" } else { "" },
+                if self.spec.timed {
+                    ", ages in days"
+                } else {
+                    ""
+                },
                 columns.len()
             )));
         }
@@ -693,7 +703,10 @@ impl SequenceModel {
                 };
                 let tokens: Vec<u32> = events
                     .iter()
-                    .map(|t| t.and_then(|t| self.index.get(t).copied()).unwrap_or(UNKNOWN))
+                    .map(|t| {
+                        t.and_then(|t| self.index.get(t).copied())
+                            .unwrap_or(UNKNOWN)
+                    })
                     .collect();
                 let ages = row_ages(ages.map(|a| a[row].as_deref()), tokens.len(), row)?;
                 Ok(Some(History { tokens, ages }))
@@ -730,7 +743,9 @@ impl SequenceModel {
             let samples: Vec<Sample<'_>> = order[start..end]
                 .iter()
                 .map(|&i| {
-                    let h = input.histories[i].as_ref().expect("filtered to non-NULL rows");
+                    let h = input.histories[i]
+                        .as_ref()
+                        .expect("filtered to non-NULL rows");
                     Sample {
                         tokens: &h.tokens,
                         ages: h.ages.as_deref(),
@@ -773,7 +788,9 @@ impl SequenceModel {
     pub fn embed(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<Option<Vec<f32>>>> {
         let input = self.input(columns)?;
         let network = self.network();
-        self.chunked(&input, |batch| Ok(network.embedding(batch)?.to_vec2::<f32>()?))
+        self.chunked(&input, |batch| {
+            Ok(network.embedding(batch)?.to_vec2::<f32>()?)
+        })
     }
 
     /// The `k` most likely next tokens per row, best first, with their probabilities; an error
@@ -782,7 +799,7 @@ impl SequenceModel {
         &self,
         columns: &[FeatureValues<'_>],
         k: usize,
-    ) -> Result<Vec<Option<Vec<(&str, f32)>>>> {
+    ) -> Result<Vec<Option<RankedTokens<'_>>>> {
         if self.spec.task != Task::NextItem {
             return Err(Error::input(format!(
                 "recommend needs a sequence model of task next_item; this one is {}",
@@ -904,7 +921,12 @@ impl SequenceModel {
         // The vocabulary comes from the training rows only, most frequent first.
         let mut counts: HashMap<&str, u64> = HashMap::new();
         for &r in &train {
-            for token in events[rows[r]].as_ref().expect("non-NULL rows").iter().flatten() {
+            for token in events[rows[r]]
+                .as_ref()
+                .expect("non-NULL rows")
+                .iter()
+                .flatten()
+            {
                 *counts.entry(token.as_str()).or_default() += 1;
             }
         }
@@ -1016,7 +1038,10 @@ impl SequenceModel {
         match self.spec.task {
             Task::Churn => {
                 let input = SequenceInput {
-                    histories: validation.iter().map(|&i| Some(histories[i].clone())).collect(),
+                    histories: validation
+                        .iter()
+                        .map(|&i| Some(histories[i].clone()))
+                        .collect(),
                 };
                 let scores: Vec<f64> = self
                     .chunked(&input, |batch| {
@@ -1061,14 +1086,17 @@ impl SequenceModel {
                     }
                 }
                 let popular: Vec<f32> = popularity.iter().map(|&c| c as f32).collect();
-                let popular_top: Vec<usize> =
-                    top_tokens(&popular, TOP_K).into_iter().map(|(i, _)| i).collect();
+                let popular_top: Vec<usize> = top_tokens(&popular, TOP_K)
+                    .into_iter()
+                    .map(|(i, _)| i)
+                    .collect();
                 let (mut loss, mut hits, mut ndcg, mut pop_hits, mut pop_ndcg) =
                     (0.0, 0.0, 0.0, 0.0, 0.0);
                 for ((_, target), p) in cases.iter().zip(&probabilities) {
                     let p = p.as_ref().expect("no NULL rows");
                     loss -= f64::from(p[*target as usize].max(1e-12)).ln();
-                    let top: Vec<usize> = top_tokens(p, TOP_K).into_iter().map(|(i, _)| i).collect();
+                    let top: Vec<usize> =
+                        top_tokens(p, TOP_K).into_iter().map(|(i, _)| i).collect();
                     for (ranking, hit, gain) in [
                         (&top, &mut hits, &mut ndcg),
                         (&popular_top, &mut pop_hits, &mut pop_ndcg),
@@ -1106,7 +1134,8 @@ impl SequenceModel {
                         continue;
                     };
                     let logits = masked_logits(&network, &batch, &positions, &mut None)?;
-                    let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
+                    let log_p =
+                        candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
                     for (row, &target) in log_p.iter().zip(&targets) {
                         loss -= f64::from(row[target as usize]);
                         let best = top_tokens(row, 1)[0].0;
@@ -1115,7 +1144,9 @@ impl SequenceModel {
                     }
                 }
                 if masked == 0.0 {
-                    return Err(Error::data("the validation histories hold no events to mask"));
+                    return Err(Error::data(
+                        "the validation histories hold no events to mask",
+                    ));
                 }
                 Ok(Evaluation {
                     loss: loss / masked,
@@ -1180,7 +1211,11 @@ fn top_tokens(values: &[f32], k: usize) -> Vec<(usize, f32)> {
 
 /// A row's ages as f32 days, NaN for NULL or unknown; an error when its length differs from the
 /// event list's.
-fn row_ages<A: AsRef<[f64]>>(ages: Option<Option<A>>, events: usize, row: usize) -> Result<Option<Vec<f32>>> {
+fn row_ages<A: AsRef<[f64]>>(
+    ages: Option<Option<A>>,
+    events: usize,
+    row: usize,
+) -> Result<Option<Vec<f32>>> {
     let Some(ages) = ages else {
         return Ok(None);
     };
@@ -1213,9 +1248,10 @@ fn training_columns(data: &TrainingData) -> Result<(TextLists<'_>, Option<Number
     let names: Vec<&str> = data.features.iter().map(|(n, _)| n.as_str()).collect();
     match data.features.as_slice() {
         [(_, FeatureColumn::TextList(events))] => Ok((events, None)),
-        [(_, FeatureColumn::TextList(events)), (_, FeatureColumn::NumberList(ages))] => {
-            Ok((events, Some(ages)))
-        }
+        [
+            (_, FeatureColumn::TextList(events)),
+            (_, FeatureColumn::NumberList(ages)),
+        ] => Ok((events, Some(ages))),
         _ => Err(Error::data(format!(
             "{usage}; the query returned {} column{} ({})",
             names.len(),
@@ -1257,7 +1293,9 @@ fn split_rows(
         ));
     }
     let mut order: Vec<usize> = (0..rows).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(options.seed ^ 0x5eed_5911_7000_0001));
+    order.shuffle(&mut StdRng::seed_from_u64(
+        options.seed ^ 0x5eed_5911_7000_0001,
+    ));
     let take = ((rows as f64 * options.validation_fraction).round() as usize).clamp(1, rows - 1);
     let mut validation = order[..take].to_vec();
     let mut train = order[take..].to_vec();
@@ -1275,7 +1313,7 @@ fn masked_batch(
     rows: &[usize],
     rng: &mut StdRng,
     device: &Device,
-) -> Result<Option<(Batch, Vec<u32>, Vec<u32>)>> {
+) -> Result<Option<MaskedBatch>> {
     let mut masked: Vec<Vec<u32>> = Vec::with_capacity(rows.len());
     let mut picks: Vec<Vec<usize>> = Vec::with_capacity(rows.len());
     for &i in rows {
@@ -1363,7 +1401,9 @@ impl<'a> Trainer<'a> {
             let n: usize = shape.iter().product();
             let values: Vec<f32> = if name.ends_with(".bias") {
                 vec![0.0; n]
-            } else if name.ends_with("ln.weight") || name.contains(".ln") && name.ends_with(".weight") {
+            } else if name.ends_with("ln.weight")
+                || name.contains(".ln") && name.ends_with(".weight")
+            {
                 vec![1.0; n]
             } else if shape.len() == 2 && !name.contains('.') {
                 // Embedding tables.
@@ -1471,9 +1511,8 @@ impl<'a> Trainer<'a> {
                     let mut cuts = Vec::new();
                     for &i in &rows {
                         let h = &self.histories[i];
-                        let known: Vec<usize> = (1..h.len())
-                            .filter(|&k| h.tokens[k] != UNKNOWN)
-                            .collect();
+                        let known: Vec<usize> =
+                            (1..h.len()).filter(|&k| h.tokens[k] != UNKNOWN).collect();
                         if let Some(&k) = known.choose(&mut self.rng) {
                             cuts.push((i, k));
                         }
@@ -1493,8 +1532,10 @@ impl<'a> Trainer<'a> {
                         })
                         .collect();
                     let batch = Batch::new(&samples, spec.max_len, self.device)?;
-                    let targets: Vec<u32> =
-                        cuts.iter().map(|&(i, k)| self.histories[i].tokens[k]).collect();
+                    let targets: Vec<u32> = cuts
+                        .iter()
+                        .map(|&(i, k)| self.histories[i].tokens[k])
+                        .collect();
                     let targets = Tensor::from_vec(targets, cuts.len(), self.device)?;
                     let mut noise = Some(Noise {
                         rng: &mut self.rng,
@@ -1544,10 +1585,16 @@ mod tests {
         for _ in 0..rows {
             let n = rng.random_range(3..12);
             let mut list: Vec<Option<String>> = (0..n)
-                .map(|_| Some(["view", "search", "cart", "buy"][rng.random_range(0..4)].to_string()))
+                .map(|_| {
+                    Some(["view", "search", "cart", "buy"][rng.random_range(0..4)].to_string())
+                })
                 .collect();
             let churned = rng.random::<bool>();
-            let tail = if churned { ["cart", "search"] } else { ["search", "cart"] };
+            let tail = if churned {
+                ["cart", "search"]
+            } else {
+                ["search", "cart"]
+            };
             list.extend(tail.iter().map(|t| Some(t.to_string())));
             let n = list.len();
             ages.push(Some((0..n).map(|k| (n - k) as f64).collect()));
@@ -1580,7 +1627,10 @@ mod tests {
             .map(|l| l.as_ref().map(|l| l.iter().map(|t| t.as_deref()).collect()))
             .collect();
         model
-            .predict(&[FeatureValues::TextList(&events), FeatureValues::NumberList(ages)])
+            .predict(&[
+                FeatureValues::TextList(&events),
+                FeatureValues::NumberList(ages),
+            ])
             .unwrap()
     }
 
@@ -1622,7 +1672,12 @@ mod tests {
     #[test]
     fn empty_null_unknown_and_long_histories_score() {
         let data = planted(100, 4);
-        let opts = options(&[("d_model", "8"), ("heads", "2"), ("epochs", "1"), ("max_len", "5")]);
+        let opts = options(&[
+            ("d_model", "8"),
+            ("heads", "2"),
+            ("epochs", "1"),
+            ("max_len", "5"),
+        ]);
         let model =
             SequenceModel::train(&data, &opts, &mut |_| {}, &AtomicBool::new(false)).unwrap();
         let long: Vec<Option<&str>> = vec![Some("view"); 40];
@@ -1634,7 +1689,10 @@ mod tests {
         ];
         let ages = vec![Some(vec![]), None, Some(vec![2.0, f64::NAN]), None];
         let scores = model
-            .predict(&[FeatureValues::TextList(&events), FeatureValues::NumberList(&ages)])
+            .predict(&[
+                FeatureValues::TextList(&events),
+                FeatureValues::NumberList(&ages),
+            ])
             .unwrap();
         assert!(scores[0].is_finite() && scores[2].is_finite() && scores[3].is_finite());
         assert!(scores[1].is_nan(), "a NULL event list scores NULL");
@@ -1651,10 +1709,17 @@ mod tests {
     #[test]
     fn the_summary_only_pass_equals_the_full_pass() {
         let data = planted(64, 6);
-        let opts = options(&[("d_model", "16"), ("heads", "4"), ("layers", "2"), ("epochs", "1")]);
+        let opts = options(&[
+            ("d_model", "16"),
+            ("heads", "4"),
+            ("layers", "2"),
+            ("epochs", "1"),
+        ]);
         let model =
             SequenceModel::train(&data, &opts, &mut |_| {}, &AtomicBool::new(false)).unwrap();
-        let tokens: Vec<Vec<u32>> = (0..5).map(|n| (0..n * 3).map(|k| 4 + k % 3).collect()).collect();
+        let tokens: Vec<Vec<u32>> = (0..5)
+            .map(|n| (0..n * 3).map(|k| 4 + k % 3).collect())
+            .collect();
         let samples: Vec<Sample<'_>> = tokens
             .iter()
             .map(|t| Sample {
@@ -1667,7 +1732,11 @@ mod tests {
         let network = model.network();
         let full = network.encode(&batch, &mut None, false).unwrap();
         let last = full.i((.., batch.length - 1)).unwrap();
-        let summary = network.encode(&batch, &mut None, true).unwrap().squeeze(1).unwrap();
+        let summary = network
+            .encode(&batch, &mut None, true)
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
         let diff = (last - summary).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
     }
@@ -1684,7 +1753,10 @@ mod tests {
         assert!(err.to_string().contains("multiple of heads"), "{err}");
         let mut bad = Options::new([("architecture", "lstm"), ("task", "embedding")]);
         let err = SequenceOptions::from_options(&mut bad, "sequence").unwrap_err();
-        assert!(err.to_string().contains("needs architecture 'transformer'"), "{err}");
+        assert!(
+            err.to_string().contains("needs architecture 'transformer'"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1695,7 +1767,11 @@ mod tests {
             .map(|_| {
                 let start = rng.random_range(0..12);
                 let n = rng.random_range(2..10);
-                Some((0..n).map(|k| Some(format!("t{}", (start + k) % 12))).collect())
+                Some(
+                    (0..n)
+                        .map(|k| Some(format!("t{}", (start + k) % 12)))
+                        .collect(),
+                )
             })
             .collect();
         let data = TrainingData {
@@ -1715,10 +1791,17 @@ mod tests {
         let metric = |name: &str| model.metrics().iter().find(|m| m.0 == name).unwrap().1;
         assert!(metric("hr_at_10") > 0.99, "{:?}", model.metrics());
         let history = vec![Some(vec![Some("t3"), Some("t4")])];
-        let next = model.next_tokens(&[FeatureValues::TextList(&history)], 1).unwrap();
+        let next = model
+            .next_tokens(&[FeatureValues::TextList(&history)], 1)
+            .unwrap();
         assert_eq!(next[0].as_ref().unwrap()[0].0, "t5");
 
-        let opts = options(&[("task", "embedding"), ("d_model", "16"), ("heads", "2"), ("epochs", "2")]);
+        let opts = options(&[
+            ("task", "embedding"),
+            ("d_model", "16"),
+            ("heads", "2"),
+            ("epochs", "2"),
+        ]);
         let model =
             SequenceModel::train(&data, &opts, &mut |_| {}, &AtomicBool::new(false)).unwrap();
         let vectors = model.embed(&[FeatureValues::TextList(&history)]).unwrap();

@@ -109,7 +109,9 @@ pub fn check_arguments(function: &str, card: &ModelCard, feature_types: &[DataTy
             let expected = match feature.kind {
                 FeatureKind::Numeric => "numeric",
                 FeatureKind::Categorical => "text (or castable to text)",
-                FeatureKind::TextList => "a list of text, e.g. array_agg(event_type ORDER BY event_time)",
+                FeatureKind::TextList => {
+                    "a list of text, e.g. array_agg(event_type ORDER BY event_time)"
+                }
                 FeatureKind::NumberList => "a list of numbers",
             };
             return plan_err!(

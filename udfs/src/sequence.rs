@@ -164,8 +164,11 @@ impl ScalarUDFImpl for Embed {
         let vectors = batch
             .with_values(|values| as_sequence(&model).embed(values))
             .or_else(|e| exec_err!("embed: {e}"))?;
-        let mut builder = ListBuilder::new(Float32Builder::new())
-            .with_field(Arc::new(Field::new("item", DataType::Float32, true)));
+        let mut builder = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
+            "item",
+            DataType::Float32,
+            true,
+        )));
         for vector in vectors {
             match vector {
                 Some(v) => {
@@ -310,7 +313,10 @@ impl ScalarUDFImpl for CosineSimilarity {
                 out.push(None);
                 continue;
             }
-            let (x, y) = (x.as_primitive::<Float64Type>(), y.as_primitive::<Float64Type>());
+            let (x, y) = (
+                x.as_primitive::<Float64Type>(),
+                y.as_primitive::<Float64Type>(),
+            );
             let (mut dot, mut xx, mut yy) = (0.0, 0.0, 0.0);
             for (u, v) in x.values().iter().zip(y.values().iter()) {
                 dot += u * v;

@@ -139,7 +139,9 @@ pub fn training_data(
                                 let range = lists.value_offsets()[r] as usize
                                     ..lists.value_offsets()[r + 1] as usize;
                                 range
-                                    .map(|k| tokens.is_valid(k).then(|| tokens.value(k).to_string()))
+                                    .map(|k| {
+                                        tokens.is_valid(k).then(|| tokens.value(k).to_string())
+                                    })
                                     .collect()
                             }));
                         }
