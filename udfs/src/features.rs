@@ -167,35 +167,55 @@ impl FeatureArray {
             }
             FeatureKind::NumberList => {
                 let lists = as_list(function, name, array, DataType::Float64)?;
-                let values = lists.values().as_primitive::<Float64Type>();
-                let offsets = lists.value_offsets();
-                let rows = (0..lists.len())
-                    .map(|row| {
-                        lists.is_valid(row).then(|| {
-                            (offsets[row] as usize..offsets[row + 1] as usize)
-                                .map(|i| {
-                                    if values.is_valid(i) {
-                                        values.value(i)
-                                    } else {
-                                        f64::NAN
-                                    }
-                                })
-                                .collect()
-                        })
-                    })
-                    .collect();
-                Ok(FeatureArray::NumberList(rows))
+                Ok(FeatureArray::NumberList(number_lists(&lists)))
             }
         }
     }
 }
 
 /// `array` (a list of any list type, or NULL) as a `List` of `item`.
-fn as_list(function: &str, name: &str, array: &ArrayRef, item: DataType) -> Result<ListArray> {
+pub fn as_list(function: &str, name: &str, array: &ArrayRef, item: DataType) -> Result<ListArray> {
     let target = DataType::List(Arc::new(Field::new("item", item, true)));
     let cast_list = cast(array, &target)
         .or_else(|e| exec_err!("{function}: feature {name} cannot be read as {target}: {e}"))?;
     Ok(cast_list.as_list::<i32>().clone())
+}
+
+/// The rows of a `List<Utf8>` as token lists, borrowed: None for a NULL list, None inside for
+/// a NULL element.
+pub fn text_lists(lists: &ListArray) -> Vec<Option<Vec<Option<&str>>>> {
+    let tokens = lists.values().as_string::<i32>();
+    let offsets = lists.value_offsets();
+    (0..lists.len())
+        .map(|row| {
+            lists.is_valid(row).then(|| {
+                (offsets[row] as usize..offsets[row + 1] as usize)
+                    .map(|i| tokens.is_valid(i).then(|| tokens.value(i)))
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+/// The rows of a `List<Float64>` as number lists: None for a NULL list, NaN for a NULL element.
+pub fn number_lists(lists: &ListArray) -> Vec<Option<Vec<f64>>> {
+    let numbers = lists.values().as_primitive::<Float64Type>();
+    let offsets = lists.value_offsets();
+    (0..lists.len())
+        .map(|row| {
+            lists.is_valid(row).then(|| {
+                (offsets[row] as usize..offsets[row + 1] as usize)
+                    .map(|i| {
+                        if numbers.is_valid(i) {
+                            numbers.value(i)
+                        } else {
+                            f64::NAN
+                        }
+                    })
+                    .collect()
+            })
+        })
+        .collect()
 }
 
 /// Every feature argument of one batch, prepared for the model.
@@ -231,19 +251,7 @@ impl FeatureBatch {
             .arrays
             .iter()
             .map(|a| match a {
-                FeatureArray::TextList(lists) => {
-                    let tokens = lists.values().as_string::<i32>();
-                    let offsets = lists.value_offsets();
-                    (0..lists.len())
-                        .map(|row| {
-                            lists.is_valid(row).then(|| {
-                                (offsets[row] as usize..offsets[row + 1] as usize)
-                                    .map(|i| tokens.is_valid(i).then(|| tokens.value(i)))
-                                    .collect()
-                            })
-                        })
-                        .collect()
-                }
+                FeatureArray::TextList(lists) => text_lists(lists),
                 _ => Vec::new(),
             })
             .collect();

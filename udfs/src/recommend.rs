@@ -50,14 +50,19 @@ fn id_type(ids: &Ids) -> DataType {
     }
 }
 
-fn model_literal(function: &str, literal: Option<&ScalarValue>) -> Result<Option<String>> {
+/// The model reference in a text literal (None for NULL); anything else is an error naming
+/// `function`.
+pub(crate) fn model_literal(
+    function: &str,
+    literal: Option<&ScalarValue>,
+) -> Result<Option<String>> {
     match literal {
         Some(ScalarValue::Utf8(r) | ScalarValue::Utf8View(r) | ScalarValue::LargeUtf8(r)) => {
             Ok(r.clone())
         }
         Some(ScalarValue::Null) => Ok(None),
         _ => {
-            plan_err!("{function}: argument 1 (model) must be a text literal naming a recommender")
+            plan_err!("{function}: argument 1 (model) must be a text literal naming a model")
         }
     }
 }

@@ -23,6 +23,7 @@ use tenure_models::sequence::SequenceModel;
 
 use crate::DOC_SECTION;
 use crate::features::{FeatureBatch, check_arguments, is_number_list_input, sql_type_name};
+use crate::recommend::model_literal;
 use crate::registry::{LoadedModel, ModelRegistry};
 use crate::scoring::resolve;
 
@@ -35,19 +36,10 @@ fn sequence_model(
     registry: &dyn ModelRegistry,
     literal: Option<&ScalarValue>,
 ) -> Result<Option<Arc<LoadedModel>>> {
-    let reference = match literal {
-        Some(ScalarValue::Utf8(r) | ScalarValue::Utf8View(r) | ScalarValue::LargeUtf8(r)) => r,
-        Some(ScalarValue::Null) => return Ok(None),
-        _ => {
-            return plan_err!(
-                "{function}: argument 1 (model) must be a text literal naming a sequence model"
-            );
-        }
-    };
-    let Some(reference) = reference else {
+    let Some(reference) = model_literal(function, literal)? else {
         return Ok(None);
     };
-    let model = resolve(function, registry, reference)?;
+    let model = resolve(function, registry, &reference)?;
     if !matches!(model.model, Model::Sequence(_)) {
         return plan_err!(
             "{function}: model '{}' is of kind {}; {function} needs a sequence model",

@@ -6,13 +6,15 @@
 //! target is NULL are left out (and counted), as a row without a label cannot teach anything.
 //! Kinds without a target (bgnbd, gamma_gamma, ...) take every column as a feature.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{Result, plan_err};
 use tenure_models::{FeatureColumn, FeatureKind, FeatureSpec, TrainingData};
 
-use crate::features::{feature_kind_for, list_item, sql_type_name};
+use crate::features::{
+    as_list, feature_kind_for, list_item, number_lists, sql_type_name, text_lists,
+};
 
 /// The feature kind a training column of this type becomes, or why it cannot be a feature.
 pub fn training_kind(name: &str, data_type: &DataType) -> Result<FeatureKind> {
@@ -131,19 +133,14 @@ pub fn training_data(
                 let mut values = Vec::with_capacity(kept_rows);
                 let mut row = 0;
                 for batch in batches {
-                    let lists = list_of(batch.column(i), DataType::Utf8)?;
-                    let tokens = lists.values().as_string::<i32>();
-                    for r in 0..lists.len() {
+                    let lists = as_list(TRAINING, field.name(), batch.column(i), DataType::Utf8)?;
+                    for list in text_lists(&lists) {
                         if keep[row] {
-                            values.push(lists.is_valid(r).then(|| {
-                                let range = lists.value_offsets()[r] as usize
-                                    ..lists.value_offsets()[r + 1] as usize;
-                                range
-                                    .map(|k| {
-                                        tokens.is_valid(k).then(|| tokens.value(k).to_string())
-                                    })
-                                    .collect()
-                            }));
+                            values.push(
+                                list.map(|l| {
+                                    l.into_iter().map(|t| t.map(str::to_string)).collect()
+                                }),
+                            );
                         }
                         row += 1;
                     }
@@ -154,23 +151,11 @@ pub fn training_data(
                 let mut values = Vec::with_capacity(kept_rows);
                 let mut row = 0;
                 for batch in batches {
-                    let lists = list_of(batch.column(i), DataType::Float64)?;
-                    let numbers = lists.values().as_primitive::<Float64Type>();
-                    for r in 0..lists.len() {
+                    let lists =
+                        as_list(TRAINING, field.name(), batch.column(i), DataType::Float64)?;
+                    for list in number_lists(&lists) {
                         if keep[row] {
-                            values.push(lists.is_valid(r).then(|| {
-                                let range = lists.value_offsets()[r] as usize
-                                    ..lists.value_offsets()[r + 1] as usize;
-                                range
-                                    .map(|k| {
-                                        if numbers.is_valid(k) {
-                                            numbers.value(k)
-                                        } else {
-                                            f64::NAN
-                                        }
-                                    })
-                                    .collect()
-                            }));
+                            values.push(list);
                         }
                         row += 1;
                     }
@@ -191,11 +176,8 @@ pub fn training_data(
     ))
 }
 
-/// A list column cast to `List<item>`.
-fn list_of(array: &ArrayRef, item: DataType) -> Result<ListArray> {
-    let target = DataType::List(std::sync::Arc::new(Field::new("item", item, true)));
-    Ok(cast(array, &target)?.as_list::<i32>().clone())
-}
+/// How list-reading errors name the reader.
+const TRAINING: &str = "training data";
 
 /// 0/1 or boolean labels; NULL stays None. Any other value is an error naming it.
 pub fn target_labels(target: &str, array: &ArrayRef) -> Result<Vec<Option<bool>>> {
