@@ -213,6 +213,10 @@ async fn transformer_reads_churn_from_event_order() {
             "KIND sequence needs TARGET",
         ),
         (
+            "CREATE MODEL nope KIND sequence OPTIONS (task = 'forecast') AS SELECT events FROM customer_event_sequences",
+            "option task must be 'churn', 'next_item' or 'embedding', got 'forecast'",
+        ),
+        (
             "CREATE MODEL nope KIND sequence TARGET n AS SELECT events, 2 AS n FROM customer_event_sequences",
             "must be boolean or 0/1",
         ),

@@ -1079,8 +1079,14 @@ impl SequenceModel {
                     let logits = network.head(&network.summary(batch, &mut None)?, &mut None)?;
                     Ok(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?)
                 })?;
+                // Popularity as the training rows show it.
+                let held_out: std::collections::HashSet<usize> =
+                    validation.iter().copied().collect();
                 let mut popularity = vec![0u64; self.spec.vocabulary_size()];
-                for h in histories {
+                for (i, h) in histories.iter().enumerate() {
+                    if held_out.contains(&i) {
+                        continue;
+                    }
                     for &t in &h.tokens {
                         popularity[t as usize] += 1;
                     }

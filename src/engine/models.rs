@@ -35,6 +35,9 @@ impl Engine {
     ) -> Result<Output> {
         validate_name(&create.name)?;
         let kind = Kind::parse(&create.kind)?;
+        // Bad options fail before any data is read, and before the TARGET check, which for
+        // KIND sequence depends on the task option.
+        tenure_models::check_options(kind, &mut Options::new(create.options.clone()))?;
         let target = match (kind.needs_target(&create.options), create.target.clone()) {
             (true, Some(target)) => Some(target),
             (true, None) => {
@@ -56,8 +59,6 @@ impl Engine {
         if create.if_not_exists && self.models.contains(&create.name) {
             return Ok(Output::command("CREATE MODEL"));
         }
-        // Bad options fail before any data is read.
-        tenure_models::check_options(kind, &mut Options::new(create.options.clone()))?;
 
         let started = Instant::now();
         let read_only = SQLOptions::new()
