@@ -189,6 +189,16 @@ async fn transformer_reads_churn_from_event_order() {
     )
     .await;
     assert_eq!(nearest, "7");
+    assert_eq!(
+        scalar(
+            &engine,
+            "SELECT CAST(cosine_similarity([1.0, 0.0], [2.0, 0.0]) AS VARCHAR) || ' ' || \
+             CAST(cosine_similarity([1.0, 0.0], [0.0, -3.0]) AS VARCHAR) || ' ' || \
+             coalesce(CAST(cosine_similarity([0.0, 0.0], [1.0, 2.0]) AS VARCHAR), 'null')"
+        )
+        .await,
+        "1.0 0.0 null"
+    );
 
     // Bad input.
     for (sql, expected) in [
@@ -203,6 +213,14 @@ async fn transformer_reads_churn_from_event_order() {
         (
             "SELECT churn_score('behaviour', ['view', 'search'], [1.0])",
             "the age list has 1 elements and the event list 2",
+        ),
+        (
+            "SELECT cosine_similarity([1.0, 2.0], [1.0])",
+            "the vectors have 2 and 1 elements",
+        ),
+        (
+            "SELECT cosine_similarity('a', [1.0])",
+            "argument 1 must be a list of numbers",
         ),
         (
             "SELECT recommend('behaviour', ['view'], [1.0], 3)",

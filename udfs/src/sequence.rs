@@ -244,14 +244,45 @@ pub(crate) fn recommend_next(
     Ok(ColumnarValue::Array(Arc::new(ranked)))
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 pub struct CosineSimilarity {
     signature: Signature,
+    documentation: Documentation,
+}
+
+impl PartialEq for CosineSimilarity {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CosineSimilarity {}
+
+impl Hash for CosineSimilarity {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        "cosine_similarity".hash(state);
+    }
 }
 
 pub fn cosine_similarity() -> ScalarUDF {
+    let documentation = Documentation::builder(
+        DOC_SECTION,
+        "The cosine of the angle between two equally long lists of numbers, from -1 to 1: \
+         with embed() vectors, how alike two customers' histories are. NULL when either list \
+         is NULL, holds a NULL, or is all zeros; an error when the lengths differ.",
+        "cosine_similarity(a, b)",
+    )
+    .with_argument("a", "a list of numbers, such as embed()'s float4[]")
+    .with_argument("b", "a list of numbers of the same length")
+    .with_sql_example(
+        "SELECT e.customer_id FROM customer_embeddings e, \
+         (SELECT embedding FROM customer_embeddings WHERE customer_id = 42) me \
+         ORDER BY cosine_similarity(e.embedding, me.embedding) DESC LIMIT 10",
+    )
+    .build();
     ScalarUDF::new_from_impl(CosineSimilarity {
         signature: Signature::any(2, Volatility::Immutable),
+        documentation,
     })
 }
 
@@ -319,5 +350,9 @@ impl ScalarUDFImpl for CosineSimilarity {
             out.push((xx > 0.0 && yy > 0.0).then(|| dot / (xx.sqrt() * yy.sqrt())));
         }
         Ok(ColumnarValue::Array(Arc::new(Float64Array::from(out))))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&self.documentation)
     }
 }
