@@ -172,52 +172,22 @@ pub fn fingerprint(data: &TrainingData) -> String {
     for (name, column) in &data.features {
         hasher.write(name.as_bytes());
         match column {
-            FeatureColumn::Numeric(values) => {
-                for v in values {
-                    hasher.write(&v.to_bits().to_le_bytes());
-                }
-            }
+            FeatureColumn::Numeric(values) => values.iter().for_each(|&v| hasher.write_f64(v)),
             FeatureColumn::Categorical(values) => {
-                for v in values {
-                    match v {
-                        Some(s) => {
-                            hasher.write(&[1]);
-                            hasher.write(s.as_bytes());
-                        }
-                        None => hasher.write(&[0]),
-                    }
-                }
+                values.iter().for_each(|v| hasher.write_label(v.as_deref()))
             }
             FeatureColumn::TextList(lists) => {
                 for list in lists {
-                    hasher.write(
-                        &list
-                            .as_ref()
-                            .map_or(u64::MAX, |l| l.len() as u64)
-                            .to_le_bytes(),
-                    );
+                    hasher.write_list_length(list.as_ref().map(Vec::len));
                     for token in list.iter().flatten() {
-                        match token {
-                            Some(s) => {
-                                hasher.write(&[1]);
-                                hasher.write(s.as_bytes());
-                            }
-                            None => hasher.write(&[0]),
-                        }
+                        hasher.write_label(token.as_deref());
                     }
                 }
             }
             FeatureColumn::NumberList(lists) => {
                 for list in lists {
-                    hasher.write(
-                        &list
-                            .as_ref()
-                            .map_or(u64::MAX, |l| l.len() as u64)
-                            .to_le_bytes(),
-                    );
-                    for v in list.iter().flatten() {
-                        hasher.write(&v.to_bits().to_le_bytes());
-                    }
+                    hasher.write_list_length(list.as_ref().map(Vec::len));
+                    list.iter().flatten().for_each(|&v| hasher.write_f64(v));
                 }
             }
         }
@@ -242,6 +212,26 @@ impl Fnv1a {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
+    }
+
+    fn write_f64(&mut self, value: f64) {
+        self.write(&value.to_bits().to_le_bytes());
+    }
+
+    /// A present label as 1 and its bytes, a missing one as 0.
+    fn write_label(&mut self, label: Option<&str>) {
+        match label {
+            Some(s) => {
+                self.write(&[1]);
+                self.write(s.as_bytes());
+            }
+            None => self.write(&[0]),
+        }
+    }
+
+    /// A list's length, or u64::MAX for a NULL list, so list boundaries count.
+    fn write_list_length(&mut self, length: Option<usize>) {
+        self.write(&length.map_or(u64::MAX, |n| n as u64).to_le_bytes());
     }
 }
 

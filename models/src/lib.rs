@@ -169,15 +169,17 @@ impl Model {
         on_epoch: &mut dyn FnMut(&EpochReport),
         cancel: &AtomicBool,
     ) -> Result<Model> {
-        if kind != Kind::Sequence {
-            if let Some((name, _)) = data.features.iter().find(|(_, c)| {
-                matches!(c, FeatureColumn::TextList(_) | FeatureColumn::NumberList(_))
-            }) {
-                return Err(Error::data(format!(
-                    "column {name} is a list; KIND {kind} takes scalar features (lists are for \
-                     KIND sequence)"
-                )));
-            }
+        let list_column = data
+            .features
+            .iter()
+            .find(|(_, c)| matches!(c, FeatureColumn::TextList(_) | FeatureColumn::NumberList(_)));
+        if kind != Kind::Sequence
+            && let Some((name, _)) = list_column
+        {
+            return Err(Error::data(format!(
+                "column {name} is a list; KIND {kind} takes scalar features (lists are for \
+                 KIND sequence)"
+            )));
         }
         match kind {
             Kind::Sequence => {

@@ -325,9 +325,8 @@ struct Batch {
     positions: Tensor,
     ages: Tensor,
     gaps: Tensor,
-    /// [rows, 1, 1, length]: 0 for real steps, a large negative number for padding.
-    attention_bias: Tensor,
-    /// The same numbers for the fused CPU attention.
+    /// [rows, length]: 0 for real keys, a large negative number for padding; added to every
+    /// attention score.
     key_bias: Vec<f32>,
     /// [rows, length]: 1 for real steps (events and the summary), 0 for padding.
     real: Vec<f32>,
@@ -399,7 +398,6 @@ impl Batch {
             positions: ids(positions)?,
             ages: ids(ages)?,
             gaps: ids(gaps)?,
-            attention_bias: Tensor::from_vec(bias.clone(), (rows, 1, 1, length), device)?,
             key_bias: bias,
             real,
             token_count,
@@ -524,7 +522,8 @@ impl Network<'_> {
                 }
                 .apply(&q, &k, &v)?
             } else {
-                let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&batch.attention_bias)?;
+                let bias = Tensor::from_vec(batch.key_bias.clone(), (b, 1, 1, l), q.device())?;
+                let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
                 let attention = if training {
                     candle_nn::ops::softmax(&scores, D::Minus1)?
                 } else {
