@@ -36,6 +36,9 @@ pub enum Error {
     /// Errors from the Delta Lake storage layer.
     #[error("storage error: {0}")]
     Delta(#[from] deltalake::DeltaTableError),
+    /// A transaction block could not commit because another session changed what it wrote.
+    #[error("{0}")]
+    SerializationFailure(String),
     /// The catalog file could not be read or written.
     #[error("catalog error: {0}")]
     Catalog(String),

@@ -107,6 +107,12 @@ impl ManagedTable {
         Ok(())
     }
 
+    /// The current Delta version and the provider that reads exactly it.
+    pub fn current(&self) -> (Option<u64>, Arc<dyn TableProvider>) {
+        let snapshot = self.state.read().expect("lock poisoned by a panic");
+        (snapshot.table.version(), snapshot.provider.clone())
+    }
+
     fn provider(&self) -> Arc<dyn TableProvider> {
         self.state
             .read()

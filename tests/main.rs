@@ -3,6 +3,7 @@
 
 mod btyd;
 mod cli;
+mod dbt;
 mod external;
 mod lifecycle_mart;
 mod models;
@@ -14,3 +15,4 @@ mod sequence;
 mod server;
 mod slt;
 mod support;
+mod transactions;

@@ -18,20 +18,27 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use crate::support::tenure_bin;
 
 /// A server on a free loopback port over a fresh data directory.
-struct TestServer {
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
+    dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
-    async fn start() -> TestServer {
+    pub(crate) async fn start() -> TestServer {
         TestServer::start_with(|_| {}).await
     }
 
     async fn start_with(adjust: impl FnOnce(&mut ServerOptions)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
+        TestServer::start_on(tempfile::tempdir().unwrap(), adjust).await
+    }
+
+    /// A server over `dir/data`, which may already hold data.
+    pub(crate) async fn start_on(
+        dir: tempfile::TempDir,
+        adjust: impl FnOnce(&mut ServerOptions),
+    ) -> TestServer {
         let config = Config {
             data_dir: dir.path().join("data"),
             threads: 2,
@@ -62,7 +69,7 @@ impl TestServer {
         });
         TestServer {
             addr,
-            _dir: dir,
+            dir,
             stop: Some(stop),
             done: Some(done),
         }
@@ -75,7 +82,12 @@ impl TestServer {
         )
     }
 
-    async fn connect(&self) -> Client {
+    /// The server's data directory.
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub(crate) async fn connect(&self) -> Client {
         connect(&self.url("tenure")).await
     }
 
@@ -113,13 +125,15 @@ impl TestServer {
         )
     }
 
-    async fn stop(mut self) {
+    /// Stops the server; returns its directory, deleted when dropped.
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.stop.take().unwrap().send(());
         self.done.take().unwrap().await.unwrap();
+        self.dir
     }
 }
 
-async fn connect(url: &str) -> Client {
+pub(crate) async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .unwrap_or_else(|e| panic!("connect {url}: {e}"));
@@ -136,7 +150,7 @@ async fn connect_error(url: &str) -> tokio_postgres::Error {
 }
 
 /// The SQLSTATE of a failed statement.
-fn sqlstate(result: Result<impl std::fmt::Debug, tokio_postgres::Error>) -> String {
+pub(crate) fn sqlstate(result: Result<impl std::fmt::Debug, tokio_postgres::Error>) -> String {
     let error = result.expect_err("the statement should fail");
     error
         .code()
@@ -146,7 +160,7 @@ fn sqlstate(result: Result<impl std::fmt::Debug, tokio_postgres::Error>) -> Stri
 }
 
 /// The values of a simple query's rows, as text.
-async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+pub(crate) async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
     client
         .simple_query(sql)
         .await
@@ -386,8 +400,9 @@ async fn settings_version_and_transactions() {
             .any(|r| r[0].as_deref() == Some("server_version"))
     );
 
-    // Reads run in a transaction block; writes say they cannot, and the block then fails
-    // until ROLLBACK, as in PostgreSQL.
+    // A transaction block reads and writes (tests/transactions.rs has the rest); CREATE
+    // MODEL refuses to run in one, and the block then fails until ROLLBACK, as in
+    // PostgreSQL.
     client
         .batch_execute("CREATE TABLE kept (x BIGINT)")
         .await
@@ -397,7 +412,15 @@ async fn settings_version_and_transactions() {
         simple_rows(&client, "SELECT count(*) FROM kept").await,
         [[Some("0".into())]]
     );
-    let code = sqlstate(client.simple_query("INSERT INTO kept VALUES (1)").await);
+    client
+        .batch_execute("INSERT INTO kept VALUES (1)")
+        .await
+        .unwrap();
+    let code = sqlstate(
+        client
+            .simple_query("CREATE MODEL m KIND churn_classifier TARGET x AS SELECT x FROM kept")
+            .await,
+    );
     assert_eq!(code, SqlState::ACTIVE_SQL_TRANSACTION.code());
     let code = sqlstate(client.simple_query("SELECT 1").await);
     assert_eq!(code, SqlState::IN_FAILED_SQL_TRANSACTION.code());
@@ -743,7 +766,7 @@ fn serve_drains_and_exits_on_sigterm() {
     assert!(log.contains("shutting down"), "{log}");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -751,7 +774,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, child: &mut std::process::Child) {
+pub(crate) fn wait_for_port(port: u16, child: &mut std::process::Child) {
     for _ in 0..300 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
 use datafusion::sql::planner::object_name_to_table_reference;
 use deltalake::DeltaTableBuilder;
@@ -37,6 +38,7 @@ const AWS_OPTION_PREFIX: &str = "aws.";
 impl Engine {
     pub(super) async fn create_external_table(
         &self,
+        session: &SessionContext,
         create: CreateExternalTable,
     ) -> Result<Output> {
         if create.temporary || create.unbounded {
@@ -65,7 +67,7 @@ impl Engine {
                 .map(|(k, v)| (k.clone(), v.to_string()))
                 .collect(),
         };
-        let mut catalog = self.catalog.lock().await;
+        let mut catalog = self.lock_catalog(session).await?;
         catalog.require_schema(&name.schema)?;
         let previous = catalog.get(&name).cloned();
         match &previous {
@@ -74,16 +76,16 @@ impl Engine {
             Some(existing) => return Err(existing.already_exists(&name)),
             None => {}
         }
-        self.register_external(&name, &definition).await?;
+        let ctx = catalog.ctx().clone();
+        self.register_external(&ctx, &name, &definition).await?;
         let mut next = catalog.clone();
         next.put(name.clone(), Relation::External(definition));
-        if let Err(e) = self.store.save(&next) {
-            self.deregister(&name)?;
+        if let Err(e) = self.replace_catalog(&mut catalog, next) {
+            Self::deregister_in(&ctx, &name)?;
             return Err(e);
         }
-        *catalog = next;
         if previous.is_some() {
-            self.rebuild_views(&catalog).await;
+            self.rebuild_views(&ctx, &catalog).await;
         }
         Ok(Output::command("CREATE EXTERNAL TABLE"))
     }
@@ -140,8 +142,10 @@ impl Engine {
     }
 
     /// Registers an external table with DataFusion from its catalog definition.
+    /// Registers an external table in the catalog of `ctx` (the shared one or a block's).
     pub(super) async fn register_external(
         &self,
+        ctx: &SessionContext,
         name: &QualifiedName,
         table: &ExternalTable,
     ) -> Result<()> {
@@ -160,7 +164,7 @@ impl Engine {
                 let store = s3_store(&url, &aws_options)?;
                 let bucket_url = Url::parse(&format!("s3://{}", url.host_str().unwrap_or("")))
                     .map_err(|e| Error::invalid(format!("invalid location {location}: {e}")))?;
-                self.ctx.register_object_store(&bucket_url, store.clone());
+                ctx.register_object_store(&bucket_url, store.clone());
                 stores.insert(location.to_string(), store);
             }
         }
@@ -185,7 +189,7 @@ impl Engine {
                 Error::invalid(format!("cannot open Delta table at {location}: {e}"))
             })?;
             let provider = ManagedTable::from_loaded(url, delta, true).await?;
-            return self.register(name, provider);
+            return Self::register_in(ctx, name, provider);
         }
         let sql = external_table_sql(name, table);
         let mut statements = self.parse(&sql)?;
@@ -200,11 +204,11 @@ impl Engine {
             .options
             .retain(|(k, _)| !k.starts_with(AWS_OPTION_PREFIX));
         create.or_replace = true;
-        let state = self.ctx.state();
+        let state = ctx.state();
         let plan = state
             .statement_to_plan(DFStatement::CreateExternalTable(create))
             .await?;
-        self.ctx.execute_logical_plan(plan).await?;
+        ctx.execute_logical_plan(plan).await?;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ mod models;
 mod postgres;
 mod statements;
 mod system_tables;
+mod transaction;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use futures::TryStreamExt;
 use tokio::sync::Mutex;
@@ -38,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::models::ModelStore;
 use crate::sql::Statement;
 use crate::storage::ManagedTable;
+use transaction::CatalogGuard;
 
 /// The catalog name tenure registers its schemas under.
 pub const CATALOG_NAME: &str = "tenure";
@@ -108,8 +112,9 @@ pub struct Engine {
     ctx: SessionContext,
     data_dir: DataDir,
     store: CatalogStore,
-    /// The persistent catalog; the lock also serialises DDL.
-    catalog: Mutex<CatalogState>,
+    /// The persistent catalog; the lock also serialises DDL, and a transaction block that
+    /// writes holds it until it ends.
+    catalog: Arc<Mutex<CatalogState>>,
     access: PathAccess,
     config: Config,
     /// Open managed tables by directory name (stable across renames).
@@ -130,7 +135,7 @@ impl Engine {
         } else {
             config.users.iter().map(|u| u.name.clone()).collect()
         };
-        postgres::install(&ctx, roles)?;
+        postgres::install(&ctx, roles).await?;
         let store = CatalogStore::new(&data_dir.catalog_path());
         let state = store.load()?;
         let models = Arc::new(ModelStore::open(&data_dir.models_dir())?);
@@ -140,7 +145,7 @@ impl Engine {
             ctx,
             data_dir,
             store,
-            catalog: Mutex::new(state),
+            catalog: Arc::new(Mutex::new(state)),
             access,
             config: config.clone(),
             managed: Default::default(),
@@ -287,15 +292,30 @@ impl Engine {
         TableReference::full(CATALOG_NAME, name.schema.as_str(), name.name.as_str())
     }
 
+    /// Registers `provider` as `name` with every session.
     fn register(&self, name: &QualifiedName, provider: Arc<dyn TableProvider>) -> Result<()> {
+        Self::register_in(&self.ctx, name, provider)
+    }
+
+    /// Registers `provider` as `name` in the catalog of `ctx`: the shared one, or a
+    /// transaction block's.
+    fn register_in(
+        ctx: &SessionContext,
+        name: &QualifiedName,
+        provider: Arc<dyn TableProvider>,
+    ) -> Result<()> {
         let reference = Self::table_reference(name);
-        self.ctx.deregister_table(reference.clone())?;
-        self.ctx.register_table(reference, provider)?;
+        ctx.deregister_table(reference.clone())?;
+        ctx.register_table(reference, provider)?;
         Ok(())
     }
 
     fn deregister(&self, name: &QualifiedName) -> Result<()> {
-        self.ctx.deregister_table(Self::table_reference(name))?;
+        Self::deregister_in(&self.ctx, name)
+    }
+
+    fn deregister_in(ctx: &SessionContext, name: &QualifiedName) -> Result<()> {
+        ctx.deregister_table(Self::table_reference(name))?;
         Ok(())
     }
 
@@ -314,26 +334,47 @@ impl Engine {
             .cloned()
     }
 
-    /// Registers a managed table under `name` and remembers it by its directory.
+    /// The open managed table in `tables/<dir>` as statements under `catalog` see it: a
+    /// transaction block's own tables first.
+    fn open_table(&self, catalog: &mut CatalogGuard, dir: &str) -> Option<Arc<ManagedTable>> {
+        if let Some(block) = catalog.block()
+            && let Some(table) = block.tables.get(dir)
+        {
+            return Some(table.clone());
+        }
+        self.managed_table(dir)
+    }
+
+    /// Registers a managed table under `name` and remembers it by its directory: for every
+    /// session, or for a transaction block until it commits.
     fn register_managed(
         &self,
+        catalog: &mut CatalogGuard,
         name: &QualifiedName,
         dir: &str,
         table: Arc<ManagedTable>,
     ) -> Result<()> {
-        self.managed
-            .lock()
-            .expect("lock poisoned by a panic")
-            .insert(dir.to_string(), table.clone());
-        self.register(name, table)
+        match catalog.block() {
+            Some(block) => {
+                block.tables.insert(dir.to_string(), table.clone());
+            }
+            None => {
+                self.managed
+                    .lock()
+                    .expect("lock poisoned by a panic")
+                    .insert(dir.to_string(), table.clone());
+            }
+        }
+        Self::register_in(catalog.ctx(), name, table)
     }
 
     /// Registers every schema, table and view of the persisted catalog, and removes table
     /// directories that no catalog entry references (left by a crash before a commit).
     async fn restore(&self) -> Result<()> {
-        let state = self.catalog.lock().await.clone();
+        let mut catalog = self.lock_catalog(&self.ctx).await?;
+        let state = catalog.clone();
         for schema in &state.schemas {
-            self.ensure_schema_registered(schema)?;
+            Self::ensure_schema_registered(&self.ctx, schema)?;
         }
         for (name, relation) in &state.relations {
             match relation {
@@ -343,26 +384,26 @@ impl Engine {
                         .map_err(|e| {
                             Error::Catalog(format!("cannot open table {name} (tables/{dir}): {e}"))
                         })?;
-                    self.register_managed(name, dir, table)?;
+                    self.register_managed(&mut catalog, name, dir, table)?;
                 }
                 Relation::External(external) => {
                     // A source that went away (a deleted file, an unreachable bucket) must not
                     // keep the rest of the database from opening; its entry stays.
-                    if let Err(e) = self.register_external(name, external).await {
+                    if let Err(e) = self.register_external(&self.ctx, name, external).await {
                         tracing::warn!("external table {name} is unavailable: {e}");
                     }
                 }
                 Relation::View { .. } => {}
             }
         }
-        self.rebuild_views(&state).await;
+        self.rebuild_views(&self.ctx, &state).await;
         self.remove_orphan_table_dirs(&state)?;
         Ok(())
     }
 
-    fn ensure_schema_registered(&self, schema: &str) -> Result<()> {
-        let catalog = self
-            .ctx
+    /// Registers `schema` in the catalog of `ctx` (the shared one or a block's) if missing.
+    fn ensure_schema_registered(ctx: &SessionContext, schema: &str) -> Result<()> {
+        let catalog = ctx
             .catalog(CATALOG_NAME)
             .ok_or_else(|| Error::Catalog("the tenure catalog is not registered".into()))?;
         if catalog.schema(schema).is_none() {
@@ -374,11 +415,13 @@ impl Engine {
         Ok(())
     }
 
-    /// (Re-)creates every view from its definition, in catalog order, retrying those whose
-    /// dependencies come later. A view whose tables are gone stays in the catalog,
-    /// unregistered, and is logged; it comes back when they do.
-    async fn rebuild_views(&self, state: &CatalogState) {
-        let mut pending: Vec<(&QualifiedName, &str)> = state
+    /// (Re-)creates every view from its definition in the catalog of `ctx` (the shared one
+    /// or a block's), in catalog order, retrying those whose dependencies come later. Each
+    /// view is replaced in place, so a query planned meanwhile never finds it missing. A
+    /// view whose tables are gone stays in the catalog, unregistered (as do the views that
+    /// read it), and is logged; it comes back when they do.
+    async fn rebuild_views(&self, ctx: &SessionContext, state: &CatalogState) {
+        let views: Vec<(&QualifiedName, &str)> = state
             .relations
             .iter()
             .filter_map(|(name, relation)| match relation {
@@ -386,33 +429,62 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        for (name, _) in &pending {
-            let _ = self.deregister(name);
-        }
+        let mut unavailable: HashMap<QualifiedName, Error> = HashMap::new();
         loop {
-            let before = pending.len();
-            let mut failed = Vec::new();
+            let mut pending: Vec<(&QualifiedName, &str)> = views
+                .iter()
+                .filter(|(name, _)| !unavailable.contains_key(*name))
+                .copied()
+                .collect();
             let mut errors = HashMap::new();
-            for (name, sql) in pending {
-                match self.ctx.sql(sql).await {
-                    Ok(_) => {}
-                    Err(e) => {
+            loop {
+                let before = pending.len();
+                let mut failed = Vec::new();
+                for (name, sql) in pending {
+                    if let Err(e) = Self::replace_view(ctx, sql).await {
                         errors.insert(name.clone(), e);
                         failed.push((name, sql));
                     }
                 }
-            }
-            if failed.is_empty() {
-                return;
-            }
-            if failed.len() == before {
-                for (name, e) in errors {
-                    tracing::warn!("view {name} is unavailable: {e}");
+                if failed.is_empty() || failed.len() == before {
+                    pending = failed;
+                    break;
                 }
-                return;
+                pending = failed;
             }
-            pending = failed;
+            if pending.is_empty() {
+                break;
+            }
+            // Unregister what cannot be planned now, then plan the rest again: a view that
+            // read one of these held its old plan.
+            for (name, _) in pending {
+                let _ = Self::deregister_in(ctx, name);
+                if let Some(e) = errors.remove(name) {
+                    unavailable.insert(name.clone(), e);
+                }
+            }
         }
+        for (name, e) in unavailable {
+            tracing::warn!("view {name} is unavailable: {e}");
+        }
+    }
+
+    /// Plans a stored `CREATE VIEW` as `CREATE OR REPLACE VIEW` and runs it in `ctx`.
+    async fn replace_view(ctx: &SessionContext, sql: &str) -> Result<()> {
+        let mut statements = crate::sql::parse(sql)?;
+        let (Some(Statement::DataFusion(DFStatement::Statement(inner))), true) =
+            (statements.pop(), statements.is_empty())
+        else {
+            return Err(Error::Catalog(format!("not a view definition: {sql}")));
+        };
+        let SqlStatement::CreateView(mut create) = *inner else {
+            return Err(Error::Catalog(format!("not a view definition: {sql}")));
+        };
+        create.or_replace = true;
+        let statement = DFStatement::Statement(Box::new(SqlStatement::CreateView(create)));
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        ctx.execute_logical_plan(plan).await?;
+        Ok(())
     }
 
     fn remove_orphan_table_dirs(&self, state: &CatalogState) -> Result<()> {

@@ -4,7 +4,10 @@
 //! the CLI's included, so a catalog query gives the same answer in `tenure sql` as over the
 //! wire.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use datafusion::catalog::{SchemaProvider, TableProvider, view::ViewTable};
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
@@ -19,9 +22,10 @@ use crate::error::{Error, Result};
 pub const RESERVED_SCHEMAS: &[&str] = &[super::SYSTEM_SCHEMA, "pg_catalog", "information_schema"];
 
 /// `roles`: the users clients may log in as, shown in pg_roles (psql's `\du`).
-pub fn install(ctx: &SessionContext, roles: Vec<String>) -> Result<()> {
+pub async fn install(ctx: &SessionContext, roles: Vec<String>) -> Result<()> {
     datafusion_pg_catalog::setup_pg_catalog(ctx, CATALOG_NAME, Roles { names: roles })
         .map_err(|e| Error::Catalog(format!("cannot set up pg_catalog: {e}")))?;
+    override_relation_views(ctx).await?;
     let version = crate::server::version_string();
     ctx.register_udf(create_udf(
         "version",
@@ -36,6 +40,78 @@ pub fn install(ctx: &SessionContext, roles: Vec<String>) -> Result<()> {
     ));
     register_driver_functions(ctx);
     Ok(())
+}
+
+/// pg_tables and pg_views as PostgreSQL defines them, over pg_class: datafusion-pg-catalog
+/// lists views in pg_tables and has an empty pg_views, so dbt, which reads both to learn
+/// whether a relation is a table or a view, took every view for a table.
+const RELATION_VIEWS: [(&str, &str); 2] = [
+    (
+        "pg_tables",
+        "SELECT n.nspname AS schemaname, c.relname AS tablename, \
+                CAST('tenure' AS VARCHAR) AS tableowner, CAST(NULL AS VARCHAR) AS tablespace, \
+                false AS hasindex, false AS hasrules, false AS hastriggers, \
+                false AS rowsecurity \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p')",
+    ),
+    (
+        "pg_views",
+        "SELECT n.nspname AS schemaname, c.relname AS viewname, \
+                CAST('tenure' AS VARCHAR) AS viewowner, CAST(NULL AS VARCHAR) AS definition \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'v'",
+    ),
+];
+
+/// Replaces tenure's pg_catalog schema with one that answers [`RELATION_VIEWS`] itself and
+/// everything else from datafusion-pg-catalog.
+async fn override_relation_views(ctx: &SessionContext) -> Result<()> {
+    let catalog = ctx
+        .catalog(CATALOG_NAME)
+        .ok_or_else(|| Error::Catalog("the tenure catalog is not registered".into()))?;
+    let inner = catalog
+        .schema("pg_catalog")
+        .ok_or_else(|| Error::Catalog("pg_catalog is not registered".into()))?;
+    let mut overrides = HashMap::new();
+    for (name, sql) in RELATION_VIEWS {
+        let plan = ctx.state().create_logical_plan(sql).await?;
+        let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql.to_string())));
+        overrides.insert(name.to_string(), view);
+    }
+    catalog.register_schema(
+        "pg_catalog",
+        Arc::new(PgCatalogOverrides { inner, overrides }),
+    )?;
+    Ok(())
+}
+
+/// A pg_catalog schema with some tables replaced.
+#[derive(Debug)]
+struct PgCatalogOverrides {
+    inner: Arc<dyn SchemaProvider>,
+    overrides: HashMap<String, Arc<dyn TableProvider>>,
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for PgCatalogOverrides {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> datafusion::common::Result<Option<Arc<dyn TableProvider>>> {
+        match self.overrides.get(name) {
+            Some(table) => Ok(Some(table.clone())),
+            None => self.inner.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.overrides.contains_key(name) || self.inner.table_exist(name)
+    }
 }
 
 /// The login roles pg_roles lists. Every user may do everything: tenure has no privileges yet.

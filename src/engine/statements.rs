@@ -19,11 +19,13 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
-    AlterTable, AlterTableOperation, Assignment, AssignmentTarget, Delete, FromTable, ObjectName,
-    RenameTableNameKind, Statement as SqlStatement, TableFactor, TableWithJoins, Update,
+    AlterTable, AlterTableOperation, Assignment, AssignmentTarget, Delete, FromTable, Ident,
+    ObjectName, RenameTableNameKind, Statement as SqlStatement, TableFactor, TableWithJoins,
+    Update,
 };
 use futures::TryStreamExt;
 
+use super::transaction::CatalogGuard;
 use super::{Engine, Output};
 use crate::catalog::{QualifiedName, Relation};
 use crate::error::{Error, Result};
@@ -37,16 +39,18 @@ impl Engine {
         statement: DFStatement,
     ) -> Result<Output> {
         match statement {
-            DFStatement::CreateExternalTable(create) => self.create_external_table(create).await,
+            DFStatement::CreateExternalTable(create) => {
+                self.create_external_table(session, create).await
+            }
             DFStatement::CopyTo(copy) => {
                 self.check_path_access(&copy.target)?;
                 self.run_with_datafusion(session, DFStatement::CopyTo(copy))
                     .await
             }
             DFStatement::Statement(inner) => match *inner {
-                SqlStatement::Update(update) => self.update(update).await,
-                SqlStatement::Delete(delete) => self.delete(delete).await,
-                SqlStatement::AlterTable(alter) => self.alter_table(alter).await,
+                SqlStatement::Update(update) => self.update(session, update).await,
+                SqlStatement::Delete(delete) => self.delete(session, delete).await,
+                SqlStatement::AlterTable(alter) => self.alter_table(session, alter).await,
                 other => {
                     self.run_with_datafusion(session, DFStatement::Statement(Box::new(other)))
                         .await
@@ -90,23 +94,29 @@ impl Engine {
     ) -> Result<Output> {
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
-                self.create_table(create).await
+                self.create_table(session, create).await
             }
-            LogicalPlan::Ddl(DdlStatement::CreateView(create)) => self.create_view(create).await,
-            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => self.drop_table(drop).await,
-            LogicalPlan::Ddl(DdlStatement::DropView(drop)) => self.drop_view(drop).await,
+            LogicalPlan::Ddl(DdlStatement::CreateView(create)) => {
+                self.create_view(session, create).await
+            }
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => self.drop_table(session, drop).await,
+            LogicalPlan::Ddl(DdlStatement::DropView(drop)) => self.drop_view(session, drop).await,
             LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(create)) => {
-                self.create_schema(&create.schema_name, create.if_not_exists)
+                self.create_schema(session, &create.schema_name, create.if_not_exists)
                     .await
             }
-            LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(drop)) => self.drop_schema(drop).await,
+            LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(drop)) => {
+                self.drop_schema(session, drop).await
+            }
             LogicalPlan::Ddl(DdlStatement::CreateCatalog(_)) => Err(Error::invalid(
                 "CREATE DATABASE is not supported; use CREATE SCHEMA",
             )),
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => Err(Error::invalid(
                 "CREATE EXTERNAL TABLE must be written as a statement",
             )),
-            LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => self.insert(dml).await,
+            LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {
+                self.insert(session, dml).await
+            }
             LogicalPlan::Dml(dml) => Err(Error::invalid(format!(
                 "{} is not supported on {}",
                 dml.op.name(),
@@ -158,7 +168,11 @@ impl Engine {
         sources
     }
 
-    async fn create_table(&self, create: CreateMemoryTable) -> Result<Output> {
+    async fn create_table(
+        &self,
+        session: &SessionContext,
+        create: CreateMemoryTable,
+    ) -> Result<Output> {
         if create.temporary {
             return Err(Error::invalid(
                 "CREATE TEMPORARY TABLE is not supported; create a regular table or a view",
@@ -184,7 +198,13 @@ impl Engine {
             ("CREATE TABLE", false)
         };
         let written = self
-            .create_managed_table(&name, input, create.if_not_exists, create.or_replace)
+            .create_managed_table(
+                session,
+                &name,
+                input,
+                create.if_not_exists,
+                create.or_replace,
+            )
             .await?;
         Ok(Output::Command {
             tag,
@@ -200,12 +220,13 @@ impl Engine {
     /// `None` when the table existed and `if_not_exists` was given.
     pub async fn create_managed_table(
         &self,
+        session: &SessionContext,
         name: &QualifiedName,
         input: LogicalPlan,
         if_not_exists: bool,
         or_replace: bool,
     ) -> Result<Option<usize>> {
-        let mut catalog = self.catalog.lock().await;
+        let mut catalog = self.lock_catalog(session).await?;
         catalog.require_schema(&name.schema)?;
         let previous = catalog.get(name).cloned();
         match &previous {
@@ -214,39 +235,75 @@ impl Engine {
             Some(existing) if !or_replace => return Err(existing.already_exists(name)),
             _ => {}
         }
-        let dir = catalog.allocate_table_dir();
-        std::fs::create_dir_all(self.data_dir.tables_dir().join(&dir))?;
-        let url = self.managed_url(&dir)?;
-        // The data is committed before the catalog names it: a crash in between leaves an
-        // orphan directory that the next start removes, never a half-written table.
-        let written = ManagedTable::create_from_plan(url, input, Arc::new(self.ctx.state())).await;
-        let (table, rows) = match written {
-            Ok(done) => done,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(self.data_dir.tables_dir().join(&dir));
-                return Err(e);
-            }
-        };
+        let (dir, table, rows) = self.write_new_table(&mut catalog, session, input).await?;
         let mut next = catalog.clone();
         next.put(name.clone(), Relation::Managed { dir: dir.clone() });
-        if let Err(e) = self.store.save(&next) {
+        if let Err(e) = self.replace_catalog(&mut catalog, next) {
             let _ = std::fs::remove_dir_all(self.data_dir.tables_dir().join(&dir));
             return Err(e);
         }
-        *catalog = next;
-        self.register_managed(name, &dir, table)?;
+        self.register_managed(&mut catalog, name, &dir, table)?;
         if let Some(Relation::Managed { dir: old }) = &previous {
-            self.forget_managed_dir(&old);
+            self.retire_dir(&mut catalog, old);
         }
         if previous.is_some() {
-            self.rebuild_views(&catalog).await;
+            self.rebuild_views(&catalog.ctx().clone(), &catalog).await;
         }
         Ok(Some(rows))
     }
 
+    /// Writes the result of `input` (planned in `session`) as a new Delta table in a fresh
+    /// directory; returns the directory, the table and its row count. The data is committed
+    /// before any catalog names it: a crash in between leaves an orphan directory that the
+    /// next start removes, never a half-written table.
+    async fn write_new_table(
+        &self,
+        catalog: &mut CatalogGuard,
+        session: &SessionContext,
+        input: LogicalPlan,
+    ) -> Result<(String, Arc<ManagedTable>, usize)> {
+        let dir = catalog.allocate_table_dir();
+        let path = self.data_dir.tables_dir().join(&dir);
+        std::fs::create_dir_all(&path)?;
+        if let Some(block) = catalog.block() {
+            // Noted before writing, so a cancelled write is removed with the block.
+            block.created.push(dir.clone());
+        }
+        let url = self.managed_url(&dir)?;
+        match ManagedTable::create_from_plan(url, input, Arc::new(session.state())).await {
+            Ok((table, rows)) => Ok((dir, table, rows)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&path);
+                if let Some(block) = catalog.block() {
+                    block.created.retain(|d| *d != dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes the table directory `dir`, which the catalog no longer names: at once, or
+    /// for a directory the saved catalog still names, when the transaction block commits.
+    fn retire_dir(&self, catalog: &mut CatalogGuard, dir: &str) {
+        let Some(block) = catalog.block() else {
+            self.forget_managed_dir(dir);
+            return;
+        };
+        if !block.owns(dir) {
+            block.retired.push(dir.to_string());
+            return;
+        }
+        block.created.retain(|d| d != dir);
+        block.tables.remove(dir);
+        let path = self.data_dir.tables_dir().join(dir);
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!("could not remove {}: {e}", path.display());
+        }
+    }
+
     /// Drops the in-memory handle of a managed table and deletes its files. Only called after
-    /// the catalog no longer names it.
-    fn forget_managed_dir(&self, dir: &str) {
+    /// the saved catalog no longer names it.
+    pub(super) fn forget_managed_dir(&self, dir: &str) {
         self.managed
             .lock()
             .expect("lock poisoned by a panic")
@@ -258,7 +315,7 @@ impl Engine {
         }
     }
 
-    async fn create_view(&self, create: CreateView) -> Result<Output> {
+    async fn create_view(&self, session: &SessionContext, create: CreateView) -> Result<Output> {
         if create.temporary {
             return Err(Error::invalid("CREATE TEMPORARY VIEW is not supported"));
         }
@@ -266,7 +323,7 @@ impl Engine {
         let Some(sql) = create.definition.clone() else {
             return Err(Error::invalid("a view needs its SQL definition"));
         };
-        let mut catalog = self.catalog.lock().await;
+        let mut catalog = self.lock_catalog(session).await?;
         catalog.require_schema(&name.schema)?;
         match catalog.get(&name) {
             Some(Relation::View { .. }) if create.or_replace => {}
@@ -275,20 +332,23 @@ impl Engine {
         }
         let mut next = catalog.clone();
         next.put(name.clone(), Relation::View { sql });
-        self.store.save(&next)?;
-        *catalog = next;
-        self.deregister(&name)?;
-        self.ctx
-            .execute_logical_plan(LogicalPlan::Ddl(DdlStatement::CreateView(create)))
+        self.replace_catalog(&mut catalog, next)?;
+        let ctx = catalog.ctx().clone();
+        // Replaced in place: a query planned meanwhile never finds the view missing.
+        let create = CreateView {
+            or_replace: true,
+            ..create
+        };
+        ctx.execute_logical_plan(LogicalPlan::Ddl(DdlStatement::CreateView(create)))
             .await?;
         // Views that read this one hold its old plan; re-create them.
-        self.rebuild_views(&catalog).await;
+        self.rebuild_views(&ctx, &catalog).await;
         Ok(Output::command("CREATE VIEW"))
     }
 
-    async fn drop_table(&self, drop: DropTable) -> Result<Output> {
+    async fn drop_table(&self, session: &SessionContext, drop: DropTable) -> Result<Output> {
         let name = self.qualify(&drop.name)?;
-        let mut catalog = self.catalog.lock().await;
+        let mut catalog = self.lock_catalog(session).await?;
         match catalog.get(&name) {
             None if drop.if_exists => return Ok(Output::command("DROP TABLE")),
             None => {
@@ -304,19 +364,19 @@ impl Engine {
         }
         let mut next = catalog.clone();
         let removed = next.remove(&name);
-        self.store.save(&next)?;
-        *catalog = next;
-        self.deregister(&name)?;
+        self.replace_catalog(&mut catalog, next)?;
+        let ctx = catalog.ctx().clone();
+        Self::deregister_in(&ctx, &name)?;
         if let Some(Relation::Managed { dir }) = removed {
-            self.forget_managed_dir(&dir);
+            self.retire_dir(&mut catalog, &dir);
         }
-        self.rebuild_views(&catalog).await;
+        self.rebuild_views(&ctx, &catalog).await;
         Ok(Output::command("DROP TABLE"))
     }
 
-    async fn drop_view(&self, drop: DropView) -> Result<Output> {
+    async fn drop_view(&self, session: &SessionContext, drop: DropView) -> Result<Output> {
         let name = self.qualify(&drop.name)?;
-        let mut catalog = self.catalog.lock().await;
+        let mut catalog = self.lock_catalog(session).await?;
         match catalog.get(&name) {
             None if drop.if_exists => return Ok(Output::command("DROP VIEW")),
             None => {
@@ -330,14 +390,19 @@ impl Engine {
         }
         let mut next = catalog.clone();
         next.remove(&name);
-        self.store.save(&next)?;
-        *catalog = next;
-        self.deregister(&name)?;
-        self.rebuild_views(&catalog).await;
+        self.replace_catalog(&mut catalog, next)?;
+        let ctx = catalog.ctx().clone();
+        Self::deregister_in(&ctx, &name)?;
+        self.rebuild_views(&ctx, &catalog).await;
         Ok(Output::command("DROP VIEW"))
     }
 
-    async fn create_schema(&self, schema_name: &str, if_not_exists: bool) -> Result<Output> {
+    async fn create_schema(
+        &self,
+        session: &SessionContext,
+        schema_name: &str,
+        if_not_exists: bool,
+    ) -> Result<Output> {
         let schema = match schema_name.split_once('.') {
             Some((catalog, schema)) if catalog == super::CATALOG_NAME => schema,
             Some((catalog, _)) => {
@@ -350,7 +415,7 @@ impl Engine {
                 "schema {schema} is reserved for system tables"
             )));
         }
-        let mut catalog = self.catalog.lock().await;
+        let mut catalog = self.lock_catalog(session).await?;
         if catalog.contains_schema(schema) {
             if if_not_exists {
                 return Ok(Output::command("CREATE SCHEMA"));
@@ -362,13 +427,16 @@ impl Engine {
         }
         let mut next = catalog.clone();
         next.schemas.push(schema.to_string());
-        self.store.save(&next)?;
-        *catalog = next;
-        self.ensure_schema_registered(schema)?;
+        self.replace_catalog(&mut catalog, next)?;
+        Self::ensure_schema_registered(catalog.ctx(), schema)?;
         Ok(Output::command("CREATE SCHEMA"))
     }
 
-    async fn drop_schema(&self, drop: DropCatalogSchema) -> Result<Output> {
+    async fn drop_schema(
+        &self,
+        session: &SessionContext,
+        drop: DropCatalogSchema,
+    ) -> Result<Output> {
         let schema = match &drop.name {
             SchemaReference::Bare { schema } => schema.to_string(),
             SchemaReference::Full { schema, catalog }
@@ -383,7 +451,7 @@ impl Engine {
         if schema == super::DEFAULT_SCHEMA {
             return Err(Error::invalid("schema public cannot be dropped"));
         }
-        let mut catalog = self.catalog.lock().await;
+        let mut catalog = self.lock_catalog(session).await?;
         if !catalog.contains_schema(&schema) {
             if drop.if_exists {
                 return Ok(Output::command("DROP SCHEMA"));
@@ -408,22 +476,22 @@ impl Engine {
             }
         }
         next.schemas.retain(|s| *s != schema);
-        self.store.save(&next)?;
-        *catalog = next;
+        self.replace_catalog(&mut catalog, next)?;
+        let ctx = catalog.ctx().clone();
         for member in &members {
-            self.deregister(member)?;
+            Self::deregister_in(&ctx, member)?;
         }
-        if let Some(tenure) = self.ctx.catalog(super::CATALOG_NAME) {
+        if let Some(tenure) = ctx.catalog(super::CATALOG_NAME) {
             tenure.deregister_schema(&schema, true)?;
         }
         for dir in dirs {
-            self.forget_managed_dir(&dir);
+            self.retire_dir(&mut catalog, &dir);
         }
-        self.rebuild_views(&catalog).await;
+        self.rebuild_views(&ctx, &catalog).await;
         Ok(Output::command("DROP SCHEMA"))
     }
 
-    async fn alter_table(&self, alter: AlterTable) -> Result<Output> {
+    async fn alter_table(&self, session: &SessionContext, alter: AlterTable) -> Result<Output> {
         let [AlterTableOperation::RenameTable { table_name }] = alter.operations.as_slice() else {
             return Err(Error::invalid("ALTER TABLE supports only RENAME TO so far"));
         };
@@ -434,7 +502,7 @@ impl Engine {
             // PostgreSQL semantics: an unqualified new name stays in the table's schema.
             new.schema = old.schema.clone();
         }
-        let mut catalog = self.catalog.lock().await;
+        let mut catalog = self.lock_catalog(session).await?;
         let relation = match catalog.get(&old) {
             None if alter.if_exists => return Ok(Output::command("ALTER TABLE")),
             None => {
@@ -443,11 +511,10 @@ impl Engine {
                     name: old.to_string(),
                 });
             }
-            Some(Relation::View { .. }) => {
-                return Err(Error::invalid(format!(
-                    "{old} is a view; views cannot be renamed yet"
-                )));
-            }
+            // As in PostgreSQL, ALTER TABLE ... RENAME also renames a view (dbt does this).
+            Some(Relation::View { sql }) => Relation::View {
+                sql: self.renamed_view_sql(sql, &new)?,
+            },
             Some(relation) => relation.clone(),
         };
         if catalog.get(&new).is_some() {
@@ -457,48 +524,123 @@ impl Engine {
             });
         }
         catalog.require_schema(&new.schema)?;
-        let provider = self.ctx.table_provider(Self::table_reference(&old)).await?;
+        let ctx = catalog.ctx().clone();
+        let provider = match relation {
+            Relation::View { .. } => None,
+            _ => Some(ctx.table_provider(Self::table_reference(&old)).await?),
+        };
         let mut next = catalog.clone();
+        let position = next.relations.iter().position(|(n, _)| *n == old);
         next.remove(&old);
-        next.put(new.clone(), relation);
-        self.store.save(&next)?;
-        *catalog = next;
-        self.deregister(&old)?;
-        self.register(&new, provider)?;
-        self.rebuild_views(&catalog).await;
+        // The renamed relation keeps its place, so views are still re-created after the
+        // tables they read.
+        match position {
+            Some(at) => next.relations.insert(at, (new.clone(), relation)),
+            None => next.put(new.clone(), relation),
+        }
+        self.replace_catalog(&mut catalog, next)?;
+        Self::deregister_in(&ctx, &old)?;
+        if let Some(provider) = provider {
+            Self::register_in(&ctx, &new, provider)?;
+        }
+        self.rebuild_views(&ctx, &catalog).await;
         Ok(Output::command("ALTER TABLE"))
+    }
+
+    /// The stored `CREATE VIEW` of a view, naming it `new` instead.
+    fn renamed_view_sql(&self, sql: &str, new: &QualifiedName) -> Result<String> {
+        let mut statements = self.parse(sql)?;
+        let (Some(crate::sql::Statement::DataFusion(DFStatement::Statement(inner))), true) =
+            (statements.pop(), statements.is_empty())
+        else {
+            return Err(Error::Catalog(format!(
+                "cannot read the definition of a view: {sql}"
+            )));
+        };
+        let SqlStatement::CreateView(mut create) = *inner else {
+            return Err(Error::Catalog(format!(
+                "cannot read the definition of a view: {sql}"
+            )));
+        };
+        create.name = ObjectName::from(vec![
+            Ident::with_quote('"', new.schema.as_str()),
+            Ident::with_quote('"', new.name.as_str()),
+        ]);
+        Ok(SqlStatement::CreateView(create).to_string())
     }
 
     fn qualify_object(&self, name: &ObjectName) -> Result<QualifiedName> {
         self.qualify(&object_name_to_table_reference(name.clone(), true)?)
     }
 
-    /// The managed table `name`, or an error saying why it cannot be written.
-    async fn writable_table(&self, name: &QualifiedName, verb: &str) -> Result<Arc<ManagedTable>> {
-        let catalog = self.catalog.lock().await;
-        match catalog.get(name) {
-            Some(Relation::Managed { dir }) => self
-                .managed_table(dir)
-                .ok_or_else(|| Error::Catalog(format!("table {name} is not open"))),
+    /// The managed table `name`, or an error saying why it cannot be written. Inside a
+    /// transaction block, a table from before the block is first copied for the block.
+    async fn writable_table(
+        &self,
+        session: &SessionContext,
+        name: &QualifiedName,
+        verb: &str,
+    ) -> Result<Arc<ManagedTable>> {
+        let mut catalog = self.lock_catalog(session).await?;
+        let dir = match catalog.get(name) {
+            Some(Relation::Managed { dir }) => dir.clone(),
             Some(Relation::View { .. }) => {
-                Err(Error::invalid(format!("cannot {verb} view {name}")))
+                return Err(Error::invalid(format!("cannot {verb} view {name}")));
             }
-            Some(Relation::External(_)) => Err(Error::invalid(format!(
-                "cannot {verb} external table {name}; it is read-only in tenure"
-            ))),
-            None => Err(Error::NotFound {
-                kind: "table",
-                name: name.to_string(),
-            }),
+            Some(Relation::External(_)) => {
+                return Err(Error::invalid(format!(
+                    "cannot {verb} external table {name}; it is read-only in tenure"
+                )));
+            }
+            None => {
+                return Err(Error::NotFound {
+                    kind: "table",
+                    name: name.to_string(),
+                });
+            }
+        };
+        let table = self
+            .open_table(&mut catalog, &dir)
+            .ok_or_else(|| Error::Catalog(format!("table {name} is not open")))?;
+        match catalog.block() {
+            Some(block) if !block.owns(&dir) => {}
+            _ => return Ok(table),
         }
+        // First write in the block to a table from before it: the block writes a copy.
+        let (version, provider) = table.current();
+        let scan = LogicalPlanBuilder::scan(
+            Self::table_reference(name),
+            datafusion::datasource::provider_as_source(provider),
+            None,
+        )?
+        .build()?;
+        let (copy_dir, copy, _) = self.write_new_table(&mut catalog, session, scan).await?;
+        let block = catalog.block().expect("inside a block");
+        block.copies.push((dir.clone(), version));
+        block.retired.push(dir);
+        let mut next = catalog.clone();
+        next.put(
+            name.clone(),
+            Relation::Managed {
+                dir: copy_dir.clone(),
+            },
+        );
+        self.replace_catalog(&mut catalog, next)?;
+        self.register_managed(&mut catalog, name, &copy_dir, copy.clone())?;
+        self.rebuild_views(&catalog.ctx().clone(), &catalog).await;
+        Ok(copy)
     }
 
-    async fn insert(&self, dml: DmlStatement) -> Result<Output> {
+    async fn insert(&self, session: &SessionContext, dml: DmlStatement) -> Result<Output> {
         let name = self.qualify(&dml.table_name)?;
-        let table = self.writable_table(&name, "insert into").await?;
+        let table = self.writable_table(session, &name, "insert into").await?;
+        // Write to the table the catalog names now (in a block, its copy), whichever
+        // provider the statement was planned against.
+        let mut dml = dml;
+        dml.target = datafusion::datasource::provider_as_source(table.clone());
         let plan = LogicalPlan::Dml(dml);
         let result = async {
-            let frame = self.ctx.execute_logical_plan(plan.clone()).await?;
+            let frame = session.execute_logical_plan(plan.clone()).await?;
             frame.collect().await
         }
         .await;
@@ -576,7 +718,7 @@ impl Engine {
         error
     }
 
-    async fn update(&self, update: Update) -> Result<Output> {
+    async fn update(&self, session: &SessionContext, update: Update) -> Result<Output> {
         if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
             return Err(Error::invalid(
                 "UPDATE ... FROM, joins and RETURNING are not supported yet",
@@ -584,7 +726,7 @@ impl Engine {
         }
         let table_name = single_table_name(&update.table)?;
         let name = self.qualify_object(&table_name)?;
-        let table = self.writable_table(&name, "update").await?;
+        let table = self.writable_table(session, &name, "update").await?;
         let assignments = assignment_columns(&update.assignments)?;
         let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
         for (column, _) in &assignments {
@@ -613,11 +755,11 @@ impl Engine {
                 .map(|s| format!(" WHERE {s}"))
                 .unwrap_or_default()
         );
-        self.ctx.state().create_logical_plan(&check).await?;
+        session.state().create_logical_plan(&check).await?;
         let mut builder = table
             .table()
             .update()
-            .with_session_state(Arc::new(self.ctx.state()));
+            .with_session_state(Arc::new(session.state()));
         if let Some(selection) = &update.selection {
             builder = builder.with_predicate(selection.to_string());
         }
@@ -632,7 +774,7 @@ impl Engine {
         })
     }
 
-    async fn delete(&self, delete: Delete) -> Result<Output> {
+    async fn delete(&self, session: &SessionContext, delete: Delete) -> Result<Output> {
         if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
             return Err(Error::invalid(
                 "DELETE ... USING, RETURNING and LIMIT are not supported",
@@ -646,7 +788,7 @@ impl Engine {
         };
         let table_name = single_table_name(from)?;
         let name = self.qualify_object(&table_name)?;
-        let table = self.writable_table(&name, "delete from").await?;
+        let table = self.writable_table(session, &name, "delete from").await?;
         let check = format!(
             "SELECT 1 FROM {table_name}{}",
             delete
@@ -655,11 +797,11 @@ impl Engine {
                 .map(|s| format!(" WHERE {s}"))
                 .unwrap_or_default()
         );
-        self.ctx.state().create_logical_plan(&check).await?;
+        session.state().create_logical_plan(&check).await?;
         let mut builder = table
             .table()
             .delete()
-            .with_session_state(Arc::new(self.ctx.state()));
+            .with_session_state(Arc::new(session.state()));
         if let Some(selection) = &delete.selection {
             builder = builder.with_predicate(selection.to_string());
         }

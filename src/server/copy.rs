@@ -592,7 +592,7 @@ impl CopyHandler for CopyInHandler {
             )));
         };
         let engine = self.shared.engine.clone();
-        let ctx = session.ctx.clone();
+        let ctx = session.ctx();
         // Parsing and writing are CPU and disk work: on the execution runtime.
         let rows = self
             .shared

@@ -19,7 +19,7 @@ use super::settings::Settings;
 pub fn register_session_functions(session: &Arc<Session>) {
     for which in [Which::CurrentSetting, Which::SetConfig] {
         session
-            .ctx
+            .base()
             .register_udf(ScalarUDF::new_from_impl(SettingFunction::new(
                 which,
                 session.settings.clone(),

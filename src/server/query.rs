@@ -60,8 +60,8 @@ enum Action {
     Begin,
     Commit,
     Rollback,
-    /// Savepoints: a transaction block holds only reads (writes are refused inside one),
-    /// so there is nothing to undo; ROLLBACK TO clears a failed block, as in PostgreSQL.
+    /// Savepoints. ROLLBACK TO clears a failed statement, as in PostgreSQL; it cannot yet
+    /// undo writes that succeeded after the savepoint, and says so.
     Savepoint(String),
     ReleaseSavepoint(String),
     RollbackToSavepoint(String),
@@ -355,7 +355,7 @@ async fn plan(session: &Session, action: &Action) -> Result<Option<Planned>, Err
     if Engine::runs_from_syntax(df) {
         return Ok(None);
     }
-    let plan = session.ctx.state().statement_to_plan(df.clone()).await?;
+    let plan = session.ctx().state().statement_to_plan(df.clone()).await?;
     let mut types = plan.get_parameter_types()?;
     // `$1::bigint`: DataFusion leaves the placeholder untyped; PostgreSQL types it by
     // the cast, and clients encode the value accordingly.
@@ -395,6 +395,9 @@ impl QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let action = classify(&self.shared, text, statement);
+        if writes_in_block(session, &action) {
+            open_block(&self.shared.engine, session).await?;
+        }
         let planned = match plan(session, &action).await {
             Ok(planned) => planned,
             Err(e) => return Err(engine_error(e)),
@@ -492,11 +495,17 @@ impl QueryHandler {
                     .await?;
                 }
                 session.set_transaction(Transaction::Idle);
-                let tag = if matches!(action, Action::Commit) && state != Transaction::Failed {
-                    "COMMIT"
-                } else {
-                    "ROLLBACK"
-                };
+                let commit = matches!(action, Action::Commit) && state != Transaction::Failed;
+                if let Some(block) = session.take_block() {
+                    let engine = &self.shared.engine;
+                    if commit {
+                        // A failed COMMIT has rolled the block back, as in PostgreSQL.
+                        engine.commit(&block).await.map_err(engine_error)?;
+                    } else {
+                        engine.rollback(&block).await;
+                    }
+                }
+                let tag = if commit { "COMMIT" } else { "ROLLBACK" };
                 Ok(Response::TransactionEnd(Tag::new(tag)))
             }
             Action::Savepoint(name)
@@ -510,12 +519,13 @@ impl QueryHandler {
                 }
                 let tag = match action {
                     Action::Savepoint(_) => {
-                        session.savepoints().push(name.clone());
+                        let writes = session.block_writes();
+                        session.savepoints().push((name.clone(), writes));
                         "SAVEPOINT"
                     }
                     _ => {
                         let mut savepoints = session.savepoints();
-                        let Some(at) = savepoints.iter().rposition(|s| s == name) else {
+                        let Some(at) = savepoints.iter().rposition(|(s, _)| s == name) else {
                             return Err(user_error(sqlstate::error(
                                 "3B001",
                                 format!("savepoint \"{name}\" does not exist"),
@@ -524,6 +534,17 @@ impl QueryHandler {
                         if matches!(action, Action::ReleaseSavepoint(_)) {
                             savepoints.truncate(at);
                             "RELEASE"
+                        } else if session.block_writes() > savepoints[at].1 {
+                            drop(savepoints);
+                            session.fail_transaction();
+                            return Err(user_error(sqlstate::error(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                format!(
+                                    "ROLLBACK TO SAVEPOINT cannot undo the writes made since \
+                                     savepoint \"{name}\" yet; ROLLBACK ends the whole \
+                                     transaction block"
+                                ),
+                            )));
                         } else {
                             savepoints.truncate(at + 1);
                             drop(savepoints);
@@ -599,13 +620,9 @@ impl QueryHandler {
                 format: copy,
             } => {
                 if state == Transaction::Open {
-                    return Err(user_error(sqlstate::error(
-                        sqlstate::ACTIVE_SQL_TRANSACTION,
-                        "tenure cannot run COPY FROM inside a transaction block: each change \
-                         commits on its own",
-                    )));
+                    open_block(&self.shared.engine, session).await?;
                 }
-                let (table, table_schema, positions) = copy::target(&session.ctx, table, columns)
+                let (table, table_schema, positions) = copy::target(&session.ctx(), table, columns)
                     .await
                     .map_err(engine_error)?;
                 let count = positions.len();
@@ -627,16 +644,24 @@ impl QueryHandler {
                 message.clone(),
             ))),
             Action::Run(statement) => {
-                if state == Transaction::Open && changes_state(statement) {
-                    let mut info = sqlstate::error(
-                        sqlstate::ACTIVE_SQL_TRANSACTION,
-                        "tenure cannot run this statement inside a transaction block: \
-                         each change commits on its own",
-                    );
-                    info.hint = Some(
-                        "run it outside BEGIN ... COMMIT (autocommit mode in your driver)".into(),
-                    );
-                    return Err(user_error(info));
+                let writes_in_block = state == Transaction::Open && changes_state(statement);
+                if writes_in_block {
+                    if matches!(
+                        statement.as_ref(),
+                        Statement::CreateModel(_) | Statement::DropModel(_)
+                    ) {
+                        // Model versions are not part of the catalog a block commits.
+                        let mut info = sqlstate::error(
+                            sqlstate::ACTIVE_SQL_TRANSACTION,
+                            "CREATE MODEL and DROP MODEL cannot run inside a transaction block",
+                        );
+                        info.hint = Some(
+                            "run it outside BEGIN ... COMMIT (autocommit mode in your driver)"
+                                .into(),
+                        );
+                        return Err(user_error(info));
+                    }
+                    open_block(&self.shared.engine, session).await?;
                 }
                 let work = match (planned, parameters) {
                     (Some(planned), parameters) => {
@@ -660,7 +685,11 @@ impl QueryHandler {
                     }
                     (None, _) => Work::Statement(with_session_device(session, statement)),
                 };
-                self.execute(client, session, work, format, None).await
+                let response = self.execute(client, session, work, format, None).await;
+                if writes_in_block && response.is_ok() {
+                    session.note_write();
+                }
+                response
             }
         }
     }
@@ -684,7 +713,7 @@ impl QueryHandler {
         let (batch_tx, batch_rx) = mpsc::channel::<Batch>(2);
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<Progress>();
         let engine = self.shared.engine.clone();
-        let ctx = session.ctx.clone();
+        let ctx = session.ctx();
         let task = self.shared.cpu.spawn(async move {
             let output = match work {
                 Work::Plan(plan, names) => engine
@@ -875,6 +904,52 @@ fn values_empty(values: &datafusion::common::ParamValues) -> bool {
 
 /// Whether a statement writes (data, catalog or models), which tenure cannot yet hold back
 /// until COMMIT.
+/// Whether `action` writes inside the session's open transaction block: then it is planned
+/// and run in the block's session (see [`open_block`]). CREATE/DROP MODEL are refused there
+/// instead.
+fn writes_in_block(session: &Session, action: &Action) -> bool {
+    if session.transaction() != Transaction::Open {
+        return false;
+    }
+    match action {
+        Action::CopyIn { .. } => true,
+        Action::Run(statement) => {
+            changes_state(statement)
+                && !matches!(
+                    statement.as_ref(),
+                    Statement::CreateModel(_) | Statement::DropModel(_)
+                )
+        }
+        _ => false,
+    }
+}
+
+/// Starts the writing part of the session's open transaction block (once): waits for the
+/// catalog lock, which another writing block may hold, at most statement_timeout. Called
+/// before a write in the block is planned, so it is planned against the block's catalog.
+async fn open_block(engine: &Engine, session: &Session) -> PgWireResult<()> {
+    if session.has_block() {
+        return Ok(());
+    }
+    let begin = engine.begin(session.base());
+    let timeout = session.settings().statement_timeout();
+    let block = match timeout {
+        Some(timeout) => match tokio::time::timeout(timeout, begin).await {
+            Ok(block) => block,
+            Err(_) => {
+                return Err(user_error(sqlstate::error(
+                    sqlstate::QUERY_CANCELED,
+                    "canceling statement due to statement timeout: another transaction \
+                     block is writing",
+                )));
+            }
+        },
+        None => begin.await,
+    };
+    session.set_block(block.map_err(engine_error)?);
+    Ok(())
+}
+
 fn changes_state(statement: &Statement) -> bool {
     match statement {
         Statement::CreateModel(_) | Statement::DropModel(_) => true,
@@ -1226,6 +1301,9 @@ impl QueryParser for Parser {
             return Ok(None);
         };
         let action = classify(&self.shared, &text, statement);
+        if writes_in_block(&session, &action) {
+            open_block(&self.shared.engine, &session).await?;
+        }
         let planned = plan(&session, &action).await.map_err(engine_error)?;
         Ok(Some(Prepared {
             text,

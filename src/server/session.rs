@@ -47,11 +47,18 @@ struct Running {
 }
 
 pub struct Session {
-    pub ctx: SessionContext,
+    /// The client's own session over the shared catalog.
+    base: SessionContext,
     pub settings: Arc<Mutex<Settings>>,
     transaction: Mutex<Transaction>,
-    /// Savepoint names of the open transaction block, oldest first.
-    savepoints: Mutex<Vec<String>>,
+    /// Once the open transaction block has written: its session, where its statements run
+    /// (see Engine::begin). Dropping it rolls the block back.
+    block: Mutex<Option<SessionContext>>,
+    /// Writes that succeeded in the open block.
+    block_writes: AtomicU64,
+    /// Savepoints of the open transaction block, oldest first, with the block's write count
+    /// when each was set.
+    savepoints: Mutex<Vec<(String, u64)>>,
     /// A `COPY ... FROM STDIN` collecting the client's data.
     copy_in: Mutex<Option<super::copy::PendingCopyIn>>,
     running: Mutex<Option<Running>>,
@@ -61,9 +68,11 @@ pub struct Session {
 impl Session {
     pub fn new(ctx: SessionContext, settings: Settings) -> Session {
         Session {
-            ctx,
+            base: ctx,
             settings: Arc::new(Mutex::new(settings)),
             transaction: Mutex::new(Transaction::Idle),
+            block: Mutex::new(None),
+            block_writes: AtomicU64::new(0),
             savepoints: Mutex::new(Vec::new()),
             copy_in: Mutex::new(None),
             running: Mutex::new(None),
@@ -73,6 +82,44 @@ impl Session {
 
     pub fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
         self.settings.lock().expect("settings lock poisoned")
+    }
+
+    /// Where this session's statements are planned and run: the open block's session once
+    /// the block has written, the client's own otherwise.
+    pub fn ctx(&self) -> SessionContext {
+        match self.block.lock().expect("block lock poisoned").as_ref() {
+            Some(block) => block.clone(),
+            None => self.base.clone(),
+        }
+    }
+
+    /// The client's own session, outside any transaction block.
+    pub fn base(&self) -> &SessionContext {
+        &self.base
+    }
+
+    /// Whether the open transaction block has started writing.
+    pub fn has_block(&self) -> bool {
+        self.block.lock().expect("block lock poisoned").is_some()
+    }
+
+    pub fn set_block(&self, block: SessionContext) {
+        *self.block.lock().expect("block lock poisoned") = Some(block);
+    }
+
+    /// Ends the writing block: the caller commits or rolls back what it returns.
+    pub fn take_block(&self) -> Option<SessionContext> {
+        self.block_writes.store(0, Ordering::Relaxed);
+        self.block.lock().expect("block lock poisoned").take()
+    }
+
+    /// Counts a write that succeeded inside the open block.
+    pub fn note_write(&self) {
+        self.block_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn block_writes(&self) -> u64 {
+        self.block_writes.load(Ordering::Relaxed)
     }
 
     pub fn transaction(&self) -> Transaction {
@@ -90,7 +137,7 @@ impl Session {
         self.copy_in.lock().expect("copy lock poisoned")
     }
 
-    pub fn savepoints(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+    pub fn savepoints(&self) -> std::sync::MutexGuard<'_, Vec<(String, u64)>> {
         self.savepoints.lock().expect("savepoints lock poisoned")
     }
 

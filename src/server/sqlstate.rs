@@ -81,6 +81,7 @@ pub fn code(e: &Error) -> &'static str {
             _ => "42710",
         },
         Error::PermissionDenied(_) => "42501",
+        Error::SerializationFailure(_) => "40001",
         Error::DataFusion(e) => datafusion_code(e),
         Error::Delta(_) | Error::Catalog(_) => "XX000",
         Error::Io(_) => "58030",

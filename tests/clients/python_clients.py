@@ -79,7 +79,7 @@ def _():
                 assert cur.fetchone() == ([1, 2, 3], None), binary
 
 
-@check("psycopg: a read-only transaction, errors and recovery")
+@check("psycopg: transactions, errors and recovery")
 def _():
     import psycopg
 
@@ -92,11 +92,11 @@ def _():
             pass
         conn.rollback()
         assert conn.execute("SELECT 2").fetchone() == (2,)
-        try:
-            conn.execute("INSERT INTO py_orders VALUES (9, 'x', 1.0, true, NULL, NULL)")
-            raise AssertionError("a write inside a transaction block must be refused")
-        except psycopg.errors.ActiveSqlTransaction:
-            pass
+        before = conn.execute("SELECT count(*) FROM py_orders").fetchone()[0]
+        conn.execute("INSERT INTO py_orders VALUES (9, 'x', 1.0, true, NULL, NULL)")
+        assert conn.execute("SELECT count(*) FROM py_orders").fetchone() == (before + 1,)
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM py_orders").fetchone() == (before,)
         conn.rollback()
 
 
@@ -141,6 +141,31 @@ def _():
     cur.execute("SELECT %s::BIGINT + 1, %s", (41, "it's quoted"))
     assert cur.fetchone() == (42, "it's quoted")
     conn.close()
+
+
+@check("psycopg2: default (transactional) mode commits and rolls back writes")
+def _():
+    import psycopg2
+
+    conn = psycopg2.connect(DSN)
+    other = psycopg2.connect(DSN)
+    other.autocommit = True
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE py_ledger (id BIGINT NOT NULL, note TEXT)")
+    cur.executemany("INSERT INTO py_ledger VALUES (%s, %s)", [(1, "a"), (2, "b")])
+    cur.execute("SELECT count(*) FROM py_ledger")
+    assert cur.fetchone() == (2,)
+    conn.rollback()
+    check_cur = other.cursor()
+    check_cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'py_ledger'")
+    assert check_cur.fetchone() == (0,), "rolled back"
+    with conn:  # commits on leaving the block
+        cur.execute("CREATE TABLE py_ledger (id BIGINT NOT NULL, note TEXT)")
+        cur.executemany("INSERT INTO py_ledger VALUES (%s, %s)", [(1, "a"), (2, "b")])
+    check_cur.execute("SELECT string_agg(note, ',' ORDER BY id) FROM py_ledger")
+    assert check_cur.fetchone() == ("a,b",)
+    conn.close()
+    other.close()
 
 
 @check("asyncpg: prepared statements and parameters")

@@ -1,0 +1,123 @@
+//! The example dbt project (sql/dbt) with the stock dbt-postgres adapter against a tenure
+//! server holding the demo world and its lifecycle mart: `dbt seed`, `dbt run`, `dbt test`
+//! and a second `dbt run` all pass, and what they built holds the right rows.
+//!
+//! dbt is the executable in TENURE_TEST_DBT (`.ci/run` installs it from
+//! tests/clients/requirements.txt). Without it the test says so and passes, unless
+//! TENURE_REQUIRE_CLIENT_TESTS=1 makes that a failure.
+
+use std::process::Command;
+
+use crate::server::{TestServer, simple_rows};
+use crate::support::tenure_ok;
+
+const PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/dbt");
+const MART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/lifecycle_mart.sql");
+
+/// Runs `dbt COMMAND` on the project against `port`, its output and logs in `work`.
+fn dbt(executable: &str, command: &str, port: u16, work: &std::path::Path) -> String {
+    let output = Command::new(executable)
+        .arg(command)
+        .args(["--project-dir", PROJECT, "--profiles-dir", PROJECT])
+        .arg("--target-path")
+        .arg(work.join("target"))
+        .arg("--log-path")
+        .arg(work.join("logs"))
+        .env("TENURE_PORT", port.to_string())
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .output()
+        .expect("dbt runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "dbt {command} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dbt_seed_run_test_and_run_again() {
+    let Ok(executable) = std::env::var("TENURE_TEST_DBT") else {
+        assert!(
+            std::env::var_os("TENURE_REQUIRE_CLIENT_TESTS").is_none(),
+            "TENURE_REQUIRE_CLIENT_TESTS is set but TENURE_TEST_DBT is not"
+        );
+        eprintln!("skipping the dbt test: set TENURE_TEST_DBT to a dbt with dbt-postgres");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    tenure_ok(&data_dir, &["demo", "--scale", "0.05"]);
+    tenure_ok(&data_dir, &["sql", "-f", MART]);
+    let server = TestServer::start_on(dir, |_| {}).await;
+    let port = server.addr.port();
+    let work = tempfile::tempdir().unwrap();
+
+    let run = {
+        let executable = executable.clone();
+        let work = work.path().to_path_buf();
+        move |command: &'static str| {
+            let executable = executable.clone();
+            let work = work.clone();
+            tokio::task::spawn_blocking(move || dbt(&executable, command, port, &work))
+        }
+    };
+    let seeded = run("seed").await.unwrap();
+    assert!(seeded.contains("PASS=1"), "{seeded}");
+    let built = run("run").await.unwrap();
+    assert!(built.contains("PASS=6"), "{built}");
+    let tested = run("test").await.unwrap();
+    assert!(
+        tested.contains("PASS=20") && tested.contains("ERROR=0"),
+        "{tested}"
+    );
+    // The second run replaces every model (tables through dbt's rename-and-drop, views with
+    // CREATE OR REPLACE semantics) and leaves no temporary or backup relation behind.
+    let rebuilt = run("run").await.unwrap();
+    assert!(rebuilt.contains("PASS=6"), "{rebuilt}");
+
+    let client = server.connect().await;
+    let relations = simple_rows(
+        &client,
+        "SELECT string_agg(table_name || ':' || table_type, ',' ORDER BY table_name) \
+         FROM information_schema.tables WHERE table_schema = 'analytics'",
+    )
+    .await;
+    assert_eq!(
+        relations[0][0].as_deref(),
+        Some(
+            "customer_orders:BASE TABLE,lifecycle_actions:BASE TABLE,\
+             lifecycle_summary:VIEW,monthly_revenue:BASE TABLE,stage_playbook:BASE TABLE,\
+             stg_customers:VIEW,stg_orders:VIEW"
+        )
+    );
+    let counts = simple_rows(
+        &client,
+        "SELECT (SELECT count(*) FROM analytics.stage_playbook) AS seeded, \
+                (SELECT count(*) FROM analytics.lifecycle_actions) AS actions, \
+                (SELECT count(*) FROM public.customers) AS customers, \
+                (SELECT sum(customers) FROM analytics.lifecycle_summary) AS summarised, \
+                (SELECT sum(orders) FROM analytics.monthly_revenue) AS monthly_orders, \
+                (SELECT count(*) FROM public.orders) AS orders, \
+                (SELECT sum(orders) FROM analytics.customer_orders) AS customer_orders",
+    )
+    .await;
+    let counts: Vec<&str> = counts[0].iter().map(|v| v.as_deref().unwrap()).collect();
+    assert_eq!(counts[0], "7", "the seed's rows");
+    assert_eq!(counts[1], counts[2], "one action per customer");
+    assert_eq!(
+        counts[3], counts[2],
+        "the summary view covers every customer"
+    );
+    assert_eq!(counts[4], counts[5], "monthly revenue counts every order");
+    assert_eq!(counts[6], counts[5], "customer_orders counts every order");
+    // The churned customers get the reactivation campaign from the seed.
+    let churned = simple_rows(
+        &client,
+        "SELECT DISTINCT action FROM analytics.lifecycle_actions WHERE lifecycle_stage = 'churned'",
+    )
+    .await;
+    assert_eq!(churned, [[Some("reactivation campaign".to_string())]]);
+    server.stop().await;
+}
