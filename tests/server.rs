@@ -447,6 +447,160 @@ async fn settings_version_and_transactions() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_fetch_a_result_piece_by_piece() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    let numbers = "SELECT x FROM generate_series(1, 10) AS g(x) ORDER BY x";
+    let fetched = |rows: Vec<Vec<Option<String>>>| -> String {
+        rows.iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+
+    // Without WITH HOLD a cursor needs a transaction block, as in PostgreSQL.
+    assert_eq!(
+        sqlstate(
+            client
+                .simple_query(&format!("DECLARE c CURSOR FOR {numbers}"))
+                .await
+        ),
+        SqlState::NO_ACTIVE_SQL_TRANSACTION.code()
+    );
+    client
+        .batch_execute(&format!("BEGIN; DECLARE c NO SCROLL CURSOR FOR {numbers}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched(simple_rows(&client, "FETCH 3 FROM c").await),
+        "1,2,3"
+    );
+    assert_eq!(
+        fetched(simple_rows(&client, "FETCH FORWARD 4 FROM c").await),
+        "4,5,6,7"
+    );
+    assert_eq!(
+        fetched(simple_rows(&client, "FETCH NEXT FROM c").await),
+        "8"
+    );
+    // The extended protocol describes a FETCH by its cursor's columns.
+    let rows = client.query("FETCH ALL FROM c", &[]).await.unwrap();
+    let values: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(values, [9, 10]);
+    assert_eq!(rows[0].columns()[0].name(), "x");
+    assert!(simple_rows(&client, "FETCH 5 FROM c").await.is_empty());
+    assert_eq!(
+        sqlstate(
+            client
+                .simple_query(&format!("DECLARE c CURSOR FOR {numbers}"))
+                .await
+        ),
+        "42P03"
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        sqlstate(client.simple_query("FETCH 1 FROM c").await),
+        SqlState::INVALID_CURSOR_NAME.code()
+    );
+
+    // Forward only; a backward fetch fails the block.
+    client
+        .batch_execute(&format!("BEGIN; DECLARE c CURSOR FOR {numbers}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlstate(client.simple_query("FETCH BACKWARD 1 FROM c").await),
+        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE.code()
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+
+    // WITH HOLD outlives its block until CLOSE.
+    client
+        .batch_execute(&format!(
+            "BEGIN; DECLARE held CURSOR WITH HOLD FOR {numbers}; COMMIT"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched(simple_rows(&client, "FETCH 2 FROM held").await),
+        "1,2"
+    );
+    client.batch_execute("CLOSE held").await.unwrap();
+    assert_eq!(
+        sqlstate(client.simple_query("CLOSE held").await),
+        SqlState::INVALID_CURSOR_NAME.code()
+    );
+
+    // psql reads a result through a cursor when FETCH_COUNT is set.
+    let (ok, out, err) = server.psql(&[
+        "-v",
+        "FETCH_COUNT=3",
+        "-A",
+        "-t",
+        "-c",
+        "SELECT x FROM generate_series(1, 10) AS g(x) ORDER BY x",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>().join(","),
+        "1,2,3,4,5,6,7,8,9,10"
+    );
+    server.stop().await;
+}
+
+/// pgjdbc (tests/clients/JdbcMetadata.java) with the driver jar in TENURE_TEST_JDBC_JAR and
+/// `java` on the PATH. Without them the test says so and passes, unless
+/// TENURE_REQUIRE_CLIENT_TESTS=1 (set by .ci/run) makes that a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_database_metadata() {
+    let Ok(jar) = std::env::var("TENURE_TEST_JDBC_JAR") else {
+        assert!(
+            std::env::var_os("TENURE_REQUIRE_CLIENT_TESTS").is_none(),
+            "TENURE_REQUIRE_CLIENT_TESTS is set but TENURE_TEST_JDBC_JAR is not"
+        );
+        eprintln!("skipping the pgjdbc test: set TENURE_TEST_JDBC_JAR to postgresql.jar");
+        return;
+    };
+    let server = TestServer::start().await;
+    let port = server.addr.port().to_string();
+    let program = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/JdbcMetadata.java"
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("java")
+            .args(["-cp", &jar, program, &port])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("java runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "pgjdbc:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "product: PostgreSQL 15.0 (tenure 0.1.0)",
+            "getCatalogs: 1 rows: tenure",
+            "getSchemas: 3 rows: pg_catalog;public;tenure",
+            "getTables: 2 rows: null|public|jdbc_orders|TABLE;null|public|jdbc_big|VIEW",
+            "getColumns: 4 rows: null|public|jdbc_orders|id|-5|int8|19;\
+             null|public|jdbc_orders|customer|12|text|2147483647;\
+             null|public|jdbc_orders|amount|8|float8|17;\
+             null|public|jdbc_orders|at|93|timestamp|29",
+            "prepared: 0",
+        ],
+        "{stdout}"
+    );
+    server.stop().await;
+}
+
 /// A query that runs for many seconds on two cores.
 const SLOW_QUERY: &str =
     "SELECT count(*) FROM generate_series(1, 5000000000) AS g(x) WHERE x % 7 = 3";

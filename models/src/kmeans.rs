@@ -370,6 +370,136 @@ fn nearest<C: AsRef<[f64]>>(point: &[f64], centroids: &[C]) -> (usize, f64) {
     best
 }
 
+/// The centroids transposed and padded: coordinate j of centroid c at `j * lanes + c`,
+/// where `lanes` is k rounded up to a multiple of four and the padding centroids lie at
+/// infinity (never nearest). The distances from one point to every centroid are then
+/// computed four centroids at a time.
+fn transpose(centroids: &[Vec<f64>], d: usize) -> (Vec<f64>, usize) {
+    let lanes = centroids.len().div_ceil(4) * 4;
+    let mut transposed = vec![f64::INFINITY; lanes * d];
+    for (c, centroid) in centroids.iter().enumerate() {
+        for (j, value) in centroid.iter().enumerate() {
+            transposed[j * lanes + c] = *value;
+        }
+    }
+    (transposed, lanes)
+}
+
+/// What one chunk of rows contributes to a Lloyd iteration.
+struct ChunkStep {
+    sums: Vec<f64>,
+    counts: Vec<u64>,
+    changed: usize,
+    inertia: f64,
+}
+
+/// Assigns each row of `rows` to its nearest centroid (the first one on a tie, as
+/// [`nearest`]) and accumulates the centroid update. Each distance is summed over the
+/// coordinates in the same order as [`nearest`] does, so the result does not depend on the
+/// CPU or on the path taken; for up to 16 centroids the distances live in registers, and
+/// on x86-64 with AVX2 they are computed four at a time.
+fn assign_chunk(
+    rows: &[f64],
+    d: usize,
+    (transposed, lanes): (&[f64], usize),
+    slots: &mut [u32],
+    step: &mut ChunkStep,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { assign_chunk_avx2(rows, d, transposed, lanes, slots, step) };
+        return;
+    }
+    assign_chunk_any(rows, d, transposed, lanes, slots, step);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn assign_chunk_avx2(
+    rows: &[f64],
+    d: usize,
+    transposed: &[f64],
+    lanes: usize,
+    slots: &mut [u32],
+    step: &mut ChunkStep,
+) {
+    assign_chunk_any(rows, d, transposed, lanes, slots, step);
+}
+
+#[inline(always)]
+fn assign_chunk_any(
+    rows: &[f64],
+    d: usize,
+    transposed: &[f64],
+    lanes: usize,
+    slots: &mut [u32],
+    step: &mut ChunkStep,
+) {
+    match lanes {
+        4 => assign_chunk_lanes::<4>(rows, d, transposed, slots, step),
+        8 => assign_chunk_lanes::<8>(rows, d, transposed, slots, step),
+        12 => assign_chunk_lanes::<12>(rows, d, transposed, slots, step),
+        16 => assign_chunk_lanes::<16>(rows, d, transposed, slots, step),
+        _ => {
+            let mut distances = vec![0.0f64; lanes];
+            for (point, slot) in rows.chunks_exact(d).zip(slots.iter_mut()) {
+                distances.fill(0.0);
+                for (x, column) in point.iter().zip(transposed.chunks_exact(lanes)) {
+                    for (distance, centre) in distances.iter_mut().zip(column) {
+                        let diff = x - centre;
+                        *distance += diff * diff;
+                    }
+                }
+                record(point, slot, &distances, step);
+            }
+        }
+    }
+}
+
+/// [`assign_chunk_any`] for a number of (padded) centroids known at compile time.
+#[inline(always)]
+fn assign_chunk_lanes<const LANES: usize>(
+    rows: &[f64],
+    d: usize,
+    transposed: &[f64],
+    slots: &mut [u32],
+    step: &mut ChunkStep,
+) {
+    for (point, slot) in rows.chunks_exact(d).zip(slots.iter_mut()) {
+        let mut distances = [0.0f64; LANES];
+        for (x, column) in point.iter().zip(transposed.chunks_exact(LANES)) {
+            for (distance, centre) in distances.iter_mut().zip(column) {
+                let diff = x - centre;
+                *distance += diff * diff;
+            }
+        }
+        record(point, slot, &distances, step);
+    }
+}
+
+/// Takes the nearest of `distances` (padding included, which is never nearest) for `point`.
+#[inline(always)]
+fn record(point: &[f64], slot: &mut u32, distances: &[f64], step: &mut ChunkStep) {
+    let d = point.len();
+    let mut best = (0, f64::INFINITY);
+    for (c, distance) in distances.iter().enumerate() {
+        if *distance < best.1 {
+            best = (c, *distance);
+        }
+    }
+    let (c, distance) = best;
+    if *slot != c as u32 {
+        step.changed += 1;
+        *slot = c as u32;
+    }
+    step.inertia += distance;
+    step.counts[c] += 1;
+    for (sum, value) in step.sums[c * d..(c + 1) * d].iter_mut().zip(point) {
+        *sum += value;
+    }
+}
+
 /// k-means++ seeding, then Lloyd's iterations until no assignment changes.
 fn lloyd(
     points: &[f64],
@@ -417,29 +547,22 @@ fn lloyd(
     const CHUNK: usize = 8192;
     loop {
         iterations += 1;
+        let transposed = transpose(&centroids, d);
         // Assign (in parallel), accumulating per-chunk sums and counts for the update.
         let (changed, sums, counts, inertia) = assignment
             .par_chunks_mut(CHUNK)
             .enumerate()
             .map(|(chunk, slots)| {
-                let mut sums = vec![0.0; k * d];
-                let mut counts = vec![0u64; k];
-                let mut changed = 0usize;
-                let mut inertia = 0.0;
-                for (offset, slot) in slots.iter_mut().enumerate() {
-                    let point = row(chunk * CHUNK + offset);
-                    let (c, dist) = nearest(point, &centroids);
-                    if *slot != c as u32 {
-                        changed += 1;
-                        *slot = c as u32;
-                    }
-                    inertia += dist;
-                    counts[c] += 1;
-                    for (s, v) in sums[c * d..(c + 1) * d].iter_mut().zip(point) {
-                        *s += v;
-                    }
-                }
-                (changed, sums, counts, inertia)
+                let start = chunk * CHUNK * d;
+                let rows = &points[start..start + slots.len() * d];
+                let mut step = ChunkStep {
+                    sums: vec![0.0; k * d],
+                    counts: vec![0u64; k],
+                    changed: 0,
+                    inertia: 0.0,
+                };
+                assign_chunk(rows, d, (&transposed.0, transposed.1), slots, &mut step);
+                (step.changed, step.sums, step.counts, step.inertia)
             })
             .reduce(
                 || (0, vec![0.0; k * d], vec![0u64; k], 0.0),

@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 pub use external::PathAccess;
-pub use postgres::RESERVED_SCHEMAS;
+pub use postgres::{EAGER_IF, RESERVED_SCHEMAS};
 pub use system_tables::SYSTEM_SCHEMA;
 
 use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};

@@ -25,7 +25,7 @@ pub const RESERVED_SCHEMAS: &[&str] = &[super::SYSTEM_SCHEMA, "pg_catalog", "inf
 pub async fn install(ctx: &SessionContext, roles: Vec<String>) -> Result<()> {
     datafusion_pg_catalog::setup_pg_catalog(ctx, CATALOG_NAME, Roles { names: roles })
         .map_err(|e| Error::Catalog(format!("cannot set up pg_catalog: {e}")))?;
-    override_relation_views(ctx).await?;
+    override_catalog_views(ctx).await?;
     let version = crate::server::version_string();
     ctx.register_udf(create_udf(
         "version",
@@ -44,8 +44,9 @@ pub async fn install(ctx: &SessionContext, roles: Vec<String>) -> Result<()> {
 
 /// pg_tables and pg_views as PostgreSQL defines them, over pg_class: datafusion-pg-catalog
 /// lists views in pg_tables and has an empty pg_views, so dbt, which reads both to learn
-/// whether a relation is a table or a view, took every view for a table.
-const RELATION_VIEWS: [(&str, &str); 2] = [
+/// whether a relation is a table or a view, took every view for a table. pg_settings with
+/// the preset settings drivers read from it (pgjdbc: max_index_keys).
+const CATALOG_VIEWS: [(&str, &str); 3] = [
     (
         "pg_tables",
         "SELECT n.nspname AS schemaname, c.relname AS tablename, \
@@ -62,11 +63,29 @@ const RELATION_VIEWS: [(&str, &str); 2] = [
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind = 'v'",
     ),
+    (
+        "pg_settings",
+        "SELECT name, setting, CAST(NULL AS VARCHAR) AS unit, \
+                CAST('Preset Options' AS VARCHAR) AS category, \
+                CAST(NULL AS VARCHAR) AS short_desc, CAST(NULL AS VARCHAR) AS extra_desc, \
+                CAST('internal' AS VARCHAR) AS context, vartype, \
+                CAST('default' AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS min_val, \
+                CAST(NULL AS VARCHAR) AS max_val, CAST(NULL AS VARCHAR) AS enumvals, \
+                setting AS boot_val, setting AS reset_val, CAST(NULL AS VARCHAR) AS sourcefile, \
+                CAST(NULL AS INT) AS sourceline, false AS pending_restart \
+         FROM (VALUES ('standard_conforming_strings', 'on', 'bool'), \
+                      ('integer_datetimes', 'on', 'bool'), \
+                      ('server_encoding', 'UTF8', 'string'), \
+                      ('max_identifier_length', '63', 'integer'), \
+                      ('max_index_keys', '32', 'integer'), \
+                      ('max_function_args', '100', 'integer'), \
+                      ('block_size', '8192', 'integer')) AS preset(name, setting, vartype)",
+    ),
 ];
 
-/// Replaces tenure's pg_catalog schema with one that answers [`RELATION_VIEWS`] itself and
+/// Replaces tenure's pg_catalog schema with one that answers [`CATALOG_VIEWS`] itself and
 /// everything else from datafusion-pg-catalog.
-async fn override_relation_views(ctx: &SessionContext) -> Result<()> {
+async fn override_catalog_views(ctx: &SessionContext) -> Result<()> {
     let catalog = ctx
         .catalog(CATALOG_NAME)
         .ok_or_else(|| Error::Catalog("the tenure catalog is not registered".into()))?;
@@ -74,7 +93,7 @@ async fn override_relation_views(ctx: &SessionContext) -> Result<()> {
         .schema("pg_catalog")
         .ok_or_else(|| Error::Catalog("pg_catalog is not registered".into()))?;
     let mut overrides = HashMap::new();
-    for (name, sql) in RELATION_VIEWS {
+    for (name, sql) in CATALOG_VIEWS {
         let plan = ctx.state().create_logical_plan(sql).await?;
         let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql.to_string())));
         overrides.insert(name.to_string(), view);
@@ -175,6 +194,65 @@ fn register_driver_functions(ctx: &SessionContext) {
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         JsonBuildObject::new(),
     ));
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        EagerIf::new(),
+    ));
+}
+
+/// The name of [`EagerIf`], which the server's rewrite of drivers' catalog queries calls.
+pub const EAGER_IF: &str = "tenure_if";
+
+/// `tenure_if(condition, value)`: `value` where `condition` is true, NULL elsewhere. Unlike
+/// `CASE WHEN condition THEN value END` both arguments are always evaluated, which lets
+/// DataFusion plan correlated subqueries in them (see the server's
+/// `eager_catalog_case_subqueries`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EagerIf {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl EagerIf {
+    fn new() -> EagerIf {
+        EagerIf {
+            signature: datafusion::logical_expr::Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for EagerIf {
+    fn name(&self) -> &str {
+        EAGER_IF
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(args[1].clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, BooleanArray, new_null_array};
+        use datafusion::arrow::compute::{cast, kernels::zip::zip, prep_null_mask_filter};
+        let rows = args.number_rows;
+        let condition = cast(&args.args[0].to_array(rows)?, &DataType::Boolean)?;
+        let condition = condition
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .expect("cast to Boolean gives a BooleanArray");
+        let value = args.args[1].to_array(rows)?;
+        let nulls = new_null_array(value.data_type(), rows);
+        let mask = if condition.null_count() > 0 {
+            prep_null_mask_filter(condition)
+        } else {
+            condition.clone()
+        };
+        Ok(ColumnarValue::Array(zip(&mask, &value, &nulls)?))
+    }
 }
 
 /// `json_build_object(key, value, ...)`: a JSON object as text.
@@ -210,7 +288,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
     ) -> datafusion::common::Result<ColumnarValue> {
         use datafusion::arrow::array::{Array, StringBuilder};
         use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return datafusion::common::exec_err!(
                 "json_build_object: argument list must have even number of elements"
             );

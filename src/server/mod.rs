@@ -14,6 +14,7 @@
 //! - [`sqlstate`]: error codes.
 
 mod copy;
+mod cursor;
 mod functions;
 mod query;
 mod rewrite;

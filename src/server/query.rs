@@ -22,7 +22,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, ObjectName, Reset, Set, Statement as SqlStatement, Value,
+    CloseCursor, Declare, DeclareType, Expr as SqlExpr, FetchDirection, Ident, ObjectName, Reset,
+    Set, Statement as SqlStatement, Value,
 };
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::portal::{Format, Portal};
@@ -46,6 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
 use super::copy;
+use super::cursor::Cursor;
 use super::rewrite;
 use super::session::{Session, StopReason, Transaction};
 use super::sqlstate;
@@ -91,6 +93,19 @@ enum Action {
         columns: Vec<datafusion::sql::sqlparser::ast::Ident>,
         format: copy::CopyFormat,
     },
+    /// `DECLARE name CURSOR [WITH HOLD] FOR query`.
+    Declare {
+        name: String,
+        query: Arc<Statement>,
+        hold: bool,
+    },
+    /// `FETCH [FORWARD] [n | ALL] FROM name`: `None` for every remaining row.
+    Fetch {
+        name: String,
+        count: Option<usize>,
+    },
+    /// `CLOSE name`; `None` for `CLOSE ALL`.
+    Close(Option<String>),
     /// A statement refused at classification: SQLSTATE and message.
     Refused(String, String),
 }
@@ -132,6 +147,22 @@ pub(super) fn session<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Arc<Se
 
 pub(super) fn engine_error(e: Error) -> PgWireError {
     user_error(sqlstate::error_info(&e))
+}
+
+fn undefined_cursor(name: &str) -> PgWireError {
+    user_error(sqlstate::error(
+        sqlstate::UNDEFINED_CURSOR,
+        format!("cursor \"{name}\" does not exist"),
+    ))
+}
+
+/// The result columns of FETCH from cursor `name`, for Describe.
+fn cursor_fields(session: &Session, name: &str, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    let Some(names) = session.cursors().schema(name) else {
+        return Err(undefined_cursor(name));
+    };
+    let options = Arc::new(session.settings().format_options());
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(&names, format, Some(options))
 }
 
 fn transaction_status(session: &Session) -> TransactionStatus {
@@ -286,13 +317,14 @@ fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
         },
         SqlStatement::Discard { .. } => Action::Discard,
         SqlStatement::Deallocate { .. } => Action::Ignore("DEALLOCATE"),
-        SqlStatement::Declare { .. } | SqlStatement::Fetch { .. } | SqlStatement::Close { .. } => {
-            Action::Unsupported(
-                "cursors (DECLARE, FETCH, CLOSE) are not supported yet; read large results \
-                 with the extended protocol's row limits"
-                    .into(),
-            )
-        }
+        SqlStatement::Declare { stmts } => declare_action(text, stmts),
+        SqlStatement::Fetch {
+            name, direction, ..
+        } => fetch_action(&name, direction),
+        SqlStatement::Close { cursor } => match cursor {
+            CloseCursor::All => Action::Close(None),
+            CloseCursor::Specific { name } => Action::Close(Some(identifier(&name))),
+        },
         other => {
             // The compatibility parser also replaces whole client queries that DataFusion
             // cannot run (a few of psql's and pgcli's); use it when it reads the text
@@ -304,12 +336,92 @@ fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
             rewrite::rewrite_name_lookups(&mut rewritten);
             rewrite::rewrite_like_escapes(&mut rewritten);
             if text.contains("pg_catalog") {
+                rewrite::inline_serial_sequence_lookups(&mut rewritten);
+                rewrite::eager_catalog_case_subqueries(&mut rewritten);
                 rewrite::aggregate_catalog_subqueries(&mut rewritten);
             }
             Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(
                 Box::new(rewritten),
             ))))
         }
+    }
+}
+
+/// `DECLARE name [NO SCROLL] CURSOR [WITH[OUT] HOLD] FOR query`.
+fn declare_action(text: &str, mut declares: Vec<Declare>) -> Action {
+    let unsupported = |what: &str| Action::Unsupported(format!("{what} is not supported"));
+    let (Some(declare), true) = (declares.pop(), declares.is_empty()) else {
+        return unsupported("DECLARE of several cursors");
+    };
+    let (Some(DeclareType::Cursor), [name], Some(query)) = (
+        declare.declare_type,
+        declare.names.as_slice(),
+        declare.for_query,
+    ) else {
+        return unsupported("DECLARE other than DECLARE name CURSOR FOR query");
+    };
+    if declare.binary == Some(true) {
+        return unsupported("DECLARE BINARY CURSOR");
+    }
+    if declare.scroll == Some(true) {
+        return Action::Unsupported(
+            "SCROLL cursors are not supported: cursors read forward only".into(),
+        );
+    }
+    let mut query = SqlStatement::Query(query);
+    rewrite::rewrite_name_lookups(&mut query);
+    rewrite::rewrite_like_escapes(&mut query);
+    if text.contains("pg_catalog") {
+        rewrite::inline_serial_sequence_lookups(&mut query);
+        rewrite::eager_catalog_case_subqueries(&mut query);
+        rewrite::aggregate_catalog_subqueries(&mut query);
+    }
+    Action::Declare {
+        name: identifier(name),
+        query: Arc::new(Statement::DataFusion(DFStatement::Statement(Box::new(
+            query,
+        )))),
+        hold: declare.hold == Some(true),
+    }
+}
+
+/// `FETCH`: forward only, as from a NO SCROLL cursor.
+fn fetch_action(name: &Ident, direction: FetchDirection) -> Action {
+    let backward = || {
+        Action::Refused(
+            "55000".into(),
+            "cursor can only scan forward; declare it SCROLL to enable backward scan \
+             (tenure's cursors read forward only)"
+                .into(),
+        )
+    };
+    let count = match direction {
+        FetchDirection::Next | FetchDirection::Forward { limit: None } => Some(1),
+        FetchDirection::All | FetchDirection::ForwardAll => None,
+        FetchDirection::Count { limit } | FetchDirection::Forward { limit: Some(limit) } => {
+            match &limit.value {
+                Value::Number(n, _) => match n.parse::<usize>() {
+                    Ok(n) => Some(n),
+                    Err(_) => return backward(),
+                },
+                _ => {
+                    return Action::Refused("42601".into(), "FETCH needs a row count".into());
+                }
+            }
+        }
+        _ => return backward(),
+    };
+    Action::Fetch {
+        name: identifier(name),
+        count,
+    }
+}
+
+/// An identifier as PostgreSQL stores it: folded to lower case unless quoted.
+fn identifier(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
     }
 }
 
@@ -505,6 +617,7 @@ impl QueryHandler {
                         engine.rollback(&block).await;
                     }
                 }
+                session.cursors().end_block(commit);
                 let tag = if commit { "COMMIT" } else { "ROLLBACK" };
                 Ok(Response::TransactionEnd(Tag::new(tag)))
             }
@@ -583,6 +696,7 @@ impl QueryHandler {
                 Ok(Response::Execution(Tag::new("RESET")))
             }
             Action::Discard => {
+                session.cursors().close_all();
                 let reported = session.settings().reset_all();
                 self.report(client, reported.into_iter()).await?;
                 Ok(Response::Execution(Tag::new("DISCARD ALL")))
@@ -639,6 +753,65 @@ impl QueryHandler {
                     futures::stream::empty(),
                 )))
             }
+            Action::Declare { name, query, hold } => {
+                if !hold && state != Transaction::Open {
+                    return Err(user_error(sqlstate::error(
+                        sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                        "DECLARE CURSOR can only be used in transaction blocks",
+                    )));
+                }
+                if session.cursors().contains(name) {
+                    return Err(user_error(sqlstate::error(
+                        "42P03",
+                        format!("cursor \"{name}\" already exists"),
+                    )));
+                }
+                if parameters.as_ref().is_some_and(|p| !values_empty(p)) {
+                    return Err(user_error(sqlstate::error(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "DECLARE CURSOR with parameters is not supported",
+                    )));
+                }
+                let cursor = self
+                    .declare(session, query.clone(), *hold, state == Transaction::Open)
+                    .await?;
+                session.cursors().insert(name.clone(), cursor);
+                Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+            }
+            Action::Fetch { name, count } => {
+                let Some(mut cursor) = session.cursors().take(name) else {
+                    return Err(undefined_cursor(name));
+                };
+                let fetched = cursor.fetch(*count).await;
+                let names = cursor.names.clone();
+                session.cursors().insert(name.clone(), cursor);
+                let batch = fetched.map_err(engine_error)?;
+                let options = Arc::new(session.settings().format_options());
+                let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+                    &names,
+                    format,
+                    Some(options),
+                )?);
+                let rows: Vec<_> = arrow_pg::encode_recordbatch(fields.clone(), batch).collect();
+                let mut response = QueryResponse::new(fields, futures::stream::iter(rows));
+                response.set_command_tag("FETCH");
+                Ok(Response::Query(response))
+            }
+            Action::Close(name) => {
+                match name {
+                    Some(name) => {
+                        if !session.cursors().close(name) {
+                            return Err(undefined_cursor(name));
+                        }
+                    }
+                    None => session.cursors().close_all(),
+                }
+                Ok(Response::Execution(Tag::new(if name.is_some() {
+                    "CLOSE CURSOR"
+                } else {
+                    "CLOSE CURSOR ALL"
+                })))
+            }
             Action::Unsupported(message) => Err(user_error(sqlstate::error(
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 message.clone(),
@@ -692,6 +865,72 @@ impl QueryHandler {
                 response
             }
         }
+    }
+
+    /// Starts a cursor's query on the CPU runtime; returns once it has its result columns.
+    async fn declare(
+        &self,
+        session: &Arc<Session>,
+        query: Arc<Statement>,
+        hold: bool,
+        in_block: bool,
+    ) -> PgWireResult<Cursor> {
+        // Planned first, for PostgreSQL's names of the result columns.
+        let planned = plan(session, &Action::Run(query.clone()))
+            .await
+            .map_err(engine_error)?;
+        let (first_tx, first_rx) = oneshot::channel::<Result<SchemaRef, Error>>();
+        let (batch_tx, batch_rx) = mpsc::channel(2);
+        let engine = self.shared.engine.clone();
+        let ctx = session.ctx();
+        let task = self.shared.cpu.spawn(async move {
+            let output = match planned {
+                Some(planned) => engine
+                    .execute_plan_in(&ctx, planned.plan)
+                    .await
+                    .map(|output| (output, Some(planned.schema))),
+                None => engine
+                    .execute_in(&ctx, Arc::unwrap_or_clone(query), None)
+                    .await
+                    .map(|output| (output, None)),
+            };
+            match output {
+                Ok((Output::Rows(mut stream), names)) => {
+                    let names = match names {
+                        Some(names) if names.fields().len() == stream.schema().fields().len() => {
+                            names
+                        }
+                        _ => stream.schema(),
+                    };
+                    if first_tx.send(Ok(names)).is_err() {
+                        return;
+                    }
+                    while let Some(batch) = stream.next().await {
+                        let failed = batch.is_err();
+                        if batch_tx.send(batch.map_err(Error::from)).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+                Ok((Output::Command { .. }, _)) => {
+                    let _ = first_tx.send(Err(Error::invalid("DECLARE CURSOR needs a query")));
+                }
+                Err(e) => {
+                    let _ = first_tx.send(Err(e));
+                }
+            }
+        });
+        let names = first_rx
+            .await
+            .map_err(|_| user_error(sqlstate::error("XX000", "the cursor's query stopped")))?
+            .map_err(engine_error)?;
+        Ok(Cursor::new(
+            names,
+            batch_rx,
+            task.abort_handle(),
+            hold,
+            in_block,
+        ))
     }
 
     /// Runs `work` on the CPU runtime and waits until it has a first answer: a command's
@@ -1369,7 +1608,7 @@ impl ExtendedQueryHandler for QueryHandler {
 
     async fn do_describe_statement<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         target: &StoredStatement<Prepared>,
     ) -> PgWireResult<DescribeStatementResponse>
     where
@@ -1393,13 +1632,18 @@ impl ExtendedQueryHandler for QueryHandler {
                     .unwrap_or(Type::TEXT)
             })
             .collect();
-        let fields = parser.get_result_schema(&target.statement, None)?;
+        let fields = match &target.statement.action {
+            Action::Fetch { name, .. } => {
+                cursor_fields(&*session(client)?, name, &Format::UnifiedText)?
+            }
+            _ => parser.get_result_schema(&target.statement, None)?,
+        };
         Ok(DescribeStatementResponse::new(parameters, fields))
     }
 
     async fn do_describe_portal<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Prepared>,
     ) -> PgWireResult<DescribePortalResponse>
     where
@@ -1408,10 +1652,15 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let fields = self.query_parser().get_result_schema(
-            &portal.statement.statement,
-            Some(&portal.result_column_format),
-        )?;
+        let fields = match &portal.statement.statement.action {
+            Action::Fetch { name, .. } => {
+                cursor_fields(&*session(client)?, name, &portal.result_column_format)?
+            }
+            _ => self.query_parser().get_result_schema(
+                &portal.statement.statement,
+                Some(&portal.result_column_format),
+            )?,
+        };
         Ok(DescribePortalResponse::new(fields))
     }
 

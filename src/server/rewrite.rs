@@ -49,6 +49,205 @@ pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
     });
 }
 
+/// `CASE WHEN cond THEN value [ELSE NULL] END` where `cond` or `value` holds a subquery, as
+/// in SQLAlchemy's column reflection (defaults, identity, collation): DataFusion cannot plan
+/// a correlated subquery inside CASE, so it becomes `tenure_if(cond, value)`: `value` where
+/// `cond` is true, NULL elsewhere, both evaluated for every row. That is safe for catalog
+/// lookups, whose subqueries cannot fail and return at most one row (see
+/// [`aggregate_catalog_subqueries`]). A condition on the outer row alone inside the
+/// subquery's WHERE (`pg_attribute.atthasdef AND adrelid = attrelid`) moves out into
+/// `cond`, as DataFusion decorrelates only comparisons with the subquery's own columns.
+/// Applied to queries over pg_catalog only. Returns whether it changed anything.
+pub fn eager_catalog_case_subqueries(statement: &mut SqlStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::{
+        BinaryOperator, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+        FunctionArguments, Ident, visit_expressions_mut,
+    };
+    let mut changed = false;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Case {
+            operand: None,
+            conditions,
+            else_result,
+            ..
+        } = expr
+            && let [when] = conditions.as_slice()
+            && else_result
+                .as_deref()
+                .is_none_or(|e| matches!(e, SqlExpr::Value(v) if v.value == Value::Null))
+            && (has_subquery(&when.condition) || has_subquery(&when.result))
+        {
+            let mut condition = when.condition.clone();
+            let mut value = when.result.clone();
+            if let SqlExpr::Subquery(query) = &mut value {
+                for outer in take_outer_conjuncts(query) {
+                    condition = SqlExpr::BinaryOp {
+                        left: Box::new(SqlExpr::Nested(Box::new(condition))),
+                        op: BinaryOperator::And,
+                        right: Box::new(SqlExpr::Nested(Box::new(outer))),
+                    };
+                }
+            }
+            let args = [condition, value]
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect();
+            *expr = SqlExpr::Function(Function {
+                name: ObjectName::from(vec![Ident::new(crate::engine::EAGER_IF)]),
+                uses_odbc_syntax: false,
+                parameters: FunctionArguments::None,
+                args: FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args,
+                    clauses: vec![],
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: vec![],
+            });
+            changed = true;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
+/// Removes from a subquery's WHERE the conjuncts that name only columns qualified by tables
+/// outside the subquery's FROM, and returns them.
+fn take_outer_conjuncts(query: &mut datafusion::sql::sqlparser::ast::Query) -> Vec<SqlExpr> {
+    use datafusion::sql::sqlparser::ast::{
+        BinaryOperator, SetExpr, TableFactor, visit_expressions,
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return Vec::new();
+    };
+    // The names the subquery's own columns may be qualified with.
+    let mut inner = Vec::new();
+    for table in &select.from {
+        for factor in
+            std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation))
+        {
+            if let TableFactor::Table { name, alias, .. } = factor {
+                if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
+                    inner.push(last.value.to_lowercase());
+                }
+                if let Some(alias) = alias {
+                    inner.push(alias.name.value.to_lowercase());
+                }
+            }
+        }
+    }
+    let only_outer = |e: &SqlExpr| {
+        let mut outer_columns = 0;
+        let inner_or_bare = visit_expressions(e, |e| match e {
+            SqlExpr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let table = parts[parts.len() - 2].value.to_lowercase();
+                if inner.contains(&table) {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    outer_columns += 1;
+                    std::ops::ControlFlow::Continue(())
+                }
+            }
+            SqlExpr::Identifier(_) | SqlExpr::Subquery(_) => std::ops::ControlFlow::Break(()),
+            _ => std::ops::ControlFlow::Continue(()),
+        })
+        .is_break();
+        !inner_or_bare && outer_columns > 0
+    };
+    let Some(selection) = select.selection.take() else {
+        return Vec::new();
+    };
+    let mut conjuncts = Vec::new();
+    split_and(selection, &mut conjuncts);
+    let (outer, kept): (Vec<SqlExpr>, Vec<SqlExpr>) = conjuncts.into_iter().partition(only_outer);
+    select.selection = kept.into_iter().reduce(|left, right| SqlExpr::BinaryOp {
+        left: Box::new(left),
+        op: BinaryOperator::And,
+        right: Box::new(right),
+    });
+    outer
+}
+
+fn split_and(expr: SqlExpr, into: &mut Vec<SqlExpr>) {
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+    match expr {
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_and(*left, into);
+            split_and(*right, into);
+        }
+        SqlExpr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                SqlExpr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_and(*inner, into)
+        }
+        other => into.push(other),
+    }
+}
+
+fn has_subquery(expr: &SqlExpr) -> bool {
+    use datafusion::sql::sqlparser::ast::visit_expressions;
+    visit_expressions(expr, |e| {
+        if matches!(e, SqlExpr::Subquery(_)) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
+/// tenure has no sequences: `pg_get_serial_sequence(table, column)` is NULL and so is a
+/// scalar subquery over pg_sequence alone. Said in the SQL, so that SQLAlchemy's identity
+/// lookup (a subquery over pg_sequence with the outer row in its select list) is not a
+/// correlated subquery DataFusion cannot plan. Applied to queries over pg_catalog only.
+pub fn inline_serial_sequence_lookups(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{SetExpr, TableFactor, visit_expressions_mut};
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Subquery(query) = expr
+            && let SetExpr::Select(select) = query.body.as_ref()
+            && let [from] = select.from.as_slice()
+            && from.joins.is_empty()
+            && let TableFactor::Table { name, .. } = &from.relation
+            && name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_sequence"))
+        {
+            *expr = SqlExpr::Value(Value::Null.into());
+            return std::ops::ControlFlow::<()>::Continue(());
+        }
+        if let SqlExpr::Function(function) = expr
+            && function
+                .name
+                .to_string()
+                .to_ascii_lowercase()
+                .trim_start_matches("pg_catalog.")
+                == "pg_get_serial_sequence"
+            && let Ok(null) = datafusion::sql::sqlparser::parser::Parser::new(
+                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            )
+            .try_with_sql("CAST(NULL AS TEXT)")
+            .and_then(|mut p| p.parse_expr())
+        {
+            *expr = null;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 /// Drivers' catalog queries use correlated scalar subqueries that PostgreSQL knows return
 /// at most one row (a column's default, its collation), which DataFusion only plans when
 /// aggregated: wrap the single result in `max()`. Applied to queries over pg_catalog only,
@@ -194,6 +393,41 @@ mod tests {
     use super::*;
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
+
+    #[test]
+    fn case_subqueries_become_plannable() {
+        let sql = "SELECT CASE WHEN a.atthasdef THEN (SELECT d.adbin FROM pg_catalog.pg_attrdef d \
+                   WHERE a.atthasdef AND d.adrelid = a.attrelid) ELSE NULL END AS dflt, \
+                   CASE WHEN (SELECT t.typcollation FROM pg_catalog.pg_type t \
+                   WHERE t.oid = a.atttypid) <> a.attcollation THEN 'x' END AS coll \
+                   FROM pg_catalog.pg_attribute a";
+        assert_eq!(
+            rewritten(sql, |s| {
+                eager_catalog_case_subqueries(s);
+            }),
+            "SELECT tenure_if((a.atthasdef) AND (a.atthasdef), (SELECT d.adbin FROM \
+             pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid)) AS dflt, \
+             tenure_if((SELECT t.typcollation FROM pg_catalog.pg_type t WHERE t.oid = \
+             a.atttypid) <> a.attcollation, 'x') AS coll FROM pg_catalog.pg_attribute a"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT pg_catalog.pg_get_serial_sequence(CAST(a.attrelid AS TEXT), a.attname) \
+                 FROM pg_catalog.pg_attribute a",
+                inline_serial_sequence_lookups
+            ),
+            "SELECT CAST(NULL AS TEXT) FROM pg_catalog.pg_attribute a"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT (SELECT json_build_object('always', a.attidentity = 'a') \
+                 FROM pg_catalog.pg_sequence WHERE a.attidentity <> '') AS identity \
+                 FROM pg_catalog.pg_attribute a",
+                inline_serial_sequence_lookups
+            ),
+            "SELECT NULL AS identity FROM pg_catalog.pg_attribute a"
+        );
+    }
 
     fn rewritten(sql: &str, rewrite: fn(&mut SqlStatement)) -> String {
         let mut statement = Parser::new(&PostgreSqlDialect {})

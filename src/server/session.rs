@@ -59,6 +59,8 @@ pub struct Session {
     /// Savepoints of the open transaction block, oldest first, with the block's write count
     /// when each was set.
     savepoints: Mutex<Vec<(String, u64)>>,
+    /// Open cursors (DECLARE ... CURSOR).
+    cursors: Mutex<super::cursor::Cursors>,
     /// A `COPY ... FROM STDIN` collecting the client's data.
     copy_in: Mutex<Option<super::copy::PendingCopyIn>>,
     running: Mutex<Option<Running>>,
@@ -74,6 +76,7 @@ impl Session {
             block: Mutex::new(None),
             block_writes: AtomicU64::new(0),
             savepoints: Mutex::new(Vec::new()),
+            cursors: Mutex::default(),
             copy_in: Mutex::new(None),
             running: Mutex::new(None),
             next_statement: AtomicU64::new(1),
@@ -135,6 +138,10 @@ impl Session {
 
     pub fn copy_in(&self) -> std::sync::MutexGuard<'_, Option<super::copy::PendingCopyIn>> {
         self.copy_in.lock().expect("copy lock poisoned")
+    }
+
+    pub fn cursors(&self) -> std::sync::MutexGuard<'_, super::cursor::Cursors> {
+        self.cursors.lock().expect("cursors lock poisoned")
     }
 
     pub fn savepoints(&self) -> std::sync::MutexGuard<'_, Vec<(String, u64)>> {

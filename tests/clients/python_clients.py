@@ -168,6 +168,27 @@ def _():
     other.close()
 
 
+@check("psycopg2: named (server-side) cursors")
+def _():
+    import psycopg2
+
+    conn = psycopg2.connect(DSN)
+    cur = conn.cursor("numbers")  # DECLARE "numbers" CURSOR WITHOUT HOLD FOR ...; FETCH ...
+    cur.itersize = 3
+    cur.execute("SELECT x, x * 2 AS twice FROM generate_series(1, 10) AS g(x) ORDER BY x")
+    assert [row[0] for row in cur] == list(range(1, 11))
+    cur.close()
+    cur = conn.cursor("pairs")
+    cur.execute("SELECT x FROM generate_series(1, 10) AS g(x) ORDER BY x")
+    assert cur.fetchmany(4) == [(1,), (2,), (3,), (4,)]
+    assert cur.fetchone() == (5,)
+    assert cur.fetchall() == [(x,) for x in range(6, 11)]
+    assert [d.name for d in cur.description] == ["x"]
+    cur.close()
+    conn.commit()
+    conn.close()
+
+
 @check("asyncpg: prepared statements and parameters")
 def _():
     import asyncpg
@@ -186,7 +207,7 @@ def _():
     asyncio.run(run())
 
 
-@check("SQLAlchemy 2: engine, Inspector table and schema names, has_table")
+@check("SQLAlchemy 2: engine, Inspector names, has_table, get_columns")
 def _():
     import sqlalchemy
     from sqlalchemy import inspect, text
@@ -198,8 +219,17 @@ def _():
     assert "py_orders" in inspector.get_table_names(), inspector.get_table_names()
     assert inspector.has_table("py_orders") and not inspector.has_table("nope")
     assert "public" in inspector.get_schema_names()
-    # Inspector.get_columns is not here yet: SQLAlchemy's column query puts correlated
-    # scalar subqueries inside CASE, which DataFusion cannot plan (see README, Server).
+    columns = [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns("py_orders")]
+    assert columns == [
+        ("id", "BIGINT", False),
+        ("customer", "TEXT", True),
+        ("amount", "DOUBLE PRECISION", True),
+        ("paid", "BOOLEAN", True),
+        ("day", "DATE", True),
+        ("at", "TIMESTAMP", True),
+    ], columns
+    # Not yet: Table(..., autoload_with=engine), whose key and index queries unnest
+    # pg_index.indkey (see README, Server).
     engine.dispose()
 
 
