@@ -879,19 +879,30 @@ async fn malformed_input_gets_an_error_or_a_closed_socket_never_a_crash() {
     server.stop().await;
 }
 
-#[test]
-fn serve_drains_and_exits_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+/// The `tenure serve` binary on `data_dir` and a free port, once it listens; its log at
+/// `log` level goes to `stderr`.
+pub(crate) fn spawn_serve(
+    data_dir: &std::path::Path,
+    log: &str,
+    stderr: Stdio,
+) -> (std::process::Child, u16) {
     let port = free_port();
     let mut child = tenure_bin()
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(data_dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
+        .env("RUST_LOG", log)
+        .stderr(stderr)
         .spawn()
         .unwrap();
     wait_for_port(port, &mut child);
+    (child, port)
+}
+
+#[test]
+fn serve_drains_and_exits_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = spawn_serve(dir.path(), "info", Stdio::piped());
     let output = Command::new("psql")
         .arg(format!(
             "host=127.0.0.1 port={port} user=tenure dbname=tenure"
@@ -920,7 +931,7 @@ fn serve_drains_and_exits_on_sigterm() {
     assert!(log.contains("shutting down"), "{log}");
 }
 
-pub(crate) fn free_port() -> u16 {
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -928,7 +939,7 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-pub(crate) fn wait_for_port(port: u16, child: &mut std::process::Child) {
+fn wait_for_port(port: u16, child: &mut std::process::Child) {
     for _ in 0..300 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;

@@ -7,13 +7,22 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use crate::server::{TestServer, connect, free_port, simple_rows, sqlstate, wait_for_port};
-use crate::support::{open_engine, scalar, tenure_bin};
+use crate::server::{TestServer, connect, simple_rows, spawn_serve, sqlstate};
+use crate::support::{open_engine, scalar};
 
 /// One cell of a simple query, as text.
 async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
     let rows = simple_rows(client, sql).await;
     rows[0][0].clone().unwrap_or_else(|| "NULL".into())
+}
+
+/// The accounts as `id:balance,...` in id order.
+async fn balances(client: &tokio_postgres::Client) -> String {
+    value(
+        client,
+        "SELECT string_agg(id || ':' || balance, ',' ORDER BY id) FROM accounts",
+    )
+    .await
 }
 
 /// Table directories on disk (`tables/t*`).
@@ -52,26 +61,12 @@ async fn a_block_is_private_until_commit_and_then_all_of_it_lands() {
     .await
     .unwrap();
     // The block sees its own writes, views included ...
-    assert_eq!(
-        value(
-            &a,
-            "SELECT string_agg(id || ':' || balance, ',' ORDER BY id) FROM accounts"
-        )
-        .await,
-        "1:300,3:900"
-    );
+    assert_eq!(balances(&a).await, "1:300,3:900");
     assert_eq!(value(&a, "SELECT count(*) FROM rich").await, "2");
     assert_eq!(value(&a, "SELECT count(*) FROM audit_log").await, "2");
     assert_eq!(value(&a, "SELECT total FROM reports.total").await, "1200");
     // ... and nobody else does.
-    assert_eq!(
-        value(
-            &b,
-            "SELECT string_agg(id || ':' || balance, ',' ORDER BY id) FROM accounts"
-        )
-        .await,
-        "1:100,2:250"
-    );
+    assert_eq!(balances(&b).await, "1:100,2:250");
     assert_eq!(value(&b, "SELECT count(*) FROM rich").await, "1");
     assert_eq!(
         sqlstate(b.simple_query("SELECT * FROM audit_log").await),
@@ -79,14 +74,7 @@ async fn a_block_is_private_until_commit_and_then_all_of_it_lands() {
     );
 
     a.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(
-        value(
-            &b,
-            "SELECT string_agg(id || ':' || balance, ',' ORDER BY id) FROM accounts"
-        )
-        .await,
-        "1:300,3:900"
-    );
+    assert_eq!(balances(&b).await, "1:300,3:900");
     assert_eq!(value(&b, "SELECT count(*) FROM rich").await, "2");
     assert_eq!(value(&b, "SELECT count(*) FROM audit_log").await, "2");
     assert_eq!(value(&b, "SELECT total FROM reports.total").await, "1200");
@@ -290,15 +278,7 @@ async fn other_writers_wait_for_a_writing_block() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_inside_a_block_loses_the_block_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = tenure_bin()
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port, &mut child);
+    let (mut child, port) = spawn_serve(dir.path(), "warn", Stdio::null());
     let client = connect(&format!(
         "host=127.0.0.1 port={port} user=tenure dbname=tenure"
     ))

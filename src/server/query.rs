@@ -333,13 +333,7 @@ fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
                 Ok(mut parsed) if parsed.len() == 1 => parsed.remove(0),
                 _ => shared.compat.rewrite(other),
             };
-            rewrite::rewrite_name_lookups(&mut rewritten);
-            rewrite::rewrite_like_escapes(&mut rewritten);
-            if text.contains("pg_catalog") {
-                rewrite::inline_serial_sequence_lookups(&mut rewritten);
-                rewrite::eager_catalog_case_subqueries(&mut rewritten);
-                rewrite::aggregate_catalog_subqueries(&mut rewritten);
-            }
+            rewrite::for_datafusion(&mut rewritten, text.contains("pg_catalog"));
             Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(
                 Box::new(rewritten),
             ))))
@@ -369,13 +363,7 @@ fn declare_action(text: &str, mut declares: Vec<Declare>) -> Action {
         );
     }
     let mut query = SqlStatement::Query(query);
-    rewrite::rewrite_name_lookups(&mut query);
-    rewrite::rewrite_like_escapes(&mut query);
-    if text.contains("pg_catalog") {
-        rewrite::inline_serial_sequence_lookups(&mut query);
-        rewrite::eager_catalog_case_subqueries(&mut query);
-        rewrite::aggregate_catalog_subqueries(&mut query);
-    }
+    rewrite::for_datafusion(&mut query, text.contains("pg_catalog"));
     Action::Declare {
         name: identifier(name),
         query: Arc::new(Statement::DataFusion(DFStatement::Statement(Box::new(

@@ -6,6 +6,18 @@ use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, ObjectName, Statement as SqlStatement, Value,
 };
 
+/// Every rewrite below, in order, after datafusion-pg-catalog's; the catalog ones only for a
+/// query over pg_catalog (`catalog_query`).
+pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
+    rewrite_name_lookups(statement);
+    rewrite_like_escapes(statement);
+    if catalog_query {
+        inline_serial_sequence_lookups(statement);
+        eager_catalog_case_subqueries(statement);
+        aggregate_catalog_subqueries(statement);
+    }
+}
+
 /// `to_regtype(name)` and `to_regclass(name)`, which drivers use to look types and tables up
 /// (psycopg's TypeInfo, SQLAlchemy), as scalar subqueries over pg_catalog.
 pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
