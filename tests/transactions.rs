@@ -25,6 +25,15 @@ async fn balances(client: &tokio_postgres::Client) -> String {
     .await
 }
 
+/// The account ids as `id,...` in order.
+async fn ids(client: &tokio_postgres::Client) -> String {
+    value(
+        client,
+        "SELECT string_agg(CAST(id AS TEXT), ',' ORDER BY id) FROM accounts",
+    )
+    .await
+}
+
 /// Table directories on disk (`tables/t*`).
 fn table_dirs(data_dir: &std::path::Path) -> usize {
     std::fs::read_dir(data_dir.join("tables"))
@@ -175,14 +184,7 @@ async fn rollback_a_failed_block_and_a_dropped_connection_leave_nothing() {
     a.batch_execute("ROLLBACK TO s; INSERT INTO accounts VALUES (6, 6); COMMIT")
         .await
         .unwrap();
-    assert_eq!(
-        value(
-            &a,
-            "SELECT string_agg(CAST(id AS TEXT), ',' ORDER BY id) FROM accounts"
-        )
-        .await,
-        "1,2,5,6"
-    );
+    assert_eq!(ids(&a).await, "1,2,5,6");
     let dirs_committed = table_dirs(&server.data_dir());
 
     // A connection that goes away inside a block rolls it back and lets others write.
@@ -194,14 +196,7 @@ async fn rollback_a_failed_block_and_a_dropped_connection_leave_nothing() {
     a.batch_execute("SET statement_timeout = '20s'; INSERT INTO accounts VALUES (8, 8)")
         .await
         .unwrap();
-    assert_eq!(
-        value(
-            &a,
-            "SELECT string_agg(CAST(id AS TEXT), ',' ORDER BY id) FROM accounts"
-        )
-        .await,
-        "1,2,5,6,8"
-    );
+    assert_eq!(ids(&a).await, "1,2,5,6,8");
     assert_eq!(
         sqlstate(a.simple_query("SELECT * FROM orphan").await),
         SqlState::UNDEFINED_TABLE.code()
@@ -246,14 +241,7 @@ async fn other_writers_wait_for_a_writing_block() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     a.batch_execute("COMMIT").await.unwrap();
     let b = queued.await.unwrap().unwrap();
-    assert_eq!(
-        value(
-            &b,
-            "SELECT string_agg(CAST(id AS TEXT), ',' ORDER BY id) FROM accounts"
-        )
-        .await,
-        "1,2,3,4"
-    );
+    assert_eq!(ids(&b).await, "1,2,3,4");
 
     // COPY FROM STDIN inside a block is part of it.
     a.batch_execute("BEGIN").await.unwrap();

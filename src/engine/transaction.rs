@@ -173,13 +173,13 @@ impl Engine {
                 tracing::error!("after COMMIT: cannot register schema {schema}: {e}");
             }
         }
-        let tables = std::mem::take(&mut block.tables);
-        for (dir, table) in &tables {
-            if after.managed_dirs().contains_key(dir.as_str()) {
+        let kept = after.managed_dirs();
+        for (dir, table) in std::mem::take(&mut block.tables) {
+            if kept.contains_key(dir.as_str()) {
                 self.managed
                     .lock()
                     .expect("lock poisoned by a panic")
-                    .insert(dir.clone(), table.clone());
+                    .insert(dir, table);
             }
         }
         for (name, relation) in &before.relations {
@@ -218,9 +218,7 @@ impl Engine {
                 let _ = tenure.deregister_schema(schema, true);
             }
         }
-        block
-            .created
-            .retain(|dir| !after.managed_dirs().contains_key(dir.as_str()));
+        block.created.retain(|dir| !kept.contains_key(dir.as_str()));
         for dir in std::mem::take(&mut block.retired) {
             self.forget_managed_dir(&dir);
         }

@@ -721,7 +721,7 @@ impl QueryHandler {
                 columns,
                 format: copy,
             } => {
-                if state == Transaction::Open {
+                if writes_in_block(session, action) {
                     open_block(&self.shared.engine, session).await?;
                 }
                 let (table, table_schema, positions) = copy::target(&session.ctx(), table, columns)
@@ -805,23 +805,21 @@ impl QueryHandler {
                 message.clone(),
             ))),
             Action::Run(statement) => {
-                let writes_in_block = state == Transaction::Open && changes_state(statement);
+                if state == Transaction::Open && is_model_statement(statement) {
+                    // Model versions are not part of the catalog a block commits.
+                    let mut info = sqlstate::error(
+                        sqlstate::ACTIVE_SQL_TRANSACTION,
+                        "CREATE MODEL and DROP MODEL cannot run inside a transaction block",
+                    );
+                    info.hint = Some(
+                        "run it outside BEGIN ... COMMIT (autocommit mode in your driver)".into(),
+                    );
+                    return Err(user_error(info));
+                }
+                // Also here, not only before planning: a statement prepared before BEGIN
+                // may run inside the block.
+                let writes_in_block = writes_in_block(session, action);
                 if writes_in_block {
-                    if matches!(
-                        statement.as_ref(),
-                        Statement::CreateModel(_) | Statement::DropModel(_)
-                    ) {
-                        // Model versions are not part of the catalog a block commits.
-                        let mut info = sqlstate::error(
-                            sqlstate::ACTIVE_SQL_TRANSACTION,
-                            "CREATE MODEL and DROP MODEL cannot run inside a transaction block",
-                        );
-                        info.hint = Some(
-                            "run it outside BEGIN ... COMMIT (autocommit mode in your driver)"
-                                .into(),
-                        );
-                        return Err(user_error(info));
-                    }
                     open_block(&self.shared.engine, session).await?;
                 }
                 let work = match (planned, parameters) {
@@ -1140,13 +1138,7 @@ fn writes_in_block(session: &Session, action: &Action) -> bool {
     }
     match action {
         Action::CopyIn { .. } => true,
-        Action::Run(statement) => {
-            changes_state(statement)
-                && !matches!(
-                    statement.as_ref(),
-                    Statement::CreateModel(_) | Statement::DropModel(_)
-                )
-        }
+        Action::Run(statement) => changes_state(statement) && !is_model_statement(statement),
         _ => false,
     }
 }
@@ -1175,6 +1167,13 @@ async fn open_block(engine: &Engine, session: &Session) -> PgWireResult<()> {
     };
     session.set_block(block.map_err(engine_error)?);
     Ok(())
+}
+
+fn is_model_statement(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::CreateModel(_) | Statement::DropModel(_)
+    )
 }
 
 fn changes_state(statement: &Statement) -> bool {
