@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +93,69 @@ pub struct CatalogState {
     pub relations: Vec<(QualifiedName, Relation)>,
     /// Counter for managed table directory names, never reused.
     pub next_table_id: u64,
+    /// Primary, unique and foreign keys of managed tables, in creation order. They are
+    /// informational (recorded for pg_catalog and the tools that read it, not enforced),
+    /// as in BigQuery or Snowflake; the NOT NULL of a primary key's columns is enforced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyConstraint>,
+}
+
+/// A `PRIMARY KEY`, `UNIQUE` or `FOREIGN KEY` constraint of a managed table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyConstraint {
+    pub table: QualifiedName,
+    /// Unique among the constraints of the table's schema, as PostgreSQL names the index
+    /// of a key (`orders_pkey`, `orders_email_key`, `orders_customer_id_fkey`).
+    pub name: String,
+    pub kind: KeyKind,
+    /// The key's columns, in key order, with their 1-based positions in the table.
+    pub columns: Vec<String>,
+    pub positions: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum KeyKind {
+    PrimaryKey,
+    Unique,
+    ForeignKey {
+        /// The referenced table and its key (a primary or unique key of it).
+        references: QualifiedName,
+        columns: Vec<String>,
+        positions: Vec<u16>,
+    },
+}
+
+impl KeyConstraint {
+    /// The pg_catalog oid of the key's index (even, in [1e9, 2e9)); the constraint's is one
+    /// more. Derived from the key's schema, table and name, so it is stable and needs no
+    /// counter; two keys collide with odds of about one in 5e8.
+    pub fn index_oid(&self) -> i32 {
+        key_index_oid(&self.table.schema, &self.table.name, &self.name)
+    }
+}
+
+/// See [`KeyConstraint::index_oid`] (FNV-1a of the three names).
+pub fn key_index_oid(schema: &str, table: &str, name: &str) -> i32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [schema, table, name] {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    1_000_000_000 + 2 * (hash % 500_000_000) as i32
+}
+
+impl KeyKind {
+    /// pg_constraint.contype.
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeyKind::PrimaryKey => "p",
+            KeyKind::Unique => "u",
+            KeyKind::ForeignKey { .. } => "f",
+        }
+    }
 }
 
 impl Default for CatalogState {
@@ -101,6 +165,7 @@ impl Default for CatalogState {
             schemas: Vec::new(),
             relations: Vec::new(),
             next_table_id: 1,
+            keys: Vec::new(),
         }
     }
 }
@@ -150,6 +215,37 @@ impl CatalogState {
             .filter(move |n| n.schema == schema)
     }
 
+    /// The keys of `table`.
+    pub fn keys_of<'a>(
+        &'a self,
+        table: &'a QualifiedName,
+    ) -> impl Iterator<Item = &'a KeyConstraint> {
+        self.keys.iter().filter(move |k| k.table == *table)
+    }
+
+    /// Forgets the keys of `table` and the foreign keys that reference it (as PostgreSQL's
+    /// `DROP TABLE ... CASCADE` drops them).
+    pub fn remove_keys(&mut self, table: &QualifiedName) {
+        self.keys.retain(|k| {
+            k.table != *table
+                && !matches!(&k.kind, KeyKind::ForeignKey { references, .. } if references == table)
+        });
+    }
+
+    /// Moves the keys of `from`, and the references to it, to `to`.
+    pub fn rename_keys(&mut self, from: &QualifiedName, to: &QualifiedName) {
+        for key in &mut self.keys {
+            if key.table == *from {
+                key.table = to.clone();
+            }
+            if let KeyKind::ForeignKey { references, .. } = &mut key.kind
+                && references == from
+            {
+                *references = to.clone();
+            }
+        }
+    }
+
     /// A fresh directory name for a managed table.
     pub fn allocate_table_dir(&mut self) -> String {
         let id = self.next_table_id;
@@ -173,13 +269,34 @@ impl CatalogState {
 #[derive(Debug)]
 pub struct CatalogStore {
     path: PathBuf,
+    saved_keys: SavedKeys,
+}
+
+/// The keys of the catalog as last loaded or saved, for readers that must not wait for the
+/// catalog lock (pg_catalog's tables: a transaction block holds the lock until it ends).
+#[derive(Debug, Clone, Default)]
+pub struct SavedKeys(Arc<RwLock<Arc<Vec<KeyConstraint>>>>);
+
+impl SavedKeys {
+    pub fn get(&self) -> Arc<Vec<KeyConstraint>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, keys: &[KeyConstraint]) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys.to_vec());
+    }
 }
 
 impl CatalogStore {
     pub fn new(path: &Path) -> Self {
         CatalogStore {
             path: path.to_path_buf(),
+            saved_keys: SavedKeys::default(),
         }
+    }
+
+    pub fn saved_keys(&self) -> SavedKeys {
+        self.saved_keys.clone()
     }
 
     /// Loads the catalog; a missing file is an empty catalog, a corrupt one an error (never
@@ -206,6 +323,7 @@ impl CatalogStore {
                 state.format
             )));
         }
+        self.saved_keys.set(&state.keys);
         Ok(state)
     }
 
@@ -213,7 +331,9 @@ impl CatalogStore {
     pub fn save(&self, state: &CatalogState) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| Error::Catalog(format!("cannot encode catalog: {e}")))?;
-        write_atomically(&self.path, &bytes)
+        write_atomically(&self.path, &bytes)?;
+        self.saved_keys.set(&state.keys);
+        Ok(())
     }
 }
 

@@ -589,11 +589,25 @@ async fn pgjdbc_database_metadata() {
             "product: PostgreSQL 15.0 (tenure 0.1.0)",
             "getCatalogs: 1 rows: tenure",
             "getSchemas: 3 rows: pg_catalog;public;tenure",
-            "getTables: 2 rows: null|public|jdbc_orders|TABLE;null|public|jdbc_big|VIEW",
+            "getTables: 3 rows: null|public|jdbc_customers|TABLE;\
+             null|public|jdbc_orders|TABLE;null|public|jdbc_big|VIEW",
             "getColumns: 4 rows: null|public|jdbc_orders|id|-5|int8|19;\
-             null|public|jdbc_orders|customer|12|text|2147483647;\
+             null|public|jdbc_orders|customer|-5|int8|19;\
              null|public|jdbc_orders|amount|8|float8|17;\
              null|public|jdbc_orders|at|93|timestamp|29",
+            // TABLE_SCHEM, TABLE_NAME, COLUMN_NAME, KEY_SEQ, PK_NAME
+            "getPrimaryKeys: 2 rows: null|public|jdbc_orders|id|1|jdbc_orders_key;\
+             null|public|jdbc_orders|at|2|jdbc_orders_key",
+            // PK table and column, FK table and column, KEY_SEQ, UPDATE_RULE and
+            // DELETE_RULE (3: no action), FK_NAME
+            "getImportedKeys: 1 rows: null|public|jdbc_customers|id|null|public|jdbc_orders|\
+             customer|1|3|3|jdbc_orders_customer_fkey",
+            "getExportedKeys: 1 rows: null|public|jdbc_customers|id|null|public|jdbc_orders|\
+             customer",
+            // NON_UNIQUE, INDEX_NAME, TYPE (3: other), ORDINAL_POSITION, COLUMN_NAME
+            "getIndexInfo: 2 rows: null|public|jdbc_customers|f|null|jdbc_customers_email_key|\
+             3|1|email;null|public|jdbc_customers|f|null|jdbc_customers_pkey|3|1|id",
+            "getTypeInfo: 20 or more types; int8|-5",
             "prepared: 0",
         ],
         "{stdout}"

@@ -6,7 +6,9 @@
 //! External data sources and the rules on which paths a client may name live in [`external`].
 
 mod external;
+mod keys;
 mod models;
+mod pg_keys;
 mod postgres;
 mod statements;
 mod system_tables;
@@ -31,7 +33,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 pub use external::PathAccess;
-pub use postgres::{EAGER_IF, RESERVED_SCHEMAS};
+pub use postgres::{EAGER_IF, INT2VECTOR_ELEMENT, RESERVED_SCHEMAS};
 pub use system_tables::SYSTEM_SCHEMA;
 
 use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};
@@ -135,10 +137,12 @@ impl Engine {
         } else {
             config.users.iter().map(|u| u.name.clone()).collect()
         };
-        postgres::install(&ctx, roles).await?;
         let store = CatalogStore::new(&data_dir.catalog_path());
         let state = store.load()?;
         let models = Arc::new(ModelStore::open(&data_dir.models_dir())?);
+        // Before pg_catalog, whose key tables are views over tenure.keys.
+        register_system_tables(&ctx, models.clone(), store.saved_keys())?;
+        postgres::install(&ctx, roles, store.saved_keys()).await?;
         tenure_models::set_compute_threads(config.threads);
         tenure_udfs::register_all(&ctx, models.clone());
         let engine = Engine {
@@ -151,7 +155,6 @@ impl Engine {
             managed: Default::default(),
             models,
         };
-        engine.register_system_tables()?;
         engine.restore().await?;
         Ok(engine)
     }
@@ -216,23 +219,6 @@ impl Engine {
                  use COPY (query) TO 'file' or CREATE EXTERNAL TABLE",
             )),
         }
-    }
-
-    fn register_system_tables(&self) -> Result<()> {
-        let catalog = self
-            .ctx
-            .catalog(CATALOG_NAME)
-            .ok_or_else(|| Error::Catalog("the tenure catalog is not registered".into()))?;
-        let schema = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
-        datafusion::catalog::SchemaProvider::register_table(
-            schema.as_ref(),
-            "models".to_string(),
-            Arc::new(system_tables::ModelsTable {
-                store: self.models.clone(),
-            }),
-        )?;
-        catalog.register_schema(SYSTEM_SCHEMA, schema)?;
-        Ok(())
     }
 
     /// Runs every statement in `sql`, collecting each result. Convenient for tests and
@@ -536,4 +522,24 @@ fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> 
         .with_query_planner(DeltaPlanner::new())
         .build();
     Ok(SessionContext::new_with_state(state))
+}
+
+/// The `tenure` schema's tables: `tenure.models` and `tenure.keys`.
+fn register_system_tables(
+    ctx: &SessionContext,
+    models: Arc<ModelStore>,
+    keys: crate::catalog::SavedKeys,
+) -> Result<()> {
+    use datafusion::catalog::SchemaProvider;
+    let catalog = ctx
+        .catalog(CATALOG_NAME)
+        .ok_or_else(|| Error::Catalog("the tenure catalog is not registered".into()))?;
+    let schema = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
+    schema.register_table(
+        "models".to_string(),
+        Arc::new(system_tables::ModelsTable { store: models }),
+    )?;
+    schema.register_table("keys".to_string(), Arc::new(system_tables::KeysTable { keys }))?;
+    catalog.register_schema(SYSTEM_SCHEMA, schema)?;
+    Ok(())
 }

@@ -16,15 +16,20 @@ use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
 use super::CATALOG_NAME;
+use crate::catalog::SavedKeys;
 use crate::error::{Error, Result};
 
 /// Schemas clients may not create or drop: tenure's system tables and PostgreSQL's.
 pub const RESERVED_SCHEMAS: &[&str] = &[super::SYSTEM_SCHEMA, "pg_catalog", "information_schema"];
 
 /// `roles`: the users clients may log in as, shown in pg_roles (psql's `\du`).
-pub async fn install(ctx: &SessionContext, roles: Vec<String>) -> Result<()> {
+/// `keys`: the keys of managed tables, which pg_constraint, pg_index and pg_class show.
+pub async fn install(ctx: &SessionContext, roles: Vec<String>, keys: SavedKeys) -> Result<()> {
     datafusion_pg_catalog::setup_pg_catalog(ctx, CATALOG_NAME, Roles { names: roles })
         .map_err(|e| Error::Catalog(format!("cannot set up pg_catalog: {e}")))?;
+    // Before the catalog views, which call them.
+    register_driver_functions(ctx);
+    super::pg_keys::register(ctx, keys);
     override_catalog_views(ctx).await?;
     let version = crate::server::version_string();
     ctx.register_udf(create_udf(
@@ -38,7 +43,6 @@ pub async fn install(ctx: &SessionContext, roles: Vec<String>) -> Result<()> {
             ))))
         }),
     ));
-    register_driver_functions(ctx);
     Ok(())
 }
 
@@ -46,7 +50,16 @@ pub async fn install(ctx: &SessionContext, roles: Vec<String>) -> Result<()> {
 /// lists views in pg_tables and has an empty pg_views, so dbt, which reads both to learn
 /// whether a relation is a table or a view, took every view for a table. pg_settings with
 /// the preset settings drivers read from it (pgjdbc: max_index_keys).
-const CATALOG_VIEWS: [(&str, &str); 3] = [
+///
+/// pg_constraint, pg_index and pg_class's index rows come from `tenure.keys` (keys of
+/// managed tables; datafusion-pg-catalog's are fixed rows of PostgreSQL's own catalogs).
+/// pg_class also gets `reloptions` (always NULL), which SQLAlchemy's index reflection reads.
+/// A key's index and constraint oids come from its names (`KeyConstraint::index_oid`),
+/// which `pg_get_indexdef` and `pg_get_constraintdef` decode. conkey, confkey and indkey are
+/// smallint arrays, so the subscripts and unnest that pgjdbc and SQLAlchemy use work;
+/// indoption is an int2vector's text (`'0 0'`), which SQLAlchemy parses, and the server
+/// rewrites pgjdbc's subscripts of it to `tenure_int2vector_element`.
+const CATALOG_VIEWS: [(&str, &str); 6] = [
     (
         "pg_tables",
         "SELECT n.nspname AS schemaname, c.relname AS tablename, \
@@ -80,6 +93,77 @@ const CATALOG_VIEWS: [(&str, &str); 3] = [
                       ('max_index_keys', '32', 'integer'), \
                       ('max_function_args', '100', 'integer'), \
                       ('block_size', '8192', 'integer')) AS preset(name, setting, vartype)",
+    ),
+    (
+        "pg_index",
+        "SELECT tenure_key_oid(k.table_schema, k.table_name, k.constraint_name) AS indexrelid, \
+                c.oid AS indrelid, \
+                CAST(array_length(k.positions) AS SMALLINT) AS indnatts, \
+                CAST(array_length(k.positions) AS SMALLINT) AS indnkeyatts, \
+                true AS indisunique, false AS indnullsnotdistinct, \
+                k.constraint_type = 'PRIMARY KEY' AS indisprimary, false AS indisexclusion, \
+                true AS indimmediate, false AS indisclustered, true AS indisvalid, \
+                false AS indcheckxmin, true AS indisready, true AS indislive, \
+                false AS indisreplident, k.positions AS indkey, \
+                array_repeat(CAST(0 AS INT), array_length(k.positions)) AS indcollation, \
+                array_repeat(CAST(0 AS INT), array_length(k.positions)) AS indclass, \
+                array_to_string(array_repeat(0, array_length(k.positions)), ' ') \
+                  AS indoption, \
+                CAST(NULL AS VARCHAR) AS indexprs, CAST(NULL AS VARCHAR) AS indpred \
+         FROM tenure.keys k \
+         JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = k.table_name \
+         WHERE c.relkind = 'r' AND k.constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+    ),
+    (
+        "pg_constraint",
+        "SELECT tenure_key_oid(k.table_schema, k.table_name, k.constraint_name) + 1 AS oid, \
+                k.constraint_name AS conname, n.oid AS connamespace, \
+                CASE k.constraint_type WHEN 'PRIMARY KEY' THEN 'p' WHEN 'UNIQUE' THEN 'u' \
+                     ELSE 'f' END AS contype, \
+                false AS condeferrable, false AS condeferred, true AS convalidated, \
+                c.oid AS conrelid, 0 AS contypid, \
+                CASE WHEN k.constraint_type = 'FOREIGN KEY' \
+                     THEN tenure_key_oid(k.references_schema, k.references_table, \
+                                         k.references_key) \
+                     ELSE tenure_key_oid(k.table_schema, k.table_name, k.constraint_name) \
+                END AS conindid, \
+                0 AS conparentid, COALESCE(r.oid, 0) AS confrelid, \
+                CASE WHEN k.constraint_type = 'FOREIGN KEY' THEN 'a' ELSE ' ' END \
+                  AS confupdtype, \
+                CASE WHEN k.constraint_type = 'FOREIGN KEY' THEN 'a' ELSE ' ' END \
+                  AS confdeltype, \
+                CASE WHEN k.constraint_type = 'FOREIGN KEY' THEN 's' ELSE ' ' END \
+                  AS confmatchtype, \
+                true AS conislocal, CAST(0 AS SMALLINT) AS coninhcount, true AS connoinherit, \
+                k.positions AS conkey, k.references_positions AS confkey, \
+                CAST(NULL AS VARCHAR) AS conpfeqop, CAST(NULL AS VARCHAR) AS conppeqop, \
+                CAST(NULL AS VARCHAR) AS conffeqop, CAST(NULL AS VARCHAR) AS confdelsetcols, \
+                CAST(NULL AS VARCHAR) AS conexclop, CAST(NULL AS VARCHAR) AS conbin \
+         FROM tenure.keys k \
+         JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = k.table_name \
+         LEFT JOIN (SELECT rn.nspname, rc.relname, rc.oid \
+                    FROM pg_catalog.pg_namespace rn \
+                    JOIN pg_catalog.pg_class rc ON rc.relnamespace = rn.oid \
+                    WHERE rc.relkind = 'r') r \
+           ON r.nspname = k.references_schema AND r.relname = k.references_table \
+         WHERE c.relkind = 'r'",
+    ),
+    (
+        "pg_class",
+        "SELECT *, CAST(NULL AS VARCHAR[]) AS reloptions FROM pg_catalog.pg_class \
+         UNION ALL \
+         SELECT tenure_key_oid(k.table_schema, k.table_name, k.constraint_name), \
+                k.constraint_name, c.relnamespace, 0, 0, c.relowner, 403, 0, 0, 1, \
+                CAST(0 AS DOUBLE), 0, 0, false, false, 'p', 'i', \
+                CAST(array_length(k.positions) AS SMALLINT), CAST(0 AS SMALLINT), \
+                false, false, false, false, false, true, 'n', false, 0, 0, 0, \
+                CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR[]) \
+         FROM tenure.keys k \
+         JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = k.table_name \
+         WHERE c.relkind = 'r' AND k.constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
     ),
 ];
 
@@ -197,6 +281,178 @@ fn register_driver_functions(ctx: &SessionContext) {
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         EagerIf::new(),
     ));
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        ExpandArray::new(),
+    ));
+    ctx.register_udf(create_udf(
+        INT2VECTOR_ELEMENT,
+        vec![DataType::Utf8, DataType::Int64],
+        DataType::Int16,
+        Volatility::Immutable,
+        Arc::new(int2vector_element),
+    ));
+}
+
+/// The name of [`int2vector_element`].
+pub const INT2VECTOR_ELEMENT: &str = "tenure_int2vector_element";
+
+/// `tenure_int2vector_element(vector, i)`: element `i` (from 0, as PostgreSQL subscripts an
+/// int2vector) of an int2vector's text `'0 1'`; NULL past its end.
+fn int2vector_element(args: &[ColumnarValue]) -> datafusion::common::Result<ColumnarValue> {
+    use datafusion::arrow::array::{Array, AsArray, Int16Array};
+    use datafusion::arrow::datatypes::Int64Type;
+    let rows = args
+        .iter()
+        .find_map(|a| match a {
+            ColumnarValue::Array(a) => Some(a.len()),
+            ColumnarValue::Scalar(_) => None,
+        })
+        .unwrap_or(1);
+    let vectors = args[0].to_array(rows)?;
+    let vectors = vectors.as_string::<i32>();
+    let indices = args[1].to_array(rows)?;
+    let indices = indices.as_primitive::<Int64Type>();
+    let values = (0..rows).map(|row| {
+        if vectors.is_null(row) || indices.is_null(row) {
+            return None;
+        }
+        let index = usize::try_from(indices.value(row)).ok()?;
+        vectors.value(row).split_whitespace().nth(index)?.parse::<i16>().ok()
+    });
+    Ok(ColumnarValue::Array(Arc::new(Int16Array::from_iter(values))))
+}
+
+/// `tenure_expand_array(array)`: the elements of a smallint array (or of an int2vector's
+/// text, `'1 2'`) as a list of `{x, n}` structs, element and 1-based position: what
+/// PostgreSQL's `information_schema._pg_expandarray` returns row by row. The server's
+/// rewrite unnests it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl ExpandArray {
+    fn new() -> ExpandArray {
+        ExpandArray {
+            signature: datafusion::logical_expr::Signature::any(1, Volatility::Immutable),
+        }
+    }
+
+    fn element_fields() -> datafusion::arrow::datatypes::Fields {
+        use datafusion::arrow::datatypes::Field;
+        vec![
+            Field::new("x", DataType::Int16, true),
+            Field::new("n", DataType::Int32, false),
+        ]
+        .into()
+    }
+
+    /// The argument as a smallint list, or as text (an int2vector's `'1 2'`, `'{1,2}'`).
+    fn normalise(
+        value: &datafusion::arrow::array::ArrayRef,
+    ) -> datafusion::common::Result<datafusion::arrow::array::ArrayRef> {
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::Field;
+        Ok(match value.data_type() {
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => cast(
+                value,
+                &DataType::List(Arc::new(Field::new("item", DataType::Int16, true))),
+            )?,
+            _ => cast(value, &DataType::Utf8)?,
+        })
+    }
+
+    /// The elements of row `row` of a [`ExpandArray::normalise`]d argument.
+    fn elements(
+        value: &datafusion::arrow::array::ArrayRef,
+        row: usize,
+    ) -> datafusion::common::Result<Option<Vec<Option<i16>>>> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::Int16Type;
+        if value.is_null(row) {
+            return Ok(None);
+        }
+        if let DataType::List(_) = value.data_type() {
+            let items = value.as_list::<i32>().value(row);
+            return Ok(Some(items.as_primitive::<Int16Type>().iter().collect()));
+        }
+        let text = value.as_string::<i32>().value(row);
+        text.trim_matches(|c| c == '{' || c == '}')
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<i16>().map(Some).map_err(|_| {
+                    datafusion::error::DataFusionError::Execution(format!(
+                        "_pg_expandarray: {s:?} is not a smallint"
+                    ))
+                })
+            })
+            .collect::<datafusion::common::Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        "tenure_expand_array"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::List(Arc::new(
+            datafusion::arrow::datatypes::Field::new(
+                "item",
+                DataType::Struct(Self::element_fields()),
+                true,
+            ),
+        )))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Int16Builder, Int32Builder, ListBuilder, StructBuilder};
+        let rows = args.number_rows;
+        let value = Self::normalise(&args.args[0].to_array(rows)?)?;
+        let fields = Self::element_fields();
+        let mut list = ListBuilder::new(StructBuilder::new(
+            fields.clone(),
+            vec![
+                Box::new(Int16Builder::new()) as Box<dyn datafusion::arrow::array::ArrayBuilder>,
+                Box::new(Int32Builder::new()),
+            ],
+        ))
+        .with_field(Arc::new(datafusion::arrow::datatypes::Field::new(
+            "item",
+            DataType::Struct(fields),
+            true,
+        )));
+        for row in 0..rows {
+            match Self::elements(&value, row)? {
+                None => list.append_null(),
+                Some(elements) => {
+                    let structs = list.values();
+                    for (i, x) in elements.into_iter().enumerate() {
+                        structs
+                            .field_builder::<Int16Builder>(0)
+                            .expect("x is smallint")
+                            .append_option(x);
+                        structs
+                            .field_builder::<Int32Builder>(1)
+                            .expect("n is integer")
+                            .append_value(i as i32 + 1);
+                        structs.append(true);
+                    }
+                    list.append(true);
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(list.finish())))
+    }
 }
 
 /// The name of [`EagerIf`], which the server's rewrite of drivers' catalog queries calls.

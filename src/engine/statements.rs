@@ -25,9 +25,10 @@ use datafusion::sql::sqlparser::ast::{
 };
 use futures::TryStreamExt;
 
+use super::keys::{self, KeySpec};
 use super::transaction::CatalogGuard;
 use super::{Engine, Output};
-use crate::catalog::{QualifiedName, Relation};
+use crate::catalog::{KeyKind, QualifiedName, Relation};
 use crate::error::{Error, Result};
 use crate::storage::ManagedTable;
 
@@ -51,6 +52,20 @@ impl Engine {
                 SqlStatement::Update(update) => self.update(session, update).await,
                 SqlStatement::Delete(delete) => self.delete(session, delete).await,
                 SqlStatement::AlterTable(alter) => self.alter_table(session, alter).await,
+                SqlStatement::CreateTable(mut create) if keys::declares_keys(&create) => {
+                    let specs = keys::take_keys(&mut create)?;
+                    let statement =
+                        DFStatement::Statement(Box::new(SqlStatement::CreateTable(create)));
+                    match session.state().statement_to_plan(statement).await? {
+                        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+                            self.create_table(session, create, specs).await
+                        }
+                        other => Err(Error::invalid(format!(
+                            "keys are supported on tables tenure manages, not on {}",
+                            other.display()
+                        ))),
+                    }
+                }
                 other => {
                     self.run_with_datafusion(session, DFStatement::Statement(Box::new(other)))
                         .await
@@ -66,10 +81,13 @@ impl Engine {
     pub fn runs_from_syntax(statement: &DFStatement) -> bool {
         match statement {
             DFStatement::CreateExternalTable(_) | DFStatement::CopyTo(_) => true,
-            DFStatement::Statement(inner) => matches!(
-                inner.as_ref(),
-                SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::AlterTable(_)
-            ),
+            DFStatement::Statement(inner) => match inner.as_ref() {
+                SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::AlterTable(_) => {
+                    true
+                }
+                SqlStatement::CreateTable(create) => keys::declares_keys(create),
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -94,7 +112,7 @@ impl Engine {
     ) -> Result<Output> {
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
-                self.create_table(session, create).await
+                self.create_table(session, create, Vec::new()).await
             }
             LogicalPlan::Ddl(DdlStatement::CreateView(create)) => {
                 self.create_view(session, create).await
@@ -172,6 +190,7 @@ impl Engine {
         &self,
         session: &SessionContext,
         create: CreateMemoryTable,
+        keys: Vec<KeySpec>,
     ) -> Result<Output> {
         if create.temporary {
             return Err(Error::invalid(
@@ -184,9 +203,9 @@ impl Engine {
             ));
         }
         if !create.constraints.is_empty() {
-            return Err(Error::invalid(
-                "table constraints (PRIMARY KEY, UNIQUE, FOREIGN KEY, CHECK) are not supported \
-                 yet; NOT NULL is",
+            // Keys are taken from the statement (see keys.rs) before DataFusion plans it.
+            return Err(Error::Catalog(
+                "a CREATE TABLE with keys must run as a statement (Engine::execute_in)".into(),
             ));
         }
         let name = self.qualify(&create.name)?;
@@ -204,6 +223,7 @@ impl Engine {
                 input,
                 create.if_not_exists,
                 create.or_replace,
+                keys,
             )
             .await?;
         Ok(Output::Command {
@@ -216,8 +236,8 @@ impl Engine {
         })
     }
 
-    /// Writes `input` as a new managed table `name`. Returns the number of rows written, or
-    /// `None` when the table existed and `if_not_exists` was given.
+    /// Writes `input` as a new managed table `name` with `keys`. Returns the number of rows
+    /// written, or `None` when the table existed and `if_not_exists` was given.
     pub async fn create_managed_table(
         &self,
         session: &SessionContext,
@@ -225,6 +245,7 @@ impl Engine {
         input: LogicalPlan,
         if_not_exists: bool,
         or_replace: bool,
+        keys: Vec<KeySpec>,
     ) -> Result<Option<usize>> {
         let mut catalog = self.lock_catalog(session).await?;
         catalog.require_schema(&name.schema)?;
@@ -235,9 +256,25 @@ impl Engine {
             Some(existing) if !or_replace => return Err(existing.already_exists(name)),
             _ => {}
         }
+        let schema = input.schema().as_arrow().clone();
+        let keys = self.resolve_keys(&mut catalog, name, &schema, keys)?;
         let (dir, table, rows) = self.write_new_table(&mut catalog, session, input).await?;
         let mut next = catalog.clone();
         next.put(name.clone(), Relation::Managed { dir: dir.clone() });
+        // A replaced table's keys go; foreign keys that reference it stay if the new table
+        // has the key they reference.
+        next.keys.retain(|k| match &k.kind {
+            _ if k.table == *name => false,
+            KeyKind::ForeignKey {
+                references,
+                columns,
+                ..
+            } if references == name => keys.iter().any(|new| {
+                matches!(new.kind, KeyKind::PrimaryKey | KeyKind::Unique) && new.columns == *columns
+            }),
+            _ => true,
+        });
+        next.keys.extend(keys);
         if let Err(e) = self.replace_catalog(&mut catalog, next) {
             let _ = std::fs::remove_dir_all(self.data_dir.tables_dir().join(&dir));
             return Err(e);
@@ -364,6 +401,7 @@ impl Engine {
         }
         let mut next = catalog.clone();
         let removed = next.remove(&name);
+        next.remove_keys(&name);
         self.replace_catalog(&mut catalog, next)?;
         let ctx = catalog.ctx().clone();
         Self::deregister_in(&ctx, &name)?;
@@ -474,6 +512,7 @@ impl Engine {
             if let Some(Relation::Managed { dir }) = next.remove(member) {
                 dirs.push(dir);
             }
+            next.remove_keys(member);
         }
         next.schemas.retain(|s| *s != schema);
         self.replace_catalog(&mut catalog, next)?;
@@ -538,6 +577,7 @@ impl Engine {
             Some(at) => next.relations.insert(at, (new.clone(), relation)),
             None => next.put(new.clone(), relation),
         }
+        next.rename_keys(&old, &new);
         self.replace_catalog(&mut catalog, next)?;
         Self::deregister_in(&ctx, &old)?;
         if let Some(provider) = provider {
@@ -569,7 +609,7 @@ impl Engine {
         Ok(SqlStatement::CreateView(create).to_string())
     }
 
-    fn qualify_object(&self, name: &ObjectName) -> Result<QualifiedName> {
+    pub(super) fn qualify_object(&self, name: &ObjectName) -> Result<QualifiedName> {
         self.qualify(&object_name_to_table_reference(name.clone(), true)?)
     }
 

@@ -1,11 +1,12 @@
 //! The `tenure` schema: read-only tables that describe the database itself.
-//! `tenure.models` has one row per model version, read from the model cards.
+//! `tenure.models` has one row per model version, read from the model cards; `tenure.keys`
+//! one row per key of a managed table.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int16Builder, Int32Array, Int64Array, ListBuilder,
+    RecordBatch, StringArray, StringBuilder, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use tenure_udfs::ModelRegistry;
 
+use crate::catalog::{KeyConstraint, KeyKind, QualifiedName, SavedKeys};
 use crate::models::ModelStore;
 
 /// The schema that holds tenure's system tables.
@@ -135,6 +137,125 @@ impl TableProvider for ModelsTable {
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             models_schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// `tenure.keys`: one row per primary, unique or foreign key of a managed table, as last
+/// committed (see [`crate::catalog::KeyConstraint`]). pg_catalog's pg_constraint, pg_index
+/// and the index rows of pg_class are views over it.
+#[derive(Debug)]
+pub struct KeysTable {
+    pub keys: SavedKeys,
+}
+
+fn keys_schema() -> SchemaRef {
+    let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
+    Arc::new(Schema::new(vec![
+        Field::new("table_schema", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("constraint_name", DataType::Utf8, false),
+        Field::new("constraint_type", DataType::Utf8, false),
+        Field::new("columns", list(DataType::Utf8), false),
+        // 1-based column numbers, as pg_attribute.attnum.
+        Field::new("positions", list(DataType::Int16), false),
+        Field::new("references_schema", DataType::Utf8, true),
+        Field::new("references_table", DataType::Utf8, true),
+        // The referenced table's primary or unique key.
+        Field::new("references_key", DataType::Utf8, true),
+        Field::new("references_columns", list(DataType::Utf8), true),
+        Field::new("references_positions", list(DataType::Int16), true),
+    ]))
+}
+
+#[async_trait]
+impl TableProvider for KeysTable {
+    fn schema(&self) -> SchemaRef {
+        keys_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let keys = self.keys.get();
+        fn referenced(key: &KeyConstraint) -> Option<(&QualifiedName, &Vec<String>, &Vec<u16>)> {
+            match &key.kind {
+                KeyKind::ForeignKey {
+                    references,
+                    columns,
+                    positions,
+                } => Some((references, columns, positions)),
+                _ => None,
+            }
+        }
+        let mut strings = ListBuilder::new(StringBuilder::new());
+        let mut positions = ListBuilder::new(Int16Builder::new());
+        let mut referenced_strings = ListBuilder::new(StringBuilder::new());
+        let mut referenced_positions = ListBuilder::new(Int16Builder::new());
+        for key in keys.iter() {
+            strings.append_value(key.columns.iter().map(Some));
+            positions.append_value(key.positions.iter().map(|&p| Some(p as i16)));
+            match referenced(key) {
+                Some((_, columns, numbers)) => {
+                    referenced_strings.append_value(columns.iter().map(Some));
+                    referenced_positions.append_value(numbers.iter().map(|&p| Some(p as i16)));
+                }
+                None => {
+                    referenced_strings.append_null();
+                    referenced_positions.append_null();
+                }
+            }
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                keys.iter().map(|k| &k.table.schema),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                keys.iter().map(|k| &k.table.name),
+            )),
+            Arc::new(StringArray::from_iter_values(keys.iter().map(|k| &k.name))),
+            Arc::new(StringArray::from_iter_values(keys.iter().map(
+                |k| match k.kind {
+                    KeyKind::PrimaryKey => "PRIMARY KEY",
+                    KeyKind::Unique => "UNIQUE",
+                    KeyKind::ForeignKey { .. } => "FOREIGN KEY",
+                },
+            ))),
+            Arc::new(strings.finish()),
+            Arc::new(positions.finish()),
+            Arc::new(StringArray::from_iter(
+                keys.iter()
+                    .map(|k| referenced(k).map(|(r, _, _)| r.schema.as_str())),
+            )),
+            Arc::new(StringArray::from_iter(
+                keys.iter().map(|k| referenced(k).map(|(r, _, _)| r.name.as_str())),
+            )),
+            Arc::new(StringArray::from_iter(keys.iter().map(|k| {
+                let (table, columns, _) = referenced(k)?;
+                keys.iter()
+                    .find(|r| {
+                        r.table == *table
+                            && matches!(r.kind, KeyKind::PrimaryKey | KeyKind::Unique)
+                            && r.columns == *columns
+                    })
+                    .map(|r| r.name.as_str())
+            }))),
+            Arc::new(referenced_strings.finish()),
+            Arc::new(referenced_positions.finish()),
+        ];
+        let batch = RecordBatch::try_new(keys_schema(), columns)?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            keys_schema(),
             projection.cloned(),
         )?)
     }

@@ -11,7 +11,11 @@ use datafusion::sql::sqlparser::ast::{
 pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
     rewrite_name_lookups(statement);
     rewrite_like_escapes(statement);
+    rewrite_expandarray(statement);
+    rewrite_field_access(statement);
+    rewrite_int2vector_subscripts(statement);
     if catalog_query {
+        compare_regproc_columns_by_name(statement);
         inline_serial_sequence_lookups(statement);
         eager_catalog_case_subqueries(statement);
         aggregate_catalog_subqueries(statement);
@@ -265,10 +269,7 @@ pub fn inline_serial_sequence_lookups(statement: &mut SqlStatement) {
 /// aggregated: wrap the single result in `max()`. Applied to queries over pg_catalog only,
 /// where the subqueries look rows up by key.
 pub fn aggregate_catalog_subqueries(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::{
-        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
-        GroupByExpr, Ident, SelectItem, SetExpr, visit_expressions_mut,
-    };
+    use datafusion::sql::sqlparser::ast::{GroupByExpr, SelectItem, SetExpr, visit_expressions_mut};
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Subquery(query) = expr
             && let SetExpr::Select(select) = query.body.as_mut()
@@ -279,20 +280,243 @@ pub fn aggregate_catalog_subqueries(statement: &mut SqlStatement) {
             && !is_aggregate_call(item)
         {
             let inner = std::mem::replace(item, SqlExpr::Value(Value::Null.into()));
-            *item = SqlExpr::Function(Function {
-                name: ObjectName::from(vec![Ident::new("max")]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::List(FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
-                    clauses: vec![],
-                }),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            });
+            *item = function_call("max", vec![inner]);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `name(args...)`.
+fn function_call(name: &str, args: Vec<SqlExpr>) -> SqlExpr {
+    use datafusion::sql::sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    };
+    SqlExpr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+/// The lower-case name of a function call without a `pg_catalog.` or
+/// `information_schema.` qualifier, and its plain arguments.
+fn call_parts(expr: &SqlExpr) -> Option<(String, Vec<&SqlExpr>)> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let SqlExpr::Function(function) = expr else {
+        return None;
+    };
+    let name = function.name.to_string().to_ascii_lowercase();
+    let name = name
+        .strip_prefix("pg_catalog.")
+        .or_else(|| name.strip_prefix("information_schema."))
+        .unwrap_or(&name)
+        .to_string();
+    let args = match &function.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?,
+        FunctionArguments::None => Vec::new(),
+        FunctionArguments::Subquery(_) => return None,
+    };
+    Some((name, args))
+}
+
+/// `information_schema._pg_expandarray(array)`, PostgreSQL's set-returning function of
+/// `(x, n)` records (element, 1-based position) that pgjdbc's getPrimaryKeys and
+/// getIndexInfo call in a select list, becomes `unnest(tenure_expand_array(array))`: a
+/// list of such structs, unnested into one row per element as PostgreSQL does. Two calls
+/// over the same array in one select list unnest in step, as in PostgreSQL.
+///
+/// Likewise `generate_subscripts(array, dim)` (SQLAlchemy's key and index reflection, beside
+/// `unnest(array)`) becomes `unnest(generate_series(1, array_length(array, dim)))`.
+pub fn rewrite_expandarray(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
+    let _ = visit_expressions_mut(statement, |expr| {
+        let Some((name, args)) = call_parts(expr) else {
+            return std::ops::ControlFlow::<()>::Continue(());
+        };
+        let args: Vec<SqlExpr> = args.into_iter().cloned().collect();
+        match (name.as_str(), args.as_slice()) {
+            ("_pg_expandarray", [_]) => {
+                *expr = function_call("unnest", vec![function_call("tenure_expand_array", args)]);
+            }
+            ("generate_subscripts", [_, _]) => {
+                let one = SqlExpr::Value(Value::Number("1".into(), false).into());
+                *expr = function_call(
+                    "unnest",
+                    vec![function_call(
+                        "generate_series",
+                        vec![one, function_call("array_length", args)],
+                    )],
+                );
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `(record).field`, PostgreSQL's field selection, as `get_field(record, 'field')`:
+/// DataFusion plans only bracket access on an expression's fields. (`t.column[i]` parses
+/// the same way with a plain name as root; DataFusion plans that itself.)
+pub fn rewrite_field_access(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{AccessExpr, visit_expressions_mut};
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::CompoundFieldAccess { root, access_chain } = expr
+            && matches!(root.as_ref(), SqlExpr::Nested(_))
+            && access_chain
+                .iter()
+                .any(|a| matches!(a, AccessExpr::Dot(SqlExpr::Identifier(_))))
+        {
+            let mut value = std::mem::replace(root.as_mut(), SqlExpr::Value(Value::Null.into()));
+            for access in std::mem::take(access_chain) {
+                value = match access {
+                    AccessExpr::Dot(SqlExpr::Identifier(field)) => function_call(
+                        "get_field",
+                        vec![
+                            value,
+                            SqlExpr::Value(Value::SingleQuotedString(field.value).into()),
+                        ],
+                    ),
+                    other => SqlExpr::CompoundFieldAccess {
+                        root: Box::new(value),
+                        access_chain: vec![other],
+                    },
+                };
+            }
+            *expr = value;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `i.indoption[n]`, or `tmp.I_INDOPTION[n]` in pgjdbc's getIndexInfo: pg_index.indoption
+/// is an int2vector's text here (SQLAlchemy parses it as such), subscripted from 0 as
+/// PostgreSQL does, through `tenure_int2vector_element`.
+pub fn rewrite_int2vector_subscripts(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{AccessExpr, Ident, Subscript, visit_expressions_mut};
+    /// indoption, or pgjdbc's alias of it in a subquery (`i.indoption AS I_INDOPTION`).
+    fn is_int2vector(name: &Ident) -> bool {
+        name.value.to_ascii_lowercase().ends_with("indoption")
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        let SqlExpr::CompoundFieldAccess { root, access_chain } = expr else {
+            return std::ops::ControlFlow::<()>::Continue(());
+        };
+        // `t.indoption[i]` (root t, chain .indoption [i]) or `indoption[i]`.
+        let column = match (root.as_ref(), access_chain.as_slice()) {
+            (
+                SqlExpr::Identifier(table),
+                [AccessExpr::Dot(SqlExpr::Identifier(column)), AccessExpr::Subscript(_)],
+            ) if is_int2vector(column) => Some(SqlExpr::CompoundIdentifier(vec![
+                table.clone(),
+                column.clone(),
+            ])),
+            (SqlExpr::Identifier(column), [AccessExpr::Subscript(_)]) if is_int2vector(column) => {
+                Some(SqlExpr::Identifier(column.clone()))
+            }
+            _ => None,
+        };
+        if let Some(column) = column
+            && let Some(AccessExpr::Subscript(Subscript::Index { index })) = access_chain.last()
+        {
+            *expr = function_call(
+                crate::engine::INT2VECTOR_ELEMENT,
+                vec![column, index.clone()],
+            );
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// pg_type's regproc columns (typinput, typoutput, ...) hold function names here, not
+/// oids, so `typinput = 'pg_catalog.array_in'::regproc` (pgjdbc's getTypeInfo), which
+/// datafusion-pg-catalog turns into a comparison with a pg_proc oid, compares names.
+pub fn compare_regproc_columns_by_name(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, SetExpr, visit_expressions_mut};
+    const REGPROC_COLUMNS: [&str; 7] = [
+        "typinput",
+        "typoutput",
+        "typreceive",
+        "typsend",
+        "typmodin",
+        "typmodout",
+        "typanalyze",
+    ];
+    fn is_regproc_column(expr: &SqlExpr) -> bool {
+        let name = match expr {
+            SqlExpr::Identifier(ident) => &ident.value,
+            SqlExpr::CompoundIdentifier(parts) => match parts.last() {
+                Some(last) => &last.value,
+                None => return false,
+            },
+            _ => return false,
+        };
+        REGPROC_COLUMNS.contains(&name.to_ascii_lowercase().as_str())
+    }
+    /// The name in `(SELECT oid FROM pg_catalog.pg_proc WHERE proname = 'name')`.
+    fn proc_lookup_name(expr: &SqlExpr) -> Option<String> {
+        let SqlExpr::Subquery(query) = expr else {
+            return None;
+        };
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return None;
+        };
+        let from = select.from.first()?.relation.to_string().to_ascii_lowercase();
+        if !from.ends_with("pg_proc") {
+            return None;
+        }
+        let Some(SqlExpr::BinaryOp {
+            right,
+            op: BinaryOperator::Eq,
+            ..
+        }) = &select.selection
+        else {
+            return None;
+        };
+        match right.as_ref() {
+            SqlExpr::Value(v) => match &v.value {
+                Value::SingleQuotedString(name) => {
+                    Some(name.rsplit('.').next().unwrap_or(name).to_string())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq | BinaryOperator::NotEq,
+            right,
+        } = expr
+        {
+            if is_regproc_column(left)
+                && let Some(proc) = proc_lookup_name(right)
+            {
+                **right = SqlExpr::Value(Value::SingleQuotedString(proc).into());
+            } else if is_regproc_column(right)
+                && let Some(proc) = proc_lookup_name(left)
+            {
+                **left = SqlExpr::Value(Value::SingleQuotedString(proc).into());
+            }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
@@ -467,6 +691,46 @@ mod tests {
         assert!(
             sql.contains("regexp_replace") && !sql.contains("ESCAPE"),
             "{sql}"
+        );
+    }
+
+    #[test]
+    fn array_functions_and_field_selection_become_datafusion_calls() {
+        // pgjdbc's getPrimaryKeys and getIndexInfo.
+        assert_eq!(
+            rewritten(
+                "SELECT (information_schema._pg_expandarray(i.indkey)).n AS seq, \
+                 i.indoption[(information_schema._pg_expandarray(i.indkey)).n - 1] & 1 \
+                 FROM pg_index i WHERE i.indkey[1] > 0 AND (r.keys).x = 2",
+                |s| {
+                    rewrite_expandarray(s);
+                    rewrite_field_access(s);
+                    rewrite_int2vector_subscripts(s);
+                }
+            ),
+            "SELECT get_field((unnest(tenure_expand_array(i.indkey))), 'n') AS seq, \
+             tenure_int2vector_element(i.indoption, get_field((unnest(tenure_expand_array(\
+             i.indkey))), 'n') - 1) & 1 FROM pg_index i WHERE i.indkey[1] > 0 AND \
+             get_field((r.keys), 'x') = 2"
+        );
+        // SQLAlchemy's key reflection.
+        assert_eq!(
+            rewritten(
+                "SELECT unnest(c.conkey), generate_subscripts(c.conkey, $1::INTEGER) \
+                 FROM pg_catalog.pg_constraint c",
+                rewrite_expandarray
+            ),
+            "SELECT unnest(c.conkey), unnest(generate_series(1, array_length(c.conkey, \
+             $1::INTEGER))) FROM pg_catalog.pg_constraint c"
+        );
+        // pgjdbc's getTypeInfo, after datafusion-pg-catalog's regproc rule.
+        assert_eq!(
+            rewritten(
+                "SELECT typinput = (SELECT oid FROM pg_catalog.pg_proc \
+                 WHERE proname = 'pg_catalog.array_in') FROM pg_catalog.pg_type",
+                compare_regproc_columns_by_name
+            ),
+            "SELECT typinput = 'array_in' FROM pg_catalog.pg_type"
         );
     }
 

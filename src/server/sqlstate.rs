@@ -92,6 +92,12 @@ pub fn code(e: &Error) -> &'static str {
 fn invalid_code(message: &str) -> &'static str {
     if message.contains("violates its NOT NULL constraint") {
         "23502"
+    } else if message.contains("no unique constraint matching")
+        || message.contains("there is no primary key for referenced table")
+    {
+        "42830"
+    } else if message.starts_with("multiple primary keys") {
+        "42P16"
     } else if message.starts_with("invalid value for column") {
         "22P02"
     } else if message.contains("not supported") || message.contains("not yet supported") {

@@ -25,22 +25,45 @@ public class JdbcMetadata {
         }
     }
 
+    /// getTypeInfo lists every type: print how many (at least 20 or the count) and the
+    /// row of `name`.
+    static void typeInfo(DatabaseMetaData md, String name) {
+        try (ResultSet rs = md.getTypeInfo()) {
+            int total = 0;
+            String row = "missing";
+            while (rs.next()) {
+                total++;
+                if (name.equals(rs.getString("TYPE_NAME")))
+                    row = name + "|" + rs.getInt("DATA_TYPE");
+            }
+            System.out.println("getTypeInfo: " + (total >= 20 ? "20 or more" : String.valueOf(total)) + " types; " + row);
+        } catch (SQLException e) {
+            failures++;
+            System.out.println("getTypeInfo: FAILED: " + e.getMessage().split("\n")[0]);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         String url = "jdbc:postgresql://127.0.0.1:" + args[0] + "/tenure?user=tenure";
         try (Connection c = DriverManager.getConnection(url)) {
             DatabaseMetaData md = c.getMetaData();
             System.out.println("product: " + md.getDatabaseProductName() + " " + md.getDatabaseProductVersion());
             try (Statement s = c.createStatement()) {
-                s.execute("CREATE TABLE jdbc_orders (id BIGINT NOT NULL, customer TEXT, amount DOUBLE PRECISION, at TIMESTAMP)");
+                s.execute("CREATE TABLE jdbc_customers (id BIGINT PRIMARY KEY, email TEXT UNIQUE)");
+                s.execute("CREATE TABLE jdbc_orders (id BIGINT NOT NULL, customer BIGINT REFERENCES jdbc_customers, "
+                        + "amount DOUBLE PRECISION, at TIMESTAMP, CONSTRAINT jdbc_orders_key PRIMARY KEY (id, at))");
                 s.execute("CREATE VIEW jdbc_big AS SELECT id FROM jdbc_orders WHERE amount > 100");
             }
             show("getCatalogs", 1, md::getCatalogs);
             show("getSchemas", 1, md::getSchemas);
             show("getTables", 4, () -> md.getTables(null, "public", "jdbc%", new String[] {"TABLE", "VIEW"}));
             show("getColumns", 7, () -> md.getColumns(null, "public", "jdbc_orders", "%"));
-            // Not yet: getPrimaryKeys and getIndexInfo (information_schema._pg_expandarray),
-            // getImportedKeys (array subscripts on a text column), getTypeInfo (regproc
-            // comparisons); see README, Server.
+            // Metabase's and DBeaver's sync: keys, indexes and types.
+            show("getPrimaryKeys", 6, () -> md.getPrimaryKeys(null, "public", "jdbc_orders"));
+            show("getImportedKeys", 12, () -> md.getImportedKeys(null, "public", "jdbc_orders"));
+            show("getExportedKeys", 8, () -> md.getExportedKeys(null, "public", "jdbc_customers"));
+            show("getIndexInfo", 9, () -> md.getIndexInfo(null, "public", "jdbc_customers", false, false));
+            typeInfo(md, "int8");
             try (PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM jdbc_orders WHERE id > ?")) {
                 ps.setLong(1, 0);
                 try (ResultSet rs = ps.executeQuery()) {

@@ -228,8 +228,36 @@ def _():
         ("day", "DATE", True),
         ("at", "TIMESTAMP", True),
     ], columns
-    # Not yet: Table(..., autoload_with=engine), whose key and index queries unnest
-    # pg_index.indkey (see README, Server).
+    engine.dispose()
+
+
+@check("SQLAlchemy 2: Table(autoload_with) reflects primary, unique and foreign keys")
+def _():
+    import sqlalchemy
+    from sqlalchemy import inspect, text
+
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg://tenure@127.0.0.1:{PORT}/tenure")
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS py_lines"))
+        conn.execute(text("DROP TABLE IF EXISTS py_products"))
+        conn.execute(text("CREATE TABLE py_products (sku TEXT PRIMARY KEY, name TEXT UNIQUE)"))
+        conn.execute(text(
+            "CREATE TABLE py_lines (order_id BIGINT, line INT, sku TEXT REFERENCES py_products,"
+            " PRIMARY KEY (order_id, line))"
+        ))
+    metadata = sqlalchemy.MetaData()
+    lines = sqlalchemy.Table("py_lines", metadata, autoload_with=engine)
+    assert [c.name for c in lines.primary_key.columns] == ["order_id", "line"], lines.primary_key
+    assert not lines.c.order_id.nullable and lines.c.sku.nullable
+    fks = [(fk.parent.name, fk.column.table.name, fk.column.name) for fk in lines.foreign_keys]
+    assert fks == [("sku", "py_products", "sku")], fks
+    products = metadata.tables["py_products"]
+    assert [c.name for c in products.primary_key.columns] == ["sku"], products.primary_key
+    inspector = inspect(engine)
+    uniques = [(u["name"], u["column_names"]) for u in inspector.get_unique_constraints("py_products")]
+    assert uniques == [("py_products_name_key", ["name"])], uniques
+    indexes = sorted((i["name"], i["column_names"], i["unique"]) for i in inspector.get_indexes("py_products"))
+    assert indexes == [("py_products_name_key", ["name"], True)], indexes
     engine.dispose()
 
 

@@ -1,0 +1,327 @@
+//! Primary, unique and foreign keys of managed tables: taken out of `CREATE TABLE` before
+//! DataFusion plans it (DataFusion refuses foreign keys and would record the others only as
+//! column indices), checked against the new table and the catalog, and recorded there.
+//!
+//! Keys are informational, as in BigQuery or Snowflake: tenure does not check uniqueness or
+//! references on write, but records them so that pg_catalog (and so pgjdbc, Metabase,
+//! DBeaver, SQLAlchemy) shows them. A primary key's columns are NOT NULL, which is enforced.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::sql::sqlparser::ast::{
+    ColumnOption, ColumnOptionDef, CreateTable, Expr as SqlExpr, Ident, IndexColumn, ObjectName,
+    TableConstraint,
+};
+
+use super::Engine;
+use super::transaction::CatalogGuard;
+use crate::catalog::{KeyConstraint, KeyKind, QualifiedName, Relation};
+use crate::error::{Error, Result};
+
+/// A key as written in `CREATE TABLE`, before its names are resolved.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    name: Option<String>,
+    columns: Vec<String>,
+    kind: SpecKind,
+}
+
+#[derive(Debug, Clone)]
+enum SpecKind {
+    PrimaryKey,
+    Unique,
+    /// `referenced_columns` empty: the referenced table's primary key.
+    ForeignKey {
+        table: ObjectName,
+        columns: Vec<String>,
+    },
+}
+
+/// Removes the key constraints from `create` (column options and table constraints) and
+/// returns them; a primary key's columns get `NOT NULL`. CHECK constraints are refused
+/// rather than dropped silently.
+pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
+    let mut specs = Vec::new();
+    for column in &mut create.columns {
+        let mut kept = Vec::with_capacity(column.options.len());
+        for ColumnOptionDef { name, option } in std::mem::take(&mut column.options) {
+            let constraint_name = |inner: &Option<Ident>| {
+                name.as_ref().or(inner.as_ref()).map(|n| n.value.clone())
+            };
+            let spec = match &option {
+                ColumnOption::PrimaryKey(key) => KeySpec {
+                    name: constraint_name(&key.name),
+                    columns: vec![column.name.value.clone()],
+                    kind: SpecKind::PrimaryKey,
+                },
+                ColumnOption::Unique(key) => KeySpec {
+                    name: constraint_name(&key.name),
+                    columns: vec![column.name.value.clone()],
+                    kind: SpecKind::Unique,
+                },
+                ColumnOption::ForeignKey(key) => KeySpec {
+                    name: constraint_name(&key.name),
+                    columns: vec![column.name.value.clone()],
+                    kind: SpecKind::ForeignKey {
+                        table: key.foreign_table.clone(),
+                        columns: idents(&key.referred_columns),
+                    },
+                },
+                ColumnOption::Check(_) => {
+                    return Err(Error::invalid("CHECK constraints are not supported yet"));
+                }
+                _ => {
+                    kept.push(ColumnOptionDef { name, option });
+                    continue;
+                }
+            };
+            specs.push(spec);
+        }
+        column.options = kept;
+    }
+    for constraint in std::mem::take(&mut create.constraints) {
+        let spec = match constraint {
+            TableConstraint::PrimaryKey(key) => KeySpec {
+                name: key.name.map(|n| n.value),
+                columns: index_columns(&key.columns)?,
+                kind: SpecKind::PrimaryKey,
+            },
+            TableConstraint::Unique(key) => KeySpec {
+                name: key.name.map(|n| n.value),
+                columns: index_columns(&key.columns)?,
+                kind: SpecKind::Unique,
+            },
+            TableConstraint::ForeignKey(key) => KeySpec {
+                name: key.name.map(|n| n.value),
+                columns: idents(&key.columns),
+                kind: SpecKind::ForeignKey {
+                    table: key.foreign_table,
+                    columns: idents(&key.referred_columns),
+                },
+            },
+            TableConstraint::Check(_) => {
+                return Err(Error::invalid("CHECK constraints are not supported yet"));
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "table constraint {other} is not supported"
+                )));
+            }
+        };
+        specs.push(spec);
+    }
+    for spec in &specs {
+        if matches!(spec.kind, SpecKind::PrimaryKey) {
+            for column in &mut create.columns {
+                if spec.columns.contains(&column.name.value)
+                    && !column
+                        .options
+                        .iter()
+                        .any(|o| matches!(o.option, ColumnOption::NotNull))
+                {
+                    column.options.push(ColumnOptionDef {
+                        name: None,
+                        option: ColumnOption::NotNull,
+                    });
+                }
+            }
+        }
+    }
+    Ok(specs)
+}
+
+/// Whether `create` declares keys (then the engine, not DataFusion, must carry it out).
+pub fn declares_keys(create: &CreateTable) -> bool {
+    !create.constraints.is_empty()
+        || create.columns.iter().any(|c| {
+            c.options.iter().any(|o| {
+                matches!(
+                    o.option,
+                    ColumnOption::PrimaryKey(_)
+                        | ColumnOption::Unique(_)
+                        | ColumnOption::ForeignKey(_)
+                        | ColumnOption::Check(_)
+                )
+            })
+        })
+}
+
+fn idents(idents: &[Ident]) -> Vec<String> {
+    idents.iter().map(|i| normalise(i)).collect()
+}
+
+/// Identifiers as stored: unquoted ones folded to lower case, as DataFusion does.
+fn normalise(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_ascii_lowercase(),
+    }
+}
+
+fn index_columns(columns: &[IndexColumn]) -> Result<Vec<String>> {
+    columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            SqlExpr::Identifier(ident) => Ok(normalise(ident)),
+            other => Err(Error::invalid(format!(
+                "keys on expressions ({other}) are not supported; name columns"
+            ))),
+        })
+        .collect()
+}
+
+impl Engine {
+    /// The keys `specs` of the new table `table` (with `schema`), checked against it and
+    /// against `catalog` (which must not yet hold `table`'s old keys, if it replaces one).
+    pub(super) fn resolve_keys(
+        &self,
+        catalog: &mut CatalogGuard,
+        table: &QualifiedName,
+        schema: &Schema,
+        specs: Vec<KeySpec>,
+    ) -> Result<Vec<KeyConstraint>> {
+        let mut keys: Vec<KeyConstraint> = Vec::new();
+        for spec in specs {
+            if spec.columns.is_empty() {
+                return Err(Error::invalid("a key needs at least one column"));
+            }
+            let positions = column_positions(table, schema, &spec.columns)?;
+            let kind = match spec.kind {
+                SpecKind::PrimaryKey => {
+                    if keys.iter().any(|k| k.kind == KeyKind::PrimaryKey) {
+                        return Err(Error::invalid(format!(
+                            "multiple primary keys for table {table} are not allowed"
+                        )));
+                    }
+                    KeyKind::PrimaryKey
+                }
+                SpecKind::Unique => KeyKind::Unique,
+                SpecKind::ForeignKey { table: target, columns } => {
+                    let target = self.qualify_object(&target)?;
+                    // A table may reference its own key (declared in the same statement).
+                    let (target_keys, target_schema): (Vec<KeyConstraint>, SchemaRef) =
+                        if target == *table {
+                            (keys.clone(), Arc::new(schema.clone()))
+                        } else {
+                            let dir = match catalog.get(&target) {
+                                Some(Relation::Managed { dir }) => dir.clone(),
+                                Some(_) => {
+                                    return Err(Error::invalid(format!(
+                                        "referenced relation {target} is not a table tenure \
+                                         manages"
+                                    )));
+                                }
+                                None => {
+                                    return Err(Error::NotFound {
+                                        kind: "table",
+                                        name: target.to_string(),
+                                    });
+                                }
+                            };
+                            let opened = self.open_table(catalog, &dir).ok_or_else(|| {
+                                Error::Catalog(format!("table {target} is not open"))
+                            })?;
+                            (
+                                catalog.keys_of(&target).cloned().collect(),
+                                opened.current().1.schema(),
+                            )
+                        };
+                    let referenced = if columns.is_empty() {
+                        target_keys
+                            .iter()
+                            .find(|k| k.kind == KeyKind::PrimaryKey)
+                            .map(|k| k.columns.clone())
+                            .ok_or_else(|| {
+                                Error::invalid(format!(
+                                    "there is no primary key for referenced table {target}"
+                                ))
+                            })?
+                    } else {
+                        columns
+                    };
+                    if referenced.len() != spec.columns.len() {
+                        return Err(Error::invalid(format!(
+                            "number of referencing and referenced columns for foreign key \
+                             disagree ({} and {})",
+                            spec.columns.len(),
+                            referenced.len()
+                        )));
+                    }
+                    let referenced_positions =
+                        column_positions(&target, &target_schema, &referenced)?;
+                    if !target_keys.iter().any(|k| {
+                        matches!(k.kind, KeyKind::PrimaryKey | KeyKind::Unique)
+                            && k.columns == referenced
+                    }) {
+                        return Err(Error::invalid(format!(
+                            "there is no unique constraint matching given keys for referenced \
+                             table {target} ({})",
+                            referenced.join(", ")
+                        )));
+                    }
+                    KeyKind::ForeignKey {
+                        references: target,
+                        columns: referenced,
+                        positions: referenced_positions,
+                    }
+                }
+            };
+            let name = spec
+                .name
+                .unwrap_or_else(|| default_name(&table.name, &spec.columns, &kind));
+            let taken = keys.iter().any(|k| k.name == name)
+                || catalog
+                    .keys
+                    .iter()
+                    .any(|k| k.table.schema == table.schema && k.table != *table && k.name == name)
+                || catalog.get(&QualifiedName::new(&table.schema, &name)).is_some()
+                || name == table.name;
+            if taken {
+                return Err(Error::AlreadyExists {
+                    kind: "constraint",
+                    name: format!("{}.{name}", table.schema),
+                });
+            }
+            keys.push(KeyConstraint {
+                table: table.clone(),
+                name,
+                kind,
+                columns: spec.columns,
+                positions,
+            });
+        }
+        Ok(keys)
+    }
+}
+
+/// PostgreSQL's names: `t_pkey`, `t_a_b_key`, `t_a_fkey`.
+fn default_name(table: &str, columns: &[String], kind: &KeyKind) -> String {
+    match kind {
+        KeyKind::PrimaryKey => format!("{table}_pkey"),
+        KeyKind::Unique => format!("{table}_{}_key", columns.join("_")),
+        KeyKind::ForeignKey { .. } => format!("{table}_{}_fkey", columns.join("_")),
+    }
+}
+
+/// The 1-based positions of `columns` in `schema`.
+fn column_positions(
+    table: &QualifiedName,
+    schema: &Schema,
+    columns: &[String],
+) -> Result<Vec<u16>> {
+    let mut positions = Vec::with_capacity(columns.len());
+    for (i, column) in columns.iter().enumerate() {
+        if columns[..i].contains(column) {
+            return Err(Error::invalid(format!(
+                "column {column} appears twice in a key"
+            )));
+        }
+        let index = schema.index_of(column).map_err(|_| Error::NotFound {
+            kind: "column",
+            name: format!("{column} of table {table}"),
+        })?;
+        positions.push(index as u16 + 1);
+    }
+    Ok(positions)
+}
