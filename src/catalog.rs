@@ -100,7 +100,8 @@ pub struct CatalogState {
     pub keys: Vec<KeyConstraint>,
 }
 
-/// A `PRIMARY KEY`, `UNIQUE` or `FOREIGN KEY` constraint of a managed table.
+/// A `PRIMARY KEY`, `UNIQUE` or `FOREIGN KEY` constraint of a managed table, or an index
+/// (`CREATE INDEX`, recorded but not built: scans are fast without one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyConstraint {
     pub table: QualifiedName,
@@ -123,6 +124,9 @@ pub enum KeyKind {
         references: QualifiedName,
         columns: Vec<String>,
         positions: Vec<u16>,
+    },
+    Index {
+        unique: bool,
     },
 }
 
@@ -148,12 +152,22 @@ pub fn key_index_oid(schema: &str, table: &str, name: &str) -> i32 {
 }
 
 impl KeyKind {
-    /// pg_constraint.contype.
-    pub fn code(&self) -> &'static str {
+    /// Whether a foreign key may reference it (PostgreSQL's rule: a unique key or index).
+    pub fn is_unique(&self) -> bool {
+        matches!(
+            self,
+            KeyKind::PrimaryKey | KeyKind::Unique | KeyKind::Index { unique: true }
+        )
+    }
+
+    /// How `tenure.keys` names the kind.
+    pub fn name(&self) -> &'static str {
         match self {
-            KeyKind::PrimaryKey => "p",
-            KeyKind::Unique => "u",
-            KeyKind::ForeignKey { .. } => "f",
+            KeyKind::PrimaryKey => "PRIMARY KEY",
+            KeyKind::Unique => "UNIQUE",
+            KeyKind::ForeignKey { .. } => "FOREIGN KEY",
+            KeyKind::Index { unique: false } => "INDEX",
+            KeyKind::Index { unique: true } => "UNIQUE INDEX",
         }
     }
 }

@@ -775,7 +775,7 @@ async fn psql_catalog_commands_notices_and_tls() {
 
     let (ok, out, err) = server.psql(&[
         "-c",
-        "CREATE TABLE customers (customer_id BIGINT NOT NULL, name TEXT, spend DOUBLE PRECISION)",
+        "CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, name TEXT, spend DOUBLE PRECISION)",
         "-c",
         "CREATE VIEW big_spenders AS SELECT * FROM customers WHERE spend > 100",
         "-c",
@@ -789,7 +789,9 @@ async fn psql_catalog_commands_notices_and_tls() {
     assert!(ok && out.contains("big_spenders"), "\\dv: {out}{err}");
     let (ok, out, err) = server.psql(&["-c", "\\d customers"]);
     assert!(
-        ok && out.contains("customer_id") && out.contains("bigint"),
+        ok && out.contains("customer_id")
+            && out.contains("bigint")
+            && out.contains("\"customers_pkey\" PRIMARY KEY, btree (customer_id)"),
         "\\d customers: {out}{err}"
     );
     let (ok, out, err) = server.psql(&["-c", "\\dn"]);

@@ -9,12 +9,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, ColumnOptionDef, CreateTable, Expr as SqlExpr, Ident, IndexColumn, ObjectName,
-    TableConstraint,
+    ColumnOption, ColumnOptionDef, CreateIndex, CreateTable, Expr as SqlExpr, Ident, IndexColumn,
+    ObjectName, TableConstraint,
 };
 
-use super::Engine;
+use super::{Engine, Output};
 use super::transaction::CatalogGuard;
 use crate::catalog::{KeyConstraint, KeyKind, QualifiedName, Relation};
 use crate::error::{Error, Result};
@@ -35,6 +36,9 @@ enum SpecKind {
     ForeignKey {
         table: ObjectName,
         columns: Vec<String>,
+    },
+    Index {
+        unique: bool,
     },
 }
 
@@ -197,6 +201,7 @@ impl Engine {
                     KeyKind::PrimaryKey
                 }
                 SpecKind::Unique => KeyKind::Unique,
+                SpecKind::Index { unique } => KeyKind::Index { unique },
                 SpecKind::ForeignKey { table: target, columns } => {
                     let target = self.qualify_object(&target)?;
                     // A table may reference its own key (declared in the same statement).
@@ -251,8 +256,7 @@ impl Engine {
                     let referenced_positions =
                         column_positions(&target, &target_schema, &referenced)?;
                     if !target_keys.iter().any(|k| {
-                        matches!(k.kind, KeyKind::PrimaryKey | KeyKind::Unique)
-                            && k.columns == referenced
+                        k.kind.is_unique() && k.columns == referenced
                     }) {
                         return Err(Error::invalid(format!(
                             "there is no unique constraint matching given keys for referenced \
@@ -295,12 +299,133 @@ impl Engine {
     }
 }
 
-/// PostgreSQL's names: `t_pkey`, `t_a_b_key`, `t_a_fkey`.
+impl Engine {
+    /// `CREATE [UNIQUE] INDEX [IF NOT EXISTS] [name] ON t (cols)`: recorded like a key
+    /// (pg_index, pg_class, psql's `\d`), not built, and uniqueness is not checked.
+    pub(super) async fn create_index(
+        &self,
+        session: &SessionContext,
+        create: CreateIndex,
+    ) -> Result<Output> {
+        if create.predicate.is_some() {
+            return Err(Error::invalid(
+                "partial indexes (CREATE INDEX ... WHERE) are not supported",
+            ));
+        }
+        let table = self.qualify_object(&create.table_name)?;
+        let columns = index_columns(&create.columns)?;
+        let name = match &create.name {
+            Some(name) => match name.0.last().and_then(|part| part.as_ident()) {
+                Some(ident) => Some(normalise(ident)),
+                None => return Err(Error::invalid(format!("invalid index name {name}"))),
+            },
+            None => None,
+        };
+        let mut catalog = self.lock_catalog(session).await?;
+        let dir = match catalog.get(&table) {
+            Some(Relation::Managed { dir }) => dir.clone(),
+            Some(_) => {
+                return Err(Error::invalid(format!(
+                    "cannot create an index on {table}: indexes are supported on tables \
+                     tenure manages"
+                )));
+            }
+            None => {
+                return Err(Error::NotFound {
+                    kind: "table",
+                    name: table.to_string(),
+                });
+            }
+        };
+        if let Some(name) = &name
+            && catalog
+                .keys
+                .iter()
+                .any(|k| k.table.schema == table.schema && k.name == *name)
+        {
+            if create.if_not_exists {
+                return Ok(Output::command("CREATE INDEX"));
+            }
+            return Err(Error::AlreadyExists {
+                kind: "relation",
+                name: format!("{}.{name}", table.schema),
+            });
+        }
+        let schema = self
+            .open_table(&mut catalog, &dir)
+            .ok_or_else(|| Error::Catalog(format!("table {table} is not open")))?
+            .current()
+            .1
+            .schema();
+        let spec = KeySpec {
+            name,
+            columns,
+            kind: SpecKind::Index {
+                unique: create.unique,
+            },
+        };
+        let mut index = self.resolve_keys(&mut catalog, &table, &schema, vec![spec])?;
+        // resolve_keys checks names against other tables' keys; this table's too.
+        if let Some(new) = index.first_mut()
+            && catalog.keys_of(&table).any(|k| k.name == new.name)
+        {
+            return Err(Error::AlreadyExists {
+                kind: "relation",
+                name: format!("{}.{}", table.schema, new.name),
+            });
+        }
+        let mut next = catalog.clone();
+        next.keys.extend(index);
+        self.replace_catalog(&mut catalog, next)?;
+        Ok(Output::command("CREATE INDEX"))
+    }
+
+    /// `DROP INDEX [IF EXISTS] name, ...`. The index of a key belongs to its constraint and
+    /// cannot be dropped alone, as in PostgreSQL.
+    pub(super) async fn drop_indexes(
+        &self,
+        session: &SessionContext,
+        names: &[ObjectName],
+        if_exists: bool,
+    ) -> Result<Output> {
+        let mut catalog = self.lock_catalog(session).await?;
+        let mut next = catalog.clone();
+        for name in names {
+            let name = self.qualify_object(name)?;
+            let Some(at) = next
+                .keys
+                .iter()
+                .position(|k| k.table.schema == name.schema && k.name == name.name)
+            else {
+                if if_exists {
+                    continue;
+                }
+                return Err(Error::NotFound {
+                    kind: "index",
+                    name: name.to_string(),
+                });
+            };
+            let key = &next.keys[at];
+            if !matches!(key.kind, KeyKind::Index { .. }) {
+                return Err(Error::invalid(format!(
+                    "cannot drop index {name} because constraint {} on table {} requires it",
+                    key.name, key.table
+                )));
+            }
+            next.keys.remove(at);
+        }
+        self.replace_catalog(&mut catalog, next)?;
+        Ok(Output::command("DROP INDEX"))
+    }
+}
+
+/// PostgreSQL's names: `t_pkey`, `t_a_b_key`, `t_a_fkey`, `t_a_idx`.
 fn default_name(table: &str, columns: &[String], kind: &KeyKind) -> String {
     match kind {
         KeyKind::PrimaryKey => format!("{table}_pkey"),
         KeyKind::Unique => format!("{table}_{}_key", columns.join("_")),
         KeyKind::ForeignKey { .. } => format!("{table}_{}_fkey", columns.join("_")),
+        KeyKind::Index { .. } => format!("{table}_{}_idx", columns.join("_")),
     }
 }
 

@@ -53,7 +53,9 @@ pub async fn install(ctx: &SessionContext, roles: Vec<String>, keys: SavedKeys) 
 ///
 /// pg_constraint, pg_index and pg_class's index rows come from `tenure.keys` (keys of
 /// managed tables; datafusion-pg-catalog's are fixed rows of PostgreSQL's own catalogs).
-/// pg_class also gets `reloptions` (always NULL), which SQLAlchemy's index reflection reads.
+/// pg_class also gets `reloptions` (always NULL), which SQLAlchemy's index reflection reads,
+/// and `relhasindex` is true for tables with a primary or unique key (psql's `\d` then lists
+/// them).
 /// A key's index and constraint oids come from its names (`KeyConstraint::index_oid`),
 /// which `pg_get_indexdef` and `pg_get_constraintdef` decode. conkey, confkey and indkey are
 /// smallint arrays, so the subscripts and unnest that pgjdbc and SQLAlchemy use work;
@@ -152,7 +154,21 @@ const CATALOG_VIEWS: [(&str, &str); 6] = [
     ),
     (
         "pg_class",
-        "SELECT *, CAST(NULL AS VARCHAR[]) AS reloptions FROM pg_catalog.pg_class \
+        "SELECT c.oid, c.relname, c.relnamespace, c.reltype, c.reloftype, c.relowner, \
+                c.relam, c.relfilenode, c.reltablespace, c.relpages, c.reltuples, \
+                c.relallvisible, c.reltoastrelid, \
+                c.relhasindex OR x.relname IS NOT NULL AS relhasindex, \
+                c.relisshared, c.relpersistence, c.relkind, c.relnatts, c.relchecks, \
+                c.relhasrules, c.relhastriggers, c.relhassubclass, c.relrowsecurity, \
+                c.relforcerowsecurity, c.relispopulated, c.relreplident, c.relispartition, \
+                c.relrewrite, c.relfrozenxid, c.relminmxid, c.relpartbound, \
+                CAST(NULL AS VARCHAR[]) AS reloptions \
+         FROM pg_catalog.pg_class c \
+         LEFT JOIN (SELECT DISTINCT n.oid AS relnamespace, k.table_name AS relname \
+                    FROM tenure.keys k \
+                    JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
+                    WHERE k.constraint_type IN ('PRIMARY KEY', 'UNIQUE')) x \
+           ON x.relnamespace = c.relnamespace AND x.relname = c.relname AND c.relkind = 'r' \
          UNION ALL \
          SELECT tenure_key_oid(k.table_schema, k.table_name, k.constraint_name), \
                 k.constraint_name, c.relnamespace, 0, 0, c.relowner, 403, 0, 0, 1, \

@@ -20,7 +20,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
     AlterTable, AlterTableOperation, Assignment, AssignmentTarget, Delete, FromTable, Ident,
-    ObjectName, RenameTableNameKind, Statement as SqlStatement, TableFactor, TableWithJoins,
+    ObjectName, ObjectType, RenameTableNameKind, Statement as SqlStatement, TableFactor, TableWithJoins,
     Update,
 };
 use futures::TryStreamExt;
@@ -52,6 +52,13 @@ impl Engine {
                 SqlStatement::Update(update) => self.update(session, update).await,
                 SqlStatement::Delete(delete) => self.delete(session, delete).await,
                 SqlStatement::AlterTable(alter) => self.alter_table(session, alter).await,
+                SqlStatement::CreateIndex(create) => self.create_index(session, create).await,
+                SqlStatement::Drop {
+                    object_type: ObjectType::Index,
+                    names,
+                    if_exists,
+                    ..
+                } => self.drop_indexes(session, &names, if_exists).await,
                 SqlStatement::CreateTable(mut create) if keys::declares_keys(&create) => {
                     let specs = keys::take_keys(&mut create)?;
                     let statement =
@@ -86,6 +93,8 @@ impl Engine {
                     true
                 }
                 SqlStatement::CreateTable(create) => keys::declares_keys(create),
+                SqlStatement::CreateIndex(_) => true,
+                SqlStatement::Drop { object_type, .. } => *object_type == ObjectType::Index,
                 _ => false,
             },
             _ => false,
@@ -270,7 +279,7 @@ impl Engine {
                 columns,
                 ..
             } if references == name => keys.iter().any(|new| {
-                matches!(new.kind, KeyKind::PrimaryKey | KeyKind::Unique) && new.columns == *columns
+                new.kind.is_unique() && new.columns == *columns
             }),
             _ => true,
         });

@@ -142,7 +142,7 @@ impl TableProvider for ModelsTable {
     }
 }
 
-/// `tenure.keys`: one row per primary, unique or foreign key of a managed table, as last
+/// `tenure.keys`: one row per primary, unique or foreign key or index of a managed table, as last
 /// committed (see [`crate::catalog::KeyConstraint`]). pg_catalog's pg_constraint, pg_index
 /// and the index rows of pg_class are views over it.
 #[derive(Debug)]
@@ -223,13 +223,9 @@ impl TableProvider for KeysTable {
                 keys.iter().map(|k| &k.table.name),
             )),
             Arc::new(StringArray::from_iter_values(keys.iter().map(|k| &k.name))),
-            Arc::new(StringArray::from_iter_values(keys.iter().map(
-                |k| match k.kind {
-                    KeyKind::PrimaryKey => "PRIMARY KEY",
-                    KeyKind::Unique => "UNIQUE",
-                    KeyKind::ForeignKey { .. } => "FOREIGN KEY",
-                },
-            ))),
+            Arc::new(StringArray::from_iter_values(
+                keys.iter().map(|k| k.kind.name()),
+            )),
             Arc::new(strings.finish()),
             Arc::new(positions.finish()),
             Arc::new(StringArray::from_iter(
@@ -244,7 +240,7 @@ impl TableProvider for KeysTable {
                 keys.iter()
                     .find(|r| {
                         r.table == *table
-                            && matches!(r.kind, KeyKind::PrimaryKey | KeyKind::Unique)
+                            && r.kind.is_unique()
                             && r.columns == *columns
                     })
                     .map(|r| r.name.as_str())
