@@ -98,6 +98,18 @@ pub struct CatalogState {
     /// as in BigQuery or Snowflake; the NOT NULL of a primary key's columns is enforced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyConstraint>,
+    /// `COMMENT ON TABLE / VIEW / COLUMN`, shown in pg_description.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comments: Vec<Comment>,
+}
+
+/// The comment on a relation (`column` None) or on one of its columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    pub relation: QualifiedName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub text: String,
 }
 
 /// A `PRIMARY KEY`, `UNIQUE` or `FOREIGN KEY` constraint of a managed table, or an index
@@ -180,6 +192,7 @@ impl Default for CatalogState {
             relations: Vec::new(),
             next_table_id: 1,
             keys: Vec::new(),
+            comments: Vec::new(),
         }
     }
 }
@@ -237,17 +250,42 @@ impl CatalogState {
         self.keys.iter().filter(move |k| k.table == *table)
     }
 
-    /// Forgets the keys of `table` and the foreign keys that reference it (as PostgreSQL's
-    /// `DROP TABLE ... CASCADE` drops them).
-    pub fn remove_keys(&mut self, table: &QualifiedName) {
+    /// Forgets what belongs to the relation `name`, which is being dropped or replaced: its
+    /// keys, the foreign keys that reference it (as PostgreSQL's `DROP TABLE ... CASCADE`
+    /// drops them) and its comments.
+    pub fn forget(&mut self, name: &QualifiedName) {
         self.keys.retain(|k| {
-            k.table != *table
-                && !matches!(&k.kind, KeyKind::ForeignKey { references, .. } if references == table)
+            k.table != *name
+                && !matches!(&k.kind, KeyKind::ForeignKey { references, .. } if references == name)
         });
+        self.comments.retain(|c| c.relation != *name);
     }
 
-    /// Moves the keys of `from`, and the references to it, to `to`.
-    pub fn rename_keys(&mut self, from: &QualifiedName, to: &QualifiedName) {
+    /// Sets (or with `text` None removes) the comment on `relation` or its `column`.
+    pub fn set_comment(
+        &mut self,
+        relation: &QualifiedName,
+        column: Option<String>,
+        text: Option<String>,
+    ) {
+        self.comments
+            .retain(|c| !(c.relation == *relation && c.column == column));
+        if let Some(text) = text {
+            self.comments.push(Comment {
+                relation: relation.clone(),
+                column,
+                text,
+            });
+        }
+    }
+
+    /// Moves the keys and comments of `from`, and the references to it, to `to`.
+    pub fn rename_metadata(&mut self, from: &QualifiedName, to: &QualifiedName) {
+        for comment in &mut self.comments {
+            if comment.relation == *from {
+                comment.relation = to.clone();
+            }
+        }
         for key in &mut self.keys {
             if key.table == *from {
                 key.table = to.clone();
@@ -283,21 +321,21 @@ impl CatalogState {
 #[derive(Debug)]
 pub struct CatalogStore {
     path: PathBuf,
-    saved_keys: SavedKeys,
+    saved: SavedCatalog,
 }
 
-/// The keys of the catalog as last loaded or saved, for readers that must not wait for the
-/// catalog lock (pg_catalog's tables: a transaction block holds the lock until it ends).
+/// The catalog as last loaded or saved, for readers that must not wait for the catalog
+/// lock (pg_catalog's keys and comments: a transaction block holds the lock until it ends).
 #[derive(Debug, Clone, Default)]
-pub struct SavedKeys(Arc<RwLock<Arc<Vec<KeyConstraint>>>>);
+pub struct SavedCatalog(Arc<RwLock<Arc<CatalogState>>>);
 
-impl SavedKeys {
-    pub fn get(&self) -> Arc<Vec<KeyConstraint>> {
+impl SavedCatalog {
+    pub fn get(&self) -> Arc<CatalogState> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set(&self, keys: &[KeyConstraint]) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys.to_vec());
+    fn set(&self, state: &CatalogState) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state.clone());
     }
 }
 
@@ -305,12 +343,12 @@ impl CatalogStore {
     pub fn new(path: &Path) -> Self {
         CatalogStore {
             path: path.to_path_buf(),
-            saved_keys: SavedKeys::default(),
+            saved: SavedCatalog::default(),
         }
     }
 
-    pub fn saved_keys(&self) -> SavedKeys {
-        self.saved_keys.clone()
+    pub fn saved(&self) -> SavedCatalog {
+        self.saved.clone()
     }
 
     /// Loads the catalog; a missing file is an empty catalog, a corrupt one an error (never
@@ -337,7 +375,7 @@ impl CatalogStore {
                 state.format
             )));
         }
-        self.saved_keys.set(&state.keys);
+        self.saved.set(&state);
         Ok(state)
     }
 
@@ -346,7 +384,7 @@ impl CatalogStore {
         let bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| Error::Catalog(format!("cannot encode catalog: {e}")))?;
         write_atomically(&self.path, &bytes)?;
-        self.saved_keys.set(&state.keys);
+        self.saved.set(state);
         Ok(())
     }
 }

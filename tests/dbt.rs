@@ -119,5 +119,22 @@ async fn dbt_seed_run_test_and_run_again() {
     )
     .await;
     assert_eq!(churned, [[Some("reactivation campaign".to_string())]]);
+    // persist_docs: the descriptions of schema.yml as comments, after the second run too.
+    let comments = simple_rows(
+        &client,
+        "SELECT coalesce(column_name, '-') || ': ' || comment FROM tenure.comments \
+         WHERE table_name = 'lifecycle_actions' ORDER BY column_name NULLS FIRST",
+    )
+    .await;
+    assert_eq!(
+        comments,
+        [
+            [Some(
+                "-: One row per customer with the next action for their lifecycle stage."
+                    .to_string()
+            )],
+            [Some("customer_id: The customer, one row each.".to_string())]
+        ]
+    );
     server.stop().await;
 }

@@ -779,6 +779,10 @@ async fn psql_catalog_commands_notices_and_tls() {
         "-c",
         "CREATE VIEW big_spenders AS SELECT * FROM customers WHERE spend > 100",
         "-c",
+        "CREATE INDEX customers_name_idx ON customers (name)",
+        "-c",
+        "COMMENT ON COLUMN customers.spend IS 'Lifetime spend in EUR'",
+        "-c",
         "CREATE SCHEMA marts",
     ]);
     assert!(ok, "{out}{err}");
@@ -791,8 +795,14 @@ async fn psql_catalog_commands_notices_and_tls() {
     assert!(
         ok && out.contains("customer_id")
             && out.contains("bigint")
-            && out.contains("\"customers_pkey\" PRIMARY KEY, btree (customer_id)"),
+            && out.contains("\"customers_pkey\" PRIMARY KEY, btree (customer_id)")
+            && out.contains("\"customers_name_idx\" btree (name)"),
         "\\d customers: {out}{err}"
+    );
+    let (ok, out, err) = server.psql(&["-c", "\\d+ customers"]);
+    assert!(
+        ok && out.contains("Lifetime spend in EUR"),
+        "\\d+ customers: {out}{err}"
     );
     let (ok, out, err) = server.psql(&["-c", "\\dn"]);
     assert!(

@@ -5,6 +5,7 @@
 //! catalog; everything else (queries, EXPLAIN, SET, SHOW, ...) DataFusion runs as is.
 //! External data sources and the rules on which paths a client may name live in [`external`].
 
+mod comments;
 mod external;
 mod keys;
 mod models;
@@ -141,8 +142,8 @@ impl Engine {
         let state = store.load()?;
         let models = Arc::new(ModelStore::open(&data_dir.models_dir())?);
         // Before pg_catalog, whose key tables are views over tenure.keys.
-        register_system_tables(&ctx, models.clone(), store.saved_keys())?;
-        postgres::install(&ctx, roles, store.saved_keys()).await?;
+        register_system_tables(&ctx, models.clone(), store.saved())?;
+        postgres::install(&ctx, roles, store.saved()).await?;
         tenure_models::set_compute_threads(config.threads);
         tenure_udfs::register_all(&ctx, models.clone());
         let engine = Engine {
@@ -524,11 +525,11 @@ fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> 
     Ok(SessionContext::new_with_state(state))
 }
 
-/// The `tenure` schema's tables: `tenure.models` and `tenure.keys`.
+/// The `tenure` schema's tables: `tenure.models`, `tenure.keys` and `tenure.comments`.
 fn register_system_tables(
     ctx: &SessionContext,
     models: Arc<ModelStore>,
-    keys: crate::catalog::SavedKeys,
+    saved: crate::catalog::SavedCatalog,
 ) -> Result<()> {
     use datafusion::catalog::SchemaProvider;
     let catalog = ctx
@@ -539,7 +540,16 @@ fn register_system_tables(
         "models".to_string(),
         Arc::new(system_tables::ModelsTable { store: models }),
     )?;
-    schema.register_table("keys".to_string(), Arc::new(system_tables::KeysTable { keys }))?;
+    schema.register_table(
+        "keys".to_string(),
+        Arc::new(system_tables::KeysTable {
+            catalog: saved.clone(),
+        }),
+    )?;
+    schema.register_table(
+        "comments".to_string(),
+        Arc::new(system_tables::CommentsTable { catalog: saved }),
+    )?;
     catalog.register_schema(SYSTEM_SCHEMA, schema)?;
     Ok(())
 }

@@ -15,13 +15,13 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::catalog::{KeyConstraint, KeyKind, SavedKeys, key_index_oid};
+use crate::catalog::{KeyConstraint, KeyKind, SavedCatalog, key_index_oid};
 
-pub fn register(ctx: &SessionContext, keys: SavedKeys) {
+pub fn register(ctx: &SessionContext, catalog: SavedCatalog) {
     for function in [Function::KeyOid, Function::IndexDef, Function::ConstraintDef] {
         ctx.register_udf(ScalarUDF::new_from_impl(KeyFunction {
             function,
-            keys: keys.clone(),
+            catalog: catalog.clone(),
             signature: Signature::variadic_any(Volatility::Stable),
         }));
     }
@@ -41,7 +41,7 @@ enum Function {
 #[derive(Debug)]
 struct KeyFunction {
     function: Function,
-    keys: SavedKeys,
+    catalog: SavedCatalog,
     signature: Signature,
 }
 
@@ -119,7 +119,8 @@ impl ScalarUDFImpl for KeyFunction {
                 })))
             }
             Function::IndexDef | Function::ConstraintDef => {
-                let keys = self.keys.get();
+                let catalog = self.catalog.get();
+                let keys = &catalog.keys;
                 // Index oids are even; a constraint's is its index's plus one.
                 let offset = if self.function == Function::IndexDef { 0 } else { 1 };
                 let by_oid: HashMap<i32, &KeyConstraint> =
@@ -143,7 +144,7 @@ impl ScalarUDFImpl for KeyFunction {
                             0 => Some(index_definition(key)),
                             n => key.columns.get(usize::try_from(n - 1).ok()?).cloned(),
                         },
-                        _ => Some(constraint_definition(key)),
+                        _ => constraint_definition(key),
                     }
                 })))
             }
@@ -155,7 +156,8 @@ impl ScalarUDFImpl for KeyFunction {
 /// `CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id)`.
 fn index_definition(key: &KeyConstraint) -> String {
     format!(
-        "CREATE UNIQUE INDEX {} ON {}.{} USING btree ({})",
+        "CREATE {}INDEX {} ON {}.{} USING btree ({})",
+        if key.kind.is_unique() { "UNIQUE " } else { "" },
         key.name,
         key.table.schema,
         key.table.name,
@@ -163,12 +165,14 @@ fn index_definition(key: &KeyConstraint) -> String {
     )
 }
 
-/// `PRIMARY KEY (id)`, `UNIQUE (email)`, `FOREIGN KEY (customer_id) REFERENCES customers(id)`.
-fn constraint_definition(key: &KeyConstraint) -> String {
+/// `PRIMARY KEY (id)`, `UNIQUE (email)`, `FOREIGN KEY (customer_id) REFERENCES customers(id)`;
+/// None for an index, which is no constraint.
+fn constraint_definition(key: &KeyConstraint) -> Option<String> {
     let columns = key.columns.join(", ");
-    match &key.kind {
+    Some(match &key.kind {
         KeyKind::PrimaryKey => format!("PRIMARY KEY ({columns})"),
         KeyKind::Unique => format!("UNIQUE ({columns})"),
+        KeyKind::Index { .. } => return None,
         KeyKind::ForeignKey {
             references,
             columns: referenced,
@@ -184,5 +188,5 @@ fn constraint_definition(key: &KeyConstraint) -> String {
                 referenced.join(", ")
             )
         }
-    }
+    })
 }

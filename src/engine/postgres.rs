@@ -16,20 +16,25 @@ use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
 use super::CATALOG_NAME;
-use crate::catalog::SavedKeys;
+use crate::catalog::SavedCatalog;
 use crate::error::{Error, Result};
 
 /// Schemas clients may not create or drop: tenure's system tables and PostgreSQL's.
 pub const RESERVED_SCHEMAS: &[&str] = &[super::SYSTEM_SCHEMA, "pg_catalog", "information_schema"];
 
 /// `roles`: the users clients may log in as, shown in pg_roles (psql's `\du`).
-/// `keys`: the keys of managed tables, which pg_constraint, pg_index and pg_class show.
-pub async fn install(ctx: &SessionContext, roles: Vec<String>, keys: SavedKeys) -> Result<()> {
+/// `catalog`: the saved catalog, whose keys and comments pg_constraint, pg_index, pg_class
+/// and pg_description show.
+pub async fn install(
+    ctx: &SessionContext,
+    roles: Vec<String>,
+    catalog: SavedCatalog,
+) -> Result<()> {
     datafusion_pg_catalog::setup_pg_catalog(ctx, CATALOG_NAME, Roles { names: roles })
         .map_err(|e| Error::Catalog(format!("cannot set up pg_catalog: {e}")))?;
     // Before the catalog views, which call them.
     register_driver_functions(ctx);
-    super::pg_keys::register(ctx, keys);
+    super::pg_keys::register(ctx, catalog);
     override_catalog_views(ctx).await?;
     let version = crate::server::version_string();
     ctx.register_udf(create_udf(
@@ -51,8 +56,9 @@ pub async fn install(ctx: &SessionContext, roles: Vec<String>, keys: SavedKeys) 
 /// whether a relation is a table or a view, took every view for a table. pg_settings with
 /// the preset settings drivers read from it (pgjdbc: max_index_keys).
 ///
-/// pg_constraint, pg_index and pg_class's index rows come from `tenure.keys` (keys of
-/// managed tables; datafusion-pg-catalog's are fixed rows of PostgreSQL's own catalogs).
+/// pg_constraint, pg_index and pg_class's index rows come from `tenure.keys` (keys and
+/// indexes of managed tables; datafusion-pg-catalog's are fixed rows of PostgreSQL's own catalogs).
+/// pg_description adds the comments of `COMMENT ON` (`tenure.comments`) to PostgreSQL's own.
 /// pg_class also gets `reloptions` (always NULL), which SQLAlchemy's index reflection reads,
 /// and `relhasindex` is true for tables with a primary or unique key (psql's `\d` then lists
 /// them).
@@ -61,7 +67,7 @@ pub async fn install(ctx: &SessionContext, roles: Vec<String>, keys: SavedKeys) 
 /// smallint arrays, so the subscripts and unnest that pgjdbc and SQLAlchemy use work;
 /// indoption is an int2vector's text (`'0 0'`), which SQLAlchemy parses, and the server
 /// rewrites pgjdbc's subscripts of it to `tenure_int2vector_element`.
-const CATALOG_VIEWS: [(&str, &str); 6] = [
+const CATALOG_VIEWS: [(&str, &str); 7] = [
     (
         "pg_tables",
         "SELECT n.nspname AS schemaname, c.relname AS tablename, \
@@ -102,7 +108,7 @@ const CATALOG_VIEWS: [(&str, &str); 6] = [
                 c.oid AS indrelid, \
                 CAST(array_length(k.positions) AS SMALLINT) AS indnatts, \
                 CAST(array_length(k.positions) AS SMALLINT) AS indnkeyatts, \
-                true AS indisunique, false AS indnullsnotdistinct, \
+                k.constraint_type <> 'INDEX' AS indisunique, false AS indnullsnotdistinct, \
                 k.constraint_type = 'PRIMARY KEY' AS indisprimary, false AS indisexclusion, \
                 true AS indimmediate, false AS indisclustered, true AS indisvalid, \
                 false AS indcheckxmin, true AS indisready, true AS indislive, \
@@ -115,7 +121,7 @@ const CATALOG_VIEWS: [(&str, &str); 6] = [
          FROM tenure.keys k \
          JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = k.table_name \
-         WHERE c.relkind = 'r' AND k.constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+         WHERE c.relkind = 'r' AND k.constraint_type <> 'FOREIGN KEY'",
     ),
     (
         "pg_constraint",
@@ -150,7 +156,22 @@ const CATALOG_VIEWS: [(&str, &str); 6] = [
                     JOIN pg_catalog.pg_class rc ON rc.relnamespace = rn.oid \
                     WHERE rc.relkind = 'r') r \
            ON r.nspname = k.references_schema AND r.relname = k.references_table \
-         WHERE c.relkind = 'r'",
+         WHERE c.relkind = 'r' \
+           AND k.constraint_type IN ('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY')",
+    ),
+    (
+        "pg_description",
+        "SELECT objoid, classoid, objsubid, description FROM pg_catalog.pg_description \
+         UNION ALL \
+         SELECT c.oid, pc.oid, CAST(COALESCE(a.attnum, 0) AS INT), m.comment \
+         FROM tenure.comments m \
+         JOIN pg_catalog.pg_namespace n ON n.nspname = m.table_schema \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = m.table_name \
+         LEFT JOIN pg_catalog.pg_attribute a \
+           ON a.attrelid = c.oid AND a.attname = m.column_name \
+         CROSS JOIN (SELECT c2.oid FROM pg_catalog.pg_class c2 \
+                     JOIN pg_catalog.pg_namespace n2 ON n2.oid = c2.relnamespace \
+                     WHERE n2.nspname = 'pg_catalog' AND c2.relname = 'pg_class') pc",
     ),
     (
         "pg_class",
@@ -167,7 +188,7 @@ const CATALOG_VIEWS: [(&str, &str); 6] = [
          LEFT JOIN (SELECT DISTINCT n.oid AS relnamespace, k.table_name AS relname \
                     FROM tenure.keys k \
                     JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
-                    WHERE k.constraint_type IN ('PRIMARY KEY', 'UNIQUE')) x \
+                    WHERE k.constraint_type <> 'FOREIGN KEY') x \
            ON x.relnamespace = c.relnamespace AND x.relname = c.relname AND c.relkind = 'r' \
          UNION ALL \
          SELECT tenure_key_oid(k.table_schema, k.table_name, k.constraint_name), \
@@ -179,7 +200,7 @@ const CATALOG_VIEWS: [(&str, &str); 6] = [
          FROM tenure.keys k \
          JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = k.table_name \
-         WHERE c.relkind = 'r' AND k.constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+         WHERE c.relkind = 'r' AND k.constraint_type <> 'FOREIGN KEY'",
     ),
 ];
 

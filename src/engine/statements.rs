@@ -53,6 +53,15 @@ impl Engine {
                 SqlStatement::Delete(delete) => self.delete(session, delete).await,
                 SqlStatement::AlterTable(alter) => self.alter_table(session, alter).await,
                 SqlStatement::CreateIndex(create) => self.create_index(session, create).await,
+                SqlStatement::Comment {
+                    object_type,
+                    object_name,
+                    comment,
+                    if_exists,
+                } => {
+                    self.comment_on(session, object_type, &object_name, comment, if_exists)
+                        .await
+                }
                 SqlStatement::Drop {
                     object_type: ObjectType::Index,
                     names,
@@ -93,7 +102,7 @@ impl Engine {
                     true
                 }
                 SqlStatement::CreateTable(create) => keys::declares_keys(create),
-                SqlStatement::CreateIndex(_) => true,
+                SqlStatement::CreateIndex(_) | SqlStatement::Comment { .. } => true,
                 SqlStatement::Drop { object_type, .. } => *object_type == ObjectType::Index,
                 _ => false,
             },
@@ -284,6 +293,7 @@ impl Engine {
             _ => true,
         });
         next.keys.extend(keys);
+        next.comments.retain(|c| c.relation != *name);
         if let Err(e) = self.replace_catalog(&mut catalog, next) {
             let _ = std::fs::remove_dir_all(self.data_dir.tables_dir().join(&dir));
             return Err(e);
@@ -410,7 +420,7 @@ impl Engine {
         }
         let mut next = catalog.clone();
         let removed = next.remove(&name);
-        next.remove_keys(&name);
+        next.forget(&name);
         self.replace_catalog(&mut catalog, next)?;
         let ctx = catalog.ctx().clone();
         Self::deregister_in(&ctx, &name)?;
@@ -437,6 +447,7 @@ impl Engine {
         }
         let mut next = catalog.clone();
         next.remove(&name);
+        next.forget(&name);
         self.replace_catalog(&mut catalog, next)?;
         let ctx = catalog.ctx().clone();
         Self::deregister_in(&ctx, &name)?;
@@ -521,7 +532,7 @@ impl Engine {
             if let Some(Relation::Managed { dir }) = next.remove(member) {
                 dirs.push(dir);
             }
-            next.remove_keys(member);
+            next.forget(member);
         }
         next.schemas.retain(|s| *s != schema);
         self.replace_catalog(&mut catalog, next)?;
@@ -586,7 +597,7 @@ impl Engine {
             Some(at) => next.relations.insert(at, (new.clone(), relation)),
             None => next.put(new.clone(), relation),
         }
-        next.rename_keys(&old, &new);
+        next.rename_metadata(&old, &new);
         self.replace_catalog(&mut catalog, next)?;
         Self::deregister_in(&ctx, &old)?;
         if let Some(provider) = provider {

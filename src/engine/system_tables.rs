@@ -17,7 +17,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use tenure_udfs::ModelRegistry;
 
-use crate::catalog::{KeyConstraint, KeyKind, QualifiedName, SavedKeys};
+use crate::catalog::{KeyConstraint, KeyKind, QualifiedName, SavedCatalog};
 use crate::models::ModelStore;
 
 /// The schema that holds tenure's system tables.
@@ -147,7 +147,7 @@ impl TableProvider for ModelsTable {
 /// and the index rows of pg_class are views over it.
 #[derive(Debug)]
 pub struct KeysTable {
-    pub keys: SavedKeys,
+    pub catalog: SavedCatalog,
 }
 
 fn keys_schema() -> SchemaRef {
@@ -186,7 +186,8 @@ impl TableProvider for KeysTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let keys = self.keys.get();
+        let catalog = self.catalog.get();
+        let keys = &catalog.keys;
         fn referenced(key: &KeyConstraint) -> Option<(&QualifiedName, &Vec<String>, &Vec<u16>)> {
             match &key.kind {
                 KeyKind::ForeignKey {
@@ -252,6 +253,62 @@ impl TableProvider for KeysTable {
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             keys_schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// `tenure.comments`: the comments of `COMMENT ON TABLE / VIEW / COLUMN`, as last committed.
+/// pg_description shows them.
+#[derive(Debug)]
+pub struct CommentsTable {
+    pub catalog: SavedCatalog,
+}
+
+fn comments_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table_schema", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, true),
+        Field::new("comment", DataType::Utf8, false),
+    ]))
+}
+
+#[async_trait]
+impl TableProvider for CommentsTable {
+    fn schema(&self) -> SchemaRef {
+        comments_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let catalog = self.catalog.get();
+        let comments = &catalog.comments;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                comments.iter().map(|c| &c.relation.schema),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                comments.iter().map(|c| &c.relation.name),
+            )),
+            Arc::new(StringArray::from_iter(
+                comments.iter().map(|c| c.column.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter_values(comments.iter().map(|c| &c.text))),
+        ];
+        let batch = RecordBatch::try_new(comments_schema(), columns)?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            comments_schema(),
             projection.cloned(),
         )?)
     }

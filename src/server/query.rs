@@ -304,9 +304,6 @@ fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
         | SqlStatement::Set(Set::SetRole { .. }) => {
             Action::Unsupported("SET ROLE and SET SESSION AUTHORIZATION are not supported".into())
         }
-        SqlStatement::Comment { .. } => {
-            Action::Unsupported("COMMENT ON is not supported yet".into())
-        }
         SqlStatement::ShowVariable { variable } => {
             let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
             Action::Show(show_name(&words))

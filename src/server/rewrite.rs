@@ -10,6 +10,7 @@ use datafusion::sql::sqlparser::ast::{
 /// query over pg_catalog (`catalog_query`).
 pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
     rewrite_name_lookups(statement);
+    rewrite_description_lookups(statement);
     rewrite_like_escapes(statement);
     rewrite_expandarray(statement);
     rewrite_field_access(statement);
@@ -60,6 +61,37 @@ pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
                     *expr = parsed;
                 }
             }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `col_description(table, column)` and `obj_description(object [, catalog])` (psql's `\d+`,
+/// SQLAlchemy's comments) as aggregated lookups in pg_description.
+pub fn rewrite_description_lookups(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    let _ = visit_expressions_mut(statement, |expr| {
+        let lookup = match call_parts(expr) {
+            Some((name, args)) => match (name.as_str(), args.as_slice()) {
+                ("col_description", [object, column]) => Some(format!(
+                    "(SELECT max(description) FROM pg_catalog.pg_description \
+                     WHERE objoid = {object} AND objsubid = {column})"
+                )),
+                ("obj_description", [object] | [object, _]) => Some(format!(
+                    "(SELECT max(description) FROM pg_catalog.pg_description \
+                     WHERE objoid = {object} AND objsubid = 0)"
+                )),
+                _ => None,
+            },
+            None => None,
+        };
+        if let Some(sql) = lookup
+            && let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&sql)
+                .and_then(|mut p| p.parse_expr())
+        {
+            *expr = parsed;
         }
         std::ops::ControlFlow::<()>::Continue(())
     });

@@ -135,6 +135,27 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
             .map_err(syntax_error)?;
         return Ok(Some(Statement::CopyStream(Box::new(statement))));
     }
+    if words[0] == "COMMENT" {
+        // sqlparser reads only quoted strings after IS; dbt's persist_docs sends
+        // `$dbt_comment_literal_block$...$dbt_comment_literal_block$`.
+        let tokens = tokens
+            .iter()
+            .map(|t| match &t.token {
+                Token::DollarQuotedString(s) => TokenWithSpan {
+                    token: Token::SingleQuotedString(s.value.clone()),
+                    span: t.span,
+                },
+                _ => (*t).clone(),
+            })
+            .collect();
+        let statement = Parser::new(&dialect)
+            .with_tokens_with_locations(tokens)
+            .parse_statement()
+            .map_err(syntax_error)?;
+        return Ok(Some(Statement::DataFusion(
+            DFStatement::Statement(Box::new(statement)),
+        )));
+    }
     let mut parsed = DFParserBuilder::new(text)
         .with_dialect(&dialect)
         .build()?
