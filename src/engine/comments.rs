@@ -29,9 +29,7 @@ impl Engine {
                     .and_then(|p| p.as_ident().cloned())
                     .filter(|_| !parts.is_empty())
                     .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "COMMENT ON COLUMN needs table.column, not {name}"
-                        ))
+                        Error::invalid(format!("COMMENT ON COLUMN needs table.column, not {name}"))
                     })?;
                 (ObjectName(parts), Some(column))
             }
@@ -52,9 +50,7 @@ impl Engine {
                 });
             }
             (Some(Relation::View { .. }), CommentObject::Table) => false,
-            (Some(Relation::Managed { .. } | Relation::External(_)), CommentObject::View) => {
-                false
-            }
+            (Some(Relation::Managed { .. } | Relation::External(_)), CommentObject::View) => false,
             _ => true,
         };
         if !kind_matches {

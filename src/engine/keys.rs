@@ -15,8 +15,8 @@ use datafusion::sql::sqlparser::ast::{
     ObjectName, TableConstraint,
 };
 
-use super::{Engine, Output};
 use super::transaction::CatalogGuard;
+use super::{Engine, Output};
 use crate::catalog::{KeyConstraint, KeyKind, QualifiedName, Relation};
 use crate::error::{Error, Result};
 
@@ -50,9 +50,8 @@ pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
     for column in &mut create.columns {
         let mut kept = Vec::with_capacity(column.options.len());
         for ColumnOptionDef { name, option } in std::mem::take(&mut column.options) {
-            let constraint_name = |inner: &Option<Ident>| {
-                name.as_ref().or(inner.as_ref()).map(|n| n.value.clone())
-            };
+            let constraint_name =
+                |inner: &Option<Ident>| name.as_ref().or(inner.as_ref()).map(normalise);
             let spec = match &option {
                 ColumnOption::PrimaryKey(key) => KeySpec {
                     name: constraint_name(&key.name),
@@ -87,17 +86,17 @@ pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
     for constraint in std::mem::take(&mut create.constraints) {
         let spec = match constraint {
             TableConstraint::PrimaryKey(key) => KeySpec {
-                name: key.name.map(|n| n.value),
+                name: key.name.as_ref().map(normalise),
                 columns: index_columns(&key.columns)?,
                 kind: SpecKind::PrimaryKey,
             },
             TableConstraint::Unique(key) => KeySpec {
-                name: key.name.map(|n| n.value),
+                name: key.name.as_ref().map(normalise),
                 columns: index_columns(&key.columns)?,
                 kind: SpecKind::Unique,
             },
             TableConstraint::ForeignKey(key) => KeySpec {
-                name: key.name.map(|n| n.value),
+                name: key.name.as_ref().map(normalise),
                 columns: idents(&key.columns),
                 kind: SpecKind::ForeignKey {
                     table: key.foreign_table,
@@ -202,7 +201,10 @@ impl Engine {
                 }
                 SpecKind::Unique => KeyKind::Unique,
                 SpecKind::Index { unique } => KeyKind::Index { unique },
-                SpecKind::ForeignKey { table: target, columns } => {
+                SpecKind::ForeignKey {
+                    table: target,
+                    columns,
+                } => {
                     let target = self.qualify_object(&target)?;
                     // A table may reference its own key (declared in the same statement).
                     let (target_keys, target_schema): (Vec<KeyConstraint>, SchemaRef) =
@@ -255,9 +257,10 @@ impl Engine {
                     }
                     let referenced_positions =
                         column_positions(&target, &target_schema, &referenced)?;
-                    if !target_keys.iter().any(|k| {
-                        k.kind.is_unique() && k.columns == referenced
-                    }) {
+                    if !target_keys
+                        .iter()
+                        .any(|k| k.kind.is_unique() && k.columns == referenced)
+                    {
                         return Err(Error::invalid(format!(
                             "there is no unique constraint matching given keys for referenced \
                              table {target} ({})",
@@ -279,7 +282,9 @@ impl Engine {
                     .keys
                     .iter()
                     .any(|k| k.table.schema == table.schema && k.table != *table && k.name == name)
-                || catalog.get(&QualifiedName::new(&table.schema, &name)).is_some()
+                || catalog
+                    .get(&QualifiedName::new(&table.schema, &name))
+                    .is_some()
                 || name == table.name;
             if taken {
                 return Err(Error::AlreadyExists {

@@ -532,23 +532,24 @@ fn register_system_tables(
     saved: crate::catalog::SavedCatalog,
 ) -> Result<()> {
     use datafusion::catalog::SchemaProvider;
+    use system_tables::SystemTable;
     let catalog = ctx
         .catalog(CATALOG_NAME)
         .ok_or_else(|| Error::Catalog("the tenure catalog is not registered".into()))?;
     let schema = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
     schema.register_table(
         "models".to_string(),
-        Arc::new(system_tables::ModelsTable { store: models }),
+        Arc::new(SystemTable(system_tables::ModelsTable { store: models })),
     )?;
     schema.register_table(
         "keys".to_string(),
-        Arc::new(system_tables::KeysTable {
+        Arc::new(SystemTable(system_tables::KeysTable {
             catalog: saved.clone(),
-        }),
+        })),
     )?;
     schema.register_table(
         "comments".to_string(),
-        Arc::new(system_tables::CommentsTable { catalog: saved }),
+        Arc::new(SystemTable(system_tables::CommentsTable { catalog: saved })),
     )?;
     catalog.register_schema(SYSTEM_SCHEMA, schema)?;
     Ok(())

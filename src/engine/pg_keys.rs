@@ -18,7 +18,11 @@ use datafusion::prelude::SessionContext;
 use crate::catalog::{KeyConstraint, KeyKind, SavedCatalog, key_index_oid};
 
 pub fn register(ctx: &SessionContext, catalog: SavedCatalog) {
-    for function in [Function::KeyOid, Function::IndexDef, Function::ConstraintDef] {
+    for function in [
+        Function::KeyOid,
+        Function::IndexDef,
+        Function::ConstraintDef,
+    ] {
         ctx.register_udf(ScalarUDF::new_from_impl(KeyFunction {
             function,
             catalog: catalog.clone(),
@@ -122,7 +126,11 @@ impl ScalarUDFImpl for KeyFunction {
                 let catalog = self.catalog.get();
                 let keys = &catalog.keys;
                 // Index oids are even; a constraint's is its index's plus one.
-                let offset = if self.function == Function::IndexDef { 0 } else { 1 };
+                let offset = if self.function == Function::IndexDef {
+                    0
+                } else {
+                    1
+                };
                 let by_oid: HashMap<i32, &KeyConstraint> =
                     keys.iter().map(|k| (k.index_oid() + offset, k)).collect();
                 let oids = cast(&arrays[0], &DataType::Int32)?;

@@ -354,9 +354,16 @@ fn int2vector_element(args: &[ColumnarValue]) -> datafusion::common::Result<Colu
             return None;
         }
         let index = usize::try_from(indices.value(row)).ok()?;
-        vectors.value(row).split_whitespace().nth(index)?.parse::<i16>().ok()
+        vectors
+            .value(row)
+            .split_whitespace()
+            .nth(index)?
+            .parse::<i16>()
+            .ok()
     });
-    Ok(ColumnarValue::Array(Arc::new(Int16Array::from_iter(values))))
+    Ok(ColumnarValue::Array(Arc::new(Int16Array::from_iter(
+        values,
+    ))))
 }
 
 /// `tenure_expand_array(array)`: the elements of a smallint array (or of an int2vector's

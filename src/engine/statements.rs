@@ -20,8 +20,8 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
     AlterTable, AlterTableOperation, Assignment, AssignmentTarget, Delete, FromTable, Ident,
-    ObjectName, ObjectType, RenameTableNameKind, Statement as SqlStatement, TableFactor, TableWithJoins,
-    Update,
+    ObjectName, ObjectType, RenameTableNameKind, Statement as SqlStatement, TableFactor,
+    TableWithJoins, Update,
 };
 use futures::TryStreamExt;
 
@@ -287,9 +287,9 @@ impl Engine {
                 references,
                 columns,
                 ..
-            } if references == name => keys.iter().any(|new| {
-                new.kind.is_unique() && new.columns == *columns
-            }),
+            } if references == name => keys
+                .iter()
+                .any(|new| new.kind.is_unique() && new.columns == *columns),
             _ => true,
         });
         next.keys.extend(keys);

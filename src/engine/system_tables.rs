@@ -23,6 +23,42 @@ use crate::models::ModelStore;
 /// The schema that holds tenure's system tables.
 pub const SYSTEM_SCHEMA: &str = "tenure";
 
+/// What a system table lists, computed afresh at each scan.
+pub trait SystemRows: std::fmt::Debug + Send + Sync + 'static {
+    fn schema(&self) -> SchemaRef;
+    fn columns(&self) -> Vec<ArrayRef>;
+}
+
+/// A read-only table of `tenure` whose rows come from a [`SystemRows`].
+#[derive(Debug)]
+pub struct SystemTable<R>(pub R);
+
+#[async_trait]
+impl<R: SystemRows> TableProvider for SystemTable<R> {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batch = RecordBatch::try_new(self.0.schema(), self.0.columns())?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.0.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
 /// `tenure.models`.
 #[derive(Debug)]
 pub struct ModelsTable {
@@ -51,23 +87,12 @@ fn models_schema() -> SchemaRef {
     ]))
 }
 
-#[async_trait]
-impl TableProvider for ModelsTable {
+impl SystemRows for ModelsTable {
     fn schema(&self) -> SchemaRef {
         models_schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    fn columns(&self) -> Vec<ArrayRef> {
         let cards = self.store.cards();
         let latest: Vec<bool> = cards
             .iter()
@@ -133,12 +158,7 @@ impl TableProvider for ModelsTable {
                 .with_timezone("UTC"),
             ),
         ];
-        let batch = RecordBatch::try_new(models_schema(), columns)?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            models_schema(),
-            projection.cloned(),
-        )?)
+        columns
     }
 }
 
@@ -169,23 +189,12 @@ fn keys_schema() -> SchemaRef {
     ]))
 }
 
-#[async_trait]
-impl TableProvider for KeysTable {
+impl SystemRows for KeysTable {
     fn schema(&self) -> SchemaRef {
         keys_schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    fn columns(&self) -> Vec<ArrayRef> {
         let catalog = self.catalog.get();
         let keys = &catalog.keys;
         fn referenced(key: &KeyConstraint) -> Option<(&QualifiedName, &Vec<String>, &Vec<u16>)> {
@@ -234,27 +243,19 @@ impl TableProvider for KeysTable {
                     .map(|k| referenced(k).map(|(r, _, _)| r.schema.as_str())),
             )),
             Arc::new(StringArray::from_iter(
-                keys.iter().map(|k| referenced(k).map(|(r, _, _)| r.name.as_str())),
+                keys.iter()
+                    .map(|k| referenced(k).map(|(r, _, _)| r.name.as_str())),
             )),
             Arc::new(StringArray::from_iter(keys.iter().map(|k| {
                 let (table, columns, _) = referenced(k)?;
                 keys.iter()
-                    .find(|r| {
-                        r.table == *table
-                            && r.kind.is_unique()
-                            && r.columns == *columns
-                    })
+                    .find(|r| r.table == *table && r.kind.is_unique() && r.columns == *columns)
                     .map(|r| r.name.as_str())
             }))),
             Arc::new(referenced_strings.finish()),
             Arc::new(referenced_positions.finish()),
         ];
-        let batch = RecordBatch::try_new(keys_schema(), columns)?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            keys_schema(),
-            projection.cloned(),
-        )?)
+        columns
     }
 }
 
@@ -274,23 +275,12 @@ fn comments_schema() -> SchemaRef {
     ]))
 }
 
-#[async_trait]
-impl TableProvider for CommentsTable {
+impl SystemRows for CommentsTable {
     fn schema(&self) -> SchemaRef {
         comments_schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    fn columns(&self) -> Vec<ArrayRef> {
         let catalog = self.catalog.get();
         let comments = &catalog.comments;
         let columns: Vec<ArrayRef> = vec![
@@ -303,13 +293,10 @@ impl TableProvider for CommentsTable {
             Arc::new(StringArray::from_iter(
                 comments.iter().map(|c| c.column.as_deref()),
             )),
-            Arc::new(StringArray::from_iter_values(comments.iter().map(|c| &c.text))),
+            Arc::new(StringArray::from_iter_values(
+                comments.iter().map(|c| &c.text),
+            )),
         ];
-        let batch = RecordBatch::try_new(comments_schema(), columns)?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            comments_schema(),
-            projection.cloned(),
-        )?)
+        columns
     }
 }

@@ -17,6 +17,7 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
     rewrite_int2vector_subscripts(statement);
     if catalog_query {
         compare_regproc_columns_by_name(statement);
+        inline_reloptions_arrays(statement);
         inline_serial_sequence_lookups(statement);
         eager_catalog_case_subqueries(statement);
         aggregate_catalog_subqueries(statement);
@@ -87,9 +88,10 @@ pub fn rewrite_description_lookups(statement: &mut SqlStatement) {
             None => None,
         };
         if let Some(sql) = lookup
-            && let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&sql)
-                .and_then(|mut p| p.parse_expr())
+            && let Ok(parsed) =
+                datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql(&sql)
+                    .and_then(|mut p| p.parse_expr())
         {
             *expr = parsed;
         }
@@ -301,7 +303,9 @@ pub fn inline_serial_sequence_lookups(statement: &mut SqlStatement) {
 /// aggregated: wrap the single result in `max()`. Applied to queries over pg_catalog only,
 /// where the subqueries look rows up by key.
 pub fn aggregate_catalog_subqueries(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::{GroupByExpr, SelectItem, SetExpr, visit_expressions_mut};
+    use datafusion::sql::sqlparser::ast::{
+        GroupByExpr, SelectItem, SetExpr, visit_expressions_mut,
+    };
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Subquery(query) = expr
             && let SetExpr::Select(select) = query.body.as_mut()
@@ -456,7 +460,10 @@ pub fn rewrite_int2vector_subscripts(statement: &mut SqlStatement) {
         let column = match (root.as_ref(), access_chain.as_slice()) {
             (
                 SqlExpr::Identifier(table),
-                [AccessExpr::Dot(SqlExpr::Identifier(column)), AccessExpr::Subscript(_)],
+                [
+                    AccessExpr::Dot(SqlExpr::Identifier(column)),
+                    AccessExpr::Subscript(_),
+                ],
             ) if is_int2vector(column) => Some(SqlExpr::CompoundIdentifier(vec![
                 table.clone(),
                 column.clone(),
@@ -473,6 +480,35 @@ pub fn rewrite_int2vector_subscripts(statement: &mut SqlStatement) {
                 crate::engine::INT2VECTOR_ELEMENT,
                 vec![column, index.clone()],
             );
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `ARRAY(SELECT ... FROM unnest(t.reloptions) ...)` (psql's `\d+`): pg_class.reloptions is
+/// always NULL here, so the array is empty, and psql's `c.reloptions || ARRAY(...)` NULL, as
+/// PostgreSQL computes it; said as a NULL text array, since DataFusion cannot plan a
+/// subquery over an outer row's column in FROM.
+pub fn inline_reloptions_arrays(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{FunctionArguments, SetExpr, visit_expressions_mut};
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Function(function) = expr
+            && function.name.to_string().eq_ignore_ascii_case("array")
+            && let FunctionArguments::Subquery(query) = &function.args
+            && let SetExpr::Select(select) = query.body.as_ref()
+            && select.from.iter().any(|from| {
+                from.relation
+                    .to_string()
+                    .to_ascii_lowercase()
+                    .contains("reloptions")
+            })
+            && let Ok(null) = datafusion::sql::sqlparser::parser::Parser::new(
+                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            )
+            .try_with_sql("CAST(NULL AS TEXT[])")
+            .and_then(|mut p| p.parse_expr())
+        {
+            *expr = null;
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
@@ -511,7 +547,12 @@ pub fn compare_regproc_columns_by_name(statement: &mut SqlStatement) {
         let SetExpr::Select(select) = query.body.as_ref() else {
             return None;
         };
-        let from = select.from.first()?.relation.to_string().to_ascii_lowercase();
+        let from = select
+            .from
+            .first()?
+            .relation
+            .to_string()
+            .to_ascii_lowercase();
         if !from.ends_with("pg_proc") {
             return None;
         }

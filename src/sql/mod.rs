@@ -152,9 +152,9 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
             .with_tokens_with_locations(tokens)
             .parse_statement()
             .map_err(syntax_error)?;
-        return Ok(Some(Statement::DataFusion(
-            DFStatement::Statement(Box::new(statement)),
-        )));
+        return Ok(Some(Statement::DataFusion(DFStatement::Statement(
+            Box::new(statement),
+        ))));
     }
     let mut parsed = DFParserBuilder::new(text)
         .with_dialect(&dialect)
