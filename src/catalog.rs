@@ -101,6 +101,18 @@ pub struct CatalogState {
     /// `COMMENT ON TABLE / VIEW / COLUMN`, shown in pg_description.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub comments: Vec<Comment>,
+    /// Column defaults of managed tables (`DEFAULT expr`), used by INSERT and COPY FROM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defaults: Vec<ColumnDefault>,
+}
+
+/// `column DEFAULT sql` of a managed table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDefault {
+    pub table: QualifiedName,
+    pub column: String,
+    /// The expression as written (SQL), planned again when the table is opened.
+    pub sql: String,
 }
 
 /// The comment on a relation (`column` None) or on one of its columns.
@@ -193,6 +205,7 @@ impl Default for CatalogState {
             next_table_id: 1,
             keys: Vec::new(),
             comments: Vec::new(),
+            defaults: Vec::new(),
         }
     }
 }
@@ -252,13 +265,14 @@ impl CatalogState {
 
     /// Forgets what belongs to the relation `name`, which is being dropped or replaced: its
     /// keys, the foreign keys that reference it (as PostgreSQL's `DROP TABLE ... CASCADE`
-    /// drops them) and its comments.
+    /// drops them), its comments and column defaults.
     pub fn forget(&mut self, name: &QualifiedName) {
         self.keys.retain(|k| {
             k.table != *name
                 && !matches!(&k.kind, KeyKind::ForeignKey { references, .. } if references == name)
         });
         self.comments.retain(|c| c.relation != *name);
+        self.defaults.retain(|d| d.table != *name);
     }
 
     /// Sets (or with `text` None removes) the comment on `relation` or its `column`.
@@ -279,11 +293,16 @@ impl CatalogState {
         }
     }
 
-    /// Moves the keys and comments of `from`, and the references to it, to `to`.
+    /// Moves the keys, comments and defaults of `from`, and the references to it, to `to`.
     pub fn rename_metadata(&mut self, from: &QualifiedName, to: &QualifiedName) {
         for comment in &mut self.comments {
             if comment.relation == *from {
                 comment.relation = to.clone();
+            }
+        }
+        for default in &mut self.defaults {
+            if default.table == *from {
+                default.table = to.clone();
             }
         }
         for key in &mut self.keys {

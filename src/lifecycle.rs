@@ -71,7 +71,15 @@ async fn write_table(engine: &Engine, table: &DemoTable, parquet_dir: Option<&Pa
         LogicalPlanBuilder::scan(table.name, provider_as_source(memory.clone()), None)?.build()?;
     let name = QualifiedName::new(table.schema, table.name);
     engine
-        .create_managed_table(engine.context(), &name, plan, false, true, Vec::new())
+        .create_managed_table(
+            engine.context(),
+            &name,
+            plan,
+            false,
+            true,
+            Vec::new(),
+            Vec::new(),
+        )
         .await?;
     if let Some(dir) = parquet_dir {
         let dir = if table.schema == crate::engine::DEFAULT_SCHEMA {

@@ -5,7 +5,8 @@
 //! it makes, so queries and views always see committed data and never half of a write.
 
 use std::borrow::Cow;
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -29,6 +30,9 @@ pub struct ManagedTable {
     /// Re-read the Delta log before each scan: for external Delta tables, which other
     /// programs write. Tables tenure owns are refreshed after its own writes instead.
     refresh_on_scan: bool,
+    /// Column defaults (`DEFAULT expr` of CREATE TABLE), which DataFusion's INSERT planning
+    /// asks for; set once when the table is registered under its name.
+    defaults: OnceLock<HashMap<String, Expr>>,
 }
 
 /// One committed version of the table and the DataFusion provider that reads it.
@@ -39,6 +43,12 @@ struct Snapshot {
 }
 
 impl ManagedTable {
+    /// Sets the column defaults; the first call wins (a table directory belongs to one
+    /// table, whose defaults do not change).
+    pub fn set_defaults(&self, defaults: HashMap<String, Expr>) {
+        let _ = self.defaults.set(defaults);
+    }
+
     /// Opens the Delta table at `url` (which must exist).
     pub async fn open(url: Url) -> Result<Arc<ManagedTable>> {
         let mut table = DeltaTable::try_from_url(url.clone()).await?;
@@ -57,6 +67,7 @@ impl ManagedTable {
             url,
             state: RwLock::new(Snapshot { table, provider }),
             refresh_on_scan,
+            defaults: OnceLock::new(),
         }))
     }
 
@@ -145,6 +156,10 @@ impl TableProvider for ManagedTable {
 
     fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
         None
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get()?.get(column)
     }
 
     async fn scan(

@@ -26,6 +26,8 @@ async fn everything_survives_a_restart() {
                  CREATE TABLE big AS SELECT value AS n FROM generate_series(1, 1000);
                  ALTER TABLE big RENAME TO numbers;
                  CREATE VIEW sales.totals AS SELECT count(*) AS orders, sum(amount) AS total FROM sales.orders;
+                 CREATE TABLE sales.lines (id BIGINT PRIMARY KEY, order_id BIGINT, state TEXT DEFAULT 'new');
+                 COMMENT ON TABLE sales.lines IS 'Order lines';
                  COPY (SELECT 1 AS x, 'one' AS label) TO '{}';
                  CREATE EXTERNAL TABLE points STORED AS PARQUET LOCATION '{}';",
                 parquet.display(),
@@ -48,6 +50,24 @@ async fn everything_survives_a_restart() {
         "500500"
     );
     assert_eq!(scalar(&engine, "SELECT label FROM points").await, "one");
+    // Keys, comments and defaults are in the catalog; the default is planned again.
+    assert_eq!(
+        scalar(
+            &engine,
+            "SELECT constraint_name || ' ' || (SELECT comment FROM tenure.comments) \
+             FROM tenure.keys"
+        )
+        .await,
+        "lines_pkey Order lines"
+    );
+    engine
+        .run("INSERT INTO sales.lines (id, order_id) VALUES (1, 1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&engine, "SELECT state FROM sales.lines").await,
+        "new"
+    );
     let missing = engine
         .query("SELECT * FROM big")
         .await
@@ -63,7 +83,7 @@ async fn everything_survives_a_restart() {
             .join("_delta_log/00000000000000000000.json")
             .exists()
     });
-    assert_eq!(logs.count(), 2, "one Delta table per managed table");
+    assert_eq!(logs.count(), 3, "one Delta table per managed table");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

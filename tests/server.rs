@@ -775,7 +775,8 @@ async fn psql_catalog_commands_notices_and_tls() {
 
     let (ok, out, err) = server.psql(&[
         "-c",
-        "CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, name TEXT, spend DOUBLE PRECISION)",
+        "CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, name TEXT, \
+         spend DOUBLE PRECISION DEFAULT 0)",
         "-c",
         "CREATE VIEW big_spenders AS SELECT * FROM customers WHERE spend > 100",
         "-c",

@@ -1,6 +1,8 @@
-//! Primary, unique and foreign keys of managed tables: taken out of `CREATE TABLE` before
-//! DataFusion plans it (DataFusion refuses foreign keys and would record the others only as
-//! column indices), checked against the new table and the catalog, and recorded there.
+//! Primary, unique and foreign keys, indexes and column defaults of managed tables. Keys
+//! and defaults are taken out of `CREATE TABLE` before DataFusion plans it (DataFusion
+//! refuses foreign keys, would record the other keys only as column indices, and would keep
+//! defaults only in memory), checked against the new table and the catalog, and recorded
+//! there. Defaults are planned again when a table is opened and given to INSERT and COPY.
 //!
 //! Keys are informational, as in BigQuery or Snowflake: tenure does not check uniqueness or
 //! references on write, but records them so that pg_catalog (and so pgjdbc, Metabase,
@@ -17,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::transaction::CatalogGuard;
 use super::{Engine, Output};
-use crate::catalog::{KeyConstraint, KeyKind, QualifiedName, Relation};
+use crate::catalog::{ColumnDefault, KeyConstraint, KeyKind, QualifiedName, Relation};
 use crate::error::{Error, Result};
 
 /// A key as written in `CREATE TABLE`, before its names are resolved.
@@ -134,7 +136,8 @@ pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
     Ok(specs)
 }
 
-/// Whether `create` declares keys (then the engine, not DataFusion, must carry it out).
+/// Whether `create` declares keys or defaults (then the engine, not DataFusion, must carry
+/// it out).
 pub fn declares_keys(create: &CreateTable) -> bool {
     !create.constraints.is_empty()
         || create.columns.iter().any(|c| {
@@ -145,9 +148,25 @@ pub fn declares_keys(create: &CreateTable) -> bool {
                         | ColumnOption::Unique(_)
                         | ColumnOption::ForeignKey(_)
                         | ColumnOption::Check(_)
+                        | ColumnOption::Default(_)
                 )
             })
         })
+}
+
+/// Removes the `DEFAULT expr` options from `create` and returns (column, expression SQL).
+pub fn take_defaults(create: &mut CreateTable) -> Vec<(String, String)> {
+    let mut defaults = Vec::new();
+    for column in &mut create.columns {
+        column.options.retain(|o| match &o.option {
+            ColumnOption::Default(expr) => {
+                defaults.push((normalise(&column.name), expr.to_string()));
+                false
+            }
+            _ => true,
+        });
+    }
+    defaults
 }
 
 fn idents(idents: &[Ident]) -> Vec<String> {
@@ -305,6 +324,38 @@ impl Engine {
 }
 
 impl Engine {
+    /// The `DEFAULT` expressions of the new table `table`, checked: each must plan on its
+    /// own (constants and functions such as `now()`, no column references).
+    pub(super) fn check_defaults(
+        &self,
+        session: &SessionContext,
+        table: &QualifiedName,
+        schema: &Schema,
+        defaults: Vec<(String, String)>,
+    ) -> Result<Vec<ColumnDefault>> {
+        defaults
+            .into_iter()
+            .map(|(column, sql)| {
+                if schema.index_of(&column).is_err() {
+                    return Err(Error::NotFound {
+                        kind: "column",
+                        name: format!("{column} of table {table}"),
+                    });
+                }
+                plan_default(session, &sql).map_err(|e| {
+                    Error::invalid(format!(
+                        "invalid DEFAULT {sql} for column {column} of table {table}: {e}"
+                    ))
+                })?;
+                Ok(ColumnDefault {
+                    table: table.clone(),
+                    column,
+                    sql,
+                })
+            })
+            .collect()
+    }
+
     /// `CREATE [UNIQUE] INDEX [IF NOT EXISTS] [name] ON t (cols)`: recorded like a key
     /// (pg_index, pg_class, psql's `\d`), not built, and uniqueness is not checked.
     pub(super) async fn create_index(
@@ -422,6 +473,16 @@ impl Engine {
         self.replace_catalog(&mut catalog, next)?;
         Ok(Output::command("DROP INDEX"))
     }
+}
+
+/// A column default's expression, planned without any columns in scope.
+pub fn plan_default(
+    session: &SessionContext,
+    sql: &str,
+) -> datafusion::error::Result<datafusion::logical_expr::Expr> {
+    session
+        .state()
+        .create_logical_expr(sql, &datafusion::common::DFSchema::empty())
 }
 
 /// PostgreSQL's names: `t_pkey`, `t_a_b_key`, `t_a_fkey`, `t_a_idx`.

@@ -341,6 +341,20 @@ impl Engine {
         dir: &str,
         table: Arc<ManagedTable>,
     ) -> Result<()> {
+        let defaults = catalog
+            .defaults
+            .iter()
+            .filter(|d| d.table == *name)
+            .filter_map(|d| match keys::plan_default(catalog.ctx(), &d.sql) {
+                Ok(expr) => Some((d.column.clone(), expr)),
+                Err(e) => {
+                    // A default that no longer plans must not keep the table closed.
+                    tracing::warn!(table = %name, column = %d.column, "DEFAULT {}: {e}", d.sql);
+                    None
+                }
+            })
+            .collect();
+        table.set_defaults(defaults);
         match catalog.block() {
             Some(block) => {
                 block.tables.insert(dir.to_string(), table.clone());
@@ -525,7 +539,8 @@ fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> 
     Ok(SessionContext::new_with_state(state))
 }
 
-/// The `tenure` schema's tables: `tenure.models`, `tenure.keys` and `tenure.comments`.
+/// The `tenure` schema's tables: `tenure.models`, `tenure.keys`, `tenure.comments` and
+/// `tenure.defaults`.
 fn register_system_tables(
     ctx: &SessionContext,
     models: Arc<ModelStore>,
@@ -549,7 +564,13 @@ fn register_system_tables(
     )?;
     schema.register_table(
         "comments".to_string(),
-        Arc::new(SystemTable(system_tables::CommentsTable { catalog: saved })),
+        Arc::new(SystemTable(system_tables::CommentsTable {
+            catalog: saved.clone(),
+        })),
+    )?;
+    schema.register_table(
+        "defaults".to_string(),
+        Arc::new(SystemTable(system_tables::DefaultsTable { catalog: saved })),
     )?;
     catalog.register_schema(SYSTEM_SCHEMA, schema)?;
     Ok(())

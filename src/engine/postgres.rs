@@ -58,7 +58,9 @@ pub async fn install(
 ///
 /// pg_constraint, pg_index and pg_class's index rows come from `tenure.keys` (keys and
 /// indexes of managed tables; datafusion-pg-catalog's are fixed rows of PostgreSQL's own catalogs).
-/// pg_description adds the comments of `COMMENT ON` (`tenure.comments`) to PostgreSQL's own.
+/// pg_description adds the comments of `COMMENT ON` (`tenure.comments`) to PostgreSQL's own;
+/// pg_attrdef and pg_attribute.atthasdef show column defaults (`tenure.defaults`), whose
+/// text `pg_get_expr` returns.
 /// pg_class also gets `reloptions` (always NULL), which SQLAlchemy's index reflection reads,
 /// and `relhasindex` is true for tables with a primary or unique key (psql's `\d` then lists
 /// them).
@@ -67,7 +69,7 @@ pub async fn install(
 /// smallint arrays, so the subscripts and unnest that pgjdbc and SQLAlchemy use work;
 /// indoption is an int2vector's text (`'0 0'`), which SQLAlchemy parses, and the server
 /// rewrites pgjdbc's subscripts of it to `tenure_int2vector_element`.
-const CATALOG_VIEWS: [(&str, &str); 7] = [
+const CATALOG_VIEWS: [(&str, &str); 9] = [
     (
         "pg_tables",
         "SELECT n.nspname AS schemaname, c.relname AS tablename, \
@@ -172,6 +174,35 @@ const CATALOG_VIEWS: [(&str, &str); 7] = [
          CROSS JOIN (SELECT c2.oid FROM pg_catalog.pg_class c2 \
                      JOIN pg_catalog.pg_namespace n2 ON n2.oid = c2.relnamespace \
                      WHERE n2.nspname = 'pg_catalog' AND c2.relname = 'pg_class') pc",
+    ),
+    (
+        "pg_attrdef",
+        "SELECT tenure_key_oid(d.table_schema, d.table_name, '.default.' || d.column_name) + 1 \
+                  AS oid, \
+                c.oid AS adrelid, a.attnum AS adnum, d.column_default AS adbin \
+         FROM tenure.defaults d \
+         JOIN pg_catalog.pg_namespace n ON n.nspname = d.table_schema \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_name \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name \
+         WHERE c.relkind = 'r'",
+    ),
+    (
+        "pg_attribute",
+        "SELECT a.attrelid, a.attname, a.atttypid, a.attstattarget, a.attlen, a.attnum, \
+                a.attndims, a.attcacheoff, a.atttypmod, a.attbyval, a.attalign, a.attstorage, \
+                a.attcompression, a.attnotnull, \
+                a.atthasdef OR x.column_name IS NOT NULL AS atthasdef, \
+                a.atthasmissing, a.attidentity, a.attgenerated, a.attisdropped, a.attislocal, \
+                a.attinhcount, a.attcollation, a.attacl, a.attoptions, a.attfdwoptions, \
+                a.attmissingval \
+         FROM pg_catalog.pg_attribute a \
+         LEFT JOIN (SELECT c.oid AS relid, d.column_name \
+                    FROM tenure.defaults d \
+                    JOIN pg_catalog.pg_namespace n ON n.nspname = d.table_schema \
+                    JOIN pg_catalog.pg_class c \
+                      ON c.relnamespace = n.oid AND c.relname = d.table_name \
+                    WHERE c.relkind = 'r') x \
+           ON x.relid = a.attrelid AND x.column_name = a.attname",
     ),
     (
         "pg_class",
@@ -321,6 +352,9 @@ fn register_driver_functions(ctx: &SessionContext) {
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         ExpandArray::new(),
     ));
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        PgGetExpr::new(),
+    ));
     ctx.register_udf(create_udf(
         INT2VECTOR_ELEMENT,
         vec![DataType::Utf8, DataType::Int64],
@@ -328,6 +362,49 @@ fn register_driver_functions(ctx: &SessionContext) {
         Volatility::Immutable,
         Arc::new(int2vector_element),
     ));
+}
+
+/// `pg_get_expr(expression, relation [, pretty])`: the expression's text. pg_attrdef.adbin
+/// holds a default's SQL here, where PostgreSQL keeps a parse tree that pg_get_expr
+/// deparses (datafusion-pg-catalog's returns '' for everything).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgGetExpr {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl PgGetExpr {
+    fn new() -> PgGetExpr {
+        PgGetExpr {
+            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for PgGetExpr {
+    fn name(&self) -> &str {
+        "pg_get_expr"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::common::Result<DataType> {
+        if !(2..=3).contains(&args.len()) {
+            return datafusion::common::plan_err!(
+                "pg_get_expr takes 2 or 3 arguments, not {}",
+                args.len()
+            );
+        }
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        args.args[0].cast_to(&DataType::Utf8, None)
+    }
 }
 
 /// The name of [`int2vector_element`].

@@ -70,11 +70,12 @@ impl Engine {
                 } => self.drop_indexes(session, &names, if_exists).await,
                 SqlStatement::CreateTable(mut create) if keys::declares_keys(&create) => {
                     let specs = keys::take_keys(&mut create)?;
+                    let defaults = keys::take_defaults(&mut create);
                     let statement =
                         DFStatement::Statement(Box::new(SqlStatement::CreateTable(create)));
                     match session.state().statement_to_plan(statement).await? {
                         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
-                            self.create_table(session, create, specs).await
+                            self.create_table(session, create, specs, defaults).await
                         }
                         other => Err(Error::invalid(format!(
                             "keys are supported on tables tenure manages, not on {}",
@@ -130,7 +131,8 @@ impl Engine {
     ) -> Result<Output> {
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
-                self.create_table(session, create, Vec::new()).await
+                self.create_table(session, create, Vec::new(), Vec::new())
+                    .await
             }
             LogicalPlan::Ddl(DdlStatement::CreateView(create)) => {
                 self.create_view(session, create).await
@@ -209,6 +211,7 @@ impl Engine {
         session: &SessionContext,
         create: CreateMemoryTable,
         keys: Vec<KeySpec>,
+        defaults: Vec<(String, String)>,
     ) -> Result<Output> {
         if create.temporary {
             return Err(Error::invalid(
@@ -216,8 +219,9 @@ impl Engine {
             ));
         }
         if !create.column_defaults.is_empty() {
-            return Err(Error::invalid(
-                "column DEFAULT values are not supported yet",
+            // Defaults are taken from the statement (see keys.rs) before DataFusion plans it.
+            return Err(Error::Catalog(
+                "a CREATE TABLE with defaults must run as a statement (Engine::execute_in)".into(),
             ));
         }
         if !create.constraints.is_empty() {
@@ -242,6 +246,7 @@ impl Engine {
                 create.if_not_exists,
                 create.or_replace,
                 keys,
+                defaults,
             )
             .await?;
         Ok(Output::Command {
@@ -254,8 +259,9 @@ impl Engine {
         })
     }
 
-    /// Writes `input` as a new managed table `name` with `keys`. Returns the number of rows
-    /// written, or `None` when the table existed and `if_not_exists` was given.
+    /// Writes `input` as a new managed table `name` with `keys` and column `defaults`
+    /// (column, SQL). Returns the number of rows written, or `None` when the table existed
+    /// and `if_not_exists` was given.
     pub async fn create_managed_table(
         &self,
         session: &SessionContext,
@@ -264,6 +270,7 @@ impl Engine {
         if_not_exists: bool,
         or_replace: bool,
         keys: Vec<KeySpec>,
+        defaults: Vec<(String, String)>,
     ) -> Result<Option<usize>> {
         let mut catalog = self.lock_catalog(session).await?;
         catalog.require_schema(&name.schema)?;
@@ -276,6 +283,7 @@ impl Engine {
         }
         let schema = input.schema().as_arrow().clone();
         let keys = self.resolve_keys(&mut catalog, name, &schema, keys)?;
+        let defaults = self.check_defaults(session, name, &schema, defaults)?;
         let (dir, table, rows) = self.write_new_table(&mut catalog, session, input).await?;
         let mut next = catalog.clone();
         next.put(name.clone(), Relation::Managed { dir: dir.clone() });
@@ -294,6 +302,8 @@ impl Engine {
         });
         next.keys.extend(keys);
         next.comments.retain(|c| c.relation != *name);
+        next.defaults.retain(|d| d.table != *name);
+        next.defaults.extend(defaults);
         if let Err(e) = self.replace_catalog(&mut catalog, next) {
             let _ = std::fs::remove_dir_all(self.data_dir.tables_dir().join(&dir));
             return Err(e);

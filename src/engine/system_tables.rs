@@ -300,3 +300,44 @@ impl SystemRows for CommentsTable {
         columns
     }
 }
+
+/// `tenure.defaults`: the column defaults of managed tables (`DEFAULT expr` as written), as
+/// last committed. pg_attrdef shows them.
+#[derive(Debug)]
+pub struct DefaultsTable {
+    pub catalog: SavedCatalog,
+}
+
+fn defaults_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table_schema", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("column_default", DataType::Utf8, false),
+    ]))
+}
+
+impl SystemRows for DefaultsTable {
+    fn schema(&self) -> SchemaRef {
+        defaults_schema()
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        let catalog = self.catalog.get();
+        let defaults = &catalog.defaults;
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                defaults.iter().map(|d| &d.table.schema),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                defaults.iter().map(|d| &d.table.name),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                defaults.iter().map(|d| &d.column),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                defaults.iter().map(|d| &d.sql),
+            )),
+        ]
+    }
+}

@@ -426,7 +426,8 @@ pub async fn finish(
     let input = MemTable::try_new(schema, vec![vec![batch]])?;
     let scan = LogicalPlanBuilder::scan("copy_input", provider_as_source(Arc::new(input)), None)?
         .build()?;
-    // Every column of the table, NULL where the COPY names no data for it.
+    // Every column of the table: its default, or NULL, where the COPY names no data for it.
+    let target = ctx.table_provider(pending.table.clone()).await?;
     let projection: Vec<Expr> = pending
         .table_schema
         .fields()
@@ -435,14 +436,20 @@ pub async fn finish(
         .map(
             |(i, field)| match pending.columns.iter().position(|&c| c == i) {
                 Some(_) => col(datafusion::common::Column::new_unqualified(field.name())),
-                None => cast(lit(ScalarValue::Null), field.data_type().clone()).alias(field.name()),
+                None => cast(
+                    target
+                        .get_column_default(field.name())
+                        .cloned()
+                        .unwrap_or(lit(ScalarValue::Null)),
+                    field.data_type().clone(),
+                )
+                .alias(field.name()),
             },
         )
         .collect();
     let projected = LogicalPlanBuilder::from(scan)
         .project(projection)?
         .build()?;
-    let target = ctx.table_provider(pending.table.clone()).await?;
     let plan = LogicalPlanBuilder::insert_into(
         projected,
         pending.table.clone(),

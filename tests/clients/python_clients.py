@@ -231,7 +231,7 @@ def _():
     engine.dispose()
 
 
-@check("SQLAlchemy 2: Table(autoload_with) reflects primary, unique and foreign keys")
+@check("SQLAlchemy 2: Table(autoload_with) reflects primary, unique and foreign keys, defaults")
 def _():
     import sqlalchemy
     from sqlalchemy import inspect, text
@@ -240,7 +240,10 @@ def _():
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS py_lines"))
         conn.execute(text("DROP TABLE IF EXISTS py_products"))
-        conn.execute(text("CREATE TABLE py_products (sku TEXT PRIMARY KEY, name TEXT UNIQUE)"))
+        conn.execute(text(
+            "CREATE TABLE py_products (sku TEXT PRIMARY KEY, name TEXT UNIQUE,"
+            " price DOUBLE PRECISION DEFAULT 0)"
+        ))
         conn.execute(text(
             "CREATE TABLE py_lines (order_id BIGINT, line INT, sku TEXT REFERENCES py_products,"
             " PRIMARY KEY (order_id, line))"
@@ -254,6 +257,8 @@ def _():
     products = metadata.tables["py_products"]
     assert [c.name for c in products.primary_key.columns] == ["sku"], products.primary_key
     inspector = inspect(engine)
+    defaults = [(c["name"], c["default"]) for c in inspector.get_columns("py_products")]
+    assert defaults == [("sku", None), ("name", None), ("price", "0")], defaults
     uniques = [(u["name"], u["column_names"]) for u in inspector.get_unique_constraints("py_products")]
     assert uniques == [("py_products_name_key", ["name"])], uniques
     indexes = sorted((i["name"], i["column_names"], i["unique"]) for i in inspector.get_indexes("py_products"))
