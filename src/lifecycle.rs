@@ -77,8 +77,7 @@ async fn write_table(engine: &Engine, table: &DemoTable, parquet_dir: Option<&Pa
             plan,
             false,
             true,
-            Vec::new(),
-            Vec::new(),
+            Default::default(),
         )
         .await?;
     if let Some(dir) = parquet_dir {

@@ -22,6 +22,22 @@ use super::{Engine, Output};
 use crate::catalog::{ColumnDefault, KeyConstraint, KeyKind, QualifiedName, Relation};
 use crate::error::{Error, Result};
 
+/// What `CREATE TABLE` declares besides its columns: keys, and column defaults as
+/// (column, expression SQL).
+#[derive(Debug, Default)]
+pub struct Declarations {
+    pub keys: Vec<KeySpec>,
+    pub defaults: Vec<(String, String)>,
+}
+
+/// Takes the keys and defaults out of `create` (see [`take_keys`], [`take_defaults`]).
+pub fn take_declarations(create: &mut CreateTable) -> Result<Declarations> {
+    Ok(Declarations {
+        keys: take_keys(create)?,
+        defaults: take_defaults(create),
+    })
+}
+
 /// A key as written in `CREATE TABLE`, before its names are resolved.
 #[derive(Debug, Clone)]
 pub struct KeySpec {
@@ -138,7 +154,7 @@ pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
 
 /// Whether `create` declares keys or defaults (then the engine, not DataFusion, must carry
 /// it out).
-pub fn declares_keys(create: &CreateTable) -> bool {
+pub fn declares_keys_or_defaults(create: &CreateTable) -> bool {
     !create.constraints.is_empty()
         || create.columns.iter().any(|c| {
             c.options.iter().any(|o| {
@@ -170,7 +186,7 @@ pub fn take_defaults(create: &mut CreateTable) -> Vec<(String, String)> {
 }
 
 fn idents(idents: &[Ident]) -> Vec<String> {
-    idents.iter().map(|i| normalise(i)).collect()
+    idents.iter().map(normalise).collect()
 }
 
 /// Identifiers as stored: unquoted ones folded to lower case, as DataFusion does.

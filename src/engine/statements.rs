@@ -25,7 +25,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use futures::TryStreamExt;
 
-use super::keys::{self, KeySpec};
+use super::keys::{self, Declarations};
 use super::transaction::CatalogGuard;
 use super::{Engine, Output};
 use crate::catalog::{KeyKind, QualifiedName, Relation};
@@ -68,14 +68,15 @@ impl Engine {
                     if_exists,
                     ..
                 } => self.drop_indexes(session, &names, if_exists).await,
-                SqlStatement::CreateTable(mut create) if keys::declares_keys(&create) => {
-                    let specs = keys::take_keys(&mut create)?;
-                    let defaults = keys::take_defaults(&mut create);
+                SqlStatement::CreateTable(mut create)
+                    if keys::declares_keys_or_defaults(&create) =>
+                {
+                    let declared = keys::take_declarations(&mut create)?;
                     let statement =
                         DFStatement::Statement(Box::new(SqlStatement::CreateTable(create)));
                     match session.state().statement_to_plan(statement).await? {
                         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
-                            self.create_table(session, create, specs, defaults).await
+                            self.create_table(session, create, declared).await
                         }
                         other => Err(Error::invalid(format!(
                             "keys are supported on tables tenure manages, not on {}",
@@ -102,7 +103,7 @@ impl Engine {
                 SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::AlterTable(_) => {
                     true
                 }
-                SqlStatement::CreateTable(create) => keys::declares_keys(create),
+                SqlStatement::CreateTable(create) => keys::declares_keys_or_defaults(create),
                 SqlStatement::CreateIndex(_) | SqlStatement::Comment { .. } => true,
                 SqlStatement::Drop { object_type, .. } => *object_type == ObjectType::Index,
                 _ => false,
@@ -131,7 +132,7 @@ impl Engine {
     ) -> Result<Output> {
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
-                self.create_table(session, create, Vec::new(), Vec::new())
+                self.create_table(session, create, Declarations::default())
                     .await
             }
             LogicalPlan::Ddl(DdlStatement::CreateView(create)) => {
@@ -210,8 +211,7 @@ impl Engine {
         &self,
         session: &SessionContext,
         create: CreateMemoryTable,
-        keys: Vec<KeySpec>,
-        defaults: Vec<(String, String)>,
+        declared: Declarations,
     ) -> Result<Output> {
         if create.temporary {
             return Err(Error::invalid(
@@ -245,8 +245,7 @@ impl Engine {
                 input,
                 create.if_not_exists,
                 create.or_replace,
-                keys,
-                defaults,
+                declared,
             )
             .await?;
         Ok(Output::Command {
@@ -259,9 +258,9 @@ impl Engine {
         })
     }
 
-    /// Writes `input` as a new managed table `name` with `keys` and column `defaults`
-    /// (column, SQL). Returns the number of rows written, or `None` when the table existed
-    /// and `if_not_exists` was given.
+    /// Writes `input` as a new managed table `name` with the keys and column defaults it
+    /// `declared`. Returns the number of rows written, or `None` when the table existed and
+    /// `if_not_exists` was given.
     pub async fn create_managed_table(
         &self,
         session: &SessionContext,
@@ -269,8 +268,7 @@ impl Engine {
         input: LogicalPlan,
         if_not_exists: bool,
         or_replace: bool,
-        keys: Vec<KeySpec>,
-        defaults: Vec<(String, String)>,
+        declared: Declarations,
     ) -> Result<Option<usize>> {
         let mut catalog = self.lock_catalog(session).await?;
         catalog.require_schema(&name.schema)?;
@@ -282,8 +280,8 @@ impl Engine {
             _ => {}
         }
         let schema = input.schema().as_arrow().clone();
-        let keys = self.resolve_keys(&mut catalog, name, &schema, keys)?;
-        let defaults = self.check_defaults(session, name, &schema, defaults)?;
+        let keys = self.resolve_keys(&mut catalog, name, &schema, declared.keys)?;
+        let defaults = self.check_defaults(session, name, &schema, declared.defaults)?;
         let (dir, table, rows) = self.write_new_table(&mut catalog, session, input).await?;
         let mut next = catalog.clone();
         next.put(name.clone(), Relation::Managed { dir: dir.clone() });
