@@ -30,7 +30,6 @@ pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
     use datafusion::sql::sqlparser::ast::{
         FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut,
     };
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Function(function) = expr {
             let name = function.name.to_string().to_ascii_lowercase();
@@ -53,12 +52,7 @@ pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
                     )),
                     _ => None,
                 };
-                if let Some(sql) = lookup
-                    && let Ok(parsed) =
-                        datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
-                            .try_with_sql(&sql)
-                            .and_then(|mut p| p.parse_expr())
-                {
+                if let Some(parsed) = lookup.as_deref().and_then(parse_expr) {
                     *expr = parsed;
                 }
             }
@@ -71,7 +65,6 @@ pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
 /// SQLAlchemy's comments) as aggregated lookups in pg_description.
 pub fn rewrite_description_lookups(statement: &mut SqlStatement) {
     use datafusion::sql::sqlparser::ast::visit_expressions_mut;
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     let _ = visit_expressions_mut(statement, |expr| {
         let lookup = match call_parts(expr) {
             Some((name, args)) => match (name.as_str(), args.as_slice()) {
@@ -87,12 +80,7 @@ pub fn rewrite_description_lookups(statement: &mut SqlStatement) {
             },
             None => None,
         };
-        if let Some(sql) = lookup
-            && let Ok(parsed) =
-                datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
-                    .try_with_sql(&sql)
-                    .and_then(|mut p| p.parse_expr())
-        {
+        if let Some(parsed) = lookup.as_deref().and_then(parse_expr) {
             *expr = parsed;
         }
         std::ops::ControlFlow::<()>::Continue(())
@@ -286,11 +274,7 @@ pub fn inline_serial_sequence_lookups(statement: &mut SqlStatement) {
                 .to_ascii_lowercase()
                 .trim_start_matches("pg_catalog.")
                 == "pg_get_serial_sequence"
-            && let Ok(null) = datafusion::sql::sqlparser::parser::Parser::new(
-                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-            )
-            .try_with_sql("CAST(NULL AS TEXT)")
-            .and_then(|mut p| p.parse_expr())
+            && let Some(null) = parse_expr("CAST(NULL AS TEXT)")
         {
             *expr = null;
         }
@@ -320,6 +304,15 @@ pub fn aggregate_catalog_subqueries(statement: &mut SqlStatement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// `sql` as an expression (the rewrites' own SQL, so it parses).
+fn parse_expr(sql: &str) -> Option<SqlExpr> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
 }
 
 /// `name(args...)`.
@@ -502,11 +495,7 @@ pub fn inline_reloptions_arrays(statement: &mut SqlStatement) {
                     .to_ascii_lowercase()
                     .contains("reloptions")
             })
-            && let Ok(null) = datafusion::sql::sqlparser::parser::Parser::new(
-                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-            )
-            .try_with_sql("CAST(NULL AS TEXT[])")
-            .and_then(|mut p| p.parse_expr())
+            && let Some(null) = parse_expr("CAST(NULL AS TEXT[])")
         {
             *expr = null;
         }
@@ -647,14 +636,9 @@ pub fn rewrite_like_escapes(statement: &mut SqlStatement) {
                     let sql = format!(
                         "regexp_replace(replace({other}, '\\', '\\\\'), '{escaped}(.)', '\\${{1}}', 'g')"
                     );
-                    match datafusion::sql::sqlparser::parser::Parser::new(
-                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-                    )
-                    .try_with_sql(&sql)
-                    .and_then(|mut p| p.parse_expr())
-                    {
-                        Ok(parsed) => *other = parsed,
-                        Err(_) => return std::ops::ControlFlow::Continue(()),
+                    match parse_expr(&sql) {
+                        Some(parsed) => *other = parsed,
+                        None => return std::ops::ControlFlow::Continue(()),
                     }
                 }
             }
