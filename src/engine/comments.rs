@@ -5,6 +5,7 @@
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{CommentObject, ObjectName};
 
+use super::keys::normalise;
 use super::{Engine, Output};
 use crate::catalog::Relation;
 use crate::error::{Error, Result};
@@ -66,11 +67,7 @@ impl Engine {
         let column = match column {
             None => None,
             Some(ident) => {
-                // Folded to lower case unless quoted, as the column names are stored.
-                let column = match ident.quote_style {
-                    Some(_) => ident.value.clone(),
-                    None => ident.value.to_ascii_lowercase(),
-                };
+                let column = normalise(&ident);
                 let provider = catalog
                     .ctx()
                     .table_provider(Self::table_reference(&relation))

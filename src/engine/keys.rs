@@ -190,7 +190,7 @@ fn idents(idents: &[Ident]) -> Vec<String> {
 }
 
 /// Identifiers as stored: unquoted ones folded to lower case, as DataFusion does.
-fn normalise(ident: &Ident) -> String {
+pub(super) fn normalise(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_ascii_lowercase(),

@@ -79,7 +79,7 @@ impl Engine {
                             self.create_table(session, create, declared).await
                         }
                         other => Err(Error::invalid(format!(
-                            "keys are supported on tables tenure manages, not on {}",
+                            "keys and defaults are supported on tables tenure manages, not on {}",
                             other.display()
                         ))),
                     }

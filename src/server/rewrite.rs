@@ -10,7 +10,6 @@ use datafusion::sql::sqlparser::ast::{
 /// query over pg_catalog (`catalog_query`).
 pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
     rewrite_name_lookups(statement);
-    rewrite_description_lookups(statement);
     rewrite_like_escapes(statement);
     rewrite_expandarray(statement);
     rewrite_field_access(statement);
@@ -25,60 +24,37 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
 }
 
 /// `to_regtype(name)` and `to_regclass(name)`, which drivers use to look types and tables up
-/// (psycopg's TypeInfo, SQLAlchemy), as scalar subqueries over pg_catalog.
-pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::{
-        FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut,
-    };
-    let _ = visit_expressions_mut(statement, |expr| {
-        if let SqlExpr::Function(function) = expr {
-            let name = function.name.to_string().to_ascii_lowercase();
-            let name = name.trim_start_matches("pg_catalog.");
-            if let FunctionArguments::List(list) = &function.args
-                && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice()
-            {
-                let lookup = match name {
-                    "to_regtype" => Some(format!(
-                        "(SELECT oid FROM pg_catalog.pg_type WHERE typname = \
-                         CASE lower({arg}) {} ELSE lower({arg}) END LIMIT 1)",
-                        TYPE_ALIASES
-                            .iter()
-                            .map(|(sql, pg)| format!("WHEN '{sql}' THEN '{pg}'"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )),
-                    "to_regclass" => Some(format!(
-                        "(SELECT oid FROM pg_catalog.pg_class WHERE relname = {arg} LIMIT 1)"
-                    )),
-                    _ => None,
-                };
-                if let Some(parsed) = lookup.as_deref().and_then(parse_expr) {
-                    *expr = parsed;
-                }
-            }
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-}
-
+/// (psycopg's TypeInfo, SQLAlchemy), as scalar subqueries over pg_catalog; likewise
 /// `col_description(table, column)` and `obj_description(object [, catalog])` (psql's `\d+`,
 /// SQLAlchemy's comments) as aggregated lookups in pg_description.
-pub fn rewrite_description_lookups(statement: &mut SqlStatement) {
+pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
     use datafusion::sql::sqlparser::ast::visit_expressions_mut;
     let _ = visit_expressions_mut(statement, |expr| {
-        let lookup = match call_parts(expr) {
-            Some((name, args)) => match (name.as_str(), args.as_slice()) {
-                ("col_description", [object, column]) => Some(format!(
-                    "(SELECT max(description) FROM pg_catalog.pg_description \
-                     WHERE objoid = {object} AND objsubid = {column})"
-                )),
-                ("obj_description", [object] | [object, _]) => Some(format!(
-                    "(SELECT max(description) FROM pg_catalog.pg_description \
-                     WHERE objoid = {object} AND objsubid = 0)"
-                )),
-                _ => None,
-            },
-            None => None,
+        let Some((name, args)) = call_parts(expr) else {
+            return std::ops::ControlFlow::<()>::Continue(());
+        };
+        let lookup = match (name.as_str(), args.as_slice()) {
+            ("to_regtype", [arg]) => Some(format!(
+                "(SELECT oid FROM pg_catalog.pg_type WHERE typname = \
+                 CASE lower({arg}) {} ELSE lower({arg}) END LIMIT 1)",
+                TYPE_ALIASES
+                    .iter()
+                    .map(|(sql, pg)| format!("WHEN '{sql}' THEN '{pg}'"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+            ("to_regclass", [arg]) => Some(format!(
+                "(SELECT oid FROM pg_catalog.pg_class WHERE relname = {arg} LIMIT 1)"
+            )),
+            ("col_description", [object, column]) => Some(format!(
+                "(SELECT max(description) FROM pg_catalog.pg_description \
+                 WHERE objoid = {object} AND objsubid = {column})"
+            )),
+            ("obj_description", [object] | [object, _]) => Some(format!(
+                "(SELECT max(description) FROM pg_catalog.pg_description \
+                 WHERE objoid = {object} AND objsubid = 0)"
+            )),
+            _ => None,
         };
         if let Some(parsed) = lookup.as_deref().and_then(parse_expr) {
             *expr = parsed;
@@ -267,13 +243,7 @@ pub fn inline_serial_sequence_lookups(statement: &mut SqlStatement) {
             *expr = SqlExpr::Value(Value::Null.into());
             return std::ops::ControlFlow::<()>::Continue(());
         }
-        if let SqlExpr::Function(function) = expr
-            && function
-                .name
-                .to_string()
-                .to_ascii_lowercase()
-                .trim_start_matches("pg_catalog.")
-                == "pg_get_serial_sequence"
+        if call_parts(expr).is_some_and(|(name, _)| name == "pg_get_serial_sequence")
             && let Some(null) = parse_expr("CAST(NULL AS TEXT)")
         {
             *expr = null;
