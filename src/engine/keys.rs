@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     ColumnOption, ColumnOptionDef, CreateIndex, CreateTable, Expr as SqlExpr, Ident, IndexColumn,
@@ -292,6 +292,20 @@ impl Engine {
                     }
                     let referenced_positions =
                         column_positions(&target, &target_schema, &referenced)?;
+                    for (&from, &to) in positions.iter().zip(&referenced_positions) {
+                        let from = schema.field(from as usize - 1);
+                        let to = target_schema.field(to as usize - 1);
+                        if !comparable(from.data_type(), to.data_type()) {
+                            return Err(Error::invalid(format!(
+                                "foreign key columns {} and {target}.{} are of incompatible \
+                                 types: {} and {}",
+                                from.name(),
+                                to.name(),
+                                from.data_type(),
+                                to.data_type()
+                            )));
+                        }
+                    }
                     if !target_keys
                         .iter()
                         .any(|k| k.kind.is_unique() && k.columns == referenced)
@@ -509,6 +523,17 @@ fn default_name(table: &str, columns: &[String], kind: &KeyKind) -> String {
         KeyKind::ForeignKey { .. } => format!("{table}_{}_fkey", columns.join("_")),
         KeyKind::Index { .. } => format!("{table}_{}_idx", columns.join("_")),
     }
+}
+
+/// Whether a foreign key column of type `a` may reference one of type `b`: the same type,
+/// or both integers, both floating point, or both text (PostgreSQL allows such pairs).
+fn comparable(a: &DataType, b: &DataType) -> bool {
+    a == b
+        || (a.is_integer() && b.is_integer())
+        || (a.is_floating() && b.is_floating())
+        || ([a, b]
+            .iter()
+            .all(|t| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)))
 }
 
 /// The 1-based positions of `columns` in `schema`.

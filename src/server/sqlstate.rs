@@ -98,6 +98,8 @@ fn invalid_code(message: &str) -> &'static str {
         "42830"
     } else if message.contains("because constraint") && message.ends_with("requires it") {
         "2BP01"
+    } else if message.starts_with("foreign key columns") && message.contains("incompatible") {
+        "42804"
     } else if message.starts_with("multiple primary keys") {
         "42P16"
     } else if message.starts_with("invalid value for column") {
