@@ -13,9 +13,10 @@ churn head on the summary token that closes each sequence. Measured:
 
 PyTorch's figures cover the forward and backward passes only; tenure's also include turning
 the event lists into ids and time buckets. Threads: torch.set_num_threads(N) with N the
-first argument (default 2, this machine's cores).
+first argument (default 2, this machine's cores); the second argument is the device (default
+cpu; cuda for the GPU check in benches/gpu_check.sh).
 
-    python benches/compare_pytorch_sequence.py [threads]
+    python benches/compare_pytorch_sequence.py [threads] [device]
 """
 
 import sys
@@ -69,40 +70,43 @@ def batch(rows, length, generator):
     return tokens, positions, ages, gaps, padding
 
 
-def best_of(runs, work):
+def best_of(runs, work, device):
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
     return min(times)
 
 
 def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    device = torch.device(sys.argv[2] if len(sys.argv) > 2 else "cpu")
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     generator = torch.Generator().manual_seed(2)
-    print(f"torch {torch.__version__}, {threads} threads")
+    print(f"torch {torch.__version__}, {threads} threads, {device}")
     for architecture in ["transformer", "lstm"]:
-        model = Sequence(architecture).eval()
+        model = Sequence(architecture).to(device).eval()
         for length in [50, 200]:
-            inputs = batch(1024, length, generator)
+            inputs = [t.to(device) for t in batch(1024, length, generator)]
             with torch.inference_mode():
                 model(*inputs)
-                seconds = best_of(5, lambda: model(*inputs))
+                seconds = best_of(5, lambda: model(*inputs), device)
             print(f"score_{architecture}_len{length}_batch1024: {seconds * 1000:.1f} ms, "
                   f"{1024 / seconds:,.0f} sequences/s")
 
-    model = Sequence("transformer").train()
+    model = Sequence("transformer").to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=0.01)
     loss_fn = nn.BCEWithLogitsLoss()
     rows, length, size = 2027, 50, 128
-    data = batch(rows, length, generator)
-    labels = torch.randint(0, 2, (rows,), generator=generator).float()
+    data = [t.to(device) for t in batch(rows, length, generator)]
+    labels = torch.randint(0, 2, (rows,), generator=generator).float().to(device)
 
     def epoch():
-        order = torch.randperm(rows)
+        order = torch.randperm(rows).to(device)
         for start in range(0, rows, size):
             index = order[start:start + size]
             optimizer.zero_grad()
@@ -111,7 +115,7 @@ def main():
             optimizer.step()
 
     epoch()
-    seconds = best_of(3, epoch)
+    seconds = best_of(3, epoch, device)
     tokens = rows * (length + 1)
     print(f"train_transformer_len50_epoch: {seconds:.2f} s, {tokens / seconds:,.0f} tokens/s")
 

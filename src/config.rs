@@ -19,6 +19,9 @@ pub struct Config {
     pub memory_limit: Option<usize>,
     /// Rows per Arrow record batch.
     pub batch_size: usize,
+    /// Where models score, and where CREATE MODEL trains when neither its OPTIONS nor the
+    /// session name a device: `cpu` or `cuda:N` (a build with `--features cuda`).
+    pub device: String,
     /// Directories that server clients may name in `CREATE EXTERNAL TABLE ... LOCATION` and
     /// `COPY ... TO`. Empty means `data_dir/import`.
     pub allowed_roots: Vec<PathBuf>,
@@ -61,6 +64,7 @@ impl Default for Config {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             memory_limit: None,
             batch_size: 8192,
+            device: "cpu".to_string(),
             allowed_roots: Vec::new(),
             listen: "127.0.0.1:5433".to_string(),
             max_connections: 200,
@@ -82,6 +86,8 @@ pub struct Overrides {
     /// e.g. "4GiB", "512MiB", "2000000000"
     pub memory_limit: Option<String>,
     pub batch_size: Option<usize>,
+    /// "cpu", "cuda" or "cuda:N"
+    pub device: Option<String>,
     pub allowed_roots: Option<Vec<PathBuf>>,
     pub listen: Option<String>,
     pub max_connections: Option<usize>,
@@ -131,6 +137,9 @@ impl Config {
         }
         if let Some(batch_size) = o.batch_size {
             self.batch_size = batch_size;
+        }
+        if let Some(device) = &o.device {
+            self.device = device.trim().to_ascii_lowercase();
         }
         if let Some(roots) = &o.allowed_roots {
             self.allowed_roots = roots.clone();
@@ -183,6 +192,19 @@ impl Config {
                 "memory_limit must be more than 0 bytes".into(),
             ));
         }
+        // Names only; whether the build and the machine have the device is checked when the
+        // engine opens it.
+        let is_cuda = |d: &str| {
+            d == "cuda"
+                || d.strip_prefix("cuda:")
+                    .is_some_and(|n| n.parse::<usize>().is_ok())
+        };
+        if self.device != "cpu" && !is_cuda(&self.device) {
+            return Err(Error::Config(format!(
+                "device {:?} is not a device; use cpu or cuda:N",
+                self.device
+            )));
+        }
         Ok(())
     }
 
@@ -198,6 +220,7 @@ impl Config {
 
 impl Overrides {
     /// Reads `TENURE_DATA_DIR`, `TENURE_THREADS`, `TENURE_MEMORY_LIMIT`, `TENURE_BATCH_SIZE`,
+    /// `TENURE_DEVICE`,
     /// `TENURE_ALLOWED_ROOTS` (separated by ':'), `TENURE_LISTEN`, `TENURE_MAX_CONNECTIONS`,
     /// `TENURE_TLS_CERT` and `TENURE_TLS_KEY` through `get`. Users come only from the file.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
@@ -215,6 +238,7 @@ impl Overrides {
             threads: number("TENURE_THREADS")?,
             memory_limit: get("TENURE_MEMORY_LIMIT"),
             batch_size: number("TENURE_BATCH_SIZE")?,
+            device: get("TENURE_DEVICE"),
             allowed_roots: get("TENURE_ALLOWED_ROOTS").map(|v| {
                 v.split(':')
                     .filter(|s| !s.is_empty())
@@ -308,5 +332,16 @@ mod tests {
         assert!(err.to_string().contains("unknown field"), "{err}");
         config.threads = 0;
         assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config
+            .apply(&Overrides {
+                device: Some("gpu".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("\"gpu\" is not a device"), "{err}");
+        config.device = "cuda:1".into();
+        config.validate().unwrap();
     }
 }

@@ -7,12 +7,14 @@
 //! atomic step) before deleting it.
 //!
 //! Loaded models are cached by (name, version) and shared by every query; a new version is a
-//! new cache entry, so a query already running keeps the model it started with.
+//! new cache entry, so a query already running keeps the model it started with. They are
+//! loaded onto the configured device (`device` in tenure.toml), where every batch then scores.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use tenure_models::candle_core::Device;
 use tenure_models::{Model, ModelCard};
 use tenure_udfs::{LoadedModel, ModelRegistry};
 
@@ -29,12 +31,14 @@ pub struct ModelStore {
     /// Versions of each model, ascending.
     index: RwLock<BTreeMap<String, Vec<u32>>>,
     cache: Mutex<HashMap<(String, u32), Arc<LoadedModel>>>,
+    /// Where loaded models live and score.
+    device: Device,
 }
 
 impl ModelStore {
     /// Opens `root` (creating it), indexes complete versions and removes what an interrupted
-    /// training or drop left behind.
-    pub fn open(root: &Path) -> Result<ModelStore> {
+    /// training or drop left behind. Models will load onto `device`.
+    pub fn open(root: &Path, device: Device) -> Result<ModelStore> {
         std::fs::create_dir_all(root)?;
         let mut index = BTreeMap::new();
         for entry in std::fs::read_dir(root)? {
@@ -73,6 +77,7 @@ impl ModelStore {
             root: root.to_path_buf(),
             index: RwLock::new(index),
             cache: Mutex::default(),
+            device,
         })
     }
 
@@ -169,7 +174,7 @@ impl ModelStore {
         }
         let card = self.read_card(name, version)?;
         let weights = self.read_file(name, version, WEIGHTS_FILE)?;
-        let model = Model::load(&card, &weights, &candle_cpu())
+        let model = Model::load(&card, &weights, &self.device)
             .map_err(|e| format!("model '{name}' version {version}: {e}"))?;
         let loaded = Arc::new(LoadedModel { card, model });
         self.cache
@@ -187,10 +192,6 @@ impl ModelStore {
             .cloned()
             .collect()
     }
-}
-
-fn candle_cpu() -> tenure_models::candle_core::Device {
-    tenure_models::candle_core::Device::Cpu
 }
 
 impl ModelRegistry for ModelStore {

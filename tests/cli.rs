@@ -161,4 +161,19 @@ fn errors_exit_non_zero_and_name_the_problem() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+
+    // The configured device is opened at start: a GPU this build or machine lacks stops it
+    // with the reason, before any statement runs.
+    if !cfg!(feature = "cuda") {
+        let out = tenure(dir.path(), &["--device", "cuda:0", "sql", "-c", "SELECT 1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("needs tenure built with --features cuda"),
+            "{stderr}"
+        );
+    }
+    let out = tenure(dir.path(), &["--device", "tpu", "sql", "-c", "SELECT 1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"tpu\" is not a device"), "{stderr}");
 }

@@ -400,8 +400,14 @@ pub fn device(spec: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(spec: &str, ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal)
-        .map_err(|e| Error::Device(format!("device '{spec}' is not available: {e}")))
+    Device::new_cuda(ordinal).map_err(|e| {
+        // The driver's own error, without the backtrace candle attaches under RUST_BACKTRACE.
+        let e = match e {
+            candle_core::Error::WithBacktrace { inner, .. } => *inner,
+            e => e,
+        };
+        Error::Device(format!("device '{spec}' is not available: {e}"))
+    })
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -45,6 +45,9 @@ pub struct GlobalArgs {
     /// Rows per record batch
     #[arg(long, global = true)]
     pub batch_size: Option<usize>,
+    /// Where models score and train by default: cpu or cuda:N (a build with --features cuda)
+    #[arg(long, global = true, value_name = "DEVICE")]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +98,7 @@ impl Cli {
             threads: self.global.threads,
             memory_limit: self.global.memory_limit.clone(),
             batch_size: self.global.batch_size,
+            device: self.global.device.clone(),
             listen,
             ..Default::default()
         };

@@ -140,7 +140,9 @@ impl Engine {
         };
         let store = CatalogStore::new(&data_dir.catalog_path());
         let state = store.load()?;
-        let models = Arc::new(ModelStore::open(&data_dir.models_dir())?);
+        let device = tenure_models::device(&config.device)
+            .map_err(|e| Error::Config(format!("device: {e}")))?;
+        let models = Arc::new(ModelStore::open(&data_dir.models_dir(), device)?);
         // Before pg_catalog, whose key tables are views over tenure.keys.
         register_system_tables(&ctx, models.clone(), store.saved())?;
         postgres::install(&ctx, roles, store.saved()).await?;

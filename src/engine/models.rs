@@ -30,11 +30,20 @@ impl Drop for CancelOnDrop {
 impl Engine {
     pub(super) async fn create_model(
         &self,
-        create: CreateModel,
+        mut create: CreateModel,
         progress: Option<&ProgressSender>,
     ) -> Result<Output> {
         validate_name(&create.name)?;
         let kind = Kind::parse(&create.kind)?;
+        // The configured device trains what neither OPTIONS nor the session sent elsewhere.
+        if kind.uses_device()
+            && self.config.device != "cpu"
+            && !create.options.iter().any(|(k, _)| k == "device")
+        {
+            create
+                .options
+                .push(("device".to_string(), self.config.device.clone()));
+        }
         // Bad options fail before any data is read, and before the TARGET check, which for
         // KIND sequence depends on the task option.
         tenure_models::check_options(kind, &mut Options::new(create.options.clone()))?;

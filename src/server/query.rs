@@ -1096,20 +1096,22 @@ impl QueryHandler {
     }
 }
 
-/// `SET tenure.device = 'cuda:0'` applies to the session's trainings that do not name a
-/// device in their OPTIONS.
+/// `SET tenure.device = 'cuda:0'` (or 'cpu') applies to the session's trainings that do not
+/// name a device in their OPTIONS; unset, the engine trains on the server's device.
 fn with_session_device(session: &Session, statement: &Arc<Statement>) -> Arc<Statement> {
     let Statement::CreateModel(create) = statement.as_ref() else {
         return statement.clone();
     };
-    let device = session.settings().get("tenure.device").unwrap_or_default();
+    let Some(device) = session
+        .settings()
+        .changed("tenure.device")
+        .map(str::to_string)
+    else {
+        return statement.clone();
+    };
     // Kinds that do not train with candle (bgnbd, ...) have no device to choose.
     let uses_device = tenure_models::Kind::parse(&create.kind).is_ok_and(|k| k.uses_device());
-    if !uses_device
-        || device == "cpu"
-        || device.is_empty()
-        || create.options.iter().any(|(k, _)| k == "device")
-    {
+    if !uses_device || create.options.iter().any(|(k, _)| k == "device") {
         return statement.clone();
     }
     let mut create = create.clone();

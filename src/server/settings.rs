@@ -283,7 +283,7 @@ const DEFINITIONS: &[Definition] = &[
         "cpu",
         false,
         false,
-        "Device for model training and scoring: cpu or cuda:N (with --features cuda).",
+        "Device for this session's CREATE MODEL: cpu or cuda:N (with --features cuda); unset, the server's device.",
     ),
 ];
 
@@ -362,6 +362,13 @@ impl Settings {
             .get(&lower)
             .cloned()
             .ok_or_else(|| SettingError::unknown(name))
+    }
+
+    /// The value of `name` when this session set it (SET or the startup message), else None.
+    pub fn changed(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Sets `name`; returns the (name, value) to report to the client, if PostgreSQL reports
