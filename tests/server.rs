@@ -797,8 +797,19 @@ async fn psql_catalog_commands_notices_and_tls() {
         ok && out.contains("customer_id")
             && out.contains("bigint")
             && out.contains("\"customers_pkey\" PRIMARY KEY, btree (customer_id)")
-            && out.contains("\"customers_name_idx\" btree (name)"),
+            && out.contains("\"customers_name_idx\" btree (name)")
+            // The Default column, last.
+            && out.lines().any(|l| l.trim_start().starts_with("spend") && l.ends_with("| 0")),
         "\\d customers: {out}{err}"
+    );
+    // \dt+: the table's size on disk (a few kB of Delta log here), through pg_table_size
+    // and pg_size_pretty.
+    let (ok, out, err) = server.psql(&["-c", "\\dt+ customers"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.contains("customers") && (l.contains(" bytes ") || l.contains(" kB "))),
+        "\\dt+ customers: {out}{err}"
     );
     let (ok, out, err) = server.psql(&["-c", "\\d+ customers"]);
     assert!(

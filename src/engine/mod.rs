@@ -10,6 +10,7 @@ mod external;
 mod keys;
 mod models;
 mod pg_keys;
+mod pg_sizes;
 mod postgres;
 mod statements;
 mod system_tables;
@@ -144,7 +145,7 @@ impl Engine {
             .map_err(|e| Error::Config(format!("device: {e}")))?;
         let models = Arc::new(ModelStore::open(&data_dir.models_dir(), device)?);
         // Before pg_catalog, whose key tables are views over tenure.keys.
-        register_system_tables(&ctx, models.clone(), store.saved())?;
+        register_system_tables(&ctx, models.clone(), store.saved(), data_dir.tables_dir())?;
         postgres::install(&ctx, roles, store.saved()).await?;
         tenure_models::set_compute_threads(config.threads);
         tenure_udfs::register_all(&ctx, models.clone());
@@ -547,6 +548,7 @@ fn register_system_tables(
     ctx: &SessionContext,
     models: Arc<ModelStore>,
     saved: crate::catalog::SavedCatalog,
+    tables_dir: std::path::PathBuf,
 ) -> Result<()> {
     use datafusion::catalog::SchemaProvider;
     use system_tables::SystemTable;
@@ -572,7 +574,16 @@ fn register_system_tables(
     )?;
     schema.register_table(
         "defaults".to_string(),
-        Arc::new(SystemTable(system_tables::DefaultsTable { catalog: saved })),
+        Arc::new(SystemTable(system_tables::DefaultsTable {
+            catalog: saved.clone(),
+        })),
+    )?;
+    schema.register_table(
+        "table_sizes".to_string(),
+        Arc::new(SystemTable(system_tables::TableSizesTable {
+            catalog: saved,
+            tables_dir,
+        })),
     )?;
     catalog.register_schema(SYSTEM_SCHEMA, schema)?;
     Ok(())

@@ -35,6 +35,7 @@ pub async fn install(
     // Before the catalog views, which call them.
     register_driver_functions(ctx);
     super::pg_keys::register(ctx, catalog);
+    super::pg_sizes::register(ctx);
     override_catalog_views(ctx).await?;
     let version = crate::server::version_string();
     ctx.register_udf(create_udf(
@@ -69,7 +70,17 @@ pub async fn install(
 /// smallint arrays, so the subscripts and unnest that pgjdbc and SQLAlchemy use work;
 /// indoption is an int2vector's text (`'0 0'`), which SQLAlchemy parses, and the server
 /// rewrites pgjdbc's subscripts of it to `tenure_int2vector_element`.
-const CATALOG_VIEWS: [(&str, &str); 9] = [
+/// tenure_relation_sizes (not in PostgreSQL) gives `tenure.table_sizes` by pg_class oid, for
+/// the server's rewrite of `pg_table_size(oid)` and friends.
+const CATALOG_VIEWS: [(&str, &str); 10] = [
+    (
+        "tenure_relation_sizes",
+        "SELECT c.oid AS relid, s.bytes \
+         FROM tenure.table_sizes s \
+         JOIN pg_catalog.pg_namespace n ON n.nspname = s.table_schema \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.table_name \
+         WHERE c.relkind = 'r'",
+    ),
     (
         "pg_tables",
         "SELECT n.nspname AS schemaname, c.relname AS tablename, \

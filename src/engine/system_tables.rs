@@ -1,6 +1,6 @@
 //! The `tenure` schema: read-only tables that describe the database itself.
 //! `tenure.models` has one row per model version, read from the model cards; `tenure.keys`
-//! one row per key of a managed table.
+//! one row per key of a managed table; `tenure.table_sizes` one per managed table.
 
 use std::sync::Arc;
 
@@ -340,4 +340,82 @@ impl SystemRows for DefaultsTable {
             )),
         ]
     }
+}
+
+/// `tenure.table_sizes`: each managed table's files and bytes on disk, as last committed:
+/// its Delta log and every data file still in its directory, as PostgreSQL's
+/// `pg_table_size` counts dead rows too. External tables, which may live in object
+/// storage, are not listed. `pg_table_size(oid)` and friends read it (through
+/// pg_catalog.tenure_relation_sizes).
+#[derive(Debug)]
+pub struct TableSizesTable {
+    pub catalog: SavedCatalog,
+    pub tables_dir: std::path::PathBuf,
+}
+
+fn table_sizes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table_schema", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("files", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+    ]))
+}
+
+impl SystemRows for TableSizesTable {
+    fn schema(&self) -> SchemaRef {
+        table_sizes_schema()
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        let catalog = self.catalog.get();
+        let sizes: Vec<(&QualifiedName, (i64, i64))> = catalog
+            .relations
+            .iter()
+            .filter_map(|(name, relation)| match relation {
+                crate::catalog::Relation::Managed { dir } => {
+                    Some((name, disk_usage(&self.tables_dir.join(dir))))
+                }
+                _ => None,
+            })
+            .collect();
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                sizes.iter().map(|(n, _)| &n.schema),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                sizes.iter().map(|(n, _)| &n.name),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                sizes.iter().map(|(_, (files, _))| *files),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                sizes.iter().map(|(_, (_, bytes))| *bytes),
+            )),
+        ]
+    }
+}
+
+/// Files and bytes under `dir`, recursively. What cannot be read (a directory a concurrent
+/// DROP removed) counts as nothing.
+fn disk_usage(dir: &std::path::Path) -> (i64, i64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    let (mut files, mut bytes) = (0, 0);
+    for entry in entries.flatten() {
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => {
+                let (f, b) = disk_usage(&entry.path());
+                files += f;
+                bytes += b;
+            }
+            Ok(m) => {
+                files += 1;
+                bytes += m.len() as i64;
+            }
+            Err(_) => {}
+        }
+    }
+    (files, bytes)
 }

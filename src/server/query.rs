@@ -322,13 +322,20 @@ fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
             CloseCursor::All => Action::Close(None),
             CloseCursor::Specific { name } => Action::Close(Some(identifier(&name))),
         },
-        other => {
+        mut other => {
             // The compatibility parser also replaces whole client queries that DataFusion
             // cannot run (a few of psql's and pgcli's); use it when it reads the text
-            // as this one statement.
-            let mut rewritten = match shared.compat.parse(text) {
-                Ok(mut parsed) if parsed.len() == 1 => parsed.remove(0),
-                _ => shared.compat.rewrite(other),
+            // as this one statement, unless a rewrite had to run before it.
+            let rewritten_first =
+                text.contains("pg_attrdef") && rewrite::keep_default_lookups(&mut other);
+            let parsed = if rewritten_first {
+                None
+            } else {
+                shared.compat.parse(text).ok().filter(|p| p.len() == 1)
+            };
+            let mut rewritten = match parsed {
+                Some(mut parsed) => parsed.remove(0),
+                None => shared.compat.rewrite(other),
             };
             rewrite::for_datafusion(&mut rewritten, text.contains("pg_catalog"));
             Action::Run(Arc::new(Statement::DataFusion(DFStatement::Statement(

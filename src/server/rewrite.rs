@@ -26,9 +26,50 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
 /// `to_regtype(name)` and `to_regclass(name)`, which drivers use to look types and tables up
 /// (psycopg's TypeInfo, SQLAlchemy), as scalar subqueries over pg_catalog; likewise
 /// `col_description(table, column)` and `obj_description(object [, catalog])` (psql's `\d+`,
-/// SQLAlchemy's comments) as aggregated lookups in pg_description.
+/// SQLAlchemy's comments) as aggregated lookups in pg_description, and `pg_table_size(oid)`
+/// and friends (psql's `\dt+`) in pg_catalog.tenure_relation_sizes. A call that is a whole
+/// select item keeps its name as the column's, as in PostgreSQL (and two such subqueries in
+/// one select list would otherwise clash in DataFusion).
 pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
+    use datafusion::sql::sqlparser::ast::{
+        Ident, Query, SelectItem, SetExpr, VisitMut, VisitorMut, visit_expressions_mut,
+    };
+    const LOOKUPS: [&str; 8] = [
+        "to_regtype",
+        "to_regclass",
+        "col_description",
+        "obj_description",
+        "pg_table_size",
+        "pg_total_relation_size",
+        "pg_relation_size",
+        "pg_indexes_size",
+    ];
+    struct NameItems;
+    impl VisitorMut for NameItems {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> std::ops::ControlFlow<()> {
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                for item in &mut select.projection {
+                    let SelectItem::UnnamedExpr(expr) = item else {
+                        continue;
+                    };
+                    let Some(name) = call_parts(expr)
+                        .map(|(name, _)| name)
+                        .filter(|name| LOOKUPS.contains(&name.as_str()))
+                    else {
+                        continue;
+                    };
+                    let expr = std::mem::replace(expr, SqlExpr::Value(Value::Null.into()));
+                    *item = SelectItem::ExprWithAlias {
+                        expr,
+                        alias: Ident::new(name),
+                    };
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut NameItems);
     let _ = visit_expressions_mut(statement, |expr| {
         let Some((name, args)) = call_parts(expr) else {
             return std::ops::ControlFlow::<()>::Continue(());
@@ -54,6 +95,27 @@ pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
                 "(SELECT max(description) FROM pg_catalog.pg_description \
                  WHERE objoid = {object} AND objsubid = 0)"
             )),
+            // A table's files are all its storage (no TOAST; indexes are not built).
+            (
+                "pg_table_size" | "pg_total_relation_size" | "pg_relation_size",
+                [relation] | [relation, _],
+            ) => {
+                // PostgreSQL reads a text argument as a regclass: a table name.
+                let relid = match relation {
+                    SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)) => {
+                        format!(
+                            "(SELECT oid FROM pg_catalog.pg_class WHERE relname = {relation} \
+                             LIMIT 1)"
+                        )
+                    }
+                    _ => relation.to_string(),
+                };
+                Some(format!(
+                    "(SELECT max(bytes) FROM pg_catalog.tenure_relation_sizes \
+                     WHERE relid = {relid})"
+                ))
+            }
+            ("pg_indexes_size", [_]) => Some("CAST(0 AS BIGINT)".to_string()),
             _ => None,
         };
         if let Some(parsed) = lookup.as_deref().and_then(parse_expr) {
@@ -222,23 +284,84 @@ fn has_subquery(expr: &SqlExpr) -> bool {
     .is_break()
 }
 
+/// Runs before datafusion-pg-catalog's rules. psql's `\d` reads each column's default with a
+/// correlated scalar subquery over pg_attrdef as a whole select item, which that crate's
+/// RemoveSubqueryFromProjection replaces with NULL. The item becomes `tenure_if(outer
+/// conditions, subquery)` (`a.atthasdef` moves out, as in [`eager_catalog_case_subqueries`]),
+/// or the subquery in parentheses when its WHERE holds no outer-only condition: the crate
+/// leaves both alone, and [`aggregate_catalog_subqueries`] then makes the subquery plannable.
+/// Returns whether it changed anything.
+pub fn keep_default_lookups(statement: &mut SqlStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::{
+        BinaryOperator, Query, SelectItem, SetExpr, VisitMut, VisitorMut,
+    };
+    use std::ops::ControlFlow;
+    struct Keep(bool);
+    impl VisitorMut for Keep {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_mut() else {
+                return ControlFlow::Continue(());
+            };
+            for item in &mut select.projection {
+                let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item
+                else {
+                    continue;
+                };
+                let SqlExpr::Subquery(subquery) = expr else {
+                    continue;
+                };
+                if !reads_only_table(subquery, "pg_attrdef") {
+                    continue;
+                }
+                let outer = take_outer_conjuncts(subquery);
+                let lookup = std::mem::replace(expr, SqlExpr::Value(Value::Null.into()));
+                *expr = match outer.into_iter().reduce(|left, right| SqlExpr::BinaryOp {
+                    left: Box::new(SqlExpr::Nested(Box::new(left))),
+                    op: BinaryOperator::And,
+                    right: Box::new(SqlExpr::Nested(Box::new(right))),
+                }) {
+                    Some(condition) => {
+                        function_call(crate::engine::EAGER_IF, vec![condition, lookup])
+                    }
+                    None => SqlExpr::Nested(Box::new(lookup)),
+                };
+                self.0 = true;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut keep = Keep(false);
+    let _ = statement.visit(&mut keep);
+    keep.0
+}
+
+/// Whether `query` is a plain SELECT over the one table `table` (any schema), without joins.
+fn reads_only_table(query: &datafusion::sql::sqlparser::ast::Query, table: &str) -> bool {
+    use datafusion::sql::sqlparser::ast::{SetExpr, TableFactor};
+    if let SetExpr::Select(select) = query.body.as_ref()
+        && let [from] = select.from.as_slice()
+        && from.joins.is_empty()
+        && let TableFactor::Table { name, .. } = &from.relation
+    {
+        name.0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|i| i.value.eq_ignore_ascii_case(table))
+    } else {
+        false
+    }
+}
+
 /// tenure has no sequences: `pg_get_serial_sequence(table, column)` is NULL and so is a
 /// scalar subquery over pg_sequence alone. Said in the SQL, so that SQLAlchemy's identity
 /// lookup (a subquery over pg_sequence with the outer row in its select list) is not a
 /// correlated subquery DataFusion cannot plan. Applied to queries over pg_catalog only.
 pub fn inline_serial_sequence_lookups(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::{SetExpr, TableFactor, visit_expressions_mut};
+    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Subquery(query) = expr
-            && let SetExpr::Select(select) = query.body.as_ref()
-            && let [from] = select.from.as_slice()
-            && from.joins.is_empty()
-            && let TableFactor::Table { name, .. } = &from.relation
-            && name
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_sequence"))
+            && reads_only_table(query, "pg_sequence")
         {
             *expr = SqlExpr::Value(Value::Null.into());
             return std::ops::ControlFlow::<()>::Continue(());
@@ -763,6 +886,18 @@ mod tests {
 
     #[test]
     fn name_lookups_become_catalog_subqueries() {
+        let sql = rewritten(
+            "SELECT pg_size_pretty(pg_table_size(c.oid)), pg_relation_size('t') \
+             FROM pg_catalog.pg_class c",
+            rewrite_name_lookups,
+        );
+        assert_eq!(
+            sql,
+            "SELECT pg_size_pretty((SELECT max(bytes) FROM pg_catalog.tenure_relation_sizes \
+             WHERE relid = c.oid)), (SELECT max(bytes) FROM pg_catalog.tenure_relation_sizes \
+             WHERE relid = (SELECT oid FROM pg_catalog.pg_class WHERE relname = 't' LIMIT 1)) \
+             AS pg_relation_size FROM pg_catalog.pg_class c"
+        );
         let sql = rewritten("SELECT to_regtype('bigint')", rewrite_name_lookups);
         assert!(
             sql.contains("FROM pg_catalog.pg_type") && sql.contains("'int8'"),
@@ -780,5 +915,27 @@ mod tests {
         assert!(sql.contains("SELECT max(d.adbin)"), "{sql}");
         let already = "SELECT (SELECT count(*) FROM pg_catalog.pg_class)";
         assert_eq!(rewritten(already, aggregate_catalog_subqueries), already);
+    }
+
+    #[test]
+    fn default_lookups_survive_the_compatibility_rules() {
+        // psql's \d: the outer-only a.atthasdef moves out of the subquery.
+        let sql = "SELECT a.attname, (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) \
+                   FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid \
+                   AND d.adnum = a.attnum AND a.atthasdef), \
+                   (SELECT c.collname FROM pg_catalog.pg_collation c WHERE c.oid = a.attcollation) \
+                   FROM pg_catalog.pg_attribute a";
+        assert_eq!(
+            rewritten(sql, |s| assert!(keep_default_lookups(s))),
+            "SELECT a.attname, tenure_if(a.atthasdef, (SELECT \
+             pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d \
+             WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum)), (SELECT c.collname FROM \
+             pg_catalog.pg_collation c WHERE c.oid = a.attcollation) FROM pg_catalog.pg_attribute a"
+        );
+        let other = "SELECT (SELECT count(*) FROM pg_catalog.pg_class)";
+        assert_eq!(
+            rewritten(other, |s| assert!(!keep_default_lookups(s))),
+            other
+        );
     }
 }
