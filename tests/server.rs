@@ -816,6 +816,34 @@ async fn psql_catalog_commands_notices_and_tls() {
         ok && out.contains("Lifetime spend in EUR"),
         "\\d+ customers: {out}{err}"
     );
+    // information_schema's key views, which ORMs and schema tools read.
+    let (ok, out, err) = server.psql(&[
+        "-t",
+        "-A",
+        "-c",
+        "CREATE TABLE customer_orders (order_id BIGINT PRIMARY KEY, \
+         customer_id BIGINT REFERENCES customers)",
+        "-c",
+        "SELECT tc.constraint_type, kcu.column_name, kcu.ordinal_position, \
+                kcu.position_in_unique_constraint \
+         FROM information_schema.table_constraints tc \
+         JOIN information_schema.key_column_usage kcu \
+           ON kcu.constraint_name = tc.constraint_name AND kcu.table_name = tc.table_name \
+         WHERE tc.table_name = 'customer_orders' ORDER BY 1",
+        "-c",
+        "SELECT unique_constraint_name, delete_rule FROM information_schema.referential_constraints \
+         WHERE constraint_name = 'customer_orders_customer_id_fkey'",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>(),
+        [
+            "FOREIGN KEY|customer_id|1|1",
+            "PRIMARY KEY|order_id|1|",
+            "customers_pkey|NO ACTION"
+        ],
+        "{out}{err}"
+    );
     let (ok, out, err) = server.psql(&["-c", "\\dn"]);
     assert!(
         ok && out.contains("marts") && out.contains("public"),

@@ -71,8 +71,54 @@ pub async fn install(
 /// indoption is an int2vector's text (`'0 0'`), which SQLAlchemy parses, and the server
 /// rewrites pgjdbc's subscripts of it to `tenure_int2vector_element`.
 /// tenure_relation_sizes (not in PostgreSQL) gives `tenure.table_sizes` by pg_class oid, for
-/// the server's rewrite of `pg_table_size(oid)` and friends.
-const CATALOG_VIEWS: [(&str, &str); 10] = [
+/// the server's rewrite of `pg_table_size(oid)` and friends. tenure_table_constraints,
+/// tenure_key_column_usage and tenure_referential_constraints are information_schema's
+/// views of the keys, which the server reads for `information_schema.table_constraints` and
+/// the others (DataFusion answers information_schema itself, without those views). Keys are
+/// informational, so `enforced` is 'NO'.
+const CATALOG_VIEWS: [(&str, &str); 13] = [
+    (
+        "tenure_table_constraints",
+        "SELECT CAST('tenure' AS VARCHAR) AS constraint_catalog, \
+                k.table_schema AS constraint_schema, k.constraint_name, \
+                CAST('tenure' AS VARCHAR) AS table_catalog, k.table_schema, k.table_name, \
+                k.constraint_type, CAST('NO' AS VARCHAR) AS is_deferrable, \
+                CAST('NO' AS VARCHAR) AS initially_deferred, CAST('NO' AS VARCHAR) AS enforced, \
+                CASE WHEN k.constraint_type = 'FOREIGN KEY' THEN CAST(NULL AS VARCHAR) \
+                     ELSE 'YES' END AS nulls_distinct \
+         FROM tenure.keys k \
+         WHERE k.constraint_type IN ('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY')",
+    ),
+    (
+        "tenure_key_column_usage",
+        "SELECT CAST('tenure' AS VARCHAR) AS constraint_catalog, u.constraint_schema, \
+                u.constraint_name, CAST('tenure' AS VARCHAR) AS table_catalog, u.table_schema, \
+                u.table_name, u.column_name, CAST(u.ordinal_position AS INT) AS ordinal_position, \
+                CAST(array_position(r.columns, u.referenced_column) AS INT) \
+                  AS position_in_unique_constraint \
+         FROM (SELECT k.table_schema AS constraint_schema, k.constraint_name, k.table_schema, \
+                      k.table_name, k.references_schema, k.references_table, k.references_key, \
+                      unnest(k.columns) AS column_name, \
+                      unnest(range(1, CAST(cardinality(k.columns) AS BIGINT) + 1)) \
+                        AS ordinal_position, \
+                      unnest(coalesce(k.references_columns, k.columns)) AS referenced_column \
+               FROM tenure.keys k \
+               WHERE k.constraint_type IN ('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY')) u \
+         LEFT JOIN tenure.keys r ON r.table_schema = u.references_schema \
+              AND r.table_name = u.references_table AND r.constraint_name = u.references_key",
+    ),
+    (
+        "tenure_referential_constraints",
+        "SELECT CAST('tenure' AS VARCHAR) AS constraint_catalog, \
+                k.table_schema AS constraint_schema, k.constraint_name, \
+                CAST('tenure' AS VARCHAR) AS unique_constraint_catalog, \
+                k.references_schema AS unique_constraint_schema, \
+                k.references_key AS unique_constraint_name, \
+                CAST('NONE' AS VARCHAR) AS match_option, \
+                CAST('NO ACTION' AS VARCHAR) AS update_rule, \
+                CAST('NO ACTION' AS VARCHAR) AS delete_rule \
+         FROM tenure.keys k WHERE k.constraint_type = 'FOREIGN KEY'",
+    ),
     (
         "tenure_relation_sizes",
         "SELECT c.oid AS relid, s.bytes \

@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::ast::{
 /// Every rewrite below, in order, after datafusion-pg-catalog's; the catalog ones only for a
 /// query over pg_catalog (`catalog_query`).
 pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
+    read_key_views_from_pg_catalog(statement);
     rewrite_name_lookups(statement);
     rewrite_like_escapes(statement);
     rewrite_expandarray(statement);
@@ -282,6 +283,48 @@ fn has_subquery(expr: &SqlExpr) -> bool {
         }
     })
     .is_break()
+}
+
+/// `information_schema.table_constraints`, `key_column_usage` and `referential_constraints`,
+/// which DataFusion's information_schema lacks, are read from their pg_catalog views
+/// (`tenure_table_constraints`, ...), under their own name when the query gives no alias.
+pub fn read_key_views_from_pg_catalog(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{
+        Ident, ObjectNamePart, TableAlias, TableFactor, VisitMut, VisitorMut,
+    };
+    const VIEWS: [&str; 3] = [
+        "table_constraints",
+        "key_column_usage",
+        "referential_constraints",
+    ];
+    struct Redirect;
+    impl VisitorMut for Redirect {
+        type Break = ();
+        fn pre_visit_table_factor(
+            &mut self,
+            factor: &mut TableFactor,
+        ) -> std::ops::ControlFlow<()> {
+            if let TableFactor::Table { name, alias, .. } = factor
+                && let [schema, view] = name.0.as_slice()
+                && let (Some(schema), Some(view)) = (schema.as_ident(), view.as_ident())
+                && schema.value.eq_ignore_ascii_case("information_schema")
+                && let Some(view) = VIEWS.iter().find(|v| view.value.eq_ignore_ascii_case(v))
+            {
+                *name = ObjectName(vec![
+                    ObjectNamePart::Identifier(Ident::new("pg_catalog")),
+                    ObjectNamePart::Identifier(Ident::new(format!("tenure_{view}"))),
+                ]);
+                alias.get_or_insert_with(|| TableAlias {
+                    explicit: true,
+                    name: Ident::new(*view),
+                    columns: vec![],
+                    at: None,
+                });
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Redirect);
 }
 
 /// Runs before datafusion-pg-catalog's rules. psql's `\d` reads each column's default with a
