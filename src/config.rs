@@ -192,14 +192,9 @@ impl Config {
                 "memory_limit must be more than 0 bytes".into(),
             ));
         }
-        // Names only; whether the build and the machine have the device is checked when the
-        // engine opens it.
-        let is_cuda = |d: &str| {
-            d == "cuda"
-                || d.strip_prefix("cuda:")
-                    .is_some_and(|n| n.parse::<usize>().is_ok())
-        };
-        if self.device != "cpu" && !is_cuda(&self.device) {
+        // The name only; whether the build and the machine have the device is checked when
+        // the engine opens it.
+        if tenure_models::parse_device_name(&self.device).is_none() {
             return Err(Error::Config(format!(
                 "device {:?} is not a device; use cpu or cuda:N",
                 self.device

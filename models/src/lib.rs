@@ -378,24 +378,29 @@ impl Model {
     }
 }
 
+/// A device name read: `cpu` is None, `cuda` and `cuda:N` the GPU's ordinal; anything else
+/// is not a device name (the outer None).
+pub fn parse_device_name(spec: &str) -> Option<Option<usize>> {
+    match spec.trim().to_ascii_lowercase().as_str() {
+        "cpu" => Some(None),
+        "cuda" => Some(Some(0)),
+        s => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(Some),
+    }
+}
+
 /// The candle device for a `device` option: `cpu`, `cuda` or `cuda:N`.
 pub fn device(spec: &str) -> Result<Device> {
     let spec = spec.trim().to_ascii_lowercase();
-    if spec == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    let ordinal = match spec.as_str() {
-        "cuda" => Some(0),
-        s => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse::<usize>().ok()),
-    };
-    let Some(ordinal) = ordinal else {
-        return Err(Error::Device(format!(
+    match parse_device_name(&spec) {
+        Some(None) => Ok(Device::Cpu),
+        Some(Some(ordinal)) => cuda_device(&spec, ordinal),
+        None => Err(Error::Device(format!(
             "unknown device '{spec}'; use 'cpu' or 'cuda:N'"
-        )));
-    };
-    cuda_device(&spec, ordinal)
+        ))),
+    }
 }
 
 #[cfg(feature = "cuda")]

@@ -35,14 +35,10 @@ impl Engine {
     ) -> Result<Output> {
         validate_name(&create.name)?;
         let kind = Kind::parse(&create.kind)?;
-        // The configured device trains what neither OPTIONS nor the session sent elsewhere.
-        if kind.uses_device()
-            && self.config.device != "cpu"
-            && !create.options.iter().any(|(k, _)| k == "device")
-        {
-            create
-                .options
-                .push(("device".to_string(), self.config.device.clone()));
+        // The configured device trains what neither OPTIONS nor the session sent elsewhere
+        // (the CPU is the models' own default).
+        if self.config.device != "cpu" {
+            create.default_device(&self.config.device);
         }
         // Bad options fail before any data is read, and before the TARGET check, which for
         // KIND sequence depends on the task option.

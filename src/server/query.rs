@@ -1116,13 +1116,8 @@ fn with_session_device(session: &Session, statement: &Arc<Statement>) -> Arc<Sta
     else {
         return statement.clone();
     };
-    // Kinds that do not train with candle (bgnbd, ...) have no device to choose.
-    let uses_device = tenure_models::Kind::parse(&create.kind).is_ok_and(|k| k.uses_device());
-    if !uses_device || create.options.iter().any(|(k, _)| k == "device") {
-        return statement.clone();
-    }
     let mut create = create.clone();
-    create.options.push(("device".to_string(), device));
+    create.default_device(&device);
     Arc::new(Statement::CreateModel(create))
 }
 

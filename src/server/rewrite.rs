@@ -136,10 +136,7 @@ pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
 /// `cond`, as DataFusion decorrelates only comparisons with the subquery's own columns.
 /// Applied to queries over pg_catalog only. Returns whether it changed anything.
 pub fn eager_catalog_case_subqueries(statement: &mut SqlStatement) -> bool {
-    use datafusion::sql::sqlparser::ast::{
-        BinaryOperator, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-        FunctionArguments, Ident, visit_expressions_mut,
-    };
+    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
     let mut changed = false;
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Case {
@@ -158,36 +155,24 @@ pub fn eager_catalog_case_subqueries(statement: &mut SqlStatement) -> bool {
             let mut value = when.result.clone();
             if let SqlExpr::Subquery(query) = &mut value {
                 for outer in take_outer_conjuncts(query) {
-                    condition = SqlExpr::BinaryOp {
-                        left: Box::new(SqlExpr::Nested(Box::new(condition))),
-                        op: BinaryOperator::And,
-                        right: Box::new(SqlExpr::Nested(Box::new(outer))),
-                    };
+                    condition = and_nested(condition, outer);
                 }
             }
-            let args = [condition, value]
-                .into_iter()
-                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-                .collect();
-            *expr = SqlExpr::Function(Function {
-                name: ObjectName::from(vec![Ident::new(crate::engine::EAGER_IF)]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::List(FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args,
-                    clauses: vec![],
-                }),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            });
+            *expr = function_call(crate::engine::EAGER_IF, vec![condition, value]);
             changed = true;
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
     changed
+}
+
+/// `(left) AND (right)`.
+fn and_nested(left: SqlExpr, right: SqlExpr) -> SqlExpr {
+    SqlExpr::BinaryOp {
+        left: Box::new(SqlExpr::Nested(Box::new(left))),
+        op: datafusion::sql::sqlparser::ast::BinaryOperator::And,
+        right: Box::new(SqlExpr::Nested(Box::new(right))),
+    }
 }
 
 /// Removes from a subquery's WHERE the conjuncts that name only columns qualified by tables
@@ -335,9 +320,7 @@ pub fn read_key_views_from_pg_catalog(statement: &mut SqlStatement) {
 /// leaves both alone, and [`aggregate_catalog_subqueries`] then makes the subquery plannable.
 /// Returns whether it changed anything.
 pub fn keep_default_lookups(statement: &mut SqlStatement) -> bool {
-    use datafusion::sql::sqlparser::ast::{
-        BinaryOperator, Query, SelectItem, SetExpr, VisitMut, VisitorMut,
-    };
+    use datafusion::sql::sqlparser::ast::{Query, SelectItem, SetExpr, VisitMut, VisitorMut};
     use std::ops::ControlFlow;
     struct Keep(bool);
     impl VisitorMut for Keep {
@@ -359,11 +342,7 @@ pub fn keep_default_lookups(statement: &mut SqlStatement) -> bool {
                 }
                 let outer = take_outer_conjuncts(subquery);
                 let lookup = std::mem::replace(expr, SqlExpr::Value(Value::Null.into()));
-                *expr = match outer.into_iter().reduce(|left, right| SqlExpr::BinaryOp {
-                    left: Box::new(SqlExpr::Nested(Box::new(left))),
-                    op: BinaryOperator::And,
-                    right: Box::new(SqlExpr::Nested(Box::new(right))),
-                }) {
+                *expr = match outer.into_iter().reduce(and_nested) {
                     Some(condition) => {
                         function_call(crate::engine::EAGER_IF, vec![condition, lookup])
                     }

@@ -50,6 +50,18 @@ pub struct CreateModel {
     pub query: String,
 }
 
+impl CreateModel {
+    /// Trains on `device` unless OPTIONS name one; kinds that do not train with candle
+    /// (bgnbd, ...) have no device to choose.
+    pub fn default_device(&mut self, device: &str) {
+        let uses_device = tenure_models::Kind::parse(&self.kind).is_ok_and(|k| k.uses_device());
+        if uses_device && !self.options.iter().any(|(k, _)| k == "device") {
+            self.options
+                .push(("device".to_string(), device.to_string()));
+        }
+    }
+}
+
 /// `DROP MODEL`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DropModel {
