@@ -26,6 +26,7 @@ mod attention;
 pub mod btyd;
 pub mod classifier;
 pub mod dense;
+mod dense_training;
 pub mod error;
 pub mod kmeans;
 pub mod metrics;
