@@ -29,6 +29,7 @@ pub mod dense;
 mod dense_training;
 pub mod error;
 pub mod kmeans;
+mod lstm_cpu;
 pub mod metrics;
 pub mod options;
 pub mod preprocess;

@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 use crate::attention::PaddedAttention;
 use crate::classifier::{EpochReport, TrainingData};
 use crate::error::{Error, Result};
+use crate::lstm_cpu::{CpuLstm, Steps};
 use crate::metrics::BinaryMetrics;
 use crate::options::Options;
 use crate::preprocess::{FeatureColumn, FeatureValues};
@@ -441,6 +442,8 @@ fn dropout(x: &Tensor, noise: &mut Option<Noise<'_>>) -> Result<Tensor> {
 struct Network<'a> {
     spec: &'a SequenceSpec,
     weights: &'a HashMap<String, Tensor>,
+    /// Set when scoring an LSTM on the CPU.
+    cpu_lstm: Option<&'a CpuLstm>,
 }
 
 impl Network<'_> {
@@ -608,7 +611,10 @@ impl Network<'_> {
     fn summary(&self, batch: &Batch, noise: &mut Option<Noise<'_>>) -> Result<Tensor> {
         match self.spec.architecture {
             Architecture::Transformer => Ok(self.encode(batch, noise, true)?.squeeze(1)?),
-            Architecture::Lstm => self.recur(batch, noise),
+            Architecture::Lstm => match self.cpu_lstm {
+                Some(lstm) if noise.is_none() => recur_cpu(lstm, batch),
+                _ => self.recur(batch, noise),
+            },
         }
     }
 
@@ -642,6 +648,44 @@ impl Network<'_> {
     }
 }
 
+/// The LSTM's weights as [`CpuLstm`] wants them.
+fn cpu_lstm(spec: &SequenceSpec, weights: &HashMap<String, Tensor>) -> Result<CpuLstm> {
+    let values = |name: &str| -> Result<Vec<f32>> {
+        let tensor = weights
+            .get(name)
+            .ok_or_else(|| Error::CorruptArtifact(format!("weights lack {name}")))?;
+        Ok(tensor.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let layers = (0..spec.layers)
+        .map(|i| {
+            Ok((
+                values(&format!("lstm.{i}.w_ih"))?,
+                values(&format!("lstm.{i}.w_hh"))?,
+                values(&format!("lstm.{i}.bias"))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let tables = [values("token")?, values("age")?, values("gap")?];
+    Ok(CpuLstm::new(spec.d_model, tables, layers))
+}
+
+/// [`Network::recur`] through [`CpuLstm`]: the state after the summary token, [B, D].
+fn recur_cpu(lstm: &CpuLstm, batch: &Batch) -> Result<Tensor> {
+    let ids = |t: &Tensor| -> Result<Vec<u32>> { Ok(t.flatten_all()?.to_vec1::<u32>()?) };
+    let (tokens, ages, gaps) = (ids(&batch.tokens)?, ids(&batch.ages)?, ids(&batch.gaps)?);
+    let states = lstm.final_states(&Steps {
+        rows: batch.rows,
+        length: batch.length,
+        ids: [&tokens, &ages, &gaps],
+        real: &batch.real,
+    });
+    Ok(Tensor::from_vec(
+        states,
+        (batch.rows, lstm.width()),
+        batch.tokens.device(),
+    )?)
+}
+
 /// A trained sequence model, ready to score.
 #[derive(Debug, Clone)]
 pub struct SequenceModel {
@@ -649,6 +693,8 @@ pub struct SequenceModel {
     weights: HashMap<String, Tensor>,
     index: HashMap<String, u32>,
     device: Device,
+    /// The LSTM's weights for the CPU scoring path ([`CpuLstm`]).
+    cpu_lstm: Option<CpuLstm>,
 }
 
 /// Next tokens with their probabilities, best first.
@@ -667,6 +713,7 @@ impl SequenceModel {
         Network {
             spec: &self.spec,
             weights: &self.weights,
+            cpu_lstm: self.cpu_lstm.as_ref(),
         }
     }
 
@@ -867,22 +914,27 @@ impl SequenceModel {
             }
             weights.insert(name, tensor.to_dtype(DType::F32)?.to_device(device)?);
         }
-        Ok(SequenceModel::new(spec, weights, device.clone()))
+        SequenceModel::new(spec, weights, device.clone())
     }
 
-    fn new(spec: SequenceSpec, weights: HashMap<String, Tensor>, device: Device) -> Self {
+    fn new(spec: SequenceSpec, weights: HashMap<String, Tensor>, device: Device) -> Result<Self> {
         let index = spec
             .vocabulary
             .iter()
             .enumerate()
             .map(|(i, t)| (t.clone(), (i + SPECIAL_TOKENS) as u32))
             .collect();
-        SequenceModel {
+        let cpu_lstm = match (&device, spec.architecture) {
+            (Device::Cpu, Architecture::Lstm) => Some(cpu_lstm(&spec, &weights)?),
+            _ => None,
+        };
+        Ok(SequenceModel {
             spec,
             weights,
             index,
             device,
-        }
+            cpu_lstm,
+        })
     }
 
     pub fn metrics(&self) -> Vec<(String, f64)> {
@@ -994,7 +1046,7 @@ impl SequenceModel {
             tokens_seen += tokens;
             train_seconds += epoch_started.elapsed().as_secs_f64();
             let snapshot = trainer.snapshot()?;
-            let model = SequenceModel::new(spec.clone(), snapshot, device.clone());
+            let model = SequenceModel::new(spec.clone(), snapshot, device.clone())?;
             let evaluation = model.evaluate(&histories, &validation, &labels, options.seed)?;
             let report = EpochReport {
                 epoch,
@@ -1019,7 +1071,7 @@ impl SequenceModel {
             }
         }
         let (_, best_epoch, weights) = best.expect("at least one epoch ran");
-        let mut model = SequenceModel::new(spec, weights, device);
+        let mut model = SequenceModel::new(spec, weights, device)?;
         let evaluation = model.evaluate(&histories, &validation, &labels, options.seed)?;
         let report = &mut model.spec.training;
         report.best_epoch = best_epoch;
@@ -1485,6 +1537,7 @@ impl<'a> Trainer<'a> {
             let network = Network {
                 spec,
                 weights: &self.weights,
+                cpu_lstm: None,
             };
             let rate = self.options.dropout as f32;
             let (loss, n, batch_tokens) = match spec.task {
@@ -1748,6 +1801,55 @@ mod tests {
             .unwrap();
         let diff = (last - summary).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+
+    #[test]
+    fn the_cpu_lstm_matches_candles() {
+        // Two layers, histories of 0 to 300 events (left padding, truncation at max_len 200),
+        // unknown tokens, with and without ages; more rows than one parallel task.
+        let data = planted(64, 8);
+        let opts = options(&[
+            ("architecture", "lstm"),
+            ("d_model", "16"),
+            ("layers", "2"),
+            ("epochs", "1"),
+            ("max_len", "200"),
+        ]);
+        let model =
+            SequenceModel::train(&data, &opts, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+        let mut rng = StdRng::seed_from_u64(9);
+        let tokens: Vec<Vec<u32>> = (0..600)
+            .map(|r| {
+                let n = if r % 7 == 0 { 300 } else { r % 40 };
+                (0..n).map(|_| rng.random_range(1..8)).collect()
+            })
+            .collect();
+        let ages: Vec<Vec<f32>> = tokens
+            .iter()
+            .map(|t| (0..t.len()).map(|k| (t.len() - k) as f32 * 1.5).collect())
+            .collect();
+        let samples: Vec<Sample<'_>> = tokens
+            .iter()
+            .zip(&ages)
+            .enumerate()
+            .map(|(r, (t, a))| Sample {
+                tokens: t,
+                ages: (r % 2 == 0).then_some(a.as_slice()),
+                reference: 0.0,
+            })
+            .collect();
+        let batch = Batch::new(&samples, 200, &Device::Cpu).unwrap();
+        let network = model.network();
+        assert!(
+            network.cpu_lstm.is_some(),
+            "a CPU LSTM scores on the CPU path"
+        );
+        let fast = network.summary(&batch, &mut None).unwrap();
+        let candle = network.recur(&batch, &mut None).unwrap();
+        assert_eq!(fast.dims(), candle.dims());
+        let diff = (fast - candle).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = diff.to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-4, "largest difference {diff}");
     }
 
     #[test]
