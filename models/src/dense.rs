@@ -295,35 +295,24 @@ mod avx512 {
         let bias = &layer.bias[o..o + O];
         let dst = unsafe { dst.as_mut_ptr().add(o * n) };
         let mut v = 0;
-        unsafe {
-            while v + TILE_VECTORS <= vectors {
-                let r = v * LANES;
-                tile::<O, TILE_VECTORS>(
-                    weight,
-                    layer.inputs,
-                    bias,
-                    input.as_ptr().add(r),
-                    input_stride,
-                    dst.add(r),
-                    n,
-                    relu,
-                );
-                v += TILE_VECTORS;
+        while v < vectors {
+            let r = v * LANES;
+            // Whole tiles of TILE_VECTORS vectors, then single vectors for the rest.
+            let step = if v + TILE_VECTORS <= vectors {
+                TILE_VECTORS
+            } else {
+                1
+            };
+            let (input, dst) = unsafe { (input.as_ptr().add(r), dst.add(r)) };
+            let (inputs, stride) = (layer.inputs, input_stride);
+            unsafe {
+                if step == TILE_VECTORS {
+                    tile::<O, TILE_VECTORS>(weight, inputs, bias, input, stride, dst, n, relu);
+                } else {
+                    tile::<O, 1>(weight, inputs, bias, input, stride, dst, n, relu);
+                }
             }
-            while v < vectors {
-                let r = v * LANES;
-                tile::<O, 1>(
-                    weight,
-                    layer.inputs,
-                    bias,
-                    input.as_ptr().add(r),
-                    input_stride,
-                    dst.add(r),
-                    n,
-                    relu,
-                );
-                v += 1;
-            }
+            v += step;
         }
     }
 

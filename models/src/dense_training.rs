@@ -237,31 +237,16 @@ fn weight_gradient(
     assert!(d_output.len() >= layer.outputs * width);
     assert!(input.len() >= layer.inputs * width);
     assert_eq!(grad.len(), layer.outputs * layer.inputs);
-    // SAFETY: dst `outputs x inputs` row-major; lhs `outputs x width` row-major; rhs is input
-    // (`inputs x width` row-major) read transposed: element (k, j) at j * width + k. The
-    // extents are asserted above and grad aliases neither.
+    // rhs is input (`inputs x width` row-major) read transposed: element (k, j) at
+    // j * width + k.
+    // SAFETY: the extents of all three operands are asserted above.
     unsafe {
-        gemm::gemm(
-            layer.outputs,
-            layer.inputs,
-            width,
-            grad.as_mut_ptr(),
-            1,
-            layer.inputs as isize,
-            false,
-            d_output.as_ptr(),
-            1,
-            width as isize,
-            input.as_ptr(),
-            width as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
+        product(
+            (layer.outputs, layer.inputs, width),
+            grad,
+            (d_output, 1, width),
+            (input, width, 1),
+        )
     }
 }
 
@@ -269,24 +254,47 @@ fn weight_gradient(
 fn input_gradient(layer: &DenseLayer, d_output: &[f32], width: usize, d_input: &mut [f32]) {
     assert!(d_output.len() >= layer.outputs * width);
     assert_eq!(d_input.len(), layer.inputs * width);
-    // SAFETY: dst `inputs x width` row-major; lhs is the weight (`outputs x inputs`
-    // row-major) read transposed: element (i, k) at k * inputs + i; rhs `outputs x width`
-    // row-major. The extents are asserted above and d_input aliases neither.
+    // lhs is the weight (`outputs x inputs` row-major) read transposed: element (i, k) at
+    // k * inputs + i.
+    // SAFETY: the extents of all three operands are asserted above.
+    unsafe {
+        product(
+            (layer.inputs, width, layer.outputs),
+            d_input,
+            (&layer.weight, layer.inputs, 1),
+            (d_output, 1, width),
+        )
+    }
+}
+
+/// `dst = lhs · rhs` for `(m, n, k)`: dst `m x n` row-major; each operand is given as
+/// (values, column stride, row stride).
+///
+/// # Safety
+/// Every element the strides address must lie inside its slice, and dst alias neither.
+unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (lhs, lhs_cs, lhs_rs): (&[f32], usize, usize),
+    (rhs, rhs_cs, rhs_rs): (&[f32], usize, usize),
+) {
+    debug_assert!(dst.len() >= m * n);
+    // SAFETY: as the caller promises; read_dst = false with alpha 0 overwrites dst.
     unsafe {
         gemm::gemm(
-            layer.inputs,
-            width,
-            layer.outputs,
-            d_input.as_mut_ptr(),
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
             1,
-            width as isize,
+            n as isize,
             false,
-            layer.weight.as_ptr(),
-            layer.inputs as isize,
-            1,
-            d_output.as_ptr(),
-            1,
-            width as isize,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
             0.0,
             1.0,
             false,
