@@ -37,6 +37,27 @@ pub(crate) struct DenseLayer {
     pub(crate) bias: Vec<f32>,
 }
 
+impl DenseLayer {
+    fn as_ref(&self) -> LayerRef<'_> {
+        LayerRef {
+            inputs: self.inputs,
+            outputs: self.outputs,
+            weight: &self.weight,
+            bias: &self.bias,
+        }
+    }
+}
+
+/// A layer's shape and borrowed values, as the kernels read them.
+#[derive(Debug, Clone, Copy)]
+struct LayerRef<'a> {
+    inputs: usize,
+    outputs: usize,
+    /// `[outputs, inputs]`, row-major.
+    weight: &'a [f32],
+    bias: &'a [f32],
+}
+
 /// How a layer's matrix product is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
@@ -77,7 +98,22 @@ impl Kernel {
         dst: &mut [f32],
         relu: bool,
     ) {
+        self.layer_ref(layer.as_ref(), input, input_stride, n, dst, relu)
+    }
+
+    /// [`Kernel::layer`] over borrowed values.
+    fn layer_ref(
+        self,
+        layer: LayerRef<'_>,
+        input: &[f32],
+        input_stride: usize,
+        n: usize,
+        dst: &mut [f32],
+        relu: bool,
+    ) {
         assert_eq!(n % self.row_multiple(), 0);
+        assert_eq!(layer.weight.len(), layer.outputs * layer.inputs);
+        assert_eq!(layer.bias.len(), layer.outputs);
         assert!(input.len() >= (layer.inputs - 1) * input_stride + n);
         let dst = &mut dst[..layer.outputs * n];
         match self {
@@ -185,16 +221,56 @@ impl DenseNetwork {
     }
 }
 
+/// `x · Wᵀ + b`, then ReLU when `relu`, for row-major `x` (`[rows, inputs]`) and `W`
+/// (`[outputs, inputs]`), as a linear layer applies to a batch of row vectors (the
+/// Transformer's projections). The register-blocked kernel runs with the roles swapped: the
+/// rows of `x` stand where a layer's weights do and `Wᵀ` where its input does, so its output
+/// is the row-major result. None where that kernel does not run (no AVX-512, or `outputs`
+/// not a multiple of its 16 lanes): the caller uses candle.
+pub(crate) fn linear_rows(x: &[f32], weight: &[f32], bias: &[f32], relu: bool) -> Option<Vec<f32>> {
+    let kernel = Kernel::best();
+    let (inputs, outputs) = (weight.len() / bias.len(), bias.len());
+    if kernel != Kernel::Avx512 || outputs % LANES != 0 || inputs == 0 {
+        return None;
+    }
+    assert_eq!(x.len() % inputs, 0);
+    let rows = x.len() / inputs;
+    let mut transposed = vec![0f32; inputs * outputs];
+    for (o, w) in weight.chunks_exact(inputs).enumerate() {
+        for (k, &v) in w.iter().enumerate() {
+            transposed[k * outputs + o] = v;
+        }
+    }
+    let zeros = vec![0f32; rows];
+    let swapped = LayerRef {
+        inputs,
+        outputs: rows,
+        weight: x,
+        bias: &zeros,
+    };
+    let mut out = vec![0f32; rows * outputs];
+    kernel.layer_ref(swapped, &transposed, outputs, outputs, &mut out, false);
+    for row in out.chunks_exact_mut(outputs) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+            if relu {
+                *v = v.max(0.0);
+            }
+        }
+    }
+    Some(out)
+}
+
 /// [`Kernel::layer`] with `gemm`.
 fn gemm_layer(
-    layer: &DenseLayer,
+    layer: LayerRef<'_>,
     input: &[f32],
     input_stride: usize,
     n: usize,
     dst: &mut [f32],
     relu: bool,
 ) {
-    for (row, bias) in dst.chunks_exact_mut(n).zip(&layer.bias) {
+    for (row, bias) in dst.chunks_exact_mut(n).zip(layer.bias) {
         row.fill(*bias);
     }
     // SAFETY: dst is `outputs x n` row-major (row stride n), lhs `outputs x inputs`
@@ -234,7 +310,7 @@ fn gemm_layer(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{DenseLayer, LANES};
+    use super::{LANES, LayerRef};
 
     /// Outputs per tile.
     const TILE_OUTPUTS: usize = 8;
@@ -250,7 +326,7 @@ mod avx512 {
     /// and `dst` `outputs * n`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn layer(
-        layer: &DenseLayer,
+        layer: LayerRef<'_>,
         input: &[f32],
         input_stride: usize,
         n: usize,
@@ -282,7 +358,7 @@ mod avx512 {
     #[inline]
     #[allow(clippy::too_many_arguments)]
     unsafe fn rows<const O: usize>(
-        layer: &DenseLayer,
+        layer: LayerRef<'_>,
         o: usize,
         input: &[f32],
         input_stride: usize,
@@ -379,6 +455,36 @@ mod tests {
             })
             .collect();
         DenseNetwork { layers, kernel }
+    }
+
+    #[test]
+    fn linear_rows_is_x_times_w_transposed_plus_b() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let (rows, inputs, outputs) = (37, 24, 48);
+        let x: Vec<f32> = (0..rows * inputs)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let w: Vec<f32> = (0..outputs * inputs)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let b: Vec<f32> = (0..outputs).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let Some(y) = linear_rows(&x, &w, &b, true) else {
+            assert_ne!(Kernel::best(), Kernel::Avx512, "AVX-512 runs the kernel");
+            return;
+        };
+        for r in 0..rows {
+            for o in 0..outputs {
+                let z: f32 = b[o]
+                    + (0..inputs)
+                        .map(|k| x[r * inputs + k] * w[o * inputs + k])
+                        .sum::<f32>();
+                assert!((y[r * outputs + o] - z.max(0.0)).abs() < 1e-5, "({r}, {o})");
+            }
+        }
+        assert!(
+            linear_rows(&x, &w[..20 * inputs], &b[..20], false).is_none(),
+            "20 outputs"
+        );
     }
 
     #[test]

@@ -444,6 +444,9 @@ struct Network<'a> {
     weights: &'a HashMap<String, Tensor>,
     /// Set when scoring an LSTM on the CPU.
     cpu_lstm: Option<&'a CpuLstm>,
+    /// Whether this network scores on the CPU (no gradients): linear layers then run in the
+    /// AVX-512 kernel of [`crate::dense`] instead of candle's matmul.
+    cpu_scoring: bool,
 }
 
 impl Network<'_> {
@@ -457,6 +460,11 @@ impl Network<'_> {
     fn linear(&self, x: &Tensor, name: &str) -> Result<Tensor> {
         let w = self.w(&format!("{name}.weight"))?;
         let b = self.w(&format!("{name}.bias"))?;
+        if self.cpu_scoring
+            && let Some(y) = linear_on_cpu(x, w, b)?
+        {
+            return Ok(y);
+        }
         Ok(x.matmul(&w.t()?)?.broadcast_add(b)?)
     }
 
@@ -648,6 +656,26 @@ impl Network<'_> {
     }
 }
 
+/// [`Network::linear`] through [`crate::dense::linear_rows`] for a 2-d f32 CPU tensor, read
+/// in place; None where that kernel does not apply.
+fn linear_on_cpu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+    let (rows, _) = x.dims2()?;
+    let x = x.contiguous()?;
+    let (storage, layout) = x.storage_and_layout();
+    let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
+        (&*storage, layout.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    let values = &cpu.as_slice::<f32>()?[start..end];
+    let weight = w.flatten_all()?.to_vec1::<f32>()?;
+    let bias = b.to_vec1::<f32>()?;
+    let Some(y) = crate::dense::linear_rows(values, &weight, &bias, false) else {
+        return Ok(None);
+    };
+    Ok(Some(Tensor::from_vec(y, (rows, bias.len()), x.device())?))
+}
+
 /// The LSTM's weights as [`CpuLstm`] wants them.
 fn cpu_lstm(spec: &SequenceSpec, weights: &HashMap<String, Tensor>) -> Result<CpuLstm> {
     let values = |name: &str| -> Result<Vec<f32>> {
@@ -714,6 +742,7 @@ impl SequenceModel {
             spec: &self.spec,
             weights: &self.weights,
             cpu_lstm: self.cpu_lstm.as_ref(),
+            cpu_scoring: self.device.is_cpu(),
         }
     }
 
@@ -1538,6 +1567,7 @@ impl<'a> Trainer<'a> {
                 spec,
                 weights: &self.weights,
                 cpu_lstm: None,
+                cpu_scoring: false,
             };
             let rate = self.options.dropout as f32;
             let (loss, n, batch_tokens) = match spec.task {
@@ -1799,8 +1829,27 @@ mod tests {
             .unwrap()
             .squeeze(1)
             .unwrap();
-        let diff = (last - summary).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = (last - &summary).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        // The scoring network's linear layers run in the AVX-512 kernel: candle's matmul
+        // gives the same states.
+        assert!(network.cpu_scoring);
+        let through_candle = Network {
+            cpu_scoring: false,
+            ..model.network()
+        };
+        let reference = through_candle
+            .encode(&batch, &mut None, true)
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
+        let diff = (reference - summary)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
     }
 
     #[test]
