@@ -659,7 +659,9 @@ impl Network<'_> {
 /// [`Network::linear`] through [`crate::dense::linear_rows`] for a 2-d f32 CPU tensor, read
 /// in place; None where that kernel does not apply.
 fn linear_on_cpu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
-    let (rows, _) = x.dims2()?;
+    let Ok((rows, _)) = x.dims2() else {
+        return Ok(None);
+    };
     let x = x.contiguous()?;
     let (storage, layout) = x.storage_and_layout();
     let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
