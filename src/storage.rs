@@ -124,6 +124,13 @@ impl ManagedTable {
         (snapshot.table.version(), snapshot.provider.clone())
     }
 
+    /// The provider of the current snapshot, unless the table re-reads its log at each
+    /// scan. Every commit installs a new provider, so a physical plan made while this
+    /// returned the same provider still reads the table's current data.
+    pub fn stable_snapshot(&self) -> Option<Arc<dyn TableProvider>> {
+        (!self.refresh_on_scan).then(|| self.provider())
+    }
+
     fn provider(&self) -> Arc<dyn TableProvider> {
         self.state
             .read()

@@ -273,6 +273,43 @@ async fn tokio_postgres_round_trips_values_in_both_protocols() {
         .collect();
     assert_eq!(values, ["1", "ada", "grace"]);
 
+    // Text values as PostgreSQL 15 writes them (each expected string is what it printed;
+    // its timestamptz is `'2024-01-01 00:00:01.25+00'::timestamptz`, with TimeZone UTC).
+    let messages = client
+        .simple_query(
+            "SELECT CAST(1.0 AS DOUBLE PRECISION), CAST(1e20 AS DOUBLE PRECISION), \
+             CAST(0.000015 AS DOUBLE PRECISION), CAST('NaN' AS DOUBLE PRECISION), \
+             CAST(1e6 AS REAL), CAST(12.5 AS DECIMAL(12, 2)), \
+             TIMESTAMP '2024-01-01 00:00:01', TIMESTAMP '2024-01-01 00:00:01.5', \
+             arrow_cast(TIMESTAMP '2024-01-01 00:00:01.25', 'Timestamp(Microsecond, Some(\"UTC\"))'), DATE '2024-02-29', true",
+        )
+        .await
+        .unwrap();
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .unwrap();
+    let texts: Vec<&str> = (0..row.len()).map(|i| row.get(i).unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "1",
+            "1e+20",
+            "1.5e-05",
+            "NaN",
+            "1e+06",
+            "12.50",
+            "2024-01-01 00:00:01",
+            "2024-01-01 00:00:01.5",
+            "2024-01-01 00:00:01.25+00",
+            "2024-02-29",
+            "t"
+        ]
+    );
+
     // PostgreSQL's result names: a function's name, a bare column name, ?column?.
     let statement = client
         .prepare("SELECT count(*), p.name, sum(score), 1 + 1 FROM people p GROUP BY p.name")
@@ -293,6 +330,105 @@ async fn tokio_postgres_round_trips_values_in_both_protocols() {
     assert_eq!((first.len(), rest.len()), (2, 1));
     assert_eq!(rest[0].get::<_, i64>(0), 3);
     transaction.commit().await.unwrap();
+
+    server.stop().await;
+}
+
+/// A prepared query without parameters keeps its physical plan between executions; every
+/// change that would make the kept plan wrong has to make it plan again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_plans_of_prepared_statements_see_every_change() {
+    let server = TestServer::start().await;
+    let mut client = server.connect().await;
+    let other = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE kept (id BIGINT, label TEXT); INSERT INTO kept VALUES (1, 'a'), (2, 'b')",
+        )
+        .await
+        .unwrap();
+    let count = client
+        .prepare("SELECT count(*), max(id) FROM kept WHERE label <> 'z'")
+        .await
+        .unwrap();
+    let counted = |rows: Vec<tokio_postgres::Row>| {
+        (rows[0].get::<_, i64>(0), rows[0].get::<_, Option<i64>>(1))
+    };
+    let run = async |client: &Client| counted(client.query(&count, &[]).await.unwrap());
+    assert_eq!(run(&client).await, (2, Some(2)));
+    assert_eq!(run(&client).await, (2, Some(2)));
+
+    // A write from this session and one from another: each commit is a new snapshot.
+    client
+        .execute("INSERT INTO kept VALUES (3, 'c')", &[])
+        .await
+        .unwrap();
+    assert_eq!(run(&client).await, (3, Some(3)));
+    other
+        .execute("INSERT INTO kept VALUES (4, 'd')", &[])
+        .await
+        .unwrap();
+    assert_eq!(run(&client).await, (4, Some(4)));
+
+    // Inside a transaction block the block's own writes count; after ROLLBACK they are gone.
+    let transaction = client.transaction().await.unwrap();
+    transaction
+        .execute("INSERT INTO kept VALUES (5, 'e')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        counted(transaction.query(&count, &[]).await.unwrap()),
+        (5, Some(5))
+    );
+    transaction.rollback().await.unwrap();
+    assert_eq!(run(&client).await, (4, Some(4)));
+
+    // A table dropped and made again under the same name by another session: the statement
+    // is planned again against the new table, as PostgreSQL does.
+    other
+        .batch_execute("DROP TABLE kept; CREATE TABLE kept (id BIGINT, label TEXT)")
+        .await
+        .unwrap();
+    assert_eq!(run(&client).await, (0, None));
+    other
+        .execute("INSERT INTO kept VALUES (7, 'g')", &[])
+        .await
+        .unwrap();
+    assert_eq!(run(&client).await, (1, Some(7)));
+
+    // Functions that are not immutable are evaluated at each execution.
+    let clock = client
+        .prepare("SELECT CAST(now() AS TEXT), CAST(random() AS TEXT)")
+        .await
+        .unwrap();
+    let first = client.query_one(&clock, &[]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = client.query_one(&clock, &[]).await.unwrap();
+    assert_ne!(first.get::<_, &str>(0), second.get::<_, &str>(0));
+    assert_ne!(first.get::<_, &str>(1), second.get::<_, &str>(1));
+
+    // A session setting that changes the plan's output (the batch size is DataFusion's).
+    let constant = client.prepare("SELECT 40 + 2 AS answer").await.unwrap();
+    assert_eq!(
+        client
+            .query_one(&constant, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        42
+    );
+    client
+        .batch_execute("SET datafusion.execution.batch_size = 1024")
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .query_one(&constant, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        42
+    );
 
     server.stop().await;
 }

@@ -11,6 +11,7 @@ mod keys;
 mod models;
 mod pg_keys;
 mod pg_sizes;
+pub mod plan_cache;
 mod postgres;
 mod statements;
 mod system_tables;
@@ -195,6 +196,12 @@ impl Engine {
         progress: Option<&ProgressSender>,
     ) -> Result<Output> {
         self.execute_in(&self.ctx, statement, progress).await
+    }
+
+    /// The catalog as last saved: a new value after every change to it (tables, views,
+    /// schemas, keys), so that a plan made before can tell it may be out of date.
+    pub fn catalog_version(&self) -> Arc<crate::catalog::CatalogState> {
+        self.store.saved().get()
     }
 
     /// A session of its own for one client: settings (`SET datafusion...`) and session-level

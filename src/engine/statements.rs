@@ -10,11 +10,13 @@ use datafusion::datasource::source_as_provider;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Column, SchemaReference};
 use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{
     CreateMemoryTable, CreateView, DdlStatement, DmlStatement, DropCatalogSchema, DropTable,
     DropView, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::object_name_to_table_reference;
@@ -180,6 +182,28 @@ impl Engine {
                 ))))
             }
         }
+    }
+
+    /// Plans a query (not DDL or DML) physically in `session`, with the task context it
+    /// runs in: for a caller that keeps the plan and runs it again after
+    /// `reset_plan_states` (see [`super::plan_cache`]).
+    pub async fn physical_plan_in(
+        &self,
+        session: &SessionContext,
+        plan: &LogicalPlan,
+    ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
+        let state = session.state();
+        let physical = state.create_physical_plan(plan).await?;
+        Ok((physical, Arc::new(TaskContext::from(&state))))
+    }
+
+    /// Runs a physical plan from [`Engine::physical_plan_in`].
+    pub fn execute_physical(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        task: Arc<TaskContext>,
+    ) -> Result<Output> {
+        Ok(Output::Rows(execute_stream(plan, task)?))
     }
 
     /// "external table NAME at LOCATION" for each file-backed table `plan` scans. Read from

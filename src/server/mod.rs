@@ -10,11 +10,13 @@
 //! - [`session`], [`settings`], [`functions`]: per-connection state, SET / SHOW and
 //!   `current_setting()`;
 //! - [`copy`]: COPY TO STDOUT / FROM STDIN;
+//! - [`encode`]: result rows in PostgreSQL's text and binary formats, batch by batch;
 //! - [`rewrite`]: rewrites of drivers' catalog SQL that DataFusion cannot plan as written;
 //! - [`sqlstate`]: error codes.
 
 mod copy;
 mod cursor;
+mod encode;
 mod functions;
 mod query;
 mod rewrite;

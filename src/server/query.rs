@@ -20,14 +20,17 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     CloseCursor, Declare, DeclareType, Expr as SqlExpr, FetchDirection, Ident, ObjectName, Reset,
     Set, Statement as SqlStatement, Value,
 };
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_query_response};
+use pgwire::api::query::{
+    ExtendedQueryHandler, SimpleQueryHandler, send_describe_response, send_query_response,
+};
 use pgwire::api::results::{
     CopyResponse, DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo,
     QueryResponse, Response, Tag,
@@ -38,6 +41,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::CopyData;
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_PORTAL};
 use pgwire::messages::response::{
     CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus,
 };
@@ -48,10 +52,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::Shared;
 use super::copy;
 use super::cursor::Cursor;
+use super::encode;
 use super::rewrite;
 use super::session::{Session, StopReason, Transaction};
 use super::sqlstate;
 use super::startup::user_error;
+use crate::catalog::CatalogState;
+use crate::engine::plan_cache::{self, PlanCache, PlanKey};
 use crate::engine::{Engine, Output, Progress};
 use crate::error::Error;
 use crate::sql::Statement;
@@ -125,6 +132,19 @@ struct Planned {
     plan: LogicalPlan,
     parameters: Vec<Option<DataType>>,
     schema: SchemaRef,
+    /// The physical plan of a statement without parameters, kept between executions.
+    physical: Arc<PlanCache>,
+    /// What the plan was made against: the catalog's version and the session context (the
+    /// client's own or a transaction block's). A plan made against others is made again.
+    catalog: Arc<CatalogState>,
+    context: String,
+}
+
+impl Planned {
+    fn current(&self, engine: &Engine, session: &Session) -> bool {
+        Arc::ptr_eq(&self.catalog, &engine.catalog_version())
+            && self.context == session.ctx().session_id()
+    }
 }
 
 /// The query handler, shared by all connections.
@@ -445,9 +465,16 @@ fn cast_placeholder_types(plan: &LogicalPlan) -> Vec<(String, DataType)> {
 }
 
 /// Plans `action` in the session when DataFusion can plan it.
-async fn plan(session: &Session, action: &Action) -> Result<Option<Planned>, Error> {
+async fn plan(
+    engine: &Engine,
+    session: &Session,
+    action: &Action,
+) -> Result<Option<Planned>, Error> {
     let (Action::Run(statement)
     | Action::CopyOut {
+        query: statement, ..
+    }
+    | Action::Declare {
         query: statement, ..
     }) = action
     else {
@@ -459,7 +486,10 @@ async fn plan(session: &Session, action: &Action) -> Result<Option<Planned>, Err
     if Engine::runs_from_syntax(df) {
         return Ok(None);
     }
-    let plan = session.ctx().state().statement_to_plan(df.clone()).await?;
+    // The version first: a change while planning then makes the plan out of date.
+    let catalog = engine.catalog_version();
+    let ctx = session.ctx();
+    let plan = ctx.state().statement_to_plan(df.clone()).await?;
     let mut types = plan.get_parameter_types()?;
     // `$1::bigint`: DataFusion leaves the placeholder untyped; PostgreSQL types it by
     // the cast, and clients encode the value accordingly.
@@ -481,6 +511,9 @@ async fn plan(session: &Session, action: &Action) -> Result<Option<Planned>, Err
         plan,
         parameters,
         schema,
+        physical: Arc::default(),
+        catalog,
+        context: ctx.session_id(),
     }))
 }
 
@@ -502,7 +535,7 @@ impl QueryHandler {
         if writes_in_block(session, &action) {
             open_block(&self.shared.engine, session).await?;
         }
-        let planned = match plan(session, &action).await {
+        let planned = match plan(&self.shared.engine, session, &action).await {
             Ok(planned) => planned,
             Err(e) => return Err(engine_error(e)),
         };
@@ -758,14 +791,30 @@ impl QueryHandler {
                         format!("cursor \"{name}\" already exists"),
                     )));
                 }
-                if parameters.as_ref().is_some_and(|p| !values_empty(p)) {
-                    return Err(user_error(sqlstate::error(
-                        sqlstate::FEATURE_NOT_SUPPORTED,
-                        "DECLARE CURSOR with parameters is not supported",
-                    )));
-                }
+                let planned = match (planned, parameters) {
+                    (Some(planned), Some(values)) if !planned.parameters.is_empty() => {
+                        Some(Planned {
+                            plan: bind(planned, &values)?,
+                            ..planned.clone()
+                        })
+                    }
+                    (Some(planned), _) => Some(planned.clone()),
+                    (None, Some(values)) if !values_empty(&values) => {
+                        return Err(user_error(sqlstate::error(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            "this cursor's query does not take parameters",
+                        )));
+                    }
+                    _ => None,
+                };
                 let cursor = self
-                    .declare(session, query.clone(), *hold, state == Transaction::Open)
+                    .declare(
+                        session,
+                        query.clone(),
+                        planned,
+                        *hold,
+                        state == Transaction::Open,
+                    )
                     .await?;
                 session.cursors().insert(name.clone(), cursor);
                 Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
@@ -784,8 +833,9 @@ impl QueryHandler {
                     format,
                     Some(options),
                 )?);
-                let rows: Vec<_> = arrow_pg::encode_recordbatch(fields.clone(), batch).collect();
-                let mut response = QueryResponse::new(fields, futures::stream::iter(rows));
+                let rows = encode::data_rows(&fields, &batch)?;
+                let mut response =
+                    QueryResponse::new(fields, futures::stream::iter(rows.into_iter().map(Ok)));
                 response.set_command_tag("FETCH");
                 Ok(Response::Query(response))
             }
@@ -826,16 +876,41 @@ impl QueryHandler {
                 if writes_in_block {
                     open_block(&self.shared.engine, session).await?;
                 }
+                // A plan made before a change to the catalog, or outside the transaction
+                // block that now runs it, is made again (PostgreSQL re-plans such
+                // statements too).
+                let replanned;
+                let planned = match planned {
+                    Some(planned) if !planned.current(&self.shared.engine, session) => {
+                        replanned = plan(&self.shared.engine, session, action)
+                            .await
+                            .map_err(engine_error)?;
+                        replanned.as_ref()
+                    }
+                    planned => planned,
+                };
                 let work = match (planned, parameters) {
                     (Some(planned), parameters) => {
                         let plan = match parameters {
-                            // Binding rewrites the plan; a plan without placeholders is
-                            // run as planned.
-                            Some(values) if !planned.parameters.is_empty() => planned
-                                .plan
-                                .clone()
-                                .replace_params_with_values(&values)
-                                .map_err(|e| engine_error(e.into()))?,
+                            Some(values) if !planned.parameters.is_empty() => {
+                                bind(planned, &values)?
+                            }
+                            _ if returns_rows(&planned.plan) => {
+                                return self
+                                    .execute(
+                                        client,
+                                        session,
+                                        Work::Prepared {
+                                            plan: planned.plan.clone(),
+                                            names: planned.schema.clone(),
+                                            physical: planned.physical.clone(),
+                                            key: session.plan_key(),
+                                        },
+                                        format,
+                                        None,
+                                    )
+                                    .await;
+                            }
                             _ => planned.plan.clone(),
                         };
                         Work::Plan(plan, planned.schema.clone())
@@ -848,9 +923,13 @@ impl QueryHandler {
                     }
                     (None, _) => Work::Statement(with_session_device(session, statement)),
                 };
+                let queries = matches!(&work, Work::Plan(plan, _) if returns_rows(plan));
                 let response = self.execute(client, session, work, format, None).await;
                 if writes_in_block && response.is_ok() {
                     session.note_write();
+                }
+                if !queries {
+                    session.new_generation();
                 }
                 response
             }
@@ -862,13 +941,17 @@ impl QueryHandler {
         &self,
         session: &Arc<Session>,
         query: Arc<Statement>,
+        planned: Option<Planned>,
         hold: bool,
         in_block: bool,
     ) -> PgWireResult<Cursor> {
-        // Planned first, for PostgreSQL's names of the result columns.
-        let planned = plan(session, &Action::Run(query.clone()))
-            .await
-            .map_err(engine_error)?;
+        // Planned first (at Parse, or here), for PostgreSQL's names of the result columns.
+        let planned = match planned {
+            Some(planned) => Some(planned),
+            None => plan(&self.shared.engine, session, &Action::Run(query.clone()))
+                .await
+                .map_err(engine_error)?,
+        };
         let (first_tx, first_rx) = oneshot::channel::<Result<SchemaRef, Error>>();
         let (batch_tx, batch_rx) = mpsc::channel(2);
         let engine = self.shared.engine.clone();
@@ -939,8 +1022,16 @@ impl QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let (first_tx, first_rx) = oneshot::channel::<Result<First, Error>>();
-        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(2);
-        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<Progress>();
+        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(BATCHES_AHEAD);
+        // Only statements the engine runs from their syntax (CREATE MODEL) report progress;
+        // a channel for the others would cost a wake-up when it closes.
+        let (progress_tx, mut progress_rx) = match work {
+            Work::Statement(_) => {
+                let (tx, rx) = mpsc::unbounded_channel::<Progress>();
+                (Some(tx), Some(rx))
+            }
+            _ => (None, None),
+        };
         let engine = self.shared.engine.clone();
         let ctx = session.ctx();
         let task = self.shared.cpu.spawn(async move {
@@ -949,10 +1040,18 @@ impl QueryHandler {
                     .execute_plan_in(&ctx, plan)
                     .await
                     .map(|output| (output, Some(names))),
+                Work::Prepared {
+                    plan,
+                    names,
+                    physical,
+                    key,
+                } => run_prepared(&engine, &ctx, plan, &physical, key)
+                    .await
+                    .map(|output| (output, Some(names))),
                 Work::Statement(statement) => {
                     let statement = Arc::unwrap_or_clone(statement);
                     engine
-                        .execute_in(&ctx, statement, Some(&progress_tx))
+                        .execute_in(&ctx, statement, progress_tx.as_ref())
                         .await
                         .map(|output| (output, None))
                 }
@@ -973,17 +1072,42 @@ impl QueryHandler {
                         }
                         _ => stream.schema(),
                     };
-                    if first_tx.send(Ok(First::Rows(schema))).is_err() {
-                        return;
-                    }
-                    while let Some(item) = stream.next().await {
-                        let failed = item.is_err();
-                        let message = item.map_err(Error::from);
-                        if batch_tx.send(Batch::Next(message)).await.is_err() || failed {
+                    // The answer goes out once the first batches are in the channel, or as
+                    // soon as the query has to wait: a small result then reaches the
+                    // connection in one wake-up, a large one starts streaming at once.
+                    let mut first_tx = Some(first_tx);
+                    let mut queued = 0;
+                    loop {
+                        let item = match stream.next().now_or_never() {
+                            Some(item) if queued < BATCHES_AHEAD => item,
+                            ready => {
+                                if let Some(tx) = first_tx.take()
+                                    && tx.send(Ok(First::Rows(schema.clone()))).is_err()
+                                {
+                                    return;
+                                }
+                                match ready {
+                                    Some(item) => item,
+                                    None => stream.next().await,
+                                }
+                            }
+                        };
+                        let (message, last) = match item {
+                            Some(Ok(batch)) => (Batch::Next(Ok(batch)), false),
+                            Some(Err(e)) => (Batch::Next(Err(e.into())), true),
+                            None => (Batch::Done, true),
+                        };
+                        if batch_tx.send(message).await.is_err() {
                             return;
                         }
+                        queued += 1;
+                        if last {
+                            break;
+                        }
                     }
-                    let _ = batch_tx.send(Batch::Done).await;
+                    if let Some(tx) = first_tx.take() {
+                        let _ = tx.send(Ok(First::Rows(schema)));
+                    }
                 }
             }
         });
@@ -1001,14 +1125,17 @@ impl QueryHandler {
 
         // Training sends progress while it runs: forward it as NOTICE messages.
         let mut first_rx = first_rx;
-        let first = loop {
-            tokio::select! {
-                first = &mut first_rx => break first,
-                Some(progress) = progress_rx.recv() => {
-                    self.notice(client, "NOTICE", "00000", &progress.to_string()).await?;
-                    client.flush().await?;
+        let first = match progress_rx.as_mut() {
+            None => first_rx.await,
+            Some(progress_rx) => loop {
+                tokio::select! {
+                    first = &mut first_rx => break first,
+                    Some(progress) = progress_rx.recv() => {
+                        self.notice(client, "NOTICE", "00000", &progress.to_string()).await?;
+                        client.flush().await?;
+                    }
                 }
-            }
+            },
         };
         match first {
             Ok(Ok(First::Command { tag, rows })) => {
@@ -1051,9 +1178,16 @@ impl QueryHandler {
                     Some(options),
                 )?);
                 let encoding = fields.clone();
-                let rows = encoded_stream(batch_rx, guard, Vec::new(), move |batch| {
-                    Box::new(arrow_pg::encode_recordbatch(encoding.clone(), batch))
-                });
+                let rows =
+                    encoded_stream(
+                        batch_rx,
+                        guard,
+                        Vec::new(),
+                        move |batch| match encode::data_rows(&encoding, &batch) {
+                            Ok(rows) => Box::new(rows.into_iter().map(Ok)),
+                            Err(e) => Box::new(std::iter::once(Err(e))),
+                        },
+                    );
                 Ok(Response::Query(QueryResponse::new(fields, rows)))
             }
             Ok(Err(e)) => Err(engine_error(e)),
@@ -1119,6 +1253,15 @@ fn with_session_device(session: &Session, statement: &Arc<Statement>) -> Arc<Sta
     let mut create = create.clone();
     create.default_device(&device);
     Arc::new(Statement::CreateModel(create))
+}
+
+/// The planned statement with the client's parameter values in place of `$n`.
+fn bind(planned: &Planned, values: &datafusion::common::ParamValues) -> PgWireResult<LogicalPlan> {
+    planned
+        .plan
+        .clone()
+        .replace_params_with_values(values)
+        .map_err(|e| engine_error(e.into()))
 }
 
 fn values_empty(values: &datafusion::common::ParamValues) -> bool {
@@ -1200,10 +1343,45 @@ fn changes_state(statement: &Statement) -> bool {
     }
 }
 
+/// Batches a statement's task may compute ahead of the connection sending them.
+const BATCHES_AHEAD: usize = 2;
+
+/// Runs a prepared query without parameters from its kept physical plan when that is still
+/// valid, else plans it (keeping the plan when it can be run again).
+async fn run_prepared(
+    engine: &Engine,
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    physical: &PlanCache,
+    key: PlanKey,
+) -> Result<Output, Error> {
+    if let Some((kept, task)) = physical.get(&key) {
+        return engine.execute_physical(kept, task);
+    }
+    // The snapshots before planning: a commit in between makes the kept plan miss next
+    // time rather than read stale data.
+    let snapshots = plan_cache::snapshots(&plan);
+    let (made, task) = engine.physical_plan_in(ctx, &plan).await?;
+    if let Some(snapshots) = snapshots
+        && plan_cache::rerunnable(&made)
+    {
+        physical.put(key, made.clone(), task.clone(), snapshots);
+    }
+    engine.execute_physical(made, task)
+}
+
 /// What runs on the CPU runtime.
 enum Work {
     /// A plan made in the session (parameters bound), with PostgreSQL's column names.
     Plan(LogicalPlan, SchemaRef),
+    /// A prepared query without parameters: its kept physical plan when still valid under
+    /// `key`, else the plan made from `plan` (and kept when it can be).
+    Prepared {
+        plan: LogicalPlan,
+        names: SchemaRef,
+        physical: Arc<PlanCache>,
+        key: PlanKey,
+    },
     /// A statement the engine runs from its syntax.
     Statement(Arc<Statement>),
 }
@@ -1531,7 +1709,9 @@ impl QueryParser for Parser {
         if writes_in_block(&session, &action) {
             open_block(&self.shared.engine, &session).await?;
         }
-        let planned = plan(&session, &action).await.map_err(engine_error)?;
+        let planned = plan(&self.shared.engine, &session, &action)
+            .await
+            .map_err(engine_error)?;
         Ok(Some(Prepared {
             text,
             action,
@@ -1560,8 +1740,10 @@ impl QueryParser for Parser {
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
-        if let Action::Show(name) = &statement.action {
-            return Ok(show_fields(name, format));
+        match &statement.action {
+            Action::Show(name) => return Ok(show_fields(name, format)),
+            Action::Declare { .. } => return Ok(Vec::new()),
+            _ => {}
         }
         match &statement.planned {
             Some(planned) if returns_rows(&planned.plan) => {
@@ -1627,6 +1809,30 @@ impl ExtendedQueryHandler for QueryHandler {
             _ => parser.get_result_schema(&target.statement, None)?,
         };
         Ok(DescribeStatementResponse::new(parameters, fields))
+    }
+
+    /// Describe of a portal also answers for a cursor made with DECLARE, which PostgreSQL
+    /// exposes as a portal of the same name: psycopg 3's server-side cursors learn their
+    /// columns this way.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type == TARGET_TYPE_BYTE_PORTAL {
+            let name = message.name.as_deref().unwrap_or_default();
+            if client.portal_store().get_portal(name).is_none() {
+                let session = session(client)?;
+                if session.cursors().contains(name) {
+                    let fields = cursor_fields(&session, name, &Format::UnifiedText)?;
+                    let response = DescribePortalResponse::new(fields);
+                    return send_describe_response(client, &response).await;
+                }
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_describe_portal<C>(

@@ -9,6 +9,7 @@ use datafusion::prelude::SessionContext;
 use tokio::task::AbortHandle;
 
 use super::settings::Settings;
+use crate::engine::plan_cache::PlanKey;
 
 /// Where the session is with respect to `BEGIN ... COMMIT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,9 @@ pub struct Session {
     copy_in: Mutex<Option<super::copy::PendingCopyIn>>,
     running: Mutex<Option<Running>>,
     next_statement: AtomicU64,
+    /// Counts the statements other than queries this session has run (SET datafusion.*,
+    /// DDL, ...): a kept physical plan is reused only under the generation it was made in.
+    generation: AtomicU64,
 }
 
 impl Session {
@@ -80,7 +84,21 @@ impl Session {
             copy_in: Mutex::new(None),
             running: Mutex::new(None),
             next_statement: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// What a kept physical plan must have been made for to run in this session now.
+    pub fn plan_key(&self) -> PlanKey {
+        PlanKey {
+            session: self.ctx().session_id(),
+            generation: self.generation.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A statement that may change how queries plan has run.
+    pub fn new_generation(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {

@@ -189,6 +189,36 @@ def _():
     conn.close()
 
 
+@check("psycopg: server-side cursors, with parameters, text and binary")
+def _():
+    import psycopg
+
+    # DECLARE with a server-side parameter, then Describe of the cursor as a portal, then
+    # FETCH FORWARD n, as psycopg 3's ServerCursor does.
+    with psycopg.connect(DSN) as conn:
+        with conn.cursor(name="py_stream") as cur:
+            cur.itersize = 4
+            cur.execute(
+                "SELECT x, x * 0.5 AS half, 'n' || CAST(x AS TEXT) AS label"
+                " FROM generate_series(1, 25) AS g(x) WHERE x > %s ORDER BY x",
+                (5,),
+            )
+            assert [d.name for d in cur.description] == ["x", "half", "label"], cur.description
+            assert cur.fetchone() == (6, 3.0, "n6")
+            assert cur.fetchmany(3) == [(7, 3.5, "n7"), (8, 4.0, "n8"), (9, 4.5, "n9")]
+            assert [row[0] for row in cur] == list(range(10, 26))
+        with conn.cursor(name="py_binary", binary=True) as cur:
+            cur.execute(
+                "SELECT id, customer, at FROM py_orders WHERE id >= %s ORDER BY id", (2,)
+            )
+            assert cur.fetchall() == [(2, "bob", None), (3, "ann", datetime.datetime(2024, 3, 4, 5, 6, 7))]
+        conn.commit()
+        with conn.cursor(name="py_held", withhold=True) as cur:
+            cur.execute("SELECT x FROM generate_series(1, 3) AS g(x) ORDER BY x")
+            conn.commit()  # a held cursor outlives its transaction
+            assert cur.fetchall() == [(1,), (2,), (3,)]
+
+
 @check("asyncpg: prepared statements and parameters")
 def _():
     import asyncpg
