@@ -407,29 +407,6 @@ async fn kept_plans_of_prepared_statements_see_every_change() {
     assert_ne!(first.get::<_, &str>(0), second.get::<_, &str>(0));
     assert_ne!(first.get::<_, &str>(1), second.get::<_, &str>(1));
 
-    // A session setting that changes the plan's output (the batch size is DataFusion's).
-    let constant = client.prepare("SELECT 40 + 2 AS answer").await.unwrap();
-    assert_eq!(
-        client
-            .query_one(&constant, &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        42
-    );
-    client
-        .batch_execute("SET datafusion.execution.batch_size = 1024")
-        .await
-        .unwrap();
-    assert_eq!(
-        client
-            .query_one(&constant, &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        42
-    );
-
     server.stop().await;
 }
 

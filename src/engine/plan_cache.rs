@@ -186,3 +186,90 @@ impl PlanCache {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_plan::collect;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+
+    async fn logical(ctx: &SessionContext, sql: &str) -> LogicalPlan {
+        ctx.state().create_logical_plan(sql).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_plans_of_owned_tables_and_immutable_functions_are_kept() {
+        let ctx = SessionContext::new();
+        let batch =
+            RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)])
+                .unwrap();
+        let memory = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+        ctx.register_table("memory", Arc::new(memory)).unwrap();
+        for (sql, kept) in [
+            ("SELECT 1", true),
+            ("SELECT abs(-2) + 1 AS y", true),
+            ("SELECT x FROM (VALUES (1), (2)) AS t(x) WHERE x > 1", true),
+            ("SELECT now()", false),
+            ("SELECT random()", false),
+            ("SELECT $1 + 1", false),
+            // A table tenure does not own (here in memory; pg_catalog and external files
+            // alike) can change without a new snapshot.
+            ("SELECT x FROM memory", false),
+        ] {
+            assert_eq!(
+                snapshots(&logical(&ctx, sql).await).is_some(),
+                kept,
+                "{sql}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_plan_runs_again_after_a_reset_and_top_k_plans_are_not_kept() {
+        // Two partitions, so that the plan has a RepartitionExec, whose state a run uses up.
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        let rows: Vec<String> = (1..=1000).map(|x| format!("({x})")).collect();
+        let sql = format!(
+            "SELECT x % 3 AS k, sum(x) AS total FROM (VALUES {}) AS t(x) GROUP BY x % 3 ORDER BY k",
+            rows.join(", ")
+        );
+        let state = ctx.state();
+        let plan = state
+            .create_physical_plan(&logical(&ctx, &sql).await)
+            .await
+            .unwrap();
+        let shown = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        assert!(shown.contains("RepartitionExec"), "{shown}");
+        assert!(rerunnable(&plan), "{shown}");
+        let first = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
+        for _ in 0..3 {
+            let again = collect(reset_plan_states(plan.clone()).unwrap(), ctx.task_ctx())
+                .await
+                .unwrap();
+            assert_eq!(
+                pretty_format_batches(&again).unwrap().to_string(),
+                pretty_format_batches(&first).unwrap().to_string()
+            );
+        }
+
+        let top = state
+            .create_physical_plan(
+                &logical(
+                    &ctx,
+                    "SELECT x FROM (VALUES (1), (5), (3), (4)) AS t(x) ORDER BY x DESC LIMIT 2",
+                )
+                .await,
+            )
+            .await
+            .unwrap();
+        assert!(!rerunnable(&top));
+    }
+}

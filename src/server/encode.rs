@@ -967,16 +967,23 @@ mod tests {
         .unwrap()
     }
 
+    /// `batch`'s fields as this module and as arrow-pg write them, in `format`.
+    fn ours_and_arrow_pgs(
+        batch: &RecordBatch,
+        format: FieldFormat,
+    ) -> [Vec<Vec<Option<Vec<u8>>>>; 2] {
+        let fields = fields(batch, format, FormatOptions::default());
+        let ours = values(&data_rows(&fields, batch).unwrap());
+        let theirs: Vec<DataRow> = arrow_pg::encode_recordbatch(Arc::new(fields), batch.clone())
+            .map(|row| row.unwrap())
+            .collect();
+        [ours, values(&theirs)]
+    }
+
     #[test]
     fn binary_values_equal_arrow_pgs() {
         let batch = all_types();
-        let fields = fields(&batch, FieldFormat::Binary, FormatOptions::default());
-        let ours = values(&data_rows(&fields, &batch).unwrap());
-        let theirs: Vec<DataRow> =
-            arrow_pg::encode_recordbatch(Arc::new(fields.clone()), batch.clone())
-                .map(|row| row.unwrap())
-                .collect();
-        let theirs = values(&theirs);
+        let [ours, theirs] = ours_and_arrow_pgs(&batch, FieldFormat::Binary);
         assert_eq!(ours.len(), 300);
         for (row, (a, b)) in ours.iter().zip(&theirs).enumerate() {
             for (col, (a, b)) in a.iter().zip(b).enumerate() {
@@ -1023,13 +1030,7 @@ mod tests {
         // Integers, booleans, strings, dates and numerics: arrow-pg already writes what
         // PostgreSQL does; floats and time stamps are checked against PostgreSQL above.
         let batch = all_types();
-        let fields = fields(&batch, FieldFormat::Text, FormatOptions::default());
-        let ours = values(&data_rows(&fields, &batch).unwrap());
-        let theirs: Vec<DataRow> =
-            arrow_pg::encode_recordbatch(Arc::new(fields.clone()), batch.clone())
-                .map(|row| row.unwrap())
-                .collect();
-        let theirs = values(&theirs);
+        let [ours, theirs] = ours_and_arrow_pgs(&batch, FieldFormat::Text);
         let compared = ["b", "i16", "i32", "i64", "u32", "s", "sv", "n", "n0"];
         for (row, (a, b)) in ours.iter().zip(&theirs).enumerate() {
             for (col, (a, b)) in a.iter().zip(b).enumerate() {
