@@ -593,6 +593,27 @@ async fn cursors_fetch_a_result_piece_by_piece() {
         fetched(simple_rows(&client, "FETCH FORWARD 4 FROM c").await),
         "4,5,6,7"
     );
+    // MOVE skips rows without sending them and says how many it moved.
+    let moved = client.simple_query("MOVE FORWARD 1 FROM c").await.unwrap();
+    assert!(
+        matches!(moved.as_slice(), [SimpleQueryMessage::CommandComplete(1)]),
+        "{moved:?}"
+    );
+    assert_eq!(
+        fetched(simple_rows(&client, "FETCH NEXT FROM c").await),
+        "9"
+    );
+    assert_eq!(
+        sqlstate(client.simple_query("MOVE BACKWARD 1 FROM c").await),
+        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE.code()
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+    client
+        .batch_execute(&format!(
+            "BEGIN; DECLARE c NO SCROLL CURSOR FOR {numbers}; MOVE 7 FROM c"
+        ))
+        .await
+        .unwrap();
     assert_eq!(
         fetched(simple_rows(&client, "FETCH NEXT FROM c").await),
         "8"

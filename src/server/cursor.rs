@@ -1,5 +1,5 @@
 //! Cursors: `DECLARE name CURSOR [WITH HOLD] FOR query`, `FETCH [FORWARD] [n | ALL] FROM
-//! name` and `CLOSE name | ALL`, which psql's `FETCH_COUNT` and psycopg2's named cursors use
+//! name`, `MOVE` (the same, without the rows) and `CLOSE name | ALL`, which psql's `FETCH_COUNT` and psycopg2's named cursors use
 //! to read a large result a piece at a time.
 //!
 //! A cursor's query runs like any statement, as a task on the execution runtime that hands
@@ -52,6 +52,25 @@ impl Cursor {
     /// The next `limit` rows (all that are left when `None`); fewer at the end, none after.
     pub async fn fetch(&mut self, limit: Option<usize>) -> Result<RecordBatch, Error> {
         let mut parts = Vec::new();
+        self.take(limit, |batch| parts.push(batch)).await?;
+        match parts.first() {
+            Some(first) => Ok(concat_batches(&first.schema(), &parts)?),
+            None => Ok(RecordBatch::new_empty(self.names.clone())),
+        }
+    }
+
+    /// MOVE: skips the next `limit` rows (all when `None`) without keeping them; returns
+    /// how many there were.
+    pub async fn advance(&mut self, limit: Option<usize>) -> Result<usize, Error> {
+        self.take(limit, drop).await
+    }
+
+    /// Hands the next `limit` rows to `each`, batch by batch; returns how many.
+    async fn take(
+        &mut self,
+        limit: Option<usize>,
+        mut each: impl FnMut(RecordBatch),
+    ) -> Result<usize, Error> {
         let mut rows = 0;
         while limit.is_none_or(|limit| rows < limit) {
             let batch = match self.pending.take() {
@@ -64,17 +83,14 @@ impl Cursor {
             let wanted = limit.map_or(batch.num_rows(), |limit| limit - rows);
             if batch.num_rows() > wanted {
                 self.pending = Some(batch.slice(wanted, batch.num_rows() - wanted));
-                parts.push(batch.slice(0, wanted));
+                each(batch.slice(0, wanted));
                 rows += wanted;
             } else {
                 rows += batch.num_rows();
-                parts.push(batch);
+                each(batch);
             }
         }
-        match parts.first() {
-            Some(first) => Ok(concat_batches(&first.schema(), &parts)?),
-            None => Ok(RecordBatch::new_empty(self.names.clone())),
-        }
+        Ok(rows)
     }
 }
 

@@ -111,6 +111,11 @@ enum Action {
         name: String,
         count: Option<usize>,
     },
+    /// `MOVE [FORWARD] [n | ALL] FROM name`: FETCH without the rows.
+    Move {
+        name: String,
+        count: Option<usize>,
+    },
     /// `CLOSE name`; `None` for `CLOSE ALL`.
     Close(Option<String>),
     /// A statement refused at classification: SQLSTATE and message.
@@ -239,6 +244,17 @@ fn refused(info: ErrorInfo) -> Action {
 /// Classifies one parsed statement; DataFusion statements get the PostgreSQL compatibility
 /// rewrites (the pg_catalog queries of psql, JDBC, SQLAlchemy ...).
 fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
+    if let Statement::Move(fetch) = &statement {
+        return match fetch.as_ref() {
+            SqlStatement::Fetch {
+                name, direction, ..
+            } => match fetch_action(name, direction.clone()) {
+                Action::Fetch { name, count } => Action::Move { name, count },
+                other => other,
+            },
+            _ => refused(sqlstate::error("42601", "MOVE needs a cursor")),
+        };
+    }
     if let Statement::CopyStream(copy) = &statement {
         return match copy::request(copy) {
             Ok(copy::CopyRequest::Out { query, format }) => {
@@ -839,6 +855,15 @@ impl QueryHandler {
                 response.set_command_tag("FETCH");
                 Ok(Response::Query(response))
             }
+            Action::Move { name, count } => {
+                let Some(mut cursor) = session.cursors().take(name) else {
+                    return Err(undefined_cursor(name));
+                };
+                let moved = cursor.advance(*count).await;
+                session.cursors().insert(name.clone(), cursor);
+                let moved = moved.map_err(engine_error)?;
+                Ok(Response::Execution(Tag::new("MOVE").with_rows(moved)))
+            }
             Action::Close(name) => {
                 match name {
                     Some(name) => {
@@ -1326,6 +1351,7 @@ fn changes_state(statement: &Statement) -> bool {
         Statement::CopyStream(copy) => {
             !matches!(copy.as_ref(), SqlStatement::Copy { to: true, .. })
         }
+        Statement::Move(_) => false,
         Statement::DataFusion(DFStatement::Statement(inner)) => !matches!(
             inner.as_ref(),
             SqlStatement::Query(_)

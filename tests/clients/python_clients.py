@@ -206,7 +206,9 @@ def _():
             assert [d.name for d in cur.description] == ["x", "half", "label"], cur.description
             assert cur.fetchone() == (6, 3.0, "n6")
             assert cur.fetchmany(3) == [(7, 3.5, "n7"), (8, 4.0, "n8"), (9, 4.5, "n9")]
-            assert [row[0] for row in cur] == list(range(10, 26))
+            cur.scroll(2)  # MOVE 2 FROM "py_stream": skips 10 and 11
+            assert cur.fetchone() == (12, 6.0, "n12")
+            assert [row[0] for row in cur] == list(range(13, 26))
         with conn.cursor(name="py_binary", binary=True) as cur:
             cur.execute(
                 "SELECT id, customer, at FROM py_orders WHERE id >= %s ORDER BY id", (2,)
