@@ -441,29 +441,57 @@ fn write_float(value: f64, kind: Float, extra_digits: i8, out: &mut BytesMut) {
 
 /// The significant digits of a formatted non-zero float ("-1.50e3", "0.0001", "12.0") without
 /// leading or trailing zeros, and the decimal exponent of the first: 1.5 x 10^3 is
-/// ("15", 3).
-fn decompose(text: &str) -> (Vec<u8>, i32) {
+/// ("15", 3). On the stack: this runs for every float of a text result.
+fn decompose(text: &str) -> (Digits, i32) {
     let (mantissa, exponent) = match text.find(['e', 'E']) {
         Some(at) => (&text[..at], text[at + 1..].parse::<i32>().unwrap_or(0)),
         None => (text, 0),
     };
-    let mut digits = Vec::with_capacity(20);
+    let mut digits = Digits::default();
     let mut point = None;
     for &c in mantissa.as_bytes() {
         match c {
-            b'.' => point = Some(digits.len()),
-            b'0'..=b'9' => digits.push(c),
+            b'.' => point = Some(digits.len),
+            b'0'..=b'9' if digits.len < digits.bytes.len() => {
+                digits.bytes[digits.len] = c;
+                digits.len += 1;
+            }
             _ => {}
         }
     }
-    let mut before_point = point.unwrap_or(digits.len()) as i32;
+    let mut before_point = point.unwrap_or(digits.len) as i32;
     let leading = digits.iter().take_while(|&&d| d == b'0').count();
-    digits.drain(..leading);
+    digits.bytes.copy_within(leading..digits.len, 0);
+    digits.len -= leading;
     before_point -= leading as i32;
-    while digits.last() == Some(&b'0') {
-        digits.pop();
+    while digits.len > 0 && digits.bytes[digits.len - 1] == b'0' {
+        digits.len -= 1;
     }
     (digits, before_point + exponent - 1)
+}
+
+/// Up to 40 decimal digits (a float's text has at most 17 significant ones, 18 with
+/// `extra_float_digits` 3).
+struct Digits {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl Default for Digits {
+    fn default() -> Digits {
+        Digits {
+            bytes: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl std::ops::Deref for Digits {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Proleptic Gregorian (year, month, day) of a day count from 1970-01-01; year 0 is 1 BC.
@@ -585,25 +613,28 @@ fn write_numeric_binary(value: i128, scale: u32, out: &mut BytesMut) -> bool {
         return false;
     };
     let fraction_digits = ((scale + pad) / 4) as i32;
-    let mut digits = Vec::with_capacity(10);
+    // Least significant first; a u128 has at most 39 decimal digits, 10 of base 10,000.
+    let mut digits = [0i16; 10];
+    let mut count = 0;
     let mut rest = aligned;
     while rest > 0 {
-        digits.push((rest % 10_000) as i16);
+        digits[count] = (rest % 10_000) as i16;
+        count += 1;
         rest /= 10_000;
     }
-    let weight = if digits.is_empty() {
+    let weight = if count == 0 {
         0
     } else {
-        digits.len() as i32 - fraction_digits - 1
+        count as i32 - fraction_digits - 1
     };
-    // Least significant first: trailing zero digits are not sent.
-    let zeros = digits.iter().take_while(|&&d| d == 0).count();
-    digits.drain(..zeros);
-    out.put_i16(digits.len() as i16);
+    // Trailing zero digits are not sent.
+    let zeros = digits[..count].iter().take_while(|&&d| d == 0).count();
+    let sent = &digits[zeros..count];
+    out.put_i16(sent.len() as i16);
     out.put_i16(weight as i16);
     out.put_u16(if value < 0 { NEGATIVE } else { 0 });
     out.put_i16(scale as i16);
-    for digit in digits.iter().rev() {
+    for digit in sent.iter().rev() {
         out.put_i16(*digit);
     }
     true
