@@ -956,7 +956,7 @@ async fn psql_catalog_commands_notices_and_tls() {
         "-A",
         "-c",
         "CREATE TABLE customer_orders (order_id BIGINT PRIMARY KEY, \
-         customer_id BIGINT REFERENCES customers)",
+         customer_id BIGINT REFERENCES customers, amount NUMERIC(12,2))",
         "-c",
         "SELECT tc.constraint_type, kcu.column_name, kcu.ordinal_position, \
                 kcu.position_in_unique_constraint \
@@ -978,6 +978,51 @@ async fn psql_catalog_commands_notices_and_tls() {
         ],
         "{out}{err}"
     );
+    // Foreign keys on both ends, as psql prints them for PostgreSQL 15 (which needs
+    // relhastriggers, pg_trigger, pg_partition_ancestors and regclass names).
+    let (ok, out, err) = server.psql(&["-c", "\\d customer_orders"]);
+    assert!(
+        ok && out.contains("Foreign-key constraints:")
+            && out.contains(
+                "\"customer_orders_customer_id_fkey\" FOREIGN KEY (customer_id) \
+                 REFERENCES customers(customer_id)"
+            )
+            && out
+                .lines()
+                .any(|l| l.trim_start().starts_with("amount") && l.contains("numeric(12,2)")),
+        "\\d customer_orders: {out}{err}"
+    );
+    let (ok, out, err) = server.psql(&["-c", "\\d customers"]);
+    assert!(
+        ok && out.contains("Referenced by:")
+            && out.contains(
+                "TABLE \"customer_orders\" CONSTRAINT \"customer_orders_customer_id_fkey\" \
+                 FOREIGN KEY (customer_id) REFERENCES customers(customer_id)"
+            ),
+        "\\d customers: {out}{err}"
+    );
+    // A regclass shows the relation's name; a name that is no relation is an error (42P01).
+    let (ok, out, err) = server.psql(&[
+        "-t",
+        "-A",
+        "-c",
+        "SELECT conrelid::regclass, confrelid::regclass::text, 'customers'::regclass \
+         FROM pg_catalog.pg_constraint WHERE contype = 'f'",
+    ]);
+    assert!(
+        ok && out.trim() == "customer_orders|customers|customers",
+        "{out}{err}"
+    );
+    for query in [
+        "SELECT 'nonesuch'::regclass",
+        "SELECT pg_table_size('nonesuch')",
+    ] {
+        let (ok, out, err) = server.psql(&["-v", "VERBOSITY=verbose", "-c", query]);
+        assert!(
+            !ok && err.contains("42P01") && err.contains("relation \"nonesuch\" does not exist"),
+            "{query}: {out}{err}"
+        );
+    }
     let (ok, out, err) = server.psql(&["-c", "\\dn"]);
     assert!(
         ok && out.contains("marts") && out.contains("public"),

@@ -36,7 +36,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 pub use external::PathAccess;
-pub use postgres::{EAGER_IF, INT2VECTOR_ELEMENT, RESERVED_SCHEMAS};
+pub use postgres::{CHECKED_REGCLASS, EAGER_IF, INT2VECTOR_ELEMENT, RESERVED_SCHEMAS};
 pub use system_tables::SYSTEM_SCHEMA;
 
 use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};

@@ -63,8 +63,11 @@ pub async fn install(
 /// pg_attrdef and pg_attribute.atthasdef show column defaults (`tenure.defaults`), whose
 /// text `pg_get_expr` returns.
 /// pg_class also gets `reloptions` (always NULL), which SQLAlchemy's index reflection reads,
-/// and `relhasindex` is true for tables with a primary or unique key (psql's `\d` then lists
-/// them).
+/// `relhasindex` is true for tables with a primary or unique key (psql's `\d` then lists
+/// them), and `relhastriggers` for both ends of a foreign key, as PostgreSQL's referential
+/// triggers make it (psql's `\d` then lists foreign keys and "Referenced by").
+/// pg_attribute's `atttypmod` carries a numeric column's precision and scale (`numeric(12,2)`
+/// in format_type, pgjdbc's getColumns), from information_schema.columns.
 /// A key's index and constraint oids come from its names (`KeyConstraint::index_oid`),
 /// which `pg_get_indexdef` and `pg_get_constraintdef` decode. conkey, confkey and indkey are
 /// smallint arrays, so the subscripts and unnest that pgjdbc and SQLAlchemy use work;
@@ -246,7 +249,11 @@ const CATALOG_VIEWS: [(&str, &str); 13] = [
     (
         "pg_attribute",
         "SELECT a.attrelid, a.attname, a.atttypid, a.attstattarget, a.attlen, a.attnum, \
-                a.attndims, a.attcacheoff, a.atttypmod, a.attbyval, a.attalign, a.attstorage, \
+                a.attndims, a.attcacheoff, \
+                CASE WHEN a.atttypid = 1700 AND p.numeric_scale IS NOT NULL \
+                     THEN CAST(p.numeric_precision * 65536 + p.numeric_scale + 4 AS INT) \
+                     ELSE a.atttypmod END AS atttypmod, \
+                a.attbyval, a.attalign, a.attstorage, \
                 a.attcompression, a.attnotnull, \
                 a.atthasdef OR x.column_name IS NOT NULL AS atthasdef, \
                 a.atthasmissing, a.attidentity, a.attgenerated, a.attisdropped, a.attislocal, \
@@ -259,7 +266,14 @@ const CATALOG_VIEWS: [(&str, &str); 13] = [
                     JOIN pg_catalog.pg_class c \
                       ON c.relnamespace = n.oid AND c.relname = d.table_name \
                     WHERE c.relkind = 'r') x \
-           ON x.relid = a.attrelid AND x.column_name = a.attname",
+           ON x.relid = a.attrelid AND x.column_name = a.attname \
+         LEFT JOIN (SELECT c.oid AS relid, i.column_name, i.numeric_precision, i.numeric_scale \
+                    FROM information_schema.columns i \
+                    JOIN pg_catalog.pg_namespace n ON n.nspname = i.table_schema \
+                    JOIN pg_catalog.pg_class c \
+                      ON c.relnamespace = n.oid AND c.relname = i.table_name \
+                    WHERE i.data_type LIKE 'Decimal%' AND c.relkind IN ('r', 'v')) p \
+           ON p.relid = a.attrelid AND p.column_name = a.attname",
     ),
     (
         "pg_class",
@@ -268,7 +282,9 @@ const CATALOG_VIEWS: [(&str, &str); 13] = [
                 c.relallvisible, c.reltoastrelid, \
                 c.relhasindex OR x.relname IS NOT NULL AS relhasindex, \
                 c.relisshared, c.relpersistence, c.relkind, c.relnatts, c.relchecks, \
-                c.relhasrules, c.relhastriggers, c.relhassubclass, c.relrowsecurity, \
+                c.relhasrules, \
+                c.relhastriggers OR f.relname IS NOT NULL AS relhastriggers, \
+                c.relhassubclass, c.relrowsecurity, \
                 c.relforcerowsecurity, c.relispopulated, c.relreplident, c.relispartition, \
                 c.relrewrite, c.relfrozenxid, c.relminmxid, c.relpartbound, \
                 CAST(NULL AS VARCHAR[]) AS reloptions \
@@ -278,6 +294,14 @@ const CATALOG_VIEWS: [(&str, &str); 13] = [
                     JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
                     WHERE k.constraint_type <> 'FOREIGN KEY') x \
            ON x.relnamespace = c.relnamespace AND x.relname = c.relname AND c.relkind = 'r' \
+         LEFT JOIN (SELECT DISTINCT n.oid AS relnamespace, f.relname \
+                    FROM (SELECT table_schema AS nspname, table_name AS relname \
+                          FROM tenure.keys WHERE constraint_type = 'FOREIGN KEY' \
+                          UNION ALL \
+                          SELECT references_schema, references_table \
+                          FROM tenure.keys WHERE constraint_type = 'FOREIGN KEY') f \
+                    JOIN pg_catalog.pg_namespace n ON n.nspname = f.nspname) f \
+           ON f.relnamespace = c.relnamespace AND f.relname = c.relname AND c.relkind = 'r' \
          UNION ALL \
          SELECT tenure_key_oid(k.table_schema, k.table_name, k.constraint_name), \
                 k.constraint_name, c.relnamespace, 0, 0, c.relowner, 403, 0, 0, 1, \
@@ -371,35 +395,49 @@ impl PgCatalogContextProvider for Roles {
 
 /// Functions drivers call in their catalog queries that pg_catalog does not provide.
 fn register_driver_functions(ctx: &SessionContext) {
-    let constants = [
+    let constants: [(&str, &[usize], ScalarValue); 7] = [
         // SQLAlchemy reads column identity through it; tenure has no sequences.
-        ("pg_get_serial_sequence", 2, ScalarValue::Utf8(None)),
+        ("pg_get_serial_sequence", &[2], ScalarValue::Utf8(None)),
+        // psql's `\d` lists a table's triggers when it has foreign keys (PostgreSQL enforces
+        // them with triggers); tenure has none, so pg_trigger is empty and no oid names one.
+        ("pg_get_triggerdef", &[1, 2], ScalarValue::Utf8(None)),
         // One database, one search path: every object is visible.
         (
             "pg_collation_is_visible",
-            1,
+            &[1],
             ScalarValue::Boolean(Some(true)),
         ),
-        ("pg_type_is_visible", 1, ScalarValue::Boolean(Some(true))),
+        ("pg_type_is_visible", &[1], ScalarValue::Boolean(Some(true))),
         (
             "pg_function_is_visible",
-            1,
+            &[1],
             ScalarValue::Boolean(Some(true)),
         ),
-        ("pg_opclass_is_visible", 1, ScalarValue::Boolean(Some(true))),
+        (
+            "pg_opclass_is_visible",
+            &[1],
+            ScalarValue::Boolean(Some(true)),
+        ),
         (
             "pg_conversion_is_visible",
-            1,
+            &[1],
             ScalarValue::Boolean(Some(true)),
         ),
     ];
-    for (name, arity, value) in constants {
+    for (name, arities, value) in constants {
         if datafusion::execution::FunctionRegistry::udf(ctx, name).is_err() {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
-                Constant::new(name, arity, value),
+                Constant::new(name, arities, value),
             ));
         }
     }
+    ctx.register_udf(create_udf(
+        CHECKED_REGCLASS,
+        vec![DataType::Int32, DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(checked_regclass),
+    ));
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         JsonBuildObject::new(),
     ));
@@ -462,6 +500,38 @@ impl datafusion::logical_expr::ScalarUDFImpl for PgGetExpr {
     ) -> datafusion::common::Result<ColumnarValue> {
         args.args[0].cast_to(&DataType::Utf8, None)
     }
+}
+
+/// The name of [`checked_regclass`].
+pub const CHECKED_REGCLASS: &str = "tenure_checked_regclass";
+
+/// `tenure_checked_regclass(oid, name)`: the oid that a `'name'::regclass` cast looked up, or
+/// PostgreSQL's error when there is no such relation (a NULL name stays NULL).
+fn checked_regclass(args: &[ColumnarValue]) -> datafusion::common::Result<ColumnarValue> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int32Type;
+    let rows = args
+        .iter()
+        .find_map(|a| match a {
+            ColumnarValue::Array(a) => Some(a.len()),
+            ColumnarValue::Scalar(_) => None,
+        })
+        .unwrap_or(1);
+    let oids = args[0].to_array(rows)?;
+    let names = args[1].to_array(rows)?;
+    let (oids, names) = (oids.as_primitive::<Int32Type>(), names.as_string::<i32>());
+    if let Some(row) = (0..rows).find(|&row| oids.is_null(row) && !names.is_null(row)) {
+        return Err(datafusion::error::DataFusionError::External(Box::new(
+            Error::NotFound {
+                kind: "relation",
+                name: format!("\"{}\"", names.value(row)),
+            },
+        )));
+    }
+    if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(oids, 0)?));
+    }
+    Ok(ColumnarValue::Array(Arc::new(oids.clone())))
 }
 
 /// The name of [`int2vector_element`].
@@ -771,11 +841,13 @@ struct Constant {
 }
 
 impl Constant {
-    fn new(name: &'static str, arity: usize, value: ScalarValue) -> Constant {
+    fn new(name: &'static str, arities: &[usize], value: ScalarValue) -> Constant {
+        use datafusion::logical_expr::{Signature, TypeSignature};
+        let signatures = arities.iter().map(|&n| TypeSignature::Any(n)).collect();
         Constant {
             name,
             value,
-            signature: datafusion::logical_expr::Signature::any(arity, Volatility::Stable),
+            signature: Signature::one_of(signatures, Volatility::Stable),
         }
     }
 }

@@ -362,8 +362,9 @@ fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
             // The compatibility parser also replaces whole client queries that DataFusion
             // cannot run (a few of psql's and pgcli's); use it when it reads the text
             // as this one statement, unless a rewrite had to run before it.
-            let rewritten_first =
-                text.contains("pg_attrdef") && rewrite::keep_default_lookups(&mut other);
+            let rewritten_first = (text.contains("pg_attrdef")
+                && rewrite::keep_default_lookups(&mut other))
+                | rewrite::check_regclass_names(&mut other);
             let parsed = if rewritten_first {
                 None
             } else {

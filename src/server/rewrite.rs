@@ -16,12 +16,210 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
     rewrite_field_access(statement);
     rewrite_int2vector_subscripts(statement);
     if catalog_query {
+        empty_partition_ancestors(statement);
         compare_regproc_columns_by_name(statement);
         inline_reloptions_arrays(statement);
         inline_serial_sequence_lookups(statement);
         eager_catalog_case_subqueries(statement);
         aggregate_catalog_subqueries(statement);
     }
+    show_regclass_names(statement);
+}
+
+/// Runs before datafusion-pg-catalog's rules, which turn `'name'::regclass` into a lookup
+/// that is NULL for an unknown name: keep the name beside it, so that the lookup fails as
+/// in PostgreSQL (42P01) instead. A number in quotes is an oid and is not checked, as in
+/// PostgreSQL. Returns whether it changed anything.
+pub fn check_regclass_names(statement: &mut SqlStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
+    let mut changed = false;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Cast {
+            expr: operand,
+            data_type,
+            ..
+        } = expr
+            && is_regclass(data_type)
+            && let SqlExpr::Value(value) = operand.as_ref()
+            && let Value::SingleQuotedString(name) = &value.value
+            && !is_oid_text(name)
+        {
+            let name = SqlExpr::Value(Value::SingleQuotedString(name.clone()).into());
+            let data_type = data_type.clone();
+            let cast = std::mem::replace(expr, SqlExpr::Value(Value::Null.into()));
+            // Still a regclass, which [`show_regclass_names`] shows as a name.
+            *expr = SqlExpr::Cast {
+                kind: datafusion::sql::sqlparser::ast::CastKind::DoubleColon,
+                expr: Box::new(function_call(
+                    crate::engine::CHECKED_REGCLASS,
+                    vec![cast, name],
+                )),
+                data_type,
+                array: false,
+                format: None,
+            };
+            changed = true;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
+/// Whether a regclass's text is an oid (digits) rather than a name.
+fn is_oid_text(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `data_type` is `regclass` or `pg_catalog.regclass`.
+fn is_regclass(data_type: &datafusion::sql::sqlparser::ast::DataType) -> bool {
+    let name = data_type.to_string().to_ascii_lowercase();
+    name.strip_prefix("pg_catalog.").unwrap_or(&name) == "regclass"
+}
+
+/// A regclass's output is the relation's name (schema-qualified outside public and
+/// pg_catalog), as psql shows it in `\d`'s "Referenced by" (`conrelid::regclass`); tenure
+/// plans regclass as the oid's integer. So `x::regclass` as a whole select item, and
+/// `x::regclass::text` anywhere, look the name up in pg_class (the number itself when no
+/// relation has that oid). A select item keeps PostgreSQL's column name: the column's, or
+/// `regclass` (also in a query with ORDER BY, see below).
+pub fn show_regclass_names(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{
+        Ident, Query, SelectItem, SetExpr, VisitMut, VisitorMut, visit_expressions_mut,
+    };
+    fn regclass_operand(expr: &SqlExpr) -> Option<&SqlExpr> {
+        match expr {
+            SqlExpr::Cast {
+                expr, data_type, ..
+            } if is_regclass(data_type) => Some(expr),
+            _ => None,
+        }
+    }
+    fn relation_name(oid: &SqlExpr) -> Option<SqlExpr> {
+        parse_expr(&format!(
+            "COALESCE((SELECT max(tenure_regclass.tenure_regclass_name) \
+             FROM (SELECT c.oid AS tenure_regclass_oid, \
+                          CASE WHEN n.nspname IN ('public', 'pg_catalog') THEN c.relname \
+                               ELSE n.nspname || '.' || c.relname END AS tenure_regclass_name \
+                   FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) tenure_regclass \
+             WHERE tenure_regclass.tenure_regclass_oid = {oid}), CAST({oid} AS TEXT))"
+        ))
+    }
+    struct Items;
+    impl VisitorMut for Items {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> std::ops::ControlFlow<()> {
+            // DataFusion cannot sort by a column that an item's alias shadows (psql orders
+            // by `c.oid::regclass::text` beside an item `c.oid::regclass`).
+            let sorted = query.order_by.is_some();
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                for item in &mut select.projection {
+                    let (expr, alias) = match item {
+                        SelectItem::UnnamedExpr(expr) => (expr, None),
+                        SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+                        _ => continue,
+                    };
+                    let Some(operand) = regclass_operand(expr) else {
+                        continue;
+                    };
+                    let Some(name) = relation_name(operand) else {
+                        continue;
+                    };
+                    let alias = alias.unwrap_or_else(|| match operand {
+                        SqlExpr::Identifier(column) if !sorted => column.clone(),
+                        SqlExpr::CompoundIdentifier(parts) if !sorted && !parts.is_empty() => {
+                            parts[parts.len() - 1].clone()
+                        }
+                        _ => Ident::new("regclass"),
+                    });
+                    *item = SelectItem::ExprWithAlias { expr: name, alias };
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Items);
+    let _ = visit_expressions_mut(statement, |expr| {
+        use datafusion::sql::sqlparser::ast::DataType;
+        if let SqlExpr::Cast {
+            expr: inner,
+            data_type: DataType::Text | DataType::Varchar(_) | DataType::String(_),
+            ..
+        } = expr
+            && let Some(name) = regclass_operand(inner).and_then(relation_name)
+        {
+            *expr = name;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `pg_partition_ancestors(relation)`, the partitions' parents, is always empty here: tenure
+/// has no partitioned tables. As a table in FROM (psql's `\d` reads it, correlated, in a
+/// scalar subquery over pg_trigger, `... WITH ORDINALITY AS a(relid, depth)`) it becomes an
+/// empty derived table with the same columns, and a scalar subquery that joins it is NULL.
+pub fn empty_partition_ancestors(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{
+        JoinOperator, SetExpr, TableFactor, VisitMut, VisitorMut, visit_expressions_mut,
+    };
+    fn is_ancestors(factor: &TableFactor) -> bool {
+        matches!(factor, TableFactor::Table { name, args: Some(_), .. }
+            if name.to_string().to_ascii_lowercase().trim_start_matches("pg_catalog.")
+                == "pg_partition_ancestors")
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Subquery(query) = expr
+            && let SetExpr::Select(select) = query.body.as_ref()
+            && select.from.iter().any(|from| {
+                is_ancestors(&from.relation)
+                    || from.joins.iter().any(|join| {
+                        matches!(
+                            join.join_operator,
+                            JoinOperator::Join(_)
+                                | JoinOperator::Inner(_)
+                                | JoinOperator::CrossJoin(_)
+                        ) && is_ancestors(&join.relation)
+                    })
+            })
+        {
+            *expr = SqlExpr::Value(Value::Null.into());
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    struct Empty;
+    impl VisitorMut for Empty {
+        type Break = ();
+        fn pre_visit_table_factor(
+            &mut self,
+            factor: &mut TableFactor,
+        ) -> std::ops::ControlFlow<()> {
+            if is_ancestors(factor)
+                && let TableFactor::Table {
+                    alias,
+                    with_ordinality,
+                    ..
+                } = factor
+            {
+                let columns = if *with_ordinality {
+                    "CAST(NULL AS INT) AS relid, CAST(NULL AS BIGINT) AS ordinality"
+                } else {
+                    "CAST(NULL AS INT) AS relid"
+                };
+                if let Some(SqlStatement::Query(subquery)) =
+                    parse_statement(&format!("SELECT {columns} WHERE false"))
+                {
+                    *factor = TableFactor::Derived {
+                        lateral: false,
+                        subquery,
+                        alias: alias.take(),
+                        sample: None,
+                    };
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Empty);
 }
 
 /// `to_regtype(name)` and `to_regclass(name)`, which drivers use to look types and tables up
@@ -101,14 +299,18 @@ pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
                 "pg_table_size" | "pg_total_relation_size" | "pg_relation_size",
                 [relation] | [relation, _],
             ) => {
-                // PostgreSQL reads a text argument as a regclass: a table name.
+                // PostgreSQL reads a text argument as a regclass: a table name, which must
+                // exist, or an oid in digits.
                 let relid = match relation {
-                    SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)) => {
-                        format!(
-                            "(SELECT oid FROM pg_catalog.pg_class WHERE relname = {relation} \
-                             LIMIT 1)"
-                        )
-                    }
+                    SqlExpr::Value(v) => match &v.value {
+                        Value::SingleQuotedString(s) if is_oid_text(s) => s.clone(),
+                        Value::SingleQuotedString(_) => format!(
+                            "{}((SELECT oid FROM pg_catalog.pg_class WHERE relname = \
+                             {relation} LIMIT 1), {relation})",
+                            crate::engine::CHECKED_REGCLASS
+                        ),
+                        _ => relation.to_string(),
+                    },
                     _ => relation.to_string(),
                 };
                 Some(format!(
@@ -427,6 +629,15 @@ fn parse_expr(sql: &str) -> Option<SqlExpr> {
     datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+/// `sql` as a statement (the rewrites' own SQL, so it parses).
+fn parse_statement(sql: &str) -> Option<SqlStatement> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statement())
         .ok()
 }
 
@@ -847,6 +1058,67 @@ mod tests {
     }
 
     #[test]
+    fn partition_ancestors_are_empty() {
+        // psql's trigger listing: the correlated lookup joins the ancestors, so it is NULL.
+        let sql = rewritten(
+            "SELECT t.tgname, (SELECT u.tgrelid FROM pg_catalog.pg_trigger AS u, \
+             pg_catalog.pg_partition_ancestors(t.tgrelid) WITH ORDINALITY AS a(relid, depth) \
+             WHERE u.tgrelid = a.relid ORDER BY a.depth LIMIT 1) AS parent \
+             FROM pg_catalog.pg_trigger t",
+            empty_partition_ancestors,
+        );
+        assert_eq!(
+            sql,
+            "SELECT t.tgname, NULL AS parent FROM pg_catalog.pg_trigger t"
+        );
+        // Elsewhere, an empty table with the function's columns under the query's alias.
+        let sql = rewritten(
+            "SELECT * FROM pg_partition_ancestors('t') WITH ORDINALITY AS a(relid, depth)",
+            empty_partition_ancestors,
+        );
+        assert_eq!(
+            sql,
+            "SELECT * FROM (SELECT CAST(NULL AS INT) AS relid, CAST(NULL AS BIGINT) AS \
+             ordinality WHERE false) AS a (relid, depth)"
+        );
+    }
+
+    #[test]
+    fn regclass_outputs_become_name_lookups() {
+        let sql = rewritten(
+            "SELECT conrelid::regclass, confrelid::pg_catalog.regclass AS other, \
+             c.oid::regclass::text FROM pg_constraint c",
+            show_regclass_names,
+        );
+        assert!(
+            sql.contains(") AS conrelid, COALESCE(")
+                && sql.contains(
+                    "tenure_regclass_oid = confrelid), CAST(confrelid AS TEXT)) AS other"
+                )
+                && sql.ends_with(
+                    "tenure_regclass_oid = c.oid), CAST(c.oid AS TEXT)) FROM pg_constraint c"
+                ),
+            "{sql}"
+        );
+        // Compared, a regclass stays an oid.
+        let sql = rewritten(
+            "SELECT 1 FROM pg_constraint WHERE conrelid = 't'::regclass",
+            show_regclass_names,
+        );
+        assert!(!sql.contains("tenure_regclass"), "{sql}");
+        // A quoted name is checked; a quoted oid is not.
+        let mut statement = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql("SELECT 't'::regclass, '16384'::regclass")
+            .and_then(|mut p| p.parse_statement())
+            .unwrap();
+        assert!(check_regclass_names(&mut statement));
+        assert_eq!(
+            statement.to_string(),
+            "SELECT tenure_checked_regclass('t'::REGCLASS, 't')::REGCLASS, '16384'::REGCLASS"
+        );
+    }
+
+    #[test]
     fn like_escape_characters_become_backslashes() {
         let sql = rewritten(
             "SELECT 1 FROM t WHERE name NOT LIKE 'pg/_%' ESCAPE '/'",
@@ -917,8 +1189,8 @@ mod tests {
             sql,
             "SELECT pg_size_pretty((SELECT max(bytes) FROM pg_catalog.tenure_relation_sizes \
              WHERE relid = c.oid)), (SELECT max(bytes) FROM pg_catalog.tenure_relation_sizes \
-             WHERE relid = (SELECT oid FROM pg_catalog.pg_class WHERE relname = 't' LIMIT 1)) \
-             AS pg_relation_size FROM pg_catalog.pg_class c"
+             WHERE relid = tenure_checked_regclass((SELECT oid FROM pg_catalog.pg_class \
+             WHERE relname = 't' LIMIT 1), 't')) AS pg_relation_size FROM pg_catalog.pg_class c"
         );
         let sql = rewritten("SELECT to_regtype('bigint')", rewrite_name_lookups);
         assert!(
