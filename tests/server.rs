@@ -358,7 +358,17 @@ async fn kept_plans_of_prepared_statements_see_every_change() {
     assert_eq!(run(&client).await, (2, Some(2)));
     assert_eq!(run(&client).await, (2, Some(2)));
 
-    // A write from this session and one from another: each commit is a new snapshot.
+    // A write from this session and one from another: each commit is a new snapshot. (DEFAULT
+    // beside a parameter: a label without a default is NULL, which the count leaves out.)
+    client
+        .execute("INSERT INTO kept VALUES ($1, DEFAULT)", &[&9i64])
+        .await
+        .unwrap();
+    assert_eq!(run(&client).await, (2, Some(2)));
+    assert_eq!(
+        simple_rows(&client, "SELECT id FROM kept WHERE label IS NULL").await,
+        [[Some("9".into())]]
+    );
     client
         .execute("INSERT INTO kept VALUES (3, 'c')", &[])
         .await

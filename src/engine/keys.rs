@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     ColumnOption, ColumnOptionDef, CreateIndex, CreateTable, Expr as SqlExpr, Ident, IndexColumn,
-    ObjectName, TableConstraint,
+    ObjectName, SetExpr, Statement as SqlStatement, TableConstraint, TableObject, Value,
 };
 
 use super::transaction::CatalogGuard;
@@ -556,4 +556,98 @@ fn column_positions(
         positions.push(index as u16 + 1);
     }
     Ok(positions)
+}
+
+impl Engine {
+    /// `INSERT ... VALUES (..., DEFAULT, ...)` and `INSERT ... DEFAULT VALUES`, which
+    /// DataFusion cannot plan: each DEFAULT becomes the column's default expression, or NULL
+    /// for a column without one, as PostgreSQL evaluates it. Other statements are left alone.
+    pub(super) async fn fill_insert_defaults(
+        &self,
+        session: &SessionContext,
+        statement: &mut SqlStatement,
+    ) -> Result<()> {
+        let SqlStatement::Insert(insert) = statement else {
+            return Ok(());
+        };
+        let rows = match insert.source.as_deref_mut().map(|q| q.body.as_mut()) {
+            Some(SetExpr::Values(values)) => {
+                if !values.rows.iter().any(|row| row.iter().any(is_default)) {
+                    return Ok(());
+                }
+                Some(&mut values.rows)
+            }
+            Some(_) => return Ok(()),
+            // DEFAULT VALUES
+            None if insert.assignments.is_empty() && insert.columns.is_empty() => None,
+            None => return Ok(()),
+        };
+        let TableObject::TableName(table_name) = &insert.table else {
+            return Ok(());
+        };
+        let name = self.qualify_object(table_name)?;
+        let table = session.table_provider(Self::table_reference(&name)).await?;
+        let columns: Vec<String> = if insert.columns.is_empty() {
+            let schema = table.schema();
+            schema.fields().iter().map(|f| f.name().clone()).collect()
+        } else {
+            insert
+                .columns
+                .iter()
+                .map(|c| match c.0.as_slice() {
+                    [part] => part.as_ident().map(normalise),
+                    _ => None,
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::invalid("INSERT names its columns by plain names"))?
+        };
+        let default_of = |column: &str| -> Result<SqlExpr> {
+            match table.get_column_default(column) {
+                Some(expr) => datafusion::sql::unparser::expr_to_sql(expr).map_err(Error::from),
+                None => Ok(SqlExpr::Value(Value::Null.into())),
+            }
+        };
+        match rows {
+            Some(rows) => {
+                for row in rows.iter_mut() {
+                    for (position, value) in row.iter_mut().enumerate() {
+                        if !is_default(value) {
+                            continue;
+                        }
+                        let column = columns.get(position).ok_or_else(|| {
+                            Error::invalid("INSERT has more expressions than target columns")
+                        })?;
+                        *value = default_of(column)?;
+                    }
+                }
+            }
+            None => {
+                let row = columns
+                    .iter()
+                    .map(|c| default_of(c))
+                    .collect::<Result<Vec<_>>>()?;
+                let values = format!(
+                    "VALUES ({})",
+                    row.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let query = datafusion::sql::sqlparser::parser::Parser::new(
+                    &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                )
+                .try_with_sql(&values)
+                .and_then(|mut p| p.parse_query())
+                .map_err(|e| Error::invalid(format!("cannot build DEFAULT VALUES: {e}")))?;
+                insert.source = Some(query);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `DEFAULT` in a VALUES row (sqlparser reads it as an identifier).
+fn is_default(expr: &SqlExpr) -> bool {
+    matches!(expr, SqlExpr::Identifier(ident)
+        if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default"))
 }

@@ -120,8 +120,21 @@ impl Engine {
         session: &SessionContext,
         statement: DFStatement,
     ) -> Result<Output> {
-        let plan = session.state().statement_to_plan(statement).await?;
+        let plan = self.statement_to_plan(session, statement).await?;
         self.execute_plan_in(session, plan).await
+    }
+
+    /// Plans `statement` with DataFusion in `session`, after filling in what DataFusion
+    /// cannot plan itself (`DEFAULT` in INSERT, see `fill_insert_defaults`).
+    pub async fn statement_to_plan(
+        &self,
+        session: &SessionContext,
+        mut statement: DFStatement,
+    ) -> Result<LogicalPlan> {
+        if let DFStatement::Statement(inner) = &mut statement {
+            self.fill_insert_defaults(session, inner).await?;
+        }
+        Ok(session.state().statement_to_plan(statement).await?)
     }
 
     /// Carries out a plan made in `session` (with any parameters already bound): plans that

@@ -506,7 +506,7 @@ async fn plan(
     // The version first: a change while planning then makes the plan out of date.
     let catalog = engine.catalog_version();
     let ctx = session.ctx();
-    let plan = ctx.state().statement_to_plan(df.clone()).await?;
+    let plan = engine.statement_to_plan(&ctx, df.clone()).await?;
     let mut types = plan.get_parameter_types()?;
     // `$1::bigint`: DataFusion leaves the placeholder untyped; PostgreSQL types it by
     // the cast, and clients encode the value accordingly.
