@@ -659,6 +659,74 @@ async fn cursors_fetch_a_result_piece_by_piece() {
     );
     client.batch_execute("ROLLBACK").await.unwrap();
 
+    // A SCROLL cursor goes both ways. Each step and its rows (or MOVE's count) as
+    // PostgreSQL 15.18 answered the same steps.
+    client
+        .batch_execute(&format!("BEGIN; DECLARE s SCROLL CURSOR FOR {numbers}"))
+        .await
+        .unwrap();
+    let steps = [
+        ("FETCH 3 FROM s", "1,2,3"),
+        ("FETCH PRIOR FROM s", "2"),
+        ("FETCH BACKWARD 5 FROM s", "1"),
+        ("FETCH NEXT FROM s", "1"),
+        ("FETCH ABSOLUTE 7 FROM s", "7"),
+        ("FETCH RELATIVE -2 FROM s", "5"),
+        ("FETCH RELATIVE 0 FROM s", "5"),
+        ("FETCH LAST FROM s", "10"),
+        ("FETCH NEXT FROM s", ""),
+        ("FETCH PRIOR FROM s", "10"),
+        ("FETCH ABSOLUTE -3 FROM s", "8"),
+        ("FETCH FIRST FROM s", "1"),
+        ("FETCH ABSOLUTE 20 FROM s", ""),
+        ("FETCH BACKWARD 2 FROM s", "10,9"),
+        ("FETCH ALL FROM s", "10"),
+        ("FETCH BACKWARD ALL FROM s", "10,9,8,7,6,5,4,3,2,1"),
+        ("MOVE ABSOLUTE 4 IN s", "MOVE 1"),
+        ("FETCH FORWARD 0 FROM s", "4"),
+        ("MOVE FORWARD 100 FROM s", "MOVE 6"),
+        ("MOVE BACKWARD 3 FROM s", "MOVE 3"),
+        ("FETCH -2 FROM s", "7,6"),
+        ("FETCH ABSOLUTE 0 FROM s", ""),
+        ("FETCH RELATIVE 3 FROM s", "3"),
+        ("FETCH ABSOLUTE -20 FROM s", ""),
+        ("FETCH s", "1"),
+    ];
+    for (step, expected) in steps {
+        let answer = match client.simple_query(step).await.unwrap().as_slice() {
+            [SimpleQueryMessage::CommandComplete(n)] if step.starts_with("MOVE") => {
+                format!("MOVE {n}")
+            }
+            messages => messages
+                .iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        assert_eq!(answer, expected, "{step}");
+    }
+    // Without SCROLL a cursor still skips forward to an ABSOLUTE or RELATIVE row.
+    client
+        .batch_execute(&format!("DECLARE f CURSOR FOR {numbers}; MOVE 2 FROM f"))
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched(simple_rows(&client, "FETCH ABSOLUTE 5 FROM f").await),
+        "5"
+    );
+    assert_eq!(
+        fetched(simple_rows(&client, "FETCH RELATIVE 2 FROM f").await),
+        "7"
+    );
+    assert_eq!(
+        sqlstate(client.simple_query("FETCH ABSOLUTE 1 FROM f").await),
+        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE.code()
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+
     // WITH HOLD outlives its block until CLOSE.
     client
         .batch_execute(&format!(

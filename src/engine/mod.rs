@@ -229,8 +229,9 @@ impl Engine {
                  a client connection (tenure serve with psql's \\copy or a driver's copy API); \
                  use COPY (query) TO 'file' or CREATE EXTERNAL TABLE",
             )),
-            Statement::Move(_) => Err(Error::invalid(
-                "MOVE needs a cursor, and cursors live in client sessions of tenure serve",
+            Statement::Fetch(_) => Err(Error::invalid(
+                "FETCH and MOVE need a cursor, and cursors live in client sessions of tenure \
+                 serve",
             )),
         }
     }

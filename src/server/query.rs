@@ -23,8 +23,8 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    CloseCursor, Declare, DeclareType, Expr as SqlExpr, FetchDirection, Ident, ObjectName, Reset,
-    Set, Statement as SqlStatement, Value,
+    CloseCursor, Declare, DeclareType, Expr as SqlExpr, Ident, ObjectName, Reset, Set,
+    Statement as SqlStatement, Value,
 };
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::portal::{Format, Portal};
@@ -62,6 +62,7 @@ use crate::engine::plan_cache::{self, PlanCache, PlanKey};
 use crate::engine::{Engine, Output, Progress};
 use crate::error::Error;
 use crate::sql::Statement;
+use crate::sql::fetch::CursorStep;
 
 /// What a statement asks of the server.
 #[derive(Debug, Clone)]
@@ -100,22 +101,15 @@ enum Action {
         columns: Vec<datafusion::sql::sqlparser::ast::Ident>,
         format: copy::CopyFormat,
     },
-    /// `DECLARE name CURSOR [WITH HOLD] FOR query`.
+    /// `DECLARE name [SCROLL] CURSOR [WITH HOLD] FOR query`.
     Declare {
         name: String,
         query: Arc<Statement>,
         hold: bool,
+        scroll: bool,
     },
-    /// `FETCH [FORWARD] [n | ALL] FROM name`: `None` for every remaining row.
-    Fetch {
-        name: String,
-        count: Option<usize>,
-    },
-    /// `MOVE [FORWARD] [n | ALL] FROM name`: FETCH without the rows.
-    Move {
-        name: String,
-        count: Option<usize>,
-    },
+    /// `FETCH` (or `MOVE`, which returns no rows) `[direction] FROM name`.
+    Fetch(CursorStep),
     /// `CLOSE name`; `None` for `CLOSE ALL`.
     Close(Option<String>),
     /// A statement refused at classification: SQLSTATE and message.
@@ -244,16 +238,8 @@ fn refused(info: ErrorInfo) -> Action {
 /// Classifies one parsed statement; DataFusion statements get the PostgreSQL compatibility
 /// rewrites (the pg_catalog queries of psql, JDBC, SQLAlchemy ...).
 fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
-    if let Statement::Move(fetch) = &statement {
-        return match fetch.as_ref() {
-            SqlStatement::Fetch {
-                name, direction, ..
-            } => match fetch_action(name, direction.clone()) {
-                Action::Fetch { name, count } => Action::Move { name, count },
-                other => other,
-            },
-            _ => refused(sqlstate::error("42601", "MOVE needs a cursor")),
-        };
+    if let Statement::Fetch(step) = statement {
+        return Action::Fetch(step);
     }
     if let Statement::CopyStream(copy) = &statement {
         return match copy::request(copy) {
@@ -351,9 +337,6 @@ fn classify(shared: &Shared, text: &str, statement: Statement) -> Action {
         SqlStatement::Discard { .. } => Action::Discard,
         SqlStatement::Deallocate { .. } => Action::Ignore("DEALLOCATE"),
         SqlStatement::Declare { stmts } => declare_action(text, stmts),
-        SqlStatement::Fetch {
-            name, direction, ..
-        } => fetch_action(&name, direction),
         SqlStatement::Close { cursor } => match cursor {
             CloseCursor::All => Action::Close(None),
             CloseCursor::Specific { name } => Action::Close(Some(identifier(&name))),
@@ -398,11 +381,6 @@ fn declare_action(text: &str, mut declares: Vec<Declare>) -> Action {
     if declare.binary == Some(true) {
         return unsupported("DECLARE BINARY CURSOR");
     }
-    if declare.scroll == Some(true) {
-        return Action::Unsupported(
-            "SCROLL cursors are not supported: cursors read forward only".into(),
-        );
-    }
     let mut query = SqlStatement::Query(query);
     rewrite::for_datafusion(&mut query, text.contains("pg_catalog"));
     Action::Declare {
@@ -411,38 +389,7 @@ fn declare_action(text: &str, mut declares: Vec<Declare>) -> Action {
             query,
         )))),
         hold: declare.hold == Some(true),
-    }
-}
-
-/// `FETCH`: forward only, as from a NO SCROLL cursor.
-fn fetch_action(name: &Ident, direction: FetchDirection) -> Action {
-    let backward = || {
-        Action::Refused(
-            "55000".into(),
-            "cursor can only scan forward; declare it SCROLL to enable backward scan \
-             (tenure's cursors read forward only)"
-                .into(),
-        )
-    };
-    let count = match direction {
-        FetchDirection::Next | FetchDirection::Forward { limit: None } => Some(1),
-        FetchDirection::All | FetchDirection::ForwardAll => None,
-        FetchDirection::Count { limit } | FetchDirection::Forward { limit: Some(limit) } => {
-            match &limit.value {
-                Value::Number(n, _) => match n.parse::<usize>() {
-                    Ok(n) => Some(n),
-                    Err(_) => return backward(),
-                },
-                _ => {
-                    return Action::Refused("42601".into(), "FETCH needs a row count".into());
-                }
-            }
-        }
-        _ => return backward(),
-    };
-    Action::Fetch {
-        name: identifier(name),
-        count,
+        scroll: declare.scroll == Some(true),
     }
 }
 
@@ -795,7 +742,12 @@ impl QueryHandler {
                     futures::stream::empty(),
                 )))
             }
-            Action::Declare { name, query, hold } => {
+            Action::Declare {
+                name,
+                query,
+                hold,
+                scroll,
+            } => {
                 if !hold && state != Transaction::Open {
                     return Err(user_error(sqlstate::error(
                         sqlstate::NO_ACTIVE_SQL_TRANSACTION,
@@ -830,17 +782,29 @@ impl QueryHandler {
                         query.clone(),
                         planned,
                         *hold,
+                        *scroll,
                         state == Transaction::Open,
                     )
                     .await?;
                 session.cursors().insert(name.clone(), cursor);
                 Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
             }
-            Action::Fetch { name, count } => {
+            Action::Fetch(step) if !step.fetch => {
+                let name = &step.cursor;
                 let Some(mut cursor) = session.cursors().take(name) else {
                     return Err(undefined_cursor(name));
                 };
-                let fetched = cursor.fetch(*count).await;
+                let moved = cursor.advance(step.direction).await;
+                session.cursors().insert(name.clone(), cursor);
+                let moved = moved.map_err(engine_error)?;
+                Ok(Response::Execution(Tag::new("MOVE").with_rows(moved)))
+            }
+            Action::Fetch(step) => {
+                let name = &step.cursor;
+                let Some(mut cursor) = session.cursors().take(name) else {
+                    return Err(undefined_cursor(name));
+                };
+                let fetched = cursor.fetch(step.direction).await;
                 let names = cursor.names.clone();
                 session.cursors().insert(name.clone(), cursor);
                 let batch = fetched.map_err(engine_error)?;
@@ -855,15 +819,6 @@ impl QueryHandler {
                     QueryResponse::new(fields, futures::stream::iter(rows.into_iter().map(Ok)));
                 response.set_command_tag("FETCH");
                 Ok(Response::Query(response))
-            }
-            Action::Move { name, count } => {
-                let Some(mut cursor) = session.cursors().take(name) else {
-                    return Err(undefined_cursor(name));
-                };
-                let moved = cursor.advance(*count).await;
-                session.cursors().insert(name.clone(), cursor);
-                let moved = moved.map_err(engine_error)?;
-                Ok(Response::Execution(Tag::new("MOVE").with_rows(moved)))
             }
             Action::Close(name) => {
                 match name {
@@ -969,6 +924,7 @@ impl QueryHandler {
         query: Arc<Statement>,
         planned: Option<Planned>,
         hold: bool,
+        scroll: bool,
         in_block: bool,
     ) -> PgWireResult<Cursor> {
         // Planned first (at Parse, or here), for PostgreSQL's names of the result columns.
@@ -1028,6 +984,7 @@ impl QueryHandler {
             batch_rx,
             task.abort_handle(),
             hold,
+            scroll,
             in_block,
         ))
     }
@@ -1352,7 +1309,7 @@ fn changes_state(statement: &Statement) -> bool {
         Statement::CopyStream(copy) => {
             !matches!(copy.as_ref(), SqlStatement::Copy { to: true, .. })
         }
-        Statement::Move(_) => false,
+        Statement::Fetch(_) => false,
         Statement::DataFusion(DFStatement::Statement(inner)) => !matches!(
             inner.as_ref(),
             SqlStatement::Query(_)
@@ -1830,8 +1787,8 @@ impl ExtendedQueryHandler for QueryHandler {
             })
             .collect();
         let fields = match &target.statement.action {
-            Action::Fetch { name, .. } => {
-                cursor_fields(&*session(client)?, name, &Format::UnifiedText)?
+            Action::Fetch(step) if step.fetch => {
+                cursor_fields(&*session(client)?, &step.cursor, &Format::UnifiedText)?
             }
             _ => parser.get_result_schema(&target.statement, None)?,
         };
@@ -1874,9 +1831,11 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let fields = match &portal.statement.statement.action {
-            Action::Fetch { name, .. } => {
-                cursor_fields(&*session(client)?, name, &portal.result_column_format)?
-            }
+            Action::Fetch(step) if step.fetch => cursor_fields(
+                &*session(client)?,
+                &step.cursor,
+                &portal.result_column_format,
+            )?,
             _ => self.query_parser().get_result_schema(
                 &portal.statement.statement,
                 Some(&portal.result_column_format),

@@ -104,6 +104,8 @@ fn invalid_code(message: &str) -> &'static str {
         "42P16"
     } else if message.starts_with("invalid value for column") {
         "22P02"
+    } else if message.starts_with("cursor can only scan forward") {
+        "55000"
     } else if message.contains("not supported") || message.contains("not yet supported") {
         FEATURE_NOT_SUPPORTED
     } else if message.contains("does not exist") {

@@ -24,6 +24,8 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Toke
 
 use crate::error::Result;
 
+pub mod fetch;
+
 /// One parsed statement.
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -34,9 +36,8 @@ pub enum Statement {
     /// `COPY ... TO STDOUT` / `COPY ... FROM STDIN`: data through the client connection,
     /// which only the server can carry out.
     CopyStream(Box<datafusion::sql::sqlparser::ast::Statement>),
-    /// `MOVE [direction] FROM cursor`, parsed as the FETCH it resembles (sqlparser has no
-    /// MOVE): cursors live in server sessions.
-    Move(Box<datafusion::sql::sqlparser::ast::Statement>),
+    /// `FETCH` and `MOVE` over a cursor: cursors live in server sessions.
+    Fetch(fetch::CursorStep),
 }
 
 /// `CREATE MODEL`.
@@ -150,24 +151,9 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
             .map_err(syntax_error)?;
         return Ok(Some(Statement::CopyStream(Box::new(statement))));
     }
-    if words[0] == "MOVE" {
-        // The same grammar as FETCH: rebuild the text with that keyword in MOVE's place.
-        let mut swapped = false;
-        let fetch: String = tokens
-            .iter()
-            .map(|t| match &t.token {
-                Token::Word(w) if !swapped && w.value.eq_ignore_ascii_case("MOVE") => {
-                    swapped = true;
-                    "FETCH".to_string()
-                }
-                token => token.to_string(),
-            })
-            .collect();
-        let statement = Parser::new(&dialect)
-            .try_with_sql(&fetch)
-            .and_then(|mut p| p.parse_statement())
-            .map_err(syntax_error)?;
-        return Ok(Some(Statement::Move(Box::new(statement))));
+    if words[0] == "FETCH" || words[0] == "MOVE" {
+        let step = fetch::parse(tokens).map_err(|e| syntax_error(ParserError::ParserError(e)))?;
+        return Ok(Some(Statement::Fetch(step)));
     }
     if words[0] == "COMMENT" {
         // sqlparser reads only quoted strings after IS; dbt's persist_docs sends
