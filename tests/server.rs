@@ -1399,5 +1399,82 @@ async fn copy_to_stdout_and_from_stdin() {
         simple_rows(&client, "SELECT count(*) FROM dst").await,
         [[Some("8".into())]]
     );
+
+    // A load of several chunks (the server parses a megabyte at a time) in many CopyData
+    // messages, lines cut across them: every row arrives, in one commit.
+    client
+        .batch_execute("CREATE TABLE big (id BIGINT NOT NULL, label TEXT, score DOUBLE PRECISION)")
+        .await
+        .unwrap();
+    let rows = 150_000;
+    let data: Vec<u8> = (0..rows)
+        .map(|i| format!("{i}\tlabel number {i} of the load\t{}.5\n", i % 100))
+        .collect::<String>()
+        .into_bytes();
+    assert!(data.len() > 3 << 20, "{} bytes", data.len());
+    let load = async |client: &Client, data: &[u8], finish: bool| {
+        let sink = client
+            .copy_in::<_, bytes::Bytes>("COPY big FROM STDIN")
+            .await
+            .unwrap();
+        futures::pin_mut!(sink);
+        for piece in data.chunks(65_521) {
+            futures::SinkExt::send(&mut sink, bytes::Bytes::copy_from_slice(piece))
+                .await
+                .unwrap();
+        }
+        if finish {
+            Some(sink.finish().await)
+        } else {
+            // Dropped unfinished: tokio-postgres sends CopyFail.
+            None
+        }
+    };
+    assert_eq!(load(&client, &data, true).await.unwrap().unwrap(), rows);
+    assert_eq!(
+        simple_rows(
+            &client,
+            "SELECT count(*), sum(id), count(DISTINCT label) FROM big"
+        )
+        .await,
+        [[
+            Some(rows.to_string()),
+            Some((rows * (rows - 1) / 2).to_string()),
+            Some(rows.to_string())
+        ]]
+    );
+    // A bad value past the first chunk: the chunks before it are not written either.
+    let mut bad = data.clone();
+    bad.extend_from_slice(b"150000\tlast\tnot a number\n");
+    let error = load(&client, &bad, true).await.unwrap().unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::INVALID_TEXT_REPRESENTATION),
+        "{error}"
+    );
+    let message = error.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("column score")),
+        "{message:?}"
+    );
+    // A NULL in the NOT NULL column names its line.
+    let error = load(&client, b"1\tx\t1\n\\N\ty\t2\n", true)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::NOT_NULL_VIOLATION), "{error}");
+    let message = error.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("line 2")),
+        "{message:?}"
+    );
+    // A COPY the client gives up on (CopyFail) writes nothing.
+    assert!(load(&client, &data, false).await.is_none());
+    assert_eq!(
+        simple_rows(&client, "SELECT count(*) FROM big").await,
+        [[Some(rows.to_string())]]
+    );
     server.stop().await;
 }

@@ -3,20 +3,24 @@
 //! formats (and binary out).
 //!
 //! Out: the table or query runs like any query; each row is encoded by arrow-pg into one
-//! CopyData message. In: the client's CopyData is collected until CopyDone, parsed into
-//! text columns, cast to the table's column types (a value that does not fit names its
-//! column and line) and inserted in one commit, like `INSERT ... SELECT`.
+//! CopyData message. In: the client's CopyData streams into one `INSERT` that commits at
+//! CopyDone (see [`CopyIn`]): each chunk of whole lines is parsed into text columns and cast
+//! to the table's column types (a value that does not fit names its column and lines).
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::catalog::MemTable;
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::TableReference;
 use datafusion::datasource::provider_as_source;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, col, lit};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
@@ -31,6 +35,7 @@ use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyTextOptions, FieldIn
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use tokio::sync::mpsc;
 
 use super::sqlstate;
 use crate::engine::{Engine, Output};
@@ -282,40 +287,334 @@ fn encoder(fields: &Arc<Vec<FieldInfo>>, format: &CopyFormat) -> CopyEncoder {
     }
 }
 
-/// A `COPY ... FROM STDIN` waiting for the client's data.
-pub struct PendingCopyIn {
+/// What a `COPY ... FROM STDIN` reads: the named columns of a table, in a format.
+#[derive(Debug)]
+pub struct CopyShape {
     pub table: TableReference,
     /// The table's full schema and the positions of the columns the data holds.
     pub table_schema: SchemaRef,
     pub columns: Vec<usize>,
     pub format: CopyFormat,
-    pub data: Vec<u8>,
 }
 
-/// Parses the collected data into rows of text fields (`None` for NULL).
-fn parse_rows(pending: &PendingCopyIn) -> Result<Vec<Vec<Option<String>>>, String> {
-    let width = pending.columns.len();
-    let text = std::str::from_utf8(&pending.data)
-        .map_err(|e| format!("invalid UTF-8 in COPY data: {e}"))?;
+/// How many bytes of COPY data to gather before parsing them into a batch.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// A `COPY ... FROM STDIN` in progress. The client's data is parsed a chunk of whole lines
+/// at a time (on the execution runtime) into batches that stream into one INSERT, which
+/// commits once at CopyDone: memory stays at a chunk and a few batches whatever the size
+/// of the input, and a COPY that fails or is cut off (CopyFail, an error in the data, a
+/// dropped connection) writes nothing.
+pub struct CopyIn {
+    shape: Arc<CopyShape>,
+    /// Data received and not parsed yet (at most a partial line after each chunk).
+    buffer: Vec<u8>,
+    /// Lines parsed so far (for the line numbers of errors).
+    lines: usize,
+    /// The CSV header is still ahead.
+    header_ahead: bool,
+    /// The data's end marker (`\.`) has been read: anything after it is ignored.
+    ended: bool,
+    /// The first error in the data; the rest of the data is ignored and CopyDone reports it.
+    error: Option<Error>,
+    batches: mpsc::Sender<Piece>,
+    insert: tokio::task::JoinHandle<Result<u64, Error>>,
+}
+
+/// What the INSERT reads from the channel: rows, then the end of the data. A channel that
+/// closes without `Done` fails the INSERT, so that it commits nothing.
+enum Piece {
+    Rows(RecordBatch),
+    Done,
+}
+
+impl CopyIn {
+    /// Starts the INSERT that the copy's rows stream into, on `runtime`.
+    pub async fn start(
+        engine: Arc<Engine>,
+        ctx: datafusion::prelude::SessionContext,
+        runtime: &tokio::runtime::Handle,
+        shape: CopyShape,
+    ) -> Result<CopyIn, Error> {
+        let fields: Vec<Field> = shape
+            .columns
+            .iter()
+            .map(|&c| {
+                let field = shape.table_schema.field(c);
+                Field::new(field.name(), field.data_type().clone(), true)
+            })
+            .collect();
+        let input_schema = Arc::new(Schema::new(fields));
+        let (sender, receiver) = mpsc::channel(2);
+        let input = StreamingTable::try_new(
+            input_schema.clone(),
+            vec![Arc::new(CopyStream {
+                schema: input_schema,
+                receiver: std::sync::Mutex::new(Some(receiver)),
+            })],
+        )?;
+        let scan =
+            LogicalPlanBuilder::scan("copy_input", provider_as_source(Arc::new(input)), None)?
+                .build()?;
+        // Every column of the table: its default, or NULL, where the COPY names no data for
+        // it.
+        let target = ctx.table_provider(shape.table.clone()).await?;
+        let projection: Vec<Expr> = shape
+            .table_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| match shape.columns.contains(&i) {
+                true => col(datafusion::common::Column::new_unqualified(field.name())),
+                false => cast(
+                    target
+                        .get_column_default(field.name())
+                        .cloned()
+                        .unwrap_or(lit(ScalarValue::Null)),
+                    field.data_type().clone(),
+                )
+                .alias(field.name()),
+            })
+            .collect();
+        let projected = LogicalPlanBuilder::from(scan)
+            .project(projection)?
+            .build()?;
+        let plan = LogicalPlanBuilder::insert_into(
+            projected,
+            shape.table.clone(),
+            provider_as_source(target),
+            InsertOp::Append,
+        )?
+        .build()?;
+        let insert = runtime.spawn(async move {
+            match engine.execute_plan_in(&ctx, plan).await? {
+                Output::Command { rows, .. } => Ok(rows.unwrap_or(0)),
+                Output::Rows(_) => Ok(0),
+            }
+        });
+        Ok(CopyIn {
+            header_ahead: shape.format.header,
+            shape: Arc::new(shape),
+            buffer: Vec::new(),
+            lines: 0,
+            ended: false,
+            error: None,
+            batches: sender,
+            insert,
+        })
+    }
+
+    /// CopyData: gathers the data, and sends each full chunk of lines on as a batch.
+    pub async fn receive(&mut self, data: &[u8], runtime: &tokio::runtime::Handle) {
+        if self.error.is_some() || self.ended {
+            return;
+        }
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK_BYTES {
+            let whole = complete_lines(&self.shape.format, &self.buffer);
+            if whole > 0 {
+                let chunk: Vec<u8> = self.buffer.drain(..whole).collect();
+                self.send(chunk, runtime).await;
+            }
+        }
+    }
+
+    /// CopyDone: sends the rest and waits for the INSERT to commit; returns how many rows.
+    pub async fn finish(mut self, runtime: &tokio::runtime::Handle) -> Result<u64, Error> {
+        let rest = std::mem::take(&mut self.buffer);
+        if !rest.is_empty() && self.error.is_none() && !self.ended {
+            self.send(rest, runtime).await;
+        }
+        if let Some(error) = self.error.take() {
+            // Dropping the sender without Done fails the INSERT: nothing is written.
+            drop(self.batches);
+            let _ = self.insert.await;
+            return Err(error);
+        }
+        let _ = self.batches.send(Piece::Done).await;
+        drop(self.batches);
+        self.insert
+            .await
+            .map_err(|e| Error::invalid(format!("COPY failed: {e}")))?
+    }
+
+    /// Parses `chunk` (whole lines) on `runtime` and hands the batch to the INSERT.
+    async fn send(&mut self, chunk: Vec<u8>, runtime: &tokio::runtime::Handle) {
+        let shape = self.shape.clone();
+        let (first_line, header) = (self.lines, self.header_ahead);
+        let parsed = runtime
+            .spawn(async move { parse_chunk(&shape, &chunk, first_line, header) })
+            .await
+            .map_err(|e| Error::invalid(format!("COPY failed: {e}")))
+            .and_then(|parsed| parsed);
+        self.header_ahead = false;
+        let (batch, lines, ended) = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                self.error = Some(error);
+                return;
+            }
+        };
+        self.lines += lines;
+        self.ended = ended;
+        if batch.num_rows() > 0 && self.batches.send(Piece::Rows(batch)).await.is_err() {
+            // The INSERT stopped early; CopyDone reports its error.
+            self.ended = true;
+        }
+    }
+}
+
+/// The INSERT's input: the batches of the copy's channel, read once.
+#[derive(Debug)]
+struct CopyStream {
+    schema: SchemaRef,
+    receiver: std::sync::Mutex<Option<mpsc::Receiver<Piece>>>,
+}
+
+impl PartitionStream for CopyStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let receiver = self.receiver.lock().ok().and_then(|mut r| r.take());
+        let pieces = futures::stream::unfold(receiver, |receiver| async move {
+            let mut receiver = match receiver {
+                Some(receiver) => receiver,
+                None => return None,
+            };
+            match receiver.recv().await {
+                Some(Piece::Rows(batch)) => Some((Ok(batch), Some(receiver))),
+                Some(Piece::Done) => None,
+                None => Some((
+                    Err(DataFusionError::Execution(
+                        "COPY FROM STDIN stopped before its end; nothing was written".into(),
+                    )),
+                    None,
+                )),
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), pieces))
+    }
+}
+
+/// The length of the part of `data` that holds only whole lines: up to its last newline
+/// outside a CSV quoted field.
+fn complete_lines(format: &CopyFormat, data: &[u8]) -> usize {
+    if format.kind != Kind::Csv {
+        return data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    }
+    let (quote, escape) = (format.quote as u8, format.escape as u8);
+    let mut quoted = false;
+    let mut end = 0;
+    let mut i = 0;
+    while i < data.len() {
+        let b = data[i];
+        if quoted && b == escape && escape != quote {
+            i += 2;
+            continue;
+        }
+        if b == quote {
+            quoted = !quoted;
+        } else if b == b'\n' && !quoted {
+            end = i + 1;
+        }
+        i += 1;
+    }
+    end
+}
+
+/// The table's rows in a chunk of whole lines of COPY data, typed as the table's columns;
+/// with how many lines it held and whether it held the end marker `\.`. `first_line`
+/// counts the lines before the chunk; `header` skips the chunk's first line (CSV HEADER).
+fn parse_chunk(
+    shape: &CopyShape,
+    data: &[u8],
+    first_line: usize,
+    header: bool,
+) -> Result<(RecordBatch, usize, bool), Error> {
+    let invalid = |e: String| Error::invalid(format!("COPY {}: {e}", shape.table));
+    let (rows, lines, ended) =
+        parse_rows(&shape.format, shape.columns.len(), data, first_line, header)
+            .map_err(invalid)?;
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(shape.columns.len());
+    let mut fields = Vec::with_capacity(shape.columns.len());
+    for (position, &column) in shape.columns.iter().enumerate() {
+        let field = shape.table_schema.field(column);
+        let mut builder = StringBuilder::new();
+        for (number, row) in rows.iter().enumerate() {
+            if row[position].is_none() && !field.is_nullable() {
+                return Err(Error::invalid(format!(
+                    "null value in column {} of table {} violates its NOT NULL constraint \
+                     (COPY line {})",
+                    field.name(),
+                    shape.table,
+                    row_line(first_line, header, number)
+                )));
+            }
+            builder.append_option(row[position].as_deref());
+        }
+        let text: ArrayRef = Arc::new(builder.finish());
+        let options = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let typed = cast_with_options(&text, field.data_type(), &options).map_err(|e| {
+            Error::invalid(format!(
+                "invalid value for column {} of table {}: {e} (COPY lines {}-{})",
+                field.name(),
+                shape.table,
+                first_line + 1,
+                first_line + lines
+            ))
+        })?;
+        arrays.push(typed);
+        fields.push(Field::new(field.name(), field.data_type().clone(), true));
+    }
+    let batch = RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        arrays,
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
+    )?;
+    Ok((batch, lines, ended))
+}
+
+/// The line number of the `row`-th row of a chunk (text rows are one line each).
+fn row_line(first_line: usize, header: bool, row: usize) -> usize {
+    first_line + usize::from(header) + row + 1
+}
+
+/// Parses whole lines of COPY data into rows of text fields (`None` for NULL); with how
+/// many lines there were and whether the end marker `\.` was among them.
+fn parse_rows(
+    format: &CopyFormat,
+    width: usize,
+    data: &[u8],
+    first_line: usize,
+    header: bool,
+) -> Result<(Vec<Vec<Option<String>>>, usize, bool), String> {
+    let text = std::str::from_utf8(data).map_err(|e| format!("invalid UTF-8 in COPY data: {e}"))?;
     let mut rows = Vec::new();
-    match pending.format.kind {
+    let mut lines = 0;
+    let mut ended = false;
+    match format.kind {
         Kind::Text => {
-            for (number, line) in text.split('\n').enumerate() {
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            for line in text.split('\n').filter(|_| !data.is_empty()) {
+                lines += 1;
                 let line = line.strip_suffix('\r').unwrap_or(line);
                 if line == "\\." {
+                    ended = true;
                     break;
                 }
-                if line.is_empty() && number + 1 == text.split('\n').count() {
-                    continue;
-                }
                 let fields: Vec<Option<String>> = line
-                    .split(pending.format.delimiter)
-                    .map(|field| (field != pending.format.null).then(|| unescape_text(field)))
+                    .split(format.delimiter)
+                    .map(|field| (field != format.null).then(|| unescape_text(field)))
                     .collect();
                 if fields.len() != width {
                     return Err(format!(
                         "line {}: expected {width} columns, found {}",
-                        number + 1,
+                        first_line + lines,
                         fields.len()
                     ));
                 }
@@ -324,25 +623,23 @@ fn parse_rows(pending: &PendingCopyIn) -> Result<Vec<Vec<Option<String>>>, Strin
         }
         Kind::Csv => {
             let mut reader = csv::ReaderBuilder::new()
-                .has_headers(pending.format.header)
-                .delimiter(pending.format.delimiter as u8)
-                .quote(pending.format.quote as u8)
-                .escape(
-                    (pending.format.escape != pending.format.quote)
-                        .then_some(pending.format.escape as u8),
-                )
-                .double_quote(pending.format.escape == pending.format.quote)
+                .has_headers(header)
+                .delimiter(format.delimiter as u8)
+                .quote(format.quote as u8)
+                .escape((format.escape != format.quote).then_some(format.escape as u8))
+                .double_quote(format.escape == format.quote)
                 .flexible(true)
                 .from_reader(text.as_bytes());
-            for (number, record) in reader.records().enumerate() {
+            for record in reader.records() {
                 let record = record.map_err(|e| format!("CSV: {e}"))?;
+                let line = first_line + record.position().map_or(0, |p| p.line() as usize);
                 if record.len() == 1 && record.get(0) == Some("\\.") {
+                    ended = true;
                     break;
                 }
                 if record.len() != width {
                     return Err(format!(
-                        "line {}: expected {width} columns, found {}",
-                        number + 1 + usize::from(pending.format.header),
+                        "line {line}: expected {width} columns, found {}",
                         record.len()
                     ));
                 }
@@ -351,14 +648,16 @@ fn parse_rows(pending: &PendingCopyIn) -> Result<Vec<Vec<Option<String>>>, Strin
                 rows.push(
                     record
                         .iter()
-                        .map(|f| (f != pending.format.null).then(|| f.to_string()))
+                        .map(|f| (f != format.null).then(|| f.to_string()))
                         .collect(),
                 );
             }
+            lines = text.bytes().filter(|&b| b == b'\n').count()
+                + usize::from(!text.is_empty() && !text.ends_with('\n'));
         }
         Kind::Binary => return Err("binary COPY FROM is not supported".into()),
     }
-    Ok(rows)
+    Ok((rows, lines, ended))
 }
 
 /// PostgreSQL text-format escapes: `\\`, `\t`, `\n`, `\r`, `\b`, `\f`, `\v`.
@@ -385,82 +684,6 @@ fn unescape_text(field: &str) -> String {
         }
     }
     out
-}
-
-/// Inserts the collected rows into the table in one commit; returns how many.
-pub async fn finish(
-    engine: &Engine,
-    ctx: &datafusion::prelude::SessionContext,
-    pending: PendingCopyIn,
-) -> Result<u64, Error> {
-    let rows =
-        parse_rows(&pending).map_err(|e| Error::invalid(format!("COPY {}: {e}", pending.table)))?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(pending.columns.len());
-    let mut fields = Vec::with_capacity(pending.columns.len());
-    for (position, &column) in pending.columns.iter().enumerate() {
-        let field = pending.table_schema.field(column);
-        let mut builder = StringBuilder::new();
-        for row in &rows {
-            builder.append_option(row[position].as_deref());
-        }
-        let text: ArrayRef = Arc::new(builder.finish());
-        let options = CastOptions {
-            safe: false,
-            ..Default::default()
-        };
-        let typed = cast_with_options(&text, field.data_type(), &options).map_err(|e| {
-            Error::invalid(format!(
-                "invalid value for column {} of table {}: {e}",
-                field.name(),
-                pending.table
-            ))
-        })?;
-        arrays.push(typed);
-        fields.push(Field::new(field.name(), field.data_type().clone(), true));
-    }
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
-    let input = MemTable::try_new(schema, vec![vec![batch]])?;
-    let scan = LogicalPlanBuilder::scan("copy_input", provider_as_source(Arc::new(input)), None)?
-        .build()?;
-    // Every column of the table: its default, or NULL, where the COPY names no data for it.
-    let target = ctx.table_provider(pending.table.clone()).await?;
-    let projection: Vec<Expr> = pending
-        .table_schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(
-            |(i, field)| match pending.columns.iter().position(|&c| c == i) {
-                Some(_) => col(datafusion::common::Column::new_unqualified(field.name())),
-                None => cast(
-                    target
-                        .get_column_default(field.name())
-                        .cloned()
-                        .unwrap_or(lit(ScalarValue::Null)),
-                    field.data_type().clone(),
-                )
-                .alias(field.name()),
-            },
-        )
-        .collect();
-    let projected = LogicalPlanBuilder::from(scan)
-        .project(projection)?
-        .build()?;
-    let plan = LogicalPlanBuilder::insert_into(
-        projected,
-        pending.table.clone(),
-        provider_as_source(target),
-        InsertOp::Append,
-    )?
-    .build()?;
-    match engine.execute_plan_in(ctx, plan).await? {
-        Output::Command { rows, .. } => Ok(rows.unwrap_or(0)),
-        Output::Rows(_) => Ok(0),
-    }
 }
 
 /// The table a COPY FROM names, its schema and the positions of the named columns.
@@ -497,12 +720,12 @@ pub async fn target(
 mod tests {
     use super::*;
 
-    fn pending(kind: Kind, data: &str, header: bool) -> PendingCopyIn {
+    fn shape(kind: Kind, header: bool) -> CopyShape {
         let schema = Arc::new(Schema::new(vec![
             Field::new("a", datafusion::arrow::datatypes::DataType::Int64, true),
-            Field::new("b", datafusion::arrow::datatypes::DataType::Utf8, true),
+            Field::new("b", datafusion::arrow::datatypes::DataType::Utf8, false),
         ]));
-        PendingCopyIn {
+        CopyShape {
             table: TableReference::bare("t"),
             table_schema: schema,
             columns: vec![0, 1],
@@ -518,27 +741,26 @@ mod tests {
                 quote: '"',
                 escape: '"',
             },
-            data: data.as_bytes().to_vec(),
         }
+    }
+
+    fn rows(kind: Kind, data: &str, header: bool) -> Result<Vec<Vec<Option<String>>>, String> {
+        let shape = shape(kind, header);
+        parse_rows(&shape.format, 2, data.as_bytes(), 0, header).map(|(rows, _, _)| rows)
     }
 
     #[test]
     fn text_format_nulls_and_escapes() {
-        let rows = parse_rows(&pending(
-            Kind::Text,
-            "1\ta\\tb\n\\N\tx\\\\y\n2\t\\N\n\\.\n",
-            false,
-        ))
-        .unwrap();
+        let parsed = rows(Kind::Text, "1\ta\\tb\n\\N\tx\\\\y\n2\t\\N\n\\.\n", false).unwrap();
         assert_eq!(
-            rows,
+            parsed,
             vec![
                 vec![Some("1".to_string()), Some("a\tb".to_string())],
                 vec![None, Some("x\\y".to_string())],
                 vec![Some("2".to_string()), None],
             ]
         );
-        let error = parse_rows(&pending(Kind::Text, "1\n", false)).unwrap_err();
+        let error = rows(Kind::Text, "1\n", false).unwrap_err();
         assert!(
             error.contains("line 1: expected 2 columns, found 1"),
             "{error}"
@@ -547,14 +769,43 @@ mod tests {
 
     #[test]
     fn csv_format_quotes_header_and_nulls() {
-        let rows = parse_rows(&pending(Kind::Csv, "a,b\n1,\"x, \"\"y\"\"\"\n,z\n", true)).unwrap();
+        let parsed = rows(Kind::Csv, "a,b\n1,\"x, \"\"y\"\"\"\n,z\n", true).unwrap();
         assert_eq!(
-            rows,
+            parsed,
             vec![
                 vec![Some("1".to_string()), Some("x, \"y\"".to_string())],
                 vec![None, Some("z".to_string())],
             ]
         );
+    }
+
+    #[test]
+    fn chunks_end_at_whole_lines_and_count_them() {
+        let csv = shape(Kind::Csv, false).format;
+        // A newline inside a quoted field does not end a line.
+        let data = b"1,\"two\nlines\"\n2,x\n3,\"open\nfield";
+        assert_eq!(complete_lines(&csv, data), 18);
+        let text = shape(Kind::Text, false).format;
+        assert_eq!(complete_lines(&text, b"1\ta\n2\tb\n3\t"), 8);
+        assert_eq!(complete_lines(&text, b"1\ta"), 0);
+
+        // Line numbers run on across chunks; a NULL in a NOT NULL column names its line.
+        let shape = shape(Kind::Text, false);
+        let (batch, lines, ended) = parse_chunk(&shape, b"1\ta\n2\tb\n", 0, false).unwrap();
+        assert_eq!((batch.num_rows(), lines, ended), (2, 2, false));
+        let error = parse_chunk(&shape, b"3\tc\n4\t\\N\n", 2, false).unwrap_err();
+        assert!(
+            error.to_string().contains("column b") && error.to_string().contains("line 4"),
+            "{error}"
+        );
+        let error = parse_chunk(&shape, b"5\tc\nx\td\n", 4, false).unwrap_err();
+        assert!(
+            error.to_string().contains("column a") && error.to_string().contains("lines 5-6"),
+            "{error}"
+        );
+        // The end marker ends the data.
+        let (batch, _, ended) = parse_chunk(&shape, b"5\tc\n\\.\n", 4, false).unwrap();
+        assert_eq!((batch.num_rows(), ended), (1, true));
     }
 }
 
@@ -572,17 +823,16 @@ impl CopyHandler for CopyInHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = super::query::session(client)?;
-        let mut pending = session.copy_in();
-        match pending.as_mut() {
-            Some(pending) => {
-                pending.data.extend_from_slice(&data.data);
-                Ok(())
-            }
-            None => Err(super::startup::user_error(sqlstate::error(
+        // Out of the session while it parses and waits for the INSERT to take the rows.
+        let Some(mut copy) = session.copy_in().take() else {
+            return Err(super::startup::user_error(sqlstate::error(
                 sqlstate::PROTOCOL_VIOLATION,
                 "CopyData without a COPY FROM STDIN in progress",
-            ))),
-        }
+            )));
+        };
+        copy.receive(&data.data, &self.shared.cpu).await;
+        *session.copy_in() = Some(copy);
+        Ok(())
     }
 
     async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
@@ -592,23 +842,15 @@ impl CopyHandler for CopyInHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = super::query::session(client)?;
-        let Some(pending) = session.copy_in().take() else {
+        let Some(copy) = session.copy_in().take() else {
             return Err(super::startup::user_error(sqlstate::error(
                 sqlstate::PROTOCOL_VIOLATION,
                 "CopyDone without a COPY FROM STDIN in progress",
             )));
         };
-        let engine = self.shared.engine.clone();
-        let ctx = session.ctx();
-        // Parsing and writing are CPU and disk work: on the execution runtime.
-        let rows = self
-            .shared
-            .cpu
-            .spawn(async move { finish(&engine, &ctx, pending).await })
+        let rows = copy
+            .finish(&self.shared.cpu)
             .await
-            .map_err(|e| {
-                super::startup::user_error(sqlstate::error("XX000", format!("COPY failed: {e}")))
-            })?
             .map_err(super::query::engine_error)?;
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client

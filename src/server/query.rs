@@ -729,13 +729,21 @@ impl QueryHandler {
                     .await
                     .map_err(engine_error)?;
                 let count = positions.len();
-                *session.copy_in() = Some(copy::PendingCopyIn {
+                let shape = copy::CopyShape {
                     table,
                     table_schema,
                     columns: positions,
                     format: copy.clone(),
-                    data: Vec::new(),
-                });
+                };
+                let copy_in = copy::CopyIn::start(
+                    self.shared.engine.clone(),
+                    session.ctx(),
+                    &self.shared.cpu,
+                    shape,
+                )
+                .await
+                .map_err(engine_error)?;
+                *session.copy_in() = Some(copy_in);
                 Ok(Response::CopyIn(CopyResponse::new(
                     copy.code(),
                     count,

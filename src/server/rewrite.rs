@@ -26,10 +26,13 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
     show_regclass_names(statement);
 }
 
-/// Runs before datafusion-pg-catalog's rules, which turn `'name'::regclass` into a lookup
-/// that is NULL for an unknown name: keep the name beside it, so that the lookup fails as
-/// in PostgreSQL (42P01) instead. A number in quotes is an oid and is not checked, as in
-/// PostgreSQL. Returns whether it changed anything.
+/// Runs before datafusion-pg-catalog's rules, whose lookup for `'name'::regclass` searches
+/// only the current schema (so `'pg_class'::regclass` was NULL) and is NULL for an unknown
+/// name. Here the name is looked up as PostgreSQL's search path does (pg_catalog first, then
+/// the current schema; `schema.name` in its schema, with `"Quoted"` parts), and a name that
+/// is no relation fails as in PostgreSQL (42P01). A number in quotes is an oid and is left
+/// to that crate, as PostgreSQL does not check it either. Returns whether it changed
+/// anything.
 pub fn check_regclass_names(statement: &mut SqlStatement) -> bool {
     use datafusion::sql::sqlparser::ast::visit_expressions_mut;
     let mut changed = false;
@@ -44,21 +47,22 @@ pub fn check_regclass_names(statement: &mut SqlStatement) -> bool {
             && let Value::SingleQuotedString(name) = &value.value
             && !is_oid_text(name)
         {
-            let name = SqlExpr::Value(Value::SingleQuotedString(name.clone()).into());
-            let data_type = data_type.clone();
-            let cast = std::mem::replace(expr, SqlExpr::Value(Value::Null.into()));
+            let name = Value::SingleQuotedString(name.clone()).to_string();
             // Still a regclass, which [`show_regclass_names`] shows as a name.
-            *expr = SqlExpr::Cast {
-                kind: datafusion::sql::sqlparser::ast::CastKind::DoubleColon,
-                expr: Box::new(function_call(
-                    crate::engine::CHECKED_REGCLASS,
-                    vec![cast, name],
-                )),
-                data_type,
-                array: false,
-                format: None,
-            };
-            changed = true;
+            if let Some(lookup) = parse_expr(&format!(
+                "{}((SELECT c.oid FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                   CROSS JOIN (SELECT parse_ident({name}) AS parts) p \
+                   WHERE (array_length(p.parts, 1) = 1 AND c.relname = p.parts[1] \
+                          AND n.nspname IN ('pg_catalog', current_schema())) \
+                      OR (array_length(p.parts, 1) = 2 AND n.nspname = p.parts[1] \
+                          AND c.relname = p.parts[2]) \
+                   ORDER BY n.nspname = 'pg_catalog' DESC LIMIT 1), {name})::{data_type}",
+                crate::engine::CHECKED_REGCLASS
+            )) {
+                *expr = lookup;
+                changed = true;
+            }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
@@ -113,6 +117,9 @@ pub fn show_regclass_names(statement: &mut SqlStatement) {
             // by `c.oid::regclass::text` beside an item `c.oid::regclass`).
             let sorted = query.order_by.is_some();
             if let SetExpr::Select(select) = query.body.as_mut() {
+                // DataFusion refuses two items of one name, which PostgreSQL allows: a second
+                // `regclass` is `regclass_2`.
+                let mut names: Vec<String> = Vec::new();
                 for item in &mut select.projection {
                     let (expr, alias) = match item {
                         SelectItem::UnnamedExpr(expr) => (expr, None),
@@ -132,6 +139,14 @@ pub fn show_regclass_names(statement: &mut SqlStatement) {
                         }
                         _ => Ident::new("regclass"),
                     });
+                    let mut alias = alias;
+                    let base = alias.value.clone();
+                    let mut n = 1;
+                    while names.contains(&alias.value) {
+                        n += 1;
+                        alias = Ident::new(format!("{base}_{n}"));
+                    }
+                    names.push(alias.value.clone());
                     *item = SelectItem::ExprWithAlias { expr: name, alias };
                 }
             }
@@ -1112,9 +1127,13 @@ mod tests {
             .and_then(|mut p| p.parse_statement())
             .unwrap();
         assert!(check_regclass_names(&mut statement));
-        assert_eq!(
-            statement.to_string(),
-            "SELECT tenure_checked_regclass('t'::REGCLASS, 't')::REGCLASS, '16384'::REGCLASS"
+        let sql = statement.to_string();
+        assert!(
+            sql.starts_with(
+                "SELECT tenure_checked_regclass((SELECT c.oid FROM pg_catalog.pg_class"
+            ) && sql.contains("parse_ident('t')")
+                && sql.ends_with("LIMIT 1), 't')::REGCLASS, '16384'::REGCLASS"),
+            "{sql}"
         );
     }
 

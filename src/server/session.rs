@@ -63,7 +63,7 @@ pub struct Session {
     /// Open cursors (DECLARE ... CURSOR).
     cursors: Mutex<super::cursor::Cursors>,
     /// A `COPY ... FROM STDIN` collecting the client's data.
-    copy_in: Mutex<Option<super::copy::PendingCopyIn>>,
+    copy_in: Mutex<Option<super::copy::CopyIn>>,
     running: Mutex<Option<Running>>,
     next_statement: AtomicU64,
     /// Counts the statements other than queries this session has run (SET datafusion.*,
@@ -154,7 +154,7 @@ impl Session {
         }
     }
 
-    pub fn copy_in(&self) -> std::sync::MutexGuard<'_, Option<super::copy::PendingCopyIn>> {
+    pub fn copy_in(&self) -> std::sync::MutexGuard<'_, Option<super::copy::CopyIn>> {
         self.copy_in.lock().expect("copy lock poisoned")
     }
 
