@@ -8,6 +8,7 @@
 mod comments;
 mod external;
 mod keys;
+mod names;
 mod models;
 mod pg_keys;
 mod pg_sizes;

@@ -21,9 +21,9 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
-    AlterTable, AlterTableOperation, Assignment, AssignmentTarget, Delete, FromTable, Ident,
-    ObjectName, ObjectType, RenameTableNameKind, Statement as SqlStatement, TableFactor,
-    TableWithJoins, Update,
+    AlterTable, AlterTableOperation, Assignment, AssignmentTarget, CascadeOption, Delete,
+    FromTable, Ident, ObjectName, ObjectType, RenameTableNameKind, Statement as SqlStatement,
+    TableFactor, TableWithJoins, Truncate, Update,
 };
 use futures::TryStreamExt;
 
@@ -53,6 +53,7 @@ impl Engine {
             DFStatement::Statement(inner) => match *inner {
                 SqlStatement::Update(update) => self.update(session, update).await,
                 SqlStatement::Delete(delete) => self.delete(session, delete).await,
+                SqlStatement::Truncate(truncate) => self.truncate(session, truncate).await,
                 SqlStatement::AlterTable(alter) => self.alter_table(session, alter).await,
                 SqlStatement::CreateIndex(create) => self.create_index(session, create).await,
                 SqlStatement::Comment {
@@ -102,9 +103,10 @@ impl Engine {
         match statement {
             DFStatement::CreateExternalTable(_) | DFStatement::CopyTo(_) => true,
             DFStatement::Statement(inner) => match inner.as_ref() {
-                SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::AlterTable(_) => {
-                    true
-                }
+                SqlStatement::Update(_)
+                | SqlStatement::Delete(_)
+                | SqlStatement::Truncate(_)
+                | SqlStatement::AlterTable(_) => true,
                 SqlStatement::CreateTable(create) => keys::declares_keys_or_defaults(create),
                 SqlStatement::CreateIndex(_) | SqlStatement::Comment { .. } => true,
                 SqlStatement::Drop { object_type, .. } => *object_type == ObjectType::Index,
@@ -125,7 +127,8 @@ impl Engine {
     }
 
     /// Plans `statement` with DataFusion in `session`, after filling in what DataFusion
-    /// cannot plan itself (`DEFAULT` in INSERT, see `fill_insert_defaults`).
+    /// cannot plan itself (`DEFAULT` in INSERT, see `fill_insert_defaults`) and naming
+    /// scalar subquery items as PostgreSQL does (see `names`).
     pub async fn statement_to_plan(
         &self,
         session: &SessionContext,
@@ -133,6 +136,7 @@ impl Engine {
     ) -> Result<LogicalPlan> {
         if let DFStatement::Statement(inner) = &mut statement {
             self.fill_insert_defaults(session, inner).await?;
+            super::names::name_subquery_items(inner);
         }
         Ok(session.state().statement_to_plan(statement).await?)
     }
@@ -918,6 +922,40 @@ impl Engine {
         Ok(Output::Command {
             tag: "DELETE",
             rows: rows.map(|n| n as u64),
+        })
+    }
+}
+
+impl Engine {
+    /// `TRUNCATE [TABLE] t [, ...]`: every row of each table goes, in one Delta commit per
+    /// table (inside a transaction block, all of them with the block). CASCADE, which in
+    /// PostgreSQL also empties the tables whose foreign keys reference these, is refused.
+    async fn truncate(&self, session: &SessionContext, truncate: Truncate) -> Result<Output> {
+        if matches!(truncate.cascade, Some(CascadeOption::Cascade)) {
+            return Err(Error::invalid("TRUNCATE ... CASCADE is not supported"));
+        }
+        if truncate.partitions.is_some() || truncate.on_cluster.is_some() {
+            return Err(Error::invalid(
+                "TRUNCATE of partitions or on a cluster is not supported",
+            ));
+        }
+        // Every table is checked before any is emptied.
+        let mut tables = Vec::new();
+        for target in &truncate.table_names {
+            let name = self.qualify_object(&target.name)?;
+            tables.push(self.writable_table(session, &name, "truncate").await?);
+        }
+        for table in tables {
+            let (emptied, _) = table
+                .table()
+                .delete()
+                .with_session_state(Arc::new(session.state()))
+                .await?;
+            table.install(emptied).await?;
+        }
+        Ok(Output::Command {
+            tag: "TRUNCATE TABLE",
+            rows: None,
         })
     }
 }
