@@ -1079,6 +1079,28 @@ async fn psql_catalog_commands_notices_and_tls() {
             ),
         "\\d customers: {out}{err}"
     );
+    // information_schema.columns in PostgreSQL's terms (dbt reads column types there).
+    let (ok, out, err) = server.psql(&[
+        "-t",
+        "-A",
+        "-c",
+        "SELECT table_name, column_name, ordinal_position, data_type, numeric_precision, \
+                numeric_scale, column_default, udt_name FROM information_schema.columns \
+         WHERE table_name IN ('customers', 'customer_orders') ORDER BY 1, 3",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "customer_orders|order_id|1|bigint|64|0||int8",
+            "customer_orders|customer_id|2|bigint|64|0||int8",
+            "customer_orders|amount|3|numeric|12|2||numeric",
+            "customers|customer_id|1|bigint|64|0||int8",
+            "customers|name|2|text||||text",
+            "customers|spend|3|double precision|53||0|float8",
+        ],
+        "{out}{err}"
+    );
     // A regclass shows the relation's name; a name that is no relation is an error (42P01).
     let (ok, out, err) = server.psql(&[
         "-t",

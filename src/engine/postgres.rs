@@ -78,8 +78,11 @@ pub async fn install(
 /// tenure_key_column_usage and tenure_referential_constraints are information_schema's
 /// views of the keys, which the server reads for `information_schema.table_constraints` and
 /// the others (DataFusion answers information_schema itself, without those views). Keys are
-/// informational, so `enforced` is 'NO'.
-const CATALOG_VIEWS: [(&str, &str); 13] = [
+/// informational, so `enforced` is 'NO'. tenure_columns, which the server reads for
+/// `information_schema.columns`, is DataFusion's with PostgreSQL's type names (`integer`,
+/// `timestamp without time zone`, `ARRAY`), precisions, 1-based positions and defaults (dbt
+/// reads column types there).
+const CATALOG_VIEWS: [(&str, &str); 14] = [
     (
         "tenure_table_constraints",
         "SELECT CAST('tenure' AS VARCHAR) AS constraint_catalog, \
@@ -121,6 +124,39 @@ const CATALOG_VIEWS: [(&str, &str); 13] = [
                 CAST('NO ACTION' AS VARCHAR) AS update_rule, \
                 CAST('NO ACTION' AS VARCHAR) AS delete_rule \
          FROM tenure.keys k WHERE k.constraint_type = 'FOREIGN KEY'",
+    ),
+    (
+        "tenure_columns",
+        "SELECT i.table_catalog, i.table_schema, i.table_name, i.column_name, \
+                CAST(i.ordinal_position + 1 AS INT) AS ordinal_position, \
+                d.column_default, i.is_nullable, \
+                CASE WHEN t.typcategory = 'A' THEN 'ARRAY' \
+                     ELSE format_type(a.atttypid, NULL) END AS data_type, \
+                CAST(NULL AS INT) AS character_maximum_length, \
+                CAST(NULL AS INT) AS character_octet_length, \
+                CAST(CASE t.typname WHEN 'int2' THEN 16 WHEN 'int4' THEN 32 WHEN 'int8' THEN 64 \
+                     WHEN 'float4' THEN 24 WHEN 'float8' THEN 53 \
+                     WHEN 'numeric' THEN i.numeric_precision END AS INT) AS numeric_precision, \
+                CAST(CASE WHEN t.typname IN ('int2', 'int4', 'int8', 'float4', 'float8') THEN 2 \
+                     WHEN t.typname = 'numeric' THEN 10 END AS INT) AS numeric_precision_radix, \
+                CAST(CASE WHEN t.typname IN ('int2', 'int4', 'int8') THEN 0 \
+                     WHEN t.typname = 'numeric' THEN i.numeric_scale END AS INT) \
+                  AS numeric_scale, \
+                CAST(CASE WHEN t.typname = 'date' THEN 0 \
+                     WHEN t.typname IN ('timestamp', 'timestamptz', 'time', 'interval') THEN 6 \
+                     END AS INT) AS datetime_precision, \
+                CAST(NULL AS VARCHAR) AS interval_type, \
+                i.table_catalog AS udt_catalog, CAST('pg_catalog' AS VARCHAR) AS udt_schema, \
+                t.typname AS udt_name, CAST('NO' AS VARCHAR) AS is_identity, \
+                CAST('NEVER' AS VARCHAR) AS is_generated, \
+                CAST('YES' AS VARCHAR) AS is_updatable \
+         FROM information_schema.columns i \
+         JOIN pg_catalog.pg_namespace n ON n.nspname = i.table_schema \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = i.table_name \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = i.column_name \
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+         LEFT JOIN tenure.defaults d ON d.table_schema = i.table_schema \
+              AND d.table_name = i.table_name AND d.column_name = i.column_name",
     ),
     (
         "tenure_relation_sizes",

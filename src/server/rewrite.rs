@@ -488,16 +488,18 @@ fn has_subquery(expr: &SqlExpr) -> bool {
 }
 
 /// `information_schema.table_constraints`, `key_column_usage` and `referential_constraints`,
-/// which DataFusion's information_schema lacks, are read from their pg_catalog views
-/// (`tenure_table_constraints`, ...), under their own name when the query gives no alias.
+/// which DataFusion's information_schema lacks, and `columns`, whose types DataFusion names
+/// in Arrow's terms, are read from their pg_catalog views (`tenure_table_constraints`, ...),
+/// under their own name when the query gives no alias.
 pub fn read_key_views_from_pg_catalog(statement: &mut SqlStatement) {
     use datafusion::sql::sqlparser::ast::{
         Ident, ObjectNamePart, TableAlias, TableFactor, VisitMut, VisitorMut,
     };
-    const VIEWS: [&str; 3] = [
+    const VIEWS: [&str; 4] = [
         "table_constraints",
         "key_column_usage",
         "referential_constraints",
+        "columns",
     ];
     struct Redirect;
     impl VisitorMut for Redirect {
