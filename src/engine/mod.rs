@@ -8,8 +8,8 @@
 mod comments;
 mod external;
 mod keys;
-mod names;
 mod models;
+mod names;
 mod pg_keys;
 mod pg_sizes;
 pub mod plan_cache;
@@ -529,6 +529,9 @@ fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> 
         .with_create_default_catalog_and_schema(true)
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+        // `timestamptz` is a time stamp in UTC (Delta's `timestamp`), as in PostgreSQL; without
+        // a zone DataFusion reads it as a plain `timestamp` and drops the offset.
+        .set_str("datafusion.execution.time_zone", "UTC")
         // As delta-rs's own sessions do: hash-join IN-list pushdown can panic on the
         // dictionary-encoded partition columns of Delta scans.
         .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)

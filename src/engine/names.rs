@@ -3,7 +3,8 @@
 //! PostgreSQL (`(SELECT count(*) FROM t)` is `count`), where DataFusion names every such
 //! item `(<subquery>)` and so refused two of them in one select list. A name already taken
 //! in the list gets a suffix (`count_2`): PostgreSQL allows two columns of one name,
-//! DataFusion does not.
+//! DataFusion does not; for the same reason, when DataFusion refuses a select list for two
+//! items of one name, the later ones get suffixes and it is planned again.
 
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Ident, Query, SelectItem, SetExpr, Statement as SqlStatement, VisitMut,
@@ -59,6 +60,55 @@ pub fn name_subquery_items(statement: &mut SqlStatement) {
     let _ = statement.visit(&mut Names);
 }
 
+/// After DataFusion refused a select list for two items of one name (`SELECT m,
+/// m::timestamp`, `SELECT a, a`): every unaliased item whose name an earlier item of its list
+/// already has gets a suffix (`m_2`). Only then, since DataFusion tells apart what
+/// PostgreSQL names alike (`a.id` and `b.id`, both `id`), and those should keep their names.
+pub fn alias_duplicate_items(statement: &mut SqlStatement) {
+    struct Duplicates;
+    impl VisitorMut for Duplicates {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_mut() else {
+                return ControlFlow::Continue(());
+            };
+            let aliases: Vec<String> = select
+                .projection
+                .iter()
+                .filter(|item| matches!(item, SelectItem::ExprWithAlias { .. }))
+                .filter_map(item_name)
+                .collect();
+            let mut seen: Vec<String> = Vec::new();
+            for item in &mut select.projection {
+                let SelectItem::UnnamedExpr(expr) = item else {
+                    continue;
+                };
+                let Some(base) = expr_name(expr) else {
+                    continue;
+                };
+                if !seen.contains(&base) {
+                    seen.push(base);
+                    continue;
+                }
+                let mut n = 2;
+                let mut name = format!("{base}_{n}");
+                while seen.contains(&name) || aliases.contains(&name) {
+                    n += 1;
+                    name = format!("{base}_{n}");
+                }
+                seen.push(name.clone());
+                let expr = expr.clone();
+                *item = SelectItem::ExprWithAlias {
+                    expr,
+                    alias: Ident::with_quote('"', name),
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Duplicates);
+}
+
 /// The name PostgreSQL gives a select item, where it is plain from the syntax.
 fn item_name(item: &SelectItem) -> Option<String> {
     match item {
@@ -79,6 +129,8 @@ fn expr_name(expr: &SqlExpr) -> Option<String> {
             .and_then(|part| part.as_ident())
             .map(folded),
         SqlExpr::Nested(inner) => expr_name(inner),
+        // `x::type` is named x (a constant cast is named after its type: no clash to fix).
+        SqlExpr::Cast { expr, .. } => expr_name(expr),
         SqlExpr::Subquery(subquery) => Some(subquery_name(subquery)),
         _ => None,
     }
@@ -131,6 +183,19 @@ mod tests {
         assert_eq!(
             named("SELECT (SELECT 1) AS one"),
             "SELECT (SELECT 1) AS one"
+        );
+    }
+
+    #[test]
+    fn duplicate_names_get_suffixes() {
+        let mut statement = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql("SELECT m, m::TIMESTAMP, t.m, m AS m_2, count(*) FROM t")
+            .and_then(|mut p| p.parse_statement())
+            .unwrap();
+        alias_duplicate_items(&mut statement);
+        assert_eq!(
+            statement.to_string(),
+            "SELECT m, m::TIMESTAMP AS \"m_3\", t.m AS \"m_4\", m AS m_2, count(*) FROM t"
         );
     }
 }

@@ -138,7 +138,24 @@ impl Engine {
             self.fill_insert_defaults(session, inner).await?;
             super::names::name_subquery_items(inner);
         }
-        Ok(session.state().statement_to_plan(statement).await?)
+        // DataFusion refuses two items of one name; PostgreSQL allows them.
+        let again = matches!(statement, DFStatement::Statement(_)).then(|| statement.clone());
+        match session.state().statement_to_plan(statement).await {
+            Err(e)
+                if e.to_string()
+                    .contains("Projections require unique expression names") =>
+            {
+                let Some(DFStatement::Statement(mut inner)) = again else {
+                    return Err(e.into());
+                };
+                super::names::alias_duplicate_items(&mut inner);
+                Ok(session
+                    .state()
+                    .statement_to_plan(DFStatement::Statement(inner))
+                    .await?)
+            }
+            planned => Ok(planned?),
+        }
     }
 
     /// Carries out a plan made in `session` (with any parameters already bound): plans that

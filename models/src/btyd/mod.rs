@@ -322,11 +322,12 @@ mod cdnow {
     /// (frequency, recency, T, monetary) per customer in weeks, calibration to 1997-09-30,
     /// same-day purchases merged.
     fn calibration_summary() -> Vec<(f64, f64, f64, f64)> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/data/cdnow/cdnow_sample.csv"
-        );
-        let text = std::fs::read_to_string(path).unwrap();
+        // The directory at run time (cargo sets it for tests): a test binary cargo reuses
+        // from a build in another checkout would carry that checkout's path.
+        let dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let path = format!("{dir}/../tests/data/cdnow/cdnow_sample.csv");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let end = day_number("1997-09-30");
         let mut days: BTreeMap<u32, BTreeMap<i64, f64>> = BTreeMap::new();
         for line in text.lines().skip(1) {
