@@ -538,6 +538,16 @@ impl datafusion::logical_expr::ScalarUDFImpl for PgGetExpr {
     }
 }
 
+/// The number of rows of a function's arguments: an array's length, or 1 for scalars only.
+fn row_count(args: &[ColumnarValue]) -> usize {
+    args.iter()
+        .find_map(|a| match a {
+            ColumnarValue::Array(a) => Some(a.len()),
+            ColumnarValue::Scalar(_) => None,
+        })
+        .unwrap_or(1)
+}
+
 /// The name of [`checked_regclass`].
 pub const CHECKED_REGCLASS: &str = "tenure_checked_regclass";
 
@@ -546,13 +556,7 @@ pub const CHECKED_REGCLASS: &str = "tenure_checked_regclass";
 fn checked_regclass(args: &[ColumnarValue]) -> datafusion::common::Result<ColumnarValue> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::Int32Type;
-    let rows = args
-        .iter()
-        .find_map(|a| match a {
-            ColumnarValue::Array(a) => Some(a.len()),
-            ColumnarValue::Scalar(_) => None,
-        })
-        .unwrap_or(1);
+    let rows = row_count(args);
     let oids = args[0].to_array(rows)?;
     let names = args[1].to_array(rows)?;
     let (oids, names) = (oids.as_primitive::<Int32Type>(), names.as_string::<i32>());
@@ -578,13 +582,7 @@ pub const INT2VECTOR_ELEMENT: &str = "tenure_int2vector_element";
 fn int2vector_element(args: &[ColumnarValue]) -> datafusion::common::Result<ColumnarValue> {
     use datafusion::arrow::array::{Array, AsArray, Int16Array};
     use datafusion::arrow::datatypes::Int64Type;
-    let rows = args
-        .iter()
-        .find_map(|a| match a {
-            ColumnarValue::Array(a) => Some(a.len()),
-            ColumnarValue::Scalar(_) => None,
-        })
-        .unwrap_or(1);
+    let rows = row_count(args);
     let vectors = args[0].to_array(rows)?;
     let vectors = vectors.as_string::<i32>();
     let indices = args[1].to_array(rows)?;
