@@ -78,6 +78,19 @@ impl ManagedTable {
         plan: LogicalPlan,
         session: Arc<dyn Session>,
     ) -> Result<(Arc<ManagedTable>, usize)> {
+        // A column Delta Lake has no type for (an interval) is refused by name before
+        // anything is written, rather than by the writer's schema conversion.
+        for field in plan.schema().fields() {
+            use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+            if deltalake::kernel::StructField::try_from_arrow(field.as_ref()).is_err() {
+                return Err(crate::Error::invalid(format!(
+                    "column {} of type {} is not supported in tables (Delta Lake cannot store \
+                     it); cast it to a supported type, such as text",
+                    field.name(),
+                    field.data_type()
+                )));
+            }
+        }
         // Not loaded: there is no table yet, and the write creates version 0.
         let table = DeltaTableBuilder::from_url(url.clone())?.build()?;
         let table = table
