@@ -1000,8 +1000,14 @@ async fn psql_catalog_commands_notices_and_tls() {
     ]);
     assert!(ok, "{out}{err}");
 
+    // The owner is the configured user (pg_get_userbyid), not PostgreSQL's `postgres`.
     let (ok, out, err) = server.psql(&["-c", "\\dt"]);
-    assert!(ok && out.contains("customers"), "\\dt: {out}{err}");
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.contains("customers") && l.trim_end().ends_with("| tenure")),
+        "\\dt: {out}{err}"
+    );
     let (ok, out, err) = server.psql(&["-c", "\\dv"]);
     assert!(ok && out.contains("big_spenders"), "\\dv: {out}{err}");
     let (ok, out, err) = server.psql(&["-c", "\\d customers"]);

@@ -30,10 +30,12 @@ pub async fn install(
     roles: Vec<String>,
     catalog: SavedCatalog,
 ) -> Result<()> {
+    let owner = roles.first().cloned();
     datafusion_pg_catalog::setup_pg_catalog(ctx, CATALOG_NAME, Roles { names: roles })
         .map_err(|e| Error::Catalog(format!("cannot set up pg_catalog: {e}")))?;
     // Before the catalog views, which call them.
     register_driver_functions(ctx);
+    register_owner_name(ctx, owner);
     super::pg_keys::register(ctx, catalog);
     super::pg_sizes::register(ctx);
     override_catalog_views(ctx).await?;
@@ -546,6 +548,46 @@ fn row_count(args: &[ColumnarValue]) -> usize {
             ColumnarValue::Scalar(_) => None,
         })
         .unwrap_or(1)
+}
+
+/// `pg_get_userbyid(oid)`, which psql's `\dt` and `\l` show as the Owner: pg_roles lists
+/// tenure's users under oid 0, which pg_class gives as every relation's owner (tenure does not
+/// record who made a relation), so 0 is the first configured user; 10 is pg_authid's
+/// `postgres`, and another oid is `unknown (OID=n)` as in PostgreSQL. (datafusion-pg-catalog's
+/// answers `postgres` for every oid.)
+fn register_owner_name(ctx: &SessionContext, owner: Option<String>) {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    let Some(owner) = owner else {
+        return;
+    };
+    ctx.register_udf(create_udf(
+        "pg_get_userbyid",
+        // Int64, which oid columns (Int32) and integer literals both coerce to.
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let rows = row_count(args);
+            let oids = args[0].to_array(rows)?;
+            let oids = oids.as_primitive::<Int64Type>();
+            let names: StringArray = (0..rows)
+                .map(|row| {
+                    (!oids.is_null(row)).then(|| match oids.value(row) {
+                        0 => owner.clone(),
+                        10 => "postgres".to_string(),
+                        oid => format!("unknown (OID={oid})"),
+                    })
+                })
+                .collect();
+            if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &names, 0,
+                )?));
+            }
+            Ok(ColumnarValue::Array(Arc::new(names)))
+        }),
+    ));
 }
 
 /// The name of [`checked_regclass`].
