@@ -12,6 +12,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 use std::ops::ControlFlow;
 
+use super::keys::normalise;
+
 /// Aliases every unaliased scalar subquery in a select list of `statement`.
 pub fn name_subquery_items(statement: &mut SqlStatement) {
     struct Names;
@@ -112,7 +114,7 @@ pub fn alias_duplicate_items(statement: &mut SqlStatement) {
 /// The name PostgreSQL gives a select item, where it is plain from the syntax.
 fn item_name(item: &SelectItem) -> Option<String> {
     match item {
-        SelectItem::ExprWithAlias { alias, .. } => Some(folded(alias)),
+        SelectItem::ExprWithAlias { alias, .. } => Some(normalise(alias)),
         SelectItem::UnnamedExpr(expr) => expr_name(expr),
         _ => None,
     }
@@ -120,14 +122,14 @@ fn item_name(item: &SelectItem) -> Option<String> {
 
 fn expr_name(expr: &SqlExpr) -> Option<String> {
     match expr {
-        SqlExpr::Identifier(ident) => Some(folded(ident)),
-        SqlExpr::CompoundIdentifier(parts) => parts.last().map(folded),
+        SqlExpr::Identifier(ident) => Some(normalise(ident)),
+        SqlExpr::CompoundIdentifier(parts) => parts.last().map(normalise),
         SqlExpr::Function(function) => function
             .name
             .0
             .last()
             .and_then(|part| part.as_ident())
-            .map(folded),
+            .map(normalise),
         SqlExpr::Nested(inner) => expr_name(inner),
         // `x::type` is named x (a constant cast is named after its type: no clash to fix).
         SqlExpr::Cast { expr, .. } => expr_name(expr),
@@ -143,14 +145,6 @@ fn subquery_name(subquery: &Query) -> String {
         _ => None,
     }
     .unwrap_or_else(|| "?column?".to_string())
-}
-
-/// An identifier as PostgreSQL stores it: folded to lower case unless quoted.
-fn folded(ident: &Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_lowercase(),
-    }
 }
 
 #[cfg(test)]

@@ -580,12 +580,7 @@ fn register_owner_name(ctx: &SessionContext, owner: Option<String>) {
                     })
                 })
                 .collect();
-            if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                    &names, 0,
-                )?));
-            }
-            Ok(ColumnarValue::Array(Arc::new(names)))
+            like_arguments(args, Arc::new(names))
         }),
     ));
 }
@@ -610,10 +605,20 @@ fn checked_regclass(args: &[ColumnarValue]) -> datafusion::common::Result<Column
             },
         )));
     }
+    like_arguments(args, Arc::new(oids.clone()))
+}
+
+/// A function's `result`: a scalar when every argument was one, as DataFusion expects.
+fn like_arguments(
+    args: &[ColumnarValue],
+    result: datafusion::arrow::array::ArrayRef,
+) -> datafusion::common::Result<ColumnarValue> {
     if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(oids, 0)?));
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &result, 0,
+        )?));
     }
-    Ok(ColumnarValue::Array(Arc::new(oids.clone())))
+    Ok(ColumnarValue::Array(result))
 }
 
 /// The name of [`int2vector_element`].

@@ -22,8 +22,8 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
     AlterTable, AlterTableOperation, Assignment, AssignmentTarget, CascadeOption, Delete,
-    FromTable, Ident, ObjectName, ObjectType, RenameTableNameKind, Statement as SqlStatement,
-    TableFactor, TableWithJoins, Truncate, Update,
+    FromTable, Ident, ObjectName, ObjectType, RenameTableNameKind, SetExpr,
+    Statement as SqlStatement, TableFactor, TableWithJoins, Truncate, Update,
 };
 use futures::TryStreamExt;
 
@@ -138,8 +138,12 @@ impl Engine {
             self.fill_insert_defaults(session, inner).await?;
             super::names::name_subquery_items(inner);
         }
-        // DataFusion refuses two items of one name; PostgreSQL allows them.
-        let again = matches!(statement, DFStatement::Statement(_)).then(|| statement.clone());
+        // DataFusion refuses two items of one name; PostgreSQL allows them. The statement is
+        // kept for a second try, except an INSERT's VALUES (large, and without select list).
+        let again = match &statement {
+            DFStatement::Statement(inner) if !inserts_values(inner) => Some(statement.clone()),
+            _ => None,
+        };
         match session.state().statement_to_plan(statement).await {
             Err(e)
                 if e.to_string()
@@ -975,6 +979,17 @@ impl Engine {
             rows: None,
         })
     }
+}
+
+/// Whether `statement` is `INSERT ... VALUES`.
+fn inserts_values(statement: &SqlStatement) -> bool {
+    let SqlStatement::Insert(insert) = statement else {
+        return false;
+    };
+    insert
+        .source
+        .as_ref()
+        .is_some_and(|query| matches!(query.body.as_ref(), SetExpr::Values(_)))
 }
 
 /// Adds the external sources a query read to errors that come from parsing their files.
