@@ -14,7 +14,12 @@ use tenure::{Config, Engine, PathAccess};
 const TABLES: [&str; 5] = ["customers", "items", "events", "orders", "order_lines"];
 
 fn queries() -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/bench");
+    // Read at run time: a bench binary cargo reuses from another checkout carries its path.
+    let dir = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()),
+    )
+    .join("sql/bench");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("sql/bench exists")
         .map(|e| e.expect("entry").path())

@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
 
-use crate::support::{open_engine, scalar};
+use crate::support::{open_engine, project_file, scalar};
 
 fn cdnow(file: &str) -> String {
-    format!("{}/tests/data/cdnow/{file}", env!("CARGO_MANIFEST_DIR"))
+    project_file(&format!("tests/data/cdnow/{file}"))
+        .display()
+        .to_string()
 }
 
 /// The one row of `sql` (such as CREATE MODEL's report), numeric columns by name.

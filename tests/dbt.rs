@@ -9,16 +9,17 @@
 use std::process::Command;
 
 use crate::server::{TestServer, simple_rows};
-use crate::support::tenure_ok;
-
-const PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/dbt");
-const MART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/lifecycle_mart.sql");
+use crate::support::{project_file, tenure_ok};
 
 /// Runs `dbt COMMAND` on the project against `port`, its output and logs in `work`.
 fn dbt(executable: &str, command: &str, port: u16, work: &std::path::Path) -> String {
+    let project = project_file("sql/dbt");
     let output = Command::new(executable)
         .arg(command)
-        .args(["--project-dir", PROJECT, "--profiles-dir", PROJECT])
+        .arg("--project-dir")
+        .arg(&project)
+        .arg("--profiles-dir")
+        .arg(&project)
         .arg("--target-path")
         .arg(work.join("target"))
         .arg("--log-path")
@@ -49,7 +50,8 @@ async fn dbt_seed_run_test_and_run_again() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     tenure_ok(&data_dir, &["demo", "--scale", "0.05"]);
-    tenure_ok(&data_dir, &["sql", "-f", MART]);
+    let mart = project_file("sql/lifecycle_mart.sql");
+    tenure_ok(&data_dir, &["sql", "-f", mart.to_str().unwrap()]);
     let server = TestServer::start_on(dir, |_| {}).await;
     let port = server.addr.port();
     let work = tempfile::tempdir().unwrap();

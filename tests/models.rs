@@ -7,7 +7,7 @@ use tenure::demo::DemoOptions;
 use tenure::lifecycle::load_demo;
 use tenure::{Output, Progress};
 
-use crate::support::{open_engine, scalar};
+use crate::support::{open_engine, project_file, scalar};
 
 const FEATURES: &str = "recency_days, frequency, tenure_days, account_age_days, avg_amount, \
     browse_sessions, sessions_since_last_order, visit_days_since_last_order, \
@@ -184,14 +184,12 @@ async fn models_survive_restarts_and_a_deleted_directory_is_a_clear_error() {
 async fn churn_model_on_cdnow_beats_recency_alone() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open_engine(dir.path()).await;
-    let csv = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/cdnow/cdnow_master.csv"
-    );
+    let csv = project_file("tests/data/cdnow/cdnow_master.csv");
     engine
         .run(&format!(
             "CREATE EXTERNAL TABLE cdnow (customer_id BIGINT, date DATE, cds INT, dollars DOUBLE) \
-             STORED AS CSV LOCATION '{csv}' OPTIONS ('format.has_header' 'true')"
+             STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            csv.display()
         ))
         .await
         .unwrap();

@@ -15,7 +15,7 @@ use tenure::{Config, Engine, PathAccess};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::support::tenure_bin;
+use crate::support::{project_file, tenure_bin};
 
 /// A server on a free loopback port over a fresh data directory.
 pub(crate) struct TestServer {
@@ -776,13 +776,12 @@ async fn pgjdbc_database_metadata() {
     };
     let server = TestServer::start().await;
     let port = server.addr.port().to_string();
-    let program = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/JdbcMetadata.java"
-    );
+    let program = project_file("tests/clients/JdbcMetadata.java");
     let output = tokio::task::spawn_blocking(move || {
         Command::new("java")
-            .args(["-cp", &jar, program, &port])
+            .args(["-cp", &jar])
+            .arg(program)
+            .arg(&port)
             .output()
     })
     .await
@@ -1321,10 +1320,7 @@ async fn python_drivers_and_sqlalchemy() {
     };
     let server = TestServer::start().await;
     let port = server.addr.port().to_string();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/python_clients.py"
-    );
+    let script = project_file("tests/clients/python_clients.py");
     let output =
         tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(port).output())
             .await

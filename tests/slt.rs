@@ -134,7 +134,7 @@ fn column_type(data_type: &DataType) -> DefaultColumnType {
 }
 
 fn slt_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/slt");
+    let dir = crate::support::project_file("sql/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("sql/slt exists")
         .map(|e| e.expect("readable entry").path())

@@ -1,9 +1,18 @@
 //! Helpers shared by the integration tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use tenure::{Config, Engine, PathAccess};
+
+/// A file of this checkout, e.g. `project_file("sql/slt")`. The directory is read at run time
+/// (cargo sets CARGO_MANIFEST_DIR for tests): a test binary cargo reuses from a build in another
+/// checkout that shares the target directory carries that checkout's path in `env!`.
+pub fn project_file(relative: &str) -> PathBuf {
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    Path::new(&dir).join(relative)
+}
 
 /// The `tenure` binary cargo built for these tests.
 pub fn tenure_bin() -> Command {

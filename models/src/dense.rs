@@ -17,6 +17,7 @@
 
 use candle_core::Tensor;
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::preprocess::{Encoder, Matrix};
@@ -221,43 +222,39 @@ impl DenseNetwork {
     }
 }
 
-/// `x · Wᵀ + b`, then ReLU when `relu`, for row-major `x` (`[rows, inputs]`) and `W`
-/// (`[outputs, inputs]`), as a linear layer applies to a batch of row vectors (the
-/// Transformer's projections). The register-blocked kernel runs with the roles swapped: the
-/// rows of `x` stand where a layer's weights do and `Wᵀ` where its input does, so its output
-/// is the row-major result. None where that kernel does not run (no AVX-512, or `outputs`
-/// not a multiple of its 16 lanes): the caller uses candle.
-pub(crate) fn linear_rows(x: &[f32], weight: &[f32], bias: &[f32], relu: bool) -> Option<Vec<f32>> {
+/// `a · b` for row-major `a` (`[m, k]`) and `b` (`[k, n]`), as the sequence networks'
+/// linear layers need it, forward and backward. The register-blocked kernel computes it with
+/// the rows of `a` where a layer's weights stand and `b` where its input does, so the output
+/// comes out row-major; the rows of `a` are split across the model thread pool. None where
+/// that kernel does not run (no AVX-512, or `n` not a multiple of its 16 lanes): the caller
+/// uses candle.
+pub(crate) fn matmul(a: &[f32], b: &[f32], k: usize, n: usize) -> Option<Vec<f32>> {
     let kernel = Kernel::best();
-    let (inputs, outputs) = (weight.len() / bias.len(), bias.len());
-    if kernel != Kernel::Avx512 || outputs % LANES != 0 || inputs == 0 {
+    if kernel != Kernel::Avx512 || n % LANES != 0 || k == 0 {
         return None;
     }
-    assert_eq!(x.len() % inputs, 0);
-    let rows = x.len() / inputs;
-    let mut transposed = vec![0f32; inputs * outputs];
-    for (o, w) in weight.chunks_exact(inputs).enumerate() {
-        for (k, &v) in w.iter().enumerate() {
-            transposed[k * outputs + o] = v;
-        }
-    }
-    let zeros = vec![0f32; rows];
-    let swapped = LayerRef {
-        inputs,
-        outputs: rows,
-        weight: x,
-        bias: &zeros,
-    };
-    let mut out = vec![0f32; rows * outputs];
-    kernel.layer_ref(swapped, &transposed, outputs, outputs, &mut out, false);
-    for row in out.chunks_exact_mut(outputs) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            *v += b;
-            if relu {
-                *v = v.max(0.0);
-            }
-        }
-    }
+    assert_eq!(a.len() % k, 0);
+    assert_eq!(b.len(), k * n);
+    let m = a.len() / k;
+    // Whole 8-row tiles per task, about four tasks a thread, at most 256 rows.
+    let per_task = m
+        .div_ceil(4 * rayon::current_num_threads())
+        .next_multiple_of(8)
+        .clamp(8, 256);
+    let zeros = vec![0f32; per_task];
+    let mut out = vec![0f32; m * n];
+    out.par_chunks_mut(per_task * n)
+        .zip(a.par_chunks(per_task * k))
+        .for_each(|(out, a)| {
+            let rows = a.len() / k;
+            let swapped = LayerRef {
+                inputs: k,
+                outputs: rows,
+                weight: a,
+                bias: &zeros[..rows],
+            };
+            kernel.layer_ref(swapped, b, n, n, out, false);
+        });
     Some(out)
 }
 
@@ -458,32 +455,30 @@ mod tests {
     }
 
     #[test]
-    fn linear_rows_is_x_times_w_transposed_plus_b() {
+    fn matmul_is_a_times_b() {
         let mut rng = StdRng::seed_from_u64(2);
-        let (rows, inputs, outputs) = (37, 24, 48);
-        let x: Vec<f32> = (0..rows * inputs)
-            .map(|_| rng.random_range(-1.0..1.0))
-            .collect();
-        let w: Vec<f32> = (0..outputs * inputs)
-            .map(|_| rng.random_range(-1.0..1.0))
-            .collect();
-        let b: Vec<f32> = (0..outputs).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let Some(y) = linear_rows(&x, &w, &b, true) else {
-            assert_ne!(Kernel::best(), Kernel::Avx512, "AVX-512 runs the kernel");
-            return;
-        };
-        for r in 0..rows {
-            for o in 0..outputs {
-                let z: f32 = b[o]
-                    + (0..inputs)
-                        .map(|k| x[r * inputs + k] * w[o * inputs + k])
-                        .sum::<f32>();
-                assert!((y[r * outputs + o] - z.max(0.0)).abs() < 1e-5, "({r}, {o})");
+        // m spans several tasks and a part tile; k is odd.
+        for (m, k, n) in [(37, 24, 48), (1043, 7, 16), (5, 300, 64)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let Some(c) = matmul(&a, &b, k, n) else {
+                assert_ne!(Kernel::best(), Kernel::Avx512, "AVX-512 runs the kernel");
+                return;
+            };
+            for r in 0..m {
+                for j in 0..n {
+                    let z: f32 = (0..k).map(|i| a[r * k + i] * b[i * n + j]).sum();
+                    let tolerance = 1e-5 * (k as f32).sqrt();
+                    assert!(
+                        (c[r * n + j] - z).abs() < tolerance,
+                        "{m}x{k}x{n} ({r}, {j})"
+                    );
+                }
             }
         }
         assert!(
-            linear_rows(&x, &w[..20 * inputs], &b[..20], false).is_none(),
-            "20 outputs"
+            matmul(&[1.0; 20], &[1.0; 20], 1, 20).is_none(),
+            "20 columns"
         );
     }
 

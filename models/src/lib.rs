@@ -28,6 +28,7 @@ pub mod classifier;
 pub mod dense;
 mod dense_training;
 pub mod error;
+mod fused;
 pub mod kmeans;
 mod lstm_cpu;
 pub mod metrics;

@@ -444,9 +444,9 @@ struct Network<'a> {
     weights: &'a HashMap<String, Tensor>,
     /// Set when scoring an LSTM on the CPU.
     cpu_lstm: Option<&'a CpuLstm>,
-    /// Whether this network scores on the CPU (no gradients): linear layers then run in the
-    /// AVX-512 kernel of [`crate::dense`] instead of candle's matmul.
-    cpu_scoring: bool,
+    /// Whether linear layers and layer norms run as the fused CPU ops of [`crate::fused`]
+    /// where those apply (training and scoring); false only to check them against candle.
+    fused: bool,
 }
 
 impl Network<'_> {
@@ -458,20 +458,36 @@ impl Network<'_> {
 
     /// `x [n, in] · Wᵀ + b`.
     fn linear(&self, x: &Tensor, name: &str) -> Result<Tensor> {
+        self.dense(x, name, false)
+    }
+
+    /// `max(0, x [n, in] · Wᵀ + b)`.
+    fn linear_relu(&self, x: &Tensor, name: &str) -> Result<Tensor> {
+        self.dense(x, name, true)
+    }
+
+    fn dense(&self, x: &Tensor, name: &str, relu: bool) -> Result<Tensor> {
         let w = self.w(&format!("{name}.weight"))?;
         let b = self.w(&format!("{name}.bias"))?;
-        if self.cpu_scoring
-            && let Some(y) = linear_on_cpu(x, w, b)?
+        if self.fused
+            && let Some(y) = crate::fused::linear(x, w, b, relu)?
         {
             return Ok(y);
         }
-        Ok(x.matmul(&w.t()?)?.broadcast_add(b)?)
+        let y = x.matmul(&w.t()?)?.broadcast_add(b)?;
+        Ok(if relu { y.relu()? } else { y })
     }
 
-    /// Layer norm over the last dimension; the fused kernel when no gradient is needed.
+    /// Layer norm over the last dimension.
     fn layer_norm(&self, x: &Tensor, name: &str, training: bool) -> Result<Tensor> {
         let w = self.w(&format!("{name}.weight"))?;
         let b = self.w(&format!("{name}.bias"))?;
+        if self.fused
+            && let Some(y) = crate::fused::layer_norm(x, w, b, 1e-5)?
+        {
+            return Ok(y);
+        }
+        // candle's fused layer norm has no backward pass.
         if !training {
             return Ok(candle_nn::ops::layer_norm(&x.contiguous()?, w, b, 1e-5)?);
         }
@@ -557,7 +573,7 @@ impl Network<'_> {
             }
             x = (x + dropout(&projected, noise)?)?;
             let h = self.layer_norm(&x, &format!("{p}.ln2"), training)?;
-            let h = self.linear(&h, &format!("{p}.ff1"))?.relu()?;
+            let h = self.linear_relu(&h, &format!("{p}.ff1"))?;
             let h = self.linear(&h, &format!("{p}.ff2"))?;
             x = (x + dropout(&h, noise)?)?;
         }
@@ -656,28 +672,6 @@ impl Network<'_> {
     }
 }
 
-/// [`Network::linear`] through [`crate::dense::linear_rows`] for a 2-d f32 CPU tensor, read
-/// in place; None where that kernel does not apply.
-fn linear_on_cpu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
-    let Ok((rows, _)) = x.dims2() else {
-        return Ok(None);
-    };
-    let x = x.contiguous()?;
-    let (storage, layout) = x.storage_and_layout();
-    let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
-        (&*storage, layout.contiguous_offsets())
-    else {
-        return Ok(None);
-    };
-    let values = &cpu.as_slice::<f32>()?[start..end];
-    let weight = w.flatten_all()?.to_vec1::<f32>()?;
-    let bias = b.to_vec1::<f32>()?;
-    let Some(y) = crate::dense::linear_rows(values, &weight, &bias, false) else {
-        return Ok(None);
-    };
-    Ok(Some(Tensor::from_vec(y, (rows, bias.len()), x.device())?))
-}
-
 /// The LSTM's weights as [`CpuLstm`] wants them.
 fn cpu_lstm(spec: &SequenceSpec, weights: &HashMap<String, Tensor>) -> Result<CpuLstm> {
     let values = |name: &str| -> Result<Vec<f32>> {
@@ -744,7 +738,7 @@ impl SequenceModel {
             spec: &self.spec,
             weights: &self.weights,
             cpu_lstm: self.cpu_lstm.as_ref(),
-            cpu_scoring: self.device.is_cpu(),
+            fused: true,
         }
     }
 
@@ -1569,7 +1563,7 @@ impl<'a> Trainer<'a> {
                 spec,
                 weights: &self.weights,
                 cpu_lstm: None,
-                cpu_scoring: false,
+                fused: true,
             };
             let rate = self.options.dropout as f32;
             let (loss, n, batch_tokens) = match spec.task {
@@ -1833,11 +1827,10 @@ mod tests {
             .unwrap();
         let diff = (last - &summary).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
-        // The scoring network's linear layers run in the AVX-512 kernel: candle's matmul
-        // gives the same states.
-        assert!(network.cpu_scoring);
+        // The fused linear layers and layer norms give candle's states.
+        assert!(network.fused);
         let through_candle = Network {
-            cpu_scoring: false,
+            fused: false,
             ..model.network()
         };
         let reference = through_candle
