@@ -3,7 +3,7 @@
 //! `TENURE_SLT_COMPLETE=1 cargo test slt` rewrites the expected results from what tenure
 //! returns (review the diff before committing).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef};
