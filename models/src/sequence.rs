@@ -444,8 +444,9 @@ struct Network<'a> {
     weights: &'a HashMap<String, Tensor>,
     /// Set when scoring an LSTM on the CPU.
     cpu_lstm: Option<&'a CpuLstm>,
-    /// Whether linear layers and layer norms run as the fused CPU ops of [`crate::fused`]
-    /// where those apply (training and scoring); false only to check them against candle.
+    /// Whether linear layers, layer norms and attention run as the fused CPU ops of
+    /// [`crate::fused`] and [`crate::attention`] where those apply (training and scoring);
+    /// false only to check them against candle.
     fused: bool,
 }
 
@@ -535,20 +536,23 @@ impl Network<'_> {
                 queries = 1;
             }
             let h = self.layer_norm(&x, &format!("{p}.ln1"), training)?;
-            let qkv = self
-                .linear(&h, &format!("{p}.qkv"))?
-                .reshape((b, l, 3, heads, head_dim))?
-                .permute((2, 0, 3, 1, 4))?;
-            let q = qkv.i(0)?.narrow(2, l - queries, queries)?.contiguous()?;
-            let k = qkv.i(1)?.contiguous()?;
-            let v = qkv.i(2)?.contiguous()?;
-            let attended = if q.device().is_cpu() {
+            let qkv = self.linear(&h, &format!("{p}.qkv"))?;
+            let mixed = if self.fused && qkv.device().is_cpu() {
                 PaddedAttention {
                     bias: batch.key_bias.clone(),
                     scale: scale as f32,
+                    heads,
+                    keys: l,
+                    queries,
                 }
-                .apply(&q, &k, &v)?
+                .apply(&qkv.contiguous()?)?
             } else {
+                let qkv = qkv
+                    .reshape((b, l, 3, heads, head_dim))?
+                    .permute((2, 0, 3, 1, 4))?;
+                let q = qkv.i(0)?.narrow(2, l - queries, queries)?.contiguous()?;
+                let k = qkv.i(1)?.contiguous()?;
+                let v = qkv.i(2)?.contiguous()?;
                 let bias = Tensor::from_vec(batch.key_bias.clone(), (b, 1, 1, l), q.device())?;
                 let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
                 let attention = if training {
@@ -556,12 +560,12 @@ impl Network<'_> {
                 } else {
                     candle_nn::ops::softmax_last_dim(&scores)?
                 };
-                attention.matmul(&v)?
+                attention
+                    .matmul(&v)?
+                    .transpose(1, 2)?
+                    .contiguous()?
+                    .reshape((b * queries, d))?
             };
-            let mixed = attended
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b * queries, d))?;
             let projected = self.linear(&mixed, &format!("{p}.out"))?;
             if queries < l {
                 // Only the last `queries` positions go on.
@@ -1827,7 +1831,7 @@ mod tests {
             .unwrap();
         let diff = (last - &summary).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
-        // The fused linear layers and layer norms give candle's states.
+        // The fused linear layers, layer norms and attention give candle's states.
         assert!(network.fused);
         let through_candle = Network {
             fused: false,
