@@ -144,6 +144,10 @@ fn update_state(gates: &[f32], c: &mut [f32], h: &mut [f32], mask: &[f32], d: us
     update_state_portable(gates, c, h, mask, d, width)
 }
 
+/// [`update_state_portable`] in AVX-512 registers, 16 rows at a time: `exp` as the same
+/// polynomial with `2ⁿ` applied by `vscalefps`, and the reciprocals of sigmoid and tanh as
+/// `vrcp14ps` refined by one Newton step (about 1e-7 relative) instead of divisions, which
+/// took most of the step's time. `width` must be a multiple of 16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn update_state_avx512(
@@ -154,7 +158,71 @@ fn update_state_avx512(
     d: usize,
     width: usize,
 ) {
-    update_state_portable(gates, c, h, mask, d, width)
+    use std::arch::x86_64::*;
+    assert_eq!(width % 16, 0);
+    assert!(gates.len() >= 4 * d * width && c.len() >= d * width && h.len() >= d * width);
+    assert!(mask.len() >= width);
+    let one = _mm512_set1_ps(1.0);
+    let two = _mm512_set1_ps(2.0);
+    let exp = |x: __m512| -> __m512 {
+        let x = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
+            _mm512_set1_ps(88.0),
+        );
+        let n =
+            _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(_mm512_fmadd_ps(
+                x,
+                _mm512_set1_ps(std::f32::consts::LOG2_E),
+                _mm512_set1_ps(0.5),
+            ));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm512_set1_ps(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, n)
+    };
+    // 1 / a for a ≥ 1.
+    let reciprocal = |a: __m512| -> __m512 {
+        let r = _mm512_rcp14_ps(a);
+        _mm512_mul_ps(r, _mm512_fnmadd_ps(a, r, two))
+    };
+    let sigmoid = |x: __m512| {
+        reciprocal(_mm512_add_ps(
+            one,
+            exp(_mm512_sub_ps(_mm512_setzero_ps(), x)),
+        ))
+    };
+    let tanh = |x: __m512| {
+        _mm512_fnmadd_ps(
+            two,
+            reciprocal(_mm512_add_ps(one, exp(_mm512_add_ps(x, x)))),
+            one,
+        )
+    };
+    for k in 0..d {
+        for v in (0..width).step_by(16) {
+            // SAFETY: k < d and v + 16 <= width, inside the extents asserted above.
+            unsafe {
+                let gate = |g: usize| _mm512_loadu_ps(gates.as_ptr().add((g * d + k) * width + v));
+                let (ci, hi) = (
+                    c.as_mut_ptr().add(k * width + v),
+                    h.as_mut_ptr().add(k * width + v),
+                );
+                let (c_old, h_old) = (_mm512_loadu_ps(ci), _mm512_loadu_ps(hi));
+                let m = _mm512_loadu_ps(mask.as_ptr().add(v));
+                let c_new = _mm512_fmadd_ps(
+                    sigmoid(gate(1)),
+                    c_old,
+                    _mm512_mul_ps(sigmoid(gate(0)), tanh(gate(2))),
+                );
+                let h_new = _mm512_mul_ps(sigmoid(gate(3)), tanh(c_new));
+                _mm512_storeu_ps(ci, _mm512_fmadd_ps(_mm512_sub_ps(c_new, c_old), m, c_old));
+                _mm512_storeu_ps(hi, _mm512_fmadd_ps(_mm512_sub_ps(h_new, h_old), m, h_old));
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -234,5 +302,29 @@ mod tests {
         }
         assert_eq!(sigmoid(f32::INFINITY), 1.0);
         assert_eq!(tanh(f32::NEG_INFINITY), -1.0);
+    }
+
+    #[test]
+    fn the_avx512_state_update_matches_the_portable_one() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let (d, width) = (3, 32);
+            // Gates from -100 to 100, some rows masked.
+            let gates: Vec<f32> = (0..4 * d * width)
+                .map(|i| (i as f32 * 0.37).sin() * if i % 7 == 0 { 100.0 } else { 4.0 })
+                .collect();
+            let mask: Vec<f32> = (0..width)
+                .map(|r| f32::from(u8::from(r % 5 != 0)))
+                .collect();
+            let start: Vec<f32> = (0..d * width).map(|i| (i as f32 * 0.11).cos()).collect();
+            let (mut c1, mut h1) = (start.clone(), start.clone());
+            let (mut c2, mut h2) = (start.clone(), start);
+            update_state_portable(&gates, &mut c1, &mut h1, &mask, d, width);
+            // SAFETY: the CPU has AVX-512F.
+            unsafe { update_state_avx512(&gates, &mut c2, &mut h2, &mask, d, width) };
+            for (a, b) in c1.iter().zip(&c2).chain(h1.iter().zip(&h2)) {
+                assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+            }
+        }
     }
 }
