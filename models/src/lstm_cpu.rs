@@ -257,7 +257,7 @@ fn update_state_portable(
 /// + r` with `|r| ≤ ln 2 / 2`, a degree-6 Taylor polynomial for `eʳ`, and `2ⁿ` built in the
 /// exponent bits. Inputs are clamped to [-87, 88], where the result is a normal float.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.clamp(-87.0, 88.0);
