@@ -258,6 +258,28 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], k: usize, n: usize) -> Option<Vec<f32
     Some(out)
 }
 
+/// `src` (`[rows, cols]` row-major) transposed into `dst`, whose rows (one per column of
+/// `src`) are `dst_stride` apart; blocks of 16 x 16 keep both sides' cache lines in use.
+pub(crate) fn transpose_into(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    assert!(src.len() >= rows * cols);
+    assert!(cols == 0 || dst.len() >= (cols - 1) * dst_stride + rows);
+    for r0 in (0..rows).step_by(16) {
+        for c0 in (0..cols).step_by(16) {
+            for r in r0..(r0 + 16).min(rows) {
+                for c in c0..(c0 + 16).min(cols) {
+                    dst[c * dst_stride + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 /// [`Kernel::layer`] with `gemm`.
 fn gemm_layer(
     layer: LayerRef<'_>,

@@ -90,16 +90,7 @@ fn tensor(data: Vec<f32>, like: &Tensor) -> candle_core::Result<Tensor> {
 /// `[rows, cols]` row-major to `[cols, rows]`.
 fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; values.len()];
-    // Blocks of 16 x 16 keep both sides' cache lines in use.
-    for r0 in (0..rows).step_by(16) {
-        for c0 in (0..cols).step_by(16) {
-            for r in r0..(r0 + 16).min(rows) {
-                for c in c0..(c0 + 16).min(cols) {
-                    out[c * rows + r] = values[r * cols + c];
-                }
-            }
-        }
-    }
+    crate::dense::transpose_into(values, rows, cols, &mut out, rows);
     out
 }
 

@@ -98,20 +98,25 @@ impl CpuLstm {
         let mut cells: Vec<Vec<f32>> = vec![vec![0f32; d * width]; self.layers.len()];
         let mut gates = vec![0f32; 4 * d * width];
         let mut mask = vec![0f32; width];
+        let mut embedded = vec![0f32; n * d];
         for t in 0..steps.length {
             for (r, m) in mask[..n].iter_mut().enumerate() {
                 *m = steps.real[(first + r) * steps.length + t];
             }
-            // Layer 0's input: the sum of the step's three embeddings, feature-major.
-            let input = &mut xh[0][..d * width];
-            for (r, row) in (first..first + n).enumerate() {
-                let cell = row * steps.length + t;
-                for (k, x) in input.chunks_exact_mut(width).enumerate() {
-                    x[r] = (0..3)
-                        .map(|j| self.tables[j][steps.ids[j][cell] as usize * d + k])
-                        .sum();
+            // Layer 0's input: the sum of the step's three embeddings, row by row, then
+            // feature-major.
+            for (r, sum) in embedded.chunks_exact_mut(d).enumerate() {
+                let cell = (first + r) * steps.length + t;
+                let row = |j: usize| {
+                    let id = steps.ids[j][cell] as usize;
+                    &self.tables[j][id * d..(id + 1) * d]
+                };
+                let (token, age, gap) = (row(0), row(1), row(2));
+                for (((s, a), b), c) in sum.iter_mut().zip(token).zip(age).zip(gap) {
+                    *s = a + b + c;
                 }
             }
+            crate::dense::transpose_into(&embedded, n, d, &mut xh[0], width);
             for (l, layer) in self.layers.iter().enumerate() {
                 if l > 0 {
                     // This layer's input is the layer below's new state.
