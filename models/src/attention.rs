@@ -16,6 +16,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::fused::contiguous;
+
 /// The op: for each sequence `b` and head, `softmax(q kᵀ · scale + bias_b) v`, where
 /// `bias[b][j]` is added to every query's score for key `j` (0, or a large negative number for
 /// padding). Input: the projections `[B·L, 3·D]`, each row `[q | k | v]` with the heads side by
@@ -121,17 +123,6 @@ impl Head {
                 self.q[i * d..(i + 1) * d].copy_from_slice(at(0));
             }
         }
-    }
-}
-
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let data = match storage {
-        CpuStorage::F32(data) => data,
-        _ => candle_core::bail!("padded attention runs on f32"),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("padded attention needs contiguous inputs"),
     }
 }
 

@@ -62,14 +62,18 @@ fn runs_fused(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && Kernel::best() == Kernel::Avx512
 }
 
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+/// The f32 values of a custom op's contiguous input.
+pub(crate) fn contiguous<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a [f32]> {
     let data = match storage {
         CpuStorage::F32(data) => data,
-        _ => candle_core::bail!("fused ops run on f32"),
+        _ => candle_core::bail!("the fused CPU ops run on f32"),
     };
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("fused ops need contiguous inputs"),
+        None => candle_core::bail!("the fused CPU ops need contiguous inputs"),
     }
 }
 
