@@ -230,7 +230,7 @@ impl DenseNetwork {
 /// uses candle.
 pub(crate) fn matmul(a: &[f32], b: &[f32], k: usize, n: usize) -> Option<Vec<f32>> {
     let kernel = Kernel::best();
-    if kernel != Kernel::Avx512 || n % LANES != 0 || k == 0 {
+    if kernel != Kernel::Avx512 || !n.is_multiple_of(LANES) || k == 0 {
         return None;
     }
     assert_eq!(a.len() % k, 0);

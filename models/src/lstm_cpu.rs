@@ -258,9 +258,9 @@ fn update_state_portable(
     }
 }
 
-/// `eˣ` to about 2e-7 relative error, branch-free so that loops over it vectorise: `x = n·ln 2
-/// + r` with `|r| ≤ ln 2 / 2`, a degree-6 Taylor polynomial for `eʳ`, and `2ⁿ` built in the
-/// exponent bits. Inputs are clamped to [-87, 88], where the result is a normal float.
+/// `eˣ` to about 2e-7 relative error, branch-free so that loops over it vectorise:
+/// `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-6 Taylor polynomial for `eʳ`, and `2ⁿ`
+/// built in the exponent bits. Inputs are clamped to [-87, 88], where the result is a normal float.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
