@@ -16,6 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::datadir::write_atomically;
 use crate::error::{Error, Result};
 
+/// The catalog name tenure registers its schemas under.
+pub const CATALOG_NAME: &str = "tenure";
+/// The default schema.
+pub const DEFAULT_SCHEMA: &str = "public";
+
 /// The version of the catalog file format this build reads and writes.
 pub const CATALOG_FORMAT: u32 = 1;
 

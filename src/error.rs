@@ -1,9 +1,18 @@
-//! tenure's error type. Each variant is a kind of failure a user can act on; the server maps
-//! them to SQLSTATE codes.
+//! tenure's error type. Each variant is a kind of failure a user can act on, and says which
+//! SQLSTATE it is ([`Error::sqlstate`]); the server answers clients with that code.
+//!
+//! DataFusion's own errors carry their kind partly in the variant (SQL parse, schema, arrow
+//! cast, resources) and partly only in the message (planning and execution errors): those
+//! are read from DataFusion's wording, here and nowhere else. Anything unrecognised is
+//! internal_error (XX000).
 
 use std::path::PathBuf;
 
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
+
+use crate::pg::sqlstate::SqlState;
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -17,10 +26,21 @@ pub enum Error {
     /// A bad setting in tenure.toml, the environment or a flag.
     #[error("configuration error: {0}")]
     Config(String),
-    /// The statement is well-formed but asks for something impossible (a duplicate name, an
-    /// unsupported option, a path outside the allowed roots, ...).
+    /// The statement is well-formed but asks for something impossible (a bad value, an
+    /// unknown option, ...): invalid_parameter_value.
     #[error("{0}")]
     Invalid(String),
+    /// A feature tenure does not have (yet): feature_not_supported.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A failure with a SQLSTATE of its own (a NOT NULL violation, a foreign key to a table
+    /// without a key, ...).
+    #[error("{message}")]
+    State { state: SqlState, message: String },
+    /// A broken invariant of tenure's own: the client is told only that it happened; the
+    /// server's log has the message.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A named object does not exist.
     #[error("{kind} {name} does not exist")]
     NotFound { kind: &'static str, name: String },
@@ -53,6 +73,176 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Error {
         Error::Invalid(message.into())
     }
+
+    pub fn unsupported(message: impl Into<String>) -> Error {
+        Error::Unsupported(message.into())
+    }
+
+    /// An error with SQLSTATE `state`.
+    pub fn state(state: SqlState, message: impl Into<String>) -> Error {
+        Error::State {
+            state,
+            message: message.into(),
+        }
+    }
+
+    /// The SQLSTATE clients receive for this error.
+    pub fn sqlstate(&self) -> SqlState {
+        match self {
+            Error::DataDirInUse { .. } => SqlState::ObjectInUse,
+            Error::Config(_) => SqlState::ConfigFileError,
+            Error::Invalid(_) => SqlState::InvalidParameterValue,
+            Error::Unsupported(_) => SqlState::FeatureNotSupported,
+            Error::State { state, .. } => *state,
+            Error::Internal(_) => SqlState::InternalError,
+            Error::NotFound { kind, .. } => match *kind {
+                "table" | "view" | "relation" => SqlState::UndefinedTable,
+                "schema" => SqlState::InvalidSchemaName,
+                "column" => SqlState::UndefinedColumn,
+                "function" => SqlState::UndefinedFunction,
+                _ => SqlState::UndefinedObject,
+            },
+            Error::AlreadyExists { kind, .. } => match *kind {
+                "table" | "view" | "relation" => SqlState::DuplicateTable,
+                "schema" => SqlState::DuplicateSchema,
+                _ => SqlState::DuplicateObject,
+            },
+            Error::PermissionDenied(_) => SqlState::InsufficientPrivilege,
+            Error::SerializationFailure(_) => SqlState::SerializationFailure,
+            Error::DataFusion(e) => datafusion_state(e),
+            Error::Delta(_) | Error::Catalog(_) => SqlState::InternalError,
+            Error::Io(_) => SqlState::IoError,
+            Error::Model(e) => model_state(e),
+        }
+    }
+
+    /// Whether the message is for the server's log only: a client gets a generic one.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Error::Internal(_))
+    }
+}
+
+fn model_state(e: &tenure_models::Error) -> SqlState {
+    use tenure_models::Error as M;
+    match e {
+        M::InvalidData(_) | M::InvalidOption(_) | M::InvalidInput(_) => {
+            SqlState::InvalidParameterValue
+        }
+        M::CorruptArtifact(_) => SqlState::DataCorrupted,
+        M::Device(_) => SqlState::FeatureNotSupported,
+        M::Cancelled => SqlState::QueryCanceled,
+        M::Candle(_) => SqlState::InternalError,
+    }
+}
+
+fn datafusion_state(e: &DataFusionError) -> SqlState {
+    match e {
+        DataFusionError::SQL(..) => SqlState::SyntaxError,
+        DataFusionError::SchemaError(e, _) => match e.as_ref() {
+            SchemaError::FieldNotFound { .. } => SqlState::UndefinedColumn,
+            SchemaError::AmbiguousReference { .. } => SqlState::AmbiguousColumn,
+            SchemaError::DuplicateQualifiedField { .. }
+            | SchemaError::DuplicateUnqualifiedField { .. } => SqlState::DuplicateColumn,
+        },
+        DataFusionError::ArrowError(e, _) => arrow_state(e),
+        DataFusionError::ParquetError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::IoError(_) => SqlState::IoError,
+        DataFusionError::NotImplemented(_) => SqlState::FeatureNotSupported,
+        DataFusionError::ResourcesExhausted(_) => SqlState::OutOfMemory,
+        DataFusionError::Plan(message) => plan_state(message),
+        DataFusionError::Execution(message) => execution_state(message),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            datafusion_state(inner)
+        }
+        DataFusionError::Shared(inner) => datafusion_state(inner),
+        DataFusionError::External(inner) => {
+            if let Some(e) = inner.downcast_ref::<Error>() {
+                e.sqlstate()
+            } else if let Some(e) = inner.downcast_ref::<DataFusionError>() {
+                datafusion_state(e)
+            } else if let Some(e) = inner.downcast_ref::<ArrowError>() {
+                arrow_state(e)
+            } else if let Some(e) = inner.downcast_ref::<tenure_models::Error>() {
+                model_state(e)
+            } else {
+                SqlState::InternalError
+            }
+        }
+        DataFusionError::Collection(errors) => errors
+            .first()
+            .map_or(SqlState::InternalError, datafusion_state),
+        _ => SqlState::InternalError,
+    }
+}
+
+fn arrow_state(e: &ArrowError) -> SqlState {
+    match e {
+        ArrowError::CastError(_) | ArrowError::ParseError(_) => SqlState::InvalidTextRepresentation,
+        ArrowError::DivideByZero => SqlState::DivisionByZero,
+        ArrowError::ArithmeticOverflow(_) => SqlState::NumericValueOutOfRange,
+        ArrowError::InvalidArgumentError(message) if message.contains("non-nullable") => {
+            SqlState::NotNullViolation
+        }
+        ArrowError::ExternalError(inner) => match inner.downcast_ref::<DataFusionError>() {
+            Some(e) => datafusion_state(e),
+            None => SqlState::InternalError,
+        },
+        _ => SqlState::InternalError,
+    }
+}
+
+/// DataFusion's planning errors, by their wording.
+fn plan_state(message: &str) -> SqlState {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("table") && (lower.contains("not found") || lower.contains("does not exist"))
+    {
+        SqlState::UndefinedTable
+    } else if lower.contains("invalid function")
+        || lower.contains("unknown function")
+        || lower.contains("no function matches")
+        || lower.contains("cannot infer common argument type")
+        || lower.contains("failed to coerce arguments")
+        || lower.contains("does not support arguments")
+    {
+        SqlState::UndefinedFunction
+    } else if lower.contains("no field named")
+        || lower.contains("column") && lower.contains("not found")
+    {
+        SqlState::UndefinedColumn
+    } else if lower.contains("does not exist") {
+        SqlState::UndefinedObject
+    } else if lower.contains("already exists") {
+        SqlState::DuplicateTable
+    } else if lower.contains("non-nullable") || lower.contains("not null") {
+        SqlState::NotNullViolation
+    } else if lower.contains("cannot cast") || lower.contains("cast error") {
+        SqlState::InvalidTextRepresentation
+    } else if lower.contains("expects") || lower.contains("argument") {
+        // Tenure's functions check arity and types at planning ("churn_score expects ...").
+        SqlState::UndefinedFunction
+    } else {
+        // syntax_error_or_access_rule_violation: the class of planning errors.
+        SqlState::SyntaxErrorOrAccessRuleViolation
+    }
+}
+
+/// DataFusion's execution errors, by their wording.
+fn execution_state(message: &str) -> SqlState {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("non-nullable") || lower.contains("not null") {
+        SqlState::NotNullViolation
+    } else if lower.contains("cast error") || lower.contains("cannot cast") {
+        SqlState::InvalidTextRepresentation
+    } else if lower.contains("divide by zero") || lower.contains("division by zero") {
+        SqlState::DivisionByZero
+    } else if lower.contains("overflow") {
+        SqlState::NumericValueOutOfRange
+    } else if lower.contains("does not exist") {
+        SqlState::UndefinedObject
+    } else {
+        SqlState::InternalError
+    }
 }
 
 impl From<Error> for DataFusionError {
@@ -67,5 +257,145 @@ impl From<Error> for DataFusionError {
 impl From<arrow::error::ArrowError> for Error {
     fn from(e: arrow::error::ArrowError) -> Self {
         Error::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::parser::ParserError;
+
+    use super::*;
+
+    fn not_found(kind: &'static str) -> Error {
+        Error::NotFound {
+            kind,
+            name: "x".into(),
+        }
+    }
+
+    fn exists(kind: &'static str) -> Error {
+        Error::AlreadyExists {
+            kind,
+            name: "x".into(),
+        }
+    }
+
+    fn plan(message: &str) -> Error {
+        Error::DataFusion(DataFusionError::Plan(message.into()))
+    }
+
+    fn execution(message: &str) -> Error {
+        Error::DataFusion(DataFusionError::Execution(message.into()))
+    }
+
+    fn arrow(e: ArrowError) -> Error {
+        Error::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+
+    /// One row per way an error chooses its SQLSTATE.
+    #[test]
+    fn every_error_has_its_sqlstate() {
+        use SqlState::*;
+        let rows: Vec<(Error, SqlState)> = vec![
+            (
+                Error::DataDirInUse {
+                    dir: "d".into(),
+                    pid: "1".into(),
+                },
+                ObjectInUse,
+            ),
+            (Error::Config("x".into()), ConfigFileError),
+            (Error::invalid("bad value"), InvalidParameterValue),
+            (Error::unsupported("not yet"), FeatureNotSupported),
+            (Error::state(NotNullViolation, "null"), NotNullViolation),
+            (Error::state(InvalidForeignKey, "fk"), InvalidForeignKey),
+            (Error::Internal("x".into()), InternalError),
+            (not_found("table"), UndefinedTable),
+            (not_found("view"), UndefinedTable),
+            (not_found("relation"), UndefinedTable),
+            (not_found("schema"), InvalidSchemaName),
+            (not_found("column"), UndefinedColumn),
+            (not_found("function"), UndefinedFunction),
+            (not_found("model"), UndefinedObject),
+            (exists("table"), DuplicateTable),
+            (exists("schema"), DuplicateSchema),
+            (exists("model"), DuplicateObject),
+            (Error::PermissionDenied("x".into()), InsufficientPrivilege),
+            (Error::SerializationFailure("x".into()), SerializationFailure),
+            (Error::Catalog("x".into()), InternalError),
+            (Error::Io(std::io::Error::other("x")), IoError),
+            (
+                Error::Model(tenure_models::Error::InvalidOption("x".into())),
+                InvalidParameterValue,
+            ),
+            (
+                Error::Model(tenure_models::Error::CorruptArtifact("x".into())),
+                DataCorrupted,
+            ),
+            (Error::Model(tenure_models::Error::Cancelled), QueryCanceled),
+            (
+                Error::Model(tenure_models::Error::Device("x".into())),
+                FeatureNotSupported,
+            ),
+            (
+                Error::DataFusion(DataFusionError::SQL(
+                    Box::new(ParserError::ParserError("x".into())),
+                    None,
+                )),
+                SyntaxError,
+            ),
+            (
+                Error::DataFusion(DataFusionError::NotImplemented("x".into())),
+                FeatureNotSupported,
+            ),
+            (
+                Error::DataFusion(DataFusionError::ResourcesExhausted("x".into())),
+                OutOfMemory,
+            ),
+            (plan("table 'tenure.public.nope' not found"), UndefinedTable),
+            (plan("Invalid function 'nope'"), UndefinedFunction),
+            (plan("No field named nope"), UndefinedColumn),
+            (plan("model 'm' does not exist"), UndefinedObject),
+            (plan("view v already exists"), DuplicateTable),
+            (plan("churn_score expects 3 arguments"), UndefinedFunction),
+            (plan("something else"), SyntaxErrorOrAccessRuleViolation),
+            (execution("Cast error: x"), InvalidTextRepresentation),
+            (execution("Divide by zero"), DivisionByZero),
+            (execution("Int64 overflow"), NumericValueOutOfRange),
+            (execution("column a is non-nullable"), NotNullViolation),
+            (execution("anything"), InternalError),
+            (
+                arrow(ArrowError::CastError("Cannot cast string 'x'".into())),
+                InvalidTextRepresentation,
+            ),
+            (arrow(ArrowError::DivideByZero), DivisionByZero),
+            (
+                arrow(ArrowError::ArithmeticOverflow("x".into())),
+                NumericValueOutOfRange,
+            ),
+            (
+                Error::DataFusion(DataFusionError::Context(
+                    "while planning".into(),
+                    Box::new(DataFusionError::External(Box::new(not_found("schema")))),
+                )),
+                InvalidSchemaName,
+            ),
+            (
+                Error::DataFusion(DataFusionError::External(Box::new(
+                    tenure_models::Error::Cancelled,
+                ))),
+                QueryCanceled,
+            ),
+        ];
+        for (error, state) in rows {
+            assert_eq!(error.sqlstate(), state, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn only_internal_errors_are_internal() {
+        assert!(Error::Internal("x".into()).is_internal());
+        assert!(!Error::Catalog("x".into()).is_internal());
+        assert!(!execution("anything").is_internal());
     }
 }

@@ -9,21 +9,24 @@
 //! - [`storage`]: managed tables as Delta Lake tables;
 //! - [`datadir`]: the data directory, its lock and atomic file replacement;
 //! - [`config`]: `tenure.toml`, environment and flags as one typed [`config::Config`];
-//! - [`demo`]: the deterministic demo e-commerce world with known latent structure;
+//! - [`demo`]: the deterministic demo e-commerce world with known latent structure (crate
+//!   tenure-demo, built optimised even in dev builds);
 //! - [`lifecycle`]: loading the demo world and the lifecycle views shipped in `sql/`;
 //! - [`sql`]: splitting scripts and parsing tenure's own statements (CREATE/DROP MODEL);
-//! - [`models`]: the model registry on disk and the cache the scoring functions share;
+//! - [`model_store`]: the model registry on disk and the cache the scoring functions share;
+//! - [`pg`]: PostgreSQL compatibility short of the wire: pg_catalog, catalog functions,
+//!   rewrites of drivers' SQL, session settings, version strings;
 //! - [`server`]: the PostgreSQL wire-protocol server (`tenure serve`).
 
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod datadir;
-pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod lifecycle;
-pub mod models;
+pub mod model_store;
+pub mod pg;
 pub mod server;
 pub mod sql;
 pub mod storage;
@@ -34,6 +37,9 @@ pub mod storage;
 /// sequence model's training epoch and almost half of its scoring time.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The demo world (crate tenure-demo), under its old path.
+pub use tenure_demo as demo;
 
 pub use config::Config;
 pub use engine::{Engine, Output, PathAccess, Progress, ProgressSender};

@@ -83,7 +83,7 @@ impl ManagedTable {
         for field in plan.schema().fields() {
             use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
             if deltalake::kernel::StructField::try_from_arrow(field.as_ref()).is_err() {
-                return Err(crate::Error::invalid(format!(
+                return Err(crate::Error::unsupported(format!(
                     "column {} of type {} is not supported in tables (Delta Lake cannot store \
                      it); cast it to a supported type, such as text",
                     field.name(),

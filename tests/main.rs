@@ -5,6 +5,7 @@ mod btyd;
 mod cli;
 mod dbt;
 mod external;
+mod layout;
 mod lifecycle_mart;
 mod models;
 mod persistence;

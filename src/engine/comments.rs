@@ -35,7 +35,7 @@ impl Engine {
                 (ObjectName(parts), Some(column))
             }
             other => {
-                return Err(Error::invalid(format!(
+                return Err(Error::unsupported(format!(
                     "COMMENT ON {other} is not supported; tables, views and columns are"
                 )));
             }

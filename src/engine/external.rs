@@ -42,12 +42,12 @@ impl Engine {
         create: CreateExternalTable,
     ) -> Result<Output> {
         if create.temporary || create.unbounded {
-            return Err(Error::invalid(
+            return Err(Error::unsupported(
                 "TEMPORARY and UNBOUNDED external tables are not supported",
             ));
         }
         if !create.order_exprs.is_empty() || !create.constraints.is_empty() {
-            return Err(Error::invalid(
+            return Err(Error::unsupported(
                 "WITH ORDER and constraints on external tables are not supported",
             ));
         }

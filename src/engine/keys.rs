@@ -19,6 +19,7 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::transaction::CatalogGuard;
 use super::{Engine, Output};
+use crate::pg::sqlstate::SqlState;
 use crate::catalog::{ColumnDefault, KeyConstraint, KeyKind, QualifiedName, Relation};
 use crate::error::{Error, Result};
 
@@ -90,7 +91,7 @@ pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
                     },
                 },
                 ColumnOption::Check(_) => {
-                    return Err(Error::invalid("CHECK constraints are not supported yet"));
+                    return Err(Error::unsupported("CHECK constraints are not supported yet"));
                 }
                 _ => {
                     kept.push(ColumnOptionDef { name, option });
@@ -122,10 +123,10 @@ pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
                 },
             },
             TableConstraint::Check(_) => {
-                return Err(Error::invalid("CHECK constraints are not supported yet"));
+                return Err(Error::unsupported("CHECK constraints are not supported yet"));
             }
             other => {
-                return Err(Error::invalid(format!(
+                return Err(Error::unsupported(format!(
                     "table constraint {other} is not supported"
                 )));
             }
@@ -150,24 +151,6 @@ pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
         }
     }
     Ok(specs)
-}
-
-/// Whether `create` declares keys or defaults (then the engine, not DataFusion, must carry
-/// it out).
-pub fn declares_keys_or_defaults(create: &CreateTable) -> bool {
-    !create.constraints.is_empty()
-        || create.columns.iter().any(|c| {
-            c.options.iter().any(|o| {
-                matches!(
-                    o.option,
-                    ColumnOption::PrimaryKey(_)
-                        | ColumnOption::Unique(_)
-                        | ColumnOption::ForeignKey(_)
-                        | ColumnOption::Check(_)
-                        | ColumnOption::Default(_)
-                )
-            })
-        })
 }
 
 /// Removes the `DEFAULT expr` options from `create` and returns (column, expression SQL).
@@ -202,7 +185,7 @@ fn index_columns(columns: &[IndexColumn]) -> Result<Vec<String>> {
         .iter()
         .map(|c| match &c.column.expr {
             SqlExpr::Identifier(ident) => Ok(normalise(ident)),
-            other => Err(Error::invalid(format!(
+            other => Err(Error::unsupported(format!(
                 "keys on expressions ({other}) are not supported; name columns"
             ))),
         })
@@ -228,7 +211,7 @@ impl Engine {
             let kind = match spec.kind {
                 SpecKind::PrimaryKey => {
                     if keys.iter().any(|k| k.kind == KeyKind::PrimaryKey) {
-                        return Err(Error::invalid(format!(
+                        return Err(Error::state(SqlState::InvalidTableDefinition, format!(
                             "multiple primary keys for table {table} are not allowed"
                         )));
                     }
@@ -275,7 +258,7 @@ impl Engine {
                             .find(|k| k.kind == KeyKind::PrimaryKey)
                             .map(|k| k.columns.clone())
                             .ok_or_else(|| {
-                                Error::invalid(format!(
+                                Error::state(SqlState::InvalidForeignKey, format!(
                                     "there is no primary key for referenced table {target}"
                                 ))
                             })?
@@ -296,7 +279,7 @@ impl Engine {
                         let from = schema.field(from as usize - 1);
                         let to = target_schema.field(to as usize - 1);
                         if !comparable(from.data_type(), to.data_type()) {
-                            return Err(Error::invalid(format!(
+                            return Err(Error::state(SqlState::DatatypeMismatch, format!(
                                 "foreign key columns {} and {target}.{} are of incompatible \
                                  types: {} and {}",
                                 from.name(),
@@ -310,7 +293,7 @@ impl Engine {
                         .iter()
                         .any(|k| k.kind.is_unique() && k.columns == referenced)
                     {
-                        return Err(Error::invalid(format!(
+                        return Err(Error::state(SqlState::InvalidForeignKey, format!(
                             "there is no unique constraint matching given keys for referenced \
                              table {target} ({})",
                             referenced.join(", ")
@@ -394,7 +377,7 @@ impl Engine {
         create: CreateIndex,
     ) -> Result<Output> {
         if create.predicate.is_some() {
-            return Err(Error::invalid(
+            return Err(Error::unsupported(
                 "partial indexes (CREATE INDEX ... WHERE) are not supported",
             ));
         }
@@ -493,7 +476,7 @@ impl Engine {
             };
             let key = &next.keys[at];
             if !matches!(key.kind, KeyKind::Index { .. }) {
-                return Err(Error::invalid(format!(
+                return Err(Error::state(SqlState::DependentObjectsStillExist, format!(
                     "cannot drop index {name} because constraint {} on table {} requires it",
                     key.name, key.table
                 )));

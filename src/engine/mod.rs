@@ -6,14 +6,12 @@
 //! External data sources and the rules on which paths a client may name live in [`external`].
 
 mod comments;
+mod dml;
 mod external;
 mod keys;
-mod models;
+mod model_statements;
 mod names;
-mod pg_keys;
-mod pg_sizes;
 pub mod plan_cache;
-mod postgres;
 mod statements;
 mod system_tables;
 mod transaction;
@@ -37,22 +35,19 @@ use tokio::sync::Mutex;
 use url::Url;
 
 pub use external::PathAccess;
-pub use postgres::{CHECKED_REGCLASS, EAGER_IF, INT2VECTOR_ELEMENT, RESERVED_SCHEMAS};
-pub use system_tables::SYSTEM_SCHEMA;
+pub use system_tables::{RESERVED_SCHEMAS, SYSTEM_SCHEMA};
 
+use crate::pg::sqlstate::SqlState;
 use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::models::ModelStore;
+use crate::model_store::ModelStore;
 use crate::sql::Statement;
 use crate::storage::ManagedTable;
 use transaction::CatalogGuard;
 
-/// The catalog name tenure registers its schemas under.
-pub const CATALOG_NAME: &str = "tenure";
-/// The default schema.
-pub const DEFAULT_SCHEMA: &str = "public";
+pub use crate::catalog::{CATALOG_NAME, DEFAULT_SCHEMA};
 
 /// What one statement produced.
 pub enum Output {
@@ -137,7 +132,7 @@ impl Engine {
         let data_dir = DataDir::open(&config.data_dir)?;
         let ctx = build_context(config, &data_dir)?;
         let roles = if config.users.is_empty() {
-            vec![crate::server::DEFAULT_USER.to_string()]
+            vec![crate::pg::DEFAULT_USER.to_string()]
         } else {
             config.users.iter().map(|u| u.name.clone()).collect()
         };
@@ -148,7 +143,7 @@ impl Engine {
         let models = Arc::new(ModelStore::open(&data_dir.models_dir(), device)?);
         // Before pg_catalog, whose key tables are views over tenure.keys.
         register_system_tables(&ctx, models.clone(), store.saved(), data_dir.tables_dir())?;
-        postgres::install(&ctx, roles, store.saved()).await?;
+        crate::pg::catalog::install(&ctx, roles, store.saved()).await?;
         tenure_models::set_compute_threads(config.threads);
         tenure_udfs::register_all(&ctx, models.clone());
         let engine = Engine {
@@ -225,7 +220,7 @@ impl Engine {
             Statement::DataFusion(statement) => self.execute_datafusion(session, statement).await,
             Statement::CreateModel(create) => self.create_model(create, progress).await,
             Statement::DropModel(drop) => self.drop_model(drop).await,
-            Statement::CopyStream(_) => Err(Error::invalid(
+            Statement::CopyStream(_) => Err(Error::unsupported(
                 "COPY ... FROM STDIN and TO STDOUT are not supported here: they stream through \
                  a client connection (tenure serve with psql's \\copy or a driver's copy API); \
                  use COPY (query) TO 'file' or CREATE EXTERNAL TABLE",
@@ -279,7 +274,7 @@ impl Engine {
     fn qualify(&self, reference: &TableReference) -> Result<QualifiedName> {
         let resolved = reference.clone().resolve(CATALOG_NAME, DEFAULT_SCHEMA);
         if resolved.catalog.as_ref() != CATALOG_NAME {
-            return Err(Error::invalid(format!(
+            return Err(Error::state(SqlState::UndefinedObject, format!(
                 "catalog {} does not exist; the only catalog is {CATALOG_NAME}",
                 resolved.catalog
             )));

@@ -1,5 +1,6 @@
 //! Statement dispatch: what tenure does itself (anything that changes the catalog or stored
-//! data) and what it hands to DataFusion.
+//! data; writes to tables are in `dml`) and what it hands to DataFusion, as the statement's
+//! [`Route`] says.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -8,12 +9,12 @@ use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::source_as_provider;
 
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Column, SchemaReference};
+use datafusion::common::SchemaReference;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{
-    CreateMemoryTable, CreateView, DdlStatement, DmlStatement, DropCatalogSchema, DropTable,
-    DropView, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp,
+    CreateMemoryTable, CreateView, DdlStatement, DropCatalogSchema, DropTable, DropView,
+    LogicalPlan, WriteOp,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
@@ -21,13 +22,14 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
-    AlterTable, AlterTableOperation, Assignment, AssignmentTarget, CascadeOption, Delete,
-    FromTable, Ident, ObjectName, ObjectType, RenameTableNameKind, SetExpr,
-    Statement as SqlStatement, TableFactor, TableWithJoins, Truncate, Update,
+    AlterTable, AlterTableOperation, Ident, ObjectName, ObjectType, RenameTableNameKind, SetExpr,
+    Statement as SqlStatement,
 };
 use futures::TryStreamExt;
 
 use super::keys::{self, Declarations};
+use crate::pg::sqlstate::SqlState;
+use crate::sql::Route;
 use super::transaction::CatalogGuard;
 use super::{Engine, Output};
 use crate::catalog::{KeyKind, QualifiedName, Relation};
@@ -35,8 +37,22 @@ use crate::error::{Error, Result};
 use crate::storage::ManagedTable;
 
 impl Engine {
-    /// Executes one statement that DataFusion parsed.
+    /// Executes one statement that DataFusion parsed: from its syntax where
+    /// [`Route::of_datafusion`] says so, else from its DataFusion plan.
     pub(super) async fn execute_datafusion(
+        &self,
+        session: &SessionContext,
+        statement: DFStatement,
+    ) -> Result<Output> {
+        if Route::of_datafusion(&statement) == Route::Syntax {
+            self.run_from_syntax(session, statement).await
+        } else {
+            self.run_with_datafusion(session, statement).await
+        }
+    }
+
+    /// Carries out a statement of [`Route::Syntax`].
+    async fn run_from_syntax(
         &self,
         session: &SessionContext,
         statement: DFStatement,
@@ -71,9 +87,7 @@ impl Engine {
                     if_exists,
                     ..
                 } => self.drop_indexes(session, &names, if_exists).await,
-                SqlStatement::CreateTable(mut create)
-                    if keys::declares_keys_or_defaults(&create) =>
-                {
+                SqlStatement::CreateTable(mut create) => {
                     let declared = keys::take_declarations(&mut create)?;
                     let statement =
                         DFStatement::Statement(Box::new(SqlStatement::CreateTable(create)));
@@ -87,32 +101,9 @@ impl Engine {
                         ))),
                     }
                 }
-                other => {
-                    self.run_with_datafusion(session, DFStatement::Statement(Box::new(other)))
-                        .await
-                }
+                other => Err(Error::Internal(format!("no syntax route for {other}"))),
             },
-            other => self.run_with_datafusion(session, other).await,
-        }
-    }
-
-    /// Whether the engine carries `statement` out from its syntax (checks on paths, Delta
-    /// operations DataFusion cannot plan) rather than from a DataFusion plan: such statements
-    /// must go through [`Engine::execute_in`], never be planned and run by a caller.
-    pub fn runs_from_syntax(statement: &DFStatement) -> bool {
-        match statement {
-            DFStatement::CreateExternalTable(_) | DFStatement::CopyTo(_) => true,
-            DFStatement::Statement(inner) => match inner.as_ref() {
-                SqlStatement::Update(_)
-                | SqlStatement::Delete(_)
-                | SqlStatement::Truncate(_)
-                | SqlStatement::AlterTable(_) => true,
-                SqlStatement::CreateTable(create) => keys::declares_keys_or_defaults(create),
-                SqlStatement::CreateIndex(_) | SqlStatement::Comment { .. } => true,
-                SqlStatement::Drop { object_type, .. } => *object_type == ObjectType::Index,
-                _ => false,
-            },
-            _ => false,
+            other => Err(Error::Internal(format!("no syntax route for {other}"))),
         }
     }
 
@@ -187,7 +178,7 @@ impl Engine {
             LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(drop)) => {
                 self.drop_schema(session, drop).await
             }
-            LogicalPlan::Ddl(DdlStatement::CreateCatalog(_)) => Err(Error::invalid(
+            LogicalPlan::Ddl(DdlStatement::CreateCatalog(_)) => Err(Error::unsupported(
                 "CREATE DATABASE is not supported; use CREATE SCHEMA",
             )),
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => Err(Error::invalid(
@@ -196,7 +187,7 @@ impl Engine {
             LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {
                 self.insert(session, dml).await
             }
-            LogicalPlan::Dml(dml) => Err(Error::invalid(format!(
+            LogicalPlan::Dml(dml) => Err(Error::unsupported(format!(
                 "{} is not supported on {}",
                 dml.op.name(),
                 dml.table_name
@@ -276,7 +267,7 @@ impl Engine {
         declared: Declarations,
     ) -> Result<Output> {
         if create.temporary {
-            return Err(Error::invalid(
+            return Err(Error::unsupported(
                 "CREATE TEMPORARY TABLE is not supported; create a regular table or a view",
             ));
         }
@@ -382,7 +373,7 @@ impl Engine {
     /// directory; returns the directory, the table and its row count. The data is committed
     /// before any catalog names it: a crash in between leaves an orphan directory that the
     /// next start removes, never a half-written table.
-    async fn write_new_table(
+    pub(super) async fn write_new_table(
         &self,
         catalog: &mut CatalogGuard,
         session: &SessionContext,
@@ -443,7 +434,7 @@ impl Engine {
 
     async fn create_view(&self, session: &SessionContext, create: CreateView) -> Result<Output> {
         if create.temporary {
-            return Err(Error::invalid("CREATE TEMPORARY VIEW is not supported"));
+            return Err(Error::unsupported("CREATE TEMPORARY VIEW is not supported"));
         }
         let name = self.qualify(&create.name)?;
         let Some(sql) = create.definition.clone() else {
@@ -534,7 +525,7 @@ impl Engine {
         let schema = match schema_name.split_once('.') {
             Some((catalog, schema)) if catalog == super::CATALOG_NAME => schema,
             Some((catalog, _)) => {
-                return Err(Error::invalid(format!("catalog {catalog} does not exist")));
+                return Err(Error::state(SqlState::UndefinedObject, format!("catalog {catalog} does not exist")));
             }
             None => schema_name,
         };
@@ -573,7 +564,7 @@ impl Engine {
                 schema.to_string()
             }
             SchemaReference::Full { catalog, .. } => {
-                return Err(Error::invalid(format!("catalog {catalog} does not exist")));
+                return Err(Error::state(SqlState::UndefinedObject, format!("catalog {catalog} does not exist")));
             }
         };
         if schema == super::DEFAULT_SCHEMA {
@@ -703,282 +694,6 @@ impl Engine {
         self.qualify(&object_name_to_table_reference(name.clone(), true)?)
     }
 
-    /// The managed table `name`, or an error saying why it cannot be written. Inside a
-    /// transaction block, a table from before the block is first copied for the block.
-    async fn writable_table(
-        &self,
-        session: &SessionContext,
-        name: &QualifiedName,
-        verb: &str,
-    ) -> Result<Arc<ManagedTable>> {
-        let mut catalog = self.lock_catalog(session).await?;
-        let dir = match catalog.get(name) {
-            Some(Relation::Managed { dir }) => dir.clone(),
-            Some(Relation::View { .. }) => {
-                return Err(Error::invalid(format!("cannot {verb} view {name}")));
-            }
-            Some(Relation::External(_)) => {
-                return Err(Error::invalid(format!(
-                    "cannot {verb} external table {name}; it is read-only in tenure"
-                )));
-            }
-            None => {
-                return Err(Error::NotFound {
-                    kind: "table",
-                    name: name.to_string(),
-                });
-            }
-        };
-        let table = self
-            .open_table(&mut catalog, &dir)
-            .ok_or_else(|| Error::Catalog(format!("table {name} is not open")))?;
-        match catalog.block() {
-            Some(block) if !block.owns(&dir) => {}
-            _ => return Ok(table),
-        }
-        // First write in the block to a table from before it: the block writes a copy.
-        let (version, provider) = table.current();
-        let scan = LogicalPlanBuilder::scan(
-            Self::table_reference(name),
-            datafusion::datasource::provider_as_source(provider),
-            None,
-        )?
-        .build()?;
-        let (copy_dir, copy, _) = self.write_new_table(&mut catalog, session, scan).await?;
-        let block = catalog.block().expect("inside a block");
-        block.copies.push((dir.clone(), version));
-        block.retired.push(dir);
-        let mut next = catalog.clone();
-        next.put(
-            name.clone(),
-            Relation::Managed {
-                dir: copy_dir.clone(),
-            },
-        );
-        self.replace_catalog(&mut catalog, next)?;
-        self.register_managed(&mut catalog, name, &copy_dir, copy.clone())?;
-        self.rebuild_views(&catalog.ctx().clone(), &catalog).await;
-        Ok(copy)
-    }
-
-    async fn insert(&self, session: &SessionContext, dml: DmlStatement) -> Result<Output> {
-        let name = self.qualify(&dml.table_name)?;
-        let table = self.writable_table(session, &name, "insert into").await?;
-        // Write to the table the catalog names now (in a block, its copy), whichever
-        // provider the statement was planned against.
-        let mut dml = dml;
-        dml.target = datafusion::datasource::provider_as_source(table.clone());
-        let plan = LogicalPlan::Dml(dml);
-        let result = async {
-            let frame = session.execute_logical_plan(plan.clone()).await?;
-            frame.collect().await
-        }
-        .await;
-        // Refresh even after an error: a failed statement commits nothing, but a concurrent
-        // writer may have.
-        table.refresh().await?;
-        let batches = match result {
-            Ok(batches) => batches,
-            Err(e) => return Err(self.explain_insert_error(e.into(), &plan, &name).await),
-        };
-        Ok(Output::Command {
-            tag: "INSERT",
-            rows: Some(count_from(&batches)),
-        })
-    }
-
-    /// Turns a cast failure inside an INSERT into an error that names the column, by
-    /// evaluating the insert's input one target column at a time. Only runs on failure.
-    async fn explain_insert_error(
-        &self,
-        error: Error,
-        plan: &LogicalPlan,
-        table: &QualifiedName,
-    ) -> Error {
-        let message = error.to_string();
-        let LogicalPlan::Dml(dml) = plan else {
-            return error;
-        };
-        let null_violation = message.contains("non-nullable");
-        if !null_violation && !message.to_lowercase().contains("cast") {
-            return error;
-        }
-        let input = dml.input.as_ref();
-        for (qualifier, field) in input.schema().iter() {
-            let column = Expr::Column(Column::from((qualifier, field)));
-            let Ok(single) = LogicalPlanBuilder::from(input.clone())
-                .project(vec![column])
-                .and_then(|b| b.build())
-            else {
-                continue;
-            };
-            let failed = match self.ctx.execute_logical_plan(single).await {
-                Ok(frame) => frame.collect().await.is_err(),
-                Err(_) => true,
-            };
-            if failed && null_violation {
-                return Error::invalid(format!(
-                    "null value in column {} of table {table} violates its NOT NULL constraint",
-                    field.name()
-                ));
-            }
-            if failed {
-                return Error::invalid(format!(
-                    "invalid value for column {} of table {table}: {message}",
-                    field.name()
-                ));
-            }
-        }
-        // The writer names the column by position ("Invalid batch column at '0' has null but
-        // schema specifies non-nullable") when no single column fails on its own (bound
-        // parameters): name it from the table's schema.
-        if null_violation
-            && let Some(index) = message
-                .split("column at '")
-                .nth(1)
-                .and_then(|rest| rest.split('\'').next())
-                .and_then(|n| n.parse::<usize>().ok())
-            && let Some(field) = dml.target.schema().fields().get(index)
-        {
-            return Error::invalid(format!(
-                "null value in column {} of table {table} violates its NOT NULL constraint",
-                field.name()
-            ));
-        }
-        error
-    }
-
-    async fn update(&self, session: &SessionContext, update: Update) -> Result<Output> {
-        if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
-            return Err(Error::invalid(
-                "UPDATE ... FROM, joins and RETURNING are not supported yet",
-            ));
-        }
-        let table_name = single_table_name(&update.table)?;
-        let name = self.qualify_object(&table_name)?;
-        let table = self.writable_table(session, &name, "update").await?;
-        let assignments = assignment_columns(&update.assignments)?;
-        let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
-        for (column, _) in &assignments {
-            if schema.field_with_name(column).is_err() {
-                return Err(Error::invalid(format!(
-                    "column {column} of table {name} does not exist"
-                )));
-            }
-        }
-        // Plan the same expressions with DataFusion first, so unknown columns and type errors
-        // are reported in DataFusion's words before Delta rewrites anything.
-        let check = format!(
-            "SELECT {} FROM {table_name}{}",
-            if assignments.is_empty() {
-                "1".to_string()
-            } else {
-                assignments
-                    .iter()
-                    .map(|(_, e)| e.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-            update
-                .selection
-                .as_ref()
-                .map(|s| format!(" WHERE {s}"))
-                .unwrap_or_default()
-        );
-        session.state().create_logical_plan(&check).await?;
-        let mut builder = table
-            .table()
-            .update()
-            .with_session_state(Arc::new(session.state()));
-        if let Some(selection) = &update.selection {
-            builder = builder.with_predicate(selection.to_string());
-        }
-        for (column, expression) in assignments {
-            builder = builder.with_update(column, expression);
-        }
-        let (updated, metrics) = builder.await?;
-        table.install(updated).await?;
-        Ok(Output::Command {
-            tag: "UPDATE",
-            rows: Some(metrics.num_updated_rows as u64),
-        })
-    }
-
-    async fn delete(&self, session: &SessionContext, delete: Delete) -> Result<Output> {
-        if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
-            return Err(Error::invalid(
-                "DELETE ... USING, RETURNING and LIMIT are not supported",
-            ));
-        }
-        let from = match &delete.from {
-            FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => tables,
-        };
-        let [from] = from.as_slice() else {
-            return Err(Error::invalid("DELETE works on exactly one table"));
-        };
-        let table_name = single_table_name(from)?;
-        let name = self.qualify_object(&table_name)?;
-        let table = self.writable_table(session, &name, "delete from").await?;
-        let check = format!(
-            "SELECT 1 FROM {table_name}{}",
-            delete
-                .selection
-                .as_ref()
-                .map(|s| format!(" WHERE {s}"))
-                .unwrap_or_default()
-        );
-        session.state().create_logical_plan(&check).await?;
-        let mut builder = table
-            .table()
-            .delete()
-            .with_session_state(Arc::new(session.state()));
-        if let Some(selection) = &delete.selection {
-            builder = builder.with_predicate(selection.to_string());
-        }
-        let before = crate::storage::row_count(&table.table());
-        let (deleted, metrics) = builder.await?;
-        let after = crate::storage::row_count(&deleted);
-        table.install(deleted).await?;
-        let rows = metrics.num_deleted_rows.or_else(|| Some(before? - after?));
-        Ok(Output::Command {
-            tag: "DELETE",
-            rows: rows.map(|n| n as u64),
-        })
-    }
-}
-
-impl Engine {
-    /// `TRUNCATE [TABLE] t [, ...]`: every row of each table goes, in one Delta commit per
-    /// table (inside a transaction block, all of them with the block). CASCADE, which in
-    /// PostgreSQL also empties the tables whose foreign keys reference these, is refused.
-    async fn truncate(&self, session: &SessionContext, truncate: Truncate) -> Result<Output> {
-        if matches!(truncate.cascade, Some(CascadeOption::Cascade)) {
-            return Err(Error::invalid("TRUNCATE ... CASCADE is not supported"));
-        }
-        if truncate.partitions.is_some() || truncate.on_cluster.is_some() {
-            return Err(Error::invalid(
-                "TRUNCATE of partitions or on a cluster is not supported",
-            ));
-        }
-        // Every table is checked before any is emptied.
-        let mut tables = Vec::new();
-        for target in &truncate.table_names {
-            let name = self.qualify_object(&target.name)?;
-            tables.push(self.writable_table(session, &name, "truncate").await?);
-        }
-        for table in tables {
-            let (emptied, _) = table
-                .table()
-                .delete()
-                .with_session_state(Arc::new(session.state()))
-                .await?;
-            table.install(emptied).await?;
-        }
-        Ok(Output::Command {
-            tag: "TRUNCATE TABLE",
-            rows: None,
-        })
-    }
 }
 
 /// Whether `statement` is `INSERT ... VALUES`.
@@ -1008,56 +723,4 @@ fn with_sources(error: DataFusionError, sources: &[String]) -> DataFusionError {
         return error;
     }
     DataFusionError::Context(format!("reading {}", sources.join("; ")), Box::new(error))
-}
-
-/// The `count` column DataFusion's insert returns.
-fn count_from(batches: &[arrow::record_batch::RecordBatch]) -> u64 {
-    use arrow::array::{Array, UInt64Array};
-    batches
-        .iter()
-        .filter_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .map(|a| a.clone())
-        })
-        .map(|a| (0..a.len()).map(|i| a.value(i)).sum::<u64>())
-        .sum()
-}
-
-fn single_table_name(table: &TableWithJoins) -> Result<ObjectName> {
-    match &table.relation {
-        TableFactor::Table {
-            name, alias: None, ..
-        } => Ok(name.clone()),
-        TableFactor::Table { .. } => Err(Error::invalid("table aliases are not supported here")),
-        other => Err(Error::invalid(format!(
-            "expected a table name, got {other}"
-        ))),
-    }
-}
-
-/// (column, expression SQL) for each `SET column = expression`.
-fn assignment_columns(assignments: &[Assignment]) -> Result<Vec<(String, String)>> {
-    assignments
-        .iter()
-        .map(|assignment| match &assignment.target {
-            AssignmentTarget::ColumnName(column) => {
-                let ident = column
-                    .0
-                    .last()
-                    .and_then(|part| part.as_ident())
-                    .ok_or_else(|| Error::invalid(format!("invalid column {column}")))?;
-                let normalized = if ident.quote_style.is_some() {
-                    ident.value.clone()
-                } else {
-                    ident.value.to_lowercase()
-                };
-                Ok((normalized, assignment.value.to_string()))
-            }
-            AssignmentTarget::Tuple(_) => Err(Error::invalid(
-                "UPDATE ... SET (a, b) = (...) is not supported",
-            )),
-        })
-        .collect()
 }

@@ -18,10 +18,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use tenure_udfs::ModelRegistry;
 
 use crate::catalog::{KeyConstraint, KeyKind, QualifiedName, SavedCatalog};
-use crate::models::ModelStore;
+use crate::model_store::ModelStore;
 
 /// The schema that holds tenure's system tables.
 pub const SYSTEM_SCHEMA: &str = "tenure";
+
+/// Schemas clients may not create or drop: tenure's system tables and PostgreSQL's.
+pub const RESERVED_SCHEMAS: &[&str] = &[SYSTEM_SCHEMA, "pg_catalog", "information_schema"];
 
 /// What a system table lists, computed afresh at each scan.
 pub trait SystemRows: std::fmt::Debug + Send + Sync + 'static {

@@ -38,6 +38,7 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use tokio::sync::mpsc;
 
 use super::sqlstate;
+use crate::pg::sqlstate::SqlState;
 use crate::engine::{Engine, Output};
 use crate::error::Error;
 
@@ -80,7 +81,7 @@ pub enum CopyRequest {
 }
 
 fn unsupported(message: impl Into<String>) -> ErrorInfo {
-    sqlstate::error(sqlstate::FEATURE_NOT_SUPPORTED, message)
+    sqlstate::error(SqlState::FeatureNotSupported, message)
 }
 
 /// Reads a parsed `COPY` statement.
@@ -171,7 +172,7 @@ fn format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFor
                     "binary" => Kind::Binary,
                     other => {
                         return Err(sqlstate::error(
-                            "22023",
+                            SqlState::InvalidParameterValue,
                             format!("COPY format \"{other}\" not recognized"),
                         ));
                     }
@@ -544,7 +545,7 @@ fn parse_chunk(
         let mut builder = StringBuilder::new();
         for (number, row) in rows.iter().enumerate() {
             if row[position].is_none() && !field.is_nullable() {
-                return Err(Error::invalid(format!(
+                return Err(Error::state(SqlState::NotNullViolation, format!(
                     "null value in column {} of table {} violates its NOT NULL constraint \
                      (COPY line {})",
                     field.name(),
@@ -560,7 +561,7 @@ fn parse_chunk(
             ..Default::default()
         };
         let typed = cast_with_options(&text, field.data_type(), &options).map_err(|e| {
-            Error::invalid(format!(
+            Error::state(SqlState::InvalidTextRepresentation, format!(
                 "invalid value for column {} of table {}: {e} (COPY lines {}-{})",
                 field.name(),
                 shape.table,
@@ -826,7 +827,7 @@ impl CopyHandler for CopyInHandler {
         // Out of the session while it parses and waits for the INSERT to take the rows.
         let Some(mut copy) = session.copy_in().take() else {
             return Err(super::startup::user_error(sqlstate::error(
-                sqlstate::PROTOCOL_VIOLATION,
+                SqlState::ProtocolViolation,
                 "CopyData without a COPY FROM STDIN in progress",
             )));
         };
@@ -844,7 +845,7 @@ impl CopyHandler for CopyInHandler {
         let session = super::query::session(client)?;
         let Some(copy) = session.copy_in().take() else {
             return Err(super::startup::user_error(sqlstate::error(
-                sqlstate::PROTOCOL_VIOLATION,
+                SqlState::ProtocolViolation,
                 "CopyDone without a COPY FROM STDIN in progress",
             )));
         };
@@ -869,7 +870,7 @@ impl CopyHandler for CopyInHandler {
             session.copy_in().take();
         }
         super::startup::user_error(sqlstate::error(
-            sqlstate::QUERY_CANCELED,
+            SqlState::QueryCanceled,
             format!("COPY from stdin failed: {}", fail.message),
         ))
     }

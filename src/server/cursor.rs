@@ -21,6 +21,8 @@ use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use super::query::batch::Batch;
+use crate::pg::sqlstate::SqlState;
 use crate::Error;
 use crate::sql::fetch::Direction;
 
@@ -28,7 +30,7 @@ use crate::sql::fetch::Direction;
 pub struct Cursor {
     /// The result columns with PostgreSQL's names (the batches may name them otherwise).
     pub names: SchemaRef,
-    batches: mpsc::Receiver<Result<RecordBatch, Error>>,
+    batches: mpsc::Receiver<Batch>,
     /// Rows received from the query that no FETCH has passed yet (forward-only cursors).
     pending: Option<RecordBatch>,
     /// SCROLL cursors: every row received so far.
@@ -49,7 +51,7 @@ pub struct Cursor {
 impl Cursor {
     pub fn new(
         names: SchemaRef,
-        batches: mpsc::Receiver<Result<RecordBatch, Error>>,
+        batches: mpsc::Receiver<Batch>,
         task: AbortHandle,
         hold: bool,
         scroll: bool,
@@ -106,8 +108,8 @@ impl Cursor {
                 self.forward(Some(n.unsigned_abs() - 1), drop).await?;
                 self.forward(Some(1), each).await
             }
-            _ => Err(Error::Invalid(
-                "cursor can only scan forward (declare it SCROLL to go back)".into(),
+            _ => Err(Error::state(SqlState::ObjectNotInPrerequisiteState, 
+                "cursor can only scan forward (declare it SCROLL to go back)",
             )),
         }
     }
@@ -154,7 +156,7 @@ impl Cursor {
         }
         loop {
             match self.batches.recv().await {
-                Some(batch) => {
+                Some(Batch::Next(batch)) => {
                     let batch = batch?;
                     if batch.num_rows() == 0 {
                         continue;
@@ -165,7 +167,9 @@ impl Cursor {
                     }
                     return Ok(Some(batch));
                 }
-                None => {
+                // Done, or the query's task ended without saying so (it is the cursor's own
+                // and stops only when the cursor is closed).
+                Some(Batch::Done) | None => {
                     self.finished = true;
                     return Ok(None);
                 }

@@ -7,21 +7,17 @@
 //!   session;
 //! - [`query`]: the simple and extended protocols over the engine, execution off the
 //!   connection's task, cancellation, statement_timeout, NOTICE progress;
-//! - [`session`], [`settings`], [`functions`]: per-connection state, SET / SHOW and
-//!   `current_setting()`;
+//! - [`session`]: per-connection state (settings from [`crate::pg::settings`], the
+//!   transaction block, cursors, the running statement);
 //! - [`copy`]: COPY TO STDOUT / FROM STDIN;
 //! - [`encode`]: result rows in PostgreSQL's text and binary formats, batch by batch;
-//! - [`rewrite`]: rewrites of drivers' catalog SQL that DataFusion cannot plan as written;
 //! - [`sqlstate`]: error codes.
 
 mod copy;
 mod cursor;
 mod encode;
-mod functions;
 mod query;
-mod rewrite;
 mod session;
-mod settings;
 pub mod sqlstate;
 mod startup;
 
@@ -43,8 +39,6 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-pub use settings::{SERVER_VERSION, version_string};
-pub use startup::DEFAULT_USER;
 
 use crate::config::{Config, User};
 use crate::engine::Engine;

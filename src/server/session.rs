@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use datafusion::prelude::SessionContext;
 use tokio::task::AbortHandle;
 
-use super::settings::Settings;
+use crate::pg::settings::Settings;
 use crate::engine::plan_cache::PlanKey;
 
 /// Where the session is with respect to `BEGIN ... COMMIT`.

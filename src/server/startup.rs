@@ -20,12 +20,12 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::Shared;
 use super::session::Session;
-use super::settings::Settings;
+use crate::pg::sqlstate::SqlState;
+use crate::pg::settings::Settings;
 use super::sqlstate;
 use crate::engine::CATALOG_NAME;
 
-/// The user a trusting (loopback, no users configured) server knows.
-pub const DEFAULT_USER: &str = "tenure";
+use crate::pg::DEFAULT_USER;
 
 /// One connection's startup. A fresh one per connection: the SCRAM exchange keeps state.
 pub struct Startup {
@@ -51,14 +51,14 @@ impl Startup {
     fn admit<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
         if self.shared.shutting_down() {
             return Err(user_error(sqlstate::fatal(
-                "57P03",
+                SqlState::CannotConnectNow,
                 "the database system is shutting down",
             )));
         }
         let connections = self.shared.connections();
         if connections > self.shared.max_connections {
             return Err(user_error(sqlstate::fatal(
-                sqlstate::TOO_MANY_CONNECTIONS,
+                SqlState::TooManyConnections,
                 format!(
                     "sorry, too many clients already (max_connections = {})",
                     self.shared.max_connections
@@ -78,7 +78,7 @@ impl Startup {
             .unwrap_or_else(|| user.clone());
         if database != CATALOG_NAME && database != user {
             return Err(user_error(sqlstate::fatal(
-                sqlstate::INVALID_CATALOG_NAME,
+                SqlState::InvalidCatalogName,
                 format!(
                     "database \"{database}\" does not exist; tenure serves one database, \
                      \"{CATALOG_NAME}\""
@@ -87,7 +87,7 @@ impl Startup {
         }
         if self.scram.is_none() && user != DEFAULT_USER {
             return Err(user_error(sqlstate::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
+                SqlState::InvalidAuthorizationSpecification,
                 format!(
                     "role \"{user}\" does not exist; connect as \"{DEFAULT_USER}\" \
                      (or configure [[users]])"
@@ -106,7 +106,7 @@ impl Startup {
             .unwrap_or_else(|| DEFAULT_USER.to_string());
         let settings = startup_settings(client);
         let session = Arc::new(Session::new(self.shared.engine.new_session(), settings));
-        super::functions::register_session_functions(&session);
+        crate::pg::functions::register_session_functions(session.base(), &session.settings);
         let (pid, secret) = client.pid_and_secret_key();
         self.shared
             .sessions
@@ -209,7 +209,7 @@ impl AuthSource for Passwords {
             tracing::warn!(user = %name, host = %login.host(), "login refused: unknown user");
             // The same message as a wrong password, as PostgreSQL does.
             return Err(user_error(sqlstate::fatal(
-                "28P01",
+                SqlState::InvalidPassword,
                 format!("password authentication failed for user \"{name}\""),
             )));
         };

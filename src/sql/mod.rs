@@ -11,6 +11,8 @@
 //! DROP MODEL [IF EXISTS] name
 //! ```
 //!
+//! [`route`] then says who carries each statement out and whether it changes stored state.
+//!
 //! The script is tokenized once with sqlparser's PostgreSQL tokenizer, so a `;` inside a
 //! string or comment never splits a statement.
 
@@ -25,6 +27,9 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Toke
 use crate::error::Result;
 
 pub mod fetch;
+pub mod route;
+
+pub use route::Route;
 
 /// One parsed statement.
 #[derive(Debug, Clone)]

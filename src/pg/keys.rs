@@ -186,7 +186,7 @@ fn constraint_definition(key: &KeyConstraint) -> Option<String> {
             columns: referenced,
             ..
         } => {
-            let table = if references.schema == super::DEFAULT_SCHEMA {
+            let table = if references.schema == crate::catalog::DEFAULT_SCHEMA {
                 references.name.clone()
             } else {
                 references.to_string()

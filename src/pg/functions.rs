@@ -13,17 +13,17 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::session::Session;
+use datafusion::prelude::SessionContext;
+
 use super::settings::Settings;
 
-pub fn register_session_functions(session: &Arc<Session>) {
+/// Registers `current_setting()` and `set_config()` on `ctx`, over `settings`.
+pub fn register_session_functions(ctx: &SessionContext, settings: &Arc<Mutex<Settings>>) {
     for which in [Which::CurrentSetting, Which::SetConfig] {
-        session
-            .base()
-            .register_udf(ScalarUDF::new_from_impl(SettingFunction::new(
-                which,
-                session.settings.clone(),
-            )));
+        ctx.register_udf(ScalarUDF::new_from_impl(SettingFunction::new(
+            which,
+            settings.clone(),
+        )));
     }
 }
 

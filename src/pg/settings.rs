@@ -10,20 +10,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// What `server_version` reports. Clients parse the leading number (libpq, pgjdbc, psycopg),
-/// so it reads like a PostgreSQL 15 release with tenure's own version in the suffix, the way
-/// distribution builds do ("15.4 (Debian 15.4-1)").
-pub const SERVER_VERSION: &str = concat!("15.0 (tenure ", env!("CARGO_PKG_VERSION"), ")");
-pub const SERVER_VERSION_NUM: &str = "150000";
-
-/// What `version()` returns; SQLAlchemy and others match `PostgreSQL (\d+)\.(\d+)` in it.
-pub fn version_string() -> String {
-    format!(
-        "PostgreSQL 15.0 on {}-unknown-linux-gnu, compiled by rustc, 64-bit (tenure {})",
-        std::env::consts::ARCH,
-        env!("CARGO_PKG_VERSION")
-    )
-}
+use super::sqlstate::SqlState;
+use super::{SERVER_VERSION, SERVER_VERSION_NUM};
 
 /// One known setting.
 struct Definition {
@@ -296,21 +284,21 @@ fn definition(name: &str) -> Option<&'static Definition> {
 /// A setting error, with the SQLSTATE PostgreSQL uses for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SettingError {
-    pub code: &'static str,
+    pub state: SqlState,
     pub message: String,
 }
 
 impl SettingError {
     fn unknown(name: &str) -> SettingError {
         SettingError {
-            code: "42704",
+            state: SqlState::UndefinedObject,
             message: format!("unrecognized configuration parameter \"{name}\""),
         }
     }
 
     fn invalid(name: &str, value: &str, expected: &str) -> SettingError {
         SettingError {
-            code: "22023",
+            state: SqlState::InvalidParameterValue,
             message: format!("invalid value for parameter \"{name}\": \"{value}\"; {expected}"),
         }
     }
@@ -388,7 +376,7 @@ impl Settings {
         };
         if d.read_only {
             return Err(SettingError {
-                code: "55P02",
+                state: SqlState::CantChangeRuntimeParam,
                 message: format!("parameter \"{}\" cannot be changed", d.name),
             });
         }
@@ -592,16 +580,16 @@ mod tests {
     #[test]
     fn bad_settings_get_postgres_codes() {
         let mut s = Settings::new("tenure", []);
-        assert_eq!(s.set("no_such_thing", "1").unwrap_err().code, "42704");
-        assert_eq!(s.get("no_such_thing").unwrap_err().code, "42704");
-        assert_eq!(s.set("server_version", "16").unwrap_err().code, "55P02");
+        assert_eq!(s.set("no_such_thing", "1").unwrap_err().state, SqlState::UndefinedObject);
+        assert_eq!(s.get("no_such_thing").unwrap_err().state, SqlState::UndefinedObject);
+        assert_eq!(s.set("server_version", "16").unwrap_err().state, SqlState::CantChangeRuntimeParam);
         assert_eq!(
-            s.set("client_encoding", "LATIN1").unwrap_err().code,
-            "22023"
+            s.set("client_encoding", "LATIN1").unwrap_err().state,
+            SqlState::InvalidParameterValue
         );
         assert_eq!(
-            s.set("statement_timeout", "soon").unwrap_err().code,
-            "22023"
+            s.set("statement_timeout", "soon").unwrap_err().state,
+            SqlState::InvalidParameterValue
         );
     }
 

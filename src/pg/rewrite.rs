@@ -2,9 +2,14 @@
 //! (applied first): what drivers send in their catalog and introspection queries that
 //! DataFusion cannot plan as written.
 
+mod regclass;
+
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, ObjectName, Statement as SqlStatement, Value,
 };
+
+pub use regclass::{check_regclass_names, show_regclass_names};
+use regclass::is_oid_text;
 
 /// Every rewrite below, in order, after datafusion-pg-catalog's; the catalog ones only for a
 /// query over pg_catalog (`catalog_query`).
@@ -24,149 +29,6 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
         aggregate_catalog_subqueries(statement);
     }
     show_regclass_names(statement);
-}
-
-/// Runs before datafusion-pg-catalog's rules, whose lookup for `'name'::regclass` searches
-/// only the current schema (so `'pg_class'::regclass` was NULL) and is NULL for an unknown
-/// name. Here the name is looked up as PostgreSQL's search path does (pg_catalog first, then
-/// the current schema; `schema.name` in its schema, with `"Quoted"` parts), and a name that
-/// is no relation fails as in PostgreSQL (42P01). A number in quotes is an oid and is left
-/// to that crate, as PostgreSQL does not check it either. Returns whether it changed
-/// anything.
-pub fn check_regclass_names(statement: &mut SqlStatement) -> bool {
-    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
-    let mut changed = false;
-    let _ = visit_expressions_mut(statement, |expr| {
-        if let SqlExpr::Cast {
-            expr: operand,
-            data_type,
-            ..
-        } = expr
-            && is_regclass(data_type)
-            && let SqlExpr::Value(value) = operand.as_ref()
-            && let Value::SingleQuotedString(name) = &value.value
-            && !is_oid_text(name)
-        {
-            let name = Value::SingleQuotedString(name.clone()).to_string();
-            // Still a regclass, which [`show_regclass_names`] shows as a name.
-            if let Some(lookup) = parse_expr(&format!(
-                "{}((SELECT c.oid FROM pg_catalog.pg_class c \
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                   CROSS JOIN (SELECT parse_ident({name}) AS parts) p \
-                   WHERE (array_length(p.parts, 1) = 1 AND c.relname = p.parts[1] \
-                          AND n.nspname IN ('pg_catalog', current_schema())) \
-                      OR (array_length(p.parts, 1) = 2 AND n.nspname = p.parts[1] \
-                          AND c.relname = p.parts[2]) \
-                   ORDER BY n.nspname = 'pg_catalog' DESC LIMIT 1), {name})::{data_type}",
-                crate::engine::CHECKED_REGCLASS
-            )) {
-                *expr = lookup;
-                changed = true;
-            }
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    changed
-}
-
-/// Whether a regclass's text is an oid (digits) rather than a name.
-fn is_oid_text(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Whether `data_type` is `regclass` or `pg_catalog.regclass`.
-fn is_regclass(data_type: &datafusion::sql::sqlparser::ast::DataType) -> bool {
-    let name = data_type.to_string().to_ascii_lowercase();
-    name.strip_prefix("pg_catalog.").unwrap_or(&name) == "regclass"
-}
-
-/// A regclass's output is the relation's name (schema-qualified outside public and
-/// pg_catalog), as psql shows it in `\d`'s "Referenced by" (`conrelid::regclass`); tenure
-/// plans regclass as the oid's integer. So `x::regclass` as a whole select item, and
-/// `x::regclass::text` anywhere, look the name up in pg_class (the number itself when no
-/// relation has that oid). A select item keeps PostgreSQL's column name: the column's, or
-/// `regclass` (also in a query with ORDER BY, see below).
-pub fn show_regclass_names(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::{
-        Ident, Query, SelectItem, SetExpr, VisitMut, VisitorMut, visit_expressions_mut,
-    };
-    fn regclass_operand(expr: &SqlExpr) -> Option<&SqlExpr> {
-        match expr {
-            SqlExpr::Cast {
-                expr, data_type, ..
-            } if is_regclass(data_type) => Some(expr),
-            _ => None,
-        }
-    }
-    fn relation_name(oid: &SqlExpr) -> Option<SqlExpr> {
-        parse_expr(&format!(
-            "COALESCE((SELECT max(tenure_regclass.tenure_regclass_name) \
-             FROM (SELECT c.oid AS tenure_regclass_oid, \
-                          CASE WHEN n.nspname IN ('public', 'pg_catalog') THEN c.relname \
-                               ELSE n.nspname || '.' || c.relname END AS tenure_regclass_name \
-                   FROM pg_catalog.pg_class c \
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) tenure_regclass \
-             WHERE tenure_regclass.tenure_regclass_oid = {oid}), CAST({oid} AS TEXT))"
-        ))
-    }
-    struct Items;
-    impl VisitorMut for Items {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &mut Query) -> std::ops::ControlFlow<()> {
-            // DataFusion cannot sort by a column that an item's alias shadows (psql orders
-            // by `c.oid::regclass::text` beside an item `c.oid::regclass`).
-            let sorted = query.order_by.is_some();
-            if let SetExpr::Select(select) = query.body.as_mut() {
-                // DataFusion refuses two items of one name, which PostgreSQL allows: a second
-                // `regclass` is `regclass_2`.
-                let mut names: Vec<String> = Vec::new();
-                for item in &mut select.projection {
-                    let (expr, alias) = match item {
-                        SelectItem::UnnamedExpr(expr) => (expr, None),
-                        SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
-                        _ => continue,
-                    };
-                    let Some(operand) = regclass_operand(expr) else {
-                        continue;
-                    };
-                    let Some(name) = relation_name(operand) else {
-                        continue;
-                    };
-                    let alias = alias.unwrap_or_else(|| match operand {
-                        SqlExpr::Identifier(column) if !sorted => column.clone(),
-                        SqlExpr::CompoundIdentifier(parts) if !sorted && !parts.is_empty() => {
-                            parts[parts.len() - 1].clone()
-                        }
-                        _ => Ident::new("regclass"),
-                    });
-                    let mut alias = alias;
-                    let base = alias.value.clone();
-                    let mut n = 1;
-                    while names.contains(&alias.value) {
-                        n += 1;
-                        alias = Ident::new(format!("{base}_{n}"));
-                    }
-                    names.push(alias.value.clone());
-                    *item = SelectItem::ExprWithAlias { expr: name, alias };
-                }
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let _ = statement.visit(&mut Items);
-    let _ = visit_expressions_mut(statement, |expr| {
-        use datafusion::sql::sqlparser::ast::DataType;
-        if let SqlExpr::Cast {
-            expr: inner,
-            data_type: DataType::Text | DataType::Varchar(_) | DataType::String(_),
-            ..
-        } = expr
-            && let Some(name) = regclass_operand(inner).and_then(relation_name)
-        {
-            *expr = name;
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
 }
 
 /// `pg_partition_ancestors(relation)`, the partitions' parents, is always empty here: tenure
@@ -322,7 +184,7 @@ pub fn rewrite_name_lookups(statement: &mut SqlStatement) {
                         Value::SingleQuotedString(_) => format!(
                             "{}((SELECT oid FROM pg_catalog.pg_class WHERE relname = \
                              {relation} LIMIT 1), {relation})",
-                            crate::engine::CHECKED_REGCLASS
+                            super::CHECKED_REGCLASS
                         ),
                         _ => relation.to_string(),
                     },
@@ -375,7 +237,7 @@ pub fn eager_catalog_case_subqueries(statement: &mut SqlStatement) -> bool {
                     condition = and_nested(condition, outer);
                 }
             }
-            *expr = function_call(crate::engine::EAGER_IF, vec![condition, value]);
+            *expr = function_call(super::EAGER_IF, vec![condition, value]);
             changed = true;
         }
         std::ops::ControlFlow::<()>::Continue(())
@@ -563,7 +425,7 @@ pub fn keep_default_lookups(statement: &mut SqlStatement) -> bool {
                 let lookup = std::mem::replace(expr, SqlExpr::Value(Value::Null.into()));
                 *expr = match outer.into_iter().reduce(and_nested) {
                     Some(condition) => {
-                        function_call(crate::engine::EAGER_IF, vec![condition, lookup])
+                        function_call(super::EAGER_IF, vec![condition, lookup])
                     }
                     None => SqlExpr::Nested(Box::new(lookup)),
                 };
@@ -813,7 +675,7 @@ pub fn rewrite_int2vector_subscripts(statement: &mut SqlStatement) {
             && let Some(AccessExpr::Subscript(Subscript::Index { index })) = access_chain.last()
         {
             *expr = function_call(
-                crate::engine::INT2VECTOR_ELEMENT,
+                super::INT2VECTOR_ELEMENT,
                 vec![column, index.clone()],
             );
         }
@@ -1025,232 +887,4 @@ const TYPE_ALIASES: &[(&str, &str)] = &[
 ];
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
-
-    #[test]
-    fn case_subqueries_become_plannable() {
-        let sql = "SELECT CASE WHEN a.atthasdef THEN (SELECT d.adbin FROM pg_catalog.pg_attrdef d \
-                   WHERE a.atthasdef AND d.adrelid = a.attrelid) ELSE NULL END AS dflt, \
-                   CASE WHEN (SELECT t.typcollation FROM pg_catalog.pg_type t \
-                   WHERE t.oid = a.atttypid) <> a.attcollation THEN 'x' END AS coll \
-                   FROM pg_catalog.pg_attribute a";
-        assert_eq!(
-            rewritten(sql, |s| {
-                eager_catalog_case_subqueries(s);
-            }),
-            "SELECT tenure_if((a.atthasdef) AND (a.atthasdef), (SELECT d.adbin FROM \
-             pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid)) AS dflt, \
-             tenure_if((SELECT t.typcollation FROM pg_catalog.pg_type t WHERE t.oid = \
-             a.atttypid) <> a.attcollation, 'x') AS coll FROM pg_catalog.pg_attribute a"
-        );
-        assert_eq!(
-            rewritten(
-                "SELECT pg_catalog.pg_get_serial_sequence(CAST(a.attrelid AS TEXT), a.attname) \
-                 FROM pg_catalog.pg_attribute a",
-                inline_serial_sequence_lookups
-            ),
-            "SELECT CAST(NULL AS TEXT) FROM pg_catalog.pg_attribute a"
-        );
-        assert_eq!(
-            rewritten(
-                "SELECT (SELECT json_build_object('always', a.attidentity = 'a') \
-                 FROM pg_catalog.pg_sequence WHERE a.attidentity <> '') AS identity \
-                 FROM pg_catalog.pg_attribute a",
-                inline_serial_sequence_lookups
-            ),
-            "SELECT NULL AS identity FROM pg_catalog.pg_attribute a"
-        );
-    }
-
-    fn rewritten(sql: &str, rewrite: fn(&mut SqlStatement)) -> String {
-        let mut statement = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statement())
-            .unwrap();
-        rewrite(&mut statement);
-        statement.to_string()
-    }
-
-    #[test]
-    fn partition_ancestors_are_empty() {
-        // psql's trigger listing: the correlated lookup joins the ancestors, so it is NULL.
-        let sql = rewritten(
-            "SELECT t.tgname, (SELECT u.tgrelid FROM pg_catalog.pg_trigger AS u, \
-             pg_catalog.pg_partition_ancestors(t.tgrelid) WITH ORDINALITY AS a(relid, depth) \
-             WHERE u.tgrelid = a.relid ORDER BY a.depth LIMIT 1) AS parent \
-             FROM pg_catalog.pg_trigger t",
-            empty_partition_ancestors,
-        );
-        assert_eq!(
-            sql,
-            "SELECT t.tgname, NULL AS parent FROM pg_catalog.pg_trigger t"
-        );
-        // Elsewhere, an empty table with the function's columns under the query's alias.
-        let sql = rewritten(
-            "SELECT * FROM pg_partition_ancestors('t') WITH ORDINALITY AS a(relid, depth)",
-            empty_partition_ancestors,
-        );
-        assert_eq!(
-            sql,
-            "SELECT * FROM (SELECT CAST(NULL AS INT) AS relid, CAST(NULL AS BIGINT) AS \
-             ordinality WHERE false) AS a (relid, depth)"
-        );
-    }
-
-    #[test]
-    fn regclass_outputs_become_name_lookups() {
-        let sql = rewritten(
-            "SELECT conrelid::regclass, confrelid::pg_catalog.regclass AS other, \
-             c.oid::regclass::text FROM pg_constraint c",
-            show_regclass_names,
-        );
-        assert!(
-            sql.contains(") AS conrelid, COALESCE(")
-                && sql.contains(
-                    "tenure_regclass_oid = confrelid), CAST(confrelid AS TEXT)) AS other"
-                )
-                && sql.ends_with(
-                    "tenure_regclass_oid = c.oid), CAST(c.oid AS TEXT)) FROM pg_constraint c"
-                ),
-            "{sql}"
-        );
-        // Compared, a regclass stays an oid.
-        let sql = rewritten(
-            "SELECT 1 FROM pg_constraint WHERE conrelid = 't'::regclass",
-            show_regclass_names,
-        );
-        assert!(!sql.contains("tenure_regclass"), "{sql}");
-        // A quoted name is checked; a quoted oid is not.
-        let mut statement = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql("SELECT 't'::regclass, '16384'::regclass")
-            .and_then(|mut p| p.parse_statement())
-            .unwrap();
-        assert!(check_regclass_names(&mut statement));
-        let sql = statement.to_string();
-        assert!(
-            sql.starts_with(
-                "SELECT tenure_checked_regclass((SELECT c.oid FROM pg_catalog.pg_class"
-            ) && sql.contains("parse_ident('t')")
-                && sql.ends_with("LIMIT 1), 't')::REGCLASS, '16384'::REGCLASS"),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn like_escape_characters_become_backslashes() {
-        let sql = rewritten(
-            "SELECT 1 FROM t WHERE name NOT LIKE 'pg/_%' ESCAPE '/'",
-            rewrite_like_escapes,
-        );
-        assert!(
-            sql.contains("NOT LIKE 'pg\\_%'") && !sql.contains("ESCAPE"),
-            "{sql}"
-        );
-        let sql = rewritten(
-            "SELECT 1 FROM t WHERE name LIKE $1 ESCAPE '/'",
-            rewrite_like_escapes,
-        );
-        assert!(
-            sql.contains("regexp_replace") && !sql.contains("ESCAPE"),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn array_functions_and_field_selection_become_datafusion_calls() {
-        // pgjdbc's getPrimaryKeys and getIndexInfo.
-        assert_eq!(
-            rewritten(
-                "SELECT (information_schema._pg_expandarray(i.indkey)).n AS seq, \
-                 i.indoption[(information_schema._pg_expandarray(i.indkey)).n - 1] & 1 \
-                 FROM pg_index i WHERE i.indkey[1] > 0 AND (r.keys).x = 2",
-                |s| {
-                    rewrite_expandarray(s);
-                    rewrite_field_access(s);
-                    rewrite_int2vector_subscripts(s);
-                }
-            ),
-            "SELECT get_field((unnest(tenure_expand_array(i.indkey))), 'n') AS seq, \
-             tenure_int2vector_element(i.indoption, get_field((unnest(tenure_expand_array(\
-             i.indkey))), 'n') - 1) & 1 FROM pg_index i WHERE i.indkey[1] > 0 AND \
-             get_field((r.keys), 'x') = 2"
-        );
-        // SQLAlchemy's key reflection.
-        assert_eq!(
-            rewritten(
-                "SELECT unnest(c.conkey), generate_subscripts(c.conkey, $1::INTEGER) \
-                 FROM pg_catalog.pg_constraint c",
-                rewrite_expandarray
-            ),
-            "SELECT unnest(c.conkey), unnest(generate_series(1, array_length(c.conkey, \
-             $1::INTEGER))) FROM pg_catalog.pg_constraint c"
-        );
-        // pgjdbc's getTypeInfo, after datafusion-pg-catalog's regproc rule.
-        assert_eq!(
-            rewritten(
-                "SELECT typinput = (SELECT oid FROM pg_catalog.pg_proc \
-                 WHERE proname = 'pg_catalog.array_in') FROM pg_catalog.pg_type",
-                compare_regproc_columns_by_name
-            ),
-            "SELECT typinput = 'array_in' FROM pg_catalog.pg_type"
-        );
-    }
-
-    #[test]
-    fn name_lookups_become_catalog_subqueries() {
-        let sql = rewritten(
-            "SELECT pg_size_pretty(pg_table_size(c.oid)), pg_relation_size('t') \
-             FROM pg_catalog.pg_class c",
-            rewrite_name_lookups,
-        );
-        assert_eq!(
-            sql,
-            "SELECT pg_size_pretty((SELECT max(bytes) FROM pg_catalog.tenure_relation_sizes \
-             WHERE relid = c.oid)), (SELECT max(bytes) FROM pg_catalog.tenure_relation_sizes \
-             WHERE relid = tenure_checked_regclass((SELECT oid FROM pg_catalog.pg_class \
-             WHERE relname = 't' LIMIT 1), 't')) AS pg_relation_size FROM pg_catalog.pg_class c"
-        );
-        let sql = rewritten("SELECT to_regtype('bigint')", rewrite_name_lookups);
-        assert!(
-            sql.contains("FROM pg_catalog.pg_type") && sql.contains("'int8'"),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn catalog_scalar_subqueries_are_aggregated() {
-        let sql = rewritten(
-            "SELECT (SELECT d.adbin FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid) \
-             FROM pg_catalog.pg_attribute a",
-            aggregate_catalog_subqueries,
-        );
-        assert!(sql.contains("SELECT max(d.adbin)"), "{sql}");
-        let already = "SELECT (SELECT count(*) FROM pg_catalog.pg_class)";
-        assert_eq!(rewritten(already, aggregate_catalog_subqueries), already);
-    }
-
-    #[test]
-    fn default_lookups_survive_the_compatibility_rules() {
-        // psql's \d: the outer-only a.atthasdef moves out of the subquery.
-        let sql = "SELECT a.attname, (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) \
-                   FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid \
-                   AND d.adnum = a.attnum AND a.atthasdef), \
-                   (SELECT c.collname FROM pg_catalog.pg_collation c WHERE c.oid = a.attcollation) \
-                   FROM pg_catalog.pg_attribute a";
-        assert_eq!(
-            rewritten(sql, |s| assert!(keep_default_lookups(s))),
-            "SELECT a.attname, tenure_if(a.atthasdef, (SELECT \
-             pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d \
-             WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum)), (SELECT c.collname FROM \
-             pg_catalog.pg_collation c WHERE c.oid = a.attcollation) FROM pg_catalog.pg_attribute a"
-        );
-        let other = "SELECT (SELECT count(*) FROM pg_catalog.pg_class)";
-        assert_eq!(
-            rewritten(other, |s| assert!(!keep_default_lookups(s))),
-            other
-        );
-    }
-}
+mod tests;

@@ -14,7 +14,7 @@ use tenure_models::{Kind, Model, ModelCard, Options};
 
 use super::{Engine, Output, Progress, ProgressSender};
 use crate::error::{Error, Result};
-use crate::models::validate_name;
+use crate::model_store::validate_name;
 use crate::sql::{CreateModel, DropModel};
 
 /// Sets the flag when dropped: a CREATE MODEL whose future is dropped (a cancelled query,

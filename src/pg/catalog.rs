@@ -15,12 +15,10 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
-use super::CATALOG_NAME;
+use super::version_string;
+use crate::catalog::CATALOG_NAME;
 use crate::catalog::SavedCatalog;
 use crate::error::{Error, Result};
-
-/// Schemas clients may not create or drop: tenure's system tables and PostgreSQL's.
-pub const RESERVED_SCHEMAS: &[&str] = &[super::SYSTEM_SCHEMA, "pg_catalog", "information_schema"];
 
 /// `roles`: the users clients may log in as, shown in pg_roles (psql's `\du`).
 /// `catalog`: the saved catalog, whose keys and comments pg_constraint, pg_index, pg_class
@@ -36,10 +34,10 @@ pub async fn install(
     // Before the catalog views, which call them.
     register_driver_functions(ctx);
     register_owner_name(ctx, owner);
-    super::pg_keys::register(ctx, catalog);
-    super::pg_sizes::register(ctx);
+    super::keys::register(ctx, catalog);
+    super::sizes::register(ctx);
     override_catalog_views(ctx).await?;
-    let version = crate::server::version_string();
+    let version = version_string();
     ctx.register_udf(create_udf(
         "version",
         vec![],

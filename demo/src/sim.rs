@@ -3,106 +3,23 @@
 //!
 //! Everything a chunk produces depends only on the seed, the chunk index and the catalog, so
 //! chunks can run on any thread in any order. Ids inside a chunk are local (orders, events and
-//! sessions count from 0); `mod.rs` shifts them when it stitches the chunks together in order.
+//! sessions count from 0); `lib.rs` shifts them when it stitches the chunks together in order.
 
 use std::ops::Range;
 
 use anyhow::{Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rand_distr::{Beta, Distribution, Exp1, Gamma, StandardNormal};
+use rand_distr::{Beta, Distribution, Gamma};
 
 use super::catalog::Catalog;
 use super::clock::{
     self, CUTOFF_T, Clock, HORIZON_DAYS, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND,
     WINDOW_DAYS,
 };
+use super::chunk::*;
+use super::draws::*;
 use super::params::*;
-
-// --- Chunk output ---------------------------------------------------------------------------
-
-/// Rows of `public.customers`.
-#[derive(Default)]
-pub(crate) struct CustomerCols {
-    pub(crate) id: Vec<i64>,
-    pub(crate) signup_day: Vec<i32>,
-    pub(crate) channel: Vec<u8>,
-    pub(crate) country: Vec<u8>,
-    pub(crate) device: Vec<u8>,
-    pub(crate) age_band: Vec<u8>,
-}
-
-/// Rows of `truth.customers` (the customer id is the one in `CustomerCols`).
-#[derive(Default)]
-pub(crate) struct TruthCols {
-    pub(crate) purchase_rate: Vec<Option<f64>>,
-    pub(crate) dropout_prob: Vec<Option<f64>>,
-    pub(crate) spend_mean: Vec<Option<f64>>,
-    pub(crate) taste_cluster: Vec<i32>,
-    pub(crate) engagement: Vec<f64>,
-    pub(crate) churn_hazard: Vec<Option<f64>>,
-    pub(crate) churned: Vec<Option<bool>>,
-    pub(crate) churned_at: Vec<Option<i64>>,
-}
-
-/// Rows of `public.orders` and `truth.orders`; the chunk-local order index is the position.
-#[derive(Default)]
-pub(crate) struct OrderCols {
-    pub(crate) customer_id: Vec<i64>,
-    pub(crate) time: Vec<i64>,
-    pub(crate) amount: Vec<f64>,
-    pub(crate) discount: Vec<f64>,
-    pub(crate) payment: Vec<u8>,
-    pub(crate) item_count: Vec<i32>,
-    pub(crate) shipping_country: Vec<u8>,
-    /// 0 for a legitimate order, else the fraud pattern code.
-    pub(crate) fraud: Vec<u8>,
-}
-
-/// Rows of `public.order_lines`.
-#[derive(Default)]
-pub(crate) struct LineCols {
-    /// Chunk-local order index.
-    pub(crate) order: Vec<u32>,
-    pub(crate) line_no: Vec<i32>,
-    pub(crate) item_id: Vec<i64>,
-    pub(crate) quantity: Vec<i32>,
-    pub(crate) unit_price: Vec<f64>,
-}
-
-/// Rows of `public.events`; the chunk-local event index is the position.
-#[derive(Default)]
-pub(crate) struct EventCols {
-    pub(crate) customer_id: Vec<i64>,
-    pub(crate) time: Vec<i64>,
-    pub(crate) kind: Vec<u8>,
-    pub(crate) item_id: Vec<Option<i64>>,
-    /// Chunk-local session index.
-    pub(crate) session: Vec<u32>,
-    pub(crate) rating: Vec<Option<i32>>,
-}
-
-/// Sums that `truth.parameters` reports.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct ChunkStats {
-    /// Sum and count of the effective dropout probabilities drawn after repeat purchases.
-    pub(crate) dropout_sum: f64,
-    pub(crate) dropout_draws: u64,
-    pub(crate) fraud_accounts: u64,
-}
-
-/// Everything one chunk of customers produces.
-#[derive(Default)]
-pub(crate) struct ChunkOut {
-    pub(crate) customers: CustomerCols,
-    pub(crate) truth: TruthCols,
-    pub(crate) orders: OrderCols,
-    pub(crate) lines: LineCols,
-    pub(crate) events: EventCols,
-    /// Number of sessions in the chunk (session indexes are `0..sessions`).
-    pub(crate) sessions: u32,
-    pub(crate) stats: ChunkStats,
-}
 
 // --- Per-customer working state -------------------------------------------------------------
 
@@ -296,91 +213,6 @@ struct TruthRow {
     churned_at: Option<i64>,
 }
 
-// --- Small helpers --------------------------------------------------------------------------
-
-pub(crate) fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-fn logit(p: f64) -> f64 {
-    (p / (1.0 - p)).ln()
-}
-
-fn exp1<R: Rng>(rng: &mut R) -> f64 {
-    rng.sample::<f64, _>(Exp1)
-}
-
-fn normal<R: Rng>(rng: &mut R) -> f64 {
-    rng.sample::<f64, _>(StandardNormal)
-}
-
-/// Index drawn with probability proportional to `weights`.
-fn pick<R: Rng>(rng: &mut R, weights: &[f64]) -> usize {
-    let total: f64 = weights.iter().sum();
-    let mut u = rng.random::<f64>() * total;
-    for (i, w) in weights.iter().enumerate() {
-        if u < *w {
-            return i;
-        }
-        u -= w;
-    }
-    // Rounding left `u` past the end: the last category that can be drawn.
-    weights
-        .iter()
-        .rposition(|w| *w > 0.0)
-        .unwrap_or(weights.len() - 1)
-}
-
-/// Index drawn from a cumulative distribution whose last entry is 1.
-fn pick_cumulative<R: Rng>(rng: &mut R, cum: &[f64]) -> usize {
-    let u = rng.random::<f64>();
-    cum.partition_point(|&c| c <= u).min(cum.len() - 1)
-}
-
-/// Geometric count (failures before a stop) with the given mean, at most `cap`.
-fn geometric<R: Rng>(rng: &mut R, mean: f64, cap: usize) -> usize {
-    let go_on = mean / (1.0 + mean);
-    let mut n = 0;
-    while n < cap && rng.random::<f64>() < go_on {
-        n += 1;
-    }
-    n
-}
-
-/// A country other than `home`, drawn by population.
-fn other_country<R: Rng>(rng: &mut R, home: usize) -> usize {
-    let mut weights = COUNTRY_WEIGHTS;
-    weights[home] = 0.0;
-    pick(rng, &weights)
-}
-
-/// Rating of a review of an item with defect rate `defect`.
-fn draw_rating<R: Rng>(rng: &mut R, defect: f64) -> i32 {
-    if rng.random::<f64>() < defect {
-        if rng.random::<f64>() < 0.5 { 1 } else { 2 }
-    } else {
-        3 + pick(rng, &RATING_GOOD_PROBS) as i32
-    }
-}
-
-/// Probability of `rating` for an item with defect rate `defect` (the law of `draw_rating`).
-fn rating_prob(rating: i32, defect: f64) -> f64 {
-    match rating {
-        1 | 2 => defect / 2.0,
-        3..=5 => (1.0 - defect) * RATING_GOOD_PROBS[(rating - 3) as usize],
-        _ => 0.0,
-    }
-}
-
-/// Contribution of an order's review to the dropout logit after it.
-fn rating_shift(rating: Option<i32>) -> f64 {
-    match rating {
-        Some(r) if r <= 2 => DROPOUT_BETA_LOW_RATING,
-        Some(5) => -DROPOUT_BETA_TOP_RATING,
-        _ => 0.0,
-    }
-}
-
 /// Abandoned carts and failed searches among the last `PATTERN_WINDOW` browsing sessions.
 fn recent_patterns(browse: &[BrowseSession]) -> (usize, usize) {
     let recent = &browse[browse.len().saturating_sub(PATTERN_WINDOW)..];
@@ -393,76 +225,6 @@ fn recent_patterns(browse: &[BrowseSession]) -> (usize, usize) {
         .filter(|b| b.kind == BrowseKind::FailedSearch)
         .count();
     (abandoned, failed)
-}
-
-/// Dropout probability after the last purchase as seen at the cutoff when its review (if
-/// any) has not arrived yet: the rule's probability averaged over "no review at all" and "a
-/// review still on its way" with each possible rating.
-fn pending_dropout(base_logit: f64, review_prob: f64, defect: f64, delta: f64) -> f64 {
-    let still_pending = if delta <= REVIEW_DELAY_MIN_DAYS {
-        1.0
-    } else {
-        (-(delta - REVIEW_DELAY_MIN_DAYS) / REVIEW_DELAY_MEAN_DAYS).exp()
-    };
-    let w_pending = review_prob * still_pending;
-    let w_none = 1.0 - review_prob;
-    let with_review: f64 = (1..=5)
-        .map(|r| rating_prob(r, defect) * sigmoid(base_logit + rating_shift(Some(r))))
-        .sum();
-    (w_none * sigmoid(base_logit) + w_pending * with_review) / (w_none + w_pending)
-}
-
-/// Payment mix of a customer's preferred method: apple_pay on Apple-heavy mobile, bank
-/// transfers in Germany and the Netherlands, cash on delivery in Poland and Italy.
-fn payment_weights(country: usize, device: usize) -> [f64; 6] {
-    let mut w = PAYMENT_WEIGHTS;
-    if device == MOBILE {
-        w[APPLE_PAY] *= 2.0;
-    }
-    if device == DESKTOP {
-        w[CARD] *= 1.2;
-        w[APPLE_PAY] *= 0.3;
-    }
-    match COUNTRIES[country] {
-        "DE" | "NL" => w[BANK_TRANSFER] *= 3.0,
-        "PL" | "IT" => w[CASH_ON_DELIVERY] *= 2.5,
-        "US" | "GB" => w[PAYPAL] *= 1.2,
-        _ => {}
-    }
-    w
-}
-
-/// Cumulative category distribution of each taste cluster.
-fn taste_tables() -> [[f64; N_CATEGORIES]; N_CLUSTERS] {
-    let mut tables = [[0.0; N_CATEGORIES]; N_CLUSTERS];
-    for (k, cluster) in CLUSTERS.iter().enumerate() {
-        let preferred_total: f64 = PREFERRED_WEIGHTS.iter().sum();
-        let other_share: f64 = (0..N_CATEGORIES)
-            .filter(|c| !cluster.preferred.contains(c))
-            .map(|c| CATEGORY_SHARE[c])
-            .sum();
-        let mut total = 0.0;
-        for (c, slot) in tables[k].iter_mut().enumerate() {
-            total += match cluster.preferred.iter().position(|&p| p == c) {
-                Some(rank) => PREFERRED_WEIGHTS[rank],
-                None => (1.0 - preferred_total) * CATEGORY_SHARE[c] / other_share,
-            };
-            *slot = total;
-        }
-        tables[k][N_CATEGORIES - 1] = 1.0;
-    }
-    tables
-}
-
-/// Seed of an independent random stream: SplitMix64 of the seed mixed with the stream number.
-pub(crate) fn stream_seed(seed: u64, stream: u64) -> u64 {
-    fn splitmix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    splitmix(seed ^ splitmix(stream))
 }
 
 // --- The simulation -------------------------------------------------------------------------
@@ -1187,14 +949,6 @@ impl<'a> Sim<'a> {
             }
         }
     }
-}
-
-/// Signup time: exponential density with scale `SIGNUP_DECAY_DAYS` truncated to the window.
-fn sample_signup<R: Rng>(rng: &mut R) -> f64 {
-    let u = rng.random::<f64>();
-    let tail = (-WINDOW_DAYS / SIGNUP_DECAY_DAYS).exp();
-    let t = -SIGNUP_DECAY_DAYS * (1.0 - u * (1.0 - tail)).ln();
-    t.clamp(0.0, WINDOW_DAYS - 1e-6)
 }
 
 #[cfg(test)]

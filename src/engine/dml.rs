@@ -1,0 +1,348 @@
+//! Writes to managed tables: INSERT, UPDATE, DELETE and TRUNCATE, as Delta Lake commits
+//! (inside a transaction block, to the block's copies of the tables).
+
+use std::sync::Arc;
+
+use datafusion::common::Column;
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{
+    Assignment, AssignmentTarget, CascadeOption, Delete, FromTable, ObjectName, TableFactor,
+    TableWithJoins,
+    Truncate, Update,
+};
+
+use super::{Engine, Output};
+use crate::catalog::{QualifiedName, Relation};
+use crate::error::{Error, Result};
+use crate::pg::sqlstate::SqlState;
+use crate::storage::ManagedTable;
+
+impl Engine {
+    /// The managed table `name`, or an error saying why it cannot be written. Inside a
+    /// transaction block, a table from before the block is first copied for the block.
+    async fn writable_table(
+        &self,
+        session: &SessionContext,
+        name: &QualifiedName,
+        verb: &str,
+    ) -> Result<Arc<ManagedTable>> {
+        let mut catalog = self.lock_catalog(session).await?;
+        let dir = match catalog.get(name) {
+            Some(Relation::Managed { dir }) => dir.clone(),
+            Some(Relation::View { .. }) => {
+                return Err(Error::invalid(format!("cannot {verb} view {name}")));
+            }
+            Some(Relation::External(_)) => {
+                return Err(Error::invalid(format!(
+                    "cannot {verb} external table {name}; it is read-only in tenure"
+                )));
+            }
+            None => {
+                return Err(Error::NotFound {
+                    kind: "table",
+                    name: name.to_string(),
+                });
+            }
+        };
+        let table = self
+            .open_table(&mut catalog, &dir)
+            .ok_or_else(|| Error::Catalog(format!("table {name} is not open")))?;
+        match catalog.block() {
+            Some(block) if !block.owns(&dir) => {}
+            _ => return Ok(table),
+        }
+        // First write in the block to a table from before it: the block writes a copy.
+        let (version, provider) = table.current();
+        let scan = LogicalPlanBuilder::scan(
+            Self::table_reference(name),
+            datafusion::datasource::provider_as_source(provider),
+            None,
+        )?
+        .build()?;
+        let (copy_dir, copy, _) = self.write_new_table(&mut catalog, session, scan).await?;
+        let block = catalog.block().expect("inside a block");
+        block.copies.push((dir.clone(), version));
+        block.retired.push(dir);
+        let mut next = catalog.clone();
+        next.put(
+            name.clone(),
+            Relation::Managed {
+                dir: copy_dir.clone(),
+            },
+        );
+        self.replace_catalog(&mut catalog, next)?;
+        self.register_managed(&mut catalog, name, &copy_dir, copy.clone())?;
+        self.rebuild_views(&catalog.ctx().clone(), &catalog).await;
+        Ok(copy)
+    }
+
+    pub(super) async fn insert(&self, session: &SessionContext, dml: DmlStatement) -> Result<Output> {
+        let name = self.qualify(&dml.table_name)?;
+        let table = self.writable_table(session, &name, "insert into").await?;
+        // Write to the table the catalog names now (in a block, its copy), whichever
+        // provider the statement was planned against.
+        let mut dml = dml;
+        dml.target = datafusion::datasource::provider_as_source(table.clone());
+        let plan = LogicalPlan::Dml(dml);
+        let result = async {
+            let frame = session.execute_logical_plan(plan.clone()).await?;
+            frame.collect().await
+        }
+        .await;
+        // Refresh even after an error: a failed statement commits nothing, but a concurrent
+        // writer may have.
+        table.refresh().await?;
+        let batches = match result {
+            Ok(batches) => batches,
+            Err(e) => return Err(self.explain_insert_error(e.into(), &plan, &name).await),
+        };
+        Ok(Output::Command {
+            tag: "INSERT",
+            rows: Some(count_from(&batches)),
+        })
+    }
+
+    /// Turns a cast failure inside an INSERT into an error that names the column, by
+    /// evaluating the insert's input one target column at a time. Only runs on failure.
+    async fn explain_insert_error(
+        &self,
+        error: Error,
+        plan: &LogicalPlan,
+        table: &QualifiedName,
+    ) -> Error {
+        let message = error.to_string();
+        let LogicalPlan::Dml(dml) = plan else {
+            return error;
+        };
+        let null_violation = message.contains("non-nullable");
+        if !null_violation && !message.to_lowercase().contains("cast") {
+            return error;
+        }
+        let input = dml.input.as_ref();
+        for (qualifier, field) in input.schema().iter() {
+            let column = Expr::Column(Column::from((qualifier, field)));
+            let Ok(single) = LogicalPlanBuilder::from(input.clone())
+                .project(vec![column])
+                .and_then(|b| b.build())
+            else {
+                continue;
+            };
+            let failed = match self.ctx.execute_logical_plan(single).await {
+                Ok(frame) => frame.collect().await.is_err(),
+                Err(_) => true,
+            };
+            if failed && null_violation {
+                return Error::state(SqlState::NotNullViolation, format!(
+                    "null value in column {} of table {table} violates its NOT NULL constraint",
+                    field.name()
+                ));
+            }
+            if failed {
+                return Error::state(SqlState::InvalidTextRepresentation, format!(
+                    "invalid value for column {} of table {table}: {message}",
+                    field.name()
+                ));
+            }
+        }
+        // The writer names the column by position ("Invalid batch column at '0' has null but
+        // schema specifies non-nullable") when no single column fails on its own (bound
+        // parameters): name it from the table's schema.
+        if null_violation
+            && let Some(index) = message
+                .split("column at '")
+                .nth(1)
+                .and_then(|rest| rest.split('\'').next())
+                .and_then(|n| n.parse::<usize>().ok())
+            && let Some(field) = dml.target.schema().fields().get(index)
+        {
+            return Error::state(SqlState::NotNullViolation, format!(
+                "null value in column {} of table {table} violates its NOT NULL constraint",
+                field.name()
+            ));
+        }
+        error
+    }
+
+    pub(super) async fn update(&self, session: &SessionContext, update: Update) -> Result<Output> {
+        if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
+            return Err(Error::unsupported(
+                "UPDATE ... FROM, joins and RETURNING are not supported yet",
+            ));
+        }
+        let table_name = single_table_name(&update.table)?;
+        let name = self.qualify_object(&table_name)?;
+        let table = self.writable_table(session, &name, "update").await?;
+        let assignments = assignment_columns(&update.assignments)?;
+        let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
+        for (column, _) in &assignments {
+            if schema.field_with_name(column).is_err() {
+                return Err(Error::state(SqlState::UndefinedObject, format!(
+                    "column {column} of table {name} does not exist"
+                )));
+            }
+        }
+        // Plan the same expressions with DataFusion first, so unknown columns and type errors
+        // are reported in DataFusion's words before Delta rewrites anything.
+        let check = format!(
+            "SELECT {} FROM {table_name}{}",
+            if assignments.is_empty() {
+                "1".to_string()
+            } else {
+                assignments
+                    .iter()
+                    .map(|(_, e)| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            update
+                .selection
+                .as_ref()
+                .map(|s| format!(" WHERE {s}"))
+                .unwrap_or_default()
+        );
+        session.state().create_logical_plan(&check).await?;
+        let mut builder = table
+            .table()
+            .update()
+            .with_session_state(Arc::new(session.state()));
+        if let Some(selection) = &update.selection {
+            builder = builder.with_predicate(selection.to_string());
+        }
+        for (column, expression) in assignments {
+            builder = builder.with_update(column, expression);
+        }
+        let (updated, metrics) = builder.await?;
+        table.install(updated).await?;
+        Ok(Output::Command {
+            tag: "UPDATE",
+            rows: Some(metrics.num_updated_rows as u64),
+        })
+    }
+
+    pub(super) async fn delete(&self, session: &SessionContext, delete: Delete) -> Result<Output> {
+        if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
+            return Err(Error::unsupported(
+                "DELETE ... USING, RETURNING and LIMIT are not supported",
+            ));
+        }
+        let from = match &delete.from {
+            FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => tables,
+        };
+        let [from] = from.as_slice() else {
+            return Err(Error::invalid("DELETE works on exactly one table"));
+        };
+        let table_name = single_table_name(from)?;
+        let name = self.qualify_object(&table_name)?;
+        let table = self.writable_table(session, &name, "delete from").await?;
+        let check = format!(
+            "SELECT 1 FROM {table_name}{}",
+            delete
+                .selection
+                .as_ref()
+                .map(|s| format!(" WHERE {s}"))
+                .unwrap_or_default()
+        );
+        session.state().create_logical_plan(&check).await?;
+        let mut builder = table
+            .table()
+            .delete()
+            .with_session_state(Arc::new(session.state()));
+        if let Some(selection) = &delete.selection {
+            builder = builder.with_predicate(selection.to_string());
+        }
+        let before = crate::storage::row_count(&table.table());
+        let (deleted, metrics) = builder.await?;
+        let after = crate::storage::row_count(&deleted);
+        table.install(deleted).await?;
+        let rows = metrics.num_deleted_rows.or_else(|| Some(before? - after?));
+        Ok(Output::Command {
+            tag: "DELETE",
+            rows: rows.map(|n| n as u64),
+        })
+    }
+
+    /// `TRUNCATE [TABLE] t [, ...]`: every row of each table goes, in one Delta commit per
+    /// table (inside a transaction block, all of them with the block). CASCADE, which in
+    /// PostgreSQL also empties the tables whose foreign keys reference these, is refused.
+    pub(super) async fn truncate(&self, session: &SessionContext, truncate: Truncate) -> Result<Output> {
+        if matches!(truncate.cascade, Some(CascadeOption::Cascade)) {
+            return Err(Error::unsupported("TRUNCATE ... CASCADE is not supported"));
+        }
+        if truncate.partitions.is_some() || truncate.on_cluster.is_some() {
+            return Err(Error::unsupported(
+                "TRUNCATE of partitions or on a cluster is not supported",
+            ));
+        }
+        // Every table is checked before any is emptied.
+        let mut tables = Vec::new();
+        for target in &truncate.table_names {
+            let name = self.qualify_object(&target.name)?;
+            tables.push(self.writable_table(session, &name, "truncate").await?);
+        }
+        for table in tables {
+            let (emptied, _) = table
+                .table()
+                .delete()
+                .with_session_state(Arc::new(session.state()))
+                .await?;
+            table.install(emptied).await?;
+        }
+        Ok(Output::Command {
+            tag: "TRUNCATE TABLE",
+            rows: None,
+        })
+    }
+}
+
+/// The `count` column DataFusion's insert returns.
+fn count_from(batches: &[arrow::record_batch::RecordBatch]) -> u64 {
+    use arrow::array::{Array, UInt64Array};
+    batches
+        .iter()
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| a.clone())
+        })
+        .map(|a| (0..a.len()).map(|i| a.value(i)).sum::<u64>())
+        .sum()
+}
+
+fn single_table_name(table: &TableWithJoins) -> Result<ObjectName> {
+    match &table.relation {
+        TableFactor::Table {
+            name, alias: None, ..
+        } => Ok(name.clone()),
+        TableFactor::Table { .. } => Err(Error::unsupported("table aliases are not supported here")),
+        other => Err(Error::invalid(format!(
+            "expected a table name, got {other}"
+        ))),
+    }
+}
+
+/// (column, expression SQL) for each `SET column = expression`.
+fn assignment_columns(assignments: &[Assignment]) -> Result<Vec<(String, String)>> {
+    assignments
+        .iter()
+        .map(|assignment| match &assignment.target {
+            AssignmentTarget::ColumnName(column) => {
+                let ident = column
+                    .0
+                    .last()
+                    .and_then(|part| part.as_ident())
+                    .ok_or_else(|| Error::invalid(format!("invalid column {column}")))?;
+                let normalized = if ident.quote_style.is_some() {
+                    ident.value.clone()
+                } else {
+                    ident.value.to_lowercase()
+                };
+                Ok((normalized, assignment.value.to_string()))
+            }
+            AssignmentTarget::Tuple(_) => Err(Error::unsupported(
+                "UPDATE ... SET (a, b) = (...) is not supported",
+            )),
+        })
+        .collect()
+}
