@@ -13,28 +13,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{D, Device, Module, Tensor, Var};
-use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW};
+use candle_nn::{AdamW, Linear, Optimizer};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{EpochReport, TrainingData, fit_and_encode};
+use crate::data::{TrainingData, fit_and_encode, random_split};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::preprocess::{FeatureValues, Matrix, Preprocessor};
+use crate::train::{EarlyStopping, EpochReport, TrainingOptions};
+
+/// The training options' defaults for an anomaly model.
+const DEFAULTS: TrainingOptions = TrainingOptions {
+    epochs: 30,
+    batch_size: 256,
+    learning_rate: 0.003,
+    weight_decay: 1e-4,
+    patience: 5,
+    validation_fraction: 0.2,
+};
 
 /// OPTIONS of KIND anomaly.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnomalyOptions {
     /// Encoder widths; the decoder mirrors them.
     pub hidden: Vec<usize>,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    pub patience: usize,
-    pub validation_fraction: f64,
+    /// Epochs, batch size, AdamW, early stopping and the validation split.
+    pub training: TrainingOptions,
     pub seed: u64,
     pub max_categories: usize,
     pub device: String,
@@ -56,12 +63,7 @@ impl AnomalyOptions {
         };
         let parsed = AnomalyOptions {
             hidden,
-            epochs: options.number("epochs", 30, 1..=10_000)?,
-            batch_size: options.number("batch_size", 256, 1..=1 << 20)?,
-            learning_rate: options.number("learning_rate", 0.003, 1e-7..=10.0)?,
-            weight_decay: options.number("weight_decay", 1e-4, 0.0..=10.0)?,
-            patience: options.number("patience", 5, 1..=10_000)?,
-            validation_fraction: options.number("validation_fraction", 0.2, 0.01..=0.9)?,
+            training: TrainingOptions::from_options(options, &DEFAULTS, 1 << 20)?,
             seed: options.number("seed", 42, 0..=u64::MAX)?,
             max_categories: options.number("max_categories", 100, 1..=100_000)?,
             device: options.get("device").unwrap_or("cpu").to_string(),
@@ -137,22 +139,17 @@ impl Anomaly {
         cancel: &AtomicBool,
     ) -> Result<Anomaly> {
         let started = Instant::now();
-        let device = crate::device(&options.device)?;
+        let device = crate::compute::device(&options.device)?;
         let rows = data.rows();
         if rows < 10 {
             return Err(Error::data(format!(
                 "anomaly: the training query returned {rows} rows; at least 10 are needed"
             )));
         }
+        // The split draws from the generator that then initialises the weights.
         let mut rng = StdRng::seed_from_u64(options.seed);
-        let mut order: Vec<usize> = (0..rows).collect();
-        order.shuffle(&mut rng);
-        let take =
-            ((rows as f64 * options.validation_fraction).round() as usize).clamp(5, rows - 5);
-        let mut validation_idx = order[..take].to_vec();
-        let mut train_idx = order[take..].to_vec();
-        validation_idx.sort_unstable();
-        train_idx.sort_unstable();
+        let (train_idx, validation_idx) =
+            random_split(rows, options.training.validation_fraction, 5, &mut rng);
 
         let (preprocessor, matrix) = fit_and_encode(data, &train_idx, options.max_categories)?;
         let train_x = matrix.select_rows(&train_idx);
@@ -175,11 +172,7 @@ impl Anomaly {
             vars.iter()
                 .flat_map(|(w, b)| [w.clone(), b.clone()])
                 .collect(),
-            ParamsAdamW {
-                lr: options.learning_rate,
-                weight_decay: options.weight_decay,
-                ..ParamsAdamW::default()
-            },
+            options.training.adamw(),
         )?;
         let linears = |vars: &[(Var, Var)]| -> Vec<Linear> {
             vars.iter()
@@ -189,13 +182,12 @@ impl Anomaly {
 
         let mut order: Vec<usize> = (0..train_x.rows).collect();
         let mut history = Vec::new();
-        // (validation loss, epoch, the weights then)
-        let mut best: Option<(f64, usize, Layers)> = None;
-        for epoch in 1..=options.epochs {
+        let mut stopping: EarlyStopping<Layers> = EarlyStopping::new(options.training.patience);
+        for epoch in 1..=options.training.epochs {
             let epoch_started = Instant::now();
             order.shuffle(&mut rng);
             let (mut loss_sum, mut count) = (0.0, 0usize);
-            for batch in order.chunks(options.batch_size) {
+            for batch in order.chunks(options.training.batch_size) {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::Cancelled);
                 }
@@ -215,7 +207,7 @@ impl Anomaly {
                 errors.iter().map(|&e| f64::from(e)).sum::<f64>() / errors.len() as f64;
             let report = EpochReport {
                 epoch,
-                epochs: options.epochs,
+                epochs: options.training.epochs,
                 train_loss: loss_sum / count as f64,
                 validation_loss,
                 validation_auc: None,
@@ -223,23 +215,16 @@ impl Anomaly {
             };
             on_epoch(&report);
             history.push(report);
-            if best
-                .as_ref()
-                .is_none_or(|(loss, _, _)| validation_loss < *loss)
-            {
-                let snapshot = vars
-                    .iter()
+            let snapshot = || {
+                vars.iter()
                     .map(|(w, b)| Ok((w.as_tensor().copy()?, b.as_tensor().copy()?)))
-                    .collect::<Result<_>>()?;
-                best = Some((validation_loss, epoch, snapshot));
-            } else if best
-                .as_ref()
-                .is_some_and(|(_, e, _)| epoch - e >= options.patience)
-            {
+                    .collect()
+            };
+            if stopping.record(epoch, validation_loss, snapshot)? {
                 break;
             }
         }
-        let (_, best_epoch, layers) = best.expect("at least one epoch");
+        let (best_epoch, layers) = stopping.best();
         let model = Anomaly {
             spec: AnomalySpec {
                 preprocessor,
@@ -311,7 +296,7 @@ impl Anomaly {
     }
 
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        crate::artifact::layer_tensors(&self.layers)
+        crate::weights::layer_tensors(&self.layers)
     }
 
     pub fn from_parts(
@@ -320,7 +305,7 @@ impl Anomaly {
         device: &Device,
     ) -> Result<Anomaly> {
         let sizes = widths(spec.preprocessor.width(), &spec.hidden);
-        let layers = crate::artifact::take_layers(&mut tensors, &sizes, device)?;
+        let layers = crate::weights::take_layers(&mut tensors, &sizes, device)?;
         Ok(Anomaly {
             spec,
             layers,

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::TrainingData;
+use crate::data::TrainingData;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::preprocess::{FeatureColumn, FeatureValues};

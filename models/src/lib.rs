@@ -3,537 +3,77 @@
 //! It knows nothing of Arrow record batches or SQL; the `tenure-udfs` crate adapts it to
 //! DataFusion and the `tenure` crate stores artifacts and runs CREATE MODEL.
 //!
-//! - [`preprocess`]: standardisation, one-hot vocabularies, missing values; the feature-major
-//!   matrix every model consumes.
-//! - [`classifier`]: KIND churn_classifier, an MLP or logistic regression trained with AdamW.
-//! - [`dense`]: the fused CPU forward pass that scores dense networks block by block.
-//! - [`metrics`]: ROC AUC, PR AUC, log loss, threshold metrics, calibration.
-//! - [`btyd`]: KIND bgnbd and gamma_gamma, the BG/NBD and Gamma-Gamma models of purchases and
-//!   spend, and customer lifetime value.
-//! - [`kmeans`]: KIND kmeans, segments by k-means++ on standardised features.
-//! - [`recommender`]: KIND recommender, implicit-feedback ALS with leave-last-out validation.
-//! - [`anomaly`]: KIND anomaly, an autoencoder whose calibrated reconstruction error scores risk.
-//! - [`sequence`]: KIND sequence, a Transformer (or LSTM baseline) over event histories for
-//!   churn, next-event prediction and embeddings.
-//! - [`artifact`]: the JSON model card and safetensors weights.
-//! - [`options`]: OPTIONS (...) parsing with errors that list what a kind accepts.
+//! The modules form layers; each uses only modules listed before it (and a kind never
+//! another kind), so no two files import each other:
 //!
-//! [`Model`] is the one type the other crates hold: any trained model, by kind.
+//! 1. Foundations: [`error`]; [`options`], OPTIONS (...) parsing with errors that list what a
+//!    kind accepts; [`preprocess`], standardisation, one-hot vocabularies, missing values and
+//!    the feature-major matrix every tabular model consumes; [`metrics`], ROC AUC, PR AUC, log
+//!    loss, threshold metrics, calibration; `compute`, the candle device and the CPU thread
+//!    pool ([`device`], [`set_compute_threads`]).
+//! 2. What the kinds share: [`data`], the [`TrainingData`] every kind receives, train /
+//!    validation splits and the tabular preprocessing fit; [`train`], the OPTIONS, AdamW
+//!    settings, early stopping, [`EpochReport`] and losses of the kinds trained by gradient
+//!    descent; [`weights`], safetensors weights and the checksums of weights and training
+//!    data; `kernels`, hand-written CPU kernels ([`dense`] scores dense networks block by
+//!    block; the others train them and run the sequence networks' layers, attention and LSTM).
+//! 3. The kinds:
+//!    - [`classifier`]: KIND churn_classifier and risk_classifier, an MLP or logistic
+//!      regression trained with AdamW.
+//!    - [`anomaly`]: KIND anomaly, an autoencoder whose calibrated reconstruction error
+//!      scores risk.
+//!    - [`sequence`]: KIND sequence, a Transformer (or LSTM baseline) over event histories for
+//!      churn, next-event prediction and embeddings.
+//!    - [`btyd`]: KIND bgnbd and gamma_gamma, the BG/NBD and Gamma-Gamma models of purchases
+//!      and spend, and customer lifetime value.
+//!    - [`kmeans`]: KIND kmeans, segments by k-means++ on standardised features.
+//!    - [`recommender`]: KIND recommender, implicit-feedback ALS with leave-last-out
+//!      validation.
+//! 4. Over all kinds: [`Kind`], the kinds CREATE MODEL knows and what each reads; [`card`],
+//!    the JSON model card ([`ModelCard`]) with each kind's section ([`ModelSpec`]); and
+//!    [`Model`], the one type the other crates hold: any trained model, by kind, trained,
+//!    loaded, scored and saved through one dispatch.
+//!
+//! The re-exports below are for the other crates; inside this crate every module imports an
+//! item from the module that defines it, so that the layers above hold.
 
 pub mod anomaly;
-pub mod artifact;
-mod attention;
 pub mod btyd;
+pub mod card;
 pub mod classifier;
-pub mod dense;
-mod dense_training;
+mod compute;
+pub mod data;
 pub mod error;
-mod fused;
+mod kernels;
+mod kind;
 pub mod kmeans;
-mod lstm_cpu;
 pub mod metrics;
+mod model;
 pub mod options;
 pub mod preprocess;
 pub mod recommender;
 pub mod sequence;
+pub mod train;
+pub mod weights;
 
-use std::sync::atomic::AtomicBool;
-
-use candle_core::Device;
-use serde::{Deserialize, Serialize};
-
-pub use artifact::{FeatureSpec, ModelCard, ModelSpec};
-pub use classifier::{Classifier, ClassifierOptions, EpochReport, Explanation, TrainingData};
+pub use candle_core;
+pub use card::{FeatureSpec, ModelCard, ModelSpec};
+pub use classifier::{Classifier, ClassifierOptions, Explanation};
+pub use compute::{device, parse_device_name, set_compute_threads};
+pub use data::TrainingData;
 pub use error::{Error, Result};
+pub use kernels::dense;
+pub use kind::Kind;
+pub use model::{Model, check_options};
 pub use options::Options;
 pub use preprocess::{FeatureColumn, FeatureKind, FeatureValues};
+pub use train::EpochReport;
 
-/// The model kinds CREATE MODEL knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    ChurnClassifier,
-    RiskClassifier,
-    Anomaly,
-    Bgnbd,
-    GammaGamma,
-    Kmeans,
-    Recommender,
-    Sequence,
-}
-
-impl Kind {
-    pub const ALL: &'static [Kind] = &[
-        Kind::ChurnClassifier,
-        Kind::RiskClassifier,
-        Kind::Anomaly,
-        Kind::Bgnbd,
-        Kind::GammaGamma,
-        Kind::Kmeans,
-        Kind::Recommender,
-        Kind::Sequence,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::ChurnClassifier => "churn_classifier",
-            Kind::RiskClassifier => "risk_classifier",
-            Kind::Anomaly => "anomaly",
-            Kind::Bgnbd => "bgnbd",
-            Kind::GammaGamma => "gamma_gamma",
-            Kind::Kmeans => "kmeans",
-            Kind::Recommender => "recommender",
-            Kind::Sequence => "sequence",
-        }
-    }
-
-    /// Whether the kind trains with candle and so takes a `device` option. The BTYD kinds
-    /// are f64 likelihoods over a few parameters and always run on the CPU.
-    pub fn uses_device(self) -> bool {
-        matches!(
-            self,
-            Kind::ChurnClassifier | Kind::RiskClassifier | Kind::Anomaly | Kind::Sequence
-        )
-    }
-
-    /// The training columns a kind reads by position, for kinds that fix them.
-    pub fn fixed_inputs(self) -> Option<&'static [&'static str]> {
-        match self {
-            Kind::ChurnClassifier | Kind::RiskClassifier | Kind::Anomaly | Kind::Kmeans => None,
-            Kind::Recommender => Some(&["user", "item", "weight (optional)"]),
-            Kind::Bgnbd => Some(&["frequency", "recency", "t"]),
-            Kind::GammaGamma => Some(&["frequency", "monetary_value"]),
-            Kind::Sequence => Some(&["events (a list)", "event ages in days (a list, optional)"]),
-        }
-    }
-
-    /// Parses a KIND name; the error lists the kinds that exist.
-    pub fn parse(name: &str) -> Result<Kind> {
-        Kind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.name().eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
-                Error::option(format!(
-                    "unknown model kind '{name}'; kinds: {}",
-                    known.join(", ")
-                ))
-            })
-    }
-
-    /// Whether CREATE MODEL needs a TARGET column; for KIND sequence it depends on the task
-    /// (see [`Kind::needs_target`]).
-    pub fn is_supervised(self) -> bool {
-        matches!(self, Kind::ChurnClassifier | Kind::RiskClassifier)
-    }
-
-    /// Whether CREATE MODEL of this kind with these OPTIONS needs a TARGET column.
-    pub fn needs_target(self, options: &[(String, String)]) -> bool {
-        match self {
-            Kind::Sequence => sequence::needs_target(options),
-            kind => kind.is_supervised(),
-        }
-    }
-
-    /// Whether CREATE MODEL's metrics are measured on held-out validation rows (rather than
-    /// being the fit itself: parameters, log-likelihood, silhouette).
-    pub fn reports_validation(self) -> bool {
-        self.is_supervised() || matches!(self, Kind::Sequence)
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A trained model of any kind.
-// Models live behind an Arc, one per loaded version, so the variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum Model {
-    Classifier(Classifier),
-    Bgnbd(btyd::BgNbd),
-    GammaGamma(btyd::GammaGamma),
-    KMeans(kmeans::KMeans),
-    Recommender(recommender::Recommender),
-    Anomaly(anomaly::Anomaly),
-    Sequence(sequence::SequenceModel),
-}
-
-impl Model {
-    /// Trains a model of `kind`. Options a kind does not know are an error.
-    pub fn train(
-        kind: Kind,
-        data: &TrainingData,
-        options: &mut Options,
-        on_epoch: &mut dyn FnMut(&EpochReport),
-        cancel: &AtomicBool,
-    ) -> Result<Model> {
-        let list_column = data
-            .features
-            .iter()
-            .find(|(_, c)| matches!(c, FeatureColumn::TextList(_) | FeatureColumn::NumberList(_)));
-        if kind != Kind::Sequence
-            && let Some((name, _)) = list_column
-        {
-            return Err(Error::data(format!(
-                "column {name} is a list; KIND {kind} takes scalar features (lists are for \
-                 KIND sequence)"
-            )));
-        }
-        match kind {
-            Kind::Sequence => {
-                let parsed = sequence::SequenceOptions::from_options(options, kind.name())?;
-                Ok(Model::Sequence(sequence::SequenceModel::train(
-                    data, &parsed, on_epoch, cancel,
-                )?))
-            }
-            Kind::ChurnClassifier | Kind::RiskClassifier => {
-                let parsed = ClassifierOptions::from_options(options, kind.name())?;
-                Ok(Model::Classifier(Classifier::train(
-                    data, &parsed, on_epoch, cancel,
-                )?))
-            }
-            Kind::Anomaly => {
-                let parsed = anomaly::AnomalyOptions::from_options(options, kind.name())?;
-                Ok(Model::Anomaly(anomaly::Anomaly::train(
-                    data, &parsed, on_epoch, cancel,
-                )?))
-            }
-            Kind::Bgnbd => {
-                let parsed = BtydOptions::from_options(options, kind)?;
-                let [x, recency, age] = numeric_inputs::<3>(kind, data)?;
-                let cancelled = || cancel.load(std::sync::atomic::Ordering::Relaxed);
-                Ok(Model::Bgnbd(btyd::BgNbd::fit(
-                    x,
-                    recency,
-                    age,
-                    parsed.time_unit,
-                    parsed.penalizer,
-                    &cancelled,
-                )?))
-            }
-            Kind::GammaGamma => {
-                let parsed = BtydOptions::from_options(options, kind)?;
-                let [x, monetary] = numeric_inputs::<2>(kind, data)?;
-                let cancelled = || cancel.load(std::sync::atomic::Ordering::Relaxed);
-                Ok(Model::GammaGamma(btyd::GammaGamma::fit(
-                    x,
-                    monetary,
-                    parsed.penalizer,
-                    &cancelled,
-                )?))
-            }
-            Kind::Kmeans => {
-                let parsed = kmeans::KMeansOptions::from_options(options, kind.name())?;
-                let cancelled = || cancel.load(std::sync::atomic::Ordering::Relaxed);
-                Ok(Model::KMeans(kmeans::KMeans::fit(
-                    data, &parsed, &cancelled,
-                )?))
-            }
-            Kind::Recommender => {
-                let parsed = recommender::RecommenderOptions::from_options(options, kind.name())?;
-                let cancelled = || cancel.load(std::sync::atomic::Ordering::Relaxed);
-                Ok(Model::Recommender(recommender::Recommender::fit(
-                    data, &parsed, &cancelled,
-                )?))
-            }
-        }
-    }
-
-    /// Rebuilds a model from its card and safetensors bytes on `device`.
-    pub fn load(card: &ModelCard, weights: &[u8], device: &Device) -> Result<Model> {
-        let tensors = artifact::deserialize_weights(weights, &card.weights_checksum, device)?;
-        match &card.spec {
-            ModelSpec::Classifier(spec) => Ok(Model::Classifier(Classifier::from_parts(
-                spec.clone(),
-                tensors,
-                device,
-            )?)),
-            ModelSpec::Bgnbd(spec) => Ok(Model::Bgnbd(spec.clone())),
-            ModelSpec::GammaGamma(spec) => Ok(Model::GammaGamma(spec.clone())),
-            ModelSpec::KMeans(spec) => Ok(Model::KMeans(spec.clone())),
-            ModelSpec::Anomaly(spec) => Ok(Model::Anomaly(anomaly::Anomaly::from_parts(
-                spec.clone(),
-                tensors,
-                device,
-            )?)),
-            ModelSpec::Recommender(spec) => Ok(Model::Recommender(
-                recommender::Recommender::from_parts(spec.clone(), tensors)?,
-            )),
-            ModelSpec::Sequence(spec) => Ok(Model::Sequence(sequence::SequenceModel::from_parts(
-                spec.clone(),
-                tensors,
-                device,
-            )?)),
-        }
-    }
-
-    /// Scores one batch of feature columns: a probability per row for classifiers, P(alive)
-    /// for BG/NBD, the expected spend per transaction for Gamma-Gamma, the segment for
-    /// k-means (NaN where the input is not valid for the model).
-    pub fn predict(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<f64>> {
-        match self {
-            Model::Classifier(c) => c.predict(columns),
-            Model::Bgnbd(m) => {
-                let [x, recency, age] = numeric_columns::<3>(columns)?;
-                Ok((0..x.len())
-                    .map(|i| m.p_alive(x[i], recency[i], age[i]))
-                    .collect())
-            }
-            Model::GammaGamma(m) => {
-                let [x, monetary] = numeric_columns::<2>(columns)?;
-                Ok((0..x.len())
-                    .map(|i| m.expected_spend(x[i], monetary[i]))
-                    .collect())
-            }
-            Model::KMeans(m) => Ok(m
-                .assign(columns)?
-                .into_iter()
-                .map(|s| s.map_or(f64::NAN, f64::from))
-                .collect()),
-            Model::Anomaly(m) => m.predict(columns),
-            Model::Sequence(m) => m.predict(columns),
-            Model::Recommender(_) => Err(Error::input(
-                "a recommender has no per-row score; use recommend(model, user_id, k)",
-            )),
-        }
-    }
-
-    /// The kind-specific card section.
-    pub fn spec(&self) -> ModelSpec {
-        match self {
-            Model::Classifier(c) => ModelSpec::Classifier(c.spec.clone()),
-            Model::Bgnbd(m) => ModelSpec::Bgnbd(m.clone()),
-            Model::GammaGamma(m) => ModelSpec::GammaGamma(m.clone()),
-            Model::KMeans(m) => ModelSpec::KMeans(m.clone()),
-            Model::Recommender(m) => ModelSpec::Recommender(m.spec.clone()),
-            Model::Anomaly(m) => ModelSpec::Anomaly(m.spec.clone()),
-            Model::Sequence(m) => ModelSpec::Sequence(m.spec.clone()),
-        }
-    }
-
-    /// The segment of each row for a segmenting model (k-means); None where a feature is
-    /// missing. An error for other kinds.
-    pub fn segments(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<Option<u32>>> {
-        match self {
-            Model::KMeans(m) => m.assign(columns),
-            _ => Err(Error::input("the model does not assign segments")),
-        }
-    }
-
-    /// Segment names by segment number, for a segmenting model.
-    pub fn segment_names(&self) -> Option<&[String]> {
-        match self {
-            Model::KMeans(m) => Some(&m.names),
-            _ => None,
-        }
-    }
-
-    /// Validation metrics as (name, value) in display order.
-    pub fn metrics(&self) -> Vec<(String, f64)> {
-        match self {
-            Model::Classifier(c) => c
-                .spec
-                .training
-                .validation
-                .named()
-                .into_iter()
-                .map(|(n, v)| (n.to_string(), v))
-                .collect(),
-            Model::Bgnbd(m) => m.metrics(),
-            Model::GammaGamma(m) => m.metrics(),
-            Model::KMeans(m) => m.metrics(),
-            Model::Recommender(m) => m.metrics(),
-            Model::Anomaly(m) => m.metrics(),
-            Model::Sequence(m) => m.metrics(),
-        }
-    }
-
-    /// Safetensors bytes of the weights; none for the BTYD kinds and k-means, whose few
-    /// parameters are in the card.
-    pub fn weights(&self) -> Result<Vec<u8>> {
-        match self {
-            Model::Classifier(c) => artifact::serialize_weights(&c.tensors()),
-            Model::Bgnbd(_) | Model::GammaGamma(_) | Model::KMeans(_) => {
-                artifact::serialize_weights(&[])
-            }
-            Model::Recommender(m) => artifact::serialize_weights(&m.tensors()?),
-            Model::Anomaly(m) => artifact::serialize_weights(&m.tensors()),
-            Model::Sequence(m) => artifact::serialize_weights(&m.tensors()),
-        }
-    }
-
-    /// Rows trained on and seconds spent.
-    pub fn training_summary(&self) -> (u64, f64) {
-        match self {
-            Model::Classifier(c) => (c.spec.training.rows, c.spec.training.seconds),
-            Model::Bgnbd(m) => (m.fit.customers, m.fit.seconds),
-            Model::GammaGamma(m) => (m.fit.customers, m.fit.seconds),
-            Model::KMeans(m) => (m.rows, m.seconds),
-            Model::Recommender(m) => (m.spec.interactions, m.spec.seconds),
-            Model::Anomaly(m) => (m.spec.rows, m.spec.seconds),
-            Model::Sequence(m) => (m.spec.training.rows, m.spec.training.seconds),
-        }
-    }
-}
-
-/// A device name read: `cpu` is None, `cuda` and `cuda:N` the GPU's ordinal; anything else
-/// is not a device name (the outer None).
-pub fn parse_device_name(spec: &str) -> Option<Option<usize>> {
-    match spec.trim().to_ascii_lowercase().as_str() {
-        "cpu" => Some(None),
-        "cuda" => Some(Some(0)),
-        s => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse::<usize>().ok())
-            .map(Some),
-    }
-}
-
-/// The candle device for a `device` option: `cpu`, `cuda` or `cuda:N`.
-pub fn device(spec: &str) -> Result<Device> {
-    let spec = spec.trim().to_ascii_lowercase();
-    match parse_device_name(&spec) {
-        Some(None) => Ok(Device::Cpu),
-        Some(Some(ordinal)) => cuda_device(&spec, ordinal),
-        None => Err(Error::Device(format!(
-            "unknown device '{spec}'; use 'cpu' or 'cuda:N'"
-        ))),
-    }
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_device(spec: &str, ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).map_err(|e| {
-        // The driver's own error, without the backtrace candle attaches under RUST_BACKTRACE.
-        let e = match e {
-            candle_core::Error::WithBacktrace { inner, .. } => *inner,
-            e => e,
-        };
-        Error::Device(format!("device '{spec}' is not available: {e}"))
-    })
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_device(spec: &str, _ordinal: usize) -> Result<Device> {
-    Err(Error::Device(format!(
-        "device '{spec}' needs tenure built with --features cuda; this build runs on the CPU only"
-    )))
-}
-
-/// Sizes the thread pool candle's CPU kernels run on, so model work and DataFusion's
-/// threads together do not oversubscribe the cores. Call once, before any model runs; later
-/// calls are ignored.
-pub fn set_compute_threads(threads: usize) {
-    // An error means the global pool already exists, which is fine: it keeps its size.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .thread_name(|i| format!("tenure-model-{i}"))
-        .build_global();
-}
-pub use candle_core;
-
-/// Checks OPTIONS for `kind` (names, values, device) without training.
-pub fn check_options(kind: Kind, options: &mut Options) -> Result<()> {
-    match kind {
-        Kind::ChurnClassifier | Kind::RiskClassifier => {
-            let parsed = ClassifierOptions::from_options(options, kind.name())?;
-            device(&parsed.device).map(|_| ())
-        }
-        Kind::Anomaly => {
-            let parsed = anomaly::AnomalyOptions::from_options(options, kind.name())?;
-            device(&parsed.device).map(|_| ())
-        }
-        Kind::Bgnbd | Kind::GammaGamma => BtydOptions::from_options(options, kind).map(|_| ()),
-        Kind::Kmeans => kmeans::KMeansOptions::from_options(options, kind.name()).map(|_| ()),
-        Kind::Recommender => {
-            recommender::RecommenderOptions::from_options(options, kind.name()).map(|_| ())
-        }
-        Kind::Sequence => {
-            let parsed = sequence::SequenceOptions::from_options(options, kind.name())?;
-            device(&parsed.device).map(|_| ())
-        }
-    }
-}
-
-/// OPTIONS of the BTYD kinds.
-struct BtydOptions {
-    time_unit: btyd::TimeUnit,
-    penalizer: f64,
-}
-
-impl BtydOptions {
-    fn from_options(options: &mut Options, kind: Kind) -> Result<BtydOptions> {
-        let time_unit = match (kind, options.get("time_unit")) {
-            (Kind::Bgnbd, Some(unit)) => btyd::TimeUnit::parse(unit)?,
-            _ => btyd::TimeUnit::default(),
-        };
-        let penalizer = options.number("penalizer", 0.0, 0.0..=1e6)?;
-        if kind != Kind::Bgnbd {
-            // time_unit was looked up above; only bgnbd may have it.
-            options.forget("time_unit");
-        }
-        options.finish(kind.name())?;
-        Ok(BtydOptions {
-            time_unit,
-            penalizer,
-        })
-    }
-}
-
-/// The `N` training columns of a kind with fixed inputs, which must all be numeric.
-fn numeric_inputs<const N: usize>(kind: Kind, data: &TrainingData) -> Result<[&[f64]; N]> {
-    let expected = kind.fixed_inputs().unwrap_or_default();
-    let usage = || {
-        format!(
-            "KIND {kind} trains on {N} numeric columns, in this order: {}",
-            expected.join(", ")
-        )
+/// The card and weights functions at the path they had when one module held both
+/// (`tenure_models::artifact::...`), which the `tenure` crate imports.
+pub mod artifact {
+    pub use crate::card::{CARD_FORMAT, FeatureSpec, ModelCard, ModelSpec};
+    pub use crate::weights::{
+        deserialize_weights, fingerprint, fnv1a_hex, layer_tensors, serialize_weights, take_layers,
     };
-    let names: Vec<&str> = data.features.iter().map(|(n, _)| n.as_str()).collect();
-    if data.features.len() != N {
-        return Err(Error::data(format!(
-            "{}; the query returned {} ({})",
-            usage(),
-            names.len(),
-            names.join(", ")
-        )));
-    }
-    let mut out: [&[f64]; N] = [&[]; N];
-    for (i, (name, column)) in data.features.iter().enumerate() {
-        match column {
-            FeatureColumn::Numeric(values) => out[i] = values,
-            FeatureColumn::Categorical(_) => {
-                return Err(Error::data(format!("{}; column {name} is text", usage())));
-            }
-            FeatureColumn::TextList(_) | FeatureColumn::NumberList(_) => {
-                return Err(Error::data(format!("{}; column {name} is a list", usage())));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The `N` numeric columns a BTYD model scores.
-fn numeric_columns<'a, const N: usize>(columns: &[FeatureValues<'a>]) -> Result<[&'a [f64]; N]> {
-    if columns.len() != N {
-        return Err(Error::input(format!(
-            "expected {N} feature columns, got {}",
-            columns.len()
-        )));
-    }
-    let mut out: [&[f64]; N] = [&[]; N];
-    for (i, column) in columns.iter().enumerate() {
-        match column {
-            FeatureValues::Numeric(values) => out[i] = values,
-            _ => {
-                return Err(Error::input(format!("feature {} must be numeric", i + 1)));
-            }
-        }
-    }
-    Ok(out)
 }

@@ -14,7 +14,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -22,10 +22,10 @@ use datafusion::logical_expr::{
 use tenure_models::btyd::{BgNbd, GammaGamma, clv};
 use tenure_models::{Kind, Model};
 
-use crate::DOC_SECTION;
+use crate::docs::DOC_SECTION;
 use crate::features::sql_type_name;
-use crate::registry::{LoadedModel, ModelRegistry};
-use crate::scoring::resolve;
+use crate::model_arg::ModelArg;
+use crate::registry::ModelRegistry;
 
 /// Computes one row from the models and the row's numeric arguments; NaN means NULL.
 type Formula = fn(&[&Model], &[f64]) -> f64;
@@ -36,6 +36,8 @@ pub struct ModelFormula {
     name: &'static str,
     /// The kind each leading model argument must be.
     models: &'static [Kind],
+    /// Those arguments, one per kind in `models`.
+    model_args: Vec<ModelArg>,
     /// The numeric arguments after the models, by name.
     arguments: &'static [&'static str],
     formula: Formula,
@@ -68,41 +70,6 @@ impl ModelFormula {
         names.extend(self.arguments);
         format!("{}({})", self.name, names.join(", "))
     }
-
-    /// The model named by argument `index` (0-based), which must be a text literal naming a
-    /// model of the right kind; None for a NULL literal.
-    fn model_argument(
-        &self,
-        index: usize,
-        literal: Option<&ScalarValue>,
-    ) -> Result<Option<Arc<LoadedModel>>> {
-        let kind = self.models[index];
-        let reference = match literal {
-            Some(ScalarValue::Utf8(r) | ScalarValue::Utf8View(r) | ScalarValue::LargeUtf8(r)) => r,
-            Some(ScalarValue::Null) => return Ok(None),
-            _ => {
-                return plan_err!(
-                    "{}: argument {} must be a text literal naming a {kind} model",
-                    self.name,
-                    index + 1
-                );
-            }
-        };
-        let Some(reference) = reference else {
-            return Ok(None);
-        };
-        let model = resolve(self.name, self.registry.as_ref(), reference)?;
-        if model.card.kind != kind {
-            return plan_err!(
-                "{}: model '{}' is of kind {}; argument {} must be a {kind} model",
-                self.name,
-                model.card.name,
-                model.card.kind,
-                index + 1
-            );
-        }
-        Ok(Some(model))
-    }
 }
 
 impl ScalarUDFImpl for ModelFormula {
@@ -128,8 +95,8 @@ impl ScalarUDFImpl for ModelFormula {
                 args.arg_fields.len()
             );
         }
-        for index in 0..self.models.len() {
-            self.model_argument(index, args.scalar_arguments[index])?;
+        for (arg, literal) in self.model_args.iter().zip(args.scalar_arguments) {
+            arg.resolve_literal(self.registry.as_ref(), *literal)?;
         }
         for (offset, name) in self.arguments.iter().enumerate() {
             let data_type = args.arg_fields[self.models.len() + offset].data_type();
@@ -148,15 +115,8 @@ impl ScalarUDFImpl for ModelFormula {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let mut models = Vec::with_capacity(self.models.len());
-        for (index, arg) in args.args[..self.models.len()].iter().enumerate() {
-            let ColumnarValue::Scalar(literal) = arg else {
-                return exec_err!(
-                    "{}: argument {} (a model) must be a text literal",
-                    self.name,
-                    index + 1
-                );
-            };
-            match self.model_argument(index, Some(literal))? {
+        for (arg, value) in self.model_args.iter().zip(&args.args) {
+            match arg.resolve_value(self.registry.as_ref(), value)? {
                 Some(model) => models.push(model),
                 None => return Ok(ColumnarValue::Scalar(ScalarValue::Float64(None))),
             }
@@ -220,6 +180,11 @@ fn formula(
     ScalarUDF::new_from_impl(ModelFormula {
         name,
         models,
+        model_args: models
+            .iter()
+            .enumerate()
+            .map(|(i, &kind)| ModelArg::nth(name, i + 1, kind))
+            .collect(),
         arguments,
         formula,
         registry,

@@ -15,18 +15,19 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
 };
-use tenure_models::{Classifier, Model};
+use tenure_models::{Classifier, Kind, Model};
 
-use crate::DOC_SECTION;
+use crate::docs::DOC_SECTION;
 use crate::features::{FeatureBatch, check_arguments};
+use crate::model_arg::ModelArg;
 use crate::registry::{LoadedModel, ModelRegistry};
-use crate::scoring::resolve;
 
 const FUNCTION: &str = "explain";
 
 #[derive(Debug)]
 struct Explain {
     registry: Arc<dyn ModelRegistry>,
+    model: ModelArg,
     signature: Signature,
     documentation: Documentation,
 }
@@ -58,26 +59,12 @@ fn return_type() -> DataType {
     )))
 }
 
-/// The classifier inside `model`: explain covers the classifier kinds only.
-fn explained(model: &LoadedModel) -> Result<&Classifier> {
+/// The classifier inside `model`, whose kind its [`ModelArg`] checked: explain covers the
+/// classifier kinds only.
+fn explained(model: &LoadedModel) -> &Classifier {
     match &model.model {
-        Model::Classifier(classifier) => Ok(classifier),
-        _ => plan_err!(
-            "{FUNCTION}: model '{}' is of kind {}; explain supports churn_classifier and \
-             risk_classifier models",
-            model.card.name,
-            model.card.kind
-        ),
-    }
-}
-
-fn model_reference(literal: Option<&ScalarValue>) -> Result<Option<String>> {
-    match literal {
-        Some(ScalarValue::Utf8(r) | ScalarValue::Utf8View(r) | ScalarValue::LargeUtf8(r)) => {
-            Ok(r.clone())
-        }
-        Some(ScalarValue::Null) => Ok(None),
-        _ => plan_err!("{FUNCTION}: argument 1 (model) must be a text literal naming a model"),
+        Model::Classifier(classifier) => classifier,
+        _ => unreachable!("the model argument admits only classifiers"),
     }
 }
 
@@ -98,9 +85,10 @@ impl ScalarUDFImpl for Explain {
         if args.arg_fields.is_empty() {
             return plan_err!("{FUNCTION}: expects a model name and its features");
         }
-        if let Some(reference) = model_reference(args.scalar_arguments[0])? {
-            let model = resolve(FUNCTION, self.registry.as_ref(), &reference)?;
-            explained(&model)?;
+        if let Some(model) = self
+            .model
+            .resolve_literal(self.registry.as_ref(), args.scalar_arguments[0])?
+        {
             let types: Vec<DataType> = args.arg_fields[1..]
                 .iter()
                 .map(|f| f.data_type().clone())
@@ -112,14 +100,13 @@ impl ScalarUDFImpl for Explain {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let ColumnarValue::Scalar(literal) = &args.args[0] else {
-            return exec_err!("{FUNCTION}: argument 1 (model) must be a text literal");
-        };
-        let Some(reference) = model_reference(Some(literal))? else {
+        let Some(model) = self
+            .model
+            .resolve_value(self.registry.as_ref(), &args.args[0])?
+        else {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from(return_type())?));
         };
-        let model = resolve(FUNCTION, self.registry.as_ref(), &reference)?;
-        let classifier = explained(&model)?;
+        let classifier = explained(&model);
         let arrays: Vec<ArrayRef> = args.args[1..]
             .iter()
             .map(|a| a.to_array(rows))
@@ -176,6 +163,8 @@ pub fn explain(registry: Arc<dyn ModelRegistry>) -> ScalarUDF {
     .build();
     ScalarUDF::new_from_impl(Explain {
         registry,
+        model: ModelArg::new(FUNCTION, &[Kind::ChurnClassifier, Kind::RiskClassifier])
+            .wrong_kind("explain supports churn_classifier and risk_classifier models"),
         signature: Signature::variadic_any(Volatility::Stable),
         documentation,
     })

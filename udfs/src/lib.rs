@@ -1,6 +1,8 @@
 //! tenure-udfs: tenure's SQL functions as DataFusion scalar and table functions.
 //!
 //! - [`registry`]: the [`ModelRegistry`] trait through which functions find models.
+//! - `model_arg`: a function's model argument: the text literal read, the model resolved
+//!   through the registry and its kind checked, once for every function.
 //! - [`features`]: argument checks against a model card; Arrow arrays to model input.
 //! - [`training`]: Arrow batches to training data (CREATE MODEL, model_evaluate).
 //! - [`scoring`]: the shared `fn(model, features...) -> float8` machinery.
@@ -10,13 +12,21 @@
 //! - [`btyd`]: the BG/NBD and Gamma-Gamma functions (p_alive, expected_purchases,
 //!   purchase_probability, expected_spend, clv).
 //! - [`lifecycle`]: rule-based rfm_segment and lifecycle_stage.
-//! - [`sequence`]: embed, next-event recommend and cosine_similarity for sequence models.
+//! - [`sequence`]: embed, next-event recommend and cosine_similarity for sequence models;
+//!   [`recommend`] hands it the calls naming a sequence model.
+//! - `table_args`: the literal arguments of table functions; `docs`: the documentation
+//!   section every function is listed under.
+//!
+//! The function modules use the shared ones, never this file or each other (except
+//! [`recommend`] calling into [`sequence`]), so no two files import each other.
 
 pub mod btyd;
 pub mod churn_score;
+mod docs;
 pub mod explain;
 pub mod features;
 pub mod lifecycle;
+mod model_arg;
 pub mod model_evaluate;
 pub mod model_features;
 pub mod predict;
@@ -32,19 +42,9 @@ pub mod training;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::DocSection;
 use datafusion::prelude::SessionContext;
 
 pub use registry::{LoadedModel, ModelRegistry};
-
-/// Where tenure's functions appear in generated documentation.
-pub(crate) const DOC_SECTION: DocSection = DocSection {
-    include: true,
-    label: "Model functions",
-    description: Some(
-        "Scoring and explaining models trained with CREATE MODEL, and the lifecycle functions",
-    ),
-};
 
 /// Registers all of tenure's functions with `ctx`, resolving models through `registry`.
 pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {

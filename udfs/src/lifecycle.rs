@@ -12,7 +12,7 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 
-use crate::DOC_SECTION;
+use crate::docs::DOC_SECTION;
 use crate::features::sql_type_name;
 
 /// The eleven RFM segments, from recency score r and the mean fm = (f + m) / 2 of the

@@ -22,8 +22,8 @@ use tenure_models::metrics::BinaryMetrics;
 use tenure_models::{Model, ModelSpec};
 
 use crate::features::FeatureBatch;
+use crate::model_arg::resolve;
 use crate::registry::{LoadedModel, ModelRegistry};
-use crate::scoring::resolve;
 use crate::table_args::text_arguments;
 use crate::training::target_labels;
 

@@ -10,8 +10,8 @@ use datafusion::common::Result;
 use datafusion::datasource::MemTable;
 use tenure_models::{Model, ModelSpec};
 
+use crate::model_arg::resolve;
 use crate::registry::ModelRegistry;
-use crate::scoring::resolve;
 use crate::table_args::text_arguments;
 
 #[derive(Debug)]

@@ -21,25 +21,22 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::physical_plan::ExecutionPlan;
-use tenure_models::Model;
 use tenure_models::recommender::{Id, Ids, Recommender};
+use tenure_models::{Kind, Model};
 
-use crate::DOC_SECTION;
+use crate::docs::DOC_SECTION;
 use crate::features::sql_type_name;
+use crate::model_arg::{ModelArg, resolve};
 use crate::registry::{LoadedModel, ModelRegistry};
-use crate::scoring::resolve;
 
 /// The most items one call returns.
 const MAX_K: i64 = 1000;
 
-fn recommender<'a>(function: &str, model: &'a LoadedModel) -> Result<&'a Recommender> {
+/// The recommender inside `model`, whose kind its [`ModelArg`] checked.
+fn recommender(model: &LoadedModel) -> &Recommender {
     match &model.model {
-        Model::Recommender(r) => Ok(r),
-        _ => plan_err!(
-            "{function}: model '{}' is of kind {}; {function} needs a recommender model",
-            model.card.name,
-            model.card.kind
-        ),
+        Model::Recommender(r) => r,
+        _ => unreachable!("the model argument admits only a recommender here"),
     }
 }
 
@@ -50,26 +47,11 @@ fn id_type(ids: &Ids) -> DataType {
     }
 }
 
-/// The model reference in a text literal (None for NULL); anything else is an error naming
-/// `function`.
-pub(crate) fn model_literal(
-    function: &str,
-    literal: Option<&ScalarValue>,
-) -> Result<Option<String>> {
-    match literal {
-        Some(ScalarValue::Utf8(r) | ScalarValue::Utf8View(r) | ScalarValue::LargeUtf8(r)) => {
-            Ok(r.clone())
-        }
-        Some(ScalarValue::Null) => Ok(None),
-        _ => {
-            plan_err!("{function}: argument 1 (model) must be a text literal naming a model")
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct Recommend {
     registry: Arc<dyn ModelRegistry>,
+    /// A recommender, or a sequence model of task next_item.
+    model: ModelArg,
     signature: Signature,
     documentation: Documentation,
 }
@@ -111,6 +93,8 @@ pub fn recommend(registry: Arc<dyn ModelRegistry>) -> ScalarUDF {
     .build();
     ScalarUDF::new_from_impl(Recommend {
         registry,
+        model: ModelArg::new("recommend", &[Kind::Recommender, Kind::Sequence])
+            .wrong_kind("recommend needs a recommender model"),
         signature: Signature::variadic_any(Volatility::Stable),
         documentation,
     })
@@ -134,10 +118,10 @@ impl ScalarUDFImpl for Recommend {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let Some(reference) = model_literal("recommend", args.scalar_arguments[0])? else {
+        let Some(reference) = self.model.reference(args.scalar_arguments[0])? else {
             return plan_err!("recommend: argument 1 (model) must name a model, not NULL");
         };
-        let model = resolve("recommend", self.registry.as_ref(), &reference)?;
+        let model = resolve("recommend", self.registry.as_ref(), reference)?;
         if matches!(model.model, Model::Sequence(_)) {
             let types: Vec<DataType> = args.arg_fields[1..]
                 .iter()
@@ -151,7 +135,10 @@ impl ScalarUDFImpl for Recommend {
                 args.arg_fields.len()
             );
         }
-        let recs = recommender("recommend", &model)?;
+        // The kind after the arity: another kind of model called with other than three
+        // arguments hears about the recommender form's arguments first.
+        self.model.check_kind(&model)?;
+        let recs = recommender(&model);
         let user_type = args.arg_fields[1].data_type();
         let user_ok = match recs.spec.users {
             Ids::Integer(_) => user_type.is_integer() || user_type.is_null(),
@@ -181,17 +168,16 @@ impl ScalarUDFImpl for Recommend {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let ColumnarValue::Scalar(literal) = &args.args[0] else {
-            return exec_err!("recommend: argument 1 (model) must be a text literal");
-        };
-        let Some(reference) = model_literal("recommend", Some(literal))? else {
+        let Some(model) = self
+            .model
+            .resolve_value(self.registry.as_ref(), &args.args[0])?
+        else {
             return exec_err!("recommend: argument 1 (model) must name a model, not NULL");
         };
-        let model = resolve("recommend", self.registry.as_ref(), &reference)?;
         if matches!(model.model, Model::Sequence(_)) {
             return crate::sequence::recommend_next(&model, &args.args[1..], rows);
         }
-        let recs = recommender("recommend", &model)?;
+        let recs = recommender(&model);
         let users = args.args[1].to_array(rows)?;
         let users = cast(&users, &id_type(&recs.spec.users))?;
         let ks = cast(&args.args[2].to_array(rows)?, &DataType::Int64)?;
@@ -288,8 +274,9 @@ impl TableFunctionImpl for Recommendations {
         if !(1..=MAX_K).contains(&k) {
             return plan_err!("{FUNCTION}: k must be from 1 to {MAX_K}, got {k}");
         }
-        let model = resolve(FUNCTION, self.registry.as_ref(), &reference)?;
-        let recs = recommender(FUNCTION, &model)?;
+        let model = ModelArg::new(FUNCTION, &[Kind::Recommender])
+            .resolve_reference(self.registry.as_ref(), &reference)?;
+        let recs = recommender(&model);
         let names: Vec<&str> = model
             .card
             .features
@@ -319,7 +306,7 @@ struct AllRecommendations {
 
 impl AllRecommendations {
     fn batch(&self) -> Result<RecordBatch> {
-        let recs = recommender("recommendations", &self.model)?;
+        let recs = recommender(&self.model);
         let all = recs
             .recommend_all(self.k)
             .or_else(|e| exec_err!("recommendations: {e}"))?;

@@ -19,7 +19,11 @@ use datafusion::logical_expr::{
 use tenure_models::Kind;
 
 use crate::features::{FeatureBatch, check_arguments};
-use crate::registry::{LoadedModel, ModelRegistry};
+use crate::model_arg::ModelArg;
+use crate::registry::ModelRegistry;
+
+// Public here as well: the registry lookup behind every model argument, for other crates.
+pub use crate::model_arg::resolve;
 
 /// What a scoring function returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +51,8 @@ impl ScoreOutput {
 pub struct ScoringFunction {
     name: &'static str,
     output: ScoreOutput,
-    /// Kinds this function can score; empty for any.
-    kinds: &'static [Kind],
+    /// The model argument, of the kinds this function can score (any when none are given).
+    model: ModelArg,
     registry: Arc<dyn ModelRegistry>,
     signature: Signature,
     documentation: Documentation,
@@ -61,10 +65,14 @@ impl ScoringFunction {
         registry: Arc<dyn ModelRegistry>,
         documentation: Documentation,
     ) -> Self {
+        let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+        let model = ModelArg::new(name, kinds)
+            .not_literal("(model) must be a text literal naming a model, such as 'churn'")
+            .wrong_kind(format!("{name} scores {}", names.join(", ")));
         ScoringFunction {
             name,
             output: ScoreOutput::Score,
-            kinds,
+            model,
             registry,
             signature: Signature::variadic_any(Volatility::Stable),
             documentation,
@@ -76,51 +84,6 @@ impl ScoringFunction {
         self.output = output;
         self
     }
-
-    /// The model named by the first argument, which must be a text literal.
-    fn model_from_literal(
-        &self,
-        literal: Option<&ScalarValue>,
-    ) -> Result<Option<Arc<LoadedModel>>> {
-        let reference = match literal {
-            Some(ScalarValue::Utf8(r) | ScalarValue::Utf8View(r) | ScalarValue::LargeUtf8(r)) => r,
-            Some(ScalarValue::Null) => return Ok(None),
-            _ => {
-                return plan_err!(
-                    "{}: argument 1 (model) must be a text literal naming a model, such as '{}'",
-                    self.name,
-                    "churn"
-                );
-            }
-        };
-        let Some(reference) = reference else {
-            return Ok(None);
-        };
-        let model = resolve(self.name, self.registry.as_ref(), reference)?;
-        if !self.kinds.is_empty() && !self.kinds.contains(&model.card.kind) {
-            let kinds: Vec<&str> = self.kinds.iter().map(|k| k.name()).collect();
-            return plan_err!(
-                "{}: model '{}' is of kind {}; {} scores {}",
-                self.name,
-                model.card.name,
-                model.card.kind,
-                self.name,
-                kinds.join(", ")
-            );
-        }
-        Ok(Some(model))
-    }
-}
-
-/// Resolves `reference` through `registry`, prefixing errors with the function's name.
-pub fn resolve(
-    function: &str,
-    registry: &dyn ModelRegistry,
-    reference: &str,
-) -> Result<Arc<LoadedModel>> {
-    registry
-        .model(reference)
-        .or_else(|message| plan_err!("{function}: {message}"))
 }
 
 impl PartialEq for ScoringFunction {
@@ -154,7 +117,10 @@ impl ScalarUDFImpl for ScoringFunction {
         if args.arg_fields.is_empty() {
             return plan_err!("{}: expects a model name and its features", self.name);
         }
-        if let Some(model) = self.model_from_literal(args.scalar_arguments[0])? {
+        if let Some(model) = self
+            .model
+            .resolve_literal(self.registry.as_ref(), args.scalar_arguments[0])?
+        {
             let types: Vec<DataType> = args.arg_fields[1..]
                 .iter()
                 .map(|f| f.data_type().clone())
@@ -170,13 +136,10 @@ impl ScalarUDFImpl for ScoringFunction {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let model = match &args.args[0] {
-            ColumnarValue::Scalar(literal) => self.model_from_literal(Some(literal))?,
-            ColumnarValue::Array(_) => {
-                return exec_err!("{}: argument 1 (model) must be a text literal", self.name);
-            }
-        };
-        let Some(model) = model else {
+        let Some(model) = self
+            .model
+            .resolve_value(self.registry.as_ref(), &args.args[0])?
+        else {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from(
                 self.output.data_type(),
             )?));

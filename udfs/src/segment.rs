@@ -7,7 +7,7 @@ use std::sync::Arc;
 use datafusion::logical_expr::{Documentation, ScalarUDF};
 use tenure_models::Kind;
 
-use crate::DOC_SECTION;
+use crate::docs::DOC_SECTION;
 use crate::registry::ModelRegistry;
 use crate::scoring::{ScoreOutput, ScoringFunction};
 

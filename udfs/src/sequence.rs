@@ -18,42 +18,22 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
 };
-use tenure_models::Model;
 use tenure_models::sequence::SequenceModel;
+use tenure_models::{Kind, Model};
 
-use crate::DOC_SECTION;
+use crate::docs::DOC_SECTION;
 use crate::features::{FeatureBatch, check_arguments, is_number_list_input, sql_type_name};
-use crate::recommend::model_literal;
+use crate::model_arg::ModelArg;
 use crate::registry::{LoadedModel, ModelRegistry};
-use crate::scoring::resolve;
 
 /// The most tokens one recommend call returns.
 const MAX_K: i64 = 1000;
 
-/// The sequence model named by a text literal; None for a NULL literal.
-fn sequence_model(
-    function: &str,
-    registry: &dyn ModelRegistry,
-    literal: Option<&ScalarValue>,
-) -> Result<Option<Arc<LoadedModel>>> {
-    let Some(reference) = model_literal(function, literal)? else {
-        return Ok(None);
-    };
-    let model = resolve(function, registry, &reference)?;
-    if !matches!(model.model, Model::Sequence(_)) {
-        return plan_err!(
-            "{function}: model '{}' is of kind {}; {function} needs a sequence model",
-            model.card.name,
-            model.card.kind
-        );
-    }
-    Ok(Some(model))
-}
-
+/// The sequence model inside `model`, whose kind was checked.
 fn as_sequence(model: &LoadedModel) -> &SequenceModel {
     match &model.model {
         Model::Sequence(m) => m,
-        _ => unreachable!("sequence_model admits only sequence models"),
+        _ => unreachable!("the model argument admits only sequence models"),
     }
 }
 
@@ -68,6 +48,7 @@ fn text_list() -> DataType {
 #[derive(Debug)]
 pub struct Embed {
     registry: Arc<dyn ModelRegistry>,
+    model: ModelArg,
     signature: Signature,
     documentation: Documentation,
 }
@@ -104,6 +85,7 @@ pub fn embed(registry: Arc<dyn ModelRegistry>) -> ScalarUDF {
     .build();
     ScalarUDF::new_from_impl(Embed {
         registry,
+        model: ModelArg::new("embed", &[Kind::Sequence]),
         signature: Signature::variadic_any(Volatility::Stable),
         documentation,
     })
@@ -126,8 +108,9 @@ impl ScalarUDFImpl for Embed {
         if args.arg_fields.is_empty() {
             return plan_err!("embed: expects a model name and an event list");
         }
-        if let Some(model) =
-            sequence_model("embed", self.registry.as_ref(), args.scalar_arguments[0])?
+        if let Some(model) = self
+            .model
+            .resolve_literal(self.registry.as_ref(), args.scalar_arguments[0])?
         {
             let types: Vec<DataType> = args.arg_fields[1..]
                 .iter()
@@ -140,10 +123,10 @@ impl ScalarUDFImpl for Embed {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let ColumnarValue::Scalar(literal) = &args.args[0] else {
-            return exec_err!("embed: argument 1 (model) must be a text literal");
-        };
-        let Some(model) = sequence_model("embed", self.registry.as_ref(), Some(literal))? else {
+        let Some(model) = self
+            .model
+            .resolve_value(self.registry.as_ref(), &args.args[0])?
+        else {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from(float4_list())?));
         };
         let types: Vec<DataType> = args.args[1..].iter().map(|a| a.data_type()).collect();

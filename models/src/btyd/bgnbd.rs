@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::fit::{Fit, InvalidRows, TimeUnit, check_converged, invalid_rows_error};
 use super::optimize::bfgs;
 use super::special::{digamma, hyp2f1, ln_gamma};
-use super::{Fit, TimeUnit, invalid_rows_error};
 use crate::error::{Error, Result};
 
 /// The fitted parameters.
@@ -73,7 +73,7 @@ impl BgNbd {
         if frequency.is_empty() {
             return Err(Error::data("bgnbd: the training query returned no rows"));
         }
-        let mut problems = super::InvalidRows::default();
+        let mut problems = InvalidRows::default();
         for ((&x, &tx), &t) in frequency.iter().zip(recency).zip(age) {
             problems.check_bgnbd(x, tx, t);
         }
@@ -135,7 +135,7 @@ impl BgNbd {
             return Err(Error::Cancelled);
         }
         let params = params_from(&minimum.x);
-        super::check_converged("bgnbd", &minimum, &["r", "alpha", "a", "b"])?;
+        check_converged("bgnbd", &minimum, &["r", "alpha", "a", "b"])?;
         let (log_likelihood, _) = log_likelihood(&params, &distinct_x, &rows);
         Ok(BgNbd {
             params,

@@ -8,9 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fit::{Fit, InvalidRows, check_converged, invalid_rows_error};
 use super::optimize::bfgs;
 use super::special::{digamma, ln_gamma};
-use super::{Fit, InvalidRows, check_converged, invalid_rows_error};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

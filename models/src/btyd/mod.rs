@@ -6,229 +6,26 @@
 //! parameters in the model card.
 //!
 //! Checks are written `!(x >= 0.0)` on purpose: they must also reject NaN.
+//!
+//! - [`special`]: ln Γ, digamma and the hypergeometric function the likelihoods need.
+//! - [`optimize`]: BFGS, which fits both models.
+//! - `fit.rs`: what fitting either model shares: [`TimeUnit`], [`Fit`], the checks of the
+//!   training rows and of convergence.
+//! - [`bgnbd`] and [`gamma_gamma`]: the two models.
+//! - `clv.rs`: [`clv`], customer lifetime value from the two.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod bgnbd;
+mod clv;
+mod fit;
 pub mod gamma_gamma;
 pub mod optimize;
 pub mod special;
 
-use serde::{Deserialize, Serialize};
-
 pub use bgnbd::{BgNbd, BgNbdParams};
+pub use clv::clv;
+pub use fit::{Fit, TimeUnit};
 pub use gamma_gamma::{GammaGamma, GammaGammaParams};
-
-use crate::error::{Error, Result};
-
-/// The unit recency, T and horizons are measured in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimeUnit {
-    #[default]
-    Day,
-    Week,
-    Month,
-}
-
-impl TimeUnit {
-    pub const ALL: [TimeUnit; 3] = [TimeUnit::Day, TimeUnit::Week, TimeUnit::Month];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TimeUnit::Day => "day",
-            TimeUnit::Week => "week",
-            TimeUnit::Month => "month",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<TimeUnit> {
-        let text = text.trim().to_ascii_lowercase();
-        let text = text.strip_suffix('s').unwrap_or(&text);
-        TimeUnit::ALL
-            .into_iter()
-            .find(|u| u.name() == text)
-            .ok_or_else(|| {
-                Error::option(format!(
-                    "time_unit must be 'day', 'week' or 'month', got '{text}'"
-                ))
-            })
-    }
-
-    /// Days in one unit, to convert day counts: a month is 30 days.
-    pub fn days(self) -> f64 {
-        match self {
-            TimeUnit::Day => 1.0,
-            TimeUnit::Week => 7.0,
-            TimeUnit::Month => 30.0,
-        }
-    }
-
-    /// Units in one month for horizons given in months, as lifetimes converts them: 30 days,
-    /// 4.345 weeks.
-    pub fn per_month(self) -> f64 {
-        match self {
-            TimeUnit::Day => 30.0,
-            TimeUnit::Week => 4.345,
-            TimeUnit::Month => 1.0,
-        }
-    }
-}
-
-/// How a maximum-likelihood fit went.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Fit {
-    /// The maximised log-likelihood (without any penalty).
-    pub log_likelihood: f64,
-    /// Customers the fit used.
-    pub customers: u64,
-    pub iterations: u64,
-    pub seconds: f64,
-}
-
-/// Counts of training rows that are not valid input, by reason.
-#[derive(Debug, Default)]
-pub(crate) struct InvalidRows {
-    missing: usize,
-    negative: usize,
-    fractional_frequency: usize,
-    recency_after_t: usize,
-    monetary_not_positive: usize,
-}
-
-impl InvalidRows {
-    fn check_bgnbd(&mut self, x: f64, recency: f64, age: f64) {
-        if !(x.is_finite() && recency.is_finite() && age.is_finite()) {
-            self.missing += 1;
-        } else if x < 0.0 || recency < 0.0 || age < 0.0 {
-            self.negative += 1;
-        } else if x.fract() != 0.0 {
-            self.fractional_frequency += 1;
-        } else if recency > age {
-            self.recency_after_t += 1;
-        }
-    }
-
-    fn check_gamma_gamma(&mut self, x: f64, monetary: f64) {
-        if !x.is_finite() {
-            self.missing += 1;
-        } else if x < 0.0 {
-            self.negative += 1;
-        } else if x.fract() != 0.0 {
-            self.fractional_frequency += 1;
-        } else if x > 0.0 && !(monetary > 0.0 && monetary.is_finite()) {
-            self.monetary_not_positive += 1;
-        }
-    }
-
-    fn total(&self) -> usize {
-        self.missing
-            + self.negative
-            + self.fractional_frequency
-            + self.recency_after_t
-            + self.monetary_not_positive
-    }
-}
-
-/// The fit-time error for invalid rows, naming how many and why; None when all are valid.
-pub(crate) fn invalid_rows_error(
-    kind: &str,
-    rows: usize,
-    problems: &InvalidRows,
-) -> Option<String> {
-    if problems.total() == 0 {
-        return None;
-    }
-    let reasons: Vec<String> = [
-        (problems.missing, "NULL or NaN"),
-        (problems.negative, "a negative value"),
-        (problems.fractional_frequency, "a fractional frequency"),
-        (problems.recency_after_t, "recency greater than t"),
-        (
-            problems.monetary_not_positive,
-            "frequency > 0 but monetary value not > 0",
-        ),
-    ]
-    .into_iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, why)| format!("{n} with {why}"))
-    .collect();
-    Some(format!(
-        "{kind}: {} of {rows} rows are not valid input ({}); filter or fix them before training",
-        problems.total(),
-        reasons.join(", ")
-    ))
-}
-
-/// An error unless the optimiser converged to finite, moderate parameters.
-pub(crate) fn check_converged(
-    kind: &str,
-    minimum: &optimize::Minimum,
-    names: &[&str],
-) -> Result<()> {
-    // Parameters are optimised as logarithms; beyond e^±30 one has run off to 0 or ∞,
-    // which means the data do not identify the model.
-    if let Some((name, theta)) = names
-        .iter()
-        .zip(&minimum.x)
-        .find(|(_, theta)| !theta.is_finite() || theta.abs() > 30.0)
-    {
-        return Err(Error::data(format!(
-            "{kind}: the fit did not converge: parameter {name} ran to {:e} after {} \
-             iterations; the data do not identify the model (too few customers or repeat \
-             purchases?)",
-            theta.exp(),
-            minimum.iterations
-        )));
-    }
-    if !minimum.converged {
-        return Err(Error::data(format!(
-            "{kind}: the fit did not converge after {} iterations (largest gradient {:.2e}); \
-             try more data or a penalizer (OPTIONS (penalizer = 0.001))",
-            minimum.iterations, minimum.gradient_norm
-        )));
-    }
-    Ok(())
-}
-
-/// Customer lifetime value as lifetimes' `customer_lifetime_value` defines it: the sum over
-/// the next `months` months of expected spend × expected purchases in that month, discounted
-/// by `monthly_discount` per month. NaN when any input is not valid: months must be a whole
-/// number ≥ 0 and monthly_discount > -1.
-#[allow(clippy::too_many_arguments)]
-pub fn clv(
-    purchases: &BgNbd,
-    spend: &GammaGamma,
-    x: f64,
-    recency: f64,
-    age: f64,
-    monetary: f64,
-    months: f64,
-    monthly_discount: f64,
-) -> f64 {
-    if !(months >= 0.0) || months.fract() != 0.0 || !months.is_finite() {
-        return f64::NAN;
-    }
-    if !(monthly_discount > -1.0) || !monthly_discount.is_finite() {
-        return f64::NAN;
-    }
-    if !bgnbd::valid_input(x, recency, age) {
-        return f64::NAN;
-    }
-    let per_transaction = spend.expected_spend(x, monetary);
-    let per_month = purchases.time_unit.per_month();
-    let mut value = 0.0;
-    let mut previous = 0.0;
-    for month in 1..=(months as u64) {
-        let cumulative = purchases.expected_purchases(month as f64 * per_month, x, recency, age);
-        value +=
-            per_transaction * (cumulative - previous) / (1.0 + monthly_discount).powi(month as i32);
-        previous = cumulative;
-    }
-    if months > 0.0 && !per_transaction.is_finite() {
-        return f64::NAN;
-    }
-    value
-}
 
 #[cfg(test)]
 mod tests {

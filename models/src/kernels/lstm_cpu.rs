@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use crate::dense::{DenseLayer, Kernel};
+use super::dense::{DenseLayer, Kernel};
 
 /// The weights of a stacked LSTM and its input embeddings, as plain arrays.
 #[derive(Debug, Clone)]
@@ -116,7 +116,7 @@ impl CpuLstm {
                     *s = a + b + c;
                 }
             }
-            crate::dense::transpose_into(&embedded, n, d, &mut xh[0], width);
+            super::dense::transpose_into(&embedded, n, d, &mut xh[0], width);
             for (l, layer) in self.layers.iter().enumerate() {
                 if l > 0 {
                     // This layer's input is the layer below's new state.

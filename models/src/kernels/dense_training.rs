@@ -14,7 +14,7 @@ use gemm::Parallelism;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::dense::{DenseLayer, Kernel};
+use super::dense::{DenseLayer, Kernel};
 use crate::error::Result;
 use crate::preprocess::Matrix;
 

@@ -10,41 +10,37 @@
 //! matrix *is* `Xᵀ` stored contiguously: no transpose or per-row copy between Arrow and the
 //! matmul.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{D, DType, Device, Tensor, Var};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::optim::{AdamW, Optimizer};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::dense::DenseNetwork;
-use crate::dense_training::CpuTrainer;
+use crate::data::{TrainingData, fit_and_encode, stratified_split};
 use crate::error::{Error, Result};
+use crate::kernels::dense::DenseNetwork;
+use crate::kernels::dense_training::CpuTrainer;
 use crate::metrics::{BinaryMetrics, CalibrationBin, calibration_table, roc_auc};
 use crate::options::Options;
-use crate::preprocess::{FeatureColumn, FeatureValues, Matrix, PreprocessOptions, Preprocessor};
+use crate::preprocess::{FeatureValues, Matrix, Preprocessor};
+use crate::train::{
+    EarlyStopping, EpochReport, TrainingOptions, weighted_bce_with_logits, weighted_log_loss,
+};
 
-/// Training data: named feature columns and a 0/1 target, all the same length. Kinds
-/// without a target leave it empty.
-#[derive(Debug, Clone)]
-pub struct TrainingData {
-    pub features: Vec<(String, FeatureColumn)>,
-    pub target: Vec<bool>,
-}
-
-impl TrainingData {
-    /// Rows of training data.
-    pub fn rows(&self) -> usize {
-        self.features
-            .first()
-            .map_or(self.target.len(), |(_, column)| column.len())
-    }
-}
+/// The training options' defaults for a classifier.
+const DEFAULTS: TrainingOptions = TrainingOptions {
+    epochs: 30,
+    batch_size: 256,
+    learning_rate: 0.003,
+    weight_decay: 1e-4,
+    patience: 5,
+    validation_fraction: 0.2,
+};
 
 /// Hyper-parameters, from OPTIONS.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,13 +48,8 @@ pub struct ClassifierOptions {
     /// Hidden layer widths; empty for logistic regression.
     pub hidden: Vec<usize>,
     pub dropout: f64,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    /// Epochs without improvement of the validation loss before training stops.
-    pub patience: usize,
-    pub validation_fraction: f64,
+    /// Epochs, batch size, AdamW, early stopping and the validation split.
+    pub training: TrainingOptions,
     /// Weight positives by negatives/positives so both classes count equally.
     pub balanced: bool,
     pub seed: u64,
@@ -89,12 +80,7 @@ impl ClassifierOptions {
             hidden,
             balanced,
             dropout: options.number("dropout", 0.0, 0.0..=0.9)?,
-            epochs: options.number("epochs", 30, 1..=10_000)?,
-            batch_size: options.number("batch_size", 256, 1..=1 << 20)?,
-            learning_rate: options.number("learning_rate", 0.003, 1e-7..=10.0)?,
-            weight_decay: options.number("weight_decay", 1e-4, 0.0..=10.0)?,
-            patience: options.number("patience", 5, 1..=10_000)?,
-            validation_fraction: options.number("validation_fraction", 0.2, 0.01..=0.9)?,
+            training: TrainingOptions::from_options(options, &DEFAULTS, 1 << 20)?,
             seed: options.number("seed", 42, 0..=u64::MAX)?,
             max_categories: options.number("max_categories", 100, 1..=100_000)?,
             threshold: options.number("threshold", 0.5, 0.0..=1.0)?,
@@ -119,19 +105,6 @@ fn parse_hidden(text: &str) -> Result<Vec<usize>> {
             ))),
         })
         .collect()
-}
-
-/// Progress of one epoch, reported while training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochReport {
-    pub epoch: usize,
-    pub epochs: usize,
-    pub train_loss: f64,
-    pub validation_loss: f64,
-    /// None for models without a label (anomaly).
-    #[serde(default)]
-    pub validation_auc: Option<f64>,
-    pub seconds: f64,
 }
 
 /// What training observed, saved in the card.
@@ -179,12 +152,15 @@ impl Classifier {
         cancel: &AtomicBool,
     ) -> Result<Classifier> {
         let started = Instant::now();
-        let device = crate::device(&options.device)?;
+        let device = crate::compute::device(&options.device)?;
         let rows = data.target.len();
         validate(data, options)?;
 
-        let (train_idx, validation_idx) =
-            split(&data.target, options.validation_fraction, options.seed);
+        let (train_idx, validation_idx) = stratified_split(
+            &data.target,
+            options.training.validation_fraction,
+            options.seed,
+        );
         let (preprocessor, matrix) = fit_and_encode(data, &train_idx, options.max_categories)?;
         let train_x = matrix.select_rows(&train_idx);
         let validation_x = matrix.select_rows(&validation_idx);
@@ -204,11 +180,7 @@ impl Classifier {
             .chain(std::iter::once(1))
             .collect();
         let initial = init_layers(&sizes, &mut rng, &device)?;
-        let params = ParamsAdamW {
-            lr: options.learning_rate,
-            weight_decay: options.weight_decay,
-            ..ParamsAdamW::default()
-        };
+        let params = options.training.adamw();
         let mut trainer = match device {
             Device::Cpu => Trainer::Cpu(CpuTrainer::new(unfold_layers(&initial)?, params)),
             _ => Trainer::Candle {
@@ -219,12 +191,12 @@ impl Classifier {
 
         let mut order: Vec<usize> = (0..train_y.len()).collect();
         let mut history = Vec::new();
-        let mut best: Option<(f64, usize, Vec<(Tensor, Tensor)>)> = None;
-        for epoch in 1..=options.epochs {
+        let mut stopping = EarlyStopping::new(options.training.patience);
+        for epoch in 1..=options.training.epochs {
             let epoch_started = Instant::now();
             order.shuffle(&mut rng);
             let (mut loss_sum, mut weight_sum) = (0.0, 0.0);
-            for batch in order.chunks(options.batch_size) {
+            for batch in order.chunks(options.training.batch_size) {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::Cancelled);
                 }
@@ -271,7 +243,7 @@ impl Classifier {
             let validation_loss = weighted_log_loss(&scores, &validation_y, positive_weight);
             let report = EpochReport {
                 epoch,
-                epochs: options.epochs,
+                epochs: options.training.epochs,
                 train_loss: loss_sum / weight_sum,
                 validation_loss,
                 validation_auc: Some(roc_auc(&scores, &validation_y)),
@@ -279,19 +251,11 @@ impl Classifier {
             };
             on_epoch(&report);
             history.push(report);
-            let improved = best
-                .as_ref()
-                .is_none_or(|(loss, _, _)| validation_loss < *loss);
-            if improved {
-                best = Some((validation_loss, epoch, layers));
-            } else if best
-                .as_ref()
-                .is_some_and(|(_, best_epoch, _)| epoch - best_epoch >= options.patience)
-            {
+            if stopping.record(epoch, validation_loss, || Ok(layers))? {
                 break;
             }
         }
-        let (_, best_epoch, layers) = best.expect("at least one epoch ran");
+        let (best_epoch, layers) = stopping.best();
 
         let scores = score(&layers, &validation_x, &device)?;
         let validation = BinaryMetrics::compute(&scores, &validation_y, options.threshold);
@@ -419,7 +383,7 @@ impl Classifier {
 
     /// The weights as named tensors, for safetensors.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        crate::artifact::layer_tensors(&self.layers)
+        crate::weights::layer_tensors(&self.layers)
     }
 
     /// Rebuilds a classifier from its card's spec and its named tensors, checking shapes.
@@ -432,7 +396,7 @@ impl Classifier {
             .chain(spec.hidden.iter().copied())
             .chain(std::iter::once(1))
             .collect();
-        let layers = crate::artifact::take_layers(&mut tensors, &sizes, device)?;
+        let layers = crate::weights::take_layers(&mut tensors, &sizes, device)?;
         Classifier::new(spec, layers, device.clone())
     }
 }
@@ -477,31 +441,15 @@ fn validate(data: &TrainingData, options: &ClassifierOptions) -> Result<()> {
             positives == rows
         )));
     }
-    let validation = (rows as f64 * options.validation_fraction).round() as usize;
+    let validation = (rows as f64 * options.training.validation_fraction).round() as usize;
     if validation < 2 || rows - validation < 2 {
         return Err(Error::data(format!(
             "{rows} rows are too few to split into training and validation \
              (validation_fraction = {})",
-            options.validation_fraction
+            options.training.validation_fraction
         )));
     }
     Ok(())
-}
-
-/// Training and validation row indices, stratified by class so both sets see both classes.
-pub(crate) fn split(target: &[bool], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5911_7000_0001);
-    let (mut train, mut validation) = (Vec::new(), Vec::new());
-    for class in [false, true] {
-        let mut rows: Vec<usize> = (0..target.len()).filter(|&i| target[i] == class).collect();
-        rows.shuffle(&mut rng);
-        let take = ((rows.len() as f64 * fraction).round() as usize).clamp(1, rows.len() - 1);
-        validation.extend_from_slice(&rows[..take]);
-        train.extend_from_slice(&rows[take..]);
-    }
-    train.sort_unstable();
-    validation.sort_unstable();
-    (train, validation)
 }
 
 /// Layers initialised as PyTorch's `nn.Linear` does (uniform in ±1/sqrt(fan_in)), from `rng`,
@@ -624,24 +572,6 @@ fn forward_rows(layers: &[(&Tensor, &Tensor)], x: &Tensor) -> Result<Tensor> {
     Ok(h.squeeze(D::Minus1)?)
 }
 
-/// Σ wᵢ · BCE(σ(zᵢ), yᵢ), computed stably from logits as softplus(z) − y·z.
-pub(crate) fn weighted_bce_with_logits(logits: &Tensor, y: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let softplus = (logits.relu()? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-    let per_row = (softplus - (y * logits)?)?;
-    Ok((per_row * w)?.sum_all()?)
-}
-
-fn weighted_log_loss(scores: &[f64], labels: &[bool], positive_weight: f64) -> f64 {
-    let (mut loss, mut weight) = (0.0, 0.0);
-    for (&p, &y) in scores.iter().zip(labels) {
-        let p = p.clamp(1e-15, 1.0 - 1e-15);
-        let w = if y { positive_weight } else { 1.0 };
-        loss -= w * if y { p.ln() } else { (1.0 - p).ln() };
-        weight += w;
-    }
-    loss / weight
-}
-
 /// Probabilities for a feature-major matrix: the network applied to `Xᵀ` as `W · Xᵀ + b`,
 /// with candle's tensors on `device` (the CPU uses [`DenseNetwork`], which gives the same
 /// answers faster).
@@ -700,344 +630,5 @@ fn permutation_importance(
     Ok(importance)
 }
 
-/// Fits the preprocessing on the `train` rows of `data` only (so validation metrics stay
-/// honest) and encodes every row.
-pub(crate) fn fit_and_encode(
-    data: &TrainingData,
-    train: &[usize],
-    max_categories: usize,
-) -> Result<(Preprocessor, Matrix)> {
-    let columns: Vec<Column<'_>> = data
-        .features
-        .iter()
-        .map(|(_, column)| Column::borrow(column))
-        .collect();
-    let train_columns: Vec<Column<'_>> = columns.iter().map(|c| c.select(train)).collect();
-    let fit_views: Vec<(String, FeatureValues<'_>)> = data
-        .features
-        .iter()
-        .zip(&train_columns)
-        .map(|((name, _), column)| (name.clone(), column.view()))
-        .collect();
-    let preprocessor = Preprocessor::fit(&fit_views, &PreprocessOptions { max_categories })
-        .map_err(|e| match e {
-            Error::InvalidInput(m) => Error::InvalidData(m),
-            other => other,
-        })?;
-    let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-    let matrix = preprocessor.transform(&values)?;
-    Ok((preprocessor, matrix))
-}
-
-/// A feature column borrowed from [`TrainingData`], in the shape [`FeatureValues`] needs.
-enum Column<'a> {
-    Numeric(Cow<'a, [f64]>),
-    Categorical(Vec<Option<&'a str>>),
-}
-
-impl<'a> Column<'a> {
-    fn borrow(column: &'a FeatureColumn) -> Self {
-        match column {
-            FeatureColumn::Numeric(v) => Column::Numeric(Cow::Borrowed(v)),
-            FeatureColumn::Categorical(v) => {
-                Column::Categorical(v.iter().map(|s| s.as_deref()).collect())
-            }
-            FeatureColumn::TextList(_) | FeatureColumn::NumberList(_) => {
-                unreachable!("Model::train rejects list features for tabular kinds")
-            }
-        }
-    }
-
-    fn select(&self, rows: &[usize]) -> Column<'a> {
-        match self {
-            Column::Numeric(v) => Column::Numeric(Cow::Owned(rows.iter().map(|&i| v[i]).collect())),
-            Column::Categorical(v) => Column::Categorical(rows.iter().map(|&i| v[i]).collect()),
-        }
-    }
-
-    fn view(&self) -> FeatureValues<'_> {
-        match self {
-            Column::Numeric(v) => FeatureValues::Numeric(v),
-            Column::Categorical(v) => FeatureValues::Categorical(v),
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Model, ModelCard, Options};
-    use rand_distr_free::normal;
-
-    /// Standard normals from a seeded generator (Box-Muller), so tests need no extra crate.
-    mod rand_distr_free {
-        use rand::Rng;
-        pub fn normal(rng: &mut impl Rng) -> f64 {
-            let u1: f64 = rng.random_range(f64::EPSILON..1.0);
-            let u2: f64 = rng.random();
-            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        }
-    }
-
-    /// y ~ Bernoulli(σ(1.5·x1 − x2 + 1.0·[plan = pro] − 1)), with NULLs in x2 meaning "high".
-    fn synthetic(rows: usize, seed: u64) -> (TrainingData, Vec<f64>) {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let (mut x1, mut x2, mut plan, mut y, mut truth) = (vec![], vec![], vec![], vec![], vec![]);
-        for _ in 0..rows {
-            let a = normal(&mut rng);
-            let b = normal(&mut rng);
-            let pro = rng.random::<f64>() < 0.4;
-            let missing = rng.random::<f64>() < 0.1;
-            let b_effect = if missing { 1.5 } else { b };
-            let z = 1.5 * a - b_effect + if pro { 1.0 } else { 0.0 } - 1.0;
-            let p = 1.0 / (1.0 + (-z).exp());
-            x1.push(a);
-            x2.push(if missing { f64::NAN } else { b });
-            plan.push(Some(if pro { "pro" } else { "basic" }.to_string()));
-            y.push(rng.random::<f64>() < p);
-            truth.push(p);
-        }
-        let data = TrainingData {
-            features: vec![
-                ("x1".into(), FeatureColumn::Numeric(x1)),
-                ("x2".into(), FeatureColumn::Numeric(x2)),
-                ("plan".into(), FeatureColumn::Categorical(plan)),
-            ],
-            target: y,
-        };
-        (data, truth)
-    }
-
-    fn train(data: &TrainingData, pairs: &[(&str, &str)]) -> Result<Model> {
-        let mut options = Options::new(pairs.iter().copied());
-        Model::train(
-            crate::Kind::ChurnClassifier,
-            data,
-            &mut options,
-            &mut |_| {},
-            &AtomicBool::new(false),
-        )
-    }
-
-    /// Calls `f` with the model's view of `data`'s feature columns.
-    fn with_views<T>(data: &TrainingData, f: impl FnOnce(&[FeatureValues<'_>]) -> T) -> T {
-        let columns: Vec<Column<'_>> = data
-            .features
-            .iter()
-            .map(|(_, c)| Column::borrow(c))
-            .collect();
-        let views: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-        f(&views)
-    }
-
-    fn predict(model: &Model, data: &TrainingData) -> Vec<f64> {
-        with_views(data, |views| model.predict(views).unwrap())
-    }
-
-    #[test]
-    fn learns_a_known_logistic_rule_close_to_the_truth() {
-        let (data, truth) = synthetic(8000, 1);
-        let truth_auc = roc_auc(&truth, &data.target);
-        for hidden in ["", "16,8"] {
-            let model = train(&data, &[("hidden", hidden), ("epochs", "40")]).unwrap();
-            let Model::Classifier(c) = &model else {
-                panic!("a classifier")
-            };
-            let auc = c.spec.training.validation.roc_auc;
-            // The validation split is a fifth of the rows; the truth's AUC on all rows is the
-            // ceiling the model can approach.
-            assert!(
-                auc > truth_auc - 0.03,
-                "hidden '{hidden}': auc {auc} vs truth {truth_auc}"
-            );
-            let importance: HashMap<_, _> = c.spec.training.importance.iter().cloned().collect();
-            assert!(importance["x1"] > importance["plan"], "{importance:?}");
-        }
-    }
-
-    #[test]
-    fn same_seed_same_model_and_save_load_is_bit_identical() {
-        let (data, _) = synthetic(2000, 2);
-        let options = [
-            ("hidden", "8"),
-            ("epochs", "5"),
-            ("dropout", "0.1"),
-            ("seed", "7"),
-        ];
-        let a = train(&data, &options).unwrap();
-        let b = train(&data, &options).unwrap();
-        let (pa, pb) = (predict(&a, &data), predict(&b, &data));
-        assert_eq!(pa, pb);
-
-        let weights = a.weights().unwrap();
-        let card = ModelCard {
-            format: crate::artifact::CARD_FORMAT,
-            name: "m".into(),
-            version: 1,
-            kind: crate::Kind::ChurnClassifier,
-            target: Some("y".into()),
-            features: vec![],
-            options: Default::default(),
-            metrics: a.metrics(),
-            rows: 2000,
-            seconds: 0.0,
-            fingerprint: crate::artifact::fingerprint(&data),
-            created_at: String::new(),
-            weights_checksum: crate::artifact::fnv1a_hex(&weights),
-            spec: a.spec(),
-        };
-        let card = ModelCard::from_json(&card.to_json()).unwrap();
-        let loaded = Model::load(&card, &weights, &Device::Cpu).unwrap();
-        let pl = predict(&loaded, &data);
-        assert!(pa.iter().zip(&pl).all(|(x, y)| x.to_bits() == y.to_bits()));
-    }
-
-    #[test]
-    fn logistic_explanations_add_up_to_the_prediction() {
-        let (data, _) = synthetic(2000, 3);
-        let model = train(&data, &[("hidden", ""), ("epochs", "5")]).unwrap();
-        let Model::Classifier(c) = &model else {
-            panic!("a classifier")
-        };
-        let (p, explanation) =
-            with_views(&data, |v| (c.predict(v).unwrap(), c.explain(v).unwrap()));
-        for row in [0, 1, 17] {
-            let total = explanation.baseline + explanation.contributions[row].iter().sum::<f64>();
-            assert!(
-                (total - logit(p[row])).abs() < 1e-4,
-                "row {row}: {total} vs {}",
-                logit(p[row])
-            );
-        }
-        // Integrated gradients nearly add up too (completeness), within the Riemann error.
-        let mlp = train(&data, &[("hidden", "8"), ("epochs", "3")]).unwrap();
-        let Model::Classifier(c) = &mlp else {
-            panic!("a classifier")
-        };
-        let (p, explanation) =
-            with_views(&data, |v| (c.predict(v).unwrap(), c.explain(v).unwrap()));
-        let total = explanation.baseline + explanation.contributions[0].iter().sum::<f64>();
-        assert!(
-            (total - logit(p[0])).abs() < 0.05,
-            "{total} vs {}",
-            logit(p[0])
-        );
-    }
-
-    #[test]
-    fn the_fused_cpu_path_matches_candle() {
-        let (data, _) = synthetic(1500, 6);
-        let model = train(&data, &[("hidden", "24,12"), ("epochs", "2")]).unwrap();
-        let Model::Classifier(c) = &model else {
-            panic!("a classifier")
-        };
-        // 1500 rows: two full blocks and a partial one.
-        let matrix = with_views(&data, |v| c.spec.preprocessor.transform(v).unwrap());
-        let fused = c.predict_encoded(&matrix).unwrap();
-        let reference = predict_matrix(&c.layers, &matrix, &Device::Cpu).unwrap();
-        assert_eq!(fused.len(), 1500);
-        // Scoring columns encodes them a block at a time: the same inputs, the same answers.
-        let by_columns = with_views(&data, |v| c.predict(v).unwrap());
-        assert_eq!(by_columns, fused);
-        for (a, b) in fused.iter().zip(&reference) {
-            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-        }
-    }
-
-    #[test]
-    fn the_cpu_trainer_takes_candles_steps() {
-        // 24 -> 20 -> 9 -> 1 from the same start, three AdamW steps on 200- and 37-row
-        // batches with weighted rows: the hand-written backward pass and update against
-        // candle's autograd and AdamW.
-        let mut rng = StdRng::seed_from_u64(3);
-        let sizes = [24, 20, 9, 1];
-        let vars = init_layers(&sizes, &mut rng, &Device::Cpu).unwrap();
-        let x = Matrix {
-            rows: 200,
-            cols: 24,
-            data: (0..200 * 24).map(|_| rng.random_range(-2.0..2.0)).collect(),
-        };
-        let params = ParamsAdamW {
-            lr: 0.01,
-            weight_decay: 0.01,
-            ..ParamsAdamW::default()
-        };
-        let mut cpu = CpuTrainer::new(unfold_layers(&vars).unwrap(), params.clone());
-        let mut optimizer = AdamW::new(vars.clone(), params).unwrap();
-        for batch in [
-            (0..200).collect::<Vec<_>>(),
-            (50..87).collect(),
-            (0..200).rev().collect(),
-        ] {
-            let y: Vec<f32> = batch.iter().map(|&i| (i % 3 == 0) as u8 as f32).collect();
-            let w: Vec<f32> = y.iter().map(|&y| if y > 0.0 { 2.0 } else { 1.0 }).collect();
-            let total: f32 = w.iter().sum();
-            let cpu_loss = cpu.step(&x, &batch, &y, &w, 0.0, &mut rng);
-
-            let xt =
-                Tensor::from_vec(x.gather_rows(&batch), (batch.len(), 24), &Device::Cpu).unwrap();
-            let (yt, wt) = (
-                Tensor::new(y.as_slice(), &Device::Cpu).unwrap(),
-                Tensor::new(w.as_slice(), &Device::Cpu).unwrap(),
-            );
-            let weights: Vec<&Tensor> = vars.iter().map(Var::as_tensor).collect();
-            let logits = forward_folded(&weights, &xt, 0.0, &mut rng).unwrap();
-            let loss =
-                (weighted_bce_with_logits(&logits, &yt, &wt).unwrap() / total as f64).unwrap();
-            optimizer.backward_step(&loss).unwrap();
-            let candle_loss = loss.to_scalar::<f32>().unwrap() as f64;
-            assert!(
-                (cpu_loss - candle_loss).abs() < 1e-5,
-                "{cpu_loss} vs {candle_loss}"
-            );
-
-            for ((cw, cb), (kw, kb)) in cpu
-                .layers()
-                .unwrap()
-                .iter()
-                .zip(split_layers(&vars).unwrap())
-            {
-                for (a, b) in [(cw, &kw), (cb, &kb)] {
-                    let (a, b) = (
-                        a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                        b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                    );
-                    for (a, b) in a.iter().zip(&b) {
-                        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn bad_training_data_is_refused_clearly() {
-        let (mut data, _) = synthetic(100, 4);
-        data.target = vec![false; 100];
-        let err = train(&data, &[]).unwrap_err().to_string();
-        assert!(err.contains("single class"), "{err}");
-        let empty = TrainingData {
-            features: vec![("x".into(), FeatureColumn::Numeric(vec![]))],
-            target: vec![],
-        };
-        assert_eq!(
-            train(&empty, &[]).unwrap_err().to_string(),
-            "the training query returned no rows"
-        );
-        let (data, _) = synthetic(100, 5);
-        let err = train(&data, &[("hidden", "64,x")]).unwrap_err().to_string();
-        assert!(err.starts_with("option hidden must be"), "{err}");
-        let err = train(&data, &[("device", "cuda:0")])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("cuda"), "{err}");
-        let cancelled = Model::train(
-            crate::Kind::ChurnClassifier,
-            &data,
-            &mut Options::default(),
-            &mut |_| {},
-            &AtomicBool::new(true),
-        );
-        assert!(matches!(cancelled, Err(Error::Cancelled)));
-    }
-}
+mod tests;

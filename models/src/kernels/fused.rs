@@ -7,7 +7,7 @@
 //! accumulate them; a training layer norm is about ten element-wise operations each way.
 //! Those element-wise operations run on one thread and allocate a fresh tensor each, and
 //! together they took more of a training epoch than the products did. Here a linear layer is
-//! one product in the AVX-512 kernel of [`crate::dense`] forward (bias and ReLU added on the
+//! one product in the AVX-512 kernel of [`super::dense`] forward (bias and ReLU added on the
 //! way out) and two backward, split across the model thread pool; a layer norm is one pass
 //! over the rows each way. Where the kernel does not run (another device, no AVX-512, widths
 //! that are not a multiple of 16) the callers use candle's operations, and unit tests hold the
@@ -16,7 +16,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::dense::{Kernel, matmul};
+use super::dense::{Kernel, matmul};
 
 /// Rows per parallel task of the row-wise passes.
 const ROWS_PER_TASK: usize = 64;
@@ -94,7 +94,7 @@ fn tensor(data: Vec<f32>, like: &Tensor) -> candle_core::Result<Tensor> {
 /// `[rows, cols]` row-major to `[cols, rows]`.
 fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; values.len()];
-    crate::dense::transpose_into(values, rows, cols, &mut out, rows);
+    super::dense::transpose_into(values, rows, cols, &mut out, rows);
     out
 }
 

@@ -11,12 +11,12 @@
 //! each head's scores, softmax and weighted sum of values are one pass over L x L numbers
 //! that never leave the cache. The backward pass recomputes the probabilities instead of
 //! storing them (as flash attention does). Other devices use candle's own operations
-//! (`sequence.rs`).
+//! (`sequence/network.rs`).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::fused::contiguous;
+use super::fused::contiguous;
 
 /// The op: for each sequence `b` and head, `softmax(q kᵀ · scale + bias_b) v`, where
 /// `bias[b][j]` is added to every query's score for key `j` (0, or a large negative number for
@@ -156,7 +156,7 @@ fn probabilities(head: &Head, bias: &[f32], scale: f32, dims: &Dims, p: &mut [f3
         }
         let max = lanes(row, f32::NEG_INFINITY, f32::max);
         for x in row.iter_mut() {
-            *x = crate::lstm_cpu::exp(*x - max);
+            *x = super::lstm_cpu::exp(*x - max);
         }
         let inverse = 1.0 / lanes(row, 0.0, |a, b| a + b);
         for x in row.iter_mut() {
