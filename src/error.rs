@@ -135,6 +135,16 @@ fn model_state(e: &tenure_models::Error) -> SqlState {
     }
 }
 
+fn registry_state(e: &tenure_udfs::ModelError) -> SqlState {
+    use tenure_udfs::ModelError as R;
+    match e {
+        R::InvalidReference(_) => SqlState::InvalidParameterValue,
+        R::NotFound(_) => SqlState::UndefinedObject,
+        R::Unreadable(_) => SqlState::IoError,
+        R::Corrupt(_) => SqlState::DataCorrupted,
+    }
+}
+
 fn datafusion_state(e: &DataFusionError) -> SqlState {
     match e {
         DataFusionError::SQL(..) => SqlState::SyntaxError,
@@ -165,6 +175,8 @@ fn datafusion_state(e: &DataFusionError) -> SqlState {
                 arrow_state(e)
             } else if let Some(e) = inner.downcast_ref::<tenure_models::Error>() {
                 model_state(e)
+            } else if let Some(e) = inner.downcast_ref::<tenure_udfs::ModelError>() {
+                registry_state(e)
             } else {
                 SqlState::InternalError
             }
@@ -333,6 +345,18 @@ mod tests {
                 DataCorrupted,
             ),
             (Error::Model(tenure_models::Error::Cancelled), QueryCanceled),
+            (
+                Error::DataFusion(DataFusionError::External(Box::new(
+                    tenure_udfs::ModelError::Unreadable("card.json is gone".into()),
+                ))),
+                IoError,
+            ),
+            (
+                Error::DataFusion(DataFusionError::External(Box::new(
+                    tenure_udfs::ModelError::Corrupt("bad weights".into()),
+                ))),
+                DataCorrupted,
+            ),
             (
                 Error::Model(tenure_models::Error::Device("x".into())),
                 FeatureNotSupported,

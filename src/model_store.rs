@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tenure_models::candle_core::Device;
 use tenure_models::{Model, ModelCard};
-use tenure_udfs::{LoadedModel, ModelRegistry};
+use tenure_udfs::{LoadedModel, ModelError, ModelRegistry};
 
 use crate::datadir::write_atomically;
 use crate::error::{Error, Result};
@@ -152,22 +152,23 @@ impl ModelStore {
     }
 
     /// One file of a version's artifact, with an error that names the model and the path.
-    fn read_file(&self, name: &str, version: u32, file: &str) -> Result<Vec<u8>, String> {
+    fn read_file(&self, name: &str, version: u32, file: &str) -> Result<Vec<u8>, ModelError> {
         let path = self.version_dir(name, version).join(file);
         std::fs::read(&path).map_err(|e| {
-            format!(
+            ModelError::Unreadable(format!(
                 "model '{name}' version {version}: cannot read {}: {e}",
                 path.display()
-            )
+            ))
         })
     }
 
-    fn read_card(&self, name: &str, version: u32) -> Result<ModelCard, String> {
+    fn read_card(&self, name: &str, version: u32) -> Result<ModelCard, ModelError> {
         let bytes = self.read_file(name, version, CARD_FILE)?;
-        ModelCard::from_json(&bytes).map_err(|e| format!("model '{name}' version {version}: {e}"))
+        ModelCard::from_json(&bytes)
+            .map_err(|e| ModelError::Corrupt(format!("model '{name}' version {version}: {e}")))
     }
 
-    fn load(&self, name: &str, version: u32) -> Result<Arc<LoadedModel>, String> {
+    fn load(&self, name: &str, version: u32) -> Result<Arc<LoadedModel>, ModelError> {
         let key = (name.to_string(), version);
         if let Some(model) = self.cache.lock().expect("cache lock poisoned").get(&key) {
             return Ok(model.clone());
@@ -175,7 +176,7 @@ impl ModelStore {
         let card = self.read_card(name, version)?;
         let weights = self.read_file(name, version, WEIGHTS_FILE)?;
         let model = Model::load(&card, &weights, &self.device)
-            .map_err(|e| format!("model '{name}' version {version}: {e}"))?;
+            .map_err(|e| ModelError::Corrupt(format!("model '{name}' version {version}: {e}")))?;
         let loaded = Arc::new(LoadedModel { card, model });
         self.cache
             .lock()
@@ -195,12 +196,14 @@ impl ModelStore {
 }
 
 impl ModelRegistry for ModelStore {
-    fn model(&self, reference: &str) -> Result<Arc<LoadedModel>, String> {
+    fn model(&self, reference: &str) -> Result<Arc<LoadedModel>, ModelError> {
         let reference = reference.trim().to_lowercase();
         let (name, version) = match reference.split_once('@') {
             Some((name, version)) => {
                 let version: u32 = version.parse().map_err(|_| {
-                    format!("'{reference}' is not a model reference; use name or name@version")
+                    ModelError::InvalidReference(format!(
+                        "'{reference}' is not a model reference; use name or name@version"
+                    ))
                 })?;
                 (name, Some(version))
             }
@@ -214,24 +217,24 @@ impl ModelRegistry for ModelStore {
             .cloned();
         let Some(versions) = versions else {
             let names = self.names();
-            return Err(if names.is_empty() {
+            return Err(ModelError::NotFound(if names.is_empty() {
                 format!("model '{name}' does not exist; no models have been created (CREATE MODEL)")
             } else {
                 format!(
                     "model '{name}' does not exist; models: {}",
                     names.join(", ")
                 )
-            });
+            }));
         };
         let version = match version {
             None => *versions.last().expect("indexed models have a version"),
             Some(v) if versions.contains(&v) => v,
             Some(v) => {
                 let list: Vec<String> = versions.iter().map(u32::to_string).collect();
-                return Err(format!(
+                return Err(ModelError::NotFound(format!(
                     "model '{name}' has no version {v}; versions: {}",
                     list.join(", ")
-                ));
+                )));
             }
         };
         self.load(name, version)

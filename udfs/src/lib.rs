@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 
-pub use registry::{LoadedModel, ModelRegistry};
+pub use registry::{LoadedModel, ModelError, ModelRegistry};
 
 /// Registers all of tenure's functions with `ctx`, resolving models through `registry`.
 pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::ColumnarValue;
 use tenure_models::Kind;
 
-use crate::registry::{LoadedModel, ModelRegistry};
+use crate::registry::{LoadedModel, ModelError, ModelRegistry};
 
 /// One function's model argument.
 #[derive(Debug, Clone)]
@@ -150,13 +150,20 @@ impl ModelArg {
     }
 }
 
-/// Resolves `reference` through `registry`, prefixing errors with the function's name.
+/// Resolves `reference` through `registry`, prefixing errors with the function's name. A
+/// wrong name is a planning error; a model whose files are gone or broken keeps its type
+/// ([`ModelError`]), so that the engine can say which (a SQLSTATE of its own).
 pub fn resolve(
     function: &str,
     registry: &dyn ModelRegistry,
     reference: &str,
 ) -> Result<Arc<LoadedModel>> {
-    registry
-        .model(reference)
-        .or_else(|message| plan_err!("{function}: {message}"))
+    registry.model(reference).map_err(|e| match e {
+        ModelError::InvalidReference(_) | ModelError::NotFound(_) => {
+            DataFusionError::Plan(e.prefixed(function).to_string())
+        }
+        ModelError::Unreadable(_) | ModelError::Corrupt(_) => {
+            DataFusionError::External(Box::new(e.prefixed(function)))
+        }
+    })
 }
