@@ -138,17 +138,17 @@ fn btyd(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
     group.bench_function("bgnbd_fit_cdnow_master", |b| {
-        b.iter(|| BgNbd::fit(&x, &recency, &age, TimeUnit::Week, 0.0, &|| false).unwrap())
+        b.iter(|| BgNbd::fit(&x, &recency, &age, TimeUnit::Week, 0.0, &|| false).unwrap());
     });
     group.bench_function("gamma_gamma_fit_cdnow_master", |b| {
-        b.iter(|| GammaGamma::fit(&x, &monetary, 0.0, &|| false).unwrap())
+        b.iter(|| GammaGamma::fit(&x, &monetary, 0.0, &|| false).unwrap());
     });
     group.bench_function("rfm_summary_cdnow_master", |b| {
         b.iter(|| {
             runtime
                 .block_on(engine.query(&format!("SELECT count(*) FROM {MASTER_SUMMARY}")))
                 .unwrap()
-        })
+        });
     });
 
     // Models trained in SQL, then scored over a large in-memory table.
@@ -191,7 +191,7 @@ fn btyd(c: &mut Criterion) {
             runtime
                 .block_on(engine.query("SELECT sum(p_alive('bg', frequency, recency, t)) FROM t"))
                 .unwrap()
-        })
+        });
     });
     group.throughput(Throughput::Elements(1_000_000));
     group.bench_function("clv_12_months_sql/1000000_rows", |b| {
@@ -202,7 +202,7 @@ fn btyd(c: &mut Criterion) {
                      FROM t_small",
                 ))
                 .unwrap()
-        })
+        });
     });
     group.finish();
 }
@@ -243,7 +243,7 @@ fn kmeans(c: &mut Criterion) {
                 let model = KMeans::fit(&data, &options, &|| false).unwrap();
                 assert_eq!(model.iterations, iterations as u64);
                 model
-            })
+            });
         });
     }
     group.finish();
@@ -307,14 +307,14 @@ fn recommender(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(30));
     group.bench_function("train_100k_users", |b| {
-        b.iter(|| runtime.block_on(engine.run(train)).unwrap())
+        b.iter(|| runtime.block_on(engine.run(train)).unwrap());
     });
     group.bench_function("recommendations_100k_users_k10", |b| {
         b.iter(|| {
             runtime
                 .block_on(engine.query("SELECT count(*) FROM recommendations('recs', 10)"))
                 .unwrap()
-        })
+        });
     });
     group.finish();
 }
@@ -391,7 +391,7 @@ fn sequence(c: &mut Criterion) {
                             FeatureValues::NumberList(ages),
                         ])
                         .unwrap()
-                })
+                });
             });
         }
     }
@@ -401,7 +401,7 @@ fn sequence(c: &mut Criterion) {
     let train_rows = 2048 - (2048.0f64 * 0.01).round() as u64;
     group.throughput(Throughput::Elements(train_rows * 51));
     group.bench_function("train_transformer_len50_epoch", |b| {
-        b.iter(|| SequenceModel::train(&data, &options, &mut |_| {}, &never).unwrap())
+        b.iter(|| SequenceModel::train(&data, &options, &mut |_| {}, &never).unwrap());
     });
     group.finish();
 }

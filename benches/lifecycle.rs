@@ -87,7 +87,7 @@ fn lifecycle(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20));
     for (name, sql) in queries() {
         group.bench_function(&name, |b| {
-            b.iter(|| runtime.block_on(engine.query(&sql)).expect("query runs"))
+            b.iter(|| runtime.block_on(engine.query(&sql)).expect("query runs"));
         });
     }
     group.finish();

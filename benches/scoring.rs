@@ -31,7 +31,7 @@ const BATCH: usize = 8192;
 /// `rows` rows of 24 standard-ish uniform features and a label from a logistic rule.
 fn columns(rows: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<bool>) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut columns = vec![Vec::with_capacity(rows); FEATURES];
+    let mut columns: Vec<Vec<f64>> = (0..FEATURES).map(|_| Vec::with_capacity(rows)).collect();
     let mut labels = Vec::with_capacity(rows);
     for _ in 0..rows {
         let mut z = -0.5;
@@ -161,7 +161,7 @@ fn scoring(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(rows as u64));
     group.bench_function(format!("sql/{rows}_rows"), |b| {
-        b.iter(|| runtime.block_on(engine.query(&sql)).unwrap())
+        b.iter(|| runtime.block_on(engine.query(&sql)).unwrap());
     });
 
     // One batch through the model alone, and its two halves.
@@ -178,13 +178,13 @@ fn scoring(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("batch_assemble", |b| {
-        b.iter(|| classifier.spec.preprocessor.transform(&views).unwrap())
+        b.iter(|| classifier.spec.preprocessor.transform(&views).unwrap());
     });
     group.bench_function("batch_forward", |b| {
-        b.iter(|| classifier.predict_encoded(&matrix).unwrap())
+        b.iter(|| classifier.predict_encoded(&matrix).unwrap());
     });
     group.bench_function("batch_predict", |b| {
-        b.iter(|| classifier.predict(&views).unwrap())
+        b.iter(|| classifier.predict(&views).unwrap());
     });
     group.finish();
 }
@@ -214,7 +214,7 @@ fn training(c: &mut Criterion) {
                 total += Duration::from_secs_f64(classifier.spec.training.history[0].seconds);
             }
             total
-        })
+        });
     });
     group.finish();
 }

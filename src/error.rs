@@ -333,7 +333,10 @@ mod tests {
             (exists("schema"), DuplicateSchema),
             (exists("model"), DuplicateObject),
             (Error::PermissionDenied("x".into()), InsufficientPrivilege),
-            (Error::SerializationFailure("x".into()), SerializationFailure),
+            (
+                Error::SerializationFailure("x".into()),
+                SerializationFailure,
+            ),
             (Error::Catalog("x".into()), InternalError),
             (Error::Io(std::io::Error::other("x")), IoError),
             (

@@ -58,26 +58,34 @@ fn module_of(crate_dir: &Path, path: &Path) -> Vec<String> {
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
-    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
         parts.pop();
     }
     parts
 }
 
-/// The text that counts: without comments and without the unit-test module, whose imports
-/// are the tests' business.
+/// The text that counts: without comments and without an inline unit-test module, whose
+/// imports are the tests' business. The module runs from `#[cfg(test)] mod tests {` to the
+/// first `}` at the start of a line after it (rustfmt indents everything inside).
 fn code_of(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]\nmod tests") {
-        Some(at) => &text[..at],
-        None => text,
-    };
-    text.lines()
-        .map(|line| match line.trim_start().starts_with("//") {
-            true => "",
-            false => line,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut in_tests = false;
+    let mut lines = Vec::new();
+    let mut previous = "";
+    for line in text.lines() {
+        if previous == "#[cfg(test)]" && line == "mod tests {" {
+            in_tests = true;
+        }
+        let counted = !in_tests && !line.trim_start().starts_with("//");
+        lines.push(if counted { line } else { "" });
+        if in_tests && line == "}" {
+            in_tests = false;
+        }
+        previous = line;
+    }
+    lines.join("\n")
 }
 
 fn is_ident_char(c: char) -> bool {
@@ -110,13 +118,21 @@ fn paths(code: &str, heads: &[&str]) -> Vec<Vec<String>> {
 }
 
 /// Reads `::seg::seg...` or `::{...}` after `prefix`, at `chars[*i]`.
-fn read_path(chars: &[char], i: &mut usize, prefix: &mut Vec<String>, found: &mut Vec<Vec<String>>) {
+fn read_path(
+    chars: &[char],
+    i: &mut usize,
+    prefix: &mut Vec<String>,
+    found: &mut Vec<Vec<String>>,
+) {
     while chars.get(*i..*i + 2) == Some(&[':', ':'][..]) {
         *i += 2;
         if chars.get(*i) == Some(&'{') {
             *i += 1;
             loop {
-                while chars.get(*i).is_some_and(|c| c.is_whitespace() || *c == ',') {
+                while chars
+                    .get(*i)
+                    .is_some_and(|c| c.is_whitespace() || *c == ',')
+                {
                     *i += 1;
                 }
                 match chars.get(*i) {
@@ -330,12 +346,28 @@ fn no_import_cycles_between_files() {
             names
         })
         .collect();
-    assert!(cycles.is_empty(), "files that import each other: {cycles:#?}");
+    assert!(
+        cycles.is_empty(),
+        "files that import each other: {cycles:#?}"
+    );
+}
+
+#[test]
+fn test_modules_are_left_out_and_what_follows_them_is_not() {
+    let code = code_of(
+        "use crate::a::B;\n#[cfg(test)]\nmod tests {\n    use crate::c::D;\n}\n\nfn f() { crate::e::g() }\n",
+    );
+    let found: Vec<String> = paths(&code, &["crate"])
+        .iter()
+        .map(|p| p.join("::"))
+        .collect();
+    assert_eq!(found, ["crate::a::B", "crate::e::g"]);
 }
 
 #[test]
 fn the_import_parser_reads_paths_and_groups() {
-    let code = "use crate::a::{b, c::{d, e as f}};\nfn x() { super::super::g::h(); tenure_models::k::L }";
+    let code =
+        "use crate::a::{b, c::{d, e as f}};\nfn x() { super::super::g::h(); tenure_models::k::L }";
     let found = paths(code, &["crate", "super", "tenure_models"]);
     let as_text: Vec<String> = found.iter().map(|p| p.join("::")).collect();
     assert_eq!(
@@ -358,7 +390,11 @@ fn the_import_parser_reads_paths_and_groups() {
 fn source_files_stay_short() {
     let root = root();
     let mut sources = Vec::new();
-    for dir in CRATES.iter().map(|(dir, _)| *dir).chain(["tests", "benches"]) {
+    for dir in CRATES
+        .iter()
+        .map(|(dir, _)| *dir)
+        .chain(["tests", "benches"])
+    {
         rust_files(&root.join(dir), &mut sources);
     }
     let long: Vec<String> = sources

@@ -172,7 +172,11 @@ async fn models_survive_restarts_and_a_deleted_directory_is_a_clear_error() {
     std::fs::remove_dir_all(engine_dir.join("models/m")).unwrap();
     let err = engine.query(score).await.unwrap_err();
     // A model whose files are gone is an I/O error (58030), not a planning error.
-    assert_eq!(err.sqlstate(), tenure::pg::sqlstate::SqlState::IoError, "{err}");
+    assert_eq!(
+        err.sqlstate(),
+        tenure::pg::sqlstate::SqlState::IoError,
+        "{err}"
+    );
     let err = err.to_string();
     assert!(
         err.contains("model 'm' version 1: cannot read") && err.contains("card.json"),

@@ -515,7 +515,7 @@ async fn settings_version_and_transactions() {
         .unwrap();
     assert_eq!(
         simple_rows(&client, "SHOW application_name").await,
-        [[Some("".into())]]
+        [[Some(String::new())]]
     );
     let all = simple_rows(&client, "SHOW ALL").await;
     assert!(
@@ -927,7 +927,7 @@ async fn connection_limit_passwords_and_addresses() {
         o.users = vec![User {
             name: "analyst".into(),
             password: "s3cret pass".into(),
-        }]
+        }];
     })
     .await;
     let good = format!("{} password='s3cret pass'", server.url("analyst"));

@@ -236,7 +236,7 @@ async fn other_writers_wait_for_a_writing_block() {
     let queued = tokio::spawn(async move {
         b.batch_execute("INSERT INTO accounts VALUES (4, 4)")
             .await
-            .map(|_| b)
+            .map(|()| b)
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     a.batch_execute("COMMIT").await.unwrap();

@@ -146,9 +146,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use catalog::Catalog;
-use params::*;
 use chunk::ChunkOut;
 use draws::stream_seed;
+use params::*;
 use sim::Sim;
 
 /// First day of the observation window.
@@ -238,8 +238,7 @@ pub fn generate(options: &DemoOptions) -> Result<DemoWorld> {
     let catalog = Catalog::build(n_items, &mut catalog_rng)?;
 
     let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+        .map_or(1, |n| n.get())
         .clamp(1, MAX_THREADS);
     generate_with_threads(options, n_customers, &catalog, threads, CHUNK_CUSTOMERS)
 }

@@ -13,11 +13,11 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, Gamma};
 
 use super::catalog::Catalog;
+use super::chunk::*;
 use super::clock::{
     self, CUTOFF_T, Clock, HORIZON_DAYS, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND,
     WINDOW_DAYS,
 };
-use super::chunk::*;
 use super::draws::*;
 use super::params::*;
 
@@ -882,13 +882,13 @@ impl<'a> Sim<'a> {
         match plan {
             SessionPlan::Browse(kind) => match kind {
                 BrowseKind::Browse => {
-                    for _ in 0..1 + geometric(rng, extra_views, 12) {
+                    for _ in 0..=geometric(rng, extra_views, 12) {
                         view(rng, events);
                     }
                 }
                 BrowseKind::Search => {
                     events.push((EV_SEARCH, None, None));
-                    for _ in 0..1 + geometric(rng, extra_views * 0.7, 12) {
+                    for _ in 0..=geometric(rng, extra_views * 0.7, 12) {
                         view(rng, events);
                     }
                 }

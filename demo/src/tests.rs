@@ -24,12 +24,7 @@ fn table<'w>(world: &'w DemoWorld, schema: &str, name: &str) -> &'w DemoTable {
         .unwrap_or_else(|| panic!("no table {schema}.{name}"))
 }
 
-fn column<'w>(
-    world: &'w DemoWorld,
-    schema: &str,
-    name: &str,
-    column: &str,
-) -> Vec<&'w ArrayRef> {
+fn column<'w>(world: &'w DemoWorld, schema: &str, name: &str, column: &str) -> Vec<&'w ArrayRef> {
     table(world, schema, name)
         .batches
         .iter()
@@ -93,8 +88,7 @@ fn strings(world: &DemoWorld, schema: &str, name: &str, col: &str) -> Vec<Option
 
 /// Area under the ROC curve of `scores` against `labels`, ties counted half.
 fn auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut pairs: Vec<(f64, bool)> =
-        scores.iter().copied().zip(labels.iter().copied()).collect();
+    let mut pairs: Vec<(f64, bool)> = scores.iter().copied().zip(labels.iter().copied()).collect();
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let positives = labels.iter().filter(|l| **l).count() as f64;
     let negatives = labels.len() as f64 - positives;

@@ -545,7 +545,7 @@ mod tests {
         assert_eq!(p.width(), 2);
         let m = p.transform(&[FeatureValues::Numeric(&spend)]).unwrap();
         let std = (8.0f64 / 3.0).sqrt();
-        let expected = [(-2.0 / std) as f32, (0.0) as f32, 0.0, (2.0 / std) as f32];
+        let expected = [(-2.0 / std) as f32, 0.0_f32, 0.0, (2.0 / std) as f32];
         for (a, b) in m.column(0).iter().zip(expected) {
             assert!((a - b).abs() < 1e-6);
         }

@@ -605,7 +605,7 @@ fn solve_side(
             .for_each_init(
                 || (vec![0.0f32; f], vec![0.0f32; f], vec![0.0f32; f]),
                 |(r, p, ap), (x, interactions)| {
-                    conjugate_gradient(x, interactions, fixed, &gram32, f, options, r, p, ap)
+                    conjugate_gradient(x, interactions, fixed, &gram32, f, options, r, p, ap);
                 },
             );
         return;

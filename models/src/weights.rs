@@ -92,7 +92,7 @@ pub fn fingerprint(data: &TrainingData) -> String {
         match column {
             FeatureColumn::Numeric(values) => values.iter().for_each(|&v| hasher.write_f64(v)),
             FeatureColumn::Categorical(values) => {
-                values.iter().for_each(|v| hasher.write_label(v.as_deref()))
+                values.iter().for_each(|v| hasher.write_label(v.as_deref()));
             }
             FeatureColumn::TextList(lists) => {
                 for list in lists {

@@ -32,12 +32,12 @@ pub fn print_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Forma
         Format::Table => {
             let options = FormatOptions::default().with_null("NULL");
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            if let Some(first) = batches.first() {
-                if first.num_columns() > 0 {
-                    let table =
-                        arrow::util::pretty::pretty_format_batches_with_options(batches, &options)?;
-                    writeln!(out, "{table}")?;
-                }
+            if let Some(first) = batches.first()
+                && first.num_columns() > 0
+            {
+                let table =
+                    arrow::util::pretty::pretty_format_batches_with_options(batches, &options)?;
+                writeln!(out, "{table}")?;
             }
             writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
         }

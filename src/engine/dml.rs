@@ -8,8 +8,7 @@ use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, LogicalPlanBuild
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     Assignment, AssignmentTarget, CascadeOption, Delete, FromTable, ObjectName, TableFactor,
-    TableWithJoins,
-    Truncate, Update,
+    TableWithJoins, Truncate, Update,
 };
 
 use super::{Engine, Output};
@@ -77,7 +76,11 @@ impl Engine {
         Ok(copy)
     }
 
-    pub(super) async fn insert(&self, session: &SessionContext, dml: DmlStatement) -> Result<Output> {
+    pub(super) async fn insert(
+        &self,
+        session: &SessionContext,
+        dml: DmlStatement,
+    ) -> Result<Output> {
         let name = self.qualify(&dml.table_name)?;
         let table = self.writable_table(session, &name, "insert into").await?;
         // Write to the table the catalog names now (in a block, its copy), whichever
@@ -133,16 +136,22 @@ impl Engine {
                 Err(_) => true,
             };
             if failed && null_violation {
-                return Error::state(SqlState::NotNullViolation, format!(
-                    "null value in column {} of table {table} violates its NOT NULL constraint",
-                    field.name()
-                ));
+                return Error::state(
+                    SqlState::NotNullViolation,
+                    format!(
+                        "null value in column {} of table {table} violates its NOT NULL constraint",
+                        field.name()
+                    ),
+                );
             }
             if failed {
-                return Error::state(SqlState::InvalidTextRepresentation, format!(
-                    "invalid value for column {} of table {table}: {message}",
-                    field.name()
-                ));
+                return Error::state(
+                    SqlState::InvalidTextRepresentation,
+                    format!(
+                        "invalid value for column {} of table {table}: {message}",
+                        field.name()
+                    ),
+                );
             }
         }
         // The writer names the column by position ("Invalid batch column at '0' has null but
@@ -156,10 +165,13 @@ impl Engine {
                 .and_then(|n| n.parse::<usize>().ok())
             && let Some(field) = dml.target.schema().fields().get(index)
         {
-            return Error::state(SqlState::NotNullViolation, format!(
-                "null value in column {} of table {table} violates its NOT NULL constraint",
-                field.name()
-            ));
+            return Error::state(
+                SqlState::NotNullViolation,
+                format!(
+                    "null value in column {} of table {table} violates its NOT NULL constraint",
+                    field.name()
+                ),
+            );
         }
         error
     }
@@ -177,9 +189,10 @@ impl Engine {
         let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
         for (column, _) in &assignments {
             if schema.field_with_name(column).is_err() {
-                return Err(Error::state(SqlState::UndefinedObject, format!(
-                    "column {column} of table {name} does not exist"
-                )));
+                return Err(Error::state(
+                    SqlState::UndefinedObject,
+                    format!("column {column} of table {name} does not exist"),
+                ));
             }
         }
         // Plan the same expressions with DataFusion first, so unknown columns and type errors
@@ -265,7 +278,11 @@ impl Engine {
     /// `TRUNCATE [TABLE] t [, ...]`: every row of each table goes, in one Delta commit per
     /// table (inside a transaction block, all of them with the block). CASCADE, which in
     /// PostgreSQL also empties the tables whose foreign keys reference these, is refused.
-    pub(super) async fn truncate(&self, session: &SessionContext, truncate: Truncate) -> Result<Output> {
+    pub(super) async fn truncate(
+        &self,
+        session: &SessionContext,
+        truncate: Truncate,
+    ) -> Result<Output> {
         if matches!(truncate.cascade, Some(CascadeOption::Cascade)) {
             return Err(Error::unsupported("TRUNCATE ... CASCADE is not supported"));
         }
@@ -300,12 +317,7 @@ fn count_from(batches: &[arrow::record_batch::RecordBatch]) -> u64 {
     use arrow::array::{Array, UInt64Array};
     batches
         .iter()
-        .filter_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .map(|a| a.clone())
-        })
+        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().cloned())
         .map(|a| (0..a.len()).map(|i| a.value(i)).sum::<u64>())
         .sum()
 }
@@ -315,7 +327,9 @@ fn single_table_name(table: &TableWithJoins) -> Result<ObjectName> {
         TableFactor::Table {
             name, alias: None, ..
         } => Ok(name.clone()),
-        TableFactor::Table { .. } => Err(Error::unsupported("table aliases are not supported here")),
+        TableFactor::Table { .. } => {
+            Err(Error::unsupported("table aliases are not supported here"))
+        }
         other => Err(Error::invalid(format!(
             "expected a table name, got {other}"
         ))),

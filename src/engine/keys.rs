@@ -19,9 +19,9 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::transaction::CatalogGuard;
 use super::{Engine, Output};
-use crate::pg::sqlstate::SqlState;
 use crate::catalog::{ColumnDefault, KeyConstraint, KeyKind, QualifiedName, Relation};
 use crate::error::{Error, Result};
+use crate::pg::sqlstate::SqlState;
 
 /// What `CREATE TABLE` declares besides its columns: keys, and column defaults as
 /// (column, expression SQL).
@@ -91,7 +91,9 @@ pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
                     },
                 },
                 ColumnOption::Check(_) => {
-                    return Err(Error::unsupported("CHECK constraints are not supported yet"));
+                    return Err(Error::unsupported(
+                        "CHECK constraints are not supported yet",
+                    ));
                 }
                 _ => {
                     kept.push(ColumnOptionDef { name, option });
@@ -123,7 +125,9 @@ pub fn take_keys(create: &mut CreateTable) -> Result<Vec<KeySpec>> {
                 },
             },
             TableConstraint::Check(_) => {
-                return Err(Error::unsupported("CHECK constraints are not supported yet"));
+                return Err(Error::unsupported(
+                    "CHECK constraints are not supported yet",
+                ));
             }
             other => {
                 return Err(Error::unsupported(format!(
@@ -211,9 +215,10 @@ impl Engine {
             let kind = match spec.kind {
                 SpecKind::PrimaryKey => {
                     if keys.iter().any(|k| k.kind == KeyKind::PrimaryKey) {
-                        return Err(Error::state(SqlState::InvalidTableDefinition, format!(
-                            "multiple primary keys for table {table} are not allowed"
-                        )));
+                        return Err(Error::state(
+                            SqlState::InvalidTableDefinition,
+                            format!("multiple primary keys for table {table} are not allowed"),
+                        ));
                     }
                     KeyKind::PrimaryKey
                 }
@@ -258,9 +263,12 @@ impl Engine {
                             .find(|k| k.kind == KeyKind::PrimaryKey)
                             .map(|k| k.columns.clone())
                             .ok_or_else(|| {
-                                Error::state(SqlState::InvalidForeignKey, format!(
-                                    "there is no primary key for referenced table {target}"
-                                ))
+                                Error::state(
+                                    SqlState::InvalidForeignKey,
+                                    format!(
+                                        "there is no primary key for referenced table {target}"
+                                    ),
+                                )
                             })?
                     } else {
                         columns
@@ -279,25 +287,31 @@ impl Engine {
                         let from = schema.field(from as usize - 1);
                         let to = target_schema.field(to as usize - 1);
                         if !comparable(from.data_type(), to.data_type()) {
-                            return Err(Error::state(SqlState::DatatypeMismatch, format!(
-                                "foreign key columns {} and {target}.{} are of incompatible \
+                            return Err(Error::state(
+                                SqlState::DatatypeMismatch,
+                                format!(
+                                    "foreign key columns {} and {target}.{} are of incompatible \
                                  types: {} and {}",
-                                from.name(),
-                                to.name(),
-                                from.data_type(),
-                                to.data_type()
-                            )));
+                                    from.name(),
+                                    to.name(),
+                                    from.data_type(),
+                                    to.data_type()
+                                ),
+                            ));
                         }
                     }
                     if !target_keys
                         .iter()
                         .any(|k| k.kind.is_unique() && k.columns == referenced)
                     {
-                        return Err(Error::state(SqlState::InvalidForeignKey, format!(
-                            "there is no unique constraint matching given keys for referenced \
+                        return Err(Error::state(
+                            SqlState::InvalidForeignKey,
+                            format!(
+                                "there is no unique constraint matching given keys for referenced \
                              table {target} ({})",
-                            referenced.join(", ")
-                        )));
+                                referenced.join(", ")
+                            ),
+                        ));
                     }
                     KeyKind::ForeignKey {
                         references: target,
@@ -476,10 +490,13 @@ impl Engine {
             };
             let key = &next.keys[at];
             if !matches!(key.kind, KeyKind::Index { .. }) {
-                return Err(Error::state(SqlState::DependentObjectsStillExist, format!(
-                    "cannot drop index {name} because constraint {} on table {} requires it",
-                    key.name, key.table
-                )));
+                return Err(Error::state(
+                    SqlState::DependentObjectsStillExist,
+                    format!(
+                        "cannot drop index {name} because constraint {} on table {} requires it",
+                        key.name, key.table
+                    ),
+                ));
             }
             next.keys.remove(at);
         }

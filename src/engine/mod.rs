@@ -37,12 +37,12 @@ use url::Url;
 pub use external::PathAccess;
 pub use system_tables::{RESERVED_SCHEMAS, SYSTEM_SCHEMA};
 
-use crate::pg::sqlstate::SqlState;
 use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 use crate::model_store::ModelStore;
+use crate::pg::sqlstate::SqlState;
 use crate::sql::Statement;
 use crate::storage::ManagedTable;
 use transaction::CatalogGuard;
@@ -274,10 +274,13 @@ impl Engine {
     fn qualify(&self, reference: &TableReference) -> Result<QualifiedName> {
         let resolved = reference.clone().resolve(CATALOG_NAME, DEFAULT_SCHEMA);
         if resolved.catalog.as_ref() != CATALOG_NAME {
-            return Err(Error::state(SqlState::UndefinedObject, format!(
-                "catalog {} does not exist; the only catalog is {CATALOG_NAME}",
-                resolved.catalog
-            )));
+            return Err(Error::state(
+                SqlState::UndefinedObject,
+                format!(
+                    "catalog {} does not exist; the only catalog is {CATALOG_NAME}",
+                    resolved.catalog
+                ),
+            ));
         }
         Ok(QualifiedName::new(
             resolved.schema.as_ref(),

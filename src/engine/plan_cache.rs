@@ -49,12 +49,13 @@ struct Entry {
     tables: Vec<(Arc<dyn TableProvider>, Arc<dyn TableProvider>)>,
 }
 
+/// Each table a plan scans, with the snapshot it scanned.
+pub type Snapshots = Vec<(Arc<dyn TableProvider>, Arc<dyn TableProvider>)>;
+
 /// The snapshots a logical plan reads, when a physical plan made from it may be kept:
 /// `None` when it scans anything but tables tenure owns, calls a function that is not
 /// immutable, or is not a plain query.
-pub fn snapshots(
-    plan: &LogicalPlan,
-) -> Option<Vec<(Arc<dyn TableProvider>, Arc<dyn TableProvider>)>> {
+pub fn snapshots(plan: &LogicalPlan) -> Option<Snapshots> {
     let mut tables = Vec::new();
     let mut keep = true;
     let _ = plan.apply_with_subqueries(|node| {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::source_as_provider;
 
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::SchemaReference;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{
@@ -28,12 +28,12 @@ use datafusion::sql::sqlparser::ast::{
 use futures::TryStreamExt;
 
 use super::keys::{self, Declarations};
-use crate::pg::sqlstate::SqlState;
-use crate::sql::Route;
 use super::transaction::CatalogGuard;
 use super::{Engine, Output};
 use crate::catalog::{KeyKind, QualifiedName, Relation};
 use crate::error::{Error, Result};
+use crate::pg::sqlstate::SqlState;
+use crate::sql::Route;
 use crate::storage::ManagedTable;
 
 impl Engine {
@@ -525,7 +525,10 @@ impl Engine {
         let schema = match schema_name.split_once('.') {
             Some((catalog, schema)) if catalog == super::CATALOG_NAME => schema,
             Some((catalog, _)) => {
-                return Err(Error::state(SqlState::UndefinedObject, format!("catalog {catalog} does not exist")));
+                return Err(Error::state(
+                    SqlState::UndefinedObject,
+                    format!("catalog {catalog} does not exist"),
+                ));
             }
             None => schema_name,
         };
@@ -564,7 +567,10 @@ impl Engine {
                 schema.to_string()
             }
             SchemaReference::Full { catalog, .. } => {
-                return Err(Error::state(SqlState::UndefinedObject, format!("catalog {catalog} does not exist")));
+                return Err(Error::state(
+                    SqlState::UndefinedObject,
+                    format!("catalog {catalog} does not exist"),
+                ));
             }
         };
         if schema == super::DEFAULT_SCHEMA {
@@ -693,7 +699,6 @@ impl Engine {
     pub(super) fn qualify_object(&self, name: &ObjectName) -> Result<QualifiedName> {
         self.qualify(&object_name_to_table_reference(name.clone(), true)?)
     }
-
 }
 
 /// Whether `statement` is `INSERT ... VALUES`.

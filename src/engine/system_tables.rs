@@ -214,7 +214,7 @@ impl SystemRows for KeysTable {
         let mut positions = ListBuilder::new(Int16Builder::new());
         let mut referenced_strings = ListBuilder::new(StringBuilder::new());
         let mut referenced_positions = ListBuilder::new(Int16Builder::new());
-        for key in keys.iter() {
+        for key in keys {
             strings.append_value(key.columns.iter().map(Some));
             positions.append_value(key.positions.iter().map(|&p| Some(p as i16)));
             match referenced(key) {

@@ -59,7 +59,7 @@ impl Eq for KeyFunction {}
 
 impl std::hash::Hash for KeyFunction {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.function.hash(state)
+        self.function.hash(state);
     }
 }
 
@@ -126,11 +126,7 @@ impl ScalarUDFImpl for KeyFunction {
                 let catalog = self.catalog.get();
                 let keys = &catalog.keys;
                 // Index oids are even; a constraint's is its index's plus one.
-                let offset = if self.function == Function::IndexDef {
-                    0
-                } else {
-                    1
-                };
+                let offset = i32::from(self.function != Function::IndexDef);
                 let by_oid: HashMap<i32, &KeyConstraint> =
                     keys.iter().map(|k| (k.index_oid() + offset, k)).collect();
                 let oids = cast(&arrays[0], &DataType::Int32)?;
@@ -148,7 +144,7 @@ impl ScalarUDFImpl for KeyFunction {
                     }
                     let key = by_oid.get(&oids.value(row))?;
                     match self.function {
-                        Function::IndexDef => match column.map(|c| c.value(row)).unwrap_or(0) {
+                        Function::IndexDef => match column.map_or(0, |c| c.value(row)) {
                             0 => Some(index_definition(key)),
                             n => key.columns.get(usize::try_from(n - 1).ok()?).cloned(),
                         },

@@ -8,8 +8,8 @@ use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, ObjectName, Statement as SqlStatement, Value,
 };
 
-pub use regclass::{check_regclass_names, show_regclass_names};
 use regclass::is_oid_text;
+pub use regclass::{check_regclass_names, show_regclass_names};
 
 /// Every rewrite below, in order, after datafusion-pg-catalog's; the catalog ones only for a
 /// query over pg_catalog (`catalog_query`).
@@ -331,7 +331,7 @@ fn split_and(expr: SqlExpr, into: &mut Vec<SqlExpr>) {
                 }
             ) =>
         {
-            split_and(*inner, into)
+            split_and(*inner, into);
         }
         other => into.push(other),
     }
@@ -424,9 +424,7 @@ pub fn keep_default_lookups(statement: &mut SqlStatement) -> bool {
                 let outer = take_outer_conjuncts(subquery);
                 let lookup = std::mem::replace(expr, SqlExpr::Value(Value::Null.into()));
                 *expr = match outer.into_iter().reduce(and_nested) {
-                    Some(condition) => {
-                        function_call(super::EAGER_IF, vec![condition, lookup])
-                    }
+                    Some(condition) => function_call(super::EAGER_IF, vec![condition, lookup]),
                     None => SqlExpr::Nested(Box::new(lookup)),
                 };
                 self.0 = true;
@@ -674,10 +672,7 @@ pub fn rewrite_int2vector_subscripts(statement: &mut SqlStatement) {
         if let Some(column) = column
             && let Some(AccessExpr::Subscript(Subscript::Index { index })) = access_chain.last()
         {
-            *expr = function_call(
-                super::INT2VECTOR_ELEMENT,
-                vec![column, index.clone()],
-            );
+            *expr = function_call(super::INT2VECTOR_ELEMENT, vec![column, index.clone()]);
         }
         std::ops::ControlFlow::<()>::Continue(())
     });

@@ -580,9 +580,18 @@ mod tests {
     #[test]
     fn bad_settings_get_postgres_codes() {
         let mut s = Settings::new("tenure", []);
-        assert_eq!(s.set("no_such_thing", "1").unwrap_err().state, SqlState::UndefinedObject);
-        assert_eq!(s.get("no_such_thing").unwrap_err().state, SqlState::UndefinedObject);
-        assert_eq!(s.set("server_version", "16").unwrap_err().state, SqlState::CantChangeRuntimeParam);
+        assert_eq!(
+            s.set("no_such_thing", "1").unwrap_err().state,
+            SqlState::UndefinedObject
+        );
+        assert_eq!(
+            s.get("no_such_thing").unwrap_err().state,
+            SqlState::UndefinedObject
+        );
+        assert_eq!(
+            s.set("server_version", "16").unwrap_err().state,
+            SqlState::CantChangeRuntimeParam
+        );
         assert_eq!(
             s.set("client_encoding", "LATIN1").unwrap_err().state,
             SqlState::InvalidParameterValue

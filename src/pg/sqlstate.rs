@@ -139,7 +139,8 @@ mod tests {
             let code = state.code();
             assert_eq!(code.len(), 5, "{state:?}");
             assert!(
-                code.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()),
+                code.chars()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()),
                 "{state:?}: {code}"
             );
             assert!(
@@ -147,7 +148,11 @@ mod tests {
                 "{state:?}: class of {code} is not one of PostgreSQL's"
             );
             assert!(codes.insert(code), "{code} twice");
-            assert!(conditions.insert(state.condition()), "{} twice", state.condition());
+            assert!(
+                conditions.insert(state.condition()),
+                "{} twice",
+                state.condition()
+            );
             assert_eq!(SqlState::from_code(code), Some(*state));
             // A class's own code (xx000) is named after its class.
             if code.ends_with("000") {
@@ -163,10 +168,18 @@ mod tests {
         for (state, code, condition) in [
             (SqlState::UndefinedTable, "42P01", "undefined_table"),
             (SqlState::SyntaxError, "42601", "syntax_error"),
-            (SqlState::InvalidTextRepresentation, "22P02", "invalid_text_representation"),
+            (
+                SqlState::InvalidTextRepresentation,
+                "22P02",
+                "invalid_text_representation",
+            ),
             (SqlState::QueryCanceled, "57014", "query_canceled"),
             (SqlState::UndefinedFunction, "42883", "undefined_function"),
-            (SqlState::InsufficientPrivilege, "42501", "insufficient_privilege"),
+            (
+                SqlState::InsufficientPrivilege,
+                "42501",
+                "insufficient_privilege",
+            ),
         ] {
             assert_eq!((state.code(), state.condition()), (code, condition));
             assert_eq!(state.to_string(), code);

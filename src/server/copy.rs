@@ -27,20 +27,15 @@ use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, ObjectName,
     Statement as SqlStatement,
 };
-use futures::{Sink, SinkExt};
-use pgwire::api::ClientInfo;
-use pgwire::api::copy::CopyHandler;
-use pgwire::api::results::Tag;
 use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyTextOptions, FieldInfo};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::error::{ErrorInfo, PgWireResult};
+use pgwire::messages::copy::CopyData;
 use tokio::sync::mpsc;
 
 use super::sqlstate;
-use crate::pg::sqlstate::SqlState;
 use crate::engine::{Engine, Output};
 use crate::error::Error;
+use crate::pg::sqlstate::SqlState;
 
 /// The format of a COPY.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +80,8 @@ fn unsupported(message: impl Into<String>) -> ErrorInfo {
 }
 
 /// Reads a parsed `COPY` statement.
+// ErrorInfo is the error type of pgwire's API, large or not.
+#[allow(clippy::result_large_err)]
 pub fn request(statement: &SqlStatement) -> Result<CopyRequest, ErrorInfo> {
     let SqlStatement::Copy {
         source,
@@ -151,6 +148,7 @@ pub fn request(statement: &SqlStatement) -> Result<CopyRequest, ErrorInfo> {
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat, ErrorInfo> {
     let mut format = CopyFormat {
         kind: Kind::Text,
@@ -545,13 +543,16 @@ fn parse_chunk(
         let mut builder = StringBuilder::new();
         for (number, row) in rows.iter().enumerate() {
             if row[position].is_none() && !field.is_nullable() {
-                return Err(Error::state(SqlState::NotNullViolation, format!(
-                    "null value in column {} of table {} violates its NOT NULL constraint \
+                return Err(Error::state(
+                    SqlState::NotNullViolation,
+                    format!(
+                        "null value in column {} of table {} violates its NOT NULL constraint \
                      (COPY line {})",
-                    field.name(),
-                    shape.table,
-                    row_line(first_line, header, number)
-                )));
+                        field.name(),
+                        shape.table,
+                        row_line(first_line, header, number)
+                    ),
+                ));
             }
             builder.append_option(row[position].as_deref());
         }
@@ -561,13 +562,16 @@ fn parse_chunk(
             ..Default::default()
         };
         let typed = cast_with_options(&text, field.data_type(), &options).map_err(|e| {
-            Error::state(SqlState::InvalidTextRepresentation, format!(
-                "invalid value for column {} of table {}: {e} (COPY lines {}-{})",
-                field.name(),
-                shape.table,
-                first_line + 1,
-                first_line + lines
-            ))
+            Error::state(
+                SqlState::InvalidTextRepresentation,
+                format!(
+                    "invalid value for column {} of table {}: {e} (COPY lines {}-{})",
+                    field.name(),
+                    shape.table,
+                    first_line + 1,
+                    first_line + lines
+                ),
+            )
         })?;
         arrays.push(typed);
         fields.push(Field::new(field.name(), field.data_type().clone(), true));
@@ -585,6 +589,9 @@ fn row_line(first_line: usize, header: bool, row: usize) -> usize {
     first_line + usize::from(header) + row + 1
 }
 
+/// Parsed lines: the rows (NULL as None), the lines consumed and whether the data ended.
+type ParsedLines = (Vec<Vec<Option<String>>>, usize, bool);
+
 /// Parses whole lines of COPY data into rows of text fields (`None` for NULL); with how
 /// many lines there were and whether the end marker `\.` was among them.
 fn parse_rows(
@@ -593,7 +600,7 @@ fn parse_rows(
     data: &[u8],
     first_line: usize,
     header: bool,
-) -> Result<(Vec<Vec<Option<String>>>, usize, bool), String> {
+) -> Result<ParsedLines, String> {
     let text = std::str::from_utf8(data).map_err(|e| format!("invalid UTF-8 in COPY data: {e}"))?;
     let mut rows = Vec::new();
     let mut lines = 0;
@@ -807,71 +814,5 @@ mod tests {
         // The end marker ends the data.
         let (batch, _, ended) = parse_chunk(&shape, b"5\tc\n\\.\n", 4, false).unwrap();
         assert_eq!((batch.num_rows(), ended), (1, true));
-    }
-}
-
-/// Receives `COPY ... FROM STDIN` data and finishes the copy at CopyDone.
-pub struct CopyInHandler {
-    pub(super) shared: Arc<super::Shared>,
-}
-
-#[async_trait::async_trait]
-impl CopyHandler for CopyInHandler {
-    async fn on_copy_data<C>(&self, client: &mut C, data: CopyData) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let session = super::query::session(client)?;
-        // Out of the session while it parses and waits for the INSERT to take the rows.
-        let Some(mut copy) = session.copy_in().take() else {
-            return Err(super::startup::user_error(sqlstate::error(
-                SqlState::ProtocolViolation,
-                "CopyData without a COPY FROM STDIN in progress",
-            )));
-        };
-        copy.receive(&data.data, &self.shared.cpu).await;
-        *session.copy_in() = Some(copy);
-        Ok(())
-    }
-
-    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let session = super::query::session(client)?;
-        let Some(copy) = session.copy_in().take() else {
-            return Err(super::startup::user_error(sqlstate::error(
-                SqlState::ProtocolViolation,
-                "CopyDone without a COPY FROM STDIN in progress",
-            )));
-        };
-        let rows = copy
-            .finish(&self.shared.cpu)
-            .await
-            .map_err(super::query::engine_error)?;
-        let tag = Tag::new("COPY").with_rows(rows as usize);
-        client
-            .feed(PgWireBackendMessage::CommandComplete(tag.into()))
-            .await?;
-        Ok(())
-    }
-
-    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let Ok(session) = super::query::session(client) {
-            session.copy_in().take();
-        }
-        super::startup::user_error(sqlstate::error(
-            SqlState::QueryCanceled,
-            format!("COPY from stdin failed: {}", fail.message),
-        ))
     }
 }

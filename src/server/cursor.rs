@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::query::batch::Batch;
-use crate::pg::sqlstate::SqlState;
 use crate::Error;
+use crate::pg::sqlstate::SqlState;
 use crate::sql::fetch::Direction;
 
 /// One declared cursor.
@@ -108,7 +108,8 @@ impl Cursor {
                 self.forward(Some(n.unsigned_abs() - 1), drop).await?;
                 self.forward(Some(1), each).await
             }
-            _ => Err(Error::state(SqlState::ObjectNotInPrerequisiteState, 
+            _ => Err(Error::state(
+                SqlState::ObjectNotInPrerequisiteState,
                 "cursor can only scan forward (declare it SCROLL to go back)",
             )),
         }
@@ -279,8 +280,7 @@ impl Cursor {
     /// The batches' own schema (their names may differ from `names`).
     fn names_of(&self, kept: &[RecordBatch]) -> SchemaRef {
         kept.first()
-            .map(|b| b.schema())
-            .unwrap_or_else(|| self.names.clone())
+            .map_or_else(|| self.names.clone(), |b| b.schema())
     }
 }
 

@@ -39,7 +39,6 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-
 use crate::config::{Config, User};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -187,7 +186,7 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = &mut shutdown => break,
+                () = &mut shutdown => break,
                 accepted = self.listener.accept() => {
                     let (socket, peer) = match accepted {
                         Ok(accepted) => accepted,
@@ -294,7 +293,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
-        Arc::new(copy::CopyInHandler {
+        Arc::new(query::copy_in::CopyInHandler {
             shared: self.shared.clone(),
         })
     }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 use datafusion::prelude::SessionContext;
 use tokio::task::AbortHandle;
 
-use crate::pg::settings::Settings;
 use crate::engine::plan_cache::PlanKey;
+use crate::pg::settings::Settings;
 
 /// Where the session is with respect to `BEGIN ... COMMIT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,11 +218,14 @@ impl Session {
     }
 }
 
+/// A session's (backend pid, secret key), as BackendKeyData gave them to the client.
+type SessionKey = (i32, Vec<u8>);
+
 /// Every open session by (backend pid, secret key), for CancelRequest, the connection limit
 /// and shutdown.
 #[derive(Default)]
 pub struct Sessions {
-    by_key: Mutex<HashMap<(i32, Vec<u8>), Weak<Session>>>,
+    by_key: Mutex<HashMap<SessionKey, Weak<Session>>>,
 }
 
 impl Sessions {

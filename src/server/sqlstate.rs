@@ -13,12 +13,20 @@ const INTERNAL_MESSAGE: &str = "internal error: see the server log for details";
 
 /// An ERROR response in `state`.
 pub fn error(state: SqlState, message: impl Into<String>) -> ErrorInfo {
-    ErrorInfo::new("ERROR".to_string(), state.code().to_string(), message.into())
+    ErrorInfo::new(
+        "ERROR".to_string(),
+        state.code().to_string(),
+        message.into(),
+    )
 }
 
 /// A FATAL response (the server closes the connection after it).
 pub fn fatal(state: SqlState, message: impl Into<String>) -> ErrorInfo {
-    ErrorInfo::new("FATAL".to_string(), state.code().to_string(), message.into())
+    ErrorInfo::new(
+        "FATAL".to_string(),
+        state.code().to_string(),
+        message.into(),
+    )
 }
 
 /// The error response for `e`: its SQLSTATE and message, or for an internal error only that
@@ -66,7 +74,10 @@ mod tests {
         ));
         assert_eq!(message(&plan), "table 'tenure.public.nope' not found");
         let info = error_info(&plan);
-        assert_eq!((info.code.as_str(), info.message.as_str()), ("42P01", "table 'tenure.public.nope' not found"));
+        assert_eq!(
+            (info.code.as_str(), info.message.as_str()),
+            ("42P01", "table 'tenure.public.nope' not found")
+        );
     }
 
     #[test]
@@ -77,6 +88,9 @@ mod tests {
         assert!(!info.message.contains("plan cache"));
         // Other XX000 errors keep their message: they say what failed where.
         let storage = error_info(&Error::Catalog("cannot write catalog.json".into()));
-        assert_eq!((storage.code.as_str(), storage.message.as_str()), ("XX000", "catalog error: cannot write catalog.json"));
+        assert_eq!(
+            (storage.code.as_str(), storage.message.as_str()),
+            ("XX000", "catalog error: cannot write catalog.json")
+        );
     }
 }

@@ -20,10 +20,10 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::Shared;
 use super::session::Session;
-use crate::pg::sqlstate::SqlState;
-use crate::pg::settings::Settings;
 use super::sqlstate;
 use crate::engine::CATALOG_NAME;
+use crate::pg::settings::Settings;
+use crate::pg::sqlstate::SqlState;
 
 use crate::pg::DEFAULT_USER;
 

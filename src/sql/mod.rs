@@ -134,10 +134,11 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
         return Ok(None);
     }
     let is_model = |w: &[String]| w.first().is_some_and(|x| x == "MODEL");
-    if words[0] == "CREATE" && (is_model(&words[1..]) || words[1..] == ["OR", "REPLACE"]) {
-        if let Some(create) = parse_create_model(text).map_err(syntax_error)? {
-            return Ok(Some(Statement::CreateModel(create)));
-        }
+    if words[0] == "CREATE"
+        && (is_model(&words[1..]) || words[1..] == ["OR", "REPLACE"])
+        && let Some(create) = parse_create_model(text).map_err(syntax_error)?
+    {
+        return Ok(Some(Statement::CreateModel(create)));
     }
     if words[0] == "DROP" && is_model(&words[1..]) {
         return Ok(Some(Statement::DropModel(
@@ -246,7 +247,7 @@ fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
             parser.expect_token(&Token::Eq)?;
             let value = match parser.parse_value()?.value {
                 Value::SingleQuotedString(s) => s,
-                Value::Number(n, _) => n.to_string(),
+                Value::Number(n, _) => n.clone(),
                 Value::Boolean(b) => b.to_string(),
                 other => {
                     return Err(ParserError::ParserError(format!(

@@ -78,9 +78,7 @@ impl Route {
             SqlStatement::Drop { object_type, .. } if *object_type == ObjectType::Index => {
                 Route::Syntax
             }
-            SqlStatement::CreateTable(create) if declares_keys_or_defaults(create) => {
-                Route::Syntax
-            }
+            SqlStatement::CreateTable(create) if declares_keys_or_defaults(create) => Route::Syntax,
             _ => Route::Plan,
         }
     }
@@ -172,11 +170,7 @@ mod tests {
             ("FETCH 2 FROM c", Session, false),
             ("MOVE NEXT IN c", Session, false),
             ("CLOSE c", Session, false),
-            (
-                "CREATE MODEL m KIND kmeans AS SELECT 1 AS x",
-                Model,
-                true,
-            ),
+            ("CREATE MODEL m KIND kmeans AS SELECT 1 AS x", Model, true),
             ("DROP MODEL IF EXISTS m", Model, true),
             ("COPY t FROM STDIN", CopyStream, true),
             ("COPY (SELECT 1) TO STDOUT", CopyStream, false),

@@ -106,7 +106,7 @@ pub fn training_data(
                 let mut row = 0;
                 for batch in batches {
                     let floats = cast(batch.column(i), &DataType::Float64)?;
-                    for v in floats.as_primitive::<Float64Type>().iter() {
+                    for v in floats.as_primitive::<Float64Type>() {
                         if keep[row] {
                             values.push(v.unwrap_or(f64::NAN));
                         }
@@ -120,7 +120,7 @@ pub fn training_data(
                 let mut row = 0;
                 for batch in batches {
                     let text = cast(batch.column(i), &DataType::Utf8)?;
-                    for v in text.as_string::<i32>().iter() {
+                    for v in text.as_string::<i32>() {
                         if keep[row] {
                             values.push(v.map(str::to_string));
                         }

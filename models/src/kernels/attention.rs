@@ -308,7 +308,7 @@ impl PaddedAttention {
         dims: &Dims,
         s: &mut Scratch,
     ) {
-        self.forward_sequence(b, rows, out, dims, s)
+        self.forward_sequence(b, rows, out, dims, s);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -322,7 +322,7 @@ impl PaddedAttention {
         dims: &Dims,
         s: &mut Scratch,
     ) {
-        self.backward_sequence(b, rows, grad, dqkv, dims, s)
+        self.backward_sequence(b, rows, grad, dqkv, dims, s);
     }
 }
 
@@ -359,11 +359,11 @@ impl CustomOp1 for PaddedAttention {
                     if wide {
                         // SAFETY: the CPU has AVX-512F (checked above).
                         return unsafe {
-                            self.forward_sequence_avx512(b, rows, out, &dims, scratch)
+                            self.forward_sequence_avx512(b, rows, out, &dims, scratch);
                         };
                     }
                     let _ = wide;
-                    self.forward_sequence(b, rows, out, &dims, scratch)
+                    self.forward_sequence(b, rows, out, &dims, scratch);
                 },
             );
         let shape = Shape::from((dims.sequences * dims.queries, dims.model));
@@ -392,11 +392,11 @@ impl CustomOp1 for PaddedAttention {
                     if wide {
                         // SAFETY: the CPU has AVX-512F (checked above).
                         return unsafe {
-                            self.backward_sequence_avx512(b, rows, grad, dqkv, &dims, scratch)
+                            self.backward_sequence_avx512(b, rows, grad, dqkv, &dims, scratch);
                         };
                     }
                     let _ = wide;
-                    self.backward_sequence(b, rows, grad, dqkv, &dims, scratch)
+                    self.backward_sequence(b, rows, grad, dqkv, &dims, scratch);
                 },
             );
         Ok(Some(Tensor::from_vec(dqkv, qkv.shape(), qkv.device())?))

@@ -99,7 +99,7 @@ impl Kernel {
         dst: &mut [f32],
         relu: bool,
     ) {
-        self.layer_ref(layer.as_ref(), input, input_stride, n, dst, relu)
+        self.layer_ref(layer.as_ref(), input, input_stride, n, dst, relu);
     }
 
     /// [`Kernel::layer`] over borrowed values.

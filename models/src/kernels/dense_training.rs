@@ -246,7 +246,7 @@ fn weight_gradient(
             grad,
             (d_output, 1, width),
             (input, width, 1),
-        )
+        );
     }
 }
 
@@ -263,7 +263,7 @@ fn input_gradient(layer: &DenseLayer, d_output: &[f32], width: usize, d_input: &
             d_input,
             (&layer.weight, layer.inputs, 1),
             (d_output, 1, width),
-        )
+        );
     }
 }
 

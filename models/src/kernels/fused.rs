@@ -188,7 +188,7 @@ impl CustomOp3 for Linear {
                     if y <= 0.0 {
                         *g = 0.0;
                     }
-                })
+                });
             })?;
         }
         // dx = g · W ([rows, out] · [out, in]); dW = gᵀ · x; db = Σ_rows g.

@@ -146,7 +146,7 @@ fn update_state(gates: &[f32], c: &mut [f32], h: &mut [f32], mask: &[f32], d: us
         // SAFETY: the CPU has AVX-512F, checked just above.
         return unsafe { update_state_avx512(gates, c, h, mask, d, width) };
     }
-    update_state_portable(gates, c, h, mask, d, width)
+    update_state_portable(gates, c, h, mask, d, width);
 }
 
 /// [`update_state_portable`] in AVX-512 registers, 16 rows at a time: `exp` as the same

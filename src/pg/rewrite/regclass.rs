@@ -1,8 +1,6 @@
 //! `regclass`: names looked up as PostgreSQL's search path does, and shown as names.
 
-use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, Statement as SqlStatement, Value,
-};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Statement as SqlStatement, Value};
 
 use super::*;
 

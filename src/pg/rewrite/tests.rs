@@ -81,9 +81,7 @@ fn regclass_outputs_become_name_lookups() {
     );
     assert!(
         sql.contains(") AS conrelid, COALESCE(")
-            && sql.contains(
-                "tenure_regclass_oid = confrelid), CAST(confrelid AS TEXT)) AS other"
-            )
+            && sql.contains("tenure_regclass_oid = confrelid), CAST(confrelid AS TEXT)) AS other")
             && sql.ends_with(
                 "tenure_regclass_oid = c.oid), CAST(c.oid AS TEXT)) FROM pg_constraint c"
             ),
@@ -103,9 +101,8 @@ fn regclass_outputs_become_name_lookups() {
     assert!(check_regclass_names(&mut statement));
     let sql = statement.to_string();
     assert!(
-        sql.starts_with(
-            "SELECT tenure_checked_regclass((SELECT c.oid FROM pg_catalog.pg_class"
-        ) && sql.contains("parse_ident('t')")
+        sql.starts_with("SELECT tenure_checked_regclass((SELECT c.oid FROM pg_catalog.pg_class")
+            && sql.contains("parse_ident('t')")
             && sql.ends_with("LIMIT 1), 't')::REGCLASS, '16384'::REGCLASS"),
         "{sql}"
     );

@@ -2,9 +2,9 @@ use std::sync::Arc;
 
 use super::*;
 use arrow::array::{
-    BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int16Array,
-    Int32Array, Int64Array, StringArray, StringViewArray, TimestampMicrosecondArray,
-    TimestampNanosecondArray, TimestampSecondArray, UInt32Array,
+    BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int16Array, Int32Array,
+    Int64Array, StringArray, StringViewArray, TimestampMicrosecondArray, TimestampNanosecondArray,
+    TimestampSecondArray, UInt32Array,
 };
 use chrono::Datelike;
 use pgwire::api::results::FieldFormat;
@@ -70,6 +70,8 @@ fn strings(values: &[&str]) -> Vec<Option<String>> {
     values.iter().map(|v| Some(v.to_string())).collect()
 }
 
+// 3.14159 is a value to print, not an approximation of pi.
+#[allow(clippy::approx_constant)]
 #[test]
 fn floats_read_as_postgresql_prints_them() {
     // Expected text from PostgreSQL 15.18 (`SELECT x::float8`), extra_float_digits 1.
@@ -355,10 +357,7 @@ fn all_types() -> RecordBatch {
 }
 
 /// `batch`'s fields as this module and as arrow-pg write them, in `format`.
-fn ours_and_arrow_pgs(
-    batch: &RecordBatch,
-    format: FieldFormat,
-) -> [Vec<Vec<Option<Vec<u8>>>>; 2] {
+fn ours_and_arrow_pgs(batch: &RecordBatch, format: FieldFormat) -> [Vec<Vec<Option<Vec<u8>>>>; 2] {
     let fields = fields(batch, format, FormatOptions::default());
     let ours = values(&data_rows(&fields, batch).unwrap());
     let theirs: Vec<DataRow> = arrow_pg::encode_recordbatch(Arc::new(fields), batch.clone())

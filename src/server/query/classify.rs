@@ -13,13 +13,12 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use pgwire::error::ErrorInfo;
 
-use crate::pg::sqlstate::SqlState;
 use crate::pg::rewrite;
+use crate::pg::sqlstate::SqlState;
 use crate::server::copy;
 use crate::server::sqlstate;
 use crate::sql::fetch::CursorStep;
 use crate::sql::{Route, Statement};
-
 
 /// What a statement asks of the server.
 #[derive(Debug, Clone)]
@@ -101,7 +100,10 @@ fn copy_action(compat: &PostgresCompatibilityParser, statement: Statement) -> Ac
                     _ => refused(sqlstate::error(SqlState::SyntaxError, "COPY needs a query")),
                 }
             }
-            Ok(_) => refused(sqlstate::error(SqlState::SyntaxError, "COPY needs one query")),
+            Ok(_) => refused(sqlstate::error(
+                SqlState::SyntaxError,
+                "COPY needs one query",
+            )),
             Err(e) => refused(sqlstate::error_info(&e)),
         },
         Ok(copy::CopyRequest::In {
@@ -178,8 +180,7 @@ fn session_action(
             value: Some(charset_name.value),
         },
         SqlStatement::Set(Set::SetTransaction { .. }) => Action::Ignore("SET"),
-        SqlStatement::Set(Set::SetSessionAuthorization(_))
-        | SqlStatement::Set(Set::SetRole { .. }) => {
+        SqlStatement::Set(Set::SetSessionAuthorization(_) | Set::SetRole { .. }) => {
             Action::Unsupported("SET ROLE and SET SESSION AUTHORIZATION are not supported".into())
         }
         SqlStatement::ShowVariable { variable } => {
@@ -214,7 +215,8 @@ fn engine_action(compat: &PostgresCompatibilityParser, text: &str, statement: St
     // The compatibility parser also replaces whole client queries that DataFusion cannot
     // run (a few of psql's and pgcli's); use it when it reads the text as this one
     // statement, unless a rewrite had to run before it.
-    let rewritten_first = (text.contains("pg_attrdef") && rewrite::keep_default_lookups(&mut other))
+    let rewritten_first = (text.contains("pg_attrdef")
+        && rewrite::keep_default_lookups(&mut other))
         | rewrite::check_regclass_names(&mut other);
     let parsed = if rewritten_first {
         None
@@ -329,7 +331,9 @@ mod tests {
         assert!(matches!(action("COMMIT"), Action::Commit));
         assert!(matches!(action("ROLLBACK"), Action::Rollback));
         assert!(matches!(action("SAVEPOINT Sp1"), Action::Savepoint(n) if n == "sp1"));
-        assert!(matches!(action("RELEASE SAVEPOINT sp1"), Action::ReleaseSavepoint(n) if n == "sp1"));
+        assert!(
+            matches!(action("RELEASE SAVEPOINT sp1"), Action::ReleaseSavepoint(n) if n == "sp1")
+        );
         assert!(
             matches!(action("ROLLBACK TO SAVEPOINT sp1"), Action::RollbackToSavepoint(n) if n == "sp1")
         );
@@ -341,18 +345,38 @@ mod tests {
             Action::Set { name, value } => (name, value),
             other => panic!("{sql}: {other:?}"),
         };
-        assert_eq!(set("SET search_path = 'public'"), ("search_path".into(), Some("public".into())));
-        assert_eq!(set("SET search_path TO a, b"), ("search_path".into(), Some("a, b".into())));
-        assert_eq!(set("SET extra_float_digits = 3"), ("extra_float_digits".into(), Some("3".into())));
+        assert_eq!(
+            set("SET search_path = 'public'"),
+            ("search_path".into(), Some("public".into()))
+        );
+        assert_eq!(
+            set("SET search_path TO a, b"),
+            ("search_path".into(), Some("a, b".into()))
+        );
+        assert_eq!(
+            set("SET extra_float_digits = 3"),
+            ("extra_float_digits".into(), Some("3".into()))
+        );
         assert_eq!(set("SET DateStyle TO DEFAULT"), ("DateStyle".into(), None));
-        assert_eq!(set("SET TIME ZONE 'UTC'"), ("TimeZone".into(), Some("UTC".into())));
-        assert_eq!(set("SET NAMES 'UTF8'"), ("client_encoding".into(), Some("UTF8".into())));
-        assert!(matches!(action("SET datafusion.execution.batch_size = 100"), Action::Run(_)));
+        assert_eq!(
+            set("SET TIME ZONE 'UTC'"),
+            ("TimeZone".into(), Some("UTC".into()))
+        );
+        assert_eq!(
+            set("SET NAMES 'UTF8'"),
+            ("client_encoding".into(), Some("UTF8".into()))
+        );
+        assert!(matches!(
+            action("SET datafusion.execution.batch_size = 100"),
+            Action::Run(_)
+        ));
         assert!(matches!(action("SET ROLE admin"), Action::Unsupported(_)));
         assert!(matches!(action("SHOW TIME ZONE"), Action::Show(n) if n == "TimeZone"));
         assert!(matches!(action("SHOW ALL"), Action::Show(n) if n.eq_ignore_ascii_case("all")));
         assert!(matches!(action("RESET ALL"), Action::Reset(None)));
-        assert!(matches!(action("RESET statement_timeout"), Action::Reset(Some(n)) if n == "statement_timeout"));
+        assert!(
+            matches!(action("RESET statement_timeout"), Action::Reset(Some(n)) if n == "statement_timeout")
+        );
         assert!(matches!(action("DISCARD ALL"), Action::Discard));
     }
 
@@ -370,7 +394,10 @@ mod tests {
             } => assert_eq!((name.as_str(), hold, scroll), ("c", false, false)),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(action("DECLARE c BINARY CURSOR FOR SELECT 1"), Action::Unsupported(_)));
+        assert!(matches!(
+            action("DECLARE c BINARY CURSOR FOR SELECT 1"),
+            Action::Unsupported(_)
+        ));
         assert!(matches!(action("FETCH 2 FROM c"), Action::Fetch(step) if step.fetch));
         assert!(matches!(action("MOVE NEXT IN c"), Action::Fetch(step) if !step.fetch));
         assert!(matches!(action("CLOSE C"), Action::Close(Some(n)) if n == "c"));
@@ -389,7 +416,10 @@ mod tests {
             assert!(matches!(action(sql), Action::Run(_)), "{sql}");
         }
         assert!(matches!(action("COPY t FROM STDIN"), Action::CopyIn { .. }));
-        assert!(matches!(action("COPY (SELECT 1) TO STDOUT"), Action::CopyOut { .. }));
+        assert!(matches!(
+            action("COPY (SELECT 1) TO STDOUT"),
+            Action::CopyOut { .. }
+        ));
     }
 
     #[test]
@@ -399,7 +429,10 @@ mod tests {
             show_name(&["TRANSACTION".into(), "ISOLATION".into(), "LEVEL".into()]),
             "transaction_isolation"
         );
-        assert_eq!(show_name(&["tenure".into(), "device".into()]), "tenure.device");
+        assert_eq!(
+            show_name(&["tenure".into(), "device".into()]),
+            "tenure.device"
+        );
         assert_eq!(identifier(&Ident::new("Mixed")), "mixed");
         assert_eq!(identifier(&Ident::with_quote('"', "Mixed")), "Mixed");
     }

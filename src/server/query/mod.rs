@@ -19,6 +19,7 @@
 
 pub(super) mod batch;
 mod classify;
+pub(super) mod copy_in;
 mod cursors;
 mod extended;
 mod plan;
@@ -38,8 +39,8 @@ use super::Shared;
 use super::session::{Session, Transaction};
 use super::sqlstate;
 use super::startup::user_error;
-use crate::pg::sqlstate::SqlState;
 use crate::error::Error;
+use crate::pg::sqlstate::SqlState;
 use classify::Action;
 use plan::Planned;
 

@@ -210,8 +210,7 @@ fn postgres_name(expr: &Expr) -> String {
 fn cast_name(inner: &Expr, to: &DataType) -> String {
     match postgres_name(inner).as_str() {
         "?column?" => arrow_pg::datatypes::into_pg_type(to)
-            .map(|t| t.name().to_string())
-            .unwrap_or_else(|_| "?column?".to_string()),
+            .map_or_else(|_| "?column?".to_string(), |t| t.name().to_string()),
         name => name.to_string(),
     }
 }
@@ -251,10 +250,8 @@ mod tests {
     #[tokio::test]
     async fn result_columns_get_postgres_names() {
         assert_eq!(
-            names(
-                "SELECT a, a + 1, upper('x'), 'x'::text, b::bigint FROM (VALUES (1, 2)) t(a, b)"
-            )
-            .await,
+            names("SELECT a, a + 1, upper('x'), 'x'::text, b::bigint FROM (VALUES (1, 2)) t(a, b)")
+                .await,
             ["a", "?column?", "upper", "text", "b"]
         );
         assert_eq!(
@@ -281,6 +278,9 @@ mod tests {
             .create_logical_plan("SELECT $1::bigint + 1, $2")
             .await
             .expect("plans");
-        assert_eq!(cast_placeholder_types(&plan), [("$1".to_string(), DataType::Int64)]);
+        assert_eq!(
+            cast_placeholder_types(&plan),
+            [("$1".to_string(), DataType::Int64)]
+        );
     }
 }

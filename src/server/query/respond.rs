@@ -109,7 +109,7 @@ impl QueryHandler {
             Action::Fetch(step) => cursors::step(session, step, format).await,
             Action::Close(name) => cursors::close(session, name.as_deref()),
             Action::Run(statement) => {
-                self.run(client, session, action, statement, planned, parameters, format)
+                self.run(client, session, statement, planned, parameters, format)
                     .await
             }
         }

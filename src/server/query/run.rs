@@ -23,18 +23,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::batch::Batch;
-use super::classify::Action;
 use super::plan::{Planned, bind, plan, returns_rows, values_empty};
-use super::transaction::{open_block, writes_in_block};
+use super::transaction::open_block;
 use super::{QueryHandler, engine_error};
-use crate::pg::sqlstate::SqlState;
 use crate::engine::plan_cache::{self, PlanCache, PlanKey};
 use crate::engine::{Engine, Output, Progress};
 use crate::error::Error;
+use crate::pg::sqlstate::SqlState;
 use crate::server::session::{Session, StopReason, Transaction};
 use crate::server::startup::user_error;
 use crate::server::{Shared, copy, encode, sqlstate};
-use crate::sql::{Route, Statement};
+use crate::sql::{Route, Statement, route};
 
 /// Batches a statement's task may compute ahead of the connection sending them.
 const BATCHES_AHEAD: usize = 2;
@@ -80,7 +79,6 @@ impl QueryHandler {
         &self,
         client: &mut C,
         session: &Arc<Session>,
-        action: &Action,
         statement: &Arc<Statement>,
         planned: Option<&Planned>,
         parameters: Option<ParamValues>,
@@ -97,14 +95,14 @@ impl QueryHandler {
                 SqlState::ActiveSqlTransaction,
                 "CREATE MODEL and DROP MODEL cannot run inside a transaction block",
             );
-            info.hint = Some(
-                "run it outside BEGIN ... COMMIT (autocommit mode in your driver)".into(),
-            );
+            info.hint =
+                Some("run it outside BEGIN ... COMMIT (autocommit mode in your driver)".into());
             return Err(user_error(info));
         }
         // Also here, not only before planning: a statement prepared before BEGIN
         // may run inside the block.
-        let writes_in_block = writes_in_block(session, action);
+        let writes_in_block =
+            session.transaction() == Transaction::Open && route::writes_in_block(statement);
         if writes_in_block {
             open_block(&self.shared.engine, session).await?;
         }
@@ -124,9 +122,7 @@ impl QueryHandler {
         let work = match (planned, parameters) {
             (Some(planned), parameters) => {
                 let plan = match parameters {
-                    Some(values) if !planned.parameters.is_empty() => {
-                        bind(planned, &values)?
-                    }
+                    Some(values) if !planned.parameters.is_empty() => bind(planned, &values)?,
                     _ if returns_rows(&planned.plan) => {
                         return self
                             .execute(
@@ -375,7 +371,6 @@ impl QueryHandler {
         }
     }
 
-
     /// A NOTICE (or WARNING) message to the client.
     pub(super) async fn notice<C>(
         &self,
@@ -389,7 +384,11 @@ impl QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let info = ErrorInfo::new(severity.to_string(), state.code().to_string(), message.to_string());
+        let info = ErrorInfo::new(
+            severity.to_string(),
+            state.code().to_string(),
+            message.to_string(),
+        );
         client
             .feed(PgWireBackendMessage::NoticeResponse(info.into()))
             .await?;
@@ -468,7 +467,10 @@ impl Running {
                 },
                 reason.message(),
             )),
-            None => user_error(sqlstate::error(SqlState::InternalError, "the statement ended unexpectedly")),
+            None => user_error(sqlstate::error(
+                SqlState::InternalError,
+                "the statement ended unexpectedly",
+            )),
         }
     }
 }

@@ -71,7 +71,11 @@ impl QueryHandler {
     }
 
     /// `DISCARD ALL` and friends: cursors closed, settings back to defaults.
-    pub(super) async fn discard<C>(&self, client: &mut C, session: &Session) -> PgWireResult<Response>
+    pub(super) async fn discard<C>(
+        &self,
+        client: &mut C,
+        session: &Session,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -172,7 +176,14 @@ mod tests {
     fn show_columns() {
         let text = Format::UnifiedText;
         assert_eq!(names(&show_fields("TimeZone", &text)), ["TimeZone"]);
-        assert_eq!(names(&show_fields("ALL", &text)), ["name", "setting", "description"]);
-        assert!(show_fields("all", &text).iter().all(|f| *f.datatype() == Type::TEXT));
+        assert_eq!(
+            names(&show_fields("ALL", &text)),
+            ["name", "setting", "description"]
+        );
+        assert!(
+            show_fields("all", &text)
+                .iter()
+                .all(|f| *f.datatype() == Type::TEXT)
+        );
     }
 }

@@ -70,7 +70,7 @@ impl QueryHandler {
             }
             Response::Error(e) => return Err(PgWireError::UserError(e)),
             Response::CopyOut(copy) => {
-                pgwire::api::copy::send_copy_out_response(client, copy).await?
+                pgwire::api::copy::send_copy_out_response(client, copy).await?;
             }
             Response::CopyIn(copy) => {
                 pgwire::api::copy::send_copy_in_response(client, copy).await?;
@@ -86,7 +86,6 @@ impl QueryHandler {
         }
         Ok(())
     }
-
 }
 
 #[async_trait]

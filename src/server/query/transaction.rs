@@ -12,8 +12,8 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::classify::Action;
 use super::{QueryHandler, engine_error};
-use crate::pg::sqlstate::SqlState;
 use crate::engine::Engine;
+use crate::pg::sqlstate::SqlState;
 use crate::server::session::{Session, Transaction};
 use crate::server::sqlstate;
 use crate::server::startup::user_error;
@@ -83,8 +83,9 @@ impl QueryHandler {
 /// statement, as in PostgreSQL; it cannot yet undo writes that succeeded after the
 /// savepoint, and says so.
 pub(super) fn savepoint(session: &Session, action: &Action) -> PgWireResult<Response> {
-    let (Action::Savepoint(name) | Action::ReleaseSavepoint(name) | Action::RollbackToSavepoint(name)) =
-        action
+    let (Action::Savepoint(name)
+    | Action::ReleaseSavepoint(name)
+    | Action::RollbackToSavepoint(name)) = action
     else {
         return Err(user_error(sqlstate::error(
             SqlState::InternalError,
