@@ -37,6 +37,15 @@ pub struct Config {
     /// Password users (SCRAM-SHA-256). With none, the server trusts loopback clients and
     /// refuses to listen elsewhere.
     pub users: Vec<User>,
+    /// Refuse clients that do not use TLS (needs tls_cert and tls_key).
+    pub require_tls: bool,
+    /// How long a client may take from connecting to being authenticated; past it the
+    /// connection is closed. Clients still starting up do not count against
+    /// max_connections.
+    pub authentication_timeout: std::time::Duration,
+    /// S3 endpoints (e.g. `http://minio.internal:9000`) that server clients may name in an
+    /// external table's `aws.endpoint`; no other endpoint is ever called for them.
+    pub s3_endpoints: Vec<String>,
 }
 
 /// A user who logs in with a password.
@@ -71,6 +80,9 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             users: Vec::new(),
+            require_tls: false,
+            authentication_timeout: std::time::Duration::from_secs(10),
+            s3_endpoints: Vec::new(),
         }
     }
 }
@@ -94,6 +106,10 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub users: Option<Vec<User>>,
+    pub require_tls: Option<bool>,
+    /// Seconds.
+    pub authentication_timeout: Option<u64>,
+    pub s3_endpoints: Option<Vec<String>>,
 }
 
 impl Config {
@@ -119,8 +135,15 @@ impl Config {
     }
 
     fn apply_file_text(&mut self, text: &str, path: &Path) -> Result<()> {
-        let file: Overrides =
-            toml::from_str(text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let file: Overrides = toml::from_str(text).map_err(|e| {
+            // toml's own Display quotes the offending line, which may be a password: say
+            // where and what, never the text.
+            let place = e.span().map_or(String::new(), |span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            });
+            Error::Config(format!("{}{place}: {}", path.display(), e.message()))
+        })?;
         self.apply(&file)
     }
 
@@ -159,6 +182,15 @@ impl Config {
         if let Some(users) = &o.users {
             self.users = users.clone();
         }
+        if let Some(require) = o.require_tls {
+            self.require_tls = require;
+        }
+        if let Some(seconds) = o.authentication_timeout {
+            self.authentication_timeout = std::time::Duration::from_secs(seconds);
+        }
+        if let Some(endpoints) = &o.s3_endpoints {
+            self.s3_endpoints = endpoints.clone();
+        }
         Ok(())
     }
 
@@ -171,6 +203,16 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err(Error::Config("max_connections must be at least 1".into()));
+        }
+        if self.require_tls && self.tls_cert.is_none() {
+            return Err(Error::Config(
+                "require_tls needs a certificate: set tls_cert and tls_key".into(),
+            ));
+        }
+        if self.authentication_timeout.is_zero() {
+            return Err(Error::Config(
+                "authentication_timeout must be at least 1 second".into(),
+            ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(Error::Config(
@@ -245,6 +287,17 @@ impl Overrides {
             tls_cert: get("TENURE_TLS_CERT").map(PathBuf::from),
             tls_key: get("TENURE_TLS_KEY").map(PathBuf::from),
             users: None,
+            require_tls: get("TENURE_REQUIRE_TLS")
+                .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "on" | "yes" => Ok(true),
+                    "0" | "false" | "off" | "no" => Ok(false),
+                    _ => Err(Error::Config(format!(
+                        "TENURE_REQUIRE_TLS={v:?} is not a boolean"
+                    ))),
+                })
+                .transpose()?,
+            authentication_timeout: number("TENURE_AUTHENTICATION_TIMEOUT")?.map(|n| n as u64),
+            s3_endpoints: None,
         })
     }
 }

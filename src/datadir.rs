@@ -10,6 +10,7 @@
 //!   tmp/             spill files of queries over the memory limit
 //! ```
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,20 @@ impl DataDir {
             ))
         })?;
         let root = root.canonicalize()?;
+        // Owner-only, as PostgreSQL requires of its data directory: the catalog holds
+        // credentials and the tables hold customer data.
+        let mode = std::fs::metadata(&root)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).map_err(
+                |e| {
+                    Error::Config(format!(
+                        "cannot make data directory {} private (mode 0700): {e}",
+                        root.display()
+                    ))
+                },
+            )?;
+            tracing::info!(dir = %root.display(), "data directory made private (was mode {mode:o}, now 0700)");
+        }
         let lock_path = root.join("tenure.lock");
         let mut lock = OpenOptions::new()
             .read(true)
@@ -109,7 +124,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     {
-        let mut file = File::create(&tmp)?;
+        // Owner-only: the catalog holds external tables' S3 credentials.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }

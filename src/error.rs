@@ -155,9 +155,12 @@ fn datafusion_state(e: &DataFusionError) -> SqlState {
             | SchemaError::DuplicateUnqualifiedField { .. } => SqlState::DuplicateColumn,
         },
         DataFusionError::ArrowError(e, _) => arrow_state(e),
-        DataFusionError::ParquetError(_)
-        | DataFusionError::ObjectStore(_)
-        | DataFusionError::IoError(_) => SqlState::IoError,
+        DataFusionError::ObjectStore(e) => match e.as_ref() {
+            object_store::Error::PermissionDenied { .. } => SqlState::InsufficientPrivilege,
+            object_store::Error::NotFound { .. } => SqlState::UndefinedFile,
+            _ => SqlState::IoError,
+        },
+        DataFusionError::ParquetError(_) | DataFusionError::IoError(_) => SqlState::IoError,
         DataFusionError::NotImplemented(_) => SqlState::FeatureNotSupported,
         DataFusionError::ResourcesExhausted(_) => SqlState::OutOfMemory,
         DataFusionError::Plan(message) => plan_state(message),

@@ -42,5 +42,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use tenure_demo as demo;
 
 pub use config::Config;
+
+/// Stack size of the threads that parse, plan and run statements. Passes over a syntax
+/// tree recurse once per level, so a deep but legal statement needs more than the 2 MiB a
+/// thread gets by default; [`sql::limits`] bounds the depth this must hold. The memory is
+/// reserved, not committed: a thread touches only what it uses.
+pub const STATEMENT_STACK_SIZE: usize = 64 << 20;
 pub use engine::{Engine, Output, PathAccess, Progress, ProgressSender};
 pub use error::{Error, Result};

@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(tenure::STATEMENT_STACK_SIZE)
         .enable_all()
         .build()
     {

@@ -171,6 +171,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let cpu = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(config.threads)
                 .thread_name("tenure-exec")
+                .thread_stack_size(crate::STATEMENT_STACK_SIZE)
                 .enable_all()
                 .build()?;
             let options = crate::server::ServerOptions::from_config(&config);

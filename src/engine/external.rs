@@ -2,7 +2,6 @@
 //! the rule on which local paths a statement may name.
 
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
@@ -16,19 +15,12 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use url::Url;
 
+use super::paths::{ConfinedFiles, Location, PathAccess};
 use super::{Engine, Output};
+use super::paths::parse_location;
 use crate::catalog::{ExternalTable, QualifiedName, Relation};
 use crate::error::{Error, Result};
 use crate::storage::ManagedTable;
-
-/// Which local paths statements may read or write.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PathAccess {
-    /// Any path the process can reach: the embedded shell, run by the machine's own user.
-    Unrestricted,
-    /// Only paths under these directories: clients of the server.
-    Roots(Vec<PathBuf>),
-}
 
 /// Option keys that configure S3 access rather than the file format. They are kept in the
 /// catalog (so the table works after a restart) but never handed to DataFusion's format
@@ -91,54 +83,32 @@ impl Engine {
     }
 
     /// Makes a local location absolute (so the catalog means the same thing from any working
-    /// directory) and checks it against the allowed roots; leaves URLs with a scheme alone.
+    /// directory) and checks it against the allowed roots; S3 URLs are kept as written.
     fn normalize_location(&self, location: &str) -> Result<String> {
-        match local_path(location) {
-            Some(path) => {
-                let absolute = absolute(&path)?;
-                self.check_local_path(&absolute)?;
-                let mut text = absolute.to_string_lossy().into_owned();
-                if location.ends_with('/') && !text.ends_with('/') {
-                    text.push('/');
+        match self.access.confine(location)? {
+            Location::Local(path) => Ok(path.to_string_lossy().into_owned()),
+            Location::S3(_) => Ok(location.to_string()),
+        }
+    }
+
+    /// The target of `COPY ... TO` as DataFusion should see it: a local path confined to
+    /// the roots, written out absolute; S3 only where the engine is not a server's (a
+    /// server's clients have no S3 credentials of their own to write with yet).
+    pub(super) fn copy_target(&self, target: &str) -> Result<String> {
+        match self.access.confine(target)? {
+            Location::Local(path) => Ok(path.to_string_lossy().into_owned()),
+            Location::S3(url) => match &self.access {
+                PathAccess::Unrestricted => {
+                    let store = s3_store(&url, &HashMap::new(), &self.s3_policy())?;
+                    self.ctx.register_object_store(&bucket_url(&url)?, store);
+                    Ok(target.to_string())
                 }
-                Ok(text)
-            }
-            None => Ok(location.to_string()),
+                PathAccess::Roots(_) => Err(Error::unsupported(
+                    "COPY TO s3:// is not available to server clients: the server does not \
+                     lend its S3 credentials; write to a local path under allowed_roots",
+                )),
+            },
         }
-    }
-
-    /// Fails unless the statement may touch `target` (a path or URL).
-    pub(super) fn check_path_access(&self, target: &str) -> Result<()> {
-        match local_path(target) {
-            Some(path) => self.check_local_path(&absolute(&path)?),
-            None => Ok(()),
-        }
-    }
-
-    fn check_local_path(&self, path: &Path) -> Result<()> {
-        let PathAccess::Roots(roots) = &self.access else {
-            return Ok(());
-        };
-        // Resolve symbolic links in the part of the path that exists, so a link inside a root
-        // cannot point outside it.
-        let resolved = resolve_existing_prefix(path);
-        for root in roots {
-            let root = absolute(root)?;
-            let root = root.canonicalize().unwrap_or(root);
-            if resolved.starts_with(&root) {
-                return Ok(());
-            }
-        }
-        Err(Error::PermissionDenied(format!(
-            "{} is outside the directories this server may read ({}); \
-             set allowed_roots in tenure.toml",
-            path.display(),
-            roots
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
     }
 
     /// Registers an external table with DataFusion from its catalog definition.
@@ -158,14 +128,25 @@ impl Engine {
             })
             .collect();
         let locations: Vec<&str> = table.location.split('\n').collect();
+        let policy = self.s3_policy();
         let mut stores = HashMap::new();
+        // Each table's S3 store (with the credentials of its OPTIONS) is registered under a
+        // URL scheme of its own, so no other table, and no COPY TO, is ever signed with
+        // them; DataFusion reads the table through its rewritten locations.
+        let table_scheme = store_scheme(name);
+        let mut rewritten = Vec::new();
         for location in &locations {
-            if let Some(url) = s3_url(location)? {
-                let store = s3_store(&url, &aws_options)?;
-                let bucket_url = Url::parse(&format!("s3://{}", url.host_str().unwrap_or("")))
-                    .map_err(|e| Error::invalid(format!("invalid location {location}: {e}")))?;
-                ctx.register_object_store(&bucket_url, store.clone());
-                stores.insert(location.to_string(), store);
+            match parse_location(location)? {
+                Location::S3(url) => {
+                    let store = s3_store(&url, &aws_options, &policy)?;
+                    let own = format!("{table_scheme}://{}", &url[url::Position::BeforeHost..]);
+                    let own_url = Url::parse(&own)
+                        .map_err(|e| Error::invalid(format!("invalid location {location}: {e}")))?;
+                    ctx.register_object_store(&bucket_url(&own_url)?, store.clone());
+                    stores.insert(location.to_string(), store);
+                    rewritten.push(own);
+                }
+                Location::Local(_) => rewritten.push(location.to_string()),
             }
         }
         if table.format == "DELTA" {
@@ -174,16 +155,28 @@ impl Engine {
                     "a DELTA external table has exactly one location",
                 ));
             };
-            let url = match local_path(location) {
-                Some(path) => Url::from_directory_path(&path)
-                    .map_err(|()| Error::invalid(format!("invalid location {location}")))?,
-                None => Url::parse(location)
-                    .map_err(|e| Error::invalid(format!("invalid location {location}: {e}")))?,
+            let (url, store) = match parse_location(location)? {
+                Location::Local(path) => {
+                    let url = Url::from_directory_path(&path)
+                        .map_err(|()| Error::invalid(format!("invalid location {location}")))?;
+                    // A Delta log may name files by absolute URL: for a server's clients
+                    // delta-rs reads through the confined store too.
+                    let store: Option<Arc<dyn ObjectStore>> = match &self.access {
+                        PathAccess::Roots(_) => {
+                            Some(Arc::new(ConfinedFiles::new(self.access.clone())))
+                        }
+                        PathAccess::Unrestricted => None,
+                    };
+                    (url, store)
+                }
+                Location::S3(url) => {
+                    register_s3_log_stores();
+                    (url, stores.get(*location).cloned())
+                }
             };
             let mut builder = DeltaTableBuilder::from_url(url.clone())?;
-            if let Some(store) = stores.get(*location) {
-                register_s3_log_stores();
-                builder = builder.with_storage_backend(store.clone(), url.clone());
+            if let Some(store) = store {
+                builder = builder.with_storage_backend(store, url.clone());
             }
             let delta = builder.load().await.map_err(|e| {
                 Error::invalid(format!("cannot open Delta table at {location}: {e}"))
@@ -191,7 +184,13 @@ impl Engine {
             let provider = ManagedTable::from_loaded(url, delta, true).await?;
             return Self::register_in(ctx, name, provider);
         }
-        let sql = external_table_sql(name, table);
+        let sql = external_table_sql(
+            name,
+            &ExternalTable {
+                location: rewritten.join("\n"),
+                ..table.clone()
+            },
+        );
         let mut statements = self.parse(&sql)?;
         let Some(crate::sql::Statement::DataFusion(DFStatement::CreateExternalTable(mut create))) =
             statements.pop()
@@ -247,91 +246,96 @@ fn external_table_sql(name: &QualifiedName, table: &ExternalTable) -> String {
     sql
 }
 
-/// The local path a location names, or `None` for a URL with another scheme.
-fn local_path(location: &str) -> Option<PathBuf> {
-    if let Some(rest) = location.strip_prefix("file://") {
-        return Some(PathBuf::from(rest));
-    }
-    match location.split_once("://") {
-        Some((scheme, _))
-            if scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '+') =>
-        {
-            None
-        }
-        _ => Some(PathBuf::from(location)),
-    }
+/// Which S3 endpoints and credentials a statement may use.
+#[derive(Debug, Clone)]
+pub(super) struct S3Policy {
+    /// Whether the statement comes from a server's client.
+    restricted: bool,
+    /// Endpoints a server's clients may name in `aws.endpoint` (from the configuration).
+    allowed_endpoints: Vec<String>,
 }
 
-/// `path` made absolute against the working directory, with `.` and `..` removed lexically.
-fn absolute(path: &Path) -> Result<PathBuf> {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(path)
-    };
-    let mut clean = PathBuf::new();
-    for component in joined.components() {
-        match component {
-            Component::ParentDir => {
-                clean.pop();
-            }
-            Component::CurDir => {}
-            other => clean.push(other),
+impl Engine {
+    pub(super) fn s3_policy(&self) -> S3Policy {
+        S3Policy {
+            restricted: matches!(self.access, PathAccess::Roots(_)),
+            allowed_endpoints: self
+                .config
+                .s3_endpoints
+                .iter()
+                .map(|e| normalize_endpoint(e))
+                .collect(),
         }
     }
-    Ok(clean)
 }
 
-/// Canonicalizes the longest existing ancestor of `path` and appends the rest.
-fn resolve_existing_prefix(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (
-            existing.file_name().map(|n| n.to_os_string()),
-            existing.parent(),
-        ) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                existing = parent.to_path_buf();
-            }
-            _ => break,
-        }
-    }
-    let mut resolved = existing.canonicalize().unwrap_or(existing);
-    for name in rest.into_iter().rev() {
-        resolved.push(name);
-    }
-    resolved
+fn normalize_endpoint(endpoint: &str) -> String {
+    endpoint.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
-fn s3_url(location: &str) -> Result<Option<Url>> {
-    if !location.starts_with("s3://") && !location.starts_with("s3a://") {
-        return Ok(None);
-    }
-    let url = Url::parse(location)
-        .map_err(|e| Error::invalid(format!("invalid location {location}: {e}")))?;
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(Error::invalid(format!(
-            "location {location} names no bucket"
-        )));
-    }
-    Ok(Some(url))
+/// The object-store URL (scheme and bucket) of `url`.
+fn bucket_url(url: &Url) -> Result<Url> {
+    Url::parse(&format!("{}://{}", url.scheme(), url.host_str().unwrap_or("")))
+        .map_err(|e| Error::invalid(format!("invalid location {url}: {e}")))
 }
 
-/// An S3 store for the bucket of `url`: credentials and endpoint from the usual `AWS_*`
-/// environment variables, overridden by `aws.*` OPTIONS (access_key_id, secret_access_key,
-/// session_token, region, endpoint, allow_http).
-fn s3_store(url: &Url, options: &HashMap<String, String>) -> Result<Arc<dyn ObjectStore>> {
+/// The URL scheme under which the S3 stores of table `name` are registered: tenure-s3-
+/// and the name in hex (a scheme allows letters, digits, `+`, `-` and `.` only).
+fn store_scheme(name: &QualifiedName) -> String {
+    let hex: String = name
+        .to_string()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("tenure-s3-{hex}")
+}
+
+/// An S3 store for the bucket of `url`, configured by the `aws.*` OPTIONS
+/// (access_key_id, secret_access_key, session_token, region, endpoint, allow_http).
+///
+/// The server's own `AWS_*` environment (its credentials, region and endpoint) applies
+/// only when the options name no endpoint: a table on an endpoint a client names is signed
+/// with the credentials its options give, or not at all, never with the server's. For a
+/// server's clients the endpoint must be one the configuration allows (`s3_endpoints`), so
+/// that no client makes the server call an address of its choosing.
+fn s3_store(
+    url: &Url,
+    options: &HashMap<String, String>,
+    policy: &S3Policy,
+) -> Result<Arc<dyn ObjectStore>> {
+    use object_store::aws::AmazonS3ConfigKey;
     let bucket = url.host_str().unwrap_or_default();
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let mut keys = Vec::new();
     for (key, value) in options {
-        let config_key = key
+        let config_key: AmazonS3ConfigKey = key
             .parse()
             .map_err(|_| Error::invalid(format!("unknown S3 option aws.{key}")))?;
-        builder = builder.with_config(config_key, value);
+        keys.push((config_key, value));
+    }
+    let endpoint = keys.iter().find_map(|(k, v)| {
+        matches!(k, AmazonS3ConfigKey::Endpoint).then(|| normalize_endpoint(v))
+    });
+    let mut builder = match &endpoint {
+        None => AmazonS3Builder::from_env(),
+        Some(endpoint) => {
+            if policy.restricted && !policy.allowed_endpoints.contains(endpoint) {
+                return Err(Error::PermissionDenied(format!(
+                    "S3 endpoint {endpoint} is not one this server may call; its administrator \
+                     lists the allowed ones in tenure.toml (s3_endpoints)"
+                )));
+            }
+            AmazonS3Builder::new()
+        }
+    };
+    builder = builder.with_bucket_name(bucket);
+    let has_credentials = keys
+        .iter()
+        .any(|(k, _)| matches!(k, AmazonS3ConfigKey::AccessKeyId));
+    if endpoint.is_some() && !has_credentials {
+        builder = builder.with_skip_signature(true);
+    }
+    for (key, value) in keys {
+        builder = builder.with_config(key, value);
     }
     let store = builder
         .build()
@@ -389,23 +393,6 @@ fn unquote(literal: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn local_paths_and_urls_are_told_apart() {
-        assert_eq!(
-            local_path("/data/x.parquet"),
-            Some(PathBuf::from("/data/x.parquet"))
-        );
-        assert_eq!(local_path("rel/x.csv"), Some(PathBuf::from("rel/x.csv")));
-        assert_eq!(local_path("file:///data/x"), Some(PathBuf::from("/data/x")));
-        assert_eq!(local_path("s3://bucket/key"), None);
-    }
-
-    #[test]
-    fn parent_components_cannot_escape_lexically() {
-        let path = absolute(Path::new("/srv/import/../../etc/passwd")).unwrap();
-        assert_eq!(path, PathBuf::from("/etc/passwd"));
-    }
 
     #[test]
     fn stored_literals_unquote() {

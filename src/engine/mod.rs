@@ -11,6 +11,7 @@ mod external;
 mod keys;
 mod model_statements;
 mod names;
+mod paths;
 pub mod plan_cache;
 mod statements;
 mod system_tables;
@@ -34,7 +35,7 @@ use futures::TryStreamExt;
 use tokio::sync::Mutex;
 use url::Url;
 
-pub use external::PathAccess;
+pub use paths::PathAccess;
 pub use system_tables::{RESERVED_SCHEMAS, SYSTEM_SCHEMA};
 
 use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};
@@ -130,7 +131,7 @@ impl Engine {
     /// name: [`PathAccess::Unrestricted`] for the local shell, roots for server clients.
     pub async fn open(config: &Config, access: PathAccess) -> Result<Engine> {
         let data_dir = DataDir::open(&config.data_dir)?;
-        let ctx = build_context(config, &data_dir)?;
+        let ctx = build_context(config, &data_dir, &access)?;
         let roles = if config.users.is_empty() {
             vec![crate::pg::DEFAULT_USER.to_string()]
         } else {
@@ -519,7 +520,7 @@ impl Engine {
     }
 }
 
-fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> {
+fn build_context(config: &Config, data_dir: &DataDir, access: &PathAccess) -> Result<SessionContext> {
     let session_config = SessionConfig::new()
         .with_target_partitions(config.threads)
         .with_batch_size(config.batch_size)
@@ -544,6 +545,12 @@ fn build_context(config: &Config, data_dir: &DataDir) -> Result<SessionContext> 
         runtime = runtime.with_memory_limit(limit, 1.0);
     }
     let runtime = Arc::new(runtime.build()?);
+    if let PathAccess::Roots(_) = access {
+        // Every local read, listing and write of a server's clients (listing tables, COPY
+        // TO) goes through the store that checks each file against the roots.
+        let file = url::Url::parse("file://").map_err(|e| Error::Internal(e.to_string()))?;
+        runtime.register_object_store(&file, Arc::new(paths::ConfinedFiles::new(access.clone())));
+    }
     // Delta writes (CREATE TABLE AS, INSERT, UPDATE, DELETE) plan custom nodes that only
     // delta-rs's planner knows; it plans everything else like DataFusion's default planner.
     let state = SessionStateBuilder::new()

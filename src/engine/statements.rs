@@ -61,8 +61,8 @@ impl Engine {
             DFStatement::CreateExternalTable(create) => {
                 self.create_external_table(session, create).await
             }
-            DFStatement::CopyTo(copy) => {
-                self.check_path_access(&copy.target)?;
+            DFStatement::CopyTo(mut copy) => {
+                copy.target = self.copy_target(&copy.target)?;
                 self.run_with_datafusion(session, DFStatement::CopyTo(copy))
                     .await
             }

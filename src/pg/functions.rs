@@ -1,5 +1,6 @@
-//! Functions that read or change one session's settings: `current_setting(name [, missing_ok])`
-//! and `set_config(name, value, is_local)`. Registered on each session's own context, so
+//! Functions that read or change one session's settings: `current_setting(name [, missing_ok])`,
+//! `set_config(name, value, is_local)` and `session_user()` (what `current_user`,
+//! `session_user` and `user` become after the pg_catalog rewrites: the user who logged in). Registered on each session's own context, so
 //! they see that session's settings only.
 
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,7 @@ use super::settings::Settings;
 
 /// Registers `current_setting()` and `set_config()` on `ctx`, over `settings`.
 pub fn register_session_functions(ctx: &SessionContext, settings: &Arc<Mutex<Settings>>) {
-    for which in [Which::CurrentSetting, Which::SetConfig] {
+    for which in [Which::CurrentSetting, Which::SetConfig, Which::SessionUser] {
         ctx.register_udf(ScalarUDF::new_from_impl(SettingFunction::new(
             which,
             settings.clone(),
@@ -31,6 +32,7 @@ pub fn register_session_functions(ctx: &SessionContext, settings: &Arc<Mutex<Set
 enum Which {
     CurrentSetting,
     SetConfig,
+    SessionUser,
 }
 
 #[derive(Debug)]
@@ -69,6 +71,7 @@ impl SettingFunction {
                 vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
                 Volatility::Volatile,
             ),
+            Which::SessionUser => Signature::exact(vec![], Volatility::Stable),
         };
         SettingFunction {
             which,
@@ -93,6 +96,7 @@ impl ScalarUDFImpl for SettingFunction {
         match self.which {
             Which::CurrentSetting => "current_setting",
             Which::SetConfig => "set_config",
+            Which::SessionUser => "session_user",
         }
     }
 
@@ -106,6 +110,11 @@ impl ScalarUDFImpl for SettingFunction {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
+        if self.which == Which::SessionUser {
+            let settings = self.settings.lock().expect("settings lock poisoned");
+            let user = settings.get("session_authorization").unwrap_or_default();
+            return Ok(ColumnarValue::Scalar(user.as_str().into()));
+        }
         let names = strings(&args.args[0], rows)?;
         let mut out = StringBuilder::new();
         let mut settings = self.settings.lock().expect("settings lock poisoned");
@@ -151,6 +160,7 @@ impl ScalarUDFImpl for SettingFunction {
                     out.append_value(settings.get(names.value(row)).unwrap_or_default());
                 }
             }
+            Which::SessionUser => unreachable!("answered above"),
         }
         let array: ArrayRef = Arc::new(out.finish());
         Ok(ColumnarValue::Array(array))

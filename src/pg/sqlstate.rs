@@ -41,6 +41,7 @@ sqlstates! {
     FeatureNotSupported = "0A000", "feature_not_supported";
     NumericValueOutOfRange = "22003", "numeric_value_out_of_range";
     DivisionByZero = "22012", "division_by_zero";
+    CharacterNotInRepertoire = "22021", "character_not_in_repertoire";
     InvalidParameterValue = "22023", "invalid_parameter_value";
     InvalidTextRepresentation = "22P02", "invalid_text_representation";
     NotNullViolation = "23502", "not_null_violation";
@@ -74,6 +75,9 @@ sqlstates! {
     InvalidTableDefinition = "42P16", "invalid_table_definition";
     OutOfMemory = "53200", "out_of_memory";
     TooManyConnections = "53300", "too_many_connections";
+    /// A statement nested past the parser's limits (PostgreSQL's "stack depth limit
+    /// exceeded").
+    StatementTooComplex = "54001", "statement_too_complex";
     ObjectNotInPrerequisiteState = "55000", "object_not_in_prerequisite_state";
     ObjectInUse = "55006", "object_in_use";
     CantChangeRuntimeParam = "55P02", "cant_change_runtime_param";
@@ -81,6 +85,7 @@ sqlstates! {
     AdminShutdown = "57P01", "admin_shutdown";
     CannotConnectNow = "57P03", "cannot_connect_now";
     IoError = "58030", "io_error";
+    UndefinedFile = "58P01", "undefined_file";
     ConfigFileError = "F0000", "config_file_error";
     InternalError = "XX000", "internal_error";
     DataCorrupted = "XX001", "data_corrupted";
@@ -123,6 +128,7 @@ mod tests {
         ("40", "transaction_rollback"),
         ("42", "syntax_error_or_access_rule_violation"),
         ("53", "insufficient_resources"),
+        ("54", "program_limit_exceeded"),
         ("55", "object_not_in_prerequisite_state"),
         ("57", "operator_intervention"),
         ("58", "system_error"),

@@ -56,8 +56,12 @@ pub struct Shared {
     users: Vec<User>,
     max_connections: usize,
     pids: Arc<RandomPidSecretKeyGenerator>,
-    /// Open client connections (including ones still starting up).
-    connections: AtomicUsize,
+    /// Connections still starting up (TLS, startup message, authentication).
+    handshakes: AtomicUsize,
+    /// Authenticated sessions; max_connections bounds these.
+    sessions_open: AtomicUsize,
+    require_tls: bool,
+    authentication_timeout: Duration,
     /// Statements running or streaming rows; shutdown waits for them.
     running: AtomicUsize,
     idle: Notify,
@@ -65,8 +69,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+    fn sessions_open(&self) -> usize {
+        self.sessions_open.load(Ordering::SeqCst)
+    }
+
+    /// Most connections that may be starting up at once; past it a new socket is closed at
+    /// once. Handshakes end within authentication_timeout, so idle sockets cannot hold
+    /// these for long, and they never take the places of authenticated sessions.
+    fn max_handshakes(&self) -> usize {
+        (self.max_connections * 2).max(64)
     }
 
     fn authentication(&self) -> &'static str {
@@ -89,6 +100,8 @@ pub struct ServerOptions {
     pub max_connections: usize,
     pub users: Vec<User>,
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    pub require_tls: bool,
+    pub authentication_timeout: Duration,
 }
 
 impl ServerOptions {
@@ -98,6 +111,8 @@ impl ServerOptions {
             max_connections: config.max_connections,
             users: config.users.clone(),
             tls: config.tls_cert.clone().zip(config.tls_key.clone()),
+            require_tls: config.require_tls,
+            authentication_timeout: config.authentication_timeout,
         }
     }
 }
@@ -151,7 +166,10 @@ impl Server {
             users: options.users.clone(),
             max_connections: options.max_connections,
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
-            connections: AtomicUsize::new(0),
+            handshakes: AtomicUsize::new(0),
+            sessions_open: AtomicUsize::new(0),
+            require_tls: options.require_tls,
+            authentication_timeout: options.authentication_timeout,
             running: AtomicUsize::new(0),
             idle: Notify::new(),
             shutting_down: AtomicBool::new(false),
@@ -170,15 +188,13 @@ impl Server {
     /// Serves until `shutdown` completes; then stops accepting, lets running statements
     /// finish (up to 30 seconds, then stops them) and returns.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-        let handlers = Arc::new(Handlers {
+        let queries = Arc::new(query::QueryHandler {
             shared: self.shared.clone(),
-            queries: Arc::new(query::QueryHandler {
-                shared: self.shared.clone(),
-            }),
         });
         tracing::info!(
             listen = %self.listener.local_addr()?,
             tls = self.tls.is_some(),
+            require_tls = self.shared.require_tls,
             authentication = self.shared.authentication(),
             max_connections = self.shared.max_connections,
             "tenure is accepting PostgreSQL connections"
@@ -197,19 +213,17 @@ impl Server {
                             continue;
                         }
                     };
+                    let Some(slot) = Slot::handshake(&self.shared) else {
+                        tracing::warn!(%peer, "connection refused: too many clients starting up");
+                        continue;
+                    };
                     let _ = socket.set_nodelay(true);
-                    let handlers = handlers.clone();
-                    let tls = self.tls.clone();
-                    let shared = self.shared.clone();
-                    shared.connections.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(async move {
-                        tracing::debug!(%peer, "connection opened");
-                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                            tracing::debug!(%peer, "connection ended with an error: {e}");
-                        }
-                        shared.connections.fetch_sub(1, Ordering::SeqCst);
-                        tracing::debug!(%peer, "connection closed");
+                    let handlers = Arc::new(Handlers {
+                        shared: self.shared.clone(),
+                        queries: queries.clone(),
+                        slot: slot.clone(),
                     });
+                    tokio::spawn(serve_connection(socket, peer, self.tls.clone(), handlers, slot));
                 }
             }
         }
@@ -240,6 +254,106 @@ impl Server {
                 session.stop(None, session::StopReason::Shutdown);
             }
         }
+    }
+}
+
+/// One connection from accept to close. The slot it holds is released on every way out
+/// (the end of the protocol loop, an error, a panic, the authentication timeout), since
+/// dropping it releases it.
+async fn serve_connection(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    handlers: Arc<Handlers>,
+    slot: Arc<Slot>,
+) {
+    use futures::FutureExt;
+    tracing::debug!(%peer, "connection opened");
+    let timeout = handlers.shared.authentication_timeout;
+    let connection =
+        std::panic::AssertUnwindSafe(pgwire::tokio::process_socket(socket, tls, handlers))
+            .catch_unwind();
+    let unauthenticated_for_too_long = async {
+        tokio::time::sleep(timeout).await;
+        if slot.authenticated() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        ended = connection => match ended {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%peer, "connection ended with an error: {e}"),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::warn!(%peer, "connection closed after a panic in its task: {message}");
+            }
+        },
+        () = unauthenticated_for_too_long => {
+            tracing::info!(%peer, ?timeout, "connection closed: not authenticated within authentication_timeout");
+        }
+    }
+    drop(slot);
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// A connection's place: first among the handshakes, then (once authenticated) among the
+/// sessions that max_connections bounds. Dropping it gives the place back.
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    authenticated: AtomicBool,
+}
+
+impl Slot {
+    /// A place among the handshakes, if there is one.
+    fn handshake(shared: &Arc<Shared>) -> Option<Arc<Slot>> {
+        let max = shared.max_handshakes();
+        shared
+            .handshakes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        Some(Arc::new(Slot {
+            shared: shared.clone(),
+            authenticated: AtomicBool::new(false),
+        }))
+    }
+
+    /// Moves the connection from the handshakes to the sessions; false when
+    /// max_connections sessions are open already.
+    pub(crate) fn authenticate(&self) -> bool {
+        let shared = &self.shared;
+        let max = shared.max_connections;
+        if self.authenticated() {
+            return true;
+        }
+        if shared
+            .sessions_open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .is_err()
+        {
+            return false;
+        }
+        shared.handshakes.fetch_sub(1, Ordering::SeqCst);
+        self.authenticated.store(true, Ordering::SeqCst);
+        true
+    }
+
+    fn authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let counter = if self.authenticated() {
+            &self.shared.sessions_open
+        } else {
+            &self.shared.handshakes
+        };
+        counter.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -274,9 +388,11 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcce
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The handlers of one connection (pgwire asks for them once per connection).
 struct Handlers {
     shared: Arc<Shared>,
     queries: Arc<query::QueryHandler>,
+    slot: Arc<Slot>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -289,7 +405,10 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::new(startup::Startup::new(self.shared.clone()))
+        Arc::new(startup::Startup::new(
+            self.shared.clone(),
+            self.slot.clone(),
+        ))
     }
 
     fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
@@ -326,10 +445,20 @@ impl CancelHandler for Cancel {
 }
 
 /// Logs errors sent to clients; messages never carry secrets (passwords are not echoed).
+/// A failed password check gets the same words whether or not the user exists (pgwire
+/// names the user of the SCRAM message, which clients leave empty).
 struct LogErrors;
 
 impl ErrorHandler for LogErrors {
     fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        if let PgWireError::InvalidPassword(_) = error {
+            let user = client
+                .metadata()
+                .get(pgwire::api::METADATA_USER)
+                .cloned()
+                .unwrap_or_default();
+            *error = startup::password_failed(&user);
+        }
         tracing::info!(peer = %client.socket_addr(), "error: {error}");
     }
 }

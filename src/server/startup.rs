@@ -18,7 +18,7 @@ use pgwire::api::{ClientInfo, METADATA_DATABASE, METADATA_USER, PgWireConnection
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::Shared;
+use super::{Shared, Slot};
 use super::session::Session;
 use super::sqlstate;
 use crate::engine::CATALOG_NAME;
@@ -30,11 +30,13 @@ use crate::pg::DEFAULT_USER;
 /// One connection's startup. A fresh one per connection: the SCRAM exchange keeps state.
 pub struct Startup {
     shared: Arc<Shared>,
+    /// This connection's place: a handshake until authentication makes it a session.
+    slot: Arc<Slot>,
     scram: Option<SASLAuthStartupHandler<Parameters>>,
 }
 
 impl Startup {
-    pub fn new(shared: Arc<Shared>) -> Startup {
+    pub fn new(shared: Arc<Shared>, slot: Arc<Slot>) -> Startup {
         let scram = (!shared.users.is_empty()).then(|| {
             let mut auth = ScramAuth::new(Arc::new(Passwords {
                 users: shared.users.clone(),
@@ -44,7 +46,11 @@ impl Startup {
                 .with_scram(auth)
                 .with_pid_secret_key_generator(shared.pids.clone())
         });
-        Startup { shared, scram }
+        Startup {
+            shared,
+            slot,
+            scram,
+        }
     }
 
     /// Checks made before authentication, as PostgreSQL makes them.
@@ -55,15 +61,14 @@ impl Startup {
                 "the database system is shutting down",
             )));
         }
-        let connections = self.shared.connections();
-        if connections > self.shared.max_connections {
+        if self.shared.require_tls && !client.is_secure() {
             return Err(user_error(sqlstate::fatal(
-                SqlState::TooManyConnections,
-                format!(
-                    "sorry, too many clients already (max_connections = {})",
-                    self.shared.max_connections
-                ),
+                SqlState::InvalidAuthorizationSpecification,
+                "this server requires TLS: connect with sslmode=require (or verify-full)",
             )));
+        }
+        if self.shared.sessions_open() >= self.shared.max_connections {
+            return Err(self.too_many());
         }
         let user = client
             .metadata()
@@ -97,8 +102,21 @@ impl Startup {
         Ok(())
     }
 
+    fn too_many(&self) -> PgWireError {
+        user_error(sqlstate::fatal(
+            SqlState::TooManyConnections,
+            format!(
+                "sorry, too many clients already (max_connections = {})",
+                self.shared.max_connections
+            ),
+        ))
+    }
+
     /// After authentication: the session, registered for CancelRequest.
     fn open_session<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
+        if !self.slot.authenticate() {
+            return Err(self.too_many());
+        }
         let user = client
             .metadata()
             .get(METADATA_USER)
@@ -205,18 +223,29 @@ impl Debug for Passwords {
 impl AuthSource for Passwords {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         let name = login.user().unwrap_or_default();
-        let Some(user) = self.users.iter().find(|u| u.name == name) else {
-            tracing::warn!(user = %name, host = %login.host(), "login refused: unknown user");
-            // The same message as a wrong password, as PostgreSQL does.
-            return Err(user_error(sqlstate::fatal(
-                SqlState::InvalidPassword,
-                format!("password authentication failed for user \"{name}\""),
-            )));
-        };
         let salt: [u8; 16] = rand::random();
-        let salted = gen_salted_password(&user.password, &salt, SCRAM_ITERATIONS);
+        let password = match self.users.iter().find(|u| u.name == name) {
+            Some(user) => user.password.clone(),
+            None => {
+                // As PostgreSQL does, an unknown user goes through the whole exchange with
+                // a password no one knows, and fails it as a wrong password does: the
+                // replies (and their timing) do not tell which names exist.
+                tracing::info!(user = %name, host = %login.host(), "login of an unknown user");
+                let unguessable: [u8; 32] = rand::random();
+                unguessable.iter().map(|b| format!("{b:02x}")).collect()
+            }
+        };
+        let salted = gen_salted_password(&password, &salt, SCRAM_ITERATIONS);
         Ok(Password::new(Some(salt.to_vec()), salted))
     }
+}
+
+/// The error for a failed password check, the same for unknown users and wrong passwords.
+pub fn password_failed(user: &str) -> PgWireError {
+    user_error(sqlstate::fatal(
+        SqlState::InvalidPassword,
+        format!("password authentication failed for user \"{user}\""),
+    ))
 }
 
 pub fn user_error(info: pgwire::error::ErrorInfo) -> PgWireError {

@@ -27,6 +27,8 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Toke
 use crate::error::Result;
 
 pub mod fetch;
+pub mod limits;
+pub mod redact;
 pub mod route;
 
 pub use route::Route;
@@ -110,7 +112,11 @@ pub fn parse_with_text(sql: &str) -> Result<Vec<(String, Statement)>> {
             }
         };
         let text = &sql[start..end];
+        limits::check_tokens(&chunk)?;
         if let Some(statement) = parse_one(text, &chunk)? {
+            if let Statement::DataFusion(parsed) = &statement {
+                limits::check_depth(parsed)?;
+            }
             statements.push((text.to_string(), statement));
         }
         start = (end + 1).min(sql.len());
@@ -185,11 +191,18 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
     let mut parsed = DFParserBuilder::new(text)
         .with_dialect(&dialect)
         .build()?
-        .parse_statements()?;
+        .parse_statements()
+        .map_err(|e| match e {
+            DataFusionError::SQL(inner, _) => syntax_error(*inner),
+            other => other.into(),
+        })?;
     Ok(parsed.pop_front().map(Statement::DataFusion))
 }
 
 fn syntax_error(e: ParserError) -> crate::error::Error {
+    if e == ParserError::RecursionLimitExceeded {
+        return limits::too_complex("it nests parentheses or subqueries too deep".to_string());
+    }
     DataFusionError::SQL(Box::new(e), None).into()
 }
 

@@ -235,7 +235,10 @@ impl ExtendedQueryHandler for QueryHandler {
             }
             None => None,
         };
-        tracing::debug!(statement = %prepared.text, "execute");
+        tracing::debug!(
+            statement = %crate::sql::redact::redact_secrets(&prepared.text),
+            "execute"
+        );
         let result = self
             .respond(
                 client,
