@@ -175,20 +175,25 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()?;
             let options = crate::server::ServerOptions::from_config(&config);
-            let server =
-                crate::server::Server::bind(engine, &options, cpu.handle().clone()).await?;
-            tracing::info!(
-                data_dir = %config.data_dir.display(),
-                "serving; stop with Ctrl-C or SIGTERM"
-            );
-            let result = server
-                .serve(async {
-                    if let Err(e) = wait_for_shutdown().await {
-                        tracing::warn!("cannot wait for signals: {e}");
-                        std::future::pending::<()>().await;
-                    }
-                })
-                .await;
+            let result = async {
+                let server =
+                    crate::server::Server::bind(engine, &options, cpu.handle().clone()).await?;
+                tracing::info!(
+                    data_dir = %config.data_dir.display(),
+                    "serving; stop with Ctrl-C or SIGTERM"
+                );
+                server
+                    .serve(async {
+                        if let Err(e) = wait_for_shutdown().await {
+                            tracing::warn!("cannot wait for signals: {e}");
+                            std::future::pending::<()>().await;
+                        }
+                    })
+                    .await
+            }
+            .await;
+            // On every way out, errors included: a runtime dropped inside another's async
+            // context panics, and the panic would hide the error.
             cpu.shutdown_background();
             tracing::info!("stopped");
             result

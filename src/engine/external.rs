@@ -163,7 +163,7 @@ impl Engine {
                     // delta-rs reads through the confined store too.
                     let store: Option<Arc<dyn ObjectStore>> = match &self.access {
                         PathAccess::Roots(_) => {
-                            Some(Arc::new(ConfinedFiles::new(self.access.clone())))
+                            Some(Arc::new(ConfinedFiles::new(self.access.clone(), Vec::new())))
                         }
                         PathAccess::Unrestricted => None,
                     };

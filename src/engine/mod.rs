@@ -6,6 +6,7 @@
 //! External data sources and the rules on which paths a client may name live in [`external`].
 
 mod comments;
+mod cooperative;
 mod dml;
 mod external;
 mod keys;
@@ -549,7 +550,8 @@ fn build_context(config: &Config, data_dir: &DataDir, access: &PathAccess) -> Re
         // Every local read, listing and write of a server's clients (listing tables, COPY
         // TO) goes through the store that checks each file against the roots.
         let file = url::Url::parse("file://").map_err(|e| Error::Internal(e.to_string()))?;
-        runtime.register_object_store(&file, Arc::new(paths::ConfinedFiles::new(access.clone())));
+        let confined = paths::ConfinedFiles::new(access.clone(), vec![data_dir.tables_dir()]);
+        runtime.register_object_store(&file, Arc::new(confined));
     }
     // Delta writes (CREATE TABLE AS, INSERT, UPDATE, DELETE) plan custom nodes that only
     // delta-rs's planner knows; it plans everything else like DataFusion's default planner.
@@ -557,6 +559,11 @@ fn build_context(config: &Config, data_dir: &DataDir, access: &PathAccess) -> Re
         .with_default_features()
         .with_config(session_config)
         .with_runtime_env(runtime)
+        .with_physical_optimizer_rules({
+            let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+            rules.push(Arc::new(cooperative::YieldingJoins));
+            rules
+        })
         .with_query_planner(DeltaPlanner::new())
         .build();
     Ok(SessionContext::new_with_state(state))

@@ -211,44 +211,59 @@ fn resolve_existing_prefix(path: &Path) -> PathBuf {
 /// listed, copied or deleted is checked against the roots after resolving symbolic links;
 /// anything outside is `PermissionDenied`. Registered for `file://` in the server engine's
 /// runtime, so DataFusion's listing tables and COPY TO go through it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConfinedFiles {
-    inner: LocalFileSystem,
+    inner: Arc<LocalFileSystem>,
     access: PathAccess,
+    /// Directories that may be read but not written: the engine's own tables, which
+    /// DataFusion scans through this store too. (Clients cannot name them: their locations
+    /// are confined to the roots before anything is read.)
+    readable: PathAccess,
+}
+
+/// Whether an operation reads or writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Use {
+    Read,
+    Write,
 }
 
 impl ConfinedFiles {
-    pub fn new(access: PathAccess) -> ConfinedFiles {
+    /// Reads and writes under `access`, and reads also under `readable`.
+    pub fn new(access: PathAccess, readable: Vec<PathBuf>) -> ConfinedFiles {
         ConfinedFiles {
-            inner: LocalFileSystem::new(),
+            inner: Arc::new(LocalFileSystem::new()),
             access,
+            readable: PathAccess::Roots(readable),
         }
     }
 
-    fn check(&self, location: &ObjectPath) -> object_store::Result<()> {
+    fn check(&self, location: &ObjectPath, usage: Use) -> object_store::Result<()> {
         let path = self.inner.path_to_filesystem(location)?;
         let path = absolute(&path).map_err(|e| object_store::Error::Generic {
             store: "LocalFileSystem",
             source: Box::new(e),
         })?;
-        self.access
-            .check(&path)
-            .map_err(|e| object_store::Error::PermissionDenied {
+        match self.access.check(&path) {
+            Ok(()) => Ok(()),
+            Err(_) if usage == Use::Read && self.readable.check(&path).is_ok() => Ok(()),
+            Err(e) => Err(object_store::Error::PermissionDenied {
                 path: path.display().to_string(),
                 source: Box::new(e),
-            })
+            }),
+        }
     }
 
     /// The listing `stream` with every entry checked.
     fn checked_listing(
-        self: &ConfinedFiles,
+        &self,
         stream: BoxStream<'static, object_store::Result<ObjectMeta>>,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let access = ConfinedFiles::new(self.access.clone());
+        let confined = self.clone();
         stream
             .map(move |entry| {
                 let meta = entry?;
-                access.check(&meta.location)?;
+                confined.check(&meta.location, Use::Read)?;
                 Ok(meta)
             })
             .boxed()
@@ -269,7 +284,7 @@ impl ObjectStore for ConfinedFiles {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        self.check(location)?;
+        self.check(location, Use::Write)?;
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -278,7 +293,7 @@ impl ObjectStore for ConfinedFiles {
         location: &ObjectPath,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.check(location)?;
+        self.check(location, Use::Write)?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
@@ -287,7 +302,7 @@ impl ObjectStore for ConfinedFiles {
         location: &ObjectPath,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        self.check(location)?;
+        self.check(location, Use::Read)?;
         self.inner.get_opts(location, options).await
     }
 
@@ -296,7 +311,7 @@ impl ObjectStore for ConfinedFiles {
         location: &ObjectPath,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        self.check(location)?;
+        self.check(location, Use::Read)?;
         self.inner.get_ranges(location, ranges).await
     }
 
@@ -304,11 +319,11 @@ impl ObjectStore for ConfinedFiles {
         &self,
         locations: BoxStream<'static, object_store::Result<ObjectPath>>,
     ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
-        let access = Arc::new(ConfinedFiles::new(self.access.clone()));
+        let confined = self.clone();
         let checked = locations
             .map(move |location| {
                 let location = location?;
-                access.check(&location)?;
+                confined.check(&location, Use::Write)?;
                 Ok(location)
             })
             .boxed();
@@ -336,10 +351,10 @@ impl ObjectStore for ConfinedFiles {
     ) -> object_store::Result<ListResult> {
         let listing = self.inner.list_with_delimiter(prefix).await?;
         for meta in &listing.objects {
-            self.check(&meta.location)?;
+            self.check(&meta.location, Use::Read)?;
         }
         for directory in &listing.common_prefixes {
-            self.check(directory)?;
+            self.check(directory, Use::Read)?;
         }
         Ok(listing)
     }
@@ -350,8 +365,8 @@ impl ObjectStore for ConfinedFiles {
         to: &ObjectPath,
         options: CopyOptions,
     ) -> object_store::Result<()> {
-        self.check(from)?;
-        self.check(to)?;
+        self.check(from, Use::Read)?;
+        self.check(to, Use::Write)?;
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -428,13 +443,18 @@ mod tests {
         assert!(access.confine(&format!("{}/l*", root.display())).is_ok());
         assert!(access.confine(&format!("{}/*.csv", dir.path().display())).is_err());
         // ... and each file it reaches is checked by the store.
-        let store = ConfinedFiles::new(access);
+        let tables = dir.path().join("tables");
+        let store = ConfinedFiles::new(access, vec![tables.clone()]);
         let link = ObjectPath::from_absolute_path(root.join("link.csv")).unwrap();
         assert!(matches!(
-            store.check(&link),
+            store.check(&link, Use::Read),
             Err(object_store::Error::PermissionDenied { .. })
         ));
         let file = ObjectPath::from_absolute_path(&inside).unwrap();
-        assert!(store.check(&file).is_ok());
+        assert!(store.check(&file, Use::Write).is_ok());
+        // The engine's own tables are readable, not writable.
+        let table_file = ObjectPath::from_absolute_path(tables.join("t1/part-0.parquet")).unwrap();
+        assert!(store.check(&table_file, Use::Read).is_ok());
+        assert!(store.check(&table_file, Use::Write).is_err());
     }
 }

@@ -270,6 +270,8 @@ async fn serve_connection(
     use futures::FutureExt;
     tracing::debug!(%peer, "connection opened");
     let timeout = handlers.shared.authentication_timeout;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    let watch_slot = slot.clone();
     let connection =
         std::panic::AssertUnwindSafe(pgwire::tokio::process_socket(socket, tls, handlers))
             .catch_unwind();
@@ -295,9 +297,49 @@ async fn serve_connection(
         () = unauthenticated_for_too_long => {
             tracing::info!(%peer, ?timeout, "connection closed: not authenticated within authentication_timeout");
         }
+        () = watch_for_hangup(fd, &watch_slot) => {
+            tracing::info!(%peer, "client connection lost while a statement ran; statement stopped");
+        }
     }
     drop(slot);
     tracing::debug!(%peer, "connection closed");
+}
+
+/// How often a connection whose session runs a statement checks that its client is still
+/// there (PostgreSQL's client_connection_check_interval). Nothing reads the socket while a
+/// statement computes its first rows, so without the check a client that went away would
+/// leave its statement running to the end.
+const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Completes once the peer of `fd` has hung up while the slot's session ran a statement,
+/// after stopping that statement. `fd` stays open for as long as this is polled: the
+/// connection's future owns the socket and is dropped only after this one.
+async fn watch_for_hangup(fd: std::os::fd::RawFd, slot: &Slot) {
+    let mut ticks = tokio::time::interval(CLIENT_CHECK_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(session) = slot.session.get().and_then(std::sync::Weak::upgrade) else {
+            continue;
+        };
+        if !session.is_running() || !peer_hung_up(fd) {
+            continue;
+        }
+        session.stop(None, session::StopReason::Disconnected);
+        return;
+    }
+}
+
+/// Whether the peer closed the connection (POLLRDHUP), or it failed; never blocks.
+fn peer_hung_up(fd: std::os::fd::RawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd and a zero timeout; `fd` is the connection's open socket.
+    let ready = unsafe { libc::poll(&raw mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// A connection's place: first among the handshakes, then (once authenticated) among the
@@ -305,6 +347,8 @@ async fn serve_connection(
 pub(crate) struct Slot {
     shared: Arc<Shared>,
     authenticated: AtomicBool,
+    /// The session, once authenticated (for the hang-up check).
+    pub(crate) session: std::sync::OnceLock<std::sync::Weak<session::Session>>,
 }
 
 impl Slot {
@@ -318,6 +362,7 @@ impl Slot {
         Some(Arc::new(Slot {
             shared: shared.clone(),
             authenticated: AtomicBool::new(false),
+            session: std::sync::OnceLock::new(),
         }))
     }
 

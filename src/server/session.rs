@@ -28,6 +28,8 @@ pub enum StopReason {
     Cancelled,
     Timeout,
     Shutdown,
+    /// The client's connection closed while the statement ran.
+    Disconnected,
 }
 
 impl StopReason {
@@ -36,6 +38,7 @@ impl StopReason {
             StopReason::Cancelled => "canceling statement due to user request",
             StopReason::Timeout => "canceling statement due to statement timeout",
             StopReason::Shutdown => "terminating connection due to administrator command",
+            StopReason::Disconnected => "connection to client lost",
         }
     }
 }
@@ -202,6 +205,14 @@ impl Session {
             .as_ref()
             .filter(|r| r.id == id)
             .and_then(|r| r.stopped)
+    }
+
+    /// Whether a statement is running (or streaming its rows).
+    pub fn is_running(&self) -> bool {
+        self.running
+            .lock()
+            .expect("running lock poisoned")
+            .is_some()
     }
 
     /// Stops the running statement (only statement `id` when given). True if one was running.

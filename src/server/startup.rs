@@ -129,6 +129,7 @@ impl Startup {
         self.shared
             .sessions
             .register(pid, secret.to_bytes().to_vec(), &session);
+        let _ = self.slot.session.set(Arc::downgrade(&session));
         client.session_extensions().insert(session);
         tracing::info!(
             peer = %client.socket_addr(),

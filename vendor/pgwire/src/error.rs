@@ -21,6 +21,8 @@ pub enum PgWireError {
     InvalidMessageLength(usize),
     #[error("Malformed message: its fields do not fit its length")]
     MalformedMessage,
+    #[error("invalid byte sequence for encoding \"UTF8\"")]
+    InvalidUtf8Message,
     #[error("Invalid element count {0}: {1} bytes required, {2} remaining")]
     InvalidElementCount(usize, usize, usize),
     #[error("Invalid target type, received {0}")]
@@ -332,6 +334,9 @@ impl From<PgWireError> for ErrorInfo {
             }
             PgWireError::MessageTooLarge(..) => {
                 ErrorInfo::new("FATAL".to_owned(), "08P01".to_owned(), error.to_string())
+            }
+            PgWireError::InvalidUtf8Message => {
+                ErrorInfo::new("FATAL".to_owned(), "22021".to_owned(), error.to_string())
             }
             PgWireError::InvalidMessageLength(_) | PgWireError::MalformedMessage => {
                 ErrorInfo::new("FATAL".to_owned(), "08P01".to_owned(), error.to_string())

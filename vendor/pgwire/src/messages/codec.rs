@@ -33,6 +33,23 @@ pub(crate) fn get_cstring(buf: &mut BytesMut) -> Option<String> {
     }
 }
 
+/// tenure patch: like [`get_cstring`], but text that is not UTF-8 is an error
+/// (`InvalidUtf8Message`, SQLSTATE 22021) rather than replaced with U+FFFD: a query whose
+/// bytes were changed must not run.
+pub(crate) fn get_utf8_cstring(buf: &mut BytesMut) -> PgWireResult<Option<String>> {
+    let Some(end) = buf.iter().position(|b| *b == b'\0') else {
+        return Ok(None);
+    };
+    let string_buf = buf.split_to(end + 1);
+    if end == 0 {
+        return Ok(None);
+    }
+    match str::from_utf8(&string_buf[..end]) {
+        Ok(text) => Ok(Some(text.to_owned())),
+        Err(_) => Err(PgWireError::InvalidUtf8Message),
+    }
+}
+
 /// Put null-termianted string
 ///
 /// You can put empty string by giving `""` as input.

@@ -35,7 +35,8 @@ impl Message for Query {
     }
 
     fn decode_body(buf: &mut BytesMut, _: usize, _ctx: &DecodeContext) -> PgWireResult<Self> {
-        let query = codec::get_cstring(buf).unwrap_or_else(|| "".to_owned());
+        // tenure patch: invalid UTF-8 is an error, not U+FFFD.
+        let query = codec::get_utf8_cstring(buf)?.unwrap_or_else(|| "".to_owned());
 
         Ok(Query::new(query))
     }
