@@ -5,6 +5,7 @@ mod btyd;
 mod cli;
 mod dbt;
 mod external;
+mod fuzz;
 mod hardening;
 mod layout;
 mod lifecycle_mart;

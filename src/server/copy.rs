@@ -752,6 +752,37 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3_000),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// COPY data of any bytes, weighted to its delimiters, quotes and escapes: rows or a
+        /// clear error, never a panic; the complete-lines split never overruns.
+        #[test]
+        fn copy_parser_takes_any_bytes(
+            data in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u8>(),
+                    proptest::sample::select(b"\n\t,\"\\.N0123".to_vec()),
+                ],
+                0..512,
+            ),
+            csv in proptest::prelude::any::<bool>(),
+            header in proptest::prelude::any::<bool>(),
+        ) {
+            let shape = shape(if csv { Kind::Csv } else { Kind::Text }, header);
+            let end = complete_lines(&shape.format, &data);
+            proptest::prop_assert!(end <= data.len());
+            let _ = parse_chunk(&shape, &data[..end], 0, header);
+        }
+    }
+
     fn rows(kind: Kind, data: &str, header: bool) -> Result<Vec<Vec<Option<String>>>, String> {
         let shape = shape(kind, header);
         parse_rows(&shape.format, 2, data.as_bytes(), 0, header).map(|(rows, _, _)| rows)

@@ -2,11 +2,12 @@
 //! that no input can stall or crash the server; past them a statement fails with
 //! statement_too_complex (54001), as PostgreSQL's "stack depth limit exceeded" does.
 //!
-//! - **Nested function calls.** sqlparser's PostgreSQL dialect reads each function argument
-//!   twice (first as a possible `name => value`, then as a value), so an argument nested
-//!   `d` calls deep is parsed 2^d times: `abs(abs(...))` 22 deep takes seconds, 45 deep
-//!   forever. The token stream tells the cost before parsing: [`check_tokens`] sums 2^depth
-//!   over the tokens and refuses a statement past [`MAX_PARSE_WORK`].
+//! - **Nested calls and arrays.** sqlparser's PostgreSQL dialect reads each function
+//!   argument twice (first as a possible `name => value`, then as a value), so an argument
+//!   nested `d` calls deep is parsed 2^d times: `abs(abs(...))` 22 deep takes seconds, 45
+//!   deep forever; nested `ARRAY[...]` backtracks alike. The token stream tells the cost
+//!   before parsing: [`check_tokens`] sums 2^depth over the tokens and refuses a statement
+//!   past [`MAX_PARSE_WORK`].
 //! - **Expression depth.** Every pass over the syntax tree (cloning, rewriting, planning)
 //!   recurses once per level, and `x = 0 OR x = 1 OR ...` is a tree as deep as it has
 //!   terms. Statements run on threads with a large stack, and [`check_depth`] refuses a
@@ -34,30 +35,38 @@ pub const MAX_EXPRESSION_DEPTH: usize = 2_500;
 
 /// Fails when parsing `tokens` (one statement) would cost more than [`MAX_PARSE_WORK`].
 pub fn check_tokens(tokens: &[&TokenWithSpan]) -> Result<()> {
-    // The depth of each open parenthesis: a call's if a word precedes it.
+    // Each open bracket, and whether it counts: a parenthesis after a word (a call, or a
+    // keyword such as SELECT that opens one), a square bracket after a word (ARRAY[) or
+    // after another (sqlparser tries nested brackets as subscripts too, and backtracks).
     let mut open: Vec<bool> = Vec::new();
     let mut calls = 0u32;
     let mut deepest = 0u32;
     let mut work = 0u64;
-    let mut previous_is_word = false;
+    let mut previous: Option<&Token> = None;
     for token in tokens {
+        let counts = |after: Option<&Token>, bracket: bool| match after {
+            Some(Token::Word(_)) => true,
+            Some(Token::LBracket) => bracket,
+            _ => false,
+        };
         match &token.token {
             Token::Whitespace(_) => continue,
-            Token::LParen => {
-                open.push(previous_is_word);
-                if previous_is_word {
+            open_token @ (Token::LParen | Token::LBracket) => {
+                let counted = counts(previous, matches!(open_token, Token::LBracket));
+                open.push(counted);
+                if counted {
                     calls += 1;
                     deepest = deepest.max(calls);
                 }
             }
-            Token::RParen => {
+            Token::RParen | Token::RBracket => {
                 if open.pop() == Some(true) {
                     calls -= 1;
                 }
             }
             _ => {}
         }
-        previous_is_word = matches!(token.token, Token::Word(_));
+        previous = Some(&token.token);
         work = work.saturating_add(1u64.checked_shl(calls).unwrap_or(u64::MAX));
     }
     if work > MAX_PARSE_WORK {
@@ -138,6 +147,8 @@ mod tests {
         assert_eq!(state(&nested(18)), None);
         assert_eq!(state(&nested(45)).as_deref(), Some("54001"));
         assert_eq!(state(&nested(400)).as_deref(), Some("54001"));
+        let arrays = |d: usize| format!("SELECT {}1{}", "ARRAY[".repeat(d), "]".repeat(d));
+        assert_eq!(state(&arrays(60)).as_deref(), Some("54001"));
         // Wide is fine: work grows with depth, not with the number of calls.
         let wide = format!("SELECT {}", vec!["abs(abs(abs(x)))"; 2000].join(", "));
         assert_eq!(state(&wide), None);

@@ -33,6 +33,13 @@ pub(crate) fn get_cstring(buf: &mut BytesMut) -> Option<String> {
     }
 }
 
+/// tenure patch: runs a body decoder, turning a panic (a `bytes` getter past the end of
+/// the body) into `MalformedMessage`.
+pub(crate) fn catch_decode<T>(decode: impl FnOnce() -> PgWireResult<T>) -> PgWireResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
+        .unwrap_or(Err(PgWireError::MalformedMessage))
+}
+
 /// tenure patch: like [`get_cstring`], but text that is not UTF-8 is an error
 /// (`InvalidUtf8Message`, SQLSTATE 22021) rather than replaced with U+FFFD: a query whose
 /// bytes were changed must not run.
@@ -115,13 +122,7 @@ where
             // decoder that reads past its frame (the `bytes` getters panic there) yields a
             // protocol error instead of a panic.
             let mut body = buf.split_to(msg_len - 4);
-            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                decode_fn(&mut body, msg_len)
-            }));
-            return match decoded {
-                Ok(result) => result.map(Some),
-                Err(_) => Err(PgWireError::MalformedMessage),
-            };
+            return catch_decode(|| decode_fn(&mut body, msg_len)).map(Some);
         }
     }
 

@@ -306,7 +306,10 @@ impl PasswordMessageFamily {
         match self {
             PasswordMessageFamily::Raw(mut body) => {
                 let len = body.len() + 4;
-                SASLInitialResponse::decode_body(&mut body, len, &DecodeContext::default())
+                // tenure patch: a body that does not fit is an error, not a panic.
+                codec::catch_decode(|| {
+                    SASLInitialResponse::decode_body(&mut body, len, &DecodeContext::default())
+                })
             }
             PasswordMessageFamily::SASLInitialResponse(msg) => Ok(msg),
             _ => Err(PgWireError::FailedToCoercePasswordMessage),
@@ -318,7 +321,10 @@ impl PasswordMessageFamily {
         match self {
             PasswordMessageFamily::Raw(mut body) => {
                 let len = body.len() + 4;
-                SASLResponse::decode_body(&mut body, len, &DecodeContext::default())
+                // tenure patch: a body that does not fit is an error, not a panic.
+                codec::catch_decode(|| {
+                    SASLResponse::decode_body(&mut body, len, &DecodeContext::default())
+                })
             }
             PasswordMessageFamily::SASLResponse(msg) => Ok(msg),
             _ => Err(PgWireError::FailedToCoercePasswordMessage),
@@ -730,11 +736,15 @@ impl Message for SASLInitialResponse {
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
         let auth_method = codec::get_cstring(buf).unwrap_or_else(|| "".to_owned());
+        // tenure patch: the inner length is checked against what the message holds.
+        if buf.remaining() < 4 {
+            return Err(PgWireError::MalformedMessage);
+        }
         let data_len = buf.get_i32();
-        let data = if data_len == -1 {
-            None
-        } else {
-            Some(buf.split_to(data_len as usize).freeze())
+        let data = match usize::try_from(data_len) {
+            _ if data_len == -1 => None,
+            Ok(len) if len <= buf.remaining() => Some(buf.split_to(len).freeze()),
+            _ => return Err(PgWireError::MalformedMessage),
         };
 
         Ok(SASLInitialResponse { auth_method, data })
