@@ -10,9 +10,9 @@
 //!   tmp/             spill files of queries over the memory limit
 //! ```
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};

@@ -229,10 +229,7 @@ async fn file_locations_stay_inside_the_allowed_roots() {
          ('aws.endpoint' '{endpoint}', 'aws.allow_http' 'true')"
     );
     assert_eq!(error_code(&client, &s3).await, "42501");
-    assert!(
-        trap.accept().is_err(),
-        "the server connected to {endpoint}"
-    );
+    assert!(trap.accept().is_err(), "the server connected to {endpoint}");
     assert_eq!(
         error_code(&client, "COPY (SELECT 1 AS a) TO 's3://bucket/x.parquet'").await,
         "0A000"
@@ -264,7 +261,9 @@ fn startup(user: &str) -> Vec<u8> {
         body.push(0);
     }
     body.push(0);
-    let mut out = (i32::try_from(body.len()).unwrap() + 4).to_be_bytes().to_vec();
+    let mut out = (i32::try_from(body.len()).unwrap() + 4)
+        .to_be_bytes()
+        .to_vec();
     out.extend_from_slice(&body);
     out
 }
@@ -370,9 +369,7 @@ async fn malformed_messages_and_idle_sockets_lock_no_one_out() {
     for bind in bad_binds {
         let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
         socket.write_all(&startup("tenure")).unwrap();
-        socket
-            .write_all(&frame(b'P', b"\0SELECT 1\0\0\0"))
-            .unwrap();
+        socket.write_all(&frame(b'P', b"\0SELECT 1\0\0\0")).unwrap();
         socket.write_all(&frame(b'B', bind)).unwrap();
         socket.write_all(&frame(b'S', b"")).unwrap();
         let reply = read_to_close(&mut socket);
@@ -380,7 +377,9 @@ async fn malformed_messages_and_idle_sockets_lock_no_one_out() {
     }
     let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     socket.write_all(&startup("tenure")).unwrap();
-    socket.write_all(&frame(b'Q', b"SELECT 'caf\xe9'\0")).unwrap();
+    socket
+        .write_all(&frame(b'Q', b"SELECT 'caf\xe9'\0"))
+        .unwrap();
     let reply = read_to_close(&mut socket);
     assert!(contains(&reply, b"22021"), "{reply:?}");
     let client = server.connect("tenure", None).await;
@@ -414,13 +413,11 @@ async fn deep_and_endless_statements_fail_safely() {
     let prepared = client
         .prepare(&format!("SELECT {}", sum.join(" + ")))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(prepared.code(), Some(&SqlState::STATEMENT_TOO_COMPLEX));
 
     // A cross join of two billion-row ranges stops at statement_timeout.
-    let endless =
-        "SELECT count(*) FROM range(1000000000) a CROSS JOIN range(1000000000) b";
+    let endless = "SELECT count(*) FROM range(1000000000) a CROSS JOIN range(1000000000) b";
     client
         .simple_query("SET statement_timeout = '2s'")
         .await
@@ -448,7 +445,10 @@ async fn deep_and_endless_statements_fail_safely() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(first_value(&client, "SELECT 'still serving'").await, "still serving");
+    assert_eq!(
+        first_value(&client, "SELECT 'still serving'").await,
+        "still serving"
+    );
     drop(client);
     let log = server.stop();
     assert!(log.contains("running=0"), "{log}");

@@ -15,9 +15,9 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use url::Url;
 
+use super::paths::parse_location;
 use super::paths::{ConfinedFiles, Location, PathAccess};
 use super::{Engine, Output};
-use super::paths::parse_location;
 use crate::catalog::{ExternalTable, QualifiedName, Relation};
 use crate::error::{Error, Result};
 use crate::storage::ManagedTable;
@@ -162,9 +162,10 @@ impl Engine {
                     // A Delta log may name files by absolute URL: for a server's clients
                     // delta-rs reads through the confined store too.
                     let store: Option<Arc<dyn ObjectStore>> = match &self.access {
-                        PathAccess::Roots(_) => {
-                            Some(Arc::new(ConfinedFiles::new(self.access.clone(), Vec::new())))
-                        }
+                        PathAccess::Roots(_) => Some(Arc::new(ConfinedFiles::new(
+                            self.access.clone(),
+                            Vec::new(),
+                        ))),
                         PathAccess::Unrestricted => None,
                     };
                     (url, store)
@@ -275,8 +276,12 @@ fn normalize_endpoint(endpoint: &str) -> String {
 
 /// The object-store URL (scheme and bucket) of `url`.
 fn bucket_url(url: &Url) -> Result<Url> {
-    Url::parse(&format!("{}://{}", url.scheme(), url.host_str().unwrap_or("")))
-        .map_err(|e| Error::invalid(format!("invalid location {url}: {e}")))
+    Url::parse(&format!(
+        "{}://{}",
+        url.scheme(),
+        url.host_str().unwrap_or("")
+    ))
+    .map_err(|e| Error::invalid(format!("invalid location {url}: {e}")))
 }
 
 /// The URL scheme under which the S3 stores of table `name` are registered: tenure-s3-
@@ -312,9 +317,9 @@ fn s3_store(
             .map_err(|_| Error::invalid(format!("unknown S3 option aws.{key}")))?;
         keys.push((config_key, value));
     }
-    let endpoint = keys.iter().find_map(|(k, v)| {
-        matches!(k, AmazonS3ConfigKey::Endpoint).then(|| normalize_endpoint(v))
-    });
+    let endpoint = keys
+        .iter()
+        .find_map(|(k, v)| matches!(k, AmazonS3ConfigKey::Endpoint).then(|| normalize_endpoint(v)));
     let mut builder = match &endpoint {
         None => AmazonS3Builder::from_env(),
         Some(endpoint) => {

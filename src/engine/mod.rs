@@ -521,7 +521,11 @@ impl Engine {
     }
 }
 
-fn build_context(config: &Config, data_dir: &DataDir, access: &PathAccess) -> Result<SessionContext> {
+fn build_context(
+    config: &Config,
+    data_dir: &DataDir,
+    access: &PathAccess,
+) -> Result<SessionContext> {
     let session_config = SessionConfig::new()
         .with_target_partitions(config.threads)
         .with_batch_size(config.batch_size)
@@ -560,7 +564,8 @@ fn build_context(config: &Config, data_dir: &DataDir, access: &PathAccess) -> Re
         .with_config(session_config)
         .with_runtime_env(runtime)
         .with_physical_optimizer_rules({
-            let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+            let mut rules =
+                datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
             rules.push(Arc::new(cooperative::YieldingJoins));
             rules
         })

@@ -69,9 +69,7 @@ pub fn parse_location(text: &str) -> Result<Location> {
             }
             Ok(Location::Local(path))
         }
-        Some(scheme)
-            if scheme.eq_ignore_ascii_case("s3") || scheme.eq_ignore_ascii_case("s3a") =>
-        {
+        Some(scheme) if scheme.eq_ignore_ascii_case("s3") || scheme.eq_ignore_ascii_case("s3a") => {
             let url = Url::parse(text)
                 .map_err(|e| Error::invalid(format!("invalid location {text}: {e}")))?;
             if url.host_str().is_none_or(str::is_empty) {
@@ -133,7 +131,11 @@ impl PathAccess {
         let shown = if resolved == path {
             path.display().to_string()
         } else {
-            format!("{} (which resolves to {})", path.display(), resolved.display())
+            format!(
+                "{} (which resolves to {})",
+                path.display(),
+                resolved.display()
+            )
         };
         Err(Error::PermissionDenied(format!(
             "{shown} is outside the directories this server may read and write ({}); \
@@ -387,13 +389,19 @@ mod tests {
         assert_eq!(local("/data/x.parquet"), PathBuf::from("/data/x.parquet"));
         assert_eq!(local("file:///data/x"), PathBuf::from("/data/x"));
         assert_eq!(local("FILE:///etc/passwd"), PathBuf::from("/etc/passwd"));
-        assert_eq!(local("File:///some/dir/y.csv"), PathBuf::from("/some/dir/y.csv"));
+        assert_eq!(
+            local("File:///some/dir/y.csv"),
+            PathBuf::from("/some/dir/y.csv")
+        );
         // Percent-encoded dot segments are dot segments; other escapes are decoded.
         assert_eq!(
             local("file:///srv/import/%2e%2e/%2E%2E/x.csv"),
             PathBuf::from("/x.csv")
         );
-        assert_eq!(local("file:///srv/a%20b.csv"), PathBuf::from("/srv/a b.csv"));
+        assert_eq!(
+            local("file:///srv/a%20b.csv"),
+            PathBuf::from("/srv/a b.csv")
+        );
         // In a plain path a percent sign is a percent sign.
         assert_eq!(
             local("/srv/import/%2e%2e/x"),
@@ -441,7 +449,11 @@ mod tests {
         );
         // A glob is checked where it is expanded ...
         assert!(access.confine(&format!("{}/l*", root.display())).is_ok());
-        assert!(access.confine(&format!("{}/*.csv", dir.path().display())).is_err());
+        assert!(
+            access
+                .confine(&format!("{}/*.csv", dir.path().display()))
+                .is_err()
+        );
         // ... and each file it reaches is checked by the store.
         let tables = dir.path().join("tables");
         let store = ConfinedFiles::new(access, vec![tables.clone()]);

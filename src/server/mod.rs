@@ -357,7 +357,9 @@ impl Slot {
         let max = shared.max_handshakes();
         shared
             .handshakes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()?;
         Some(Arc::new(Slot {
             shared: shared.clone(),
@@ -376,7 +378,9 @@ impl Slot {
         }
         if shared
             .sessions_open
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
             .is_err()
         {
             return false;

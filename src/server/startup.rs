@@ -18,9 +18,9 @@ use pgwire::api::{ClientInfo, METADATA_DATABASE, METADATA_USER, PgWireConnection
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::{Shared, Slot};
 use super::session::Session;
 use super::sqlstate;
+use super::{Shared, Slot};
 use crate::engine::CATALOG_NAME;
 use crate::pg::settings::Settings;
 use crate::pg::sqlstate::SqlState;

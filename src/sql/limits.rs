@@ -59,11 +59,8 @@ pub fn check_tokens(tokens: &[&TokenWithSpan]) -> Result<()> {
                     deepest = deepest.max(calls);
                 }
             }
-            Token::RParen | Token::RBracket => {
-                if open.pop() == Some(true) {
-                    calls -= 1;
-                }
-            }
+            // The guard pops whether or not the bracket counted.
+            Token::RParen | Token::RBracket if open.pop() == Some(true) => calls -= 1,
             _ => {}
         }
         previous = Some(&token.token);
@@ -88,9 +85,7 @@ pub fn check_depth(statement: &DFStatement) -> Result<()> {
             CopyToSource::Relation(_) => ControlFlow::Continue(()),
         },
         DFStatement::Explain(explain) => return check_depth(&explain.statement),
-        DFStatement::CreateExternalTable(_) | DFStatement::Reset(_) => {
-            ControlFlow::Continue(())
-        }
+        DFStatement::CreateExternalTable(_) | DFStatement::Reset(_) => ControlFlow::Continue(()),
     };
     match flow {
         ControlFlow::Continue(()) => Ok(()),
