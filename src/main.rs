@@ -5,6 +5,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = tenure::cli::Cli::parse();
+    if matches!(cli.command, tenure::cli::Command::Serve { .. }) {
+        tenure::release_freed_memory_promptly();
+    }
     let default_level = match cli.command {
         // Our own progress at info; the storage libraries are chatty below warn.
         tenure::cli::Command::Serve { .. } => "warn,tenure=info",
