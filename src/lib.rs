@@ -38,6 +38,12 @@ pub mod storage;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Most threads each runtime keeps for blocking work (file I/O of object_store and Delta,
+/// mostly). tokio's default, 512, lets a burst of writes from hundreds of clients start a
+/// thread each, whose heaps the allocator keeps after they exit; past this many, blocking
+/// work queues instead.
+pub const MAX_BLOCKING_THREADS: usize = 64;
+
 /// mimalloc's `purge_delay` option (its index in mimalloc 3's `mi_option_t`, which
 /// libmimalloc-sys does not name): how long freed memory stays committed before it goes back
 /// to the operating system.
