@@ -38,12 +38,6 @@ pub mod storage;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Most threads each runtime keeps for blocking work (file I/O of object_store and Delta,
-/// mostly). tokio's default, 512, lets a burst of writes from hundreds of clients start a
-/// thread each, whose heaps the allocator keeps after they exit; past this many, blocking
-/// work queues instead.
-pub const MAX_BLOCKING_THREADS: usize = 64;
-
 /// mimalloc's `purge_delay` option (its index in mimalloc 3's `mi_option_t`, which
 /// libmimalloc-sys does not name): how long freed memory stays committed before it goes back
 /// to the operating system.
@@ -54,6 +48,10 @@ const MIMALLOC_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// delay (10 ms by default) by a thread that frees into them, which may never happen: after
 /// 40 clients for a minute (benches/load_test.py) the server stayed at 577 MiB instead of
 /// 259 MiB. Call before the server starts its threads.
+///
+/// (Capping the runtimes' blocking threads instead deadlocks: delta-kernel lists the Delta
+/// log from a blocking thread and waits for object_store, whose local listing needs another
+/// blocking thread; at 200 clients every one was taken by a waiting listing.)
 pub fn release_freed_memory_promptly() {
     // SAFETY: sets one option of the global allocator; done before the runtimes start,
     // as mimalloc asks of option changes.

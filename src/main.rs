@@ -33,7 +33,6 @@ fn main() -> std::process::ExitCode {
     }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .thread_stack_size(tenure::STATEMENT_STACK_SIZE)
-        .max_blocking_threads(tenure::MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {

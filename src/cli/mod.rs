@@ -172,7 +172,6 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .worker_threads(config.threads)
                 .thread_name("tenure-exec")
                 .thread_stack_size(crate::STATEMENT_STACK_SIZE)
-                .max_blocking_threads(crate::MAX_BLOCKING_THREADS)
                 .enable_all()
                 .build()?;
             let options = crate::server::ServerOptions::from_config(&config);
