@@ -39,10 +39,30 @@ pub fn error_info(e: &Error) -> ErrorInfo {
     error(e.sqlstate(), message(e))
 }
 
+/// Longest message of a storage error a client is told; the rest is in the server's log.
+const MAX_STORAGE_MESSAGE: usize = 300;
+
 /// The message without DataFusion's "Error during planning:" style prefixes, which say
-/// nothing to a SQL user.
+/// nothing to a SQL user. A storage error (58030) keeps what failed, not what a remote
+/// service answered: the body of an object store's reply (S3's XML) is logged, not sent.
 fn message(e: &Error) -> String {
-    let text = e.to_string();
+    let mut text = e.to_string();
+    if e.sqlstate() == SqlState::IoError {
+        let cut = text
+            .find("<?xml")
+            .or_else(|| text.find('<'))
+            .unwrap_or(text.len())
+            .min(MAX_STORAGE_MESSAGE);
+        if cut < text.len() {
+            tracing::info!(error = %text, "storage error, shortened for the client");
+            let end = (0..=cut)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            text.truncate(end);
+            text = format!("{} (the rest is in the server's log)", text.trim_end());
+        }
+    }
     let mut rest = text.as_str();
     for prefix in [
         "Error during planning: ",
@@ -77,6 +97,22 @@ mod tests {
         assert_eq!(
             (info.code.as_str(), info.message.as_str()),
             ("42P01", "table 'tenure.public.nope' not found")
+        );
+    }
+
+    #[test]
+    fn remote_reply_bodies_stay_in_the_log() {
+        let reply = Error::Io(std::io::Error::other(
+            "Client error with status 403 Forbidden: <?xml version=\"1.0\"?><Error>\
+             <Code>AccessDenied</Code><Secret>internal-host-42</Secret></Error>",
+        ));
+        let info = error_info(&reply);
+        assert_eq!(info.code, "58030");
+        assert!(info.message.contains("403 Forbidden"), "{}", info.message);
+        assert!(
+            !info.message.contains("internal-host-42"),
+            "{}",
+            info.message
         );
     }
 
