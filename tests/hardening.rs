@@ -503,3 +503,59 @@ fn configuration_and_startup_errors_are_plain() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_tls_refuses_clients_without_it() {
+    let keys = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        keys.path().join("server.crt"),
+        keys.path().join("server.key"),
+    );
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    let server = Serve::start(&format!(
+        "require_tls = true\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let plain = tokio_postgres::connect(&server.url("tenure", None), NoTls)
+        .await
+        .err()
+        .expect("refused without TLS");
+    assert_eq!(
+        plain.code(),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+        "{plain}"
+    );
+    let output = std::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=tenure dbname=tenure sslmode=require",
+            server.port
+        ))
+        .args([
+            "-X",
+            "-t",
+            "-A",
+            "-c",
+            "SELECT ssl FROM (VALUES (true)) v(ssl)",
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "t");
+    server.stop();
+}
