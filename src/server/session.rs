@@ -48,6 +48,9 @@ struct Running {
     id: u64,
     abort: AbortHandle,
     stopped: Option<StopReason>,
+    /// Told when the statement is stopped: the client is answered at once, even while the
+    /// statement's task has not yet reached a point where the abort takes effect.
+    stop_signal: Arc<tokio::sync::Notify>,
 }
 
 pub struct Session {
@@ -178,14 +181,17 @@ impl Session {
     }
 
     /// Records that the statement behind `abort` is running; returns its id.
-    pub fn start(&self, abort: AbortHandle) -> u64 {
+    /// Records the statement now running; returns its id and the signal its stop sends.
+    pub fn start(&self, abort: AbortHandle) -> (u64, Arc<tokio::sync::Notify>) {
         let id = self.next_statement.fetch_add(1, Ordering::Relaxed);
+        let stop_signal = Arc::new(tokio::sync::Notify::new());
         *self.running.lock().expect("running lock poisoned") = Some(Running {
             id,
             abort,
             stopped: None,
+            stop_signal: stop_signal.clone(),
         });
-        id
+        (id, stop_signal)
     }
 
     /// The statement `id` finished (or its client stopped reading); returns why it was
@@ -222,6 +228,8 @@ impl Session {
             Some(r) if id.is_none_or(|id| id == r.id) && r.stopped.is_none() => {
                 r.stopped = Some(reason);
                 r.abort.abort();
+                // A stored permit: the waiter may not be waiting yet.
+                r.stop_signal.notify_one();
                 true
             }
             _ => false,

@@ -287,7 +287,7 @@ impl QueryHandler {
             progress: mut progress_rx,
             task,
         } = self.start(session, work);
-        let id = session.start(task);
+        let (id, stop_signal) = session.start(task);
         let guard = Running::new(self.shared.clone(), session.clone(), id);
         if let Some(timeout) = session.settings().statement_timeout() {
             let session = Arc::downgrade(session);
@@ -299,18 +299,24 @@ impl QueryHandler {
             });
         }
 
-        // Training sends progress while it runs: forward it as NOTICE messages.
-        let first = match progress_rx.as_mut() {
-            None => first_rx.await,
-            Some(progress_rx) => loop {
-                tokio::select! {
-                    first = &mut first_rx => break first,
-                    Some(progress) = progress_rx.recv() => {
-                        self.notice(client, "NOTICE", SqlState::SuccessfulCompletion, &progress.to_string()).await?;
-                        client.flush().await?;
+        // Training sends progress while it runs: forward it as NOTICE messages. A stop
+        // (cancel, timeout, shutdown, hang-up) answers the client at once: the task may be
+        // inside a stretch of work that does not yield (planning, an optimizer pass), where
+        // its abort takes effect only later.
+        let first = loop {
+            tokio::select! {
+                first = &mut first_rx => break first,
+                () = stop_signal.notified() => return Err(guard.stopped_error()),
+                Some(progress) = async {
+                    match progress_rx.as_mut() {
+                        Some(progress_rx) => progress_rx.recv().await,
+                        None => std::future::pending().await,
                     }
+                } => {
+                    self.notice(client, "NOTICE", SqlState::SuccessfulCompletion, &progress.to_string()).await?;
+                    client.flush().await?;
                 }
-            },
+            }
         };
         match first {
             Ok(Ok(First::Command { tag, rows })) => {
