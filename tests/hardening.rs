@@ -422,7 +422,11 @@ async fn deep_and_endless_statements_fail_safely() {
         .simple_query("SET statement_timeout = '2s'")
         .await
         .unwrap();
-    assert_eq!(error_code(&client, endless).await, "57014");
+    // Bounded, so that a statement that cannot be stopped fails the test, not hangs it.
+    let stopped = tokio::time::timeout(Duration::from_secs(60), error_code(&client, endless))
+        .await
+        .expect("statement_timeout stopped the cross join");
+    assert_eq!(stopped, "57014");
     client
         .simple_query("RESET statement_timeout")
         .await
@@ -445,10 +449,14 @@ async fn deep_and_endless_statements_fail_safely() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        first_value(&client, "SELECT 'still serving'").await,
-        "still serving"
-    );
+    // The stopped statements' work ended too: the execution threads are free again.
+    let served = tokio::time::timeout(
+        Duration::from_secs(60),
+        first_value(&client, "SELECT 'still serving'"),
+    )
+    .await
+    .expect("the stopped cross joins still hold the execution threads");
+    assert_eq!(served, "still serving");
     drop(client);
     let log = server.stop();
     assert!(log.contains("running=0"), "{log}");
@@ -507,22 +515,7 @@ fn configuration_and_startup_errors_are_plain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_tls_refuses_clients_without_it() {
     let keys = tempfile::tempdir().unwrap();
-    let (cert, key) = (
-        keys.path().join("server.crt"),
-        keys.path().join("server.key"),
-    );
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success());
+    let (cert, key) = crate::support::self_signed_cert(keys.path());
     let server = Serve::start(&format!(
         "require_tls = true\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
         cert.display(),

@@ -969,19 +969,7 @@ async fn connection_limit_passwords_and_addresses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_catalog_commands_notices_and_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success());
+    let (cert, key) = crate::support::self_signed_cert(dir.path());
     let server = TestServer::start_with(|o| o.tls = Some((cert.clone(), key.clone()))).await;
 
     let (ok, out, err) = server.psql(&[

@@ -87,3 +87,21 @@ pub async fn scalar(engine: &Engine, sql: &str) -> String {
     );
     arrow::util::display::array_value_to_string(rows[0].column(0), 0).expect("displayable")
 }
+
+/// A self-signed certificate and its key (PEM) for localhost in `dir`, made with openssl.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    (cert, key)
+}

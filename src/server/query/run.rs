@@ -288,7 +288,7 @@ impl QueryHandler {
             task,
         } = self.start(session, work);
         let (id, stop_signal) = session.start(task);
-        let guard = Running::new(self.shared.clone(), session.clone(), id);
+        let guard = Running::new(self.shared.clone(), session.clone(), id, stop_signal);
         if let Some(timeout) = session.settings().statement_timeout() {
             let session = Arc::downgrade(session);
             tokio::spawn(async move {
@@ -306,7 +306,7 @@ impl QueryHandler {
         let first = loop {
             tokio::select! {
                 first = &mut first_rx => break first,
-                () = stop_signal.notified() => return Err(guard.stopped_error()),
+                () = guard.stop_signal.notified() => return Err(guard.stopped_error()),
                 Some(progress) = async {
                     match progress_rx.as_mut() {
                         Some(progress_rx) => progress_rx.recv().await,
@@ -450,12 +450,20 @@ struct Running {
     shared: Arc<Shared>,
     session: Arc<Session>,
     id: u64,
+    /// Told when the statement is stopped (`Session::stop`).
+    stop_signal: Arc<tokio::sync::Notify>,
 }
 
 impl Running {
-    fn new(shared: Arc<Shared>, session: Arc<Session>, id: u64) -> Running {
+    fn new(
+        shared: Arc<Shared>,
+        session: Arc<Session>,
+        id: u64,
+        stop_signal: Arc<tokio::sync::Notify>,
+    ) -> Running {
         shared.running.fetch_add(1, Ordering::SeqCst);
         Running {
+            stop_signal,
             shared,
             session,
             id,
@@ -522,7 +530,13 @@ fn encoded_stream<T: Send + 'static>(
                 state.pending = None;
             }
             let running = state.running.as_ref()?;
-            match state.batches.recv().await {
+            // A stop answers at once here too: the statement's tasks may be in work that
+            // does not yield, where their abort takes effect only later.
+            let next = tokio::select! {
+                next = state.batches.recv() => next,
+                () = running.stop_signal.notified() => None,
+            };
+            match next {
                 Some(Batch::Next(Ok(batch))) => state.pending = Some((state.encode)(batch)),
                 Some(Batch::Next(Err(e))) => {
                     state.running = None;
