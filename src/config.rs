@@ -46,6 +46,10 @@ pub struct Config {
     /// S3 endpoints (e.g. `http://minio.internal:9000`) that server clients may name in an
     /// external table's `aws.endpoint`; no other endpoint is ever called for them.
     pub s3_endpoints: Vec<String>,
+    /// How long files that tables no longer use (replaced by compaction, UPDATE or DELETE,
+    /// or left by a write that never committed) are kept before VACUUM deletes them: a
+    /// query that started before they were replaced may still be reading them.
+    pub vacuum_retention: std::time::Duration,
 }
 
 /// A user who logs in with a password.
@@ -83,6 +87,7 @@ impl Default for Config {
             require_tls: false,
             authentication_timeout: std::time::Duration::from_secs(10),
             s3_endpoints: Vec::new(),
+            vacuum_retention: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -110,6 +115,8 @@ pub struct Overrides {
     /// Seconds.
     pub authentication_timeout: Option<u64>,
     pub s3_endpoints: Option<Vec<String>>,
+    /// Seconds.
+    pub vacuum_retention: Option<u64>,
 }
 
 impl Config {
@@ -190,6 +197,9 @@ impl Config {
         }
         if let Some(endpoints) = &o.s3_endpoints {
             self.s3_endpoints = endpoints.clone();
+        }
+        if let Some(seconds) = o.vacuum_retention {
+            self.vacuum_retention = std::time::Duration::from_secs(seconds);
         }
         Ok(())
     }
@@ -298,6 +308,7 @@ impl Overrides {
                 .transpose()?,
             authentication_timeout: number("TENURE_AUTHENTICATION_TIMEOUT")?.map(|n| n as u64),
             s3_endpoints: None,
+            vacuum_retention: number("TENURE_VACUUM_RETENTION")?.map(|n| n as u64),
         })
     }
 }

@@ -117,32 +117,38 @@ pub async fn run(cli: Cli) -> Result<()> {
             timing,
         } => {
             let engine = Engine::open(&config, PathAccess::Unrestricted).await?;
-            let mut shell = Shell::new(&engine, format, timing);
-            let mut stdout = std::io::stdout().lock();
-            if commands.is_empty() && files.is_empty() {
-                if std::io::stdin().is_terminal() {
-                    return shell.interactive().await;
-                }
-                let mut script = String::new();
-                std::io::stdin().read_to_string(&mut script)?;
-                return shell.run_script(&script, &mut stdout).await;
-            }
-            for command in &commands {
-                shell.run_script(command, &mut stdout).await?;
-            }
-            for file in &files {
-                let script = if file.as_os_str() == "-" {
+            let result = async {
+                let mut shell = Shell::new(&engine, format, timing);
+                let mut stdout = std::io::stdout().lock();
+                if commands.is_empty() && files.is_empty() {
+                    if std::io::stdin().is_terminal() {
+                        return shell.interactive().await;
+                    }
                     let mut script = String::new();
                     std::io::stdin().read_to_string(&mut script)?;
-                    script
-                } else {
-                    std::fs::read_to_string(file).map_err(|e| {
-                        Error::invalid(format!("cannot read {}: {e}", file.display()))
-                    })?
-                };
-                shell.run_script(&script, &mut stdout).await?;
+                    return shell.run_script(&script, &mut stdout).await;
+                }
+                for command in &commands {
+                    shell.run_script(command, &mut stdout).await?;
+                }
+                for file in &files {
+                    let script = if file.as_os_str() == "-" {
+                        let mut script = String::new();
+                        std::io::stdin().read_to_string(&mut script)?;
+                        script
+                    } else {
+                        std::fs::read_to_string(file).map_err(|e| {
+                            Error::invalid(format!("cannot read {}: {e}", file.display()))
+                        })?
+                    };
+                    shell.run_script(&script, &mut stdout).await?;
+                }
+                Ok(())
             }
-            Ok(())
+            .await;
+            // Buffered appends reach the Delta tables before the process ends.
+            engine.flush_all().await;
+            result
         }
         Command::Demo {
             scale,
@@ -151,7 +157,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let engine = Engine::open(&config, PathAccess::Unrestricted).await?;
             let options = crate::demo::DemoOptions { scale, seed };
-            crate::lifecycle::load_demo(&engine, &options, parquet.as_deref()).await?;
+            let loaded = crate::lifecycle::load_demo(&engine, &options, parquet.as_deref()).await;
+            engine.flush_all().await;
+            loaded?;
             println!(
                 "\nThe demo world is in {}. Try:\n  \
                  tenure sql -c \"SELECT count(*) FROM orders\"\n  \
@@ -177,7 +185,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             let options = crate::server::ServerOptions::from_config(&config);
             let result = async {
                 let server =
-                    crate::server::Server::bind(engine, &options, cpu.handle().clone()).await?;
+                    crate::server::Server::bind(engine.clone(), &options, cpu.handle().clone())
+                        .await?;
                 tracing::info!(
                     data_dir = %config.data_dir.display(),
                     "serving; stop with Ctrl-C or SIGTERM"
@@ -192,6 +201,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     .await
             }
             .await;
+            engine.flush_all().await;
             // On every way out, errors included: a runtime dropped inside another's async
             // context panics, and the panic would hide the error.
             cpu.shutdown_background();

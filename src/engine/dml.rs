@@ -11,6 +11,7 @@ use datafusion::sql::sqlparser::ast::{
     TableWithJoins, Truncate, Update,
 };
 
+use super::transaction::transaction_of;
 use super::{Engine, Output};
 use crate::catalog::{QualifiedName, Relation};
 use crate::error::{Error, Result};
@@ -51,17 +52,19 @@ impl Engine {
             Some(block) if !block.owns(&dir) => {}
             _ => return Ok(table),
         }
-        // First write in the block to a table from before it: the block writes a copy.
-        let (version, provider) = table.current();
+        // First write in the block to a table from before it: the block writes a copy. The
+        // marker is read before the copy, so an append that lands in between makes COMMIT
+        // fail rather than go missing.
+        let marker = table.change_marker();
         let scan = LogicalPlanBuilder::scan(
             Self::table_reference(name),
-            datafusion::datasource::provider_as_source(provider),
+            datafusion::datasource::provider_as_source(table.clone()),
             None,
         )?
         .build()?;
         let (copy_dir, copy, _) = self.write_new_table(&mut catalog, session, scan).await?;
         let block = catalog.block().expect("inside a block");
-        block.copies.push((dir.clone(), version));
+        block.copies.push((dir.clone(), marker));
         block.retired.push(dir);
         let mut next = catalog.clone();
         next.put(
@@ -88,14 +91,12 @@ impl Engine {
         let mut dml = dml;
         dml.target = datafusion::datasource::provider_as_source(table.clone());
         let plan = LogicalPlan::Dml(dml);
+        // The table's append sink commits (see `storage`): a failed statement commits nothing.
         let result = async {
             let frame = session.execute_logical_plan(plan.clone()).await?;
             frame.collect().await
         }
         .await;
-        // Refresh even after an error: a failed statement commits nothing, but a concurrent
-        // writer may have.
-        table.refresh().await?;
         let batches = match result {
             Ok(batches) => batches,
             Err(e) => return Err(self.explain_insert_error(e.into(), &plan, &name).await),
@@ -215,21 +216,23 @@ impl Engine {
                 .unwrap_or_default()
         );
         session.state().create_logical_plan(&check).await?;
-        let mut builder = table
-            .table()
-            .update()
-            .with_session_state(Arc::new(session.state()));
-        if let Some(selection) = &update.selection {
-            builder = builder.with_predicate(selection.to_string());
-        }
-        for (column, expression) in assignments {
-            builder = builder.with_update(column, expression);
-        }
-        let (updated, metrics) = builder.await?;
-        table.install(updated).await?;
+        let state = Arc::new(session.state());
+        let rows = table
+            .rewrite(|delta| async move {
+                let mut builder = delta.update().with_session_state(state);
+                if let Some(selection) = &update.selection {
+                    builder = builder.with_predicate(selection.to_string());
+                }
+                for (column, expression) in assignments {
+                    builder = builder.with_update(column, expression);
+                }
+                let (updated, metrics) = builder.await?;
+                Ok((updated, metrics.num_updated_rows as u64))
+            })
+            .await?;
         Ok(Output::Command {
             tag: "UPDATE",
-            rows: Some(metrics.num_updated_rows as u64),
+            rows: Some(rows),
         })
     }
 
@@ -257,18 +260,20 @@ impl Engine {
                 .unwrap_or_default()
         );
         session.state().create_logical_plan(&check).await?;
-        let mut builder = table
-            .table()
-            .delete()
-            .with_session_state(Arc::new(session.state()));
-        if let Some(selection) = &delete.selection {
-            builder = builder.with_predicate(selection.to_string());
-        }
-        let before = crate::storage::row_count(&table.table());
-        let (deleted, metrics) = builder.await?;
-        let after = crate::storage::row_count(&deleted);
-        table.install(deleted).await?;
-        let rows = metrics.num_deleted_rows.or_else(|| Some(before? - after?));
+        let state = Arc::new(session.state());
+        let rows = table
+            .rewrite(|delta| async move {
+                let before = crate::storage::row_count(&delta);
+                let mut builder = delta.delete().with_session_state(state);
+                if let Some(selection) = &delete.selection {
+                    builder = builder.with_predicate(selection.to_string());
+                }
+                let (deleted, metrics) = builder.await?;
+                let after = crate::storage::row_count(&deleted);
+                let rows = metrics.num_deleted_rows.or_else(|| Some(before? - after?));
+                Ok((deleted, rows))
+            })
+            .await?;
         Ok(Output::Command {
             tag: "DELETE",
             rows: rows.map(|n| n as u64),
@@ -298,15 +303,73 @@ impl Engine {
             tables.push(self.writable_table(session, &name, "truncate").await?);
         }
         for table in tables {
-            let (emptied, _) = table
-                .table()
-                .delete()
-                .with_session_state(Arc::new(session.state()))
+            let state = Arc::new(session.state());
+            table
+                .rewrite(|delta| async move {
+                    let (emptied, _) = delta.delete().with_session_state(state).await?;
+                    Ok((emptied, ()))
+                })
                 .await?;
-            table.install(emptied).await?;
         }
         Ok(Output::Command {
             tag: "TRUNCATE TABLE",
+            rows: None,
+        })
+    }
+}
+
+impl Engine {
+    /// `VACUUM [FULL] [tables]` and `OPTIMIZE tables` (see [`crate::storage::maintenance`]):
+    /// each table's write buffer is flushed, then OPTIMIZE and VACUUM FULL compact its small
+    /// files and VACUUM deletes the files no version within `vacuum_retention` needs. With
+    /// no table named, VACUUM does every managed table.
+    pub(super) async fn maintain(
+        &self,
+        session: &SessionContext,
+        maintain: crate::sql::Maintain,
+    ) -> Result<Output> {
+        if transaction_of(session).is_some() {
+            return Err(Error::state(
+                SqlState::ActiveSqlTransaction,
+                "VACUUM and OPTIMIZE cannot run inside a transaction block",
+            ));
+        }
+        let verb = if maintain.vacuum {
+            "vacuum"
+        } else {
+            "optimize"
+        };
+        let tables: Vec<Arc<ManagedTable>> = if maintain.tables.is_empty() {
+            self.managed
+                .lock()
+                .expect("lock poisoned by a panic")
+                .values()
+                .cloned()
+                .collect()
+        } else {
+            let mut tables = Vec::new();
+            for name in &maintain.tables {
+                let name = self.qualify_object(name)?;
+                tables.push(self.writable_table(session, &name, verb).await?);
+            }
+            tables
+        };
+        for table in tables {
+            if maintain.compact {
+                table.compact(true).await?;
+            } else {
+                table.flush().await?;
+            }
+            if maintain.vacuum {
+                table.vacuum(self.config.vacuum_retention).await?;
+            }
+        }
+        Ok(Output::Command {
+            tag: if maintain.vacuum {
+                "VACUUM"
+            } else {
+                "OPTIMIZE"
+            },
             rows: None,
         })
     }

@@ -107,6 +107,9 @@ impl std::fmt::Display for Progress {
     }
 }
 
+/// The background task vacuums a table at most this often.
+const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Where a statement sends its [`Progress`].
 pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<Progress>;
 
@@ -121,7 +124,8 @@ pub struct Engine {
     access: PathAccess,
     config: Config,
     /// Open managed tables by directory name (stable across renames).
-    managed: std::sync::Mutex<HashMap<String, Arc<ManagedTable>>>,
+    /// The background maintenance task (see [`crate::storage::maintenance`]) holds it weakly.
+    managed: system_tables::OpenTables,
     /// Trained models, shared with the scoring functions.
     models: Arc<ModelStore>,
 }
@@ -144,7 +148,14 @@ impl Engine {
             .map_err(|e| Error::Config(format!("device: {e}")))?;
         let models = Arc::new(ModelStore::open(&data_dir.models_dir(), device)?);
         // Before pg_catalog, whose key tables are views over tenure.keys.
-        register_system_tables(&ctx, models.clone(), store.saved(), data_dir.tables_dir())?;
+        let managed = system_tables::OpenTables::default();
+        register_system_tables(
+            &ctx,
+            models.clone(),
+            store.saved(),
+            data_dir.tables_dir(),
+            managed.clone(),
+        )?;
         crate::pg::catalog::install(&ctx, roles, store.saved()).await?;
         tenure_models::set_compute_threads(config.threads);
         tenure_udfs::register_all(&ctx, models.clone());
@@ -155,11 +166,39 @@ impl Engine {
             catalog: Arc::new(Mutex::new(state)),
             access,
             config: config.clone(),
-            managed: Default::default(),
+            managed,
             models,
         };
         engine.restore().await?;
+        let tables = Arc::downgrade(&engine.managed);
+        tokio::spawn(crate::storage::maintenance::run(
+            move || {
+                let tables = tables.upgrade()?;
+                let open = tables.lock().expect("lock poisoned by a panic");
+                Some(open.values().cloned().collect())
+            },
+            config.vacuum_retention,
+            VACUUM_EVERY,
+        ));
         Ok(engine)
+    }
+
+    /// Writes every table's write buffer to Delta Lake (at shutdown: the write-ahead log
+    /// would replay them at the next start anyway, but other readers of the Delta tables see
+    /// them now). Failures are logged.
+    pub async fn flush_all(&self) {
+        let tables: Vec<Arc<ManagedTable>> = self
+            .managed
+            .lock()
+            .expect("lock poisoned by a panic")
+            .values()
+            .cloned()
+            .collect();
+        for table in tables {
+            if let Err(e) = table.flush().await {
+                tracing::error!(table = %table.url(), "cannot flush the write buffer: {e}");
+            }
+        }
     }
 
     /// The DataFusion session; also for registering functions.
@@ -222,6 +261,7 @@ impl Engine {
             Statement::DataFusion(statement) => self.execute_datafusion(session, statement).await,
             Statement::CreateModel(create) => self.create_model(create, progress).await,
             Statement::DropModel(drop) => self.drop_model(drop).await,
+            Statement::Maintain(maintain) => self.maintain(session, maintain).await,
             Statement::CopyStream(_) => Err(Error::unsupported(
                 "COPY ... FROM STDIN and TO STDOUT are not supported here: they stream through \
                  a client connection (tenure serve with psql's \\copy or a driver's copy API); \
@@ -581,6 +621,7 @@ fn register_system_tables(
     models: Arc<ModelStore>,
     saved: crate::catalog::SavedCatalog,
     tables_dir: std::path::PathBuf,
+    open_tables: system_tables::OpenTables,
 ) -> Result<()> {
     use datafusion::catalog::SchemaProvider;
     use system_tables::SystemTable;
@@ -613,8 +654,15 @@ fn register_system_tables(
     schema.register_table(
         "table_sizes".to_string(),
         Arc::new(SystemTable(system_tables::TableSizesTable {
-            catalog: saved,
+            catalog: saved.clone(),
             tables_dir,
+        })),
+    )?;
+    schema.register_table(
+        "table_storage".to_string(),
+        Arc::new(SystemTable(system_tables::TableStorageTable {
+            catalog: saved,
+            tables: open_tables,
         })),
     )?;
     catalog.register_schema(SYSTEM_SCHEMA, schema)?;

@@ -1,6 +1,7 @@
 //! The `tenure` schema: read-only tables that describe the database itself.
 //! `tenure.models` has one row per model version, read from the model cards; `tenure.keys`
-//! one row per key of a managed table; `tenure.table_sizes` one per managed table.
+//! one row per key of a managed table; `tenure.table_sizes` and `tenure.table_storage` one
+//! per managed table.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use tenure_udfs::ModelRegistry;
 
 use crate::catalog::{KeyConstraint, KeyKind, QualifiedName, SavedCatalog};
 use crate::model_store::ModelStore;
+use crate::storage::ManagedTable;
 
 /// The schema that holds tenure's system tables.
 pub const SYSTEM_SCHEMA: &str = "tenure";
@@ -395,6 +397,72 @@ impl SystemRows for TableSizesTable {
             Arc::new(Int64Array::from_iter_values(
                 sizes.iter().map(|(_, (_, bytes))| *bytes),
             )),
+        ]
+    }
+}
+
+/// The open managed tables by directory name (the engine's map).
+pub type OpenTables = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<ManagedTable>>>>;
+
+/// `tenure.table_storage`: how each managed table is stored now: its Delta version, its live
+/// data files (and how many are small, see [`crate::storage::maintenance`]) and the rows in
+/// its write buffer (acknowledged appends not yet in a Delta commit).
+#[derive(Debug)]
+pub struct TableStorageTable {
+    pub catalog: SavedCatalog,
+    pub tables: OpenTables,
+}
+
+impl SystemRows for TableStorageTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("table_schema", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("version", DataType::Int64, true),
+            Field::new("data_files", DataType::Int64, false),
+            Field::new("small_files", DataType::Int64, false),
+            Field::new("buffered_rows", DataType::Int64, false),
+        ]))
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        let catalog = self.catalog.get();
+        let open = self
+            .tables
+            .lock()
+            .expect("lock poisoned by a panic")
+            .clone();
+        let rows: Vec<(&QualifiedName, Option<u64>, usize, usize, usize)> = catalog
+            .relations
+            .iter()
+            .filter_map(|(name, relation)| match relation {
+                crate::catalog::Relation::Managed { dir } => {
+                    let table = open.get(dir)?;
+                    let (files, small) = table.data_files();
+                    let (version, _) = table.current();
+                    Some((name, version, files, small, table.buffered().0))
+                }
+                _ => None,
+            })
+            .collect();
+        let int = |f: fn(&(&QualifiedName, Option<u64>, usize, usize, usize)) -> usize| {
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| f(r) as i64),
+            )) as ArrayRef
+        };
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| &r.0.schema),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| &r.0.name),
+            )),
+            Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.1.map(|v| v as i64)),
+            )),
+            int(|r| r.2),
+            int(|r| r.3),
+            int(|r| r.4),
         ]
     }
 }

@@ -47,9 +47,9 @@ pub(super) struct Block {
     pub(super) created: Vec<String>,
     /// Open tables of those directories.
     pub(super) tables: HashMap<String, Arc<ManagedTable>>,
-    /// Tables existing before the block that it copied: (original directory, Delta version
-    /// of the original that was copied).
-    pub(super) copies: Vec<(String, Option<u64>)>,
+    /// Tables existing before the block that it copied: (original directory, the original's
+    /// change marker when it was copied, see [`ManagedTable::change_marker`]).
+    pub(super) copies: Vec<(String, (Option<u64>, u64))>,
     /// Directories of the saved catalog the block dropped or replaced: deleted after COMMIT.
     pub(super) retired: Vec<String>,
     tables_dir: PathBuf,
@@ -151,8 +151,7 @@ impl Engine {
             let Some(original) = self.managed_table(dir) else {
                 continue;
             };
-            original.refresh().await?;
-            if original.table().version() != *copied {
+            if original.change_marker() != *copied {
                 return Err(Error::SerializationFailure(
                     "could not serialize access due to concurrent update: a table this \
                      transaction wrote was changed by another session since"

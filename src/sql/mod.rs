@@ -9,7 +9,14 @@
 //! AS query
 //!
 //! DROP MODEL [IF EXISTS] name
+//!
+//! VACUUM [FULL] [FREEZE] [VERBOSE] [ANALYZE] [table [, ...]]
+//! VACUUM (option [, ...]) [table [, ...]]
+//! OPTIMIZE [TABLE] table [, ...]
 //! ```
+//!
+//! (VACUUM and OPTIMIZE are parsed here: sqlparser knows only Redshift's VACUUM and
+//! Databricks' OPTIMIZE.)
 //!
 //! [`route`] then says who carries each statement out and whether it changes stored state.
 //!
@@ -45,6 +52,18 @@ pub enum Statement {
     CopyStream(Box<datafusion::sql::sqlparser::ast::Statement>),
     /// `FETCH` and `MOVE` over a cursor: cursors live in server sessions.
     Fetch(fetch::CursorStep),
+    /// `VACUUM` or `OPTIMIZE`: table upkeep.
+    Maintain(Maintain),
+}
+
+/// `VACUUM` or `OPTIMIZE` of some tables (all managed tables when `tables` is empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Maintain {
+    /// Rewrite small files into large ones first (`OPTIMIZE`, `VACUUM FULL`).
+    pub compact: bool,
+    /// Delete files no recent version needs (`VACUUM`).
+    pub vacuum: bool,
+    pub tables: Vec<datafusion::sql::sqlparser::ast::ObjectName>,
 }
 
 /// `CREATE MODEL`.
@@ -163,6 +182,11 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
             .map_err(syntax_error)?;
         return Ok(Some(Statement::CopyStream(Box::new(statement))));
     }
+    if words[0] == "VACUUM" || words[0] == "OPTIMIZE" {
+        return Ok(Some(Statement::Maintain(
+            parse_maintain(text).map_err(syntax_error)?,
+        )));
+    }
     if words[0] == "FETCH" || words[0] == "MOVE" {
         let step = fetch::parse(tokens).map_err(|e| syntax_error(ParserError::ParserError(e)))?;
         return Ok(Some(Statement::Fetch(step)));
@@ -232,6 +256,86 @@ fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
     } else {
         parser.expected(word, parser.peek_token())
     }
+}
+
+/// `VACUUM ...` or `OPTIMIZE ...` (see the module documentation). PostgreSQL's VACUUM options
+/// that have no meaning for Delta tables (FREEZE, VERBOSE, ANALYZE, ...) are accepted and do
+/// nothing; FULL compacts too.
+fn parse_maintain(text: &str) -> Result<Maintain, ParserError> {
+    const ACCEPTED: &[&str] = &[
+        "FREEZE",
+        "VERBOSE",
+        "ANALYZE",
+        "DISABLE_PAGE_SKIPPING",
+        "SKIP_LOCKED",
+        "INDEX_CLEANUP",
+        "PROCESS_MAIN",
+        "PROCESS_TOAST",
+        "TRUNCATE",
+        "PARALLEL",
+        "SKIP_DATABASE_STATS",
+        "ONLY_DATABASE_STATS",
+        "BUFFER_USAGE_LIMIT",
+    ];
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(text)?;
+    let mut maintain = Maintain {
+        compact: false,
+        vacuum: false,
+        tables: Vec::new(),
+    };
+    if parse_word(&mut parser, "OPTIMIZE") {
+        maintain.compact = true;
+        parse_word(&mut parser, "TABLE");
+    } else {
+        expect_word(&mut parser, "VACUUM")?;
+        maintain.vacuum = true;
+        if parser.consume_token(&Token::LParen) {
+            loop {
+                let option = parser.parse_identifier()?.value.to_ascii_uppercase();
+                // An option's value (`FULL true`, `PARALLEL 4`), if any.
+                let value = match parser.peek_token().token {
+                    Token::Comma | Token::RParen => None,
+                    _ => Some(parser.parse_value()?.to_string().to_ascii_lowercase()),
+                };
+                let on = !matches!(value.as_deref(), Some("false" | "off" | "0"));
+                if option == "FULL" {
+                    maintain.compact = on;
+                } else if !ACCEPTED.contains(&option.as_str()) {
+                    return Err(ParserError::ParserError(format!(
+                        "unrecognized VACUUM option \"{}\"",
+                        option.to_lowercase()
+                    )));
+                }
+                if !parser.consume_token(&Token::Comma) {
+                    parser.expect_token(&Token::RParen)?;
+                    break;
+                }
+            }
+        } else {
+            loop {
+                if parse_word(&mut parser, "FULL") {
+                    maintain.compact = true;
+                } else if !["FREEZE", "VERBOSE", "ANALYZE"]
+                    .iter()
+                    .any(|w| parse_word(&mut parser, w))
+                {
+                    break;
+                }
+            }
+        }
+    }
+    if parser.peek_token().token != Token::EOF {
+        maintain.tables = parser.parse_comma_separated(|p| p.parse_object_name(false))?;
+    }
+    if maintain.compact && !maintain.vacuum && maintain.tables.is_empty() {
+        return parser.expected("a table name", parser.peek_token());
+    }
+    let _ = parser.consume_token(&Token::SemiColon);
+    if parser.peek_token().token != Token::EOF {
+        return parser.expected("end of statement", parser.peek_token());
+    }
+    Ok(maintain)
 }
 
 /// `None` when the statement is `CREATE OR REPLACE <something other than MODEL>`.

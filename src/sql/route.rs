@@ -7,6 +7,7 @@
 //! | [`Route::Transaction`] | BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE | the server's session (a no-op plan in the shell, where every statement commits) |
 //! | [`Route::Session`] | SET, SHOW, RESET, DISCARD, DEALLOCATE, DECLARE, FETCH, MOVE, CLOSE | the server's session (DataFusion's SET and SHOW in the shell) |
 //! | [`Route::Model`] | CREATE MODEL, DROP MODEL | the engine's model registry, never inside a transaction block |
+//! | [`Route::Maintenance`] | VACUUM, OPTIMIZE | the engine's tables, never inside a transaction block |
 //! | [`Route::CopyStream`] | COPY ... FROM STDIN, COPY ... TO STDOUT | the server's COPY sub-protocol |
 //! | [`Route::Syntax`] | UPDATE, DELETE, TRUNCATE, ALTER TABLE, CREATE TABLE with keys or defaults, CREATE/DROP INDEX, COMMENT ON, CREATE EXTERNAL TABLE, COPY TO a file | the engine, from the statement's syntax |
 //! | [`Route::Plan`] | queries, EXPLAIN, INSERT, CREATE TABLE [AS], CREATE VIEW, CREATE SCHEMA, DROP ... | a DataFusion plan made in the client's session (so it can be described and prepared), carried out by the engine |
@@ -27,6 +28,9 @@ pub enum Route {
     Session,
     /// tenure's model registry: CREATE MODEL and DROP MODEL.
     Model,
+    /// Table upkeep: VACUUM and OPTIMIZE, each table in its own commits (as PostgreSQL's
+    /// VACUUM, not inside a transaction block).
+    Maintenance,
     /// Data through the client connection: COPY FROM STDIN and COPY TO STDOUT.
     CopyStream,
     /// The engine carries it out from its syntax: writes DataFusion cannot plan (Delta
@@ -45,7 +49,14 @@ impl Route {
             Statement::CreateModel(_) | Statement::DropModel(_) => Route::Model,
             Statement::CopyStream(_) => Route::CopyStream,
             Statement::Fetch(_) => Route::Session,
+            Statement::Maintain(_) => Route::Maintenance,
         }
+    }
+
+    /// Whether statements of this route are refused inside a transaction block, because
+    /// what they change is not part of the catalog a block commits.
+    pub fn outside_blocks_only(self) -> bool {
+        matches!(self, Route::Model | Route::Maintenance)
     }
 
     /// The route of a statement DataFusion parsed.
@@ -88,7 +99,7 @@ impl Route {
 /// to reading it or changing only the session.
 pub fn changes_state(statement: &Statement) -> bool {
     match statement {
-        Statement::CreateModel(_) | Statement::DropModel(_) => true,
+        Statement::CreateModel(_) | Statement::DropModel(_) | Statement::Maintain(_) => true,
         Statement::CopyStream(copy) => {
             !matches!(copy.as_ref(), SqlStatement::Copy { to: true, .. })
         }
@@ -116,7 +127,7 @@ pub fn changes_state(statement: &Statement) -> bool {
 /// catalog lock and commits its writes together. Model statements are refused inside a block
 /// instead: model versions are not part of the catalog a block commits.
 pub fn writes_in_block(statement: &Statement) -> bool {
-    changes_state(statement) && Route::of(statement) != Route::Model
+    changes_state(statement) && !Route::of(statement).outside_blocks_only()
 }
 
 /// Whether CREATE TABLE declares keys, constraints or column defaults, which tenure keeps in

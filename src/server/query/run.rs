@@ -89,11 +89,17 @@ impl QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if session.transaction() == Transaction::Open && Route::of(statement) == Route::Model {
-            // Model versions are not part of the catalog a block commits.
+        let route = Route::of(statement);
+        if session.transaction() == Transaction::Open && route.outside_blocks_only() {
+            // Model versions and table upkeep are not part of the catalog a block commits.
+            let what = if route == Route::Model {
+                "CREATE MODEL and DROP MODEL"
+            } else {
+                "VACUUM and OPTIMIZE"
+            };
             let mut info = sqlstate::error(
                 SqlState::ActiveSqlTransaction,
-                "CREATE MODEL and DROP MODEL cannot run inside a transaction block",
+                format!("{what} cannot run inside a transaction block"),
             );
             info.hint =
                 Some("run it outside BEGIN ... COMMIT (autocommit mode in your driver)".into());
