@@ -88,6 +88,16 @@ impl Engine {
         let table = self.writable_table(session, &name, "insert into").await?;
         // Write to the table the catalog names now (in a block, its copy), whichever
         // provider the statement was planned against.
+        // `INSERT ... VALUES` of constants (and bound parameters), the common small write:
+        // its rows are computed here and appended without planning and running a query.
+        if let Some(batch) = values_batch(&dml.input)
+            && let Some(rows) = table.append_small(batch).await?
+        {
+            return Ok(Output::Command {
+                tag: "INSERT",
+                rows: Some(rows),
+            });
+        }
         let mut dml = dml;
         dml.target = datafusion::datasource::provider_as_source(table.clone());
         let plan = LogicalPlan::Dml(dml);
@@ -372,6 +382,76 @@ impl Engine {
             },
             rows: None,
         })
+    }
+}
+
+/// The rows of an INSERT's input when it is only `VALUES` of expressions that need no table
+/// (constants, bound parameters, casts, arithmetic) under the projection DataFusion adds to
+/// match the table's columns; `None` for anything else, or when evaluating fails (the planned
+/// INSERT then runs and reports the error as usual).
+fn values_batch(plan: &LogicalPlan) -> Option<arrow::record_batch::RecordBatch> {
+    use arrow::array::RecordBatchOptions;
+    use arrow::record_batch::RecordBatch;
+    use datafusion::common::{DFSchema, ScalarValue};
+    use datafusion::execution::context::ExecutionProps;
+    use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+    use datafusion::physical_expr::create_physical_expr;
+
+    let props = ExecutionProps::new();
+    let evaluate = |expr: &Expr, schema: &DFSchema, input: &RecordBatch| {
+        let physical =
+            create_physical_expr(expr, schema, &props, &PhysicalPlanningContext::default())
+                .ok()?;
+        physical.evaluate(input).ok()?.into_array(input.num_rows()).ok()
+    };
+    match plan {
+        LogicalPlan::Values(values) => {
+            let one_row = RecordBatch::try_new_with_options(
+                Arc::new(arrow::datatypes::Schema::empty()),
+                vec![],
+                &RecordBatchOptions::new().with_row_count(Some(1)),
+            )
+            .ok()?;
+            let empty = DFSchema::empty();
+            let mut columns = Vec::new();
+            for (index, field) in values.schema.fields().iter().enumerate() {
+                let mut cells = Vec::with_capacity(values.values.len());
+                for row in &values.values {
+                    let cell = match row.get(index)? {
+                        Expr::Literal(value, _) => value.clone(),
+                        expr => {
+                            let array = evaluate(expr, &empty, &one_row)?;
+                            ScalarValue::try_from_array(&array, 0).ok()?
+                        }
+                    };
+                    cells.push(cell.cast_to(field.data_type()).ok()?);
+                }
+                columns.push(ScalarValue::iter_to_array(cells).ok()?);
+            }
+            RecordBatch::try_new_with_options(
+                values.schema.inner().clone(),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(values.values.len())),
+            )
+            .ok()
+        }
+        LogicalPlan::Projection(projection) => {
+            let input = values_batch(&projection.input)?;
+            let schema = projection.input.schema();
+            let columns = projection
+                .expr
+                .iter()
+                .map(|expr| evaluate(expr, schema, &input))
+                .collect::<Option<Vec<_>>>()?;
+            RecordBatch::try_new_with_options(
+                projection.schema.inner().clone(),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(input.num_rows())),
+            )
+            .ok()
+        }
+        LogicalPlan::SubqueryAlias(alias) => values_batch(&alias.input),
+        _ => None,
     }
 }
 

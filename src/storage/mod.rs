@@ -330,6 +330,27 @@ impl ManagedTable {
         Ok(result)
     }
 
+    /// Appends `batch` (the table's columns in order, types castable to its own) through the
+    /// write-ahead log when it is small and valid for the table: returns the rows appended,
+    /// or `None` when it must go the planned way instead (too large, or a value the table's
+    /// schema refuses, such as a NULL in a NOT NULL column, which that way reports).
+    pub async fn append_small(&self, batch: RecordBatch) -> Result<Option<u64>> {
+        if self.wal.is_none() || batch.get_array_memory_size() > BUFFERED_APPEND_LIMIT {
+            return Ok(None);
+        }
+        let schema = self.schema();
+        if batch.num_columns() != schema.fields().len() {
+            return Ok(None);
+        }
+        let Ok(batch) = conform(batch, &schema) else {
+            return Ok(None);
+        };
+        if batch.num_rows() == 0 {
+            return Ok(Some(0));
+        }
+        self.append_buffered(vec![batch]).await.map(Some)
+    }
+
     /// Appends small `batches` through the write-ahead log: returns once they are durable
     /// and visible.
     async fn append_buffered(&self, batches: Vec<RecordBatch>) -> Result<u64> {
