@@ -7,120 +7,14 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::support::tenure_bin;
-
-/// A `tenure serve` process with the configuration `toml`, its log in `log`.
-struct Serve {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(toml: &str) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("data/import")).unwrap();
-        let config = dir.path().join("tenure.toml");
-        std::fs::write(&config, toml).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = dir.path().join("serve.log");
-        let mut child = tenure_bin()
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        for _ in 0..300 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Serve {
-                    child,
-                    port,
-                    dir,
-                    log,
-                };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "tenure serve exited early ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("tenure serve did not listen on {port}");
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn import(&self) -> PathBuf {
-        self.data().join("import")
-    }
-
-    fn url(&self, user: &str, password: Option<&str>) -> String {
-        let mut url = format!(
-            "host=127.0.0.1 port={} user={user} dbname=tenure connect_timeout=10",
-            self.port
-        );
-        if let Some(password) = password {
-            url.push_str(&format!(" password='{password}'"));
-        }
-        url
-    }
-
-    async fn connect(&self, user: &str, password: Option<&str>) -> Client {
-        let (client, connection) = tokio_postgres::connect(&self.url(user, password), NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connect as {user}: {e}"));
-        tokio::spawn(connection);
-        client
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops the server with SIGTERM and returns its log; it must exit cleanly.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.child.wait().unwrap();
-        let log = self.log();
-        assert!(status.success(), "serve exits cleanly: {status}\n{log}");
-        log
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{Serve, tenure_bin};
 
 /// The SQLSTATE of a statement's error; panics if it succeeded.
 async fn error_code(client: &Client, sql: &str) -> String {

@@ -19,3 +19,4 @@ mod server;
 mod slt;
 mod support;
 mod transactions;
+mod writes;

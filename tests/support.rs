@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests.
 
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
 
 use tenure::{Config, Engine, PathAccess};
 
@@ -104,4 +108,132 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
         .expect("openssl runs");
     assert!(status.success());
     (cert, key)
+}
+
+/// A `tenure serve` process with the configuration `toml`, its log in `log`.
+pub struct Serve {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    pub fn start(toml: &str) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data/import")).unwrap();
+        Serve::start_in(dir, toml)
+    }
+
+    /// Starts the server again on the data directory `dir` of an earlier [`Serve`] (see
+    /// [`Serve::kill`]).
+    pub fn start_in(dir: tempfile::TempDir, toml: &str) -> Serve {
+        let config = dir.path().join("tenure.toml");
+        std::fs::write(&config, toml).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = dir.path().join("serve.log");
+        let mut child = tenure_bin()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        for _ in 0..300 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Serve {
+                    child,
+                    port,
+                    dir,
+                    log,
+                };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "tenure serve exited early ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("tenure serve did not listen on {port}");
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn import(&self) -> PathBuf {
+        self.data().join("import")
+    }
+
+    pub fn url(&self, user: &str, password: Option<&str>) -> String {
+        let mut url = format!(
+            "host=127.0.0.1 port={} user={user} dbname=tenure connect_timeout=10",
+            self.port
+        );
+        if let Some(password) = password {
+            url.push_str(&format!(" password='{password}'"));
+        }
+        url
+    }
+
+    pub async fn connect(&self, user: &str, password: Option<&str>) -> Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(user, password), NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect as {user}: {e}"));
+        tokio::spawn(connection);
+        client
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM and returns its log; it must exit cleanly.
+    pub fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.child.wait().unwrap();
+        let log = self.log();
+        assert!(status.success(), "serve exits cleanly: {status}\n{log}");
+        log
+    }
+}
+
+impl Serve {
+    /// SIGKILLs the server and returns its directory, for [`Serve::start_in`].
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -400,9 +400,12 @@ fn values_batch(plan: &LogicalPlan) -> Option<arrow::record_batch::RecordBatch> 
     let props = ExecutionProps::new();
     let evaluate = |expr: &Expr, schema: &DFSchema, input: &RecordBatch| {
         let physical =
-            create_physical_expr(expr, schema, &props, &PhysicalPlanningContext::default())
-                .ok()?;
-        physical.evaluate(input).ok()?.into_array(input.num_rows()).ok()
+            create_physical_expr(expr, schema, &props, &PhysicalPlanningContext::default()).ok()?;
+        physical
+            .evaluate(input)
+            .ok()?
+            .into_array(input.num_rows())
+            .ok()
     };
     match plan {
         LogicalPlan::Values(values) => {
