@@ -106,7 +106,7 @@ async fn a_second_process_is_refused_the_data_directory() {
     );
 }
 
-/// Files under `dir`, recursively, except the Delta log.
+/// Parquet files under `dir`, recursively (not the Delta log or write-ahead log).
 fn data_files(dir: &Path) -> BTreeSet<PathBuf> {
     let mut found = BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -121,7 +121,7 @@ fn data_files(dir: &Path) -> BTreeSet<PathBuf> {
             }
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if path.extension().is_some_and(|e| e == "parquet") {
                 found.insert(path);
             }
         }

@@ -172,6 +172,20 @@ async fn concurrent_autocommit_writes_all_commit() {
         0
     );
 
+    // An append too large for the write buffer is written as files while it streams in.
+    admin
+        .batch_execute(
+            "CREATE TABLE wide (id bigint, label text);
+             INSERT INTO wide SELECT value, md5(CAST(value AS text)) FROM generate_series(1, 300000);
+             INSERT INTO wide VALUES (0, 'small');",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&admin, "SELECT count(DISTINCT label) FROM wide").await,
+        300_001
+    );
+
     // Upkeep on demand; the background flush leaves nothing buffered within seconds.
     admin.batch_execute("OPTIMIZE events").await.unwrap();
     admin

@@ -396,13 +396,16 @@ impl ManagedTable {
         schema: &SchemaRef,
     ) -> Result<u64> {
         let mut writer = RecordBatchWriter::for_table(&self.table())?;
+        // The writer takes the types of the Delta schema (`Utf8` where scans give
+        // `Utf8View`).
+        let stored = writer.arrow_schema();
         let mut rows = 0u64;
         for batch in first {
             rows += batch.num_rows() as u64;
-            writer.write(batch).await?;
+            writer.write(conform(batch, &stored)?).await?;
         }
         while let Some(batch) = rest.next().await {
-            let batch = conform(batch?, schema)?;
+            let batch = conform(conform(batch?, schema)?, &stored)?;
             rows += batch.num_rows() as u64;
             writer.write(batch).await?;
         }
