@@ -27,8 +27,10 @@ pub const FLUSH_AFTER: Duration = Duration::from_secs(1);
 
 /// A data file smaller than this is small: it is compacted with others.
 pub const SMALL_FILE_BYTES: i64 = 16 << 20;
-/// Compaction starts by itself once a table has this many small files.
+/// Compaction starts by itself once a table has this many small files ...
 pub const COMPACT_AT_SMALL_FILES: usize = 10;
+/// ... or has two and no commit for this long (a stream of appends has ended).
+pub const COMPACT_WHEN_QUIET: Duration = Duration::from_secs(5);
 /// Size of the files compaction writes.
 pub const COMPACTED_FILE_BYTES: u64 = 128 << 20;
 
@@ -131,7 +133,8 @@ struct Upkeep {
 }
 
 /// The background task: every [`TICK`], for each table `tables` lists, flushes a due write
-/// buffer, compacts once there are [`COMPACT_AT_SMALL_FILES`] small files, and vacuums (at
+/// buffer, compacts once there are [`COMPACT_AT_SMALL_FILES`] small files (or two, once no
+/// commit came for [`COMPACT_WHEN_QUIET`]), and vacuums (at
 /// most every `vacuum_every`) once a commit it has not vacuumed after is `retention` old. A
 /// table is vacuumed at least once after it opens, which removes what a crash left. Ends
 /// when `tables` returns `None` (the engine is gone).
@@ -176,8 +179,12 @@ async fn upkeep_one(
     if table.flush_due() {
         table.flush().await?;
     }
-    if table.data_files().1 >= COMPACT_AT_SMALL_FILES {
-        let compaction = table.compact(false).await?;
+    let small = table.data_files().1;
+    let quiet = upkeep
+        .last_change
+        .is_none_or(|t| t.elapsed() >= COMPACT_WHEN_QUIET);
+    if small >= COMPACT_AT_SMALL_FILES || (small >= 2 && quiet) {
+        let compaction = table.compact(true).await?;
         tracing::debug!(
             table = %table.url(),
             removed = compaction.files_removed,
