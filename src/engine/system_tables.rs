@@ -432,37 +432,32 @@ impl SystemRows for TableStorageTable {
             .lock()
             .expect("lock poisoned by a panic")
             .clone();
-        let rows: Vec<(&QualifiedName, Option<u64>, usize, usize, usize)> = catalog
-            .relations
-            .iter()
-            .filter_map(|(name, relation)| match relation {
-                crate::catalog::Relation::Managed { dir } => {
-                    let table = open.get(dir)?;
-                    let (files, small) = table.data_files();
-                    let (version, _) = table.current();
-                    Some((name, version, files, small, table.buffered().0))
-                }
-                _ => None,
-            })
-            .collect();
-        let int = |f: fn(&(&QualifiedName, Option<u64>, usize, usize, usize)) -> usize| {
-            Arc::new(Int64Array::from_iter_values(
-                rows.iter().map(|r| f(r) as i64),
-            )) as ArrayRef
-        };
+        let mut names = Vec::new();
+        let mut versions = Vec::new();
+        let (mut files, mut small, mut buffered) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, relation) in &catalog.relations {
+            let crate::catalog::Relation::Managed { dir } = relation else {
+                continue;
+            };
+            let Some(table) = open.get(dir) else {
+                continue;
+            };
+            let (all, few) = table.data_files();
+            names.push(name);
+            versions.push(table.current().0.map(|v| v as i64));
+            files.push(all as i64);
+            small.push(few as i64);
+            buffered.push(table.buffered().0 as i64);
+        }
         vec![
             Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| &r.0.schema),
+                names.iter().map(|n| &n.schema),
             )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| &r.0.name),
-            )),
-            Arc::new(Int64Array::from_iter(
-                rows.iter().map(|r| r.1.map(|v| v as i64)),
-            )),
-            int(|r| r.2),
-            int(|r| r.3),
-            int(|r| r.4),
+            Arc::new(StringArray::from_iter_values(names.iter().map(|n| &n.name))),
+            Arc::new(Int64Array::from(versions)),
+            Arc::new(Int64Array::from(files)),
+            Arc::new(Int64Array::from(small)),
+            Arc::new(Int64Array::from(buffered)),
         ]
     }
 }
