@@ -32,15 +32,26 @@ async fn external_delta_tables_follow_their_writer() {
         scalar(&reader, "SELECT count(*) FROM shared_events").await,
         "10"
     );
-    // A commit by the other writer is visible at the next query.
+    // A commit by the other writer is visible at the next query: a small INSERT reaches
+    // the Delta log when the writer's background task flushes its write buffer (within
+    // about a second).
     writer
         .run("INSERT INTO events VALUES (11), (12)")
         .await
         .unwrap();
-    assert_eq!(
-        scalar(&reader, "SELECT count(*) FROM shared_events").await,
-        "12"
-    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let seen = scalar(&reader, "SELECT count(*) FROM shared_events").await;
+        if seen == "12" {
+            break;
+        }
+        assert_eq!(seen, "10", "the reader sees the INSERT whole or not at all");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the INSERT never reached the Delta log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let err = reader
         .run("INSERT INTO shared_events VALUES (13)")
         .await
