@@ -55,7 +55,8 @@ pub enum Command {
     /// Run SQL: an interactive shell, or -c / -f one-shots
     Sql {
         /// SQL to run (repeatable; each may hold several statements)
-        #[arg(short = 'c', long = "command", value_name = "SQL")]
+        // A script may start with `--` (a comment): it is a value, not a flag.
+        #[arg(short = 'c', long = "command", value_name = "SQL", allow_hyphen_values = true)]
         commands: Vec<String>,
         /// File of SQL to run ('-' for standard input)
         #[arg(short = 'f', long = "file", value_name = "FILE")]

@@ -8,6 +8,7 @@ use rustyline::error::ReadlineError;
 use super::output::{Format, print_batches};
 use crate::engine::{Engine, Output};
 use crate::error::{Error, Result};
+use crate::pg::sqlstate::SqlState;
 
 /// Shell state that backslash commands change.
 pub struct Shell<'a> {
@@ -18,9 +19,9 @@ pub struct Shell<'a> {
 
 const HELP: &str = "\
 SQL statements end with ';'. Backslash commands:
-  \\d              list tables and views
+  \\d              list tables and views (\\dS: with the system schemas')
   \\d NAME         describe a table or view
-  \\dt, \\dv        list tables, views
+  \\dt, \\dv        list tables, views (\\dtS, \\dvS: with system ones)
   \\dn             list schemas
   \\df [PATTERN]   list functions (name contains PATTERN)
   \\timing         toggle printing how long each statement took
@@ -93,12 +94,9 @@ impl<'a> Shell<'a> {
                     }
                 }
             }
+            // On standard error, as notices are, so that CSV and JSON output stays clean.
             if self.timing {
-                writeln!(
-                    out,
-                    "Time: {:.3} ms",
-                    started.elapsed().as_secs_f64() * 1000.0
-                )?;
+                eprintln!("Time: {:.3} ms", started.elapsed().as_secs_f64() * 1000.0);
             }
         }
         Ok(())
@@ -126,10 +124,21 @@ impl<'a> Shell<'a> {
                 })?;
                 return Ok(true);
             }
-            ("\\d", None) => list_relations(None),
-            ("\\dt", _) => list_relations(Some("BASE TABLE")),
-            ("\\dv", _) => list_relations(Some("VIEW")),
-            ("\\d", Some(name)) => describe(name),
+            ("\\d", None) => list_relations(None, false),
+            ("\\dS", None) => list_relations(None, true),
+            ("\\dt" | "\\dtS", _) => list_relations(Some("BASE TABLE"), command.ends_with('S')),
+            ("\\dv" | "\\dvS", _) => list_relations(Some("VIEW"), command.ends_with('S')),
+            ("\\d" | "\\dS", Some(name)) => {
+                let batches = self.engine.query(&describe(name)).await?;
+                if batches.iter().all(|b| b.num_rows() == 0) {
+                    return Err(Error::state(
+                        SqlState::UndefinedTable,
+                        format!("Did not find any relation named \"{name}\"."),
+                    ));
+                }
+                print_batches(out, &batches, self.format)?;
+                return Ok(true);
+            }
             ("\\dn", _) => "SELECT schema_name AS schema FROM information_schema.schemata \
                  WHERE catalog_name = 'tenure' ORDER BY 1"
                 .to_string(),
@@ -243,27 +252,46 @@ fn statement_complete(sql: &str) -> bool {
     matches!(last_significant, Some((';', false)))
 }
 
-fn list_relations(kind: Option<&str>) -> String {
+/// The relations `\d`, `\dt` and `\dv` list: the user's schemas, or with `system` (`\dS`)
+/// pg_catalog, information_schema and tenure's own schema too.
+fn list_relations(kind: Option<&str>, system: bool) -> String {
     format!(
-        "SELECT table_schema AS schema, table_name AS name, \
-         CASE table_type WHEN 'BASE TABLE' THEN 'table' WHEN 'VIEW' THEN 'view' ELSE lower(table_type) END AS type \
+        "SELECT table_schema AS \"Schema\", table_name AS \"Name\", \
+         CASE table_type WHEN 'BASE TABLE' THEN 'table' WHEN 'VIEW' THEN 'view' ELSE lower(table_type) END AS \"Type\" \
          FROM information_schema.tables \
-         WHERE table_catalog = 'tenure' AND table_schema <> 'information_schema' {} \
+         WHERE table_catalog = 'tenure' {} {} \
          ORDER BY 1, 2",
         kind.map(|k| format!("AND table_type = '{k}'"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if system {
+            ""
+        } else {
+            "AND table_schema NOT IN ('pg_catalog', 'information_schema', 'tenure')"
+        }
     )
 }
 
+/// `\d NAME`: the columns with PostgreSQL's type names, as psql's `\d` shows them.
 fn describe(name: &str) -> String {
+    // As in psql, a name is folded to lower case unless it is quoted.
+    let fold = |part: &str| match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+        Some(quoted) => quoted.to_string(),
+        None => part.to_lowercase(),
+    };
     let (schema, table) = match name.split_once('.') {
-        Some((schema, table)) => (schema.to_string(), table.to_string()),
-        None => ("public".to_string(), name.to_string()),
+        Some((schema, table)) => (fold(schema), fold(table)),
+        None => ("public".to_string(), fold(name)),
     };
     format!(
-        "SELECT column_name AS column, data_type AS type, \
-         CASE is_nullable WHEN 'YES' THEN '' ELSE 'not null' END AS nullable \
-         FROM information_schema.columns \
+        "SELECT column_name AS \"Column\", \
+         CASE WHEN data_type = 'numeric' AND numeric_precision IS NOT NULL \
+                THEN 'numeric(' || numeric_precision || ',' || numeric_scale || ')' \
+              WHEN character_maximum_length IS NOT NULL \
+                THEN data_type || '(' || character_maximum_length || ')' \
+              ELSE data_type END AS \"Type\", \
+         CASE is_nullable WHEN 'YES' THEN '' ELSE 'not null' END AS \"Nullable\", \
+         coalesce(column_default, '') AS \"Default\" \
+         FROM pg_catalog.tenure_columns \
          WHERE table_catalog = 'tenure' AND table_schema = '{}' AND table_name = '{}' \
          ORDER BY ordinal_position",
         schema.replace('\'', "''"),

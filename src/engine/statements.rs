@@ -128,6 +128,8 @@ impl Engine {
         if let DFStatement::Statement(inner) = &mut statement {
             self.fill_insert_defaults(session, inner).await?;
             super::names::name_subquery_items(inner);
+            crate::pg::names::name_result_columns(inner);
+            crate::pg::rewrite::nested_values_in_insert_sources(inner);
         }
         // DataFusion refuses two items of one name; PostgreSQL allows them. The statement is
         // kept for a second try, except an INSERT's VALUES (large, and without select list).
@@ -194,20 +196,35 @@ impl Engine {
             ))),
             plan => {
                 let sources = self.external_sources(&plan);
+                let names = crate::pg::names::postgres_schema(&plan);
                 let frame = session.execute_logical_plan(plan).await?;
                 let stream = frame
                     .execute_stream()
                     .await
                     .map_err(|e| with_sources(e, &sources))?;
-                if sources.is_empty() {
+                let named = renamed_schema(&stream.schema(), &names);
+                if sources.is_empty() && named == stream.schema() {
                     return Ok(Output::Rows(stream));
                 }
-                // Errors from parsing files (a malformed CSV line, a corrupt Parquet file) name
-                // the line but not the table; add which external data the query was reading.
-                let schema = stream.schema();
-                let stream = stream.map_err(move |e| with_sources(e, &sources));
+                // Result columns carry PostgreSQL's names (`round`, not DataFusion's
+                // `round(avg(t.x),Int64(2))`). Errors from parsing files (a malformed CSV
+                // line, a corrupt Parquet file) name the line but not the table; add which
+                // external data the query was reading.
+                let renamed = named.clone();
+                let stream = stream
+                    .map_err(move |e| with_sources(e, &sources))
+                    .and_then(move |batch| {
+                        let renamed = renamed.clone();
+                        async move {
+                            datafusion::arrow::record_batch::RecordBatch::try_new(
+                                renamed,
+                                batch.columns().to_vec(),
+                            )
+                                .map_err(Into::into)
+                        }
+                    });
                 Ok(Output::Rows(Box::pin(RecordBatchStreamAdapter::new(
-                    schema, stream,
+                    named, stream,
                 ))))
             }
         }
@@ -728,4 +745,31 @@ fn with_sources(error: DataFusionError, sources: &[String]) -> DataFusionError {
         return error;
     }
     DataFusionError::Context(format!("reading {}", sources.join("; ")), Box::new(error))
+}
+
+/// `schema` with the field names of `names` (PostgreSQL's, from the logical plan), when the
+/// two have as many fields; the types stay those of the stream.
+fn renamed_schema(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    names: &datafusion::arrow::datatypes::Schema,
+) -> datafusion::arrow::datatypes::SchemaRef {
+    if names.fields().len() != schema.fields().len()
+        || names
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .all(|(n, f)| n.name() == f.name())
+    {
+        return schema.clone();
+    }
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .zip(names.fields())
+        .map(|(field, named)| field.as_ref().clone().with_name(named.name()))
+        .collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
 }

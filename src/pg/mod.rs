@@ -6,6 +6,7 @@
 //! - [`catalog`]: pg_catalog (from datafusion-pg-catalog) with tenure's views over it, the
 //!   driver catalog functions (`format_type()`, `pg_get_expr()`, ...) and `version()`;
 //! - [`keys`]: pg_constraint / pg_index oids and definitions of primary and foreign keys;
+//! - [`names`]: result column names as PostgreSQL gives them;
 //! - [`sizes`]: `pg_size_pretty` and the relation sizes psql's `\dt+` shows;
 //! - [`rewrite`]: rewrites of drivers' catalog SQL that DataFusion cannot plan as written;
 //! - [`settings`]: session settings (GUCs) as clients expect them: SET, SHOW, RESET,
@@ -18,6 +19,7 @@
 pub mod catalog;
 pub mod functions;
 pub mod keys;
+pub mod names;
 pub mod rewrite;
 pub mod settings;
 pub mod sizes;

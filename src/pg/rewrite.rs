@@ -2,6 +2,7 @@
 //! (applied first): what drivers send in their catalog and introspection queries that
 //! DataFusion cannot plan as written.
 
+mod insert_values;
 mod regclass;
 
 use datafusion::sql::sqlparser::ast::{
@@ -9,6 +10,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use regclass::is_oid_text;
+pub use insert_values::nested_values_in_insert_sources;
 pub use regclass::{check_regclass_names, show_regclass_names};
 
 /// Every rewrite below, in order, after datafusion-pg-catalog's; the catalog ones only for a

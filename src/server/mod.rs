@@ -15,7 +15,7 @@
 
 mod copy;
 mod cursor;
-mod encode;
+pub mod encode;
 mod query;
 mod session;
 pub mod sqlstate;

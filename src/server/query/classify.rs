@@ -13,7 +13,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use pgwire::error::ErrorInfo;
 
-use crate::pg::rewrite;
+use crate::pg::{names, rewrite};
 use crate::pg::sqlstate::SqlState;
 use crate::server::copy;
 use crate::server::sqlstate;
@@ -212,6 +212,8 @@ fn engine_action(compat: &PostgresCompatibilityParser, text: &str, statement: St
         return Action::Run(Arc::new(statement));
     };
     let mut other = *inner;
+    // Result columns are named from what the client wrote, before any rewrite changes it.
+    names::name_result_columns(&mut other);
     // The compatibility parser also replaces whole client queries that DataFusion cannot
     // run (a few of psql's and pgcli's); use it when it reads the text as this one
     // statement, unless a rewrite had to run before it.
@@ -224,7 +226,11 @@ fn engine_action(compat: &PostgresCompatibilityParser, text: &str, statement: St
         compat.parse(text).ok().filter(|p| p.len() == 1)
     };
     let mut rewritten = match parsed {
-        Some(mut parsed) => parsed.remove(0),
+        Some(mut parsed) => {
+            let mut whole = parsed.remove(0);
+            names::name_result_columns(&mut whole);
+            whole
+        }
         None => compat.rewrite(other),
     };
     rewrite::for_datafusion(&mut rewritten, text.contains("pg_catalog"));
@@ -255,6 +261,7 @@ fn declare_action(text: &str, mut declares: Vec<Declare>) -> Action {
         return unsupported("DECLARE BINARY CURSOR");
     }
     let mut query = SqlStatement::Query(query);
+    names::name_result_columns(&mut query);
     rewrite::for_datafusion(&mut query, text.contains("pg_catalog"));
     Action::Declare {
         name: identifier(name),

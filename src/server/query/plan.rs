@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use pgwire::error::PgWireResult;
@@ -99,7 +99,7 @@ pub(super) async fn plan(
     let parameters = (1..=count)
         .map(|i| types.get(&format!("${i}")).cloned().flatten())
         .collect();
-    let schema = Arc::new(postgres_names(&plan));
+    let schema = Arc::new(crate::pg::names::postgres_schema(&plan));
     Ok(Some(Planned {
         plan,
         parameters,
@@ -164,111 +164,11 @@ pub(super) fn returns_rows(plan: &LogicalPlan) -> bool {
     )
 }
 
-/// The plan's output schema with the names PostgreSQL gives unaliased result columns: a
-/// column's own name, a function's name, `?column?` for other expressions.
-fn postgres_names(plan: &LogicalPlan) -> Schema {
-    let schema = plan.schema().as_arrow().clone();
-    let Some(exprs) = top_projection(plan) else {
-        return schema;
-    };
-    if exprs.len() != schema.fields().len() {
-        return schema;
-    }
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .zip(exprs)
-        .map(|(field, expr)| field.as_ref().clone().with_name(postgres_name(expr)))
-        .collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
-}
-
-fn top_projection(plan: &LogicalPlan) -> Option<&[Expr]> {
-    match plan {
-        LogicalPlan::Projection(p) => Some(&p.expr),
-        LogicalPlan::Sort(s) => top_projection(&s.input),
-        LogicalPlan::Limit(l) => top_projection(&l.input),
-        _ => None,
-    }
-}
-
-fn postgres_name(expr: &Expr) -> String {
-    match expr {
-        // DataFusion aliases some aggregates with their display text ("count(*)").
-        Expr::Alias(alias) => function_name(&alias.name).unwrap_or_else(|| alias.name.clone()),
-        Expr::Column(column) => function_name(&column.name).unwrap_or_else(|| column.name.clone()),
-        Expr::ScalarFunction(f) => f.name().to_string(),
-        Expr::AggregateFunction(f) => f.func.name().to_string(),
-        Expr::WindowFunction(f) => f.fun.name().to_string(),
-        Expr::Cast(cast) => cast_name(&cast.expr, cast.field.data_type()),
-        Expr::TryCast(cast) => cast_name(&cast.expr, cast.field.data_type()),
-        _ => "?column?".to_string(),
-    }
-}
-
-/// `x::int` is named x; `'1'::int` is named after the type, as PostgreSQL does.
-fn cast_name(inner: &Expr, to: &DataType) -> String {
-    match postgres_name(inner).as_str() {
-        "?column?" => arrow_pg::datatypes::into_pg_type(to)
-            .map_or_else(|_| "?column?".to_string(), |t| t.name().to_string()),
-        name => name.to_string(),
-    }
-}
-
-/// "count(*)" -> "count", for the columns an aggregate feeds to the final projection.
-fn function_name(name: &str) -> Option<String> {
-    let open = name.find('(')?;
-    let prefix = &name[..open];
-    (name.ends_with(')')
-        && !prefix.is_empty()
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_'))
-    .then(|| prefix.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use datafusion::prelude::SessionContext;
 
     use super::*;
-
-    async fn names(sql: &str) -> Vec<String> {
-        let plan = SessionContext::new()
-            .state()
-            .create_logical_plan(sql)
-            .await
-            .expect("plans");
-        postgres_names(&plan)
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect()
-    }
-
-    /// Unaliased result columns are named as PostgreSQL names them.
-    #[tokio::test]
-    async fn result_columns_get_postgres_names() {
-        assert_eq!(
-            names("SELECT a, a + 1, upper('x'), 'x'::text, b::bigint FROM (VALUES (1, 2)) t(a, b)")
-                .await,
-            ["a", "?column?", "upper", "text", "b"]
-        );
-        assert_eq!(
-            names("SELECT count(*), max(a) FROM (VALUES (1)) t(a) ORDER BY 1 LIMIT 1").await,
-            ["count", "max"]
-        );
-        assert_eq!(names("SELECT 1 AS one, 2 AS \"Two\"").await, ["one", "Two"]);
-    }
-
-    #[test]
-    fn function_names_from_display_text() {
-        assert_eq!(function_name("count(*)").as_deref(), Some("count"));
-        assert_eq!(function_name("max(t.a)").as_deref(), Some("max"));
-        assert_eq!(function_name("a + b"), None);
-        assert_eq!(function_name("(a)"), None);
-        assert_eq!(function_name("f(x) + 1"), None);
-    }
 
     /// `$1::bigint` types the placeholder by its cast.
     #[tokio::test]
