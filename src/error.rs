@@ -50,8 +50,8 @@ pub enum Error {
     /// A server client named a path outside the configured roots.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
-    /// Errors from planning or executing a query.
-    #[error(transparent)]
+    /// Errors from planning or executing a query, in PostgreSQL's words where it has them.
+    #[error("{}", postgres_message(.0))]
     DataFusion(#[from] DataFusionError),
     /// Errors from the Delta Lake storage layer.
     #[error("storage error: {0}")]
@@ -193,6 +193,12 @@ fn datafusion_state(e: &DataFusionError) -> SqlState {
 
 fn arrow_state(e: &ArrowError) -> SqlState {
     match e {
+        ArrowError::CastError(message) if message.starts_with("Can't cast value") => {
+            SqlState::NumericValueOutOfRange
+        }
+        ArrowError::InvalidArgumentError(message) if message.contains("too large to store") => {
+            SqlState::NumericValueOutOfRange
+        }
         ArrowError::CastError(_) | ArrowError::ParseError(_) => SqlState::InvalidTextRepresentation,
         ArrowError::DivideByZero => SqlState::DivisionByZero,
         ArrowError::ArithmeticOverflow(_) => SqlState::NumericValueOutOfRange,
@@ -260,6 +266,79 @@ fn execution_state(message: &str) -> SqlState {
     }
 }
 
+/// A DataFusion error's message, with the value errors PostgreSQL words otherwise (and that
+/// clients and people recognise) in PostgreSQL's words: `'x'::int` is `invalid input syntax
+/// for type integer: "x"` rather than Arrow's cast error inside an optimizer rule's.
+fn postgres_message(e: &DataFusionError) -> String {
+    let text = e.to_string();
+    postgres_value_error(&text).unwrap_or(text)
+}
+
+fn postgres_value_error(text: &str) -> Option<String> {
+    // "Cannot cast string 'x' to value of Int32 type", "Cannot cast value 'x' to ..."
+    for marker in ["Cannot cast string '", "Cannot cast value '"] {
+        if let Some(start) = text.find(marker) {
+            let rest = &text[start + marker.len()..];
+            let end = rest.rfind("' to value of ")?;
+            let target = rest[end + "' to value of ".len()..].split(" type").next()?;
+            return Some(format!(
+                "invalid input syntax for type {}: \"{}\"",
+                postgres_type(target),
+                &rest[..end]
+            ));
+        }
+    }
+    // "Error parsing timestamp from 'x': ..."
+    if let Some(start) = text.find("Error parsing timestamp from '") {
+        let rest = &text[start + "Error parsing timestamp from '".len()..];
+        let value = &rest[..rest.rfind("':")?];
+        return Some(format!(
+            "invalid input syntax for type timestamp: \"{value}\""
+        ));
+    }
+    // "Can't cast value 3000000000 to type Int32"
+    if let Some(start) = text.find("Can't cast value ") {
+        let target = text[start..].rsplit("to type ").next()?.trim();
+        return Some(format!("{} out of range", postgres_type(target)));
+    }
+    // "1234.50 is too large to store in a Decimal128 of precision 4. Max is 99.99"
+    if let Some(end) = text.find(" is too large to store in a Decimal") {
+        let value = text[..end].rsplit([' ', '\n']).next()?;
+        let rest = &text[end..];
+        let precision: String = rest
+            .split("precision ")
+            .nth(1)?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let max = rest.split("Max is ").nth(1)?.trim();
+        let scale = max.split_once('.').map_or(0, |(_, fraction)| fraction.len());
+        return Some(format!(
+            "numeric field overflow: {value} does not fit numeric({precision},{scale}) \
+             (whose values must round to an absolute value of at most {max})"
+        ));
+    }
+    None
+}
+
+/// PostgreSQL's name for an Arrow type named in a DataFusion message.
+fn postgres_type(arrow: &str) -> String {
+    match arrow {
+        "Int8" | "Int16" => "smallint",
+        "Int32" => "integer",
+        "Int64" => "bigint",
+        "Float16" | "Float32" => "real",
+        "Float64" => "double precision",
+        "Boolean" => "boolean",
+        "Date32" | "Date64" => "date",
+        "Utf8" | "LargeUtf8" | "Utf8View" => "text",
+        other if other.starts_with("Decimal") => "numeric",
+        other if other.starts_with("Timestamp") => "timestamp",
+        other => return other.to_ascii_lowercase(),
+    }
+    .to_string()
+}
+
 impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
         match e {
@@ -305,6 +384,37 @@ mod tests {
 
     fn arrow(e: ArrowError) -> Error {
         Error::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+
+    /// Value errors read as PostgreSQL writes them, with its SQLSTATEs.
+    #[test]
+    fn value_errors_in_postgres_words() {
+        let cast = |message: &str| {
+            Error::DataFusion(DataFusionError::Context(
+                "Optimizer rule 'simplify_expressions' failed".into(),
+                Box::new(DataFusionError::ArrowError(
+                    Box::new(ArrowError::CastError(message.into())),
+                    None,
+                )),
+            ))
+        };
+        let e = cast("Cannot cast string 'x' to value of Int32 type");
+        assert_eq!(e.to_string(), "invalid input syntax for type integer: \"x\"");
+        assert_eq!(e.sqlstate(), SqlState::InvalidTextRepresentation);
+        let e = cast("Can't cast value 3000000000 to type Int32");
+        assert_eq!(e.to_string(), "integer out of range");
+        assert_eq!(e.sqlstate(), SqlState::NumericValueOutOfRange);
+        let e = arrow(ArrowError::InvalidArgumentError(
+            "1234.50 is too large to store in a Decimal128 of precision 4. Max is 99.99".into(),
+        ));
+        assert_eq!(
+            e.to_string(),
+            "numeric field overflow: 1234.50 does not fit numeric(4,2) (whose values must round \
+             to an absolute value of at most 99.99)"
+        );
+        assert_eq!(e.sqlstate(), SqlState::NumericValueOutOfRange);
+        // Anything else keeps DataFusion's message.
+        assert_eq!(plan("no such thing").to_string(), "Error during planning: no such thing");
     }
 
     /// One row per way an error chooses its SQLSTATE.

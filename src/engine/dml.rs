@@ -130,16 +130,66 @@ impl Engine {
             return error;
         };
         let null_violation = message.contains("non-nullable");
-        if !null_violation && !message.to_lowercase().contains("cast") {
+        let state = error.sqlstate();
+        let bad_value = matches!(
+            state,
+            SqlState::InvalidTextRepresentation | SqlState::NumericValueOutOfRange
+        );
+        if !null_violation && !bad_value {
             return error;
         }
         let input = dml.input.as_ref();
-        for (qualifier, field) in input.schema().iter() {
-            let column = Expr::Column(Column::from((qualifier, field)));
-            let Ok(single) = LogicalPlanBuilder::from(input.clone())
-                .project(vec![column])
-                .and_then(|b| b.build())
-            else {
+        // `INSERT ... VALUES`: DataFusion casts each value to its column's type inside the
+        // VALUES list itself, so the list is tried one of its columns at a time, each named
+        // after the target column the projection above it feeds.
+        if let LogicalPlan::Projection(projection) = input
+            && let LogicalPlan::Values(values) = projection.input.as_ref()
+            && bad_value
+        {
+            for (expr, field) in projection.expr.iter().zip(input.schema().fields()) {
+                let refs = expr.column_refs();
+                let [column] = refs.into_iter().collect::<Vec<_>>()[..] else {
+                    continue;
+                };
+                let Ok(index) = values.schema.index_of_column(column) else {
+                    continue;
+                };
+                let rows = values
+                    .values
+                    .iter()
+                    .map(|row| vec![row[index].clone()])
+                    .collect();
+                let Ok(single) = LogicalPlanBuilder::values(rows).and_then(|b| b.build()) else {
+                    continue;
+                };
+                let failed = match self.ctx.execute_logical_plan(single).await {
+                    Ok(frame) => frame.collect().await.is_err(),
+                    Err(_) => true,
+                };
+                if failed {
+                    return Error::state(
+                        state,
+                        format!(
+                            "invalid value for column {} of table {table}: {message}",
+                            field.name()
+                        ),
+                    );
+                }
+            }
+        }
+        for (index, (qualifier, field)) in input.schema().iter().enumerate() {
+            // One target column's expression alone: over the projection's input when the
+            // input is a projection (the casts to the column types), since the optimizer
+            // would fold every constant cast of a projection left in between.
+            let single = match input {
+                LogicalPlan::Projection(projection) => {
+                    LogicalPlanBuilder::from(projection.input.as_ref().clone())
+                        .project(vec![projection.expr[index].clone()])
+                }
+                _ => LogicalPlanBuilder::from(input.clone())
+                    .project(vec![Expr::Column(Column::from((qualifier, field)))]),
+            };
+            let Ok(single) = single.and_then(|b| b.build()) else {
                 continue;
             };
             let failed = match self.ctx.execute_logical_plan(single).await {
@@ -157,7 +207,7 @@ impl Engine {
             }
             if failed {
                 return Error::state(
-                    SqlState::InvalidTextRepresentation,
+                    state,
                     format!(
                         "invalid value for column {} of table {table}: {message}",
                         field.name()
