@@ -64,7 +64,7 @@ class Tenure:
         self.port = free_port()
         self.log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen(
-            [binary, "serve", "--data-dir", os.path.join(self.dir, "data"),
+            [binary, "serve", "--create", "--data-dir", os.path.join(self.dir, "data"),
              "--listen", f"127.0.0.1:{self.port}"],
             stdout=self.log, stderr=subprocess.STDOUT)
         self.dsn = f"host=127.0.0.1 port={self.port} user=tenure dbname=tenure"

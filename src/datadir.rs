@@ -25,6 +25,50 @@ pub struct DataDir {
     _lock: File,
 }
 
+/// Whether `dir` holds a tenure data directory (every opened one has its lock file).
+fn is_data_dir(dir: &Path) -> bool {
+    dir.join("tenure.lock").is_file() || dir.join("catalog.json").is_file()
+}
+
+/// Checks, before a command opens `root`, that it is what the user meant: an existing tenure
+/// data directory, or an empty directory; with `create` also a path that does not exist yet
+/// (or a directory to initialise). Never a file, and never a directory inside another
+/// tenure data directory (a `--data-dir` typo that lands in its `tables/`).
+pub fn check_before_open(root: &Path, create: bool) -> Result<()> {
+    let shown = root.display();
+    if root.exists() && !root.is_dir() {
+        return Err(Error::Config(format!(
+            "data directory {shown} is a file, not a directory"
+        )));
+    }
+    let absolute = std::path::absolute(root)?;
+    if let Some(owner) = absolute.ancestors().skip(1).find(|a| is_data_dir(a)) {
+        return Err(Error::Config(format!(
+            "{shown} is inside the tenure data directory {}; give that directory, or one \
+             outside it, as --data-dir",
+            owner.display()
+        )));
+    }
+    if create || is_data_dir(root) {
+        return Ok(());
+    }
+    if !root.exists() {
+        return Err(Error::Config(format!(
+            "data directory {shown} does not exist; check --data-dir (or TENURE_DATA_DIR), \
+             create the demo world there with `tenure --data-dir {shown} demo`, or add \
+             --create to start an empty database"
+        )));
+    }
+    let empty = std::fs::read_dir(root)?.next().is_none();
+    if !empty {
+        return Err(Error::Config(format!(
+            "{shown} is not a tenure data directory (it has no tenure.lock or catalog.json); \
+             check --data-dir, or add --create to make it one"
+        )));
+    }
+    Ok(())
+}
+
 impl DataDir {
     /// Creates the directory if needed and takes its lock; fails with
     /// [`Error::DataDirInUse`] when another process holds it.

@@ -19,7 +19,7 @@ fn demo_then_query_from_a_new_process() {
         ],
     );
     assert!(
-        out.contains("tenure sql"),
+        out.contains(" sql -c \"SELECT count(*) FROM orders\""),
         "demo says what to try next: {out}"
     );
     let count = tenure_ok(
@@ -120,10 +120,14 @@ fn formats_files_and_flag_positions() {
         ],
     );
     assert!(
-        table.contains("| a | 1 |") && table.contains("(2 rows)"),
+        table.starts_with(" k | v\n---+---\n a | 1\n b | 2\n(2 rows)\n"),
         "{table}"
     );
-    assert!(table.contains("Int32"), "\\d shows column types: {table}");
+    assert!(
+        table.contains(" k      | text    |"),
+        "\\d shows PostgreSQL's column types: {table}"
+    );
+    assert!(table.contains(" v      | integer |"), "{table}");
 }
 
 #[test]
@@ -143,8 +147,9 @@ fn errors_exit_non_zero_and_name_the_problem() {
         assert!(stderr.contains(expected), "{sql}: {stderr}");
     }
     let out = tenure(dir.path(), &["sql", "-c", "SELECT count(*) FROM t"]);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("| 0 "),
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        " count\n-------\n     0\n(1 row)\n\n",
         "the failed insert added nothing"
     );
     let bad_config = dir.path().join("bad.toml");
@@ -176,4 +181,171 @@ fn errors_exit_non_zero_and_name_the_problem() {
     let out = tenure(dir.path(), &["--device", "tpu", "sql", "-c", "SELECT 1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("\"tpu\" is not a device"), "{stderr}");
+}
+
+/// The shell prints what psql would: PostgreSQL's column names and text values, CSV and
+/// JSON that keep every value, timing apart from the rows, the user's own relations.
+#[test]
+fn the_shell_answers_as_psql_does() {
+    let dir = tempfile::tempdir().unwrap();
+    tenure_ok(
+        dir.path(),
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE t (id INT, name TEXT, v NUMERIC(12,2)); \
+             INSERT INTO t VALUES (1, 'a', 2.5), (2, NULL, NULL)",
+        ],
+    );
+    // Column names as PostgreSQL gives them; values in its text forms.
+    let out = tenure_ok(
+        dir.path(),
+        &[
+            "sql",
+            "-c",
+            "SELECT round(avg(v), 1), count(*), 1 + 1, '7'::int, ARRAY[1, 2], \
+             CASE WHEN true THEN 'y' END, 0.1::float8 + 0.2 FROM t",
+        ],
+    );
+    assert_eq!(
+        out,
+        " round | count | ?column? | int4 | array | case |      ?column?\n\
+         -------+-------+----------+------+-------+------+---------------------\n   \
+         2.5 |     2 |        2 |    7 | {1,2} | y    | 0.30000000000000004\n\
+         (1 row)\n\n"
+    );
+    // CSV keeps lists and records in PostgreSQL's text forms (and NULL as nothing); JSON
+    // keeps NULL keys and writes non-finite floats as strings; --timing goes to stderr.
+    let list_query = "SELECT ARRAY['a', 'b c'] AS tags, named_struct('n', 1, 's', 'x') AS pair, \
+                      NULL::int AS missing, 'NaN'::double AS nan, 'Infinity'::double AS inf";
+    let output = tenure(
+        dir.path(),
+        &["sql", "--format", "csv", "--timing", "-c", list_query],
+    );
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "tags,pair,missing,nan,inf\n\"{a,\"\"b c\"\"}\",\"(1,x)\",,NaN,Infinity\n"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Time: "));
+    let json = tenure_ok(dir.path(), &["sql", "--format", "json", "-c", list_query]);
+    assert_eq!(
+        json,
+        "[{\"tags\":[\"a\",\"b c\"],\"pair\":{\"n\":1,\"s\":\"x\"},\"missing\":null,\
+         \"nan\":\"NaN\",\"inf\":\"Infinity\"}]\n"
+    );
+    // \d lists the user's relations; \dS the system's too; an unknown one is an error.
+    let listed = tenure_ok(dir.path(), &["sql", "-c", "\\d"]);
+    assert!(listed.contains(" public | t    | table"), "{listed}");
+    assert!(!listed.contains("pg_catalog"), "{listed}");
+    let system = tenure_ok(dir.path(), &["sql", "-c", "\\dS"]);
+    assert!(system.contains("pg_catalog"), "{system}");
+    let unknown = tenure(dir.path(), &["sql", "-c", "\\d nosuch"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("Did not find any relation named \"nosuch\""),
+        "{unknown:?}"
+    );
+    // A script may start with a comment, which clap would otherwise take for a flag.
+    let commented = tenure_ok(dir.path(), &["sql", "-c", "-- the answer\nSELECT 42 AS x"]);
+    assert!(commented.contains("42"), "{commented}");
+    // A VALUES list inside INSERT ... SELECT plans as it does alone.
+    let inserted = tenure_ok(
+        dir.path(),
+        &[
+            "sql",
+            "-c",
+            "INSERT INTO t (id, name) SELECT x, 'y' FROM (VALUES (10), (11)) v(x)",
+        ],
+    );
+    assert!(inserted.contains("INSERT 2"), "{inserted}");
+}
+
+/// Bad values fail in PostgreSQL's words; a value too large for its column names the table,
+/// the column and the value.
+#[test]
+fn value_errors_read_as_postgresql_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    tenure_ok(
+        dir.path(),
+        &["sql", "-c", "CREATE TABLE t (id INT, name TEXT, v NUMERIC(12,2))"],
+    );
+    for (sql, expected) in [
+        ("SELECT 'x'::int", "invalid input syntax for type integer: \"x\""),
+        ("SELECT 'x'::date", "invalid input syntax for type date: \"x\""),
+        ("SELECT 3000000000::int", "integer out of range"),
+        (
+            "INSERT INTO t VALUES (7, 'x', 123456789012.5)",
+            "invalid value for column v of table public.t: numeric field overflow: \
+             123456789012.50 does not fit numeric(12,2)",
+        ),
+        (
+            "INSERT INTO t VALUES ('seven', 'x', 1)",
+            "invalid value for column id of table public.t: invalid input syntax for type \
+             integer: \"seven\"",
+        ),
+    ] {
+        let out = tenure(dir.path(), &["sql", "-c", sql]);
+        assert!(!out.status.success(), "{sql} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{sql}: {stderr}");
+    }
+}
+
+/// `sql` and `serve` open only a tenure data directory (or an empty one) unless told to
+/// create one, so a typo in --data-dir does not start an empty database.
+#[test]
+fn data_directories_are_checked_before_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("tenure-dta");
+    let out = tenure(&typo, &["sql", "-c", "SELECT 1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("data directory {} does not exist", typo.display()))
+            && stderr.contains("--create"),
+        "{stderr}"
+    );
+    assert!(!typo.exists(), "nothing was created");
+    // With --create it is made; afterwards it opens without.
+    tenure_ok(&typo, &["sql", "--create", "-c", "CREATE TABLE t (a INT)"]);
+    tenure_ok(&typo, &["sql", "-c", "SELECT * FROM t"]);
+    // Inside another data directory: refused, even with --create.
+    let inside = typo.join("tables");
+    let out = tenure(&inside, &["sql", "--create", "-c", "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is inside the tenure data directory"),
+        "{out:?}"
+    );
+    // A file, and a directory that holds something else.
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "x").unwrap();
+    let out = tenure(&file, &["sql", "--create", "-c", "SELECT 1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a file, not a directory"),
+        "{out:?}"
+    );
+    let other = dir.path().join("photos");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("cat.jpg"), "x").unwrap();
+    let out = tenure(&other, &["sql", "-c", "SELECT 1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a tenure data directory"),
+        "{out:?}"
+    );
+    // demo creates, and its hints carry the --data-dir they need; following one works.
+    let demo = dir.path().join("shop");
+    let out = tenure_ok(&demo, &["demo", "--scale", "0.01"]);
+    let hint = out
+        .lines()
+        .find(|l| l.contains("SELECT count(*) FROM orders"))
+        .expect("a hint");
+    assert!(
+        hint.contains(&format!("tenure --data-dir {} sql -c", demo.display())),
+        "{out}"
+    );
+    let counted = tenure_ok(&demo, &["sql", "-c", "SELECT count(*) FROM orders"]);
+    assert!(counted.contains("(1 row)"), "{counted}");
 }

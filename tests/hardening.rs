@@ -393,7 +393,7 @@ fn configuration_and_startup_errors_are_plain() {
         vec!["--config", tls_config.to_str().unwrap()],
     ] {
         let output = tenure_bin()
-            .args(["serve", "--data-dir"])
+            .args(["serve", "--create", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(&extra)
             .stdout(Stdio::null())

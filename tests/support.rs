@@ -137,7 +137,7 @@ impl Serve {
             .port();
         let log = dir.path().join("serve.log");
         let mut child = tenure_bin()
-            .arg("serve")
+            .args(["serve", "--create"])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--config")

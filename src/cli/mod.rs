@@ -48,6 +48,10 @@ pub struct GlobalArgs {
     /// Where models score and train by default: cpu or cuda:N (a build with --features cuda)
     #[arg(long, global = true, value_name = "DEVICE")]
     pub device: Option<String>,
+    /// Create the data directory when it does not exist (`demo` always may); without it
+    /// `sql` and `serve` open only an existing tenure data directory or an empty one
+    #[arg(long, global = true)]
+    pub create: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +114,8 @@ impl Cli {
 /// Runs the command line; the caller turns an error into a message and exit code 1.
 pub async fn run(cli: Cli) -> Result<()> {
     let config = cli.config()?;
+    let create = cli.global.create || matches!(cli.command, Command::Demo { .. });
+    crate::datadir::check_before_open(&config.data_dir, create)?;
     match cli.command {
         Command::Sql {
             commands,
@@ -161,13 +167,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             let loaded = crate::lifecycle::load_demo(&engine, &options, parquet.as_deref()).await;
             engine.flush_all().await;
             loaded?;
+            // The hints name the data directory the way it was given, unless it is the
+            // default one the commands find by themselves.
+            let dir = match &cli.global.data_dir {
+                Some(dir) => format!(" --data-dir {}", shell_word(&dir.display().to_string())),
+                None => String::new(),
+            };
             println!(
                 "\nThe demo world is in {}. Try:\n  \
-                 tenure sql -c \"SELECT count(*) FROM orders\"\n  \
-                 tenure sql -c \"SELECT * FROM rfm ORDER BY monetary DESC LIMIT 10\"\n  \
-                 tenure sql -c \"SELECT * FROM funnel\"\n  \
-                 tenure sql            (interactive; \\d lists the tables)\n  \
-                 tenure serve          (then psql \"host=127.0.0.1 port=5433 user=tenure dbname=tenure\")",
+                 tenure{dir} sql -c \"SELECT count(*) FROM orders\"\n  \
+                 tenure{dir} sql -c \"SELECT * FROM rfm ORDER BY monetary DESC LIMIT 10\"\n  \
+                 tenure{dir} sql -c \"SELECT * FROM funnel\"\n  \
+                 tenure{dir} sql            (interactive; \\d lists the tables)\n  \
+                 tenure{dir} serve          (then psql \"host=127.0.0.1 port=5433 user=tenure dbname=tenure\")",
                 engine.data_dir().root().display()
             );
             Ok(())
@@ -220,4 +232,17 @@ async fn wait_for_shutdown() -> Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+/// `word` quoted for a POSIX shell where it needs to be.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
