@@ -349,3 +349,101 @@ fn data_directories_are_checked_before_use() {
     let counted = tenure_ok(&demo, &["sql", "-c", "SELECT count(*) FROM orders"]);
     assert!(counted.contains("(1 row)"), "{counted}");
 }
+
+/// Ctrl-C (SIGINT) stops the running statement, a training included, which then stores no
+/// version; the first epoch's report says how long the rest may take.
+#[test]
+fn ctrl_c_cancels_the_running_statement() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    tenure_ok(dir.path(), &["demo", "--scale", "0.02"]);
+    let interrupt_when = |sql: &str, ready: &dyn Fn(&str) -> bool| -> String {
+        let mut child = tenure_bin()
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["sql", "-c", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, received) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !ready("") && !seen.iter().any(|l: &String| ready(l)) {
+            match received.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => seen.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    assert!(Instant::now() < deadline, "{sql} did not get going: {seen:?}")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("{sql} ended before it was interrupted: {seen:?}")
+                }
+            }
+        }
+        let interrupted = Instant::now();
+        let kill = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                interrupted.elapsed() < Duration::from_secs(30),
+                "{sql} still runs 30 s after Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "{sql} ended as if it had finished");
+        seen.extend(received.try_iter());
+        seen.join("\n")
+    };
+
+    let training = "CREATE MODEL endless KIND churn_classifier TARGET churned \
+                    OPTIONS (epochs = 10000, patience = 10000, hidden = '64,64') \
+                    AS SELECT recency_days, frequency, tenure_days, device, churned \
+                    FROM churn_features";
+    let stderr = interrupt_when(training, &|line| line.contains("epoch 2/"));
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the other 9999 epochs take at most about"),
+        "the first epoch's report estimates the rest: {stderr}"
+    );
+    let versions = tenure_ok(
+        dir.path(),
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS n FROM tenure.models WHERE model = 'endless'",
+        ],
+    );
+    assert_eq!(versions, "n\n0\n", "a cancelled training stores no version");
+
+    // A query that would run for minutes, stopped once it has started (the shell prints its
+    // timing only at the end, so wait a moment instead).
+    let started = Instant::now();
+    let stderr = interrupt_when(
+        "SELECT count(*) FROM range(100000000000)",
+        &|_| started.elapsed() > Duration::from_secs(2),
+    );
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+}

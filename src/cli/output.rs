@@ -358,8 +358,8 @@ mod tests {
     fn tables_are_laid_out_as_psql_does() {
         assert_eq!(
             render(Format::Table),
-            " id | name | score | items |  pair\n\
-             ----+------+-------+-------+---------\n  \
+            " id | name | score | items |   pair\n\
+             ----+------+-------+-------+-----------\n  \
              1 | a,b  |   NaN | {1,2} | (1,\"x y\")\n \
              22 |      |   0.5 |       | (2,z)\n\
              (2 rows)\n\n"

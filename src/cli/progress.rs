@@ -19,7 +19,7 @@ pub async fn report(mut reports: UnboundedReceiver<Progress>) {
                     let bar = ProgressBar::new(report.epochs as u64);
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "{prefix} [{bar:30}] epoch {pos}/{len} {msg} ({elapsed})",
+                            "{prefix} [{bar:30}] epoch {pos}/{len} {msg} ({elapsed}, at most ~{eta} left)",
                         )
                         .expect("the template is valid")
                         .progress_chars("=> "),

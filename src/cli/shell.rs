@@ -68,24 +68,39 @@ impl<'a> Shell<'a> {
             let started = Instant::now();
             let (progress, reports) = tokio::sync::mpsc::unbounded_channel();
             let reporter = tokio::spawn(super::progress::report(reports));
-            let output = self
-                .engine
-                .execute_with_progress(statement, Some(&progress))
-                .await;
+            let work = async {
+                match self
+                    .engine
+                    .execute_with_progress(statement, Some(&progress))
+                    .await?
+                {
+                    Output::Rows(stream) => {
+                        use futures::TryStreamExt;
+                        let schema = stream.schema();
+                        let mut batches: Vec<_> = stream.try_collect().await?;
+                        if batches.is_empty() {
+                            batches.push(arrow::record_batch::RecordBatch::new_empty(schema));
+                        }
+                        Ok(Ok(batches))
+                    }
+                    Output::Command { tag, rows } => Ok(Err((tag, rows))),
+                }
+            };
+            // Ctrl-C stops the statement (dropping it stops a training at its next
+            // mini-batch, before it stores a version) and keeps the shell, as in psql.
+            let result: Result<_> = tokio::select! {
+                result = work => result,
+                () = interrupted() => Err(Error::state(
+                    SqlState::QueryCanceled,
+                    "canceling statement due to user request",
+                )),
+            };
             drop(progress);
             // The reporter ends when the sender is gone; it only draws, so it cannot fail.
             let _ = reporter.await;
-            match output? {
-                Output::Rows(stream) => {
-                    use futures::TryStreamExt;
-                    let schema = stream.schema();
-                    let mut batches: Vec<_> = stream.try_collect().await?;
-                    if batches.is_empty() {
-                        batches.push(arrow::record_batch::RecordBatch::new_empty(schema));
-                    }
-                    print_batches(out, &batches, self.format)?;
-                }
-                Output::Command { tag, rows } => {
+            match result? {
+                Ok(batches) => print_batches(out, &batches, self.format)?,
+                Err((tag, rows)) => {
                     if self.format == Format::Table {
                         match rows {
                             Some(rows) => writeln!(out, "{tag} {rows}")?,
@@ -217,6 +232,13 @@ impl<'a> Shell<'a> {
             let _ = editor.save_history(path);
         }
         Ok(())
+    }
+}
+
+/// Completes at the next Ctrl-C (SIGINT); never, where signals cannot be received.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -100,10 +100,33 @@ impl std::fmt::Display for Progress {
                 if let Some(auc) = report.validation_auc {
                     write!(f, ", validation auc {auc:.4}")?;
                 }
-                write!(f, " ({:.2} s)", report.seconds)
+                write!(f, " ({:.2} s)", report.seconds)?;
+                // After the first epoch, how long the rest may take at this pace.
+                if report.epoch == 1 && report.epochs > 1 {
+                    let rest = report.seconds * (report.epochs - 1) as f64;
+                    write!(
+                        f,
+                        "; the other {} epochs take at most about {} at this pace (early \
+                         stopping may end sooner)",
+                        report.epochs - 1,
+                        human_duration(rest)
+                    )?;
+                }
+                Ok(())
             }
             Progress::Message(message) => f.write_str(message),
         }
+    }
+}
+
+/// `seconds` as people say it: "40 s", "3 min", "1.5 h".
+fn human_duration(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 5400.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
     }
 }
 

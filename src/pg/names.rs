@@ -46,11 +46,11 @@ pub fn name_query_columns(query: &mut Query) {
         let SelectItem::UnnamedExpr(expr) = item else {
             continue;
         };
-        // Plain columns (and scalar subqueries, which the engine names) are named already.
-        if matches!(
-            expr,
-            SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_) | SqlExpr::Subquery(_)
-        ) {
+        // Plain columns (and scalar subqueries, which the engine names) are named already,
+        // and so is an item named after a column (`c.oid::regclass` is `oid`): DataFusion
+        // names it after the column too, and an alias would clash with the column itself
+        // where the plan carries both (an ORDER BY on another column).
+        if matches!(expr, SqlExpr::Subquery(_)) || named_after_column(expr) {
             continue;
         }
         let Some(name) = name.as_deref().filter(|n| unique(n)) else {
@@ -104,6 +104,20 @@ fn figure(expr: &SqlExpr) -> Option<(String, u8)> {
         SqlExpr::Overlay { .. } => named("overlay"),
         SqlExpr::AtTimeZone { .. } => named("timezone"),
         _ => None,
+    }
+}
+
+/// Whether PostgreSQL names `expr` after a column it reads (through casts, parentheses and a
+/// CASE's ELSE).
+fn named_after_column(expr: &SqlExpr) -> bool {
+    match expr {
+        SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_) => true,
+        SqlExpr::Nested(inner) | SqlExpr::Cast { expr: inner, .. } => named_after_column(inner),
+        SqlExpr::Case {
+            else_result: Some(inner),
+            ..
+        } => named_after_column(inner),
+        _ => false,
     }
 }
 

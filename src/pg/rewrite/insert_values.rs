@@ -111,12 +111,12 @@ mod tests {
         assert_eq!(
             rewritten("INSERT INTO t (id, name) SELECT x, 'y' FROM (VALUES (10), (11)) v(x)"),
             "INSERT INTO t (id, name) SELECT x, 'y' FROM (SELECT 10 AS column1 UNION ALL \
-             SELECT 11) AS v (x)"
+             SELECT 11) v (x)"
         );
         // An INSERT ... VALUES, and queries outside an INSERT, are left alone.
         let plain = "INSERT INTO t VALUES (1, 'a')";
         assert_eq!(rewritten(plain), plain);
-        let query = "SELECT * FROM (VALUES (1)) AS v (x)";
+        let query = "SELECT * FROM (VALUES (1)) v (x)";
         assert_eq!(rewritten(query), query);
     }
 }
