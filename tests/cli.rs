@@ -447,3 +447,62 @@ fn ctrl_c_cancels_the_running_statement() {
         "{stderr}"
     );
 }
+
+/// Errors that suggest SQL suggest SQL that works: the expression a date or timestamp feature
+/// should become trains; CREATE MODEL's clauses out of order get the order.
+#[test]
+fn hints_that_suggest_sql_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = (0..40)
+        .map(|x| {
+            format!(
+                "({x}, DATE '2025-01-{:02}', TIMESTAMP '2025-02-{:02} 10:00:00', {})",
+                x % 28 + 1,
+                x % 27 + 1,
+                x % 3 == 0
+            )
+        })
+        .collect();
+    let create = format!(
+        "CREATE TABLE visits (id BIGINT, first_day DATE, last_seen TIMESTAMP, left_us BOOLEAN); \
+         INSERT INTO visits VALUES {}",
+        rows.join(", ")
+    );
+    tenure_ok(dir.path(), &["sql", "-c", &create]);
+    for column in ["first_day", "last_seen"] {
+        let sql = format!(
+            "CREATE MODEL m KIND churn_classifier TARGET left_us OPTIONS (epochs = 2) \
+             AS SELECT {column}, left_us FROM visits"
+        );
+        let out = tenure(dir.path(), &["sql", "-c", &sql]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let suggested = stderr
+            .split("such as days since it: ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no suggestion: {stderr}"))
+            .trim();
+        let fixed = format!(
+            "CREATE MODEL m KIND churn_classifier TARGET left_us OPTIONS (epochs = 2) \
+             AS SELECT {suggested} AS days, left_us FROM visits"
+        );
+        tenure_ok(dir.path(), &["sql", "-c", &fixed]);
+    }
+    let out = tenure(
+        dir.path(),
+        &[
+            "sql",
+            "-c",
+            "CREATE MODEL m KIND churn_classifier OPTIONS (epochs = 2) TARGET left_us \
+             AS SELECT id, left_us FROM visits",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "CREATE MODEL takes its clauses in this order: CREATE [OR REPLACE] MODEL \
+             [IF NOT EXISTS] name KIND kind [TARGET column] [OPTIONS (key = value, ...)] AS query"
+        ),
+        "{out:?}"
+    );
+}

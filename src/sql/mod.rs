@@ -347,11 +347,47 @@ fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
     if !parse_word(&mut parser, "MODEL") {
         return Ok(None);
     }
+    // A mistake before the query names the clause order, which is fixed.
+    let in_order = |e: ParserError| {
+        let message = match e {
+            ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
+            other => other.to_string(),
+        };
+        ParserError::ParserError(format!(
+            "{message}; CREATE MODEL takes its clauses in this order: CREATE [OR REPLACE] \
+             MODEL [IF NOT EXISTS] name KIND kind [TARGET column] [OPTIONS (key = value, ...)] \
+             AS query"
+        ))
+    };
+    let (if_not_exists, name, kind, target, options) =
+        parse_create_model_clauses(&mut parser).map_err(in_order)?;
+    let query_start = LineOffsets::new(text).byte(parser.peek_token().span.start);
+    // Parse the query to report syntax errors here; keep the text as the user wrote it.
+    parser.parse_query()?;
+    if parser.peek_token().token != Token::EOF {
+        return parser.expected("end of statement", parser.peek_token());
+    }
+    Ok(Some(CreateModel {
+        name,
+        or_replace,
+        if_not_exists,
+        kind,
+        target,
+        options,
+        query: text[query_start..].trim().to_string(),
+    }))
+}
+
+/// What CREATE MODEL's clauses hold.
+type ModelClauses = (bool, String, String, Option<String>, Vec<(String, String)>);
+
+/// CREATE MODEL's clauses after `MODEL`, up to and including `AS`.
+fn parse_create_model_clauses(parser: &mut Parser) -> Result<ModelClauses, ParserError> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = normalize(parser.parse_identifier()?);
-    expect_word(&mut parser, "KIND")?;
+    expect_word(parser, "KIND")?;
     let kind = normalize(parser.parse_identifier()?);
-    let target = if parse_word(&mut parser, "TARGET") {
+    let target = if parse_word(parser, "TARGET") {
         Some(normalize(parser.parse_identifier()?))
     } else {
         None
@@ -380,21 +416,7 @@ fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
         }
     }
     parser.expect_keyword(Keyword::AS)?;
-    let query_start = LineOffsets::new(text).byte(parser.peek_token().span.start);
-    // Parse the query to report syntax errors here; keep the text as the user wrote it.
-    parser.parse_query()?;
-    if parser.peek_token().token != Token::EOF {
-        return parser.expected("end of statement", parser.peek_token());
-    }
-    Ok(Some(CreateModel {
-        name,
-        or_replace,
-        if_not_exists,
-        kind,
-        target,
-        options,
-        query: text[query_start..].trim().to_string(),
-    }))
+    Ok((if_not_exists, name, kind, target, options))
 }
 
 fn parse_drop_model(text: &str) -> Result<DropModel, ParserError> {

@@ -29,9 +29,15 @@ pub fn training_kind(name: &str, data_type: &DataType) -> Result<FeatureKind> {
                 sql_type_name(t)
             ),
         },
-        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => plan_err!(
-            "column {name} is {}; use a number derived from it, such as days since it \
-             (e.g. current_date - {name})",
+        // The suggested expressions are run by a test (tests/cli.rs), so they stay true.
+        DataType::Date32 | DataType::Date64 => plan_err!(
+            "column {name} is {}; use a number derived from it, such as days since it: \
+             current_date - {name}",
+            sql_type_name(data_type)
+        ),
+        DataType::Timestamp(..) => plan_err!(
+            "column {name} is {}; use a number derived from it, such as days since it: \
+             (extract(epoch FROM now()) - extract(epoch FROM {name})) / 86400",
             sql_type_name(data_type)
         ),
         other => plan_err!(
