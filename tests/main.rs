@@ -11,6 +11,7 @@ mod layout;
 mod lifecycle_mart;
 mod models;
 mod persistence;
+mod readme;
 mod recommender;
 mod risk;
 mod s3;
