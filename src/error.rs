@@ -312,7 +312,9 @@ fn postgres_value_error(text: &str) -> Option<String> {
             .take_while(char::is_ascii_digit)
             .collect();
         let max = rest.split("Max is ").nth(1)?.trim();
-        let scale = max.split_once('.').map_or(0, |(_, fraction)| fraction.len());
+        let scale = max
+            .split_once('.')
+            .map_or(0, |(_, fraction)| fraction.len());
         return Some(format!(
             "numeric field overflow: {value} does not fit numeric({precision},{scale}) \
              (whose values must round to an absolute value of at most {max})"
@@ -399,7 +401,10 @@ mod tests {
             ))
         };
         let e = cast("Cannot cast string 'x' to value of Int32 type");
-        assert_eq!(e.to_string(), "invalid input syntax for type integer: \"x\"");
+        assert_eq!(
+            e.to_string(),
+            "invalid input syntax for type integer: \"x\""
+        );
         assert_eq!(e.sqlstate(), SqlState::InvalidTextRepresentation);
         let e = cast("Can't cast value 3000000000 to type Int32");
         assert_eq!(e.to_string(), "integer out of range");
@@ -414,7 +419,10 @@ mod tests {
         );
         assert_eq!(e.sqlstate(), SqlState::NumericValueOutOfRange);
         // Anything else keeps DataFusion's message.
-        assert_eq!(plan("no such thing").to_string(), "Error during planning: no such thing");
+        assert_eq!(
+            plan("no such thing").to_string(),
+            "Error during planning: no such thing"
+        );
     }
 
     /// One row per way an error chooses its SQLSTATE.

@@ -8,10 +8,14 @@ fn main() -> std::process::ExitCode {
     if matches!(cli.command, tenure::cli::Command::Serve { .. }) {
         tenure::release_freed_memory_promptly();
     }
+    // delta-rs warns at every write of a nanosecond time stamp that it keeps microseconds,
+    // which is what PostgreSQL keeps too: not news to a user.
     let default_level = match cli.command {
         // Our own progress at info; the storage libraries are chatty below warn.
-        tenure::cli::Command::Serve { .. } => "warn,tenure=info",
-        _ => "warn",
+        tenure::cli::Command::Serve { .. } => {
+            "warn,tenure=info,deltalake_core::kernel::schema::cast=error"
+        }
+        _ => "warn,deltalake_core::kernel::schema::cast=error",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -269,11 +269,21 @@ fn value_errors_read_as_postgresql_writes_them() {
     let dir = tempfile::tempdir().unwrap();
     tenure_ok(
         dir.path(),
-        &["sql", "-c", "CREATE TABLE t (id INT, name TEXT, v NUMERIC(12,2))"],
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE t (id INT, name TEXT, v NUMERIC(12,2))",
+        ],
     );
     for (sql, expected) in [
-        ("SELECT 'x'::int", "invalid input syntax for type integer: \"x\""),
-        ("SELECT 'x'::date", "invalid input syntax for type date: \"x\""),
+        (
+            "SELECT 'x'::int",
+            "invalid input syntax for type integer: \"x\"",
+        ),
+        (
+            "SELECT 'x'::date",
+            "invalid input syntax for type date: \"x\"",
+        ),
         ("SELECT 3000000000::int", "integer out of range"),
         (
             "INSERT INTO t VALUES (7, 'x', 123456789012.5)",
@@ -372,7 +382,10 @@ fn ctrl_c_cancels_the_running_statement() {
         let (lines, received) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let _ = lines.send(line);
             }
         });
@@ -382,7 +395,10 @@ fn ctrl_c_cancels_the_running_statement() {
             match received.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => seen.push(line),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    assert!(Instant::now() < deadline, "{sql} did not get going: {seen:?}")
+                    assert!(
+                        Instant::now() < deadline,
+                        "{sql} did not get going: {seen:?}"
+                    )
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     panic!("{sql} ended before it was interrupted: {seen:?}")
@@ -438,10 +454,9 @@ fn ctrl_c_cancels_the_running_statement() {
     // A query that would run for minutes, stopped once it has started (the shell prints its
     // timing only at the end, so wait a moment instead).
     let started = Instant::now();
-    let stderr = interrupt_when(
-        "SELECT count(*) FROM range(100000000000)",
-        &|_| started.elapsed() > Duration::from_secs(2),
-    );
+    let stderr = interrupt_when("SELECT count(*) FROM range(100000000000)", &|_| {
+        started.elapsed() > Duration::from_secs(2)
+    });
     assert!(
         stderr.contains("canceling statement due to user request"),
         "{stderr}"
@@ -505,4 +520,59 @@ fn hints_that_suggest_sql_work() {
         ),
         "{out:?}"
     );
+}
+
+/// On a terminal (a pseudo-terminal here, driven by Python's pty module), Ctrl-C cancels the
+/// running statement and the shell goes on to the next one, as psql does.
+#[test]
+fn ctrl_c_on_a_terminal_keeps_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    tenure_ok(dir.path(), &["sql", "-c", "SELECT 1"]);
+    // Types a query that would run for minutes, then Ctrl-C (the terminal turns it into
+    // SIGINT), then a query that answers, then \q; prints everything the shell wrote.
+    let driver = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "--data-dir", sys.argv[2], "sql"])
+out = b""
+def read_until(marker, seconds):
+    global out
+    deadline = time.time() + seconds
+    while marker not in out and time.time() < deadline:
+        try:
+            out += os.read(fd, 4096)
+        except OSError:
+            break
+    return marker in out
+read_until(b"tenure=> ", 30)
+os.write(fd, b"SELECT count(*) FROM range(100000000000);\r")
+time.sleep(2)
+os.write(fd, b"\x03")
+read_until(b"canceling statement", 30)
+os.write(fd, b"SELECT 40 + 2 AS answer;\r")
+read_until(b"(1 row)", 30)
+os.write(fd, b"\\q\r")
+read_until(b"\x00", 5)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf-8", "replace"))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", driver, env!("CARGO_BIN_EXE_tenure")])
+        .arg(dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .expect("python3 runs");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{screen}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        screen.contains("ERROR: canceling statement due to user request"),
+        "{screen}"
+    );
+    let after = screen.split("canceling statement").nth(1).unwrap_or("");
+    assert!(after.contains("answer") && after.contains("42"), "{screen}");
 }

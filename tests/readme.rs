@@ -66,7 +66,10 @@ fn examples(readme: &str) -> Vec<Example> {
             }
             ("text", Some(marker)) if marker.contains("output") => {
                 let example = examples.last_mut().unwrap_or_else(|| {
-                    panic!("README line {}: an output marker with no example above", i + 1)
+                    panic!(
+                        "README line {}: an output marker with no example above",
+                        i + 1
+                    )
                 });
                 example.expected_output = Some(format!("{body}\n"));
             }

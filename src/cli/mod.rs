@@ -60,7 +60,12 @@ pub enum Command {
     Sql {
         /// SQL to run (repeatable; each may hold several statements)
         // A script may start with `--` (a comment): it is a value, not a flag.
-        #[arg(short = 'c', long = "command", value_name = "SQL", allow_hyphen_values = true)]
+        #[arg(
+            short = 'c',
+            long = "command",
+            value_name = "SQL",
+            allow_hyphen_values = true
+        )]
         commands: Vec<String>,
         /// File of SQL to run ('-' for standard input)
         #[arg(short = 'f', long = "file", value_name = "FILE")]

@@ -51,7 +51,10 @@ pub fn print_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Forma
 fn texts(array: &ArrayRef, field: &Field) -> Result<Vec<Option<String>>> {
     let schema = Arc::new(Schema::new(vec![field.clone()]));
     let batch = RecordBatch::try_new(schema.clone(), vec![array.clone()])?;
-    Ok(rows_as_text(&batch)?.into_iter().map(|mut row| row.remove(0)).collect())
+    Ok(rows_as_text(&batch)?
+        .into_iter()
+        .map(|mut row| row.remove(0))
+        .collect())
 }
 
 /// Every row of `batch` as PostgreSQL text values, through the server's encoder.

@@ -211,18 +211,19 @@ impl Engine {
                 // line, a corrupt Parquet file) name the line but not the table; add which
                 // external data the query was reading.
                 let renamed = named.clone();
-                let stream = stream
-                    .map_err(move |e| with_sources(e, &sources))
-                    .and_then(move |batch| {
-                        let renamed = renamed.clone();
-                        async move {
-                            datafusion::arrow::record_batch::RecordBatch::try_new(
-                                renamed,
-                                batch.columns().to_vec(),
-                            )
+                let stream =
+                    stream
+                        .map_err(move |e| with_sources(e, &sources))
+                        .and_then(move |batch| {
+                            let renamed = renamed.clone();
+                            async move {
+                                datafusion::arrow::record_batch::RecordBatch::try_new(
+                                    renamed,
+                                    batch.columns().to_vec(),
+                                )
                                 .map_err(Into::into)
-                        }
-                    });
+                            }
+                        });
                 Ok(Output::Rows(Box::pin(RecordBatchStreamAdapter::new(
                     named, stream,
                 ))))

@@ -157,7 +157,11 @@ fn type_name(data_type: &SqlType) -> String {
         SqlType::Custom(name, _) => return last_name(name).unwrap_or_else(|| "?column?".into()),
         other => {
             let text = other.to_string().to_ascii_lowercase();
-            return text.split(['(', ' ']).next().unwrap_or("?column?").to_string();
+            return text
+                .split(['(', ' '])
+                .next()
+                .unwrap_or("?column?")
+                .to_string();
         }
     };
     name.to_string()
@@ -276,7 +280,9 @@ mod tests {
                  FROM (VALUES (1.5)) t(a) GROUP BY a"
             )
             .await,
-            ["round", "case", "array", "int4", "float8", "now", "a", "count"]
+            [
+                "round", "case", "array", "int4", "float8", "now", "a", "count"
+            ]
         );
         // Two items of one name keep it (DataFusion refuses such aliases; the plan step
         // names them), and a UNION takes the names of its first select list.

@@ -9,8 +9,8 @@ use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, ObjectName, Statement as SqlStatement, Value,
 };
 
-use regclass::is_oid_text;
 pub use insert_values::nested_values_in_insert_sources;
+use regclass::is_oid_text;
 pub use regclass::{check_regclass_names, show_regclass_names};
 
 /// Every rewrite below, in order, after datafusion-pg-catalog's; the catalog ones only for a

@@ -13,8 +13,8 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use pgwire::error::ErrorInfo;
 
-use crate::pg::{names, rewrite};
 use crate::pg::sqlstate::SqlState;
+use crate::pg::{names, rewrite};
 use crate::server::copy;
 use crate::server::sqlstate;
 use crate::sql::fetch::CursorStep;
