@@ -398,7 +398,7 @@ fn ctrl_c_cancels_the_running_statement() {
                     assert!(
                         Instant::now() < deadline,
                         "{sql} did not get going: {seen:?}"
-                    )
+                    );
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     panic!("{sql} ended before it was interrupted: {seen:?}")
