@@ -1045,6 +1045,27 @@ async fn psql_catalog_commands_notices_and_tls() {
     );
     let (ok, out, err) = server.psql(&["-c", "\\dv"]);
     assert!(ok && out.contains("big_spenders"), "\\dv: {out}{err}");
+    // A view's definition (pg_get_viewdef), roles (ARRAY(subquery)), functions.
+    let (ok, out, err) = server.psql(&["-c", "\\d+ big_spenders"]);
+    assert!(
+        ok && out.contains("View definition:")
+            && out.contains(" SELECT * FROM customers WHERE spend > 100;"),
+        "\\d+ big_spenders: {out}{err}"
+    );
+    let (ok, out, err) = server.psql(&["-c", "\\sv big_spenders"]);
+    assert!(
+        ok && out.starts_with("CREATE OR REPLACE VIEW public.big_spenders AS\n SELECT *"),
+        "\\sv: {out}{err}"
+    );
+    let (ok, out, err) = server.psql(&["-c", "\\du"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with(" tenure") && l.contains("Superuser")),
+        "\\du: {out}{err}"
+    );
+    let (ok, out, err) = server.psql(&["-c", "\\df"]);
+    assert!(ok && out.contains("List of functions"), "\\df: {out}{err}");
     let (ok, out, err) = server.psql(&["-c", "\\d customers"]);
     assert!(
         ok && out.contains("customer_id")

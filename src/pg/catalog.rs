@@ -34,7 +34,8 @@ pub async fn install(
     // Before the catalog views, which call them.
     register_driver_functions(ctx);
     register_owner_name(ctx, owner);
-    super::keys::register(ctx, catalog);
+    super::keys::register(ctx, catalog.clone());
+    super::views::register(ctx, catalog);
     super::sizes::register(ctx);
     override_catalog_views(ctx).await?;
     let version = version_string();
@@ -178,7 +179,8 @@ const CATALOG_VIEWS: [(&str, &str); 14] = [
     (
         "pg_views",
         "SELECT n.nspname AS schemaname, c.relname AS viewname, \
-                CAST('tenure' AS VARCHAR) AS viewowner, CAST(NULL AS VARCHAR) AS definition \
+                CAST('tenure' AS VARCHAR) AS viewowner, \
+                tenure_view_definition(n.nspname, c.relname) AS definition \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind = 'v'",
     ),
@@ -431,7 +433,25 @@ impl PgCatalogContextProvider for Roles {
 
 /// Functions drivers call in their catalog queries that pg_catalog does not provide.
 fn register_driver_functions(ctx: &SessionContext) {
-    let constants: [(&str, &[usize], ScalarValue); 7] = [
+    let constants: [(&str, &[usize], ScalarValue); 14] = [
+        // psql's `\df` describes functions it lists; tenure's functions are built in, like
+        // pg_catalog's, and `\df` lists only the user's (none).
+        ("pg_get_function_result", &[1], ScalarValue::Utf8(None)),
+        ("pg_get_function_arguments", &[1], ScalarValue::Utf8(None)),
+        (
+            "pg_get_function_identity_arguments",
+            &[1],
+            ScalarValue::Utf8(None),
+        ),
+        // psql's `\l+` and `\db`: no size is reported for the database, no tablespace
+        // has a location of its own; `\do`, `\dO`: every operator is visible, UTF8 is 6.
+        ("pg_database_size", &[1], ScalarValue::Int64(None)),
+        (
+            "pg_tablespace_location",
+            &[1],
+            ScalarValue::Utf8(Some(String::new())),
+        ),
+        ("pg_char_to_encoding", &[1], ScalarValue::Int32(Some(6))),
         // SQLAlchemy reads column identity through it; tenure has no sequences.
         ("pg_get_serial_sequence", &[2], ScalarValue::Utf8(None)),
         // psql's `\d` lists a table's triggers when it has foreign keys (PostgreSQL enforces
@@ -456,6 +476,11 @@ fn register_driver_functions(ctx: &SessionContext) {
         ),
         (
             "pg_conversion_is_visible",
+            &[1],
+            ScalarValue::Boolean(Some(true)),
+        ),
+        (
+            "pg_operator_is_visible",
             &[1],
             ScalarValue::Boolean(Some(true)),
         ),

@@ -12,6 +12,7 @@
 //! - [`settings`]: session settings (GUCs) as clients expect them: SET, SHOW, RESET,
 //!   ParameterStatus;
 //! - [`functions`]: `current_setting()` and `set_config()` over one session's settings.
+//! - [`views`]: the views' SQL for pg_get_viewdef and pg_views;
 //! - [`sqlstate`]: the table of SQLSTATE codes tenure answers with.
 //!
 //! The identity tenure shows clients (its version strings, the default user) lives here too.
@@ -24,6 +25,7 @@ pub mod rewrite;
 pub mod settings;
 pub mod sizes;
 pub mod sqlstate;
+pub mod views;
 
 pub use catalog::{CHECKED_REGCLASS, EAGER_IF, INT2VECTOR_ELEMENT};
 

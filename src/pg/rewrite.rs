@@ -2,6 +2,7 @@
 //! (applied first): what drivers send in their catalog and introspection queries that
 //! DataFusion cannot plan as written.
 
+mod definitions;
 mod insert_values;
 mod regclass;
 
@@ -9,6 +10,7 @@ use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, ObjectName, Statement as SqlStatement, Value,
 };
 
+pub use definitions::{VIEW_DEFINITION, array_subqueries, view_definition_lookups};
 pub use insert_values::nested_values_in_insert_sources;
 use regclass::is_oid_text;
 pub use regclass::{check_regclass_names, show_regclass_names};
@@ -16,6 +18,7 @@ pub use regclass::{check_regclass_names, show_regclass_names};
 /// Every rewrite below, in order, after datafusion-pg-catalog's; the catalog ones only for a
 /// query over pg_catalog (`catalog_query`).
 pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
+    view_definition_lookups(statement);
     read_key_views_from_pg_catalog(statement);
     rewrite_name_lookups(statement);
     rewrite_like_escapes(statement);
@@ -30,6 +33,8 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
         eager_catalog_case_subqueries(statement);
         aggregate_catalog_subqueries(statement);
     }
+    // After inline_reloptions_arrays, which knows psql's ARRAY over reloptions.
+    array_subqueries(statement);
     show_regclass_names(statement);
 }
 

@@ -1,0 +1,125 @@
+//! Two catalog constructs that psql's backslash commands use and DataFusion cannot plan:
+//!
+//! - `pg_get_viewdef(oid [, pretty])` (`\d+ view`, `\sv`): a lookup of the view's stored SQL
+//!   by the relation's oid, as a scalar subquery over pg_class and pg_namespace (the oid is
+//!   only known there) calling `tenure_view_definition(schema, name)`, which reads the
+//!   catalog;
+//! - `ARRAY(SELECT x FROM ...)` (`\du`, `\dg`, `\dD`, `\dy`): the same rows collected by
+//!   `(SELECT array_agg(x) FROM ...)`, which DataFusion plans, correlated or not. An empty
+//!   result gives NULL where PostgreSQL gives `{}`.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArguments, SelectItem, SetExpr, Statement as SqlStatement,
+    visit_expressions_mut,
+};
+
+use super::{call_parts, parse_expr};
+
+/// The function that returns a view's SQL from the catalog, by schema and name.
+pub const VIEW_DEFINITION: &str = "tenure_view_definition";
+
+/// `pg_get_viewdef(x [, pretty])` as a lookup of the view with oid x.
+pub fn view_definition_lookups(statement: &mut SqlStatement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Some((name, args)) = call_parts(expr)
+            && name == "pg_get_viewdef"
+            && (1..=2).contains(&args.len())
+            && let Some(lookup) = parse_expr(&format!(
+                "(SELECT max({VIEW_DEFINITION}(tenure_vn.nspname, tenure_vc.relname)) \
+                 FROM pg_catalog.pg_class tenure_vc \
+                 JOIN pg_catalog.pg_namespace tenure_vn ON tenure_vn.oid = tenure_vc.relnamespace \
+                 WHERE tenure_vc.oid = {})",
+                args[0]
+            ))
+        {
+            *expr = lookup;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `ARRAY(SELECT x FROM ...)` as `(SELECT array_agg(x) FROM ...)`, for a subquery of one
+/// plain select item without ORDER BY, LIMIT, GROUP BY or DISTINCT.
+pub fn array_subqueries(statement: &mut SqlStatement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        let SqlExpr::Function(function) = expr else {
+            return ControlFlow::<()>::Continue(());
+        };
+        let FunctionArguments::Subquery(query) = &function.args else {
+            return ControlFlow::Continue(());
+        };
+        if !function.name.to_string().eq_ignore_ascii_case("array")
+            || query.order_by.is_some()
+            || query.limit_clause.is_some()
+            || query.with.is_some()
+        {
+            return ControlFlow::Continue(());
+        }
+        let mut query = query.clone();
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let grouped = !matches!(
+            &select.group_by,
+            datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty()
+        );
+        if select.distinct.is_some() || grouped || select.projection.len() != 1 {
+            return ControlFlow::Continue(());
+        }
+        let item = match &select.projection[0] {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+            _ => return ControlFlow::Continue(()),
+        };
+        let Some(collected) = parse_expr(&format!("array_agg({item})")) else {
+            return ControlFlow::Continue(());
+        };
+        select.projection = vec![SelectItem::UnnamedExpr(collected)];
+        *expr = SqlExpr::Subquery(query);
+        ControlFlow::Continue(())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+
+    fn rewritten(sql: &str, rewrite: fn(&mut SqlStatement)) -> String {
+        let mut statement = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_statement())
+            .unwrap();
+        rewrite(&mut statement);
+        statement.to_string()
+    }
+
+    #[test]
+    fn view_definitions_and_array_subqueries() {
+        assert_eq!(
+            rewritten(
+                "SELECT pg_catalog.pg_get_viewdef(c.oid, true) FROM pg_class c",
+                view_definition_lookups
+            ),
+            "SELECT (SELECT max(tenure_view_definition(tenure_vn.nspname, tenure_vc.relname)) \
+             FROM pg_catalog.pg_class tenure_vc JOIN pg_catalog.pg_namespace tenure_vn \
+             ON tenure_vn.oid = tenure_vc.relnamespace WHERE tenure_vc.oid = c.oid) \
+             FROM pg_class c"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT ARRAY(SELECT b.rolname FROM m JOIN b ON m.roleid = b.oid \
+                 WHERE m.member = r.oid) AS memberof FROM r",
+                array_subqueries
+            ),
+            "SELECT (SELECT array_agg(b.rolname) FROM m JOIN b ON m.roleid = b.oid \
+             WHERE m.member = r.oid) AS memberof FROM r"
+        );
+        // An ordered subquery is left alone.
+        let ordered = "SELECT ARRAY(SELECT x FROM t ORDER BY x)";
+        assert_eq!(rewritten(ordered, array_subqueries), ordered);
+    }
+}
