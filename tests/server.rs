@@ -361,6 +361,27 @@ async fn tokio_postgres_round_trips_values_in_both_protocols() {
     };
     let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, expected);
+    // Names that the compatibility layer's own rewrites (current_user is session_user(),
+    // current_catalog is current_database()) would otherwise change; asyncpg's `SET jit`;
+    // Metabase's `format()`.
+    client.batch_execute("SET jit = off").await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_catalog, current_user, session_user, \
+             format('%I.%I %L %s%%', 'public', 'Big Spenders', 'it''s', 7)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        ["current_catalog", "current_user", "session_user", "format"]
+    );
+    assert_eq!(
+        row.get::<_, String>(3),
+        "public.\"Big Spenders\" 'it''s' 7%"
+    );
 
     // A portal read in pieces (row limit), through a transaction as the protocol requires.
     let mut client = client;

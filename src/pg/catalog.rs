@@ -36,6 +36,7 @@ pub async fn install(
     register_owner_name(ctx, owner);
     super::keys::register(ctx, catalog.clone());
     super::views::register(ctx, catalog);
+    super::format::register(ctx);
     super::sizes::register(ctx);
     override_catalog_views(ctx).await?;
     let version = version_string();
@@ -433,7 +434,7 @@ impl PgCatalogContextProvider for Roles {
 
 /// Functions drivers call in their catalog queries that pg_catalog does not provide.
 fn register_driver_functions(ctx: &SessionContext) {
-    let constants: [(&str, &[usize], ScalarValue); 14] = [
+    let constants: [(&str, &[usize], ScalarValue); 15] = [
         // psql's `\df` describes functions it lists; tenure's functions are built in, like
         // pg_catalog's, and `\df` lists only the user's (none).
         ("pg_get_function_result", &[1], ScalarValue::Utf8(None)),
@@ -452,6 +453,12 @@ fn register_driver_functions(ctx: &SessionContext) {
             ScalarValue::Utf8(Some(String::new())),
         ),
         ("pg_char_to_encoding", &[1], ScalarValue::Int32(Some(6))),
+        // dbt docs generate: tenure has no temporary schemas.
+        (
+            "pg_is_other_temp_schema",
+            &[1],
+            ScalarValue::Boolean(Some(false)),
+        ),
         // SQLAlchemy reads column identity through it; tenure has no sequences.
         ("pg_get_serial_sequence", &[2], ScalarValue::Utf8(None)),
         // psql's `\d` lists a table's triggers when it has foreign keys (PostgreSQL enforces

@@ -5,6 +5,7 @@
 //!
 //! - [`catalog`]: pg_catalog (from datafusion-pg-catalog) with tenure's views over it, the
 //!   driver catalog functions (`format_type()`, `pg_get_expr()`, ...) and `version()`;
+//! - [`format`]: PostgreSQL's `format()`;
 //! - [`keys`]: pg_constraint / pg_index oids and definitions of primary and foreign keys;
 //! - [`names`]: result column names as PostgreSQL gives them;
 //! - [`sizes`]: `pg_size_pretty` and the relation sizes psql's `\dt+` shows;
@@ -18,6 +19,7 @@
 //! The identity tenure shows clients (its version strings, the default user) lives here too.
 
 pub mod catalog;
+pub mod format;
 pub mod functions;
 pub mod keys;
 pub mod names;

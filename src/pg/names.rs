@@ -63,6 +63,38 @@ pub fn name_query_columns(query: &mut Query) {
     }
 }
 
+/// Carries the result names of `original` (a statement as the client wrote it, after
+/// [`name_result_columns`]) over to `replacement`, the same statement as a compatibility layer
+/// rewrote it: an item the rewrite changed (`current_user` to `session_user()`,
+/// `current_catalog` to `current_database()`) keeps the name the client's text gives it.
+pub fn keep_result_names(original: &SqlStatement, replacement: &mut SqlStatement) {
+    let (SqlStatement::Query(from), SqlStatement::Query(to)) = (original, replacement) else {
+        return;
+    };
+    let (SetExpr::Select(from), SetExpr::Select(to)) = (from.body.as_ref(), to.body.as_mut())
+    else {
+        return;
+    };
+    if from.projection.len() != to.projection.len() {
+        return;
+    }
+    let names: Vec<Option<String>> = from.projection.iter().map(item_name).collect();
+    let unique = |name: &str| names.iter().flatten().filter(|n| *n == name).count() == 1;
+    for ((before, after), name) in from.projection.iter().zip(&mut to.projection).zip(&names) {
+        let (Some(name), SelectItem::UnnamedExpr(expr)) = (name, &*after) else {
+            continue;
+        };
+        let unchanged = matches!(before, SelectItem::UnnamedExpr(e) if e == expr);
+        if unchanged || !unique(name) || named_after_column(expr) {
+            continue;
+        }
+        *after = SelectItem::ExprWithAlias {
+            expr: expr.clone(),
+            alias: Ident::with_quote('"', name.as_str()),
+        };
+    }
+}
+
 /// The name PostgreSQL gives a select item, where its syntax decides one.
 fn item_name(item: &SelectItem) -> Option<String> {
     match item {

@@ -127,6 +127,13 @@ const DEFINITIONS: &[Definition] = &[
         "Sets the display format for interval values.",
     ),
     setting(
+        "jit",
+        "off",
+        false,
+        false,
+        "Accepted for compatibility (asyncpg turns it off); tenure compiles no query code.",
+    ),
+    setting(
         "is_superuser",
         "on",
         true,

@@ -228,6 +228,7 @@ fn engine_action(compat: &PostgresCompatibilityParser, text: &str, statement: St
     let mut rewritten = match parsed {
         Some(mut parsed) => {
             let mut whole = parsed.remove(0);
+            names::keep_result_names(&other, &mut whole);
             names::name_result_columns(&mut whole);
             whole
         }
