@@ -382,6 +382,19 @@ async fn tokio_postgres_round_trips_values_in_both_protocols() {
         row.get::<_, String>(3),
         "public.\"Big Spenders\" 'it''s' 7%"
     );
+    // A numeric without a declared precision is not padded to DataFusion's scale of 10.
+    let simple = client
+        .simple_query("SELECT 12345.6789::numeric, CAST(2 AS numeric)")
+        .await
+        .unwrap();
+    let values: Vec<Option<&str>> = simple
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(vec![row.get(0), row.get(1)]),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(values, [Some("12345.6789"), Some("2")]);
 
     // A portal read in pieces (row limit), through a transaction as the protocol requires.
     let mut client = client;

@@ -88,6 +88,9 @@ enum Values<'a> {
     Numeric {
         array: &'a Decimal128Array,
         scale: u32,
+        /// `numeric` without a declared precision (DataFusion's Decimal128(38, 10)):
+        /// written without the trailing fraction zeros the fixed scale pads with.
+        unconstrained: bool,
     },
     /// Anything else: arrow-pg's encoder.
     Other,
@@ -188,9 +191,10 @@ impl<'a> Column<'a> {
                 };
                 Values::Timestamp { micros, zone }
             }
-            DataType::Decimal128(_, scale) if *scale >= 0 => Values::Numeric {
+            DataType::Decimal128(precision, scale) if *scale >= 0 => Values::Numeric {
                 array: array.as_primitive(),
                 scale: *scale as u32,
+                unconstrained: (*precision, *scale) == UNCONSTRAINED_NUMERIC,
             },
             _ => Values::Other,
         };
@@ -290,12 +294,24 @@ impl<'a> Column<'a> {
                 Some(micros) => write_timestamp(micros, zone.as_ref(), buf),
                 None => false,
             },
-            (Values::Numeric { array, scale }, false) => {
-                write_numeric_text(array.value(row), *scale, buf);
-                true
-            }
-            (Values::Numeric { array, scale }, true) => {
-                write_numeric_binary(array.value(row), *scale, buf)
+            (
+                Values::Numeric {
+                    array,
+                    scale,
+                    unconstrained,
+                },
+                binary,
+            ) => {
+                let (value, scale) = match unconstrained {
+                    true => without_trailing_zeros(array.value(row), *scale),
+                    false => (array.value(row), *scale),
+                };
+                if binary {
+                    write_numeric_binary(value, scale, buf)
+                } else {
+                    write_numeric_text(value, scale, buf);
+                    true
+                }
             }
             (Values::Other, _) => unreachable!("handled above"),
         };
@@ -576,6 +592,20 @@ fn write_timestamp(micros: i64, zone: Option<&Zone>, out: &mut BytesMut) -> bool
         out.put_slice(b" BC");
     }
     true
+}
+
+/// The precision and scale DataFusion gives `numeric` declared without them.
+const UNCONSTRAINED_NUMERIC: (u8, i8) = (38, 10);
+
+/// `value` at `scale` with its trailing fraction zeros dropped: 12345.6789000000 is
+/// 12345.6789, 2.0000000000 is 2. PostgreSQL keeps the scale a value was given (1.50 stays
+/// 1.50); a Decimal128 column has one scale for all its values, so that is lost.
+fn without_trailing_zeros(mut value: i128, mut scale: u32) -> (i128, u32) {
+    while scale > 0 && value % 10 == 0 {
+        value /= 10;
+        scale -= 1;
+    }
+    (value, scale)
 }
 
 /// `numeric_out` for a value with a fixed scale: every fraction digit of the scale.

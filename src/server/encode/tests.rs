@@ -254,6 +254,27 @@ fn numerics_keep_their_scale() {
     assert_eq!(column_text(array, FormatOptions::default()), expected);
 }
 
+/// `numeric` without a declared precision (Decimal128(38, 10)) drops the zeros of the fixed
+/// scale, as PostgreSQL writes `12345.6789::numeric`.
+#[test]
+fn unconstrained_numerics_are_not_padded() {
+    let array: ArrayRef = Arc::new(
+        Decimal128Array::from(vec![
+            Some(123_456_789_000_000),
+            Some(20_000_000_000),
+            Some(-5_000_000_000),
+            Some(0),
+            Some(1),
+        ])
+        .with_precision_and_scale(38, 10)
+        .unwrap(),
+    );
+    assert_eq!(
+        column_text(array, FormatOptions::default()),
+        strings(&["12345.6789", "2", "-0.5", "0", "0.0000000001"])
+    );
+}
+
 /// A batch of every type this module writes, with NULLs and edge values.
 fn all_types() -> RecordBatch {
     let n = 300;
