@@ -202,7 +202,7 @@ fn type_name(data_type: &SqlType) -> String {
 /// The plan's output schema with the names PostgreSQL gives unaliased result columns: a
 /// column's own name, a function's name, `?column?` for other expressions.
 pub fn postgres_schema(plan: &LogicalPlan) -> Schema {
-    let schema = plan.schema().as_arrow().clone();
+    let schema = without_stale_oid_marks(plan.schema().as_arrow());
     let Some(exprs) = top_projection(plan) else {
         return schema;
     };
@@ -214,6 +214,29 @@ pub fn postgres_schema(plan: &LogicalPlan) -> Schema {
         .iter()
         .zip(exprs)
         .map(|(field, expr)| field.as_ref().clone().with_name(postgres_name(expr)))
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// `schema` without the oid marks (arrow-pg's `pg.oid_alias` field metadata, which makes an
+/// int4 column an `oid` or `regtype` for clients) on fields that are no longer int4: DataFusion
+/// keeps a column's metadata through a cast, so `t.typelem::regtype::text` (asyncpg's type
+/// introspection) would be described as an oid and sent as text, which a client reading
+/// binary oids cannot decode.
+fn without_stale_oid_marks(schema: &Schema) -> Schema {
+    const OID_MARK: &str = "pg.oid_alias";
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let mut field = field.as_ref().clone();
+            if *field.data_type() != DataType::Int32 && field.metadata().contains_key(OID_MARK) {
+                let mut metadata = field.metadata().clone();
+                metadata.remove(OID_MARK);
+                field = field.with_metadata(metadata);
+            }
+            field
+        })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
@@ -232,6 +255,8 @@ fn postgres_name(expr: &Expr) -> String {
         // DataFusion aliases some aggregates with their display text ("count(*)").
         Expr::Alias(alias) => function_name(&alias.name).unwrap_or_else(|| alias.name.clone()),
         Expr::Column(column) => function_name(&column.name).unwrap_or_else(|| column.name.clone()),
+        // `ARRAY[...]` plans as make_array.
+        Expr::ScalarFunction(f) if f.name() == "make_array" => "array".to_string(),
         Expr::ScalarFunction(f) => f.name().to_string(),
         Expr::AggregateFunction(f) => f.func.name().to_string(),
         Expr::WindowFunction(f) => f.fun.name().to_string(),
@@ -325,6 +350,10 @@ mod tests {
         assert_eq!(
             names("SELECT upper('a') UNION ALL SELECT lower('b')").await,
             ["upper"]
+        );
+        assert_eq!(
+            names("SELECT ARRAY[1, 2], ARRAY['a']").await,
+            ["array", "array"]
         );
         assert_eq!(
             names("SELECT CASE WHEN true THEN 'x' ELSE 'y'::text END, DATE '2024-01-01'").await,

@@ -10,7 +10,9 @@ use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, ObjectName, Statement as SqlStatement, Value,
 };
 
-pub use definitions::{VIEW_DEFINITION, array_subqueries, view_definition_lookups};
+pub use definitions::{
+    VIEW_DEFINITION, array_subqueries, domain_and_composite_lookups, view_definition_lookups,
+};
 pub use insert_values::nested_values_in_insert_sources;
 use regclass::is_oid_text;
 pub use regclass::{check_regclass_names, show_regclass_names};
@@ -26,6 +28,7 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
     rewrite_field_access(statement);
     rewrite_int2vector_subscripts(statement);
     if catalog_query {
+        domain_and_composite_lookups(statement);
         empty_partition_ancestors(statement);
         compare_regproc_columns_by_name(statement);
         inline_reloptions_arrays(statement);

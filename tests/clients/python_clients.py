@@ -221,7 +221,7 @@ def _():
             assert cur.fetchall() == [(1,), (2,), (3,)]
 
 
-@check("asyncpg: prepared statements and parameters")
+@check("asyncpg: prepared statements, parameters, arrays and their type introspection")
 def _():
     import asyncpg
 
@@ -233,6 +233,13 @@ def _():
             value = await conn.fetchval("SELECT $1::TEXT || '!'", "hi")
             assert value == "hi!", value
             assert await conn.fetchval("SELECT count(*) FROM py_orders") == 3
+            # Arrays make asyncpg introspect their types with its own catalog query (a
+            # recursive CTE with correlated subqueries) before the first such statement.
+            assert await conn.fetchval("SELECT $1::int[]", [1, 2]) == [1, 2]
+            row = await conn.fetchrow("SELECT ARRAY[1, 2], ARRAY['a', 'b c']")
+            assert list(row.keys()) == ["array", "array"], row.keys()
+            assert (row[0], row[1]) == ([1, 2], ["a", "b c"]), row
+            await conn.execute("SET jit = off")
         finally:
             await conn.close()
 

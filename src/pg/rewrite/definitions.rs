@@ -81,6 +81,86 @@ pub fn array_subqueries(statement: &mut SqlStatement) {
     });
 }
 
+/// asyncpg's type introspection (run before the first query that has a column or parameter
+/// of a type it does not know) reads a domain's base types and a composite type's attribute
+/// types through correlated subqueries, one a recursive CTE, which DataFusion cannot plan:
+/// `CASE WHEN t.typtype = 'd' THEN (subquery) ELSE NULL END` and the same for `'c'`. The
+/// types tenure's results and parameters have are never domains or composites, so for them
+/// both are NULL, which is what the expressions become: typed as the subquery's result (an
+/// oid, a list of oids or of names), since asyncpg looks up a result type it does not know
+/// (`unknown` for an untyped NULL) with this very query, again and again.
+pub fn domain_and_composite_lookups(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
+    let _ = visit_expressions_mut(statement, |expr| {
+        let SqlExpr::Case {
+            operand: None,
+            conditions,
+            else_result,
+            ..
+        } = expr
+        else {
+            return ControlFlow::<()>::Continue(());
+        };
+        let [condition] = conditions.as_slice() else {
+            return ControlFlow::Continue(());
+        };
+        let typtype_test = match &condition.condition {
+            SqlExpr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => {
+                let column = match left.as_ref() {
+                    SqlExpr::CompoundIdentifier(parts) => parts.last(),
+                    SqlExpr::Identifier(ident) => Some(ident),
+                    _ => None,
+                };
+                let kind = match right.as_ref() {
+                    SqlExpr::Value(v) => match &v.value {
+                        Value::SingleQuotedString(kind) => Some(kind.as_str()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                column.is_some_and(|c| c.value.eq_ignore_ascii_case("typtype"))
+                    && matches!(kind, Some("d" | "c"))
+            }
+            _ => false,
+        };
+        let else_null = match else_result.as_deref() {
+            None => true,
+            Some(SqlExpr::Value(v)) => matches!(v.value, Value::Null),
+            _ => false,
+        };
+        if typtype_test
+            && else_null
+            && let SqlExpr::Subquery(query) = &condition.result
+            && let Some(null) = parse_expr(&format!("CAST(NULL AS {})", result_type(query)))
+        {
+            *expr = null;
+        }
+        ControlFlow::Continue(())
+    });
+}
+
+/// The SQL type the NULL for asyncpg's lookup subquery gets: an oid for one value; for a
+/// list (`array_agg`, of oids or names) `text[]`, which asyncpg decodes without a lookup
+/// (tenure would describe a list of oids as `int4[]`, which asyncpg looks up).
+fn result_type(query: &datafusion::sql::sqlparser::ast::Query) -> &'static str {
+    let item = match query.body.as_ref() {
+        SetExpr::Select(select) => select.projection.first(),
+        _ => None,
+    };
+    let text = item
+        .map(ToString::to_string)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match text.starts_with("array_agg(") {
+        true => "text[]",
+        false => "oid",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -117,6 +197,16 @@ mod tests {
             ),
             "SELECT (SELECT array_agg(b.rolname) FROM m JOIN b ON m.roleid = b.oid \
              WHERE m.member = r.oid) AS memberof FROM r"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT (CASE WHEN t.typtype = 'd' THEN (SELECT 1 FROM x WHERE x.a = t.oid) \
+                 ELSE NULL END) AS basetype, CASE WHEN t.typtype = 'b' THEN (SELECT 2) END \
+                 FROM pg_type t",
+                domain_and_composite_lookups
+            ),
+            "SELECT (CAST(NULL AS oid)) AS basetype, CASE WHEN t.typtype = 'b' THEN (SELECT 2) END \
+             FROM pg_type t"
         );
         // An ordered subquery is left alone.
         let ordered = "SELECT ARRAY(SELECT x FROM t ORDER BY x)";

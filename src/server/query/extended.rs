@@ -79,10 +79,12 @@ impl QueryParser for Parser {
         planned
             .parameters
             .iter()
-            .map(|t| match t {
-                Some(t) => arrow_pg::datatypes::into_pg_type(t),
+            .enumerate()
+            .map(|(i, t)| match (oid_cast(&statement.text, i + 1), t) {
+                (Some(oid), _) => Ok(oid),
+                (None, Some(t)) => arrow_pg::datatypes::into_pg_type(t),
                 // A parameter DataFusion could not type: the client sends text.
-                None => Ok(Type::TEXT),
+                (None, None) => Ok(Type::TEXT),
             })
             .collect()
     }
@@ -253,5 +255,47 @@ impl ExtendedQueryHandler for QueryHandler {
             session.fail_transaction();
         }
         result
+    }
+}
+
+/// `oid` or `oid[]` for a parameter the statement casts to one (`$1::oid[]`): tenure holds
+/// oids as int4, but a client that asked for oids expects them described so. asyncpg's
+/// type introspection sends `$1::oid[]` and knows `oid[]` without looking it up; `int4[]`
+/// it would look up with that same query, without end.
+fn oid_cast(text: &str, number: usize) -> Option<Type> {
+    let placeholder = format!("${number}::");
+    let mut rest = text;
+    while let Some(at) = rest.find(&placeholder) {
+        let after = &rest[at + placeholder.len()..];
+        let after = after.strip_prefix("pg_catalog.").unwrap_or(after);
+        if let Some(tail) = after.strip_prefix("oid")
+            && !tail.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Some(match tail.starts_with("[]") {
+                true => Type::OID_ARRAY,
+                false => Type::OID,
+            });
+        }
+        rest = after;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_cast_to_oids() {
+        assert_eq!(
+            oid_cast("WHERE ti.oid = any($1::oid[])", 1),
+            Some(Type::OID_ARRAY)
+        );
+        assert_eq!(
+            oid_cast("WHERE c.oid = $2::pg_catalog.oid", 2),
+            Some(Type::OID)
+        );
+        assert_eq!(oid_cast("WHERE c.oid = $2::oidvector", 2), None);
+        assert_eq!(oid_cast("WHERE c.oid = $1::oid", 2), None);
     }
 }
