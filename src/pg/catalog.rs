@@ -434,7 +434,7 @@ impl PgCatalogContextProvider for Roles {
 
 /// Functions drivers call in their catalog queries that pg_catalog does not provide.
 fn register_driver_functions(ctx: &SessionContext) {
-    let constants: [(&str, &[usize], ScalarValue); 15] = [
+    let constants: [(&str, &[usize], ScalarValue); 17] = [
         // psql's `\df` describes functions it lists; tenure's functions are built in, like
         // pg_catalog's, and `\df` lists only the user's (none).
         ("pg_get_function_result", &[1], ScalarValue::Utf8(None)),
@@ -453,6 +453,13 @@ fn register_driver_functions(ctx: &SessionContext) {
             ScalarValue::Utf8(Some(String::new())),
         ),
         ("pg_char_to_encoding", &[1], ScalarValue::Int32(Some(6))),
+        (
+            "getdatabaseencoding",
+            &[0],
+            ScalarValue::Utf8(Some("UTF8".into())),
+        ),
+        // Comments on shared objects (databases, roles): none.
+        ("shobj_description", &[2], ScalarValue::Utf8(None)),
         // dbt docs generate: tenure has no temporary schemas.
         (
             "pg_is_other_temp_schema",

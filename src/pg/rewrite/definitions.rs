@@ -81,6 +81,23 @@ pub fn array_subqueries(statement: &mut SqlStatement) {
     });
 }
 
+/// `array_to_string(x.nspacl, sep)` (and relacl, attacl, ...; psql's `\dn+`, `\l+`):
+/// access privileges are NULL until tenure has them (the access-control issue), and
+/// datafusion-pg-catalog keeps them as text, which array_to_string refuses.
+pub fn acl_texts(statement: &mut SqlStatement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Some((name, args)) = call_parts(expr)
+            && name == "array_to_string"
+            && let Some(first) = args.first()
+            && first.to_string().to_ascii_lowercase().ends_with("acl")
+            && let Some(null) = parse_expr("CAST(NULL AS TEXT)")
+        {
+            *expr = null;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 /// asyncpg's type introspection (run before the first query that has a column or parameter
 /// of a type it does not know) reads a domain's base types and a composite type's attribute
 /// types through correlated subqueries, one a recursive CTE, which DataFusion cannot plan:
@@ -207,6 +224,13 @@ mod tests {
             ),
             "SELECT (CAST(NULL AS oid)) AS basetype, CASE WHEN t.typtype = 'b' THEN (SELECT 2) END \
              FROM pg_type t"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT pg_catalog.array_to_string(n.nspacl, E'\\n') FROM n",
+                acl_texts
+            ),
+            "SELECT CAST(NULL AS TEXT) FROM n"
         );
         // An ordered subquery is left alone.
         let ordered = "SELECT ARRAY(SELECT x FROM t ORDER BY x)";
