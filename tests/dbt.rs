@@ -15,7 +15,7 @@ use crate::support::{project_file, tenure_ok};
 fn dbt(executable: &str, command: &str, port: u16, work: &std::path::Path) -> String {
     let project = project_file("sql/dbt");
     let output = Command::new(executable)
-        .arg(command)
+        .args(command.split_whitespace())
         .arg("--project-dir")
         .arg(&project)
         .arg("--profiles-dir")
@@ -78,6 +78,20 @@ async fn dbt_seed_run_test_and_run_again() {
     // CREATE OR REPLACE semantics) and leaves no temporary or backup relation behind.
     let rebuilt = run("run").await.unwrap();
     assert!(rebuilt.contains("PASS=6"), "{rebuilt}");
+    // `dbt docs generate` reads the catalog (pg_is_other_temp_schema among the functions its
+    // query calls) and writes every model with its columns.
+    let documented = run("docs generate").await.unwrap();
+    assert!(documented.contains("Catalog written"), "{documented}");
+    let catalog: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work.path().join("target/catalog.json")).unwrap(),
+    )
+    .unwrap();
+    let actions = &catalog["nodes"]["model.tenure_demo.lifecycle_actions"];
+    assert_eq!(actions["metadata"]["type"], "BASE TABLE", "{catalog}");
+    assert!(
+        actions["columns"]["lifecycle_stage"]["type"].is_string(),
+        "{catalog}"
+    );
 
     let client = server.connect().await;
     let relations = simple_rows(
