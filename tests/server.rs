@@ -1100,6 +1100,45 @@ async fn psql_catalog_commands_notices_and_tls() {
     );
     let (ok, out, err) = server.psql(&["-c", "\\df"]);
     assert!(ok && out.contains("List of functions"), "\\df: {out}{err}");
+    // The rest of psql 15's listing commands answer (most with no rows: tenure has no
+    // domains, operators, text search configurations, ...). Not yet: \dp and \z (access
+    // privileges), \dy (event triggers), \dX (extended statistics), \deu (user mappings).
+    for command in [
+        "\\di",
+        "\\ds",
+        "\\dm",
+        "\\dE",
+        "\\dn+",
+        "\\l+",
+        "\\dg",
+        "\\dT",
+        "\\dx",
+        "\\dC",
+        "\\dD",
+        "\\dc",
+        "\\do",
+        "\\db",
+        "\\dA",
+        "\\des",
+        "\\dew",
+        "\\det",
+        "\\dRp",
+        "\\dRs",
+        "\\dP",
+        "\\dconfig",
+        "\\dO",
+        "\\dL",
+        "\\dd",
+        "\\dF",
+        "\\dFd",
+        "\\dFp",
+        "\\dFt",
+        "\\dt+",
+        "\\dv+",
+    ] {
+        let (ok, out, err) = server.psql(&["-c", command]);
+        assert!(ok && !err.contains("ERROR"), "{command}: {out}{err}");
+    }
     let (ok, out, err) = server.psql(&["-c", "\\d customers"]);
     assert!(
         ok && out.contains("customer_id")

@@ -434,7 +434,7 @@ impl PgCatalogContextProvider for Roles {
 
 /// Functions drivers call in their catalog queries that pg_catalog does not provide.
 fn register_driver_functions(ctx: &SessionContext) {
-    let constants: [(&str, &[usize], ScalarValue); 17] = [
+    let constants: [(&str, &[usize], ScalarValue); 11] = [
         // psql's `\df` describes functions it lists; tenure's functions are built in, like
         // pg_catalog's, and `\df` lists only the user's (none).
         ("pg_get_function_result", &[1], ScalarValue::Utf8(None)),
@@ -471,35 +471,24 @@ fn register_driver_functions(ctx: &SessionContext) {
         // psql's `\d` lists a table's triggers when it has foreign keys (PostgreSQL enforces
         // them with triggers); tenure has none, so pg_trigger is empty and no oid names one.
         ("pg_get_triggerdef", &[1, 2], ScalarValue::Utf8(None)),
-        // One database, one search path: every object is visible.
-        (
-            "pg_collation_is_visible",
-            &[1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        ("pg_type_is_visible", &[1], ScalarValue::Boolean(Some(true))),
-        (
-            "pg_function_is_visible",
-            &[1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_opclass_is_visible",
-            &[1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_conversion_is_visible",
-            &[1],
-            ScalarValue::Boolean(Some(true)),
-        ),
-        (
-            "pg_operator_is_visible",
-            &[1],
-            ScalarValue::Boolean(Some(true)),
-        ),
     ];
-    for (name, arities, value) in constants {
+    // One database, one search path: every object is visible (psql's `\d` commands).
+    let visible = [
+        "pg_collation_is_visible",
+        "pg_type_is_visible",
+        "pg_function_is_visible",
+        "pg_opclass_is_visible",
+        "pg_opfamily_is_visible",
+        "pg_conversion_is_visible",
+        "pg_operator_is_visible",
+        "pg_statistics_obj_is_visible",
+        "pg_ts_config_is_visible",
+        "pg_ts_dict_is_visible",
+        "pg_ts_parser_is_visible",
+        "pg_ts_template_is_visible",
+    ]
+    .map(|name| (name, &[1][..], ScalarValue::Boolean(Some(true))));
+    for (name, arities, value) in constants.into_iter().chain(visible) {
         if datafusion::execution::FunctionRegistry::udf(ctx, name).is_err() {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
                 Constant::new(name, arities, value),
@@ -961,7 +950,13 @@ struct Constant {
 impl Constant {
     fn new(name: &'static str, arities: &[usize], value: ScalarValue) -> Constant {
         use datafusion::logical_expr::{Signature, TypeSignature};
-        let signatures = arities.iter().map(|&n| TypeSignature::Any(n)).collect();
+        let signatures = arities
+            .iter()
+            .map(|&n| match n {
+                0 => TypeSignature::Nullary,
+                n => TypeSignature::Any(n),
+            })
+            .collect();
         Constant {
             name,
             value,

@@ -11,8 +11,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 pub use definitions::{
-    VIEW_DEFINITION, acl_texts, array_subqueries, domain_and_composite_lookups,
-    view_definition_lookups,
+    VIEW_DEFINITION, acl_texts, array_subqueries, catalog_column_renames,
+    domain_and_composite_lookups, view_definition_lookups,
 };
 pub use insert_values::nested_values_in_insert_sources;
 use regclass::is_oid_text;
@@ -31,6 +31,7 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
     if catalog_query {
         domain_and_composite_lookups(statement);
         acl_texts(statement);
+        catalog_column_renames(statement);
         empty_partition_ancestors(statement);
         compare_regproc_columns_by_name(statement);
         inline_reloptions_arrays(statement);

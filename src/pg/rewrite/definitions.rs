@@ -98,6 +98,28 @@ pub fn acl_texts(statement: &mut SqlStatement) {
     });
 }
 
+/// Catalog columns psql 15 names that datafusion-pg-catalog has under another name or not
+/// at all: pg_collation's `colliculocale` (`colllocale` since PostgreSQL 17; psql's `\dO`)
+/// and the system column `tableoid` (psql's `\dL` joins descriptions on it), NULL here.
+pub fn catalog_column_renames(statement: &mut SqlStatement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::CompoundIdentifier(parts) = expr
+            && let Some(last) = parts.last_mut()
+        {
+            match last.value.to_ascii_lowercase().as_str() {
+                "colliculocale" => last.value = "colllocale".to_string(),
+                "tableoid" => {
+                    if let Some(null) = parse_expr("CAST(NULL AS INT)") {
+                        *expr = null;
+                    }
+                }
+                _ => {}
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 /// asyncpg's type introspection (run before the first query that has a column or parameter
 /// of a type it does not know) reads a domain's base types and a composite type's attribute
 /// types through correlated subqueries, one a recursive CTE, which DataFusion cannot plan:
