@@ -117,6 +117,14 @@ impl Engine {
         })
     }
 
+    /// Whether running `plan` fails (at planning or while running).
+    async fn fails(&self, plan: LogicalPlan) -> bool {
+        match self.ctx.execute_logical_plan(plan).await {
+            Ok(frame) => frame.collect().await.is_err(),
+            Err(_) => true,
+        }
+    }
+
     /// Turns a cast failure inside an INSERT into an error that names the column, by
     /// evaluating the insert's input one target column at a time. Only runs on failure.
     async fn explain_insert_error(
@@ -138,6 +146,12 @@ impl Engine {
         if !null_violation && !bad_value {
             return error;
         }
+        let invalid = |column: &str| {
+            Error::state(
+                state,
+                format!("invalid value for column {column} of table {table}: {message}"),
+            )
+        };
         let input = dml.input.as_ref();
         // `INSERT ... VALUES`: DataFusion casts each value to its column's type inside the
         // VALUES list itself, so the list is tried one of its columns at a time, each named
@@ -162,18 +176,8 @@ impl Engine {
                 let Ok(single) = LogicalPlanBuilder::values(rows).and_then(|b| b.build()) else {
                     continue;
                 };
-                let failed = match self.ctx.execute_logical_plan(single).await {
-                    Ok(frame) => frame.collect().await.is_err(),
-                    Err(_) => true,
-                };
-                if failed {
-                    return Error::state(
-                        state,
-                        format!(
-                            "invalid value for column {} of table {table}: {message}",
-                            field.name()
-                        ),
-                    );
+                if self.fails(single).await {
+                    return invalid(field.name());
                 }
             }
         }
@@ -192,10 +196,7 @@ impl Engine {
             let Ok(single) = single.and_then(|b| b.build()) else {
                 continue;
             };
-            let failed = match self.ctx.execute_logical_plan(single).await {
-                Ok(frame) => frame.collect().await.is_err(),
-                Err(_) => true,
-            };
+            let failed = self.fails(single).await;
             if failed && null_violation {
                 return Error::state(
                     SqlState::NotNullViolation,
@@ -206,13 +207,7 @@ impl Engine {
                 );
             }
             if failed {
-                return Error::state(
-                    state,
-                    format!(
-                        "invalid value for column {} of table {table}: {message}",
-                        field.name()
-                    ),
-                );
+                return invalid(field.name());
             }
         }
         // The writer names the column by position ("Invalid batch column at '0' has null but

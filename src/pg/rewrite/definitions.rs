@@ -202,19 +202,8 @@ fn result_type(query: &datafusion::sql::sqlparser::ast::Query) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
-
+    use super::super::tests::rewritten;
     use super::*;
-
-    fn rewritten(sql: &str, rewrite: fn(&mut SqlStatement)) -> String {
-        let mut statement = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statement())
-            .unwrap();
-        rewrite(&mut statement);
-        statement.to_string()
-    }
 
     #[test]
     fn view_definitions_and_array_subqueries() {

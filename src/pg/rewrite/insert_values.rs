@@ -92,18 +92,10 @@ fn select(projection: Vec<SelectItem>) -> Select {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
-
     use super::*;
 
     fn rewritten(sql: &str) -> String {
-        let mut statement = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statement())
-            .unwrap();
-        nested_values_in_insert_sources(&mut statement);
-        statement.to_string()
+        super::super::tests::rewritten(sql, nested_values_in_insert_sources)
     }
 
     #[test]

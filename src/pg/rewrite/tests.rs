@@ -37,7 +37,8 @@ fn case_subqueries_become_plannable() {
     );
 }
 
-fn rewritten(sql: &str, rewrite: fn(&mut SqlStatement)) -> String {
+/// `sql` after `rewrite`, printed (shared with the rewrites' own test modules).
+pub(super) fn rewritten(sql: &str, rewrite: fn(&mut SqlStatement)) -> String {
     let mut statement = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_statement())
