@@ -567,7 +567,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for PgGetExpr {
 }
 
 /// The number of rows of a function's arguments: an array's length, or 1 for scalars only.
-fn row_count(args: &[ColumnarValue]) -> usize {
+pub(super) fn row_count(args: &[ColumnarValue]) -> usize {
     args.iter()
         .find_map(|a| match a {
             ColumnarValue::Array(a) => Some(a.len()),
@@ -635,7 +635,7 @@ fn checked_regclass(args: &[ColumnarValue]) -> datafusion::common::Result<Column
 }
 
 /// A function's `result`: a scalar when every argument was one, as DataFusion expects.
-fn like_arguments(
+pub(super) fn like_arguments(
     args: &[ColumnarValue],
     result: datafusion::arrow::array::ArrayRef,
 ) -> datafusion::common::Result<ColumnarValue> {

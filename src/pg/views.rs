@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 
+use super::catalog::{like_arguments, row_count};
 use crate::catalog::{QualifiedName, Relation, SavedCatalog};
 
 pub use super::rewrite::VIEW_DEFINITION;
@@ -21,13 +22,7 @@ pub fn register(ctx: &SessionContext, catalog: SavedCatalog) {
         DataType::Utf8,
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
-            let rows = args
-                .iter()
-                .find_map(|a| match a {
-                    ColumnarValue::Array(array) => Some(array.len()),
-                    ColumnarValue::Scalar(_) => None,
-                })
-                .unwrap_or(1);
+            let rows = row_count(args);
             let schemas = args[0].to_array(rows)?;
             let names = args[1].to_array(rows)?;
             let (schemas, names) = (schemas.as_string::<i32>(), names.as_string::<i32>());
@@ -44,15 +39,7 @@ pub fn register(ctx: &SessionContext, catalog: SavedCatalog) {
                     }
                 })
                 .collect();
-            Ok(
-                match args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-                    true => ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(
-                        &definitions,
-                        0,
-                    )?),
-                    false => ColumnarValue::Array(Arc::new(definitions)),
-                },
-            )
+            like_arguments(args, Arc::new(definitions))
         }),
     ));
 }
