@@ -37,10 +37,6 @@ impl ScalarUDFImpl for Format {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         if args.args.is_empty() {
             return exec_err!("format needs a format string");
         }
@@ -61,13 +57,7 @@ impl ScalarUDFImpl for Format {
                 Some(pattern) => out.append_value(format_row(&pattern, &value, texts.len() - 1)?),
             }
         }
-        let array: ArrayRef = Arc::new(out.finish());
-        Ok(match scalar {
-            true => {
-                ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&array, 0)?)
-            }
-            false => ColumnarValue::Array(array),
-        })
+        super::catalog::like_arguments(&args.args, Arc::new(out.finish()))
     }
 }
 
@@ -95,7 +85,15 @@ fn format_row(
             if chars.next() != Some('$') {
                 return not_impl_err!("format: widths are not supported (in \"{pattern}\")");
             }
-            digits.parse::<usize>().ok().filter(|n| *n > 0)
+            match digits.parse::<usize>() {
+                Ok(0) => {
+                    return exec_err!(
+                        "format specifies argument 0, but arguments are numbered from 1"
+                    );
+                }
+                Ok(n) => Some(n),
+                Err(_) => return exec_err!("format: argument number {digits} is out of range"),
+            }
         } else {
             None
         };
@@ -178,5 +176,7 @@ mod tests {
         assert!(format("%s %s", &[Some("a")]).is_err());
         assert!(format("%I", &[None]).is_err());
         assert!(format("%10s", &[Some("a")]).is_err());
+        assert!(format("%0$s", &[Some("a")]).is_err());
+        assert!(format("%99999999999999999999999$s", &[Some("a")]).is_err());
     }
 }
