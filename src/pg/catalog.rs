@@ -15,6 +15,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
+use super::udf_args::{like_arguments, row_count};
 use super::version_string;
 use crate::catalog::CATALOG_NAME;
 use crate::catalog::SavedCatalog;
@@ -566,16 +567,6 @@ impl datafusion::logical_expr::ScalarUDFImpl for PgGetExpr {
     }
 }
 
-/// The number of rows of a function's arguments: an array's length, or 1 for scalars only.
-pub(super) fn row_count(args: &[ColumnarValue]) -> usize {
-    args.iter()
-        .find_map(|a| match a {
-            ColumnarValue::Array(a) => Some(a.len()),
-            ColumnarValue::Scalar(_) => None,
-        })
-        .unwrap_or(1)
-}
-
 /// `pg_get_userbyid(oid)`, which psql's `\dt` and `\l` show as the Owner: pg_roles lists
 /// tenure's users under oid 0, which pg_class gives as every relation's owner (tenure does not
 /// record who made a relation), so 0 is the first configured user; 10 is pg_authid's
@@ -632,19 +623,6 @@ fn checked_regclass(args: &[ColumnarValue]) -> datafusion::common::Result<Column
         )));
     }
     like_arguments(args, Arc::new(oids.clone()))
-}
-
-/// A function's `result`: a scalar when every argument was one, as DataFusion expects.
-pub(super) fn like_arguments(
-    args: &[ColumnarValue],
-    result: datafusion::arrow::array::ArrayRef,
-) -> datafusion::common::Result<ColumnarValue> {
-    if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-            &result, 0,
-        )?));
-    }
-    Ok(ColumnarValue::Array(result))
 }
 
 /// The name of [`int2vector_element`].

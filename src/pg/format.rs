@@ -57,7 +57,7 @@ impl ScalarUDFImpl for Format {
                 Some(pattern) => out.append_value(format_row(&pattern, &value, texts.len() - 1)?),
             }
         }
-        super::catalog::like_arguments(&args.args, Arc::new(out.finish()))
+        super::udf_args::like_arguments(&args.args, Arc::new(out.finish()))
     }
 }
 

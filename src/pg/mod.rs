@@ -27,6 +27,7 @@ pub mod rewrite;
 pub mod settings;
 pub mod sizes;
 pub mod sqlstate;
+mod udf_args;
 pub mod views;
 
 pub use catalog::{CHECKED_REGCLASS, EAGER_IF, INT2VECTOR_ELEMENT};

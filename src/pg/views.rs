@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 
-use super::catalog::{like_arguments, row_count};
+use super::udf_args::{like_arguments, row_count};
 use crate::catalog::{QualifiedName, Relation, SavedCatalog};
 
 pub use super::rewrite::VIEW_DEFINITION;
