@@ -61,11 +61,12 @@ impl Block {
         self.created.iter().any(|d| d == dir)
     }
 
-    /// Deletes what the block wrote and releases the catalog lock. Idempotent.
+    /// Deletes what the block wrote, then releases the catalog lock (so the next writer
+    /// never sees the block's directories). Idempotent.
     fn abandon(&mut self) {
-        if self.committed.take().is_none() {
+        let Some(_catalog_lock) = self.committed.take() else {
             return;
-        }
+        };
         self.tables.clear();
         for dir in self.created.drain(..) {
             let path = self.tables_dir.join(&dir);
