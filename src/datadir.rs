@@ -150,6 +150,11 @@ impl DataDir {
         self.root.join("tables")
     }
 
+    /// Temporary tables, one directory per client session; emptied at every start.
+    pub fn temp_tables_dir(&self) -> PathBuf {
+        self.root.join("temp_tables")
+    }
+
     /// Where query spill files go.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")

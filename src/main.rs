@@ -9,13 +9,14 @@ fn main() -> std::process::ExitCode {
         tenure::release_freed_memory_promptly();
     }
     // delta-rs warns at every write of a nanosecond time stamp that it keeps microseconds,
-    // which is what PostgreSQL keeps too: not news to a user.
+    // which is what PostgreSQL keeps too, and at every MERGE that a metric of its own is
+    // missing: not news to a user.
+    const QUIET: &str = "deltalake_core::kernel::schema::cast=error,\
+                         deltalake_core::operations::merge=error";
     let default_level = match cli.command {
         // Our own progress at info; the storage libraries are chatty below warn.
-        tenure::cli::Command::Serve { .. } => {
-            "warn,tenure=info,deltalake_core::kernel::schema::cast=error"
-        }
-        _ => "warn,deltalake_core::kernel::schema::cast=error",
+        tenure::cli::Command::Serve { .. } => format!("warn,tenure=info,{QUIET}"),
+        _ => format!("warn,{QUIET}"),
     };
     tracing_subscriber::fmt()
         .with_env_filter(

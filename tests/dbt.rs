@@ -1,6 +1,8 @@
 //! The example dbt project (sql/dbt) with the stock dbt-postgres adapter against a tenure
 //! server holding the demo world and its lifecycle mart: `dbt seed`, `dbt run`, `dbt test`
-//! and a second `dbt run` all pass, and what they built holds the right rows.
+//! and a second `dbt run` all pass, and what they built holds the right rows. The second run
+//! updates the three incremental models (append, delete+insert and merge strategies, through
+//! temporary tables) with the events added in between.
 //!
 //! dbt is the executable in TENURE_TEST_DBT (`.ci/run` installs it from
 //! tests/clients/requirements.txt). Without it the test says so and passes, unless
@@ -68,16 +70,68 @@ async fn dbt_seed_run_test_and_run_again() {
     let seeded = run("seed").await.unwrap();
     assert!(seeded.contains("PASS=1"), "{seeded}");
     let built = run("run").await.unwrap();
-    assert!(built.contains("PASS=6"), "{built}");
+    assert!(built.contains("PASS=9"), "{built}");
     let tested = run("test").await.unwrap();
     assert!(
-        tested.contains("PASS=20") && tested.contains("ERROR=0"),
+        tested.contains("PASS=26") && tested.contains("ERROR=0"),
         "{tested}"
     );
-    // The second run replaces every model (tables through dbt's rename-and-drop, views with
-    // CREATE OR REPLACE semantics) and leaves no temporary or backup relation behind.
+    // New events: one a day after the last for a customer already counted, one two days
+    // after for a customer without events so far.
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "INSERT INTO events SELECT max(event_id) + 1, min(customer_id), \
+                 max(event_time) + INTERVAL '1 day', 'view', NULL, 0, NULL FROM events; \
+             INSERT INTO events SELECT max(event_id) + 1, max(customer_id) + 1, \
+                 max(event_time) + INTERVAL '1 day', 'view', NULL, 0, NULL FROM events",
+        )
+        .await
+        .unwrap();
+    // The second run replaces every table and view model (tables through dbt's
+    // rename-and-drop, views with CREATE OR REPLACE semantics) and updates the incremental
+    // ones from a temporary table each; it leaves no temporary or backup relation behind.
     let rebuilt = run("run").await.unwrap();
-    assert!(rebuilt.contains("PASS=6"), "{rebuilt}");
+    assert!(rebuilt.contains("PASS=9"), "{rebuilt}");
+    for (model, command) in [
+        ("events_appended", "INSERT 0 2"),
+        ("daily_events", "INSERT 0 3"),
+        ("customer_activity", "MERGE 2"),
+    ] {
+        assert!(
+            rebuilt.lines().any(
+                |l| l.contains(&format!("incremental model analytics.{model} "))
+                    && l.contains(command)
+            ),
+            "{model}: {rebuilt}"
+        );
+    }
+    let retested = run("test").await.unwrap();
+    assert!(retested.contains("PASS=26"), "{retested}");
+    let incremental = simple_rows(
+        &client,
+        "SELECT (SELECT count(*) FROM events) AS events, \
+                (SELECT count(*) FROM analytics.events_appended) AS appended, \
+                (SELECT sum(events) FROM analytics.daily_events) AS daily, \
+                (SELECT sum(events) FROM analytics.customer_activity) AS per_customer, \
+                (SELECT count(*) FROM analytics.customer_activity) AS customers, \
+                (SELECT count(DISTINCT customer_id) FROM events) AS customers_with_events",
+    )
+    .await;
+    let incremental: Vec<&str> = incremental[0]
+        .iter()
+        .map(|v| v.as_deref().unwrap())
+        .collect();
+    assert_eq!(incremental[1], incremental[0], "append: every event once");
+    assert_eq!(
+        incremental[2], incremental[0],
+        "delete+insert: every event once"
+    );
+    assert_eq!(incremental[3], incremental[0], "merge: every event once");
+    assert_eq!(
+        incremental[4], incremental[5],
+        "merge: one row per customer"
+    );
     // `dbt docs generate` reads the catalog (pg_is_other_temp_schema among the functions its
     // query calls) and writes every model with its columns.
     let documented = run("docs generate").await.unwrap();
@@ -93,7 +147,6 @@ async fn dbt_seed_run_test_and_run_again() {
         "{catalog}"
     );
 
-    let client = server.connect().await;
     let relations = simple_rows(
         &client,
         "SELECT string_agg(table_name || ':' || table_type, ',' ORDER BY table_name) \
@@ -103,7 +156,8 @@ async fn dbt_seed_run_test_and_run_again() {
     assert_eq!(
         relations[0][0].as_deref(),
         Some(
-            "customer_orders:BASE TABLE,lifecycle_actions:BASE TABLE,\
+            "customer_activity:BASE TABLE,customer_orders:BASE TABLE,\
+             daily_events:BASE TABLE,events_appended:BASE TABLE,lifecycle_actions:BASE TABLE,\
              lifecycle_summary:VIEW,monthly_revenue:BASE TABLE,stage_playbook:BASE TABLE,\
              stg_customers:VIEW,stg_orders:VIEW"
         )

@@ -19,5 +19,6 @@ mod sequence;
 mod server;
 mod slt;
 mod support;
+mod temporary;
 mod transactions;
 mod writes;

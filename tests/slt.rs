@@ -16,6 +16,8 @@ use crate::support::open_engine;
 
 struct Db {
     engine: Arc<Engine>,
+    /// A client session of its own, as a connection has (temporary tables live there).
+    session: datafusion::prelude::SessionContext,
 }
 
 #[derive(Debug)]
@@ -41,13 +43,13 @@ impl sqllogictest::AsyncDB for Db {
             .ok_or_else(|| DbError("empty statement".into()))?;
         for statement in statements {
             self.engine
-                .execute(statement)
+                .execute_in(&self.session, statement, None)
                 .await
                 .map_err(|e| DbError(e.to_string()))?;
         }
         match self
             .engine
-            .execute(last)
+            .execute_in(&self.session, last, None)
             .await
             .map_err(|e| DbError(e.to_string()))?
         {
@@ -155,7 +157,8 @@ async fn sqllogictest_files() {
         let engine = Arc::new(open_engine(data_dir.path()).await);
         let mut runner = sqllogictest::Runner::new(move || {
             let engine = engine.clone();
-            async move { Ok::<_, DbError>(Db { engine }) }
+            let session = engine.new_session();
+            async move { Ok::<_, DbError>(Db { engine, session }) }
         });
         runner.with_column_validator(sqllogictest::default_column_validator);
         if complete {

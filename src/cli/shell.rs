@@ -13,6 +13,8 @@ use crate::pg::sqlstate::SqlState;
 /// Shell state that backslash commands change.
 pub struct Shell<'a> {
     engine: &'a Engine,
+    /// The shell's own session: its settings and temporary tables.
+    session: datafusion::prelude::SessionContext,
     pub format: Format,
     pub timing: bool,
 }
@@ -33,6 +35,7 @@ impl<'a> Shell<'a> {
     pub fn new(engine: &'a Engine, format: Format, timing: bool) -> Self {
         Shell {
             engine,
+            session: engine.new_session(),
             format,
             timing,
         }
@@ -71,7 +74,7 @@ impl<'a> Shell<'a> {
             let work = async {
                 match self
                     .engine
-                    .execute_with_progress(statement, Some(&progress))
+                    .execute_in(&self.session, statement, Some(&progress))
                     .await?
                 {
                     Output::Rows(stream) => {

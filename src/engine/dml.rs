@@ -21,12 +21,15 @@ use crate::storage::ManagedTable;
 impl Engine {
     /// The managed table `name`, or an error saying why it cannot be written. Inside a
     /// transaction block, a table from before the block is first copied for the block.
-    async fn writable_table(
+    pub(super) async fn writable_table(
         &self,
         session: &SessionContext,
         name: &QualifiedName,
         verb: &str,
     ) -> Result<Arc<ManagedTable>> {
+        if let Some(temporary) = self.temporary_table(session, name)? {
+            return Ok(temporary);
+        }
         let mut catalog = self.lock_catalog(session).await?;
         let dir = match catalog.get(name) {
             Some(Relation::Managed { dir }) => dir.clone(),
@@ -292,9 +295,9 @@ impl Engine {
     }
 
     pub(super) async fn delete(&self, session: &SessionContext, delete: Delete) -> Result<Output> {
-        if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
+        if delete.returning.is_some() || delete.limit.is_some() || !delete.order_by.is_empty() {
             return Err(Error::unsupported(
-                "DELETE ... USING, RETURNING and LIMIT are not supported",
+                "DELETE ... RETURNING, ORDER BY and LIMIT are not supported",
             ));
         }
         let from = match &delete.from {
@@ -303,6 +306,29 @@ impl Engine {
         let [from] = from.as_slice() else {
             return Err(Error::invalid("DELETE works on exactly one table"));
         };
+        if let TableWithJoins {
+            relation: TableFactor::Table { name, alias, .. },
+            joins,
+        } = from
+            && joins.is_empty()
+            && (alias.is_some()
+                || delete.using.is_some()
+                || delete.selection.as_ref().is_some_and(has_subquery))
+        {
+            let table = self
+                .writable_table(session, &self.qualify_object(name)?, "delete from")
+                .await?;
+            return self
+                .delete_by_rewrite(
+                    session,
+                    table,
+                    name,
+                    alias.as_ref(),
+                    delete.using.as_deref(),
+                    delete.selection.as_ref(),
+                )
+                .await;
+        }
         let table_name = single_table_name(from)?;
         let name = self.qualify_object(&table_name)?;
         let table = self.writable_table(session, &name, "delete from").await?;
@@ -513,6 +539,24 @@ fn count_from(batches: &[arrow::record_batch::RecordBatch]) -> u64 {
         .sum()
 }
 
+/// Whether `expr` holds a subquery (which Delta Lake's own DELETE cannot evaluate).
+fn has_subquery(expr: &datafusion::sql::sqlparser::ast::Expr) -> bool {
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Visit, Visitor};
+    struct Finds;
+    impl Visitor for Finds {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &SqlExpr) -> std::ops::ControlFlow<()> {
+            match expr {
+                SqlExpr::Subquery(_) | SqlExpr::InSubquery { .. } | SqlExpr::Exists { .. } => {
+                    std::ops::ControlFlow::Break(())
+                }
+                _ => std::ops::ControlFlow::Continue(()),
+            }
+        }
+    }
+    expr.visit(&mut Finds).is_break()
+}
+
 fn single_table_name(table: &TableWithJoins) -> Result<ObjectName> {
     match &table.relation {
         TableFactor::Table {
@@ -528,7 +572,7 @@ fn single_table_name(table: &TableWithJoins) -> Result<ObjectName> {
 }
 
 /// (column, expression SQL) for each `SET column = expression`.
-fn assignment_columns(assignments: &[Assignment]) -> Result<Vec<(String, String)>> {
+pub(super) fn assignment_columns(assignments: &[Assignment]) -> Result<Vec<(String, String)>> {
     assignments
         .iter()
         .map(|assignment| match &assignment.target {

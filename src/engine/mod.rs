@@ -10,12 +10,14 @@ mod cooperative;
 mod dml;
 mod external;
 mod keys;
+mod merge;
 mod model_statements;
 mod names;
 mod paths;
 pub mod plan_cache;
 mod statements;
 mod system_tables;
+mod temporary;
 mod transaction;
 
 use std::collections::HashMap;
@@ -38,6 +40,7 @@ use url::Url;
 
 pub use paths::PathAccess;
 pub use system_tables::{RESERVED_SCHEMAS, SYSTEM_SCHEMA};
+pub use temporary::TemporaryTables;
 
 use crate::catalog::{CatalogState, CatalogStore, QualifiedName, Relation};
 use crate::config::Config;
@@ -151,6 +154,10 @@ pub struct Engine {
     managed: system_tables::OpenTables,
     /// Trained models, shared with the scoring functions.
     models: Arc<ModelStore>,
+    /// Sessions started so far, which number their temporary schemas (`pg_temp_N`).
+    sessions: std::sync::atomic::AtomicU64,
+    /// Every session's temporary tables, for the background maintenance task.
+    temporary: temporary::OpenTemporaryTables,
 }
 
 impl Engine {
@@ -159,6 +166,11 @@ impl Engine {
     /// name: [`PathAccess::Unrestricted`] for the local shell, roots for server clients.
     pub async fn open(config: &Config, access: PathAccess) -> Result<Engine> {
         let data_dir = DataDir::open(&config.data_dir)?;
+        // Temporary tables of the sessions of a process that ended (see `temporary`).
+        match std::fs::remove_dir_all(data_dir.temp_tables_dir()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         let ctx = build_context(config, &data_dir, &access)?;
         let roles = if config.users.is_empty() {
             vec![crate::pg::DEFAULT_USER.to_string()]
@@ -191,14 +203,27 @@ impl Engine {
             config: config.clone(),
             managed,
             models,
+            sessions: Default::default(),
+            temporary: Default::default(),
         };
         engine.restore().await?;
         let tables = Arc::downgrade(&engine.managed);
+        let temporary = Arc::downgrade(&engine.temporary);
         tokio::spawn(crate::storage::maintenance::run(
             move || {
                 let tables = tables.upgrade()?;
-                let open = tables.lock().expect("lock poisoned by a panic");
-                Some(open.values().cloned().collect())
+                let mut open: Vec<Arc<ManagedTable>> = tables
+                    .lock()
+                    .expect("lock poisoned by a panic")
+                    .values()
+                    .cloned()
+                    .collect();
+                if let Some(temporary) = temporary.upgrade() {
+                    let mut temporary = temporary.lock().expect("lock poisoned by a panic");
+                    temporary.retain(|table| table.strong_count() > 0);
+                    open.extend(temporary.iter().filter_map(std::sync::Weak::upgrade));
+                }
+                Some(open)
             },
             config.vacuum_retention,
             VACUUM_EVERY,
@@ -264,11 +289,20 @@ impl Engine {
         self.store.saved().get()
     }
 
-    /// A session of its own for one client: settings (`SET datafusion...`) and session-level
-    /// functions apply to it alone, while the catalog, the functions registered at open and
-    /// the memory pool are shared with the engine.
+    /// A session of its own for one client: settings (`SET datafusion...`), session-level
+    /// functions and temporary tables apply to it alone, while the catalog, the functions
+    /// registered at open and the memory pool are shared with the engine.
     pub fn new_session(&self) -> SessionContext {
-        SessionContext::new_with_state(self.ctx.state())
+        let base = self.ctx.state();
+        let (catalogs, temporary) =
+            self.temporary_tables_for_new_session(base.catalog_list().clone());
+        let config = base.config().clone().with_extension(temporary);
+        SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(base)
+                .with_config(config)
+                .with_catalog_list(catalogs)
+                .build(),
+        )
     }
 
     /// Executes one parsed statement in `session` (one from [`Engine::new_session`]):
@@ -617,7 +651,10 @@ fn build_context(
         // Every local read, listing and write of a server's clients (listing tables, COPY
         // TO) goes through the store that checks each file against the roots.
         let file = url::Url::parse("file://").map_err(|e| Error::Internal(e.to_string()))?;
-        let confined = paths::ConfinedFiles::new(access.clone(), vec![data_dir.tables_dir()]);
+        let confined = paths::ConfinedFiles::new(
+            access.clone(),
+            vec![data_dir.tables_dir(), data_dir.temp_tables_dir()],
+        );
         runtime.register_object_store(&file, Arc::new(confined));
     }
     // Delta writes (CREATE TABLE AS, INSERT, UPDATE, DELETE) plan custom nodes that only

@@ -85,9 +85,9 @@ pub fn alias_duplicate_items(statement: &mut SqlStatement) {
                 let SelectItem::UnnamedExpr(expr) = item else {
                     continue;
                 };
-                let Some(base) = expr_name(expr) else {
-                    continue;
-                };
+                // An expression without a column name of its own (`NULL`, `1 + 1`) is
+                // `?column?` in PostgreSQL, which allows several of them.
+                let base = expr_name(expr).unwrap_or_else(|| "?column?".to_string());
                 if !seen.contains(&base) {
                     seen.push(base);
                     continue;

@@ -42,8 +42,11 @@ impl Engine {
     pub(super) async fn execute_datafusion(
         &self,
         session: &SessionContext,
-        statement: DFStatement,
+        mut statement: DFStatement,
     ) -> Result<Output> {
+        if let DFStatement::Statement(inner) = &mut statement {
+            super::temporary::qualify_temporary_names(inner, session);
+        }
         if Route::of_datafusion(&statement) == Route::Syntax {
             self.run_from_syntax(session, statement).await
         } else {
@@ -69,6 +72,7 @@ impl Engine {
             DFStatement::Statement(inner) => match *inner {
                 SqlStatement::Update(update) => self.update(session, update).await,
                 SqlStatement::Delete(delete) => self.delete(session, delete).await,
+                SqlStatement::Merge(merge) => self.merge(session, merge).await,
                 SqlStatement::Truncate(truncate) => self.truncate(session, truncate).await,
                 SqlStatement::AlterTable(alter) => self.alter_table(session, alter).await,
                 SqlStatement::CreateIndex(create) => self.create_index(session, create).await,
@@ -87,6 +91,30 @@ impl Engine {
                     if_exists,
                     ..
                 } => self.drop_indexes(session, &names, if_exists).await,
+                SqlStatement::CreateTable(mut create) if create.temporary => {
+                    if crate::sql::route::declares_keys_or_defaults(&create) {
+                        return Err(Error::unsupported(
+                            "keys, constraints and defaults on temporary tables are not \
+                             supported",
+                        ));
+                    }
+                    // DataFusion plans the table without the two clauses it refuses.
+                    create.temporary = false;
+                    let on_commit = create.on_commit.take();
+                    let statement =
+                        DFStatement::Statement(Box::new(SqlStatement::CreateTable(create)));
+                    match session.state().statement_to_plan(statement).await? {
+                        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+                            let in_block = super::transaction::transaction_of(session).is_some();
+                            self.create_temporary_table(session, create, on_commit, in_block)
+                                .await
+                        }
+                        other => Err(Error::Internal(format!(
+                            "CREATE TEMPORARY TABLE planned as {}",
+                            other.display()
+                        ))),
+                    }
+                }
                 SqlStatement::CreateTable(mut create) => {
                     let declared = keys::take_declarations(&mut create)?;
                     let statement =
@@ -126,6 +154,7 @@ impl Engine {
         mut statement: DFStatement,
     ) -> Result<LogicalPlan> {
         if let DFStatement::Statement(inner) = &mut statement {
+            super::temporary::qualify_temporary_names(inner, session);
             self.fill_insert_defaults(session, inner).await?;
             super::names::name_subquery_items(inner);
             crate::pg::names::name_result_columns(inner);
@@ -285,8 +314,8 @@ impl Engine {
         declared: Declarations,
     ) -> Result<Output> {
         if create.temporary {
-            return Err(Error::unsupported(
-                "CREATE TEMPORARY TABLE is not supported; create a regular table or a view",
+            return Err(Error::Internal(
+                "CREATE TEMPORARY TABLE must run as a statement (Engine::execute_in)".into(),
             ));
         }
         if !create.column_defaults.is_empty() {
@@ -483,6 +512,9 @@ impl Engine {
 
     async fn drop_table(&self, session: &SessionContext, drop: DropTable) -> Result<Output> {
         let name = self.qualify(&drop.name)?;
+        if let Some(dropped) = self.drop_temporary_table(session, &name, drop.if_exists) {
+            return dropped;
+        }
         let mut catalog = self.lock_catalog(session).await?;
         match catalog.get(&name) {
             None if drop.if_exists => return Ok(Output::command("DROP TABLE")),

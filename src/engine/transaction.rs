@@ -26,7 +26,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::{CATALOG_NAME, Engine};
+use super::{CATALOG_NAME, Engine, TemporaryTables};
 use crate::catalog::{CatalogState, Relation};
 use crate::error::{Error, Result};
 use crate::storage::ManagedTable;
@@ -102,7 +102,12 @@ impl Engine {
         let state = committed.clone();
         let mut own_schemas = state.schemas.clone();
         own_schemas.push(super::DEFAULT_SCHEMA.to_string());
-        let catalogs = overlay(session.state().catalog_list(), &own_schemas).await?;
+        let catalogs = overlay(
+            session.state().catalog_list(),
+            &own_schemas,
+            super::temporary::temporary_schema(session),
+        )
+        .await?;
         let transaction = Arc::new(Transaction {
             block: Arc::new(Mutex::new(Block {
                 committed: Some(committed),
@@ -123,22 +128,29 @@ impl Engine {
         Ok(SessionContext::new_with_state(state))
     }
 
-    /// Commits the block of `transaction` (a session from [`Engine::begin`]). On an error the
+    /// Commits the block of `session` (a session from [`Engine::begin`]). On an error the
     /// block is rolled back.
-    pub async fn commit(&self, transaction: &SessionContext) -> Result<()> {
-        let Some(transaction) = transaction_of(transaction) else {
+    pub async fn commit(&self, session: &SessionContext) -> Result<()> {
+        let Some(transaction) = transaction_of(session) else {
             return Err(Error::invalid("no writing transaction block to commit"));
         };
         let mut block = transaction.block.lock().await;
         let result = self.publish(&mut block).await;
         block.abandon();
+        if let Some(temporary) = TemporaryTables::of(session) {
+            temporary.end_block(result.is_ok());
+        }
         result
     }
 
-    /// Rolls the block of `transaction` back: nothing it did remains.
+    /// Rolls the block of `transaction` back: nothing it did remains (except writes to
+    /// temporary tables made before, see [`super::temporary`]).
     pub async fn rollback(&self, transaction: &SessionContext) {
-        if let Some(transaction) = transaction_of(transaction) {
-            transaction.block.lock().await.abandon();
+        if let Some(block) = transaction_of(transaction) {
+            block.block.lock().await.abandon();
+        }
+        if let Some(temporary) = TemporaryTables::of(transaction) {
+            temporary.end_block(false);
         }
     }
 
@@ -233,6 +245,7 @@ impl Engine {
 async fn overlay(
     shared: &Arc<dyn CatalogProviderList>,
     own_schemas: &[String],
+    temporary: Option<(String, Arc<dyn datafusion::catalog::SchemaProvider>)>,
 ) -> Result<Arc<dyn CatalogProviderList>> {
     let list = MemoryCatalogProviderList::new();
     for catalog_name in shared.catalog_names() {
@@ -265,6 +278,9 @@ async fn overlay(
                 &schema_name,
                 Arc::new(private),
             )?;
+        }
+        if let Some((name, schema)) = &temporary {
+            datafusion::catalog::CatalogProvider::register_schema(&copy, name, schema.clone())?;
         }
         list.register_catalog(catalog_name, Arc::new(copy));
     }

@@ -82,6 +82,7 @@ impl Route {
             | SqlStatement::Close { .. } => Route::Session,
             SqlStatement::Update(_)
             | SqlStatement::Delete(_)
+            | SqlStatement::Merge(_)
             | SqlStatement::Truncate(_)
             | SqlStatement::AlterTable(_)
             | SqlStatement::CreateIndex(_)
@@ -89,7 +90,11 @@ impl Route {
             SqlStatement::Drop { object_type, .. } if *object_type == ObjectType::Index => {
                 Route::Syntax
             }
-            SqlStatement::CreateTable(create) if declares_keys_or_defaults(create) => Route::Syntax,
+            SqlStatement::CreateTable(create)
+                if declares_keys_or_defaults(create) || creates_temporary(create) =>
+            {
+                Route::Syntax
+            }
             _ => Route::Plan,
         }
     }
@@ -128,6 +133,18 @@ pub fn changes_state(statement: &Statement) -> bool {
 /// instead: model versions are not part of the catalog a block commits.
 pub fn writes_in_block(statement: &Statement) -> bool {
     changes_state(statement) && !Route::of(statement).outside_blocks_only()
+}
+
+/// Whether CREATE TABLE makes a temporary table (`TEMP`, or a name in `pg_temp`), which
+/// DataFusion refuses to plan.
+pub fn creates_temporary(create: &CreateTable) -> bool {
+    create.temporary
+        || create.name.0.first().is_some_and(|schema| {
+            create.name.0.len() == 2
+                && schema
+                    .as_ident()
+                    .is_some_and(|s| s.value.eq_ignore_ascii_case("pg_temp"))
+        })
 }
 
 /// Whether CREATE TABLE declares keys, constraints or column defaults, which tenure keeps in
@@ -187,6 +204,11 @@ mod tests {
             ("COPY (SELECT 1) TO STDOUT", CopyStream, false),
             ("UPDATE t SET a = 1", Syntax, true),
             ("DELETE FROM t WHERE a = 1", Syntax, true),
+            (
+                "MERGE INTO t USING u ON t.a = u.a WHEN MATCHED THEN DELETE",
+                Syntax,
+                true,
+            ),
             ("TRUNCATE t", Syntax, true),
             ("ALTER TABLE t RENAME TO u", Syntax, true),
             ("CREATE INDEX i ON t (a)", Syntax, true),
@@ -194,6 +216,8 @@ mod tests {
             ("COMMENT ON TABLE t IS 'x'", Syntax, true),
             ("CREATE TABLE t (a INT PRIMARY KEY)", Syntax, true),
             ("CREATE TABLE t (a INT DEFAULT 1)", Syntax, true),
+            ("CREATE TEMP TABLE t (a INT)", Syntax, true),
+            ("CREATE TABLE pg_temp.t AS SELECT 1 AS a", Syntax, true),
             (
                 "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/x.csv'",
                 Syntax,
