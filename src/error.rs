@@ -205,10 +205,15 @@ fn arrow_state(e: &ArrowError) -> SqlState {
         ArrowError::InvalidArgumentError(message) if message.contains("non-nullable") => {
             SqlState::NotNullViolation
         }
-        ArrowError::ExternalError(inner) => match inner.downcast_ref::<DataFusionError>() {
-            Some(e) => datafusion_state(e),
-            None => SqlState::InternalError,
-        },
+        ArrowError::ExternalError(inner) => {
+            if let Some(e) = inner.downcast_ref::<DataFusionError>() {
+                datafusion_state(e)
+            } else if let Some(e) = inner.downcast_ref::<Error>() {
+                e.sqlstate()
+            } else {
+                SqlState::InternalError
+            }
+        }
         _ => SqlState::InternalError,
     }
 }

@@ -59,7 +59,7 @@ fn texts(array: &ArrayRef, field: &Field) -> Result<Vec<Option<String>>> {
 
 /// Every row of `batch` as PostgreSQL text values, through the server's encoder.
 fn rows_as_text(batch: &RecordBatch) -> Result<Vec<Vec<Option<String>>>> {
-    let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(
+    let fields = crate::server::encode::pg_fields(
         &batch.schema(),
         &pgwire::api::portal::Format::UnifiedText,
         Some(Arc::new(FormatOptions::default())),

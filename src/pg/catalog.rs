@@ -34,6 +34,7 @@ pub async fn install(
         .map_err(|e| Error::Catalog(format!("cannot set up pg_catalog: {e}")))?;
     // Before the catalog views, which call them.
     register_driver_functions(ctx);
+    super::json::install(ctx);
     register_owner_name(ctx, owner);
     super::keys::register(ctx, catalog.clone());
     super::views::register(ctx, catalog);
@@ -504,9 +505,6 @@ fn register_driver_functions(ctx: &SessionContext) {
         Arc::new(checked_regclass),
     ));
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
-        JsonBuildObject::new(),
-    ));
-    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         EagerIf::new(),
     ));
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
@@ -841,79 +839,6 @@ impl datafusion::logical_expr::ScalarUDFImpl for EagerIf {
             condition.clone()
         };
         Ok(ColumnarValue::Array(zip(&mask, &value, &nulls)?))
-    }
-}
-
-/// `json_build_object(key, value, ...)`: a JSON object as text.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct JsonBuildObject {
-    signature: datafusion::logical_expr::Signature,
-}
-
-impl JsonBuildObject {
-    fn new() -> JsonBuildObject {
-        JsonBuildObject {
-            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Immutable),
-        }
-    }
-}
-
-impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
-    fn name(&self) -> &str {
-        "json_build_object"
-    }
-
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(
-        &self,
-        args: datafusion::logical_expr::ScalarFunctionArgs,
-    ) -> datafusion::common::Result<ColumnarValue> {
-        use datafusion::arrow::array::{Array, StringBuilder};
-        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-        if !args.args.len().is_multiple_of(2) {
-            return datafusion::common::exec_err!(
-                "json_build_object: argument list must have even number of elements"
-            );
-        }
-        let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<datafusion::common::Result<Vec<_>>>()?;
-        let options = FormatOptions::default();
-        let formatters = arrays
-            .iter()
-            .map(|a| ArrayFormatter::try_new(a.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = StringBuilder::new();
-        for row in 0..rows {
-            let mut object = serde_json::Map::new();
-            for pair in 0..arrays.len() / 2 {
-                let (k, v) = (2 * pair, 2 * pair + 1);
-                let key = formatters[k].value(row).to_string();
-                let value = if arrays[v].is_null(row) {
-                    serde_json::Value::Null
-                } else if arrays[v].data_type().is_numeric() {
-                    serde_json::from_str(&formatters[v].value(row).to_string())
-                        .unwrap_or(serde_json::Value::Null)
-                } else if arrays[v].data_type() == &DataType::Boolean {
-                    serde_json::Value::Bool(formatters[v].value(row).to_string() == "true")
-                } else {
-                    serde_json::Value::String(formatters[v].value(row).to_string())
-                };
-                object.insert(key, value);
-            }
-            out.append_value(serde_json::Value::Object(object).to_string());
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`catalog`]: pg_catalog (from datafusion-pg-catalog) with tenure's views over it, the
 //!   driver catalog functions (`format_type()`, `pg_get_expr()`, ...) and `version()`;
 //! - [`format`]: PostgreSQL's `format()`;
+//! - [`json`]: the json and jsonb types, their operators and functions;
 //! - [`keys`]: pg_constraint / pg_index oids and definitions of primary and foreign keys;
 //! - [`names`]: result column names as PostgreSQL gives them;
 //! - [`sizes`]: `pg_size_pretty` and the relation sizes psql's `\dt+` shows;
@@ -21,6 +22,7 @@
 pub mod catalog;
 pub mod format;
 pub mod functions;
+pub mod json;
 pub mod keys;
 pub mod names;
 pub mod rewrite;

@@ -36,6 +36,37 @@ const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 const POSTGRES_EPOCH_DAYS: i32 = 10_957;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// The RowDescription of a result with `schema`: arrow-pg's, with `json` and `jsonb` for the
+/// text columns that are (see [`crate::pg::json`]).
+pub fn pg_fields(
+    schema: &arrow::datatypes::Schema,
+    format: &pgwire::api::portal::Format,
+    options: Option<std::sync::Arc<FormatOptions>>,
+) -> PgWireResult<Vec<FieldInfo>> {
+    let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, options)?;
+    Ok(fields
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(info, field)| match crate::pg::json::JsonKind::of(field) {
+            Some(kind) => {
+                let datatype = match kind {
+                    crate::pg::json::JsonKind::Json => postgres_types::Type::JSON,
+                    crate::pg::json::JsonKind::Jsonb => postgres_types::Type::JSONB,
+                };
+                FieldInfo::new(
+                    info.name().to_string(),
+                    info.table_id(),
+                    info.column_id(),
+                    datatype,
+                    info.format(),
+                )
+                .with_format_options(info.format_options().clone())
+            }
+            None => info,
+        })
+        .collect())
+}
+
 /// Encodes every row of `batch` for a result whose columns are `fields`.
 pub fn data_rows(fields: &[FieldInfo], batch: &RecordBatch) -> PgWireResult<Vec<DataRow>> {
     let schema = batch.schema();
@@ -270,7 +301,11 @@ impl<'a> Column<'a> {
                 buf.put_f64(a.value(row));
                 true
             }
-            (Values::Text(value), _) => {
+            (Values::Text(value), binary) => {
+                // jsonb's binary form is a version byte (1) and the text.
+                if binary && *self.pg.datatype() == postgres_types::Type::JSONB {
+                    buf.put_u8(1);
+                }
                 buf.put_slice(value(row));
                 true
             }

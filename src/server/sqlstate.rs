@@ -64,7 +64,8 @@ fn message(e: &Error) -> String {
         }
     }
     let mut rest = text.as_str();
-    for prefix in [
+    // Nested errors repeat the prefixes ("Arrow error: External error: ...").
+    while let Some(stripped) = [
         "Error during planning: ",
         "Execution error: ",
         "Schema error: ",
@@ -73,10 +74,11 @@ fn message(e: &Error) -> String {
         "SQL error: ",
         "External error: ",
         "Invalid argument error: ",
-    ] {
-        if let Some(stripped) = rest.strip_prefix(prefix) {
-            rest = stripped;
-        }
+    ]
+    .iter()
+    .find_map(|prefix| rest.strip_prefix(prefix))
+    {
+        rest = stripped;
     }
     rest.to_string()
 }

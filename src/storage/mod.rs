@@ -19,6 +19,7 @@
 //! one commit ([`maintenance`], which also compacts small files and vacuums old ones).
 
 pub mod maintenance;
+mod typed;
 pub mod wal;
 
 use std::borrow::Cow;
@@ -192,7 +193,7 @@ impl ManagedTable {
         refresh_on_scan: bool,
         wal: Option<Wal>,
     ) -> Result<Arc<ManagedTable>> {
-        let provider = table.table_provider().await?;
+        let provider = typed::provider(&table).await?;
         Ok(Arc::new_cyclic(|this| ManagedTable {
             url,
             state: RwLock::new(State {
@@ -270,7 +271,7 @@ impl ManagedTable {
     /// Makes `table` (returned by a Delta operation) the current version; the write buffer
     /// stays as it is.
     async fn install(&self, table: DeltaTable) -> Result<()> {
-        let provider = table.table_provider().await?;
+        let provider = typed::provider(&table).await?;
         let mut state = self.state.write().expect("lock poisoned by a panic");
         state.table = table;
         state.provider = provider;
@@ -444,7 +445,7 @@ impl ManagedTable {
             .with_save_mode(SaveMode::Append)
             .with_commit_properties(properties)
             .await?;
-        let provider = written.table_provider().await?;
+        let provider = typed::provider(&written).await?;
         {
             let mut state = self.state.write().expect("lock poisoned by a panic");
             state.table = written;
@@ -470,8 +471,14 @@ fn local_dir(url: &Url) -> Result<std::path::PathBuf> {
 
 /// `batch` with exactly `schema` (names, nullability): DataFusion's INSERT planning has
 /// already cast the values to the table's types, so only a type that still differs is cast.
+/// A `json` or `jsonb` column's values are checked (and jsonb's normalised) here, on the
+/// way into the table.
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    if batch.schema() == *schema {
+    let typed = schema
+        .fields()
+        .iter()
+        .any(|f| crate::pg::json::JsonKind::of(f).is_some());
+    if batch.schema() == *schema && !typed {
         return Ok(batch);
     }
     let columns = batch
@@ -479,10 +486,18 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         .iter()
         .zip(schema.fields())
         .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
+            let column = if column.data_type() == field.data_type() {
+                column.clone()
             } else {
-                arrow::compute::cast(column, field.data_type())
+                arrow::compute::cast(column, field.data_type())?
+            };
+            match crate::pg::json::JsonKind::of(field) {
+                Some(kind) => {
+                    let stored = crate::pg::json::stored(&column, kind, field.name())
+                        .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
+                    arrow::compute::cast(&stored, field.data_type())
+                }
+                None => Ok(column),
             }
         })
         .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;

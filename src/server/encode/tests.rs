@@ -14,12 +14,7 @@ fn fields(batch: &RecordBatch, format: FieldFormat, options: FormatOptions) -> V
         FieldFormat::Text => pgwire::api::portal::Format::UnifiedText,
         FieldFormat::Binary => pgwire::api::portal::Format::UnifiedBinary,
     };
-    arrow_pg::datatypes::arrow_schema_to_pg_fields(
-        batch.schema_ref(),
-        &format,
-        Some(Arc::new(options)),
-    )
-    .unwrap()
+    crate::server::encode::pg_fields(batch.schema_ref(), &format, Some(Arc::new(options))).unwrap()
 }
 
 /// Each field of each row, as the client receives it (None for NULL).

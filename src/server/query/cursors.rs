@@ -127,7 +127,7 @@ pub(super) async fn step(
     session.cursors().insert(name.clone(), cursor);
     let batch = fetched.map_err(engine_error)?;
     let options = Arc::new(session.settings().format_options());
-    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+    let fields = Arc::new(crate::server::encode::pg_fields(
         &names,
         format,
         Some(options),
@@ -165,7 +165,7 @@ pub(super) fn cursor_fields(
         return Err(undefined_cursor(name));
     };
     let options = Arc::new(session.settings().format_options());
-    arrow_pg::datatypes::arrow_schema_to_pg_fields(&names, format, Some(options))
+    crate::server::encode::pg_fields(&names, format, Some(options))
 }
 
 fn undefined_cursor(name: &str) -> PgWireError {

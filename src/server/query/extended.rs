@@ -102,7 +102,7 @@ impl QueryParser for Parser {
         }
         match &statement.planned {
             Some(planned) if returns_rows(&planned.plan) => {
-                arrow_pg::datatypes::arrow_schema_to_pg_fields(&planned.schema, format, None)
+                crate::server::encode::pg_fields(&planned.schema, format, None)
             }
             _ => Ok(Vec::new()),
         }
@@ -222,8 +222,10 @@ impl ExtendedQueryHandler for QueryHandler {
             Some(planned) => {
                 let types: Vec<Option<&DataType>> =
                     planned.parameters.iter().map(|t| t.as_ref()).collect();
+                let as_text = json_parameters_as_text(portal);
                 Some(arrow_pg::datatypes::df::deserialize_parameters(
-                    portal, &types,
+                    as_text.as_ref().unwrap_or(portal),
+                    &types,
                 )?)
             }
             None if portal.parameter_len() > 0 => {
@@ -258,23 +260,32 @@ impl ExtendedQueryHandler for QueryHandler {
     }
 }
 
-/// `oid` or `oid[]` for a parameter the statement casts to one (`$1::oid[]`): tenure holds
-/// oids as int4, but a client that asked for oids expects them described so. asyncpg's
-/// type introspection sends `$1::oid[]` and knows `oid[]` without looking it up; `int4[]`
-/// it would look up with that same query, without end.
+/// The type of a parameter the statement casts to `oid`, `oid[]`, `json` or `jsonb`
+/// (`$1::oid[]`), which tenure holds as int4 or text but a client that asked for them
+/// expects described so. asyncpg's type introspection sends `$1::oid[]` and knows `oid[]`
+/// without looking it up (`int4[]` it would look up with that same query, without end);
+/// its json codecs encode only a parameter described as json.
 fn oid_cast(text: &str, number: usize) -> Option<Type> {
     let placeholder = format!("${number}::");
     let mut rest = text;
     while let Some(at) = rest.find(&placeholder) {
         let after = &rest[at + placeholder.len()..];
         let after = after.strip_prefix("pg_catalog.").unwrap_or(after);
-        if let Some(tail) = after.strip_prefix("oid")
-            && !tail.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Some(match tail.starts_with("[]") {
-                true => Type::OID_ARRAY,
-                false => Type::OID,
-            });
+        let word_ends =
+            |tail: &str| !tail.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        for (name, scalar, array) in [
+            ("oid", Type::OID, Type::OID_ARRAY),
+            ("jsonb", Type::JSONB, Type::JSONB_ARRAY),
+            ("json", Type::JSON, Type::JSON_ARRAY),
+        ] {
+            if let Some(tail) = after.strip_prefix(name)
+                && word_ends(tail)
+            {
+                return Some(match tail.starts_with("[]") {
+                    true => array,
+                    false => scalar,
+                });
+            }
         }
         rest = after;
     }
@@ -297,5 +308,57 @@ mod tests {
         );
         assert_eq!(oid_cast("WHERE c.oid = $2::oidvector", 2), None);
         assert_eq!(oid_cast("WHERE c.oid = $1::oid", 2), None);
+        assert_eq!(oid_cast("SELECT $1::jsonb -> 'a'", 1), Some(Type::JSONB));
+        assert_eq!(oid_cast("SELECT $1::json", 1), Some(Type::JSON));
     }
+}
+
+/// `portal` with its json and jsonb parameters read as text (arrow-pg reads neither; a JSON
+/// value is text here, see `pg::json`), or `None` when it has none. jsonb's binary form is a
+/// version byte before the text.
+fn json_parameters_as_text(portal: &Portal<Prepared>) -> Option<Portal<Prepared>> {
+    // The client's declared type, else the one the server described (see `oid_cast`).
+    let types: Vec<Option<Type>> = (0..portal.parameter_len())
+        .map(|i| {
+            portal
+                .statement
+                .parameter_types
+                .get(i)
+                .cloned()
+                .flatten()
+                .or_else(|| oid_cast(&portal.statement.statement.text, i + 1))
+        })
+        .collect();
+    let is_json = |t: &Option<Type>| matches!(t, Some(t) if *t == Type::JSON || *t == Type::JSONB);
+    if !types.iter().any(is_json) {
+        return None;
+    }
+    let mut parameters = portal.parameters.clone();
+    for (i, (value, declared)) in parameters.iter_mut().zip(&types).enumerate() {
+        if *declared == Some(Type::JSONB)
+            && portal.parameter_format.is_binary(i)
+            && let Some(bytes) = value
+            && bytes.first() == Some(&1)
+        {
+            *bytes = bytes.slice(1..);
+        }
+    }
+    let statement = StoredStatement::new(
+        portal.statement.id.clone(),
+        portal.statement.statement.clone(),
+        types
+            .iter()
+            .map(|t| match t {
+                Some(t) if *t == Type::JSON || *t == Type::JSONB => Some(Type::TEXT),
+                other => other.clone(),
+            })
+            .collect(),
+    );
+    // The vendored pgwire's portals are non-exhaustive: a cursor portal, then its fields.
+    let mut copy = Portal::new_cursor(portal.name.clone(), Arc::new(statement));
+    copy.parameter_format = portal.parameter_format.clone();
+    copy.parameters = parameters;
+    copy.result_column_format = portal.result_column_format.clone();
+    copy.state = portal.state.clone();
+    Some(copy)
 }

@@ -342,7 +342,7 @@ impl QueryHandler {
                     } else {
                         Format::UnifiedText
                     };
-                    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+                    let fields = Arc::new(crate::server::encode::pg_fields(
                         &schema,
                         &column_format,
                         Some(options),
@@ -359,7 +359,7 @@ impl QueryHandler {
                     });
                     return Ok(Response::CopyOut(CopyResponse::new(code, columns, data)));
                 }
-                let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+                let fields = Arc::new(crate::server::encode::pg_fields(
                     &schema,
                     format,
                     Some(options),
