@@ -792,15 +792,22 @@ fn renamed_schema(
             .fields()
             .iter()
             .zip(schema.fields())
-            .all(|(n, f)| n.name() == f.name())
+            .all(|(n, f)| n.name() == f.name() && n.metadata() == f.metadata())
     {
         return schema.clone();
     }
+    // Names and marks (a json column's type) as the logical plan has them.
     let fields: Vec<_> = schema
         .fields()
         .iter()
         .zip(names.fields())
-        .map(|(field, named)| field.as_ref().clone().with_name(named.name()))
+        .map(|(field, named)| {
+            field
+                .as_ref()
+                .clone()
+                .with_name(named.name())
+                .with_metadata(named.metadata().clone())
+        })
         .collect();
     Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
         fields,

@@ -94,6 +94,29 @@ impl JsonKind {
     }
 }
 
+/// What json_build_object, json_build_array and json_agg print: PostgreSQL separates their
+/// own items with `", "` (and an object's keys with `" : "`) and embeds each value compactly;
+/// jsonb prints as jsonb does.
+fn constructed(value: &Value, kind: JsonKind) -> String {
+    if kind == JsonKind::Jsonb {
+        return kind.text(value);
+    }
+    match value {
+        Value::Object(map) => {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{} : {v}", Value::String(k.clone())))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(Value::to_string).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// PostgreSQL's jsonb output: object keys by length, then bytes.
 fn write_jsonb(value: &Value, out: &mut String) {
     match value {
@@ -126,13 +149,13 @@ fn write_jsonb(value: &Value, out: &mut String) {
 }
 
 /// Parses JSON text, failing as PostgreSQL does.
-pub fn parse(text: &str, kind: JsonKind) -> Result<Value> {
+pub fn parse(text: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| {
         DataFusionError::External(Box::new(crate::error::Error::state(
             SqlState::InvalidTextRepresentation,
+            // PostgreSQL says json for jsonb too.
             format!(
-                "invalid input syntax for type {}: {e} in \"{}\"",
-                kind.name(),
+                "invalid input syntax for type json: {e} in \"{}\"",
                 text.chars().take(64).collect::<String>()
             ),
         )))
@@ -150,7 +173,7 @@ pub fn stored(array: &ArrayRef, kind: JsonKind, column: &str) -> crate::error::R
             out.append_null();
             continue;
         };
-        let value = parse(text, kind).map_err(|e| {
+        let value = parse(text).map_err(|e| {
             crate::error::Error::state(
                 SqlState::InvalidTextRepresentation,
                 format!("invalid value for column {column}: {}", inner_message(&e)),
@@ -259,6 +282,17 @@ fn functions() -> Vec<JsonFunction> {
     ]
 }
 
+impl JsonFunction {
+    /// The kind of an argument that is plain text: jsonb for the jsonb_ functions.
+    fn default_kind(&self) -> JsonKind {
+        if self.name.starts_with("jsonb") {
+            JsonKind::Jsonb
+        } else {
+            JsonKind::Json
+        }
+    }
+}
+
 impl ScalarUDFImpl for JsonFunction {
     fn name(&self) -> &str {
         self.name
@@ -276,7 +310,7 @@ impl ScalarUDFImpl for JsonFunction {
         let input = args
             .arg_fields
             .first()
-            .map(|f| JsonKind::of(f).unwrap_or(JsonKind::Json));
+            .map(|f| JsonKind::of(f).unwrap_or(self.default_kind()));
         let json = |kind: JsonKind| Arc::new(kind.field(self.name, true));
         let text = || Arc::new(Field::new(self.name, DataType::Utf8, true));
         Ok(match self.op {
@@ -319,14 +353,18 @@ impl ScalarUDFImpl for JsonFunction {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
-        let input_kind = kinds.first().copied().flatten().unwrap_or(JsonKind::Json);
+        let input_kind = kinds
+            .first()
+            .copied()
+            .flatten()
+            .unwrap_or(self.default_kind());
         let out: ArrayRef = match self.op {
-            Op::Parse(kind) => map_json(&arrays[0], kind, |v| Ok(Some(kind.text(&v))))?,
+            Op::Parse(kind) => map_json(&arrays[0], |v| Ok(Some(kind.text(&v))))?,
             Op::Get | Op::GetText => {
                 let keys: Vec<Keys> = arrays[1..].iter().map(Keys::of).collect::<Result<_>>()?;
                 let text = self.op == Op::GetText;
                 let mut i = 0;
-                map_json(&arrays[0], input_kind, |v| {
+                map_json(&arrays[0], |v| {
                     let row = i;
                     i += 1;
                     let mut at = Some(&v);
@@ -340,7 +378,7 @@ impl ScalarUDFImpl for JsonFunction {
                 let paths = path_lists(&arrays[1])?;
                 let text = self.op == Op::PathText;
                 let mut i = 0;
-                map_json(&arrays[0], input_kind, |v| {
+                map_json(&arrays[0], |v| {
                     let row = i;
                     i += 1;
                     let Some(path) = &paths[row] else {
@@ -367,9 +405,9 @@ impl ScalarUDFImpl for JsonFunction {
                         out.append_null();
                         continue;
                     }
-                    let value = parse(left.value(row), input_kind)?;
+                    let value = parse(left.value(row))?;
                     out.append_value(if self.op == Op::Contains {
-                        contains(&value, &parse(right.value(row), JsonKind::Jsonb)?, true)
+                        contains(&value, &parse(right.value(row))?, true)
                     } else {
                         exists(&value, right.value(row))
                     });
@@ -383,25 +421,28 @@ impl ScalarUDFImpl for JsonFunction {
                     let values = (0..arrays.len())
                         .map(|i| to_value(&arrays[i], kinds[i], &formatters[i], row))
                         .collect::<Result<Vec<_>>>()?;
+                    if kind == JsonKind::Json && matches!(self.op, Op::BuildObject(_)) {
+                        // json keeps its keys in order, duplicates too.
+                        let mut items = Vec::new();
+                        for pair in values.chunks(2) {
+                            items.push(format!("{} : {}", object_key(&pair[0])?, pair[1]));
+                        }
+                        out.append_value(format!("{{{}}}", items.join(", ")));
+                        continue;
+                    }
                     let value = if matches!(self.op, Op::BuildArray(_)) {
                         Value::Array(values)
                     } else {
                         let mut object = serde_json::Map::new();
                         for pair in values.chunks(2) {
-                            let key = match &pair[0] {
-                                Value::Null => {
-                                    return Err(value_error(
-                                        "null value not allowed for object key",
-                                    ));
-                                }
-                                Value::String(s) => s.clone(),
-                                other => other.to_string(),
+                            let Value::String(key) = object_key(&pair[0])? else {
+                                unreachable!("object_key gives a string");
                             };
                             object.insert(key, pair[1].clone());
                         }
                         Value::Object(object)
                     };
-                    out.append_value(kind.text(&value));
+                    out.append_value(constructed(&value, kind));
                 }
                 Arc::new(out.finish())
             }
@@ -413,7 +454,10 @@ impl ScalarUDFImpl for JsonFunction {
                         out.append_null();
                     } else {
                         let value = to_value(&arrays[0], kinds[0], &formatters[0], row)?;
-                        out.append_value(kind.text(&value));
+                        out.append_value(match self.op {
+                            Op::FromList(_) => constructed(&value, kind),
+                            _ => kind.text(&value),
+                        });
                     }
                 }
                 Arc::new(out.finish())
@@ -433,7 +477,7 @@ impl ScalarUDFImpl for JsonFunction {
                         out.append_null();
                         continue;
                     }
-                    match parse(texts.value(row), input_kind)? {
+                    match parse(texts.value(row))? {
                         Value::Array(items) => {
                             for item in &items {
                                 match output(item, input_kind, text) {
@@ -448,7 +492,7 @@ impl ScalarUDFImpl for JsonFunction {
                 }
                 Arc::new(out.finish())
             }
-            Op::Typeof => map_json(&arrays[0], input_kind, |v| {
+            Op::Typeof => map_json(&arrays[0], |v| {
                 Ok(Some(
                     match v {
                         Value::Object(_) => "object",
@@ -470,7 +514,7 @@ impl ScalarUDFImpl for JsonFunction {
                         out.append_null();
                         continue;
                     }
-                    match parse(texts.value(row), input_kind)? {
+                    match parse(texts.value(row))? {
                         Value::Array(items) => out.append_value(items.len() as i32),
                         _ => return Err(value_error("cannot get array length of a non-array")),
                     }
@@ -479,6 +523,16 @@ impl ScalarUDFImpl for JsonFunction {
             }
         };
         Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// An object key from a value, as json_build_object takes it: text as is, any other value
+/// in its JSON text, NULL refused.
+fn object_key(value: &Value) -> Result<Value> {
+    match value {
+        Value::Null => Err(value_error("null value not allowed for object key")),
+        Value::String(s) => Ok(Value::String(s.clone())),
+        other => Ok(Value::String(other.to_string())),
     }
 }
 
@@ -505,7 +559,6 @@ fn formatters(arrays: &[ArrayRef]) -> Result<Vec<ArrayFormatter<'_>>> {
 /// Each row's JSON text parsed and mapped to an output text (None: NULL).
 fn map_json(
     array: &ArrayRef,
-    kind: JsonKind,
     mut f: impl FnMut(Value) -> Result<Option<String>>,
 ) -> Result<ArrayRef> {
     let texts = texts(array)?;
@@ -518,7 +571,7 @@ fn map_json(
                 let _ = f(Value::Null)?;
                 out.append_null();
             }
-            Some(text) => match f(parse(text, kind)?)? {
+            Some(text) => match f(parse(text)?)? {
                 Some(s) => out.append_value(s),
                 None => out.append_null(),
             },
@@ -692,7 +745,7 @@ fn to_value(
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let text = display();
             match kind {
-                Some(kind) => parse(&text, kind)?,
+                Some(_) => parse(&text)?,
                 None => Value::String(text),
             }
         }

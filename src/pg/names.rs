@@ -213,9 +213,35 @@ pub fn postgres_schema(plan: &LogicalPlan) -> Schema {
         .fields()
         .iter()
         .zip(exprs)
-        .map(|(field, expr)| field.as_ref().clone().with_name(postgres_name(expr)))
+        .map(|(field, expr)| {
+            let field = field.as_ref().clone().with_name(postgres_name(expr));
+            if casts_to_text(expr) && field.metadata().contains_key(super::json::PG_TYPE_KEY) {
+                // `props::text`: DataFusion keeps the json column's mark through the cast.
+                let mut metadata = field.metadata().clone();
+                metadata.remove(super::json::PG_TYPE_KEY);
+                field.with_metadata(metadata)
+            } else {
+                field
+            }
+        })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// Whether `expr` (under its alias) is a cast to text.
+fn casts_to_text(expr: &Expr) -> bool {
+    match expr {
+        Expr::Alias(alias) => casts_to_text(&alias.expr),
+        Expr::Cast(cast) => matches!(
+            cast.field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ),
+        Expr::TryCast(cast) => matches!(
+            cast.field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ),
+        _ => false,
+    }
 }
 
 /// `schema` without the oid marks (arrow-pg's `pg.oid_alias` field metadata, which makes an

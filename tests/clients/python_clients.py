@@ -1,5 +1,5 @@
 """Python drivers against a running tenure server: psycopg 3 (text and binary, server-side
-parameters, type introspection), psycopg2, asyncpg and SQLAlchemy 2's Inspector.
+parameters, type introspection, json), psycopg2, asyncpg and SQLAlchemy 2's Inspector.
 
     python python_clients.py PORT
 
@@ -240,6 +240,59 @@ def _():
             assert list(row.keys()) == ["array", "array"], row.keys()
             assert (row[0], row[1]) == ([1, 2], ["a", "b c"]), row
             await conn.execute("SET jit = off")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@check("psycopg and asyncpg: json and jsonb columns, parameters and operators")
+def _():
+    import json
+
+    import asyncpg
+    import psycopg
+    from psycopg.types.json import Json, Jsonb
+
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS py_events")
+        conn.execute("CREATE TABLE py_events (id INT, props JSONB, raw JSON)")
+        conn.execute(
+            "INSERT INTO py_events VALUES (%s, %s, %s), (%s, %s, %s)",
+            (1, Jsonb({"page": "cart", "items": [1, 2]}), Json({"b": 1}), 2, Jsonb({"page": "home"}), None),
+        )
+        cur = conn.execute("SELECT id, props, raw FROM py_events ORDER BY id")
+        assert [d.type_code for d in cur.description][1:] == [3802, 114], cur.description
+        assert cur.fetchall() == [
+            (1, {"page": "cart", "items": [1, 2]}, {"b": 1}),
+            (2, {"page": "home"}, None),
+        ]
+        # jsonb is stored as PostgreSQL prints it: keys by length, then bytes.
+        text = conn.execute("SELECT props::text FROM py_events WHERE id = 1").fetchone()[0]
+        assert text == '{"page": "cart", "items": [1, 2]}', text
+        found = conn.execute(
+            "SELECT id, props ->> 'page', props -> 'items' -> 0 FROM py_events "
+            "WHERE props @> %s AND props ? %s",
+            (Jsonb({"page": "cart"}), "items"),
+        ).fetchall()
+        assert found == [(1, "cart", 1)], found
+        with conn.cursor(binary=True) as cur:
+            cur.execute("SELECT props FROM py_events WHERE id = %s", (2,))
+            assert cur.fetchone() == ({"page": "home"},)
+        try:
+            conn.execute("INSERT INTO py_events (id, props) VALUES (3, 'not json')")
+            raise AssertionError("invalid JSON was stored")
+        except psycopg.errors.InvalidTextRepresentation as e:
+            assert "props" in str(e), e
+
+    async def run():
+        conn = await asyncpg.connect(host="127.0.0.1", port=PORT, user="tenure", database="tenure")
+        try:
+            for name in ("json", "jsonb"):
+                await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+            rows = await conn.fetch("SELECT props FROM py_events ORDER BY id")
+            assert [r["props"] for r in rows] == [{"page": "cart", "items": [1, 2]}, {"page": "home"}], rows
+            assert await conn.fetchval("SELECT $1::jsonb -> 'q'", {"q": [1]}) == [1]
         finally:
             await conn.close()
 
