@@ -168,7 +168,7 @@ pub fn stored(array: &ArrayRef, kind: JsonKind, column: &str) -> crate::error::R
     let texts = texts(array)?;
     let texts = texts.as_string::<i32>();
     let mut out = StringBuilder::with_capacity(texts.len(), texts.value_data().len());
-    for text in texts.iter() {
+    for text in texts {
         let Some(text) = text else {
             out.append_null();
             continue;
@@ -564,7 +564,7 @@ fn map_json(
     let texts = texts(array)?;
     let texts = texts.as_string::<i32>();
     let mut out = StringBuilder::with_capacity(texts.len(), texts.value_data().len());
-    for text in texts.iter() {
+    for text in texts {
         match text {
             None => {
                 // Keep the row count of the closure's caller in step.

@@ -292,27 +292,6 @@ fn oid_cast(text: &str, number: usize) -> Option<Type> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parameters_cast_to_oids() {
-        assert_eq!(
-            oid_cast("WHERE ti.oid = any($1::oid[])", 1),
-            Some(Type::OID_ARRAY)
-        );
-        assert_eq!(
-            oid_cast("WHERE c.oid = $2::pg_catalog.oid", 2),
-            Some(Type::OID)
-        );
-        assert_eq!(oid_cast("WHERE c.oid = $2::oidvector", 2), None);
-        assert_eq!(oid_cast("WHERE c.oid = $1::oid", 2), None);
-        assert_eq!(oid_cast("SELECT $1::jsonb -> 'a'", 1), Some(Type::JSONB));
-        assert_eq!(oid_cast("SELECT $1::json", 1), Some(Type::JSON));
-    }
-}
-
 /// `portal` with its json and jsonb parameters read as text (arrow-pg reads neither; a JSON
 /// value is text here, see `pg::json`), or `None` when it has none. jsonb's binary form is a
 /// version byte before the text.
@@ -361,4 +340,25 @@ fn json_parameters_as_text(portal: &Portal<Prepared>) -> Option<Portal<Prepared>
     copy.result_column_format = portal.result_column_format.clone();
     copy.state = portal.state.clone();
     Some(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_cast_to_oids() {
+        assert_eq!(
+            oid_cast("WHERE ti.oid = any($1::oid[])", 1),
+            Some(Type::OID_ARRAY)
+        );
+        assert_eq!(
+            oid_cast("WHERE c.oid = $2::pg_catalog.oid", 2),
+            Some(Type::OID)
+        );
+        assert_eq!(oid_cast("WHERE c.oid = $2::oidvector", 2), None);
+        assert_eq!(oid_cast("WHERE c.oid = $1::oid", 2), None);
+        assert_eq!(oid_cast("SELECT $1::jsonb -> 'a'", 1), Some(Type::JSONB));
+        assert_eq!(oid_cast("SELECT $1::json", 1), Some(Type::JSON));
+    }
 }
