@@ -27,6 +27,18 @@ impl Engine {
         name: &QualifiedName,
         verb: &str,
     ) -> Result<Arc<ManagedTable>> {
+        self.writable_table_keeping(session, name, verb, true).await
+    }
+
+    /// [`Engine::writable_table`]; in a block, a table from before it is copied with its
+    /// rows only when `keep_rows` (TRUNCATE needs its columns alone).
+    async fn writable_table_keeping(
+        &self,
+        session: &SessionContext,
+        name: &QualifiedName,
+        verb: &str,
+        keep_rows: bool,
+    ) -> Result<Arc<ManagedTable>> {
         if let Some(temporary) = self.temporary_table(session, name)? {
             return Ok(temporary);
         }
@@ -63,8 +75,11 @@ impl Engine {
             Self::table_reference(name),
             datafusion::datasource::provider_as_source(table.clone()),
             None,
-        )?
-        .build()?;
+        )?;
+        let scan = match keep_rows {
+            true => scan.build()?,
+            false => scan.limit(0, Some(0))?.build()?,
+        };
         let (copy_dir, copy, _) = self.write_new_table(&mut catalog, session, scan).await?;
         let block = catalog.block().expect("inside a block");
         block.copies.push((dir.clone(), marker));
@@ -361,14 +376,32 @@ impl Engine {
         })
     }
 
-    /// `TRUNCATE [TABLE] t [, ...]`: every row of each table goes, in one Delta commit per
-    /// table (inside a transaction block, all of them with the block). CASCADE, which in
-    /// PostgreSQL also empties the tables whose foreign keys reference these, is refused.
+    /// `TRUNCATE [TABLE] t [, ...]`: every row of each table goes, all tables at once: inside
+    /// a transaction block with the block, else (for several tables) in a block of its own.
+    /// CASCADE, which in PostgreSQL also empties the tables whose foreign keys reference
+    /// these, is refused.
     pub(super) async fn truncate(
         &self,
         session: &SessionContext,
         truncate: Truncate,
     ) -> Result<Output> {
+        if truncate.table_names.len() < 2 || transaction_of(session).is_some() {
+            return self.truncate_in(session, truncate).await;
+        }
+        let block = self.begin(session).await?;
+        match self.truncate_in(&block, truncate).await {
+            Ok(output) => {
+                self.commit(&block).await?;
+                Ok(output)
+            }
+            Err(e) => {
+                self.rollback(&block).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate_in(&self, session: &SessionContext, truncate: Truncate) -> Result<Output> {
         if matches!(truncate.cascade, Some(CascadeOption::Cascade)) {
             return Err(Error::unsupported("TRUNCATE ... CASCADE is not supported"));
         }
@@ -381,7 +414,10 @@ impl Engine {
         let mut tables = Vec::new();
         for target in &truncate.table_names {
             let name = self.qualify_object(&target.name)?;
-            tables.push(self.writable_table(session, &name, "truncate").await?);
+            tables.push(
+                self.writable_table_keeping(session, &name, "truncate", false)
+                    .await?,
+            );
         }
         for table in tables {
             let state = Arc::new(session.state());

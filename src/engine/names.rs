@@ -66,8 +66,16 @@ pub fn name_subquery_items(statement: &mut SqlStatement) {
 /// m::timestamp`, `SELECT a, a`): every unaliased item whose name an earlier item of its list
 /// already has gets a suffix (`m_2`). Only then, since DataFusion tells apart what
 /// PostgreSQL names alike (`a.id` and `b.id`, both `id`), and those should keep their names.
+///
+/// In a query the suffix follows [`crate::pg::names::DUPLICATE_MARK`], which the result's
+/// column names leave out (PostgreSQL names both `count`); in a table or view made from a
+/// query it follows `_`, since column names must differ there.
 pub fn alias_duplicate_items(statement: &mut SqlStatement) {
-    struct Duplicates;
+    let separator = match statement {
+        SqlStatement::Query(_) => crate::pg::names::DUPLICATE_MARK,
+        _ => "_",
+    };
+    struct Duplicates(&'static str);
     impl VisitorMut for Duplicates {
         type Break = ();
         fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
@@ -93,10 +101,11 @@ pub fn alias_duplicate_items(statement: &mut SqlStatement) {
                     continue;
                 }
                 let mut n = 2;
-                let mut name = format!("{base}_{n}");
+                let separator = self.0;
+                let mut name = format!("{base}{separator}{n}");
                 while seen.contains(&name) || aliases.contains(&name) {
                     n += 1;
-                    name = format!("{base}_{n}");
+                    name = format!("{base}{separator}{n}");
                 }
                 seen.push(name.clone());
                 let expr = expr.clone();
@@ -108,7 +117,7 @@ pub fn alias_duplicate_items(statement: &mut SqlStatement) {
             ControlFlow::Continue(())
         }
     }
-    let _ = statement.visit(&mut Duplicates);
+    let _ = statement.visit(&mut Duplicates(separator));
 }
 
 /// The name PostgreSQL gives a select item, where it is plain from the syntax.
@@ -189,7 +198,16 @@ mod tests {
         alias_duplicate_items(&mut statement);
         assert_eq!(
             statement.to_string(),
-            "SELECT m, m::TIMESTAMP AS \"m_3\", t.m AS \"m_4\", m AS m_2, count(*) FROM t"
+            "SELECT m, m::TIMESTAMP AS \"m\u{2063}2\", t.m AS \"m\u{2063}3\", m AS m_2, count(*) FROM t"
+        );
+        let mut create = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql("CREATE VIEW v AS SELECT m, m::TIMESTAMP, m AS m_2 FROM t")
+            .and_then(|mut p| p.parse_statement())
+            .unwrap();
+        alias_duplicate_items(&mut create);
+        assert_eq!(
+            create.to_string(),
+            "CREATE VIEW v AS SELECT m, m::TIMESTAMP AS \"m_3\", m AS m_2 FROM t"
         );
     }
 }

@@ -276,11 +276,27 @@ fn top_projection(plan: &LogicalPlan) -> Option<&[Expr]> {
     }
 }
 
+/// Separates the suffix tenure gives the second of two result columns of one name, which
+/// DataFusion refuses and PostgreSQL allows (`count(*), count(*)::int`); the names clients
+/// see stop before it. An invisible separator, so nobody writes it by accident.
+pub const DUPLICATE_MARK: &str = "\u{2063}";
+
+fn without_duplicate_mark(name: &str) -> String {
+    name.split(DUPLICATE_MARK)
+        .next()
+        .unwrap_or(name)
+        .to_string()
+}
+
 fn postgres_name(expr: &Expr) -> String {
     match expr {
         // DataFusion aliases some aggregates with their display text ("count(*)").
-        Expr::Alias(alias) => function_name(&alias.name).unwrap_or_else(|| alias.name.clone()),
-        Expr::Column(column) => function_name(&column.name).unwrap_or_else(|| column.name.clone()),
+        Expr::Alias(alias) => {
+            function_name(&alias.name).unwrap_or_else(|| without_duplicate_mark(&alias.name))
+        }
+        Expr::Column(column) => {
+            function_name(&column.name).unwrap_or_else(|| without_duplicate_mark(&column.name))
+        }
         // `ARRAY[...]` plans as make_array.
         Expr::ScalarFunction(f) if f.name() == "make_array" => "array".to_string(),
         Expr::ScalarFunction(f) => f.name().to_string(),
