@@ -366,6 +366,12 @@ async fn tokio_postgres_round_trips_values_in_both_protocols() {
     };
     let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, expected);
+    // DataFusion's unsigned counts are bigint, as PostgreSQL's row_number() is.
+    let row = client
+        .query_one("SELECT row_number() OVER (), cardinality(ARRAY[1, 2])", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, 2));
     // Names that the compatibility layer's own rewrites (current_user is session_user(),
     // current_catalog is current_database()) would otherwise change; asyncpg's `SET jit`;
     // Metabase's `format()`.

@@ -19,7 +19,7 @@ use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
-    UInt32Type,
+    UInt32Type, UInt64Type,
 };
 use bytes::{BufMut, BytesMut};
 use chrono::{Offset, TimeZone};
@@ -37,7 +37,8 @@ const POSTGRES_EPOCH_DAYS: i32 = 10_957;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// The RowDescription of a result with `schema`: arrow-pg's, with `json` and `jsonb` for the
-/// text columns that are (see [`crate::pg::json`]).
+/// text columns that are (see [`crate::pg::json`]) and bigint for DataFusion's unsigned
+/// counts.
 pub fn pg_fields(
     schema: &arrow::datatypes::Schema,
     format: &pgwire::api::portal::Format,
@@ -48,6 +49,14 @@ pub fn pg_fields(
         .into_iter()
         .zip(schema.fields())
         .map(|(info, field)| match crate::pg::json::JsonKind::of(field) {
+            None if *field.data_type() == DataType::UInt64 => FieldInfo::new(
+                info.name().to_string(),
+                info.table_id(),
+                info.column_id(),
+                postgres_types::Type::INT8,
+                info.format(),
+            )
+            .with_format_options(info.format_options().clone()),
             Some(kind) => {
                 let datatype = match kind {
                     crate::pg::json::JsonKind::Json => postgres_types::Type::JSON,
@@ -178,6 +187,15 @@ impl<'a> Column<'a> {
             DataType::UInt8 => int(array.as_primitive::<UInt8Type>(), 2),
             DataType::UInt16 => int(array.as_primitive::<UInt16Type>(), 4),
             DataType::UInt32 => int(array.as_primitive::<UInt32Type>(), 8),
+            // DataFusion's counts (row_number(), cardinality()) are UInt64, which arrow-pg
+            // calls numeric; PostgreSQL's are bigint (see `pg_fields`). No count passes i64.
+            DataType::UInt64 => {
+                let a = array.as_primitive::<UInt64Type>();
+                Values::Int {
+                    value: Box::new(move |i| i64::try_from(a.value(i)).unwrap_or(i64::MAX)),
+                    bytes: 8,
+                }
+            }
             DataType::Float32 => Values::Float4(array.as_primitive()),
             DataType::Float64 => Values::Float8(array.as_primitive()),
             DataType::Utf8 => {
