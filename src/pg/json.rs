@@ -14,7 +14,9 @@
 //! - `->`, `->>`, `#>`, `#>>`, `@>`, `<@` and `?` are planned by [`JsonOperators`].
 //! - `json_agg(x)` is `array_agg(x)` made a JSON array; `json_array_elements(x)` is the
 //!   `unnest` of its elements, in the select list.
-//! - Column types `json` and `jsonb` come from [`PgTypes`].
+//! - Column types `json` and `jsonb` come from [`PgTypes`], which also marks a
+//!   `varchar(n)` column with its length ([`declared_length`]; storage checks values against
+//!   it with [`check_length`], and an explicit cast to `varchar(n)` cuts to n).
 
 use std::sync::Arc;
 
@@ -824,7 +826,8 @@ impl ExprPlanner for JsonOperators {
     }
 }
 
-/// Column types `json` and `jsonb`; every other type as datafusion-pg-catalog plans it.
+/// Column types `json`, `jsonb` and `varchar(n)`; every other type as datafusion-pg-catalog
+/// plans it.
 #[derive(Debug, Default)]
 pub struct PgTypes(datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner);
 
@@ -833,9 +836,57 @@ impl TypePlanner for PgTypes {
         match sql_type {
             SqlType::JSON => Ok(Some(Arc::new(JsonKind::Json.field("", true)))),
             SqlType::JSONB => Ok(Some(Arc::new(JsonKind::Jsonb.field("", true)))),
-            other => self.0.plan_type_field(other),
+            other => match varchar_length(other) {
+                Some(length) => Ok(Some(Arc::new(
+                    Field::new("", DataType::Utf8, true).with_metadata(
+                        [(PG_TYPE_KEY.to_string(), format!("varchar({length})"))]
+                            .into_iter()
+                            .collect(),
+                    ),
+                ))),
+                None => self.0.plan_type_field(other),
+            },
         }
     }
+}
+
+/// n of `varchar(n)` (`character varying(n)`).
+fn varchar_length(sql_type: &SqlType) -> Option<u64> {
+    use datafusion::sql::sqlparser::ast::CharacterLength;
+    match sql_type {
+        SqlType::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
+        | SqlType::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. }))
+        | SqlType::CharVarying(Some(CharacterLength::IntegerLength { length, .. })) => {
+            Some(*length)
+        }
+        _ => None,
+    }
+}
+
+/// n of a `varchar(n)` column's field.
+pub fn declared_length(field: &Field) -> Option<usize> {
+    field
+        .metadata()
+        .get(PG_TYPE_KEY)?
+        .strip_prefix("varchar(")?
+        .strip_suffix(')')?
+        .parse()
+        .ok()
+}
+
+/// A `varchar(n)` column's values, each checked against n (22001 otherwise, as in
+/// PostgreSQL); `column` names it in the error.
+pub fn check_length(array: &ArrayRef, length: usize, column: &str) -> crate::error::Result<()> {
+    let texts = texts(array)?;
+    for text in texts.as_string::<i32>().iter().flatten() {
+        if text.chars().count() > length {
+            return Err(crate::error::Error::state(
+                SqlState::StringDataRightTruncation,
+                format!("value too long for type character varying({length}) in column {column}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Registers the JSON functions, operators and types in `ctx` (after datafusion-pg-catalog,
@@ -876,6 +927,35 @@ pub fn rewrite_json_syntax(statement: &mut Statement) {
         type Break = ();
         fn post_visit_expr(&mut self, expr: &mut SqlExpr) -> std::ops::ControlFlow<()> {
             match expr {
+                // An explicit cast to varchar(n) cuts, as in PostgreSQL; the type planner's
+                // varchar(n) is for columns.
+                SqlExpr::Cast {
+                    data_type,
+                    expr: inner,
+                    ..
+                } if varchar_length(data_type).is_some() => {
+                    let length = varchar_length(data_type).unwrap_or_default();
+                    let text = SqlExpr::Cast {
+                        kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                        expr: inner.clone(),
+                        data_type: SqlType::Varchar(None),
+                        format: None,
+                        array: false,
+                    };
+                    *expr = call(
+                        "left",
+                        vec![
+                            text,
+                            SqlExpr::Value(
+                                datafusion::sql::sqlparser::ast::Value::Number(
+                                    length.to_string(),
+                                    false,
+                                )
+                                .into(),
+                            ),
+                        ],
+                    );
+                }
                 SqlExpr::Cast {
                     data_type: data_type @ (SqlType::JSON | SqlType::JSONB),
                     expr: inner,

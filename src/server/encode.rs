@@ -49,6 +49,16 @@ pub fn pg_fields(
         .into_iter()
         .zip(schema.fields())
         .map(|(info, field)| match crate::pg::json::JsonKind::of(field) {
+            // PostgreSQL's type modifier of varchar(n) is n + 4.
+            None if let Some(length) = crate::pg::json::declared_length(field) => FieldInfo::new(
+                info.name().to_string(),
+                info.table_id(),
+                info.column_id(),
+                postgres_types::Type::VARCHAR,
+                info.format(),
+            )
+            .with_format_options(info.format_options().clone())
+            .with_type_modifier(i32::try_from(length).map_or(-1, |n| n.saturating_add(4))),
             None if *field.data_type() == DataType::UInt64 => FieldInfo::new(
                 info.name().to_string(),
                 info.table_id(),

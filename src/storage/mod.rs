@@ -472,12 +472,12 @@ fn local_dir(url: &Url) -> Result<std::path::PathBuf> {
 /// `batch` with exactly `schema` (names, nullability): DataFusion's INSERT planning has
 /// already cast the values to the table's types, so only a type that still differs is cast.
 /// A `json` or `jsonb` column's values are checked (and jsonb's normalised) here, on the
-/// way into the table.
+/// way into the table, and a `varchar(n)` column's lengths.
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let typed = schema
         .fields()
         .iter()
-        .any(|f| crate::pg::json::JsonKind::of(f).is_some());
+        .any(|f| f.metadata().contains_key(crate::pg::json::PG_TYPE_KEY));
     if batch.schema() == *schema && !typed {
         return Ok(batch);
     }
@@ -497,7 +497,13 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
                         .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
                     arrow::compute::cast(&stored, field.data_type())
                 }
-                None => Ok(column),
+                None => {
+                    if let Some(length) = crate::pg::json::declared_length(field) {
+                        crate::pg::json::check_length(&column, length, field.name())
+                            .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
+                    }
+                    Ok(column)
+                }
             }
         })
         .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;

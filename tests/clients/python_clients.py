@@ -299,6 +299,26 @@ def _():
     asyncio.run(run())
 
 
+@check("psycopg: varchar(n) keeps and enforces its length")
+def _():
+    import psycopg
+
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS py_codes")
+        conn.execute("CREATE TABLE py_codes (code VARCHAR(3), name TEXT)")
+        conn.execute("INSERT INTO py_codes VALUES (%s, %s)", ("abc", "a name of any length"))
+        cur = conn.execute("SELECT code, name FROM py_codes")
+        assert [(d.type_code, d.display_size) for d in cur.description] == [(1043, 3), (25, None)], [
+            (d.type_code, d.display_size) for d in cur.description
+        ]
+        try:
+            conn.execute("INSERT INTO py_codes VALUES (%s, NULL)", ("abcd",))
+            raise AssertionError("a value too long was stored")
+        except psycopg.errors.StringDataRightTruncation as e:
+            assert "character varying(3)" in str(e), e
+        assert conn.execute("SELECT 'abcdef'::varchar(3)").fetchone() == ("abc",)
+
+
 @check("SQLAlchemy 2: engine, Inspector names, has_table, get_columns")
 def _():
     import sqlalchemy
