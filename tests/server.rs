@@ -1113,7 +1113,7 @@ async fn psql_catalog_commands_notices_and_tls() {
     assert!(ok && out.contains("List of functions"), "\\df: {out}{err}");
     // The rest of psql 15's listing commands answer (most with no rows: tenure has no
     // domains, operators, text search configurations, ...). Not yet: \dp and \z (access
-    // privileges), \dy (event triggers), \dX (extended statistics), \deu (user mappings).
+    // privileges), \dy (event triggers), \dX (extended statistics).
     for command in [
         "\\di",
         "\\ds",
@@ -1129,6 +1129,8 @@ async fn psql_catalog_commands_notices_and_tls() {
         "\\dc",
         "\\do",
         "\\db",
+        "\\db+",
+        "\\deu",
         "\\dA",
         "\\des",
         "\\dew",

@@ -159,7 +159,7 @@ impl Engine {
             super::names::name_subquery_items(inner);
             crate::pg::names::name_result_columns(inner);
             crate::pg::rewrite::nested_values_in_insert_sources(inner);
-            crate::pg::json::rewrite_json_syntax(inner);
+            crate::pg::rewrite::rewrite_json_syntax(inner);
         }
         // DataFusion refuses two items of one name; PostgreSQL allows them. The statement is
         // kept for a second try, except an INSERT's VALUES (large, and without select list).

@@ -86,7 +86,7 @@ pub async fn install(
 /// `information_schema.columns`, is DataFusion's with PostgreSQL's type names (`integer`,
 /// `timestamp without time zone`, `ARRAY`), precisions, 1-based positions and defaults (dbt
 /// reads column types there).
-const CATALOG_VIEWS: [(&str, &str); 14] = [
+const CATALOG_VIEWS: [(&str, &str); 15] = [
     (
         "tenure_table_constraints",
         "SELECT CAST('tenure' AS VARCHAR) AS constraint_catalog, \
@@ -186,6 +186,14 @@ const CATALOG_VIEWS: [(&str, &str); 14] = [
                 tenure_view_definition(n.nspname, c.relname) AS definition \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind = 'v'",
+    ),
+    (
+        // No foreign servers, so no user mappings (psql's `\deu`).
+        "pg_user_mappings",
+        "SELECT CAST(NULL AS INT) AS umid, CAST(NULL AS INT) AS srvid, \
+                CAST(NULL AS VARCHAR) AS srvname, CAST(NULL AS INT) AS umuser, \
+                CAST(NULL AS VARCHAR) AS usename, CAST(NULL AS VARCHAR) AS umoptions \
+         WHERE false",
     ),
     (
         "pg_settings",
@@ -436,7 +444,7 @@ impl PgCatalogContextProvider for Roles {
 
 /// Functions drivers call in their catalog queries that pg_catalog does not provide.
 fn register_driver_functions(ctx: &SessionContext) {
-    let constants: [(&str, &[usize], ScalarValue); 11] = [
+    let constants: [(&str, &[usize], ScalarValue); 12] = [
         // psql's `\df` describes functions it lists; tenure's functions are built in, like
         // pg_catalog's, and `\df` lists only the user's (none).
         ("pg_get_function_result", &[1], ScalarValue::Utf8(None)),
@@ -449,6 +457,7 @@ fn register_driver_functions(ctx: &SessionContext) {
         // psql's `\l+` and `\db`: no size is reported for the database, no tablespace
         // has a location of its own; `\do`, `\dO`: every operator is visible, UTF8 is 6.
         ("pg_database_size", &[1], ScalarValue::Int64(None)),
+        ("pg_tablespace_size", &[1], ScalarValue::Int64(None)),
         (
             "pg_tablespace_location",
             &[1],

@@ -8,15 +8,13 @@
 //! duplicated key kept, `", "` and `": "` between items; `json` is kept compact.
 //!
 //! - Casts `x::json`, `x::jsonb` become [`PARSE_JSON`] / [`PARSE_JSONB`] (see
-//!   [`rewrite_json_syntax`]), which check the text (22P02 `invalid input syntax for type
+//!   [`super::rewrite::rewrite_json_syntax`]), which check the text (22P02 `invalid input syntax for type
 //!   json` otherwise). A cast whose target field carries metadata would disagree with its
 //!   physical plan (see datafusion-pg-catalog's oid type planner), a function's does not.
 //! - `->`, `->>`, `#>`, `#>>`, `@>`, `<@` and `?` are planned by [`JsonOperators`].
 //! - `json_agg(x)` is `array_agg(x)` made a JSON array; `json_array_elements(x)` is the
 //!   `unnest` of its elements, in the select list.
-//! - Column types `json` and `jsonb` come from [`PgTypes`], which also marks a
-//!   `varchar(n)` column with its length ([`declared_length`]; storage checks values against
-//!   it with [`check_length`], and an explicit cast to `varchar(n)` cuts to n).
+//! - Column types `json` and `jsonb` come from [`PgTypes`] (see [`super::types`]).
 
 use std::sync::Arc;
 
@@ -27,23 +25,19 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{DFSchema, DataFusionError, Result, plan_err};
-use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr, TypePlanner};
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DataType as SqlType, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, Statement,
-    VisitMut, VisitorMut,
-};
+use datafusion::sql::sqlparser::ast::BinaryOperator;
 use serde_json::Value;
 
 use super::sqlstate::SqlState;
 
-/// Field metadata naming the PostgreSQL type of a text column (`json`, `jsonb`).
-pub const PG_TYPE_KEY: &str = "tenure.pg_type";
+pub use super::types::PG_TYPE_KEY;
+use super::types::PgTypes;
 
 /// `x::json`, after [`rewrite_json_syntax`].
 pub const PARSE_JSON: &str = "tenure_json";
@@ -234,10 +228,14 @@ enum Op {
     ArrayLength,
 }
 
-const AGG: &str = "tenure_json_agg";
-const AGG_B: &str = "tenure_jsonb_agg";
-const ELEMENTS: &str = "tenure_json_elements";
-const ELEMENTS_TEXT: &str = "tenure_json_elements_text";
+/// `json_agg(x)`, after [`super::rewrite::rewrite_json_syntax`]: `array_agg(x)` as JSON.
+pub const AGG: &str = "tenure_json_agg";
+/// `jsonb_agg(x)`, likewise.
+pub const AGG_B: &str = "tenure_jsonb_agg";
+/// `json_array_elements(x)` is `unnest` of this.
+pub const ELEMENTS: &str = "tenure_json_elements";
+/// `json_array_elements_text(x)` is `unnest` of this.
+pub const ELEMENTS_TEXT: &str = "tenure_json_elements_text";
 
 /// Every JSON function, by name.
 fn functions() -> Vec<JsonFunction> {
@@ -826,69 +824,6 @@ impl ExprPlanner for JsonOperators {
     }
 }
 
-/// Column types `json`, `jsonb` and `varchar(n)`; every other type as datafusion-pg-catalog
-/// plans it.
-#[derive(Debug, Default)]
-pub struct PgTypes(datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner);
-
-impl TypePlanner for PgTypes {
-    fn plan_type_field(&self, sql_type: &SqlType) -> Result<Option<FieldRef>> {
-        match sql_type {
-            SqlType::JSON => Ok(Some(Arc::new(JsonKind::Json.field("", true)))),
-            SqlType::JSONB => Ok(Some(Arc::new(JsonKind::Jsonb.field("", true)))),
-            other => match varchar_length(other) {
-                Some(length) => Ok(Some(Arc::new(
-                    Field::new("", DataType::Utf8, true).with_metadata(
-                        [(PG_TYPE_KEY.to_string(), format!("varchar({length})"))]
-                            .into_iter()
-                            .collect(),
-                    ),
-                ))),
-                None => self.0.plan_type_field(other),
-            },
-        }
-    }
-}
-
-/// n of `varchar(n)` (`character varying(n)`).
-fn varchar_length(sql_type: &SqlType) -> Option<u64> {
-    use datafusion::sql::sqlparser::ast::CharacterLength;
-    match sql_type {
-        SqlType::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
-        | SqlType::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. }))
-        | SqlType::CharVarying(Some(CharacterLength::IntegerLength { length, .. })) => {
-            Some(*length)
-        }
-        _ => None,
-    }
-}
-
-/// n of a `varchar(n)` column's field.
-pub fn declared_length(field: &Field) -> Option<usize> {
-    field
-        .metadata()
-        .get(PG_TYPE_KEY)?
-        .strip_prefix("varchar(")?
-        .strip_suffix(')')?
-        .parse()
-        .ok()
-}
-
-/// A `varchar(n)` column's values, each checked against n (22001 otherwise, as in
-/// PostgreSQL); `column` names it in the error.
-pub fn check_length(array: &ArrayRef, length: usize, column: &str) -> crate::error::Result<()> {
-    let texts = texts(array)?;
-    for text in texts.as_string::<i32>().iter().flatten() {
-        if text.chars().count() > length {
-            return Err(crate::error::Error::state(
-                SqlState::StringDataRightTruncation,
-                format!("value too long for type character varying({length}) in column {column}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Registers the JSON functions, operators and types in `ctx` (after datafusion-pg-catalog,
 /// whose type planner [`PgTypes`] extends).
 pub fn install(ctx: &SessionContext) {
@@ -916,113 +851,6 @@ pub fn install(ctx: &SessionContext) {
         planners.insert(0, Arc::new(operators));
     }
     *state.write() = builder.build();
-}
-
-/// The JSON syntax DataFusion has no plan for, as functions: casts to json and jsonb,
-/// `json_agg` / `jsonb_agg` (over `array_agg`) and `json_array_elements[_text]` /
-/// `jsonb_array_elements[_text]` (`unnest` of the elements).
-pub fn rewrite_json_syntax(statement: &mut Statement) {
-    struct Rewrite;
-    impl VisitorMut for Rewrite {
-        type Break = ();
-        fn post_visit_expr(&mut self, expr: &mut SqlExpr) -> std::ops::ControlFlow<()> {
-            match expr {
-                // An explicit cast to varchar(n) cuts, as in PostgreSQL; the type planner's
-                // varchar(n) is for columns.
-                SqlExpr::Cast {
-                    data_type,
-                    expr: inner,
-                    ..
-                } if varchar_length(data_type).is_some() => {
-                    let length = varchar_length(data_type).unwrap_or_default();
-                    let text = SqlExpr::Cast {
-                        kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
-                        expr: inner.clone(),
-                        data_type: SqlType::Varchar(None),
-                        format: None,
-                        array: false,
-                    };
-                    *expr = call(
-                        "left",
-                        vec![
-                            text,
-                            SqlExpr::Value(
-                                datafusion::sql::sqlparser::ast::Value::Number(
-                                    length.to_string(),
-                                    false,
-                                )
-                                .into(),
-                            ),
-                        ],
-                    );
-                }
-                SqlExpr::Cast {
-                    data_type: data_type @ (SqlType::JSON | SqlType::JSONB),
-                    expr: inner,
-                    ..
-                } => {
-                    let name = if *data_type == SqlType::JSON {
-                        PARSE_JSON
-                    } else {
-                        PARSE_JSONB
-                    };
-                    *expr = call(name, vec![(**inner).clone()]);
-                }
-                SqlExpr::Function(function) => {
-                    let name = function.name.to_string().to_ascii_lowercase();
-                    match name.as_str() {
-                        "json_agg" | "jsonb_agg" => {
-                            let wrapper = if name == "json_agg" { AGG } else { AGG_B };
-                            let mut array_agg = function.clone();
-                            array_agg.name = object_name("array_agg");
-                            *expr = call(wrapper, vec![SqlExpr::Function(array_agg)]);
-                        }
-                        "json_array_elements"
-                        | "jsonb_array_elements"
-                        | "json_array_elements_text"
-                        | "jsonb_array_elements_text" => {
-                            let inner = if name.ends_with("_text") {
-                                ELEMENTS_TEXT
-                            } else {
-                                ELEMENTS
-                            };
-                            let mut elements = function.clone();
-                            elements.name = object_name(inner);
-                            *expr = call("unnest", vec![SqlExpr::Function(elements)]);
-                        }
-                        _ => {}
-                    }
-                }
-                _ => {}
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let _ = statement.visit(&mut Rewrite);
-}
-
-fn object_name(name: &str) -> ObjectName {
-    ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))])
-}
-
-fn call(name: &str, args: Vec<SqlExpr>) -> SqlExpr {
-    SqlExpr::Function(Function {
-        name: object_name(name),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
-                .collect(),
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@
 //!   ParameterStatus;
 //! - [`functions`]: `current_setting()` and `set_config()` over one session's settings.
 //! - [`views`]: the views' SQL for pg_get_viewdef and pg_views;
-//! - [`sqlstate`]: the table of SQLSTATE codes tenure answers with.
+//! - [`sqlstate`]: the table of SQLSTATE codes tenure answers with;
+//! - [`types`]: column types stored as text and marked in field metadata (`varchar(n)`,
+//!   `json`, `jsonb`).
 //!
 //! The identity tenure shows clients (its version strings, the default user) lives here too.
 
@@ -29,6 +31,7 @@ pub mod rewrite;
 pub mod settings;
 pub mod sizes;
 pub mod sqlstate;
+pub mod types;
 mod udf_args;
 pub mod views;
 

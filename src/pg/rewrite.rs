@@ -4,6 +4,7 @@
 
 mod definitions;
 mod insert_values;
+mod json_syntax;
 mod regclass;
 
 use datafusion::sql::sqlparser::ast::{
@@ -15,6 +16,7 @@ pub use definitions::{
     domain_and_composite_lookups, view_definition_lookups,
 };
 pub use insert_values::nested_values_in_insert_sources;
+pub use json_syntax::rewrite_json_syntax;
 use regclass::is_oid_text;
 pub use regclass::{check_regclass_names, show_regclass_names};
 

@@ -50,7 +50,7 @@ pub fn pg_fields(
         .zip(schema.fields())
         .map(|(info, field)| match crate::pg::json::JsonKind::of(field) {
             // PostgreSQL's type modifier of varchar(n) is n + 4.
-            None if let Some(length) = crate::pg::json::declared_length(field) => FieldInfo::new(
+            None if let Some(length) = crate::pg::types::declared_length(field) => FieldInfo::new(
                 info.name().to_string(),
                 info.table_id(),
                 info.column_id(),

@@ -477,7 +477,7 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let typed = schema
         .fields()
         .iter()
-        .any(|f| f.metadata().contains_key(crate::pg::json::PG_TYPE_KEY));
+        .any(|f| f.metadata().contains_key(crate::pg::types::PG_TYPE_KEY));
     if batch.schema() == *schema && !typed {
         return Ok(batch);
     }
@@ -498,8 +498,8 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
                     arrow::compute::cast(&stored, field.data_type())
                 }
                 None => {
-                    if let Some(length) = crate::pg::json::declared_length(field) {
-                        crate::pg::json::check_length(&column, length, field.name())
+                    if let Some(length) = crate::pg::types::declared_length(field) {
+                        crate::pg::types::check_length(&column, length, field.name())
                             .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
                     }
                     Ok(column)

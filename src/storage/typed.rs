@@ -1,5 +1,5 @@
 //! Column types Delta Lake stores as text but PostgreSQL names otherwise (`json`, `jsonb`):
-//! the type is kept in the Delta schema's field metadata ([`crate::pg::json::PG_TYPE_KEY`]),
+//! the type is kept in the Delta schema's field metadata ([`crate::pg::types::PG_TYPE_KEY`]),
 //! which delta-rs writes but drops when it gives the schema back in Arrow terms. A table
 //! with such columns is read through [`TypedColumns`], which puts the metadata back on its
 //! schema and on the batches its scans produce.
@@ -22,7 +22,7 @@ use deltalake::DeltaTable;
 use futures::StreamExt;
 
 use crate::error::Result;
-use crate::pg::json::PG_TYPE_KEY;
+use crate::pg::types::PG_TYPE_KEY;
 
 /// The Arrow provider of `table`'s current version, with its typed columns marked.
 pub(super) async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {

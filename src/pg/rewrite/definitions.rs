@@ -72,6 +72,11 @@ pub fn array_subqueries(statement: &mut SqlStatement) {
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
             _ => return ControlFlow::Continue(()),
         };
+        // `ARRAY(SELECT x FROM unnest(a) AS t(x))` (psql's `\dy`) is `a`.
+        if let Some(array) = unnested_array(select, &item) {
+            *expr = array;
+            return ControlFlow::Continue(());
+        }
         let Some(collected) = parse_expr(&format!("array_agg({item})")) else {
             return ControlFlow::Continue(());
         };
@@ -79,6 +84,41 @@ pub fn array_subqueries(statement: &mut SqlStatement) {
         *expr = SqlExpr::Subquery(query);
         ControlFlow::Continue(())
     });
+}
+
+/// `a` when `select` is `SELECT x FROM unnest(a) AS t(x)` and `item` is that `x`.
+fn unnested_array(
+    select: &datafusion::sql::sqlparser::ast::Select,
+    item: &SqlExpr,
+) -> Option<SqlExpr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, TableFactor};
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
+    if select.selection.is_some() || !from.joins.is_empty() {
+        return None;
+    }
+    let SqlExpr::Identifier(column) = item else {
+        return None;
+    };
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias: Some(alias),
+        ..
+    } = &from.relation
+    else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.args.as_slice() else {
+        return None;
+    };
+    let named_column = alias.columns.len() == 1
+        && alias.columns[0]
+            .name
+            .value
+            .eq_ignore_ascii_case(&column.value);
+    (name.to_string().eq_ignore_ascii_case("unnest") && named_column).then(|| array.clone())
 }
 
 /// `array_to_string(x.nspacl, sep)` (and relacl, attacl, ...; psql's `\dn+`, `\l+`):
