@@ -259,8 +259,22 @@ impl Engine {
         let table_name = single_table_name(&update.table)?;
         let name = self.qualify_object(&table_name)?;
         let table = self.writable_table(session, &name, "update").await?;
-        let assignments = assignment_columns(&update.assignments)?;
+        let mut assignments = assignment_columns(&update.assignments)?;
         let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
+        // A json or jsonb column's new value is checked (and jsonb's normalised) as the
+        // insert path does (see `storage::conform`).
+        for (column, value) in &mut assignments {
+            let kind = schema
+                .field_with_name(column)
+                .ok()
+                .and_then(|f| crate::pg::json::JsonKind::of(f));
+            let parse = match kind {
+                Some(crate::pg::json::JsonKind::Json) => crate::pg::json::PARSE_JSON,
+                Some(crate::pg::json::JsonKind::Jsonb) => crate::pg::json::PARSE_JSONB,
+                None => continue,
+            };
+            *value = format!("{parse}({value})");
+        }
         for (column, _) in &assignments {
             if schema.field_with_name(column).is_err() {
                 return Err(Error::state(

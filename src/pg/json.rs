@@ -261,6 +261,11 @@ fn functions() -> Vec<JsonFunction> {
         f("jsonb_extract_path", Op::Get, path()),
         f("json_extract_path_text", Op::GetText, path()),
         f("jsonb_extract_path_text", Op::GetText, path()),
+        // The operators' own names: a result column of one is `?column?` (pg::names).
+        f("tenure_json_get", Op::Get, two()),
+        f("tenure_json_get_text", Op::GetText, two()),
+        f("tenure_jsonb_contains", Op::Contains, two()),
+        f("tenure_jsonb_exists", Op::Exists, two()),
         f("tenure_json_path", Op::Path, two()),
         f("tenure_json_path_text", Op::PathText, two()),
         f("jsonb_contains", Op::Contains, two()),
@@ -835,12 +840,12 @@ pub fn install(ctx: &SessionContext) {
         by_name.insert(name, udf);
     }
     let operators = JsonOperators {
-        get: by_name["json_extract_path"].clone(),
-        get_text: by_name["json_extract_path_text"].clone(),
+        get: by_name["tenure_json_get"].clone(),
+        get_text: by_name["tenure_json_get_text"].clone(),
         path: by_name["tenure_json_path"].clone(),
         path_text: by_name["tenure_json_path_text"].clone(),
-        contains: by_name["jsonb_contains"].clone(),
-        exists: by_name["jsonb_exists"].clone(),
+        contains: by_name["tenure_jsonb_contains"].clone(),
+        exists: by_name["tenure_jsonb_exists"].clone(),
     };
     let state = ctx.state_ref();
     let existing = state.read().clone();

@@ -299,6 +299,8 @@ fn postgres_name(expr: &Expr) -> String {
         }
         // `ARRAY[...]` plans as make_array.
         Expr::ScalarFunction(f) if f.name() == "make_array" => "array".to_string(),
+        // The JSON operators (`props ->> 'page'`), planned as functions of these names.
+        Expr::ScalarFunction(f) if f.name().starts_with("tenure_json") => "?column?".to_string(),
         Expr::ScalarFunction(f) => f.name().to_string(),
         Expr::AggregateFunction(f) => f.func.name().to_string(),
         Expr::WindowFunction(f) => f.fun.name().to_string(),
