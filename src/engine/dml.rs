@@ -267,7 +267,7 @@ impl Engine {
             let kind = schema
                 .field_with_name(column)
                 .ok()
-                .and_then(|f| crate::pg::json::JsonKind::of(f));
+                .and_then(crate::pg::json::JsonKind::of);
             let parse = match kind {
                 Some(crate::pg::json::JsonKind::Json) => crate::pg::json::PARSE_JSON,
                 Some(crate::pg::json::JsonKind::Jsonb) => crate::pg::json::PARSE_JSONB,
