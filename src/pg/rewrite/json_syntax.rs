@@ -2,10 +2,11 @@
 //! explicit cast to `varchar(n)`, which cuts to n as in PostgreSQL.
 
 use datafusion::sql::sqlparser::ast::{
-    DataType as SqlType, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, Statement,
-    VisitMut, VisitorMut,
+    DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, Statement, VisitMut,
+    VisitorMut,
 };
+
+use super::function_call;
 
 use crate::pg::json::{AGG, AGG_B, ELEMENTS, ELEMENTS_TEXT, PARSE_JSON, PARSE_JSONB};
 use crate::pg::types::varchar_length;
@@ -34,7 +35,7 @@ pub fn rewrite_json_syntax(statement: &mut Statement) {
                         format: None,
                         array: false,
                     };
-                    *expr = call(
+                    *expr = function_call(
                         "left",
                         vec![
                             text,
@@ -58,7 +59,7 @@ pub fn rewrite_json_syntax(statement: &mut Statement) {
                     } else {
                         PARSE_JSONB
                     };
-                    *expr = call(name, vec![(**inner).clone()]);
+                    *expr = function_call(name, vec![(**inner).clone()]);
                 }
                 SqlExpr::Function(function) => {
                     let name = function.name.to_string().to_ascii_lowercase();
@@ -67,7 +68,7 @@ pub fn rewrite_json_syntax(statement: &mut Statement) {
                             let wrapper = if name == "json_agg" { AGG } else { AGG_B };
                             let mut array_agg = function.clone();
                             array_agg.name = object_name("array_agg");
-                            *expr = call(wrapper, vec![SqlExpr::Function(array_agg)]);
+                            *expr = function_call(wrapper, vec![SqlExpr::Function(array_agg)]);
                         }
                         "json_array_elements"
                         | "jsonb_array_elements"
@@ -80,7 +81,7 @@ pub fn rewrite_json_syntax(statement: &mut Statement) {
                             };
                             let mut elements = function.clone();
                             elements.name = object_name(inner);
-                            *expr = call("unnest", vec![SqlExpr::Function(elements)]);
+                            *expr = function_call("unnest", vec![SqlExpr::Function(elements)]);
                         }
                         _ => {}
                     }
@@ -92,27 +93,6 @@ pub fn rewrite_json_syntax(statement: &mut Statement) {
     }
     let _ = statement.visit(&mut Rewrite);
 }
-
 fn object_name(name: &str) -> ObjectName {
     ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))])
-}
-
-fn call(name: &str, args: Vec<SqlExpr>) -> SqlExpr {
-    SqlExpr::Function(Function {
-        name: object_name(name),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
-                .collect(),
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
 }
