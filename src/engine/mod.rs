@@ -674,8 +674,9 @@ fn build_context(
     Ok(SessionContext::new_with_state(state))
 }
 
-/// The `tenure` schema's tables: `tenure.models`, `tenure.keys`, `tenure.comments` and
-/// `tenure.defaults`.
+/// The `tenure` schema's tables: `tenure.models`, `tenure.keys`, `tenure.comments`,
+/// `tenure.defaults`, `tenure.table_sizes`, `tenure.table_storage` and
+/// `tenure.column_types`.
 fn register_system_tables(
     ctx: &SessionContext,
     models: Arc<ModelStore>,
@@ -721,6 +722,13 @@ fn register_system_tables(
     schema.register_table(
         "table_storage".to_string(),
         Arc::new(SystemTable(system_tables::TableStorageTable {
+            catalog: saved.clone(),
+            tables: open_tables.clone(),
+        })),
+    )?;
+    schema.register_table(
+        "column_types".to_string(),
+        Arc::new(SystemTable(system_tables::ColumnTypesTable {
             catalog: saved,
             tables: open_tables,
         })),

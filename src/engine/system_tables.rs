@@ -1,7 +1,8 @@
 //! The `tenure` schema: read-only tables that describe the database itself.
 //! `tenure.models` has one row per model version, read from the model cards; `tenure.keys`
 //! one row per key of a managed table; `tenure.table_sizes` and `tenure.table_storage` one
-//! per managed table.
+//! per managed table; `tenure.column_types` one per column of a type that is text underneath
+//! (`json`, `jsonb`, `varchar(n)`).
 
 use std::sync::Arc;
 
@@ -459,6 +460,60 @@ impl SystemRows for TableStorageTable {
             Arc::new(Int64Array::from(small)),
             Arc::new(Int64Array::from(buffered)),
         ]
+    }
+}
+
+/// `tenure.column_types`: the managed tables' columns whose PostgreSQL type their Arrow type
+/// does not tell (`json`, `jsonb`, `varchar(20)`; see [`crate::pg::types`]), which
+/// `information_schema.columns` reports (pg_catalog.tenure_columns).
+#[derive(Debug)]
+pub struct ColumnTypesTable {
+    pub catalog: SavedCatalog,
+    pub tables: OpenTables,
+}
+
+impl SystemRows for ColumnTypesTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("table_schema", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("column_name", DataType::Utf8, false),
+            Field::new("pg_type", DataType::Utf8, false),
+        ]))
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        let catalog = self.catalog.get();
+        let open = self
+            .tables
+            .lock()
+            .expect("lock poisoned by a panic")
+            .clone();
+        let mut rows: Vec<[String; 4]> = Vec::new();
+        for (name, relation) in &catalog.relations {
+            let crate::catalog::Relation::Managed { dir } = relation else {
+                continue;
+            };
+            let Some(table) = open.get(dir) else {
+                continue;
+            };
+            let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
+            for field in schema.fields() {
+                if let Some(pg_type) = field.metadata().get(crate::pg::types::PG_TYPE_KEY) {
+                    rows.push([
+                        name.schema.clone(),
+                        name.name.clone(),
+                        field.name().clone(),
+                        pg_type.clone(),
+                    ]);
+                }
+            }
+        }
+        (0..4)
+            .map(|i| {
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r[i]))) as ArrayRef
+            })
+            .collect()
     }
 }
 

@@ -134,9 +134,13 @@ const CATALOG_VIEWS: [(&str, &str); 15] = [
         "SELECT i.table_catalog, i.table_schema, i.table_name, i.column_name, \
                 CAST(i.ordinal_position + 1 AS INT) AS ordinal_position, \
                 d.column_default, i.is_nullable, \
-                CASE WHEN t.typcategory = 'A' THEN 'ARRAY' \
+                CASE WHEN ct.pg_type LIKE 'varchar(%' THEN 'character varying' \
+                     WHEN ct.pg_type IS NOT NULL THEN ct.pg_type \
+                     WHEN t.typcategory = 'A' THEN 'ARRAY' \
                      ELSE format_type(a.atttypid, NULL) END AS data_type, \
-                CAST(NULL AS INT) AS character_maximum_length, \
+                CAST(CASE WHEN ct.pg_type LIKE 'varchar(%' \
+                     THEN substr(ct.pg_type, 9, length(ct.pg_type) - 9) END AS INT) \
+                  AS character_maximum_length, \
                 CAST(NULL AS INT) AS character_octet_length, \
                 CAST(CASE t.typname WHEN 'int2' THEN 16 WHEN 'int4' THEN 32 WHEN 'int8' THEN 64 \
                      WHEN 'float4' THEN 24 WHEN 'float8' THEN 53 \
@@ -151,7 +155,9 @@ const CATALOG_VIEWS: [(&str, &str); 15] = [
                      END AS INT) AS datetime_precision, \
                 CAST(NULL AS VARCHAR) AS interval_type, \
                 i.table_catalog AS udt_catalog, CAST('pg_catalog' AS VARCHAR) AS udt_schema, \
-                t.typname AS udt_name, CAST('NO' AS VARCHAR) AS is_identity, \
+                CASE WHEN ct.pg_type LIKE 'varchar(%' THEN 'varchar' \
+                     ELSE coalesce(ct.pg_type, t.typname) END AS udt_name, \
+                CAST('NO' AS VARCHAR) AS is_identity, \
                 CAST('NEVER' AS VARCHAR) AS is_generated, \
                 CAST('YES' AS VARCHAR) AS is_updatable \
          FROM information_schema.columns i \
@@ -160,7 +166,9 @@ const CATALOG_VIEWS: [(&str, &str); 15] = [
          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = i.column_name \
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
          LEFT JOIN tenure.defaults d ON d.table_schema = i.table_schema \
-              AND d.table_name = i.table_name AND d.column_name = i.column_name",
+              AND d.table_name = i.table_name AND d.column_name = i.column_name \
+         LEFT JOIN tenure.column_types ct ON ct.table_schema = i.table_schema \
+              AND ct.table_name = i.table_name AND ct.column_name = i.column_name",
     ),
     (
         "tenure_relation_sizes",

@@ -317,6 +317,19 @@ def _():
         except psycopg.errors.StringDataRightTruncation as e:
             assert "character varying(3)" in str(e), e
         assert conn.execute("SELECT 'abcdef'::varchar(3)").fetchone() == ("abc",)
+        # information_schema as PostgreSQL's (dbt and SQLAlchemy read it), json types too.
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, character_maximum_length, udt_name "
+            "FROM information_schema.columns WHERE table_name IN ('py_codes', 'py_events') "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+        assert columns == [
+            ("py_codes", "code", "character varying", 3, "varchar"),
+            ("py_codes", "name", "text", None, "text"),
+            ("py_events", "id", "integer", None, "int4"),
+            ("py_events", "props", "jsonb", None, "jsonb"),
+            ("py_events", "raw", "json", None, "json"),
+        ], columns
 
 
 @check("SQLAlchemy 2: engine, Inspector names, has_table, get_columns")
