@@ -67,7 +67,12 @@ struct Temporary {
 impl TemporaryTables {
     /// The temporary tables of `session`, when it is a client session.
     pub(super) fn of(session: &SessionContext) -> Option<Arc<TemporaryTables>> {
-        session.copied_config().get_extension::<TemporaryTables>()
+        // Read in place: every statement asks, and a copy of the config is not cheap.
+        session
+            .state_ref()
+            .read()
+            .config()
+            .get_extension::<TemporaryTables>()
     }
 
     /// The session's temporary schema, `pg_temp_N`.
@@ -304,6 +309,9 @@ pub(super) fn qualify_temporary_names(statement: &mut SqlStatement, session: &Se
         return;
     };
     let names = temporary.names();
+    if names.is_empty() && !mentions_session_temp_schema(statement) {
+        return;
+    }
     let own = Ident::new(temporary.schema_name.clone());
     if let SqlStatement::CreateTable(create) = statement {
         // The new table's own name: only an explicit pg_temp means temporary.
@@ -363,6 +371,15 @@ fn folded(ident: &Ident) -> String {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),
     }
+}
+
+/// Whether a relation of `statement` is named `pg_temp.x`.
+fn mentions_session_temp_schema(statement: &SqlStatement) -> bool {
+    datafusion::sql::sqlparser::ast::visit_relations(statement, |name| match name.0.as_slice() {
+        [schema, _] if is_session_temp_schema(schema) => std::ops::ControlFlow::Break(()),
+        _ => std::ops::ControlFlow::Continue(()),
+    })
+    .is_break()
 }
 
 fn is_session_temp_schema(part: &ObjectNamePart) -> bool {
