@@ -15,6 +15,7 @@ use deltalake::protocol::SaveMode;
 
 use super::{Engine, Output};
 use crate::error::{Error, Result};
+use crate::pg::names::folded;
 use crate::pg::sqlstate::SqlState;
 use crate::storage::ManagedTable;
 
@@ -227,13 +228,6 @@ fn alias_or_name(alias: Option<&TableAlias>, name: Option<&ObjectName>) -> Optio
             .and_then(|part| part.as_ident()),
     };
     ident.map(folded)
-}
-
-fn folded(ident: &Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_lowercase(),
-    }
 }
 
 /// Quotes every column reference of `expr` with its folded name, so that Delta Lake's

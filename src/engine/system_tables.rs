@@ -405,6 +405,25 @@ impl SystemRows for TableSizesTable {
 /// The open managed tables by directory name (the engine's map).
 pub type OpenTables = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<ManagedTable>>>>;
 
+/// Each managed table of the saved catalog that is open, with its name.
+fn open_managed_tables(
+    catalog: &SavedCatalog,
+    tables: &OpenTables,
+) -> Vec<(crate::catalog::QualifiedName, Arc<ManagedTable>)> {
+    let catalog = catalog.get();
+    let open = tables.lock().expect("lock poisoned by a panic");
+    catalog
+        .relations
+        .iter()
+        .filter_map(|(name, relation)| match relation {
+            crate::catalog::Relation::Managed { dir } => {
+                Some((name.clone(), open.get(dir)?.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// `tenure.table_storage`: how each managed table is stored now: its Delta version, its live
 /// data files (and how many are small, see [`crate::storage::maintenance`]) and the rows in
 /// its write buffer (acknowledged appends not yet in a Delta commit).
@@ -427,22 +446,10 @@ impl SystemRows for TableStorageTable {
     }
 
     fn columns(&self) -> Vec<ArrayRef> {
-        let catalog = self.catalog.get();
-        let open = self
-            .tables
-            .lock()
-            .expect("lock poisoned by a panic")
-            .clone();
         let mut names = Vec::new();
         let mut versions = Vec::new();
         let (mut files, mut small, mut buffered) = (Vec::new(), Vec::new(), Vec::new());
-        for (name, relation) in &catalog.relations {
-            let crate::catalog::Relation::Managed { dir } = relation else {
-                continue;
-            };
-            let Some(table) = open.get(dir) else {
-                continue;
-            };
+        for (name, table) in open_managed_tables(&self.catalog, &self.tables) {
             let (all, few) = table.data_files();
             names.push(name);
             versions.push(table.current().0.map(|v| v as i64));
@@ -483,20 +490,8 @@ impl SystemRows for ColumnTypesTable {
     }
 
     fn columns(&self) -> Vec<ArrayRef> {
-        let catalog = self.catalog.get();
-        let open = self
-            .tables
-            .lock()
-            .expect("lock poisoned by a panic")
-            .clone();
         let mut rows: Vec<[String; 4]> = Vec::new();
-        for (name, relation) in &catalog.relations {
-            let crate::catalog::Relation::Managed { dir } = relation else {
-                continue;
-            };
-            let Some(table) = open.get(dir) else {
-                continue;
-            };
+        for (name, table) in open_managed_tables(&self.catalog, &self.tables) {
             let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
             for field in schema.fields() {
                 if let Some(pg_type) = field.metadata().get(crate::pg::types::PG_TYPE_KEY) {

@@ -34,6 +34,7 @@ use datafusion::sql::sqlparser::ast::{
 use super::{CATALOG_NAME, Engine, Output};
 use crate::catalog::QualifiedName;
 use crate::error::{Error, Result};
+use crate::pg::names::folded;
 use crate::pg::sqlstate::SqlState;
 use crate::storage::ManagedTable;
 
@@ -353,8 +354,8 @@ fn qualify_relations(statement: &mut SqlStatement, names: &[String], own: &Ident
 fn qualify(name: &mut ObjectName, temporary: &[String], with_names: &[String], own: &Ident) {
     match name.0.as_mut_slice() {
         [ObjectNamePart::Identifier(table)] => {
-            let folded = folded(table);
-            if temporary.contains(&folded) && !with_names.contains(&folded) {
+            let table = folded(table);
+            if temporary.contains(&table) && !with_names.contains(&table) {
                 name.0.insert(0, ObjectNamePart::Identifier(own.clone()));
             }
         }
@@ -362,14 +363,6 @@ fn qualify(name: &mut ObjectName, temporary: &[String], with_names: &[String], o
             *schema = ObjectNamePart::Identifier(own.clone());
         }
         _ => {}
-    }
-}
-
-/// An identifier as DataFusion resolves it: unquoted ones in lower case.
-fn folded(ident: &Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_lowercase(),
     }
 }
 

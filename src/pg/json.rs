@@ -364,14 +364,11 @@ impl ScalarUDFImpl for JsonFunction {
             .flatten()
             .unwrap_or(self.default_kind());
         let out: ArrayRef = match self.op {
-            Op::Parse(kind) => map_json(&arrays[0], |v| Ok(Some(kind.text(&v))))?,
+            Op::Parse(kind) => map_json(&arrays[0], |_, v| Ok(Some(kind.text(&v))))?,
             Op::Get | Op::GetText => {
                 let keys: Vec<Keys> = arrays[1..].iter().map(Keys::of).collect::<Result<_>>()?;
                 let text = self.op == Op::GetText;
-                let mut i = 0;
-                map_json(&arrays[0], |v| {
-                    let row = i;
-                    i += 1;
+                map_json(&arrays[0], |row, v| {
                     let mut at = Some(&v);
                     for key in &keys {
                         at = at.and_then(|value| key.get(value, row));
@@ -382,10 +379,7 @@ impl ScalarUDFImpl for JsonFunction {
             Op::Path | Op::PathText => {
                 let paths = path_lists(&arrays[1])?;
                 let text = self.op == Op::PathText;
-                let mut i = 0;
-                map_json(&arrays[0], |v| {
-                    let row = i;
-                    i += 1;
+                map_json(&arrays[0], |row, v| {
                     let Some(path) = &paths[row] else {
                         return Ok(None);
                     };
@@ -404,6 +398,13 @@ impl ScalarUDFImpl for JsonFunction {
                 let left = texts(&arrays[0])?;
                 let right = texts(&arrays[1])?;
                 let (left, right) = (left.as_string::<i32>(), right.as_string::<i32>());
+                // `props @> '{"page": "cart"}'`: a constant right side is parsed once.
+                let constant = match (&args.args[1], self.op) {
+                    (ColumnarValue::Scalar(_), Op::Contains) if !right.is_null(0) => {
+                        Some(parse(right.value(0))?)
+                    }
+                    _ => None,
+                };
                 let mut out = BooleanBuilder::with_capacity(rows);
                 for row in 0..rows {
                     if left.is_null(row) || right.is_null(row) {
@@ -412,7 +413,10 @@ impl ScalarUDFImpl for JsonFunction {
                     }
                     let value = parse(left.value(row))?;
                     out.append_value(if self.op == Op::Contains {
-                        contains(&value, &parse(right.value(row))?, true)
+                        match &constant {
+                            Some(wanted) => contains(&value, wanted, true),
+                            None => contains(&value, &parse(right.value(row))?, true),
+                        }
                     } else {
                         exists(&value, right.value(row))
                     });
@@ -497,7 +501,7 @@ impl ScalarUDFImpl for JsonFunction {
                 }
                 Arc::new(out.finish())
             }
-            Op::Typeof => map_json(&arrays[0], |v| {
+            Op::Typeof => map_json(&arrays[0], |_, v| {
                 Ok(Some(
                     match v {
                         Value::Object(_) => "object",
@@ -561,25 +565,19 @@ fn formatters(arrays: &[ArrayRef]) -> Result<Vec<ArrayFormatter<'_>>> {
         .collect::<std::result::Result<_, _>>()?)
 }
 
-/// Each row's JSON text parsed and mapped to an output text (None: NULL).
+/// Each row's JSON text parsed and mapped, with its row number, to an output text (None:
+/// NULL); a NULL stays NULL.
 fn map_json(
     array: &ArrayRef,
-    mut f: impl FnMut(Value) -> Result<Option<String>>,
+    mut f: impl FnMut(usize, Value) -> Result<Option<String>>,
 ) -> Result<ArrayRef> {
     let texts = texts(array)?;
     let texts = texts.as_string::<i32>();
     let mut out = StringBuilder::with_capacity(texts.len(), texts.value_data().len());
-    for text in texts {
-        match text {
-            None => {
-                // Keep the row count of the closure's caller in step.
-                let _ = f(Value::Null)?;
-                out.append_null();
-            }
-            Some(text) => match f(parse(text)?)? {
-                Some(s) => out.append_value(s),
-                None => out.append_null(),
-            },
+    for (row, text) in texts.iter().enumerate() {
+        match text.map(|text| f(row, parse(text)?)).transpose()?.flatten() {
+            Some(s) => out.append_value(s),
+            None => out.append_null(),
         }
     }
     Ok(Arc::new(out.finish()))

@@ -158,7 +158,7 @@ fn last_name(name: &ObjectName) -> Option<String> {
 }
 
 /// An identifier as PostgreSQL stores it: folded to lower case unless quoted.
-fn folded(ident: &Ident) -> String {
+pub fn folded(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_ascii_lowercase(),

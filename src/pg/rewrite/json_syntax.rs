@@ -2,8 +2,7 @@
 //! explicit cast to `varchar(n)`, which cuts to n as in PostgreSQL.
 
 use datafusion::sql::sqlparser::ast::{
-    DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, Statement, VisitMut,
-    VisitorMut,
+    DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, Statement, VisitMut, VisitorMut,
 };
 
 use super::function_call;
@@ -93,6 +92,7 @@ pub fn rewrite_json_syntax(statement: &mut Statement) {
     }
     let _ = statement.visit(&mut Rewrite);
 }
+
 fn object_name(name: &str) -> ObjectName {
-    ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))])
+    ObjectName::from(vec![Ident::new(name)])
 }

@@ -80,7 +80,7 @@ impl QueryParser for Parser {
             .parameters
             .iter()
             .enumerate()
-            .map(|(i, t)| match (oid_cast(&statement.text, i + 1), t) {
+            .map(|(i, t)| match (described_cast(&statement.text, i + 1), t) {
                 (Some(oid), _) => Ok(oid),
                 (None, Some(t)) => arrow_pg::datatypes::into_pg_type(t),
                 // A parameter DataFusion could not type: the client sends text.
@@ -260,12 +260,12 @@ impl ExtendedQueryHandler for QueryHandler {
     }
 }
 
-/// The type of a parameter the statement casts to `oid`, `oid[]`, `json` or `jsonb`
+/// The type of a parameter the statement casts to `oid`, `json` or `jsonb` (or an array of one)
 /// (`$1::oid[]`), which tenure holds as int4 or text but a client that asked for them
 /// expects described so. asyncpg's type introspection sends `$1::oid[]` and knows `oid[]`
 /// without looking it up (`int4[]` it would look up with that same query, without end);
 /// its json codecs encode only a parameter described as json.
-fn oid_cast(text: &str, number: usize) -> Option<Type> {
+fn described_cast(text: &str, number: usize) -> Option<Type> {
     let placeholder = format!("${number}::");
     let mut rest = text;
     while let Some(at) = rest.find(&placeholder) {
@@ -296,7 +296,7 @@ fn oid_cast(text: &str, number: usize) -> Option<Type> {
 /// value is text here, see `pg::json`), or `None` when it has none. jsonb's binary form is a
 /// version byte before the text.
 fn json_parameters_as_text(portal: &Portal<Prepared>) -> Option<Portal<Prepared>> {
-    // The client's declared type, else the one the server described (see `oid_cast`).
+    // The client's declared type, else the one the server described (see `described_cast`).
     let types: Vec<Option<Type>> = (0..portal.parameter_len())
         .map(|i| {
             portal
@@ -305,7 +305,7 @@ fn json_parameters_as_text(portal: &Portal<Prepared>) -> Option<Portal<Prepared>
                 .get(i)
                 .cloned()
                 .flatten()
-                .or_else(|| oid_cast(&portal.statement.statement.text, i + 1))
+                .or_else(|| described_cast(&portal.statement.statement.text, i + 1))
         })
         .collect();
     let is_json = |t: &Option<Type>| matches!(t, Some(t) if *t == Type::JSON || *t == Type::JSONB);
@@ -349,16 +349,19 @@ mod tests {
     #[test]
     fn parameters_cast_to_oids() {
         assert_eq!(
-            oid_cast("WHERE ti.oid = any($1::oid[])", 1),
+            described_cast("WHERE ti.oid = any($1::oid[])", 1),
             Some(Type::OID_ARRAY)
         );
         assert_eq!(
-            oid_cast("WHERE c.oid = $2::pg_catalog.oid", 2),
+            described_cast("WHERE c.oid = $2::pg_catalog.oid", 2),
             Some(Type::OID)
         );
-        assert_eq!(oid_cast("WHERE c.oid = $2::oidvector", 2), None);
-        assert_eq!(oid_cast("WHERE c.oid = $1::oid", 2), None);
-        assert_eq!(oid_cast("SELECT $1::jsonb -> 'a'", 1), Some(Type::JSONB));
-        assert_eq!(oid_cast("SELECT $1::json", 1), Some(Type::JSON));
+        assert_eq!(described_cast("WHERE c.oid = $2::oidvector", 2), None);
+        assert_eq!(described_cast("WHERE c.oid = $1::oid", 2), None);
+        assert_eq!(
+            described_cast("SELECT $1::jsonb -> 'a'", 1),
+            Some(Type::JSONB)
+        );
+        assert_eq!(described_cast("SELECT $1::json", 1), Some(Type::JSON));
     }
 }
