@@ -109,7 +109,81 @@ pub struct CatalogState {
     /// Column defaults of managed tables (`DEFAULT expr`), used by INSERT and COPY FROM.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub defaults: Vec<ColumnDefault>,
+    /// pg_catalog oids of the relations and schemas above (pg_class, pg_namespace, the
+    /// table oid of a result column), so that clients which keep them across connections
+    /// see the same ones after a restart. Catalogs written before oids were kept get them
+    /// when loaded, in creation order.
+    #[serde(default)]
+    pub oids: Oids,
 }
+
+/// See [`CatalogState::oids`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Oids {
+    /// The next oid to hand out; oids are never reused, as in PostgreSQL.
+    next: u32,
+    relations: Vec<(QualifiedName, u32)>,
+    schemas: Vec<(String, u32)>,
+}
+
+impl Default for Oids {
+    fn default() -> Self {
+        Oids {
+            next: FIRST_USER_OID,
+            relations: Vec::new(),
+            schemas: Vec::new(),
+        }
+    }
+}
+
+/// PostgreSQL's first oid for user objects (`FirstNormalObjectId`).
+pub const FIRST_USER_OID: u32 = 16384;
+
+/// The oid of `public` in every PostgreSQL database.
+pub const PUBLIC_NAMESPACE_OID: u32 = 2200;
+
+impl Oids {
+    /// The kept oid of the relation `name`, if it is in the catalog.
+    pub fn relation(&self, name: &QualifiedName) -> Option<u32> {
+        self.relations
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, oid)| *oid)
+    }
+
+    /// The relations and their kept oids.
+    pub fn relations(&self) -> impl Iterator<Item = (&QualifiedName, u32)> {
+        self.relations.iter().map(|(name, oid)| (name, *oid))
+    }
+
+    /// The kept oid of the schema `name` (`public`'s is PostgreSQL's), if it is in the catalog.
+    pub fn schema(&self, name: &str) -> Option<u32> {
+        if name == DEFAULT_SCHEMA {
+            return Some(PUBLIC_NAMESPACE_OID);
+        }
+        self.schemas
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, oid)| *oid)
+    }
+
+    fn allocate(&mut self) -> u32 {
+        let oid = self.next;
+        // Past the top of the range kept oids may use, wrap as PostgreSQL's counter does;
+        // the catalog would need two billion creations to get there.
+        self.next = if oid >= LAST_KEPT_OID {
+            FIRST_USER_OID
+        } else {
+            oid + 1
+        };
+        oid
+    }
+}
+
+/// Kept oids stay below 1e9: above are the oids derived from names, of keys
+/// ([`key_index_oid`]) and of the relations the catalog does not keep (see
+/// `pg::oids`).
+const LAST_KEPT_OID: u32 = 999_999_999;
 
 /// `column DEFAULT sql` of a managed table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,16 +242,22 @@ impl KeyConstraint {
     }
 }
 
-/// See [`KeyConstraint::index_oid`] (FNV-1a of the three names).
+/// See [`KeyConstraint::index_oid`].
 pub fn key_index_oid(schema: &str, table: &str, name: &str) -> i32 {
+    1_000_000_000 + 2 * (name_hash(&[schema, table, name]) % 500_000_000) as i32
+}
+
+/// FNV-1a of names, each ended by a zero byte: the same on every machine and in every
+/// release, as oids derived from it must be.
+pub fn name_hash(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [schema, table, name] {
+    for part in parts {
         for byte in part.bytes().chain(std::iter::once(0)) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    1_000_000_000 + 2 * (hash % 500_000_000) as i32
+    hash
 }
 
 impl KeyKind {
@@ -211,6 +291,7 @@ impl Default for CatalogState {
             keys: Vec::new(),
             comments: Vec::new(),
             defaults: Vec::new(),
+            oids: Oids::default(),
         }
     }
 }
@@ -298,8 +379,36 @@ impl CatalogState {
         }
     }
 
-    /// Moves the keys, comments and defaults of `from`, and the references to it, to `to`.
+    /// Gives every relation and schema without an oid one, and forgets the oids of those
+    /// that are gone. Called before each save, so a relation has its oid from the statement
+    /// that created it on.
+    pub fn assign_oids(&mut self) {
+        let oids = &mut self.oids;
+        oids.relations
+            .retain(|(name, _)| self.relations.iter().any(|(n, _)| n == name));
+        oids.schemas.retain(|(name, _)| self.schemas.contains(name));
+        for schema in &self.schemas {
+            if oids.schema(schema).is_none() {
+                let oid = oids.allocate();
+                oids.schemas.push((schema.clone(), oid));
+            }
+        }
+        for (name, _) in &self.relations {
+            if oids.relation(name).is_none() {
+                let oid = oids.allocate();
+                oids.relations.push((name.clone(), oid));
+            }
+        }
+    }
+
+    /// Moves the keys, comments, defaults and oid of `from`, and the references to it, to
+    /// `to`.
     pub fn rename_metadata(&mut self, from: &QualifiedName, to: &QualifiedName) {
+        for (name, _) in &mut self.oids.relations {
+            if name == from {
+                *name = to.clone();
+            }
+        }
         for comment in &mut self.comments {
             if comment.relation == *from {
                 comment.relation = to.clone();
@@ -399,6 +508,8 @@ impl CatalogStore {
                 state.format
             )));
         }
+        let mut state = state;
+        state.assign_oids();
         self.saved.set(&state);
         Ok(state)
     }

@@ -14,6 +14,7 @@ async fn everything_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let parquet = files.path().join("points.parquet");
+    let before;
     {
         let engine = open_engine(dir.path()).await;
         engine
@@ -35,8 +36,42 @@ async fn everything_survives_a_restart() {
             ))
             .await
             .expect("setup statements run");
+        // pg_catalog hands out oids when first asked; a table created after that, whose
+        // name sorts first, must keep its own across the restart too.
+        let first = relation_oids(&engine).await;
+        engine.run("CREATE TABLE aaa (x INT)").await.unwrap();
+        before = relation_oids(&engine).await;
+        for entry in first.split([',', ' ']) {
+            assert!(before.contains(entry), "{entry} kept: {before}");
+        }
     }
     let engine = open_engine(dir.path()).await;
+    assert_eq!(
+        relation_oids(&engine).await,
+        before,
+        "relation and schema oids survive a restart"
+    );
+    // Counted from 16384 in creation order; a renamed table keeps its oid.
+    for entry in [
+        "sales=16384",
+        "sales.orders=16385",
+        "public.numbers=16386",
+        "public.aaa=16390",
+    ] {
+        assert!(before.contains(entry), "{entry}: {before}");
+    }
+    assert_eq!(
+        scalar(
+            &engine,
+            "SELECT count(*) FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'sales' AND c.relname = 'orders'"
+        )
+        .await,
+        "3",
+        "pg_attribute joins pg_class and pg_namespace by the kept oids"
+    );
     assert_eq!(
         scalar(&engine, "SELECT orders FROM sales.totals").await,
         "2"
@@ -83,7 +118,22 @@ async fn everything_survives_a_restart() {
             .join("_delta_log/00000000000000000000.json")
             .exists()
     });
-    assert_eq!(logs.count(), 3, "one Delta table per managed table");
+    assert_eq!(logs.count(), 4, "one Delta table per managed table");
+}
+
+/// `schema.relation=oid,...` for the relations of public and sales, and sales's oid.
+async fn relation_oids(engine: &tenure::Engine) -> String {
+    scalar(
+        engine,
+        "SELECT string_agg(n.nspname || '.' || c.relname || '=' || c.oid, ',' \
+                           ORDER BY n.nspname, c.relname) \
+                || ' sales=' || (SELECT oid FROM pg_catalog.pg_namespace \
+                                 WHERE nspname = 'sales') \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname IN ('public', 'sales') AND c.relkind IN ('r', 'v')",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

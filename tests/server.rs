@@ -92,12 +92,12 @@ impl TestServer {
     }
 
     /// Runs psql with `args` against this server; returns (success, stdout, stderr).
-    fn psql(&self, args: &[&str]) -> (bool, String, String) {
+    pub(crate) fn psql(&self, args: &[&str]) -> (bool, String, String) {
         self.psql_with_input(args, b"")
     }
 
     /// As [`TestServer::psql`], with `input` on psql's standard input (COPY FROM STDIN).
-    fn psql_with_input(&self, args: &[&str], input: &[u8]) -> (bool, String, String) {
+    pub(crate) fn psql_with_input(&self, args: &[&str], input: &[u8]) -> (bool, String, String) {
         let mut child = Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
             .args([
@@ -909,6 +909,10 @@ async fn pgjdbc_database_metadata() {
              3|1|email;null|public|jdbc_customers|f|null|jdbc_customers_pkey|3|1|id",
             "getTypeInfo: 20 or more types; int8|-5",
             "prepared: 0",
+            // label=schema.table.column:nullable (0 no, 1 yes, 2 unknown), as PostgreSQL 15
+            // answers: the RowDescription's table oid and column number, and pg_catalog.
+            "resultSetMetaData: amount=public.jdbc_orders.amount:1;\
+             order_id=public.jdbc_orders.id:0;email=public.jdbc_customers.email:1;doubled=..:2",
         ],
         "{stdout}"
     );
@@ -1226,6 +1230,23 @@ async fn psql_catalog_commands_notices_and_tls() {
                  FOREIGN KEY (customer_id) REFERENCES customers(customer_id)"
             ),
         "\\d customers: {out}{err}"
+    );
+    // json, jsonb and varchar(n), text underneath, under their own names.
+    let (ok, out, err) = server.psql(&[
+        "-c",
+        "CREATE TABLE documents (id INT, body JSONB, raw JSON, title VARCHAR(40))",
+        "-c",
+        "\\d documents",
+    ]);
+    assert!(
+        ok && [
+            " body   | jsonb                 |",
+            " raw    | json                  |",
+            " title  | character varying(40) |"
+        ]
+        .iter()
+        .all(|line| out.contains(line)),
+        "\\d documents: {out}{err}"
     );
     // information_schema.columns in PostgreSQL's terms (dbt reads column types there).
     let (ok, out, err) = server.psql(&[

@@ -78,6 +78,38 @@ async fn temporary_tables_belong_to_their_session() {
         sqlstate(b.simple_query(&format!("SELECT * FROM {schema}.t")).await),
         SqlState::UNDEFINED_TABLE.code()
     );
+    // pg_catalog shows it in that schema, to that session alone.
+    let listed = "SELECT n.nspname || '.' || c.relname || ':' || c.relpersistence || ':' \
+                         || c.relnatts || ':' || a.attname \
+                  FROM pg_catalog.pg_class c \
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+                  WHERE c.relname = 't' AND n.nspname <> 'public'";
+    assert_eq!(value(&a, listed).await, format!("{schema}.t:t:1:id"));
+    assert_eq!(simple_rows(&b, listed).await.len(), 0);
+    // psql's \d, as PostgreSQL 15 prints it (the schema's number aside).
+    let (ok, out, err) = server.psql_with_input(
+        &[],
+        b"CREATE TEMP TABLE scratch (a INT NOT NULL, j jsonb, v varchar(5));\n\\d scratch\n",
+    );
+    assert!(ok, "{err}");
+    let shown: Vec<&str> = out.lines().map(str::trim_end).collect();
+    assert!(
+        shown[1].trim_start().starts_with("Table \"pg_temp_") && shown[1].ends_with(".scratch\""),
+        "{out}"
+    );
+    assert_eq!(
+        shown[2..],
+        [
+            " Column |         Type         | Collation | Nullable | Default",
+            "--------+----------------------+-----------+----------+---------",
+            " a      | integer              |           | not null |",
+            " j      | jsonb                |           |          |",
+            " v      | character varying(5) |           |          |",
+            "",
+        ],
+        "{out}"
+    );
 
     // In a transaction block: ON COMMIT DROP ends with the block, and a table created in a
     // block that rolls back is gone with it.

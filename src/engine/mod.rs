@@ -727,6 +727,10 @@ fn register_system_tables(
         })),
     )?;
     schema.register_table(
+        "temporary_columns".to_string(),
+        Arc::new(SystemTable(temporary::TemporaryColumnsTable)),
+    )?;
+    schema.register_table(
         "column_types".to_string(),
         Arc::new(SystemTable(system_tables::ColumnTypesTable {
             catalog: saved,

@@ -33,6 +33,12 @@ pub const RESERVED_SCHEMAS: &[&str] = &[SYSTEM_SCHEMA, "pg_catalog", "informatio
 pub trait SystemRows: std::fmt::Debug + Send + Sync + 'static {
     fn schema(&self) -> SchemaRef;
     fn columns(&self) -> Vec<ArrayRef>;
+
+    /// The rows as `session`, the one scanning, sees them; the same for every session unless
+    /// a table says otherwise.
+    fn columns_in(&self, _session: &dyn Session) -> Vec<ArrayRef> {
+        self.columns()
+    }
 }
 
 /// A read-only table of `tenure` whose rows come from a [`SystemRows`].
@@ -51,12 +57,12 @@ impl<R: SystemRows> TableProvider for SystemTable<R> {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batch = RecordBatch::try_new(self.0.schema(), self.0.columns())?;
+        let batch = RecordBatch::try_new(self.0.schema(), self.0.columns_in(state))?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             self.0.schema(),

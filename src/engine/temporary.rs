@@ -20,8 +20,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use arrow::array::{ArrayRef, BooleanArray, Int16Array, Int32Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{
-    CatalogProvider, CatalogProviderList, MemorySchemaProvider, SchemaProvider,
+    CatalogProvider, CatalogProviderList, MemorySchemaProvider, SchemaProvider, Session,
 };
 use datafusion::common::TableReference;
 use datafusion::logical_expr::{CreateMemoryTable, LogicalPlan};
@@ -31,6 +33,7 @@ use datafusion::sql::sqlparser::ast::{
     Visitor, visit_relations_mut,
 };
 
+use super::system_tables::SystemRows;
 use super::{CATALOG_NAME, Engine, Output};
 use crate::catalog::QualifiedName;
 use crate::error::{Error, Result};
@@ -484,4 +487,79 @@ pub(super) fn temporary_schema(
         temporary.schema_name.clone(),
         temporary.schema.clone() as Arc<dyn SchemaProvider>,
     ))
+}
+
+/// `tenure.temporary_columns`: the columns of the scanning session's temporary tables, which
+/// pg_namespace, pg_class and pg_attribute add to the shared catalog's, so that psql's `\d`
+/// lists them in `pg_temp_N` as PostgreSQL does. Empty outside a client session.
+#[derive(Debug)]
+pub(super) struct TemporaryColumnsTable;
+
+impl SystemRows for TemporaryColumnsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("table_schema", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("column_name", DataType::Utf8, false),
+            Field::new("attnum", DataType::Int16, false),
+            Field::new("atttypid", DataType::Int32, false),
+            Field::new("atttypmod", DataType::Int32, false),
+            Field::new("attnotnull", DataType::Boolean, false),
+        ]))
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        temporary_columns(None)
+    }
+
+    fn columns_in(&self, session: &dyn Session) -> Vec<ArrayRef> {
+        temporary_columns(session.config().get_extension::<TemporaryTables>())
+    }
+}
+
+fn temporary_columns(temporary: Option<Arc<TemporaryTables>>) -> Vec<ArrayRef> {
+    let (mut schemas, mut tables, mut columns) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut numbers, mut types, mut modifiers, mut not_null) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if let Some(temporary) = temporary {
+        for (name, table) in temporary.lock().iter() {
+            let schema = datafusion::catalog::TableProvider::schema(table.table.as_ref());
+            for (index, field) in schema.fields().iter().enumerate() {
+                let (oid, modifier) = postgres_type(field);
+                schemas.push(temporary.schema_name.clone());
+                tables.push(name.clone());
+                columns.push(field.name().clone());
+                numbers.push(i16::try_from(index + 1).unwrap_or(i16::MAX));
+                types.push(oid);
+                modifiers.push(modifier);
+                not_null.push(!field.is_nullable());
+            }
+        }
+    }
+    vec![
+        Arc::new(StringArray::from(schemas)),
+        Arc::new(StringArray::from(tables)),
+        Arc::new(StringArray::from(columns)),
+        Arc::new(Int16Array::from(numbers)),
+        Arc::new(Int32Array::from(types)),
+        Arc::new(Int32Array::from(modifiers)),
+        Arc::new(BooleanArray::from(not_null)),
+    ]
+}
+
+/// A column's type oid and type modifier, as the RowDescription describes the column.
+fn postgres_type(field: &Field) -> (i32, i32) {
+    if let Some((datatype, modifier)) = crate::pg::types::postgres_type(field) {
+        return (datatype.oid() as i32, modifier);
+    }
+    let modifier = match field.data_type() {
+        DataType::Decimal128(precision, scale) => {
+            (i32::from(*precision) << 16) + i32::from(*scale) + 4
+        }
+        _ => -1,
+    };
+    match arrow_pg::datatypes::into_pg_type(field.data_type()) {
+        Ok(datatype) => (datatype.oid() as i32, modifier),
+        Err(_) => (postgres_types::Type::TEXT.oid() as i32, -1),
+    }
 }

@@ -364,8 +364,9 @@ impl Engine {
     pub(super) fn replace_catalog(
         &self,
         catalog: &mut CatalogGuard,
-        next: CatalogState,
+        mut next: CatalogState,
     ) -> Result<()> {
+        next.assign_oids();
         if let CatalogGuard::Saved { .. } = catalog {
             self.store.save(&next)?;
         }

@@ -15,11 +15,14 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
+mod relations;
+
 use super::udf_args::{like_arguments, row_count};
 use super::version_string;
 use crate::catalog::CATALOG_NAME;
 use crate::catalog::SavedCatalog;
 use crate::error::{Error, Result};
+use relations::RELATION_VIEWS;
 
 /// `roles`: the users clients may log in as, shown in pg_roles (psql's `\du`).
 /// `catalog`: the saved catalog, whose keys and comments pg_constraint, pg_index, pg_class
@@ -37,6 +40,7 @@ pub async fn install(
     super::json::install(ctx);
     register_owner_name(ctx, owner);
     super::keys::register(ctx, catalog.clone());
+    super::oids::register(ctx, catalog.clone());
     super::views::register(ctx, catalog);
     super::format::register(ctx);
     super::sizes::register(ctx);
@@ -71,7 +75,8 @@ pub async fn install(
 /// them), and `relhastriggers` for both ends of a foreign key, as PostgreSQL's referential
 /// triggers make it (psql's `\d` then lists foreign keys and "Referenced by").
 /// pg_attribute's `atttypmod` carries a numeric column's precision and scale (`numeric(12,2)`
-/// in format_type, pgjdbc's getColumns), from information_schema.columns.
+/// in format_type, pgjdbc's getColumns), from information_schema.columns; its `atttypid`
+/// and `atttypmod` say json, jsonb and varchar(n) where `tenure.column_types` does.
 /// A key's index and constraint oids come from its names (`KeyConstraint::index_oid`),
 /// which `pg_get_indexdef` and `pg_get_constraintdef` decode. conkey, confkey and indkey are
 /// smallint arrays, so the subscripts and unnest that pgjdbc and SQLAlchemy use work;
@@ -86,7 +91,7 @@ pub async fn install(
 /// `information_schema.columns`, is DataFusion's with PostgreSQL's type names (`integer`,
 /// `timestamp without time zone`, `ARRAY`), precisions, 1-based positions and defaults (dbt
 /// reads column types there).
-const CATALOG_VIEWS: [(&str, &str); 15] = [
+const CATALOG_VIEWS: [(&str, &str); 13] = [
     (
         "tenure_table_constraints",
         "SELECT CAST('tenure' AS VARCHAR) AS constraint_catalog, \
@@ -303,78 +308,10 @@ const CATALOG_VIEWS: [(&str, &str); 15] = [
          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name \
          WHERE c.relkind = 'r'",
     ),
-    (
-        "pg_attribute",
-        "SELECT a.attrelid, a.attname, a.atttypid, a.attstattarget, a.attlen, a.attnum, \
-                a.attndims, a.attcacheoff, \
-                CASE WHEN a.atttypid = 1700 AND p.numeric_scale IS NOT NULL \
-                     THEN CAST(p.numeric_precision * 65536 + p.numeric_scale + 4 AS INT) \
-                     ELSE a.atttypmod END AS atttypmod, \
-                a.attbyval, a.attalign, a.attstorage, \
-                a.attcompression, a.attnotnull, \
-                a.atthasdef OR x.column_name IS NOT NULL AS atthasdef, \
-                a.atthasmissing, a.attidentity, a.attgenerated, a.attisdropped, a.attislocal, \
-                a.attinhcount, a.attcollation, a.attacl, a.attoptions, a.attfdwoptions, \
-                a.attmissingval \
-         FROM pg_catalog.pg_attribute a \
-         LEFT JOIN (SELECT c.oid AS relid, d.column_name \
-                    FROM tenure.defaults d \
-                    JOIN pg_catalog.pg_namespace n ON n.nspname = d.table_schema \
-                    JOIN pg_catalog.pg_class c \
-                      ON c.relnamespace = n.oid AND c.relname = d.table_name \
-                    WHERE c.relkind = 'r') x \
-           ON x.relid = a.attrelid AND x.column_name = a.attname \
-         LEFT JOIN (SELECT c.oid AS relid, i.column_name, i.numeric_precision, i.numeric_scale \
-                    FROM information_schema.columns i \
-                    JOIN pg_catalog.pg_namespace n ON n.nspname = i.table_schema \
-                    JOIN pg_catalog.pg_class c \
-                      ON c.relnamespace = n.oid AND c.relname = i.table_name \
-                    WHERE i.data_type LIKE 'Decimal%' AND c.relkind IN ('r', 'v')) p \
-           ON p.relid = a.attrelid AND p.column_name = a.attname",
-    ),
-    (
-        "pg_class",
-        "SELECT c.oid, c.relname, c.relnamespace, c.reltype, c.reloftype, c.relowner, \
-                c.relam, c.relfilenode, c.reltablespace, c.relpages, c.reltuples, \
-                c.relallvisible, c.reltoastrelid, \
-                c.relhasindex OR x.relname IS NOT NULL AS relhasindex, \
-                c.relisshared, c.relpersistence, c.relkind, c.relnatts, c.relchecks, \
-                c.relhasrules, \
-                c.relhastriggers OR f.relname IS NOT NULL AS relhastriggers, \
-                c.relhassubclass, c.relrowsecurity, \
-                c.relforcerowsecurity, c.relispopulated, c.relreplident, c.relispartition, \
-                c.relrewrite, c.relfrozenxid, c.relminmxid, c.relpartbound, \
-                CAST(NULL AS VARCHAR[]) AS reloptions \
-         FROM pg_catalog.pg_class c \
-         LEFT JOIN (SELECT DISTINCT n.oid AS relnamespace, k.table_name AS relname \
-                    FROM tenure.keys k \
-                    JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
-                    WHERE k.constraint_type <> 'FOREIGN KEY') x \
-           ON x.relnamespace = c.relnamespace AND x.relname = c.relname AND c.relkind = 'r' \
-         LEFT JOIN (SELECT DISTINCT n.oid AS relnamespace, f.relname \
-                    FROM (SELECT table_schema AS nspname, table_name AS relname \
-                          FROM tenure.keys WHERE constraint_type = 'FOREIGN KEY' \
-                          UNION ALL \
-                          SELECT references_schema, references_table \
-                          FROM tenure.keys WHERE constraint_type = 'FOREIGN KEY') f \
-                    JOIN pg_catalog.pg_namespace n ON n.nspname = f.nspname) f \
-           ON f.relnamespace = c.relnamespace AND f.relname = c.relname AND c.relkind = 'r' \
-         UNION ALL \
-         SELECT tenure_key_oid(k.table_schema, k.table_name, k.constraint_name), \
-                k.constraint_name, c.relnamespace, 0, 0, c.relowner, 403, 0, 0, 1, \
-                CAST(0 AS DOUBLE), 0, 0, false, false, 'p', 'i', \
-                CAST(array_length(k.positions) AS SMALLINT), CAST(0 AS SMALLINT), \
-                false, false, false, false, false, true, 'n', false, 0, 0, 0, \
-                CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR[]) \
-         FROM tenure.keys k \
-         JOIN pg_catalog.pg_namespace n ON n.nspname = k.table_schema \
-         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = k.table_name \
-         WHERE c.relkind = 'r' AND k.constraint_type <> 'FOREIGN KEY'",
-    ),
 ];
 
-/// Replaces tenure's pg_catalog schema with one that answers [`CATALOG_VIEWS`] itself and
-/// everything else from datafusion-pg-catalog.
+/// Replaces tenure's pg_catalog schema with one that answers [`RELATION_VIEWS`] and
+/// [`CATALOG_VIEWS`] itself and everything else from datafusion-pg-catalog.
 async fn override_catalog_views(ctx: &SessionContext) -> Result<()> {
     let catalog = ctx
         .catalog(CATALOG_NAME)
@@ -383,15 +320,22 @@ async fn override_catalog_views(ctx: &SessionContext) -> Result<()> {
         .schema("pg_catalog")
         .ok_or_else(|| Error::Catalog("pg_catalog is not registered".into()))?;
     let mut overrides = HashMap::new();
-    for (name, sql) in CATALOG_VIEWS {
-        let plan = ctx.state().create_logical_plan(sql).await?;
-        let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql.to_string())));
-        overrides.insert(name.to_string(), view);
+    // In two rounds: the second's views read the first's.
+    for views in [&RELATION_VIEWS[..], &CATALOG_VIEWS[..]] {
+        for (name, sql) in views {
+            let plan = ctx.state().create_logical_plan(sql).await?;
+            let view: Arc<dyn TableProvider> =
+                Arc::new(ViewTable::new(plan, Some(sql.to_string())));
+            overrides.insert(name.to_string(), view);
+        }
+        catalog.register_schema(
+            "pg_catalog",
+            Arc::new(PgCatalogOverrides {
+                inner: inner.clone(),
+                overrides: overrides.clone(),
+            }),
+        )?;
     }
-    catalog.register_schema(
-        "pg_catalog",
-        Arc::new(PgCatalogOverrides { inner, overrides }),
-    )?;
     Ok(())
 }
 

@@ -9,6 +9,8 @@
 //! - [`json`]: the json and jsonb types, their operators and functions;
 //! - [`keys`]: pg_constraint / pg_index oids and definitions of primary and foreign keys;
 //! - [`names`]: result column names as PostgreSQL gives them;
+//! - [`oids`]: relation and schema oids that survive a restart;
+//! - [`origins`]: the table and column a result column comes from (RowDescription);
 //! - [`sizes`]: `pg_size_pretty` and the relation sizes psql's `\dt+` shows;
 //! - [`rewrite`]: rewrites of drivers' catalog SQL that DataFusion cannot plan as written;
 //! - [`settings`]: session settings (GUCs) as clients expect them: SET, SHOW, RESET,
@@ -27,6 +29,8 @@ pub mod functions;
 pub mod json;
 pub mod keys;
 pub mod names;
+pub mod oids;
+pub mod origins;
 pub mod rewrite;
 pub mod settings;
 pub mod sizes;

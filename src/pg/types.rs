@@ -59,6 +59,26 @@ pub fn varchar_length(sql_type: &SqlType) -> Option<u64> {
     }
 }
 
+/// The PostgreSQL type, with its type modifier, of a field whose Arrow type does not tell
+/// it: `json`, `jsonb` and `varchar(n)` (n + 4, PostgreSQL's modifier) from its mark, and
+/// bigint for DataFusion's unsigned counts. The RowDescription and pg_attribute (of
+/// temporary tables) use it.
+pub fn postgres_type(field: &Field) -> Option<(postgres_types::Type, i32)> {
+    use postgres_types::Type;
+    if let Some(length) = declared_length(field) {
+        return Some((
+            Type::VARCHAR,
+            i32::try_from(length).map_or(-1, |n| n.saturating_add(4)),
+        ));
+    }
+    match field.metadata().get(PG_TYPE_KEY).map(String::as_str) {
+        Some("json") => Some((Type::JSON, -1)),
+        Some("jsonb") => Some((Type::JSONB, -1)),
+        _ if *field.data_type() == DataType::UInt64 => Some((Type::INT8, -1)),
+        _ => None,
+    }
+}
+
 /// n of a `varchar(n)` column's field.
 pub fn declared_length(field: &Field) -> Option<usize> {
     field

@@ -37,51 +37,45 @@ const POSTGRES_EPOCH_DAYS: i32 = 10_957;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// The RowDescription of a result with `schema`: arrow-pg's, with `json` and `jsonb` for the
-/// text columns that are (see [`crate::pg::json`]) and bigint for DataFusion's unsigned
-/// counts.
+/// text columns that are (see [`crate::pg::json`]), `varchar(n)`'s length, bigint for
+/// DataFusion's unsigned counts, and the table oid and column number of plain table columns
+/// (see [`crate::pg::origins`]).
 pub fn pg_fields(
     schema: &arrow::datatypes::Schema,
     format: &pgwire::api::portal::Format,
     options: Option<std::sync::Arc<FormatOptions>>,
 ) -> PgWireResult<Vec<FieldInfo>> {
+    use postgres_types::Type;
     let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, options)?;
     Ok(fields
         .into_iter()
         .zip(schema.fields())
-        .map(|(info, field)| match crate::pg::json::JsonKind::of(field) {
-            // PostgreSQL's type modifier of varchar(n) is n + 4.
-            None if let Some(length) = crate::pg::types::declared_length(field) => FieldInfo::new(
+        .map(|(info, field)| {
+            let (table, column) = match crate::pg::origins::origin(field) {
+                Some((table, column)) => (Some(table), Some(column)),
+                None => (info.table_id(), info.column_id()),
+            };
+            let (datatype, modifier, size) = match crate::pg::types::postgres_type(field) {
+                Some((datatype, modifier)) => {
+                    let size = if datatype == Type::INT8 { 8 } else { -1 };
+                    (datatype, modifier, size)
+                }
+                None => (
+                    info.datatype().clone(),
+                    info.type_modifier(),
+                    info.type_size(),
+                ),
+            };
+            FieldInfo::new(
                 info.name().to_string(),
-                info.table_id(),
-                info.column_id(),
-                postgres_types::Type::VARCHAR,
+                table,
+                column,
+                datatype,
                 info.format(),
             )
             .with_format_options(info.format_options().clone())
-            .with_type_modifier(i32::try_from(length).map_or(-1, |n| n.saturating_add(4))),
-            None if *field.data_type() == DataType::UInt64 => FieldInfo::new(
-                info.name().to_string(),
-                info.table_id(),
-                info.column_id(),
-                postgres_types::Type::INT8,
-                info.format(),
-            )
-            .with_format_options(info.format_options().clone()),
-            Some(kind) => {
-                let datatype = match kind {
-                    crate::pg::json::JsonKind::Json => postgres_types::Type::JSON,
-                    crate::pg::json::JsonKind::Jsonb => postgres_types::Type::JSONB,
-                };
-                FieldInfo::new(
-                    info.name().to_string(),
-                    info.table_id(),
-                    info.column_id(),
-                    datatype,
-                    info.format(),
-                )
-                .with_format_options(info.format_options().clone())
-            }
-            None => info,
+            .with_type_size(size)
+            .with_type_modifier(modifier)
         })
         .collect())
 }

@@ -71,6 +71,25 @@ public class JdbcMetadata {
                     System.out.println("prepared: " + rs.getLong(1));
                 }
             }
+            // A result column's table and column (the RowDescription's table oid and column
+            // number, looked up in pg_catalog), as grid editors read them.
+            try (Statement s = c.createStatement();
+                 ResultSet rs = s.executeQuery("SELECT o.amount, o.id AS order_id, k.email, "
+                         + "o.amount * 2 AS doubled FROM jdbc_orders o "
+                         + "JOIN jdbc_customers k ON k.id = o.customer")) {
+                org.postgresql.PGResultSetMetaData m =
+                        rs.getMetaData().unwrap(org.postgresql.PGResultSetMetaData.class);
+                ResultSetMetaData plain = rs.getMetaData();
+                List<String> columns = new ArrayList<>();
+                for (int i = 1; i <= plain.getColumnCount(); i++)
+                    columns.add(plain.getColumnLabel(i) + "=" + m.getBaseSchemaName(i) + "."
+                            + plain.getTableName(i) + "." + m.getBaseColumnName(i) + ":"
+                            + plain.isNullable(i));
+                System.out.println("resultSetMetaData: " + String.join(";", columns));
+            } catch (SQLException e) {
+                failures++;
+                System.out.println("resultSetMetaData: FAILED: " + e.getMessage().split("\n")[0]);
+            }
         }
         System.exit(failures);
     }

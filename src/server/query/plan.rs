@@ -99,7 +99,19 @@ pub(super) async fn plan(
     let parameters = (1..=count)
         .map(|i| types.get(&format!("${i}")).cloned().flatten())
         .collect();
-    let schema = Arc::new(crate::pg::names::postgres_schema(&plan));
+    let default_schema = ctx
+        .state()
+        .config()
+        .options()
+        .catalog
+        .default_schema
+        .clone();
+    let schema = Arc::new(crate::pg::origins::mark_origins(
+        crate::pg::names::postgres_schema(&plan),
+        &plan,
+        &catalog,
+        &default_schema,
+    ));
     Ok(Some(Planned {
         plan,
         parameters,
