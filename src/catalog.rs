@@ -550,9 +550,19 @@ mod tests {
             QualifiedName::new("public", "t"),
             Relation::Managed { dir: "t9".into() },
         );
+        // The engine gives oids before each save; a catalog saved without them gets them
+        // when loaded, the same ones.
+        let mut with_oids = state.clone();
+        with_oids.assign_oids();
         store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap(), with_oids);
+        store.save(&with_oids).unwrap();
         let loaded = store.load().unwrap();
-        assert_eq!(loaded, state);
+        assert_eq!(loaded, with_oids);
+        assert_eq!(
+            loaded.oids.relation(&QualifiedName::new("public", "v")),
+            Some(16386)
+        );
         assert_eq!(
             loaded.relations[0].0.name, "t",
             "replacing keeps the position"

@@ -1116,9 +1116,17 @@ async fn psql_catalog_commands_notices_and_tls() {
     let (ok, out, err) = server.psql(&["-c", "\\df"]);
     assert!(ok && out.contains("List of functions"), "\\df: {out}{err}");
     // The rest of psql 15's listing commands answer (most with no rows: tenure has no
-    // domains, operators, text search configurations, ...). Not yet: \dp and \z (access
-    // privileges), \dy (event triggers), \dX (extended statistics).
+    // domains, operators, text search configurations, event triggers, policies, ...).
     for command in [
+        "\\dp",
+        "\\z customers",
+        "\\dy",
+        "\\dX",
+        "\\drds",
+        "\\dAc",
+        "\\dAf",
+        "\\dAo",
+        "\\dAp",
         "\\di",
         "\\ds",
         "\\dm",

@@ -91,7 +91,44 @@ pub async fn install(
 /// `information_schema.columns`, is DataFusion's with PostgreSQL's type names (`integer`,
 /// `timestamp without time zone`, `ARRAY`), precisions, 1-based positions and defaults (dbt
 /// reads column types there).
-const CATALOG_VIEWS: [(&str, &str); 13] = [
+///
+/// pg_policy, pg_event_trigger, pg_db_role_setting and pg_statistic_ext, empty in tenure,
+/// have their array columns as arrays (datafusion-pg-catalog keeps them as text), which
+/// psql's `\dp`, `\dy`, `\drds` and `\dX` pass to array_to_string and ANY. pg_amproc's
+/// `amproc` is a pg_proc oid (datafusion-pg-catalog has the function's name; psql's `\dAp`
+/// joins pg_proc on it).
+const CATALOG_VIEWS: [(&str, &str); 18] = [
+    (
+        "pg_amproc",
+        "SELECT a.oid, a.amprocfamily, a.amproclefttype, a.amprocrighttype, a.amprocnum, \
+                tenure_oid(COALESCE(p.oid, 0), 'regproc') AS amproc \
+         FROM pg_catalog.pg_amproc a \
+         LEFT JOIN (SELECT proname, min(oid) AS oid FROM pg_catalog.pg_proc GROUP BY proname) p \
+           ON p.proname = a.amproc",
+    ),
+    (
+        "pg_policy",
+        "SELECT oid, polname, polrelid, polcmd, polpermissive, \
+                CAST(NULL AS INT[]) AS polroles, polqual, polwithcheck \
+         FROM pg_catalog.pg_policy",
+    ),
+    (
+        "pg_event_trigger",
+        "SELECT oid, evtname, evtevent, evtowner, evtfoid, evtenabled, \
+                CAST(NULL AS VARCHAR[]) AS evttags \
+         FROM pg_catalog.pg_event_trigger",
+    ),
+    (
+        "pg_db_role_setting",
+        "SELECT setdatabase, setrole, CAST(NULL AS VARCHAR[]) AS setconfig \
+         FROM pg_catalog.pg_db_role_setting",
+    ),
+    (
+        "pg_statistic_ext",
+        "SELECT oid, stxrelid, stxname, stxnamespace, stxowner, stxkeys, stxstattarget, \
+                CAST(NULL AS VARCHAR[]) AS stxkind, stxexprs \
+         FROM pg_catalog.pg_statistic_ext",
+    ),
     (
         "tenure_table_constraints",
         "SELECT CAST('tenure' AS VARCHAR) AS constraint_catalog, \

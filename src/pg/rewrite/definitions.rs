@@ -11,8 +11,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArguments, SelectItem, SetExpr, Statement as SqlStatement,
-    visit_expressions_mut,
+    Expr as SqlExpr, FunctionArguments, OrderByKind, SelectItem, SetExpr,
+    Statement as SqlStatement, visit_expressions_mut,
 };
 
 use super::{call_parts, parse_expr};
@@ -40,8 +40,8 @@ pub fn view_definition_lookups(statement: &mut SqlStatement) {
     });
 }
 
-/// `ARRAY(SELECT x FROM ...)` as `(SELECT array_agg(x) FROM ...)`, for a subquery of one
-/// plain select item without ORDER BY, LIMIT, GROUP BY or DISTINCT.
+/// `ARRAY(SELECT x FROM ... [ORDER BY ...])` as `(SELECT array_agg(x [ORDER BY ...]) FROM
+/// ...)`, for a subquery of one plain select item without LIMIT, GROUP BY or DISTINCT.
 pub fn array_subqueries(statement: &mut SqlStatement) {
     let _ = visit_expressions_mut(statement, |expr| {
         let SqlExpr::Function(function) = expr else {
@@ -51,13 +51,13 @@ pub fn array_subqueries(statement: &mut SqlStatement) {
             return ControlFlow::Continue(());
         };
         if !function.name.to_string().eq_ignore_ascii_case("array")
-            || query.order_by.is_some()
             || query.limit_clause.is_some()
             || query.with.is_some()
         {
             return ControlFlow::Continue(());
         }
         let mut query = query.clone();
+        let order_by = query.order_by.take();
         let SetExpr::Select(select) = query.body.as_mut() else {
             return ControlFlow::Continue(());
         };
@@ -73,11 +73,30 @@ pub fn array_subqueries(statement: &mut SqlStatement) {
             _ => return ControlFlow::Continue(()),
         };
         // `ARRAY(SELECT x FROM unnest(a) AS t(x))` (psql's `\dy`) is `a`.
-        if let Some(array) = unnested_array(select, &item) {
+        if order_by.is_none()
+            && let Some(array) = unnested_array(select, &item)
+        {
             *expr = array;
             return ControlFlow::Continue(());
         }
-        let Some(collected) = parse_expr(&format!("array_agg({item})")) else {
+        let order = match order_by.map(|o| o.kind) {
+            None => String::new(),
+            Some(OrderByKind::Expressions(keys)) => {
+                let keys: Vec<String> = keys
+                    .into_iter()
+                    .map(|mut key| {
+                        // `ORDER BY 1` is the select item.
+                        if key.expr.to_string() == "1" {
+                            key.expr = item.clone();
+                        }
+                        key.to_string()
+                    })
+                    .collect();
+                format!(" ORDER BY {}", keys.join(", "))
+            }
+            Some(OrderByKind::All(_)) => return ControlFlow::Continue(()),
+        };
+        let Some(collected) = parse_expr(&format!("array_agg({item}{order})")) else {
             return ControlFlow::Continue(());
         };
         select.projection = vec![SelectItem::UnnamedExpr(collected)];
@@ -133,6 +152,55 @@ pub fn acl_texts(statement: &mut SqlStatement) {
             && let Some(null) = parse_expr("CAST(NULL AS TEXT)")
         {
             *expr = null;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `ARRAY(SELECT ... FROM pg_policy ...)` (psql's `\dp`, correlated twice over, which
+/// DataFusion cannot plan) is the empty array: tenure has no row security policies.
+pub fn empty_policy_arrays(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::TableFactor;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Function(function) = expr
+            && function.name.to_string().eq_ignore_ascii_case("array")
+            && let FunctionArguments::Subquery(query) = &function.args
+            && let SetExpr::Select(select) = query.body.as_ref()
+            && let [from] = select.from.as_slice()
+            && from.joins.is_empty()
+            && let TableFactor::Table { name, .. } = &from.relation
+            && name
+                .to_string()
+                .to_ascii_lowercase()
+                .trim_start_matches("pg_catalog.")
+                == "pg_policy"
+            && let Some(empty) = parse_expr("CAST(make_array() AS VARCHAR[])")
+        {
+            *expr = empty;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `polroles <> '{0}'` (psql's `\dp`): PostgreSQL reads a quoted `{...}` compared with an
+/// array column as an array; DataFusion cannot compare a list with text. A quoted list of
+/// integers on the right of `=` or `<>` becomes `make_array(...)`.
+pub fn array_literal_comparisons(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::BinaryOp {
+            op: BinaryOperator::Eq | BinaryOperator::NotEq,
+            right,
+            ..
+        } = expr
+            && let SqlExpr::Value(value) = right.as_ref()
+            && let Value::SingleQuotedString(text) = &value.value
+            && let Some(items) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}'))
+            && !items.is_empty()
+            && items.split(',').all(|n| n.trim().parse::<i64>().is_ok())
+            && let Some(array) = parse_expr(&format!("make_array({items})"))
+        {
+            **right = array;
         }
         ControlFlow::<()>::Continue(())
     });
@@ -283,8 +351,31 @@ mod tests {
             ),
             "SELECT CAST(NULL AS TEXT) FROM n"
         );
-        // An ordered subquery is left alone.
-        let ordered = "SELECT ARRAY(SELECT x FROM t ORDER BY x)";
-        assert_eq!(rewritten(ordered, array_subqueries), ordered);
+        assert_eq!(
+            rewritten(
+                "SELECT polroles <> '{0}', x = '{1, 2}', y = '{a}' FROM p",
+                array_literal_comparisons
+            ),
+            "SELECT polroles <> make_array(0), x = make_array(1, 2), y = '{a}' FROM p"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT array_to_string(ARRAY(SELECT polname FROM pg_catalog.pg_policy pol \
+                 WHERE polrelid = c.oid), E'\\n') FROM pg_class c",
+                empty_policy_arrays
+            ),
+            "SELECT array_to_string(CAST(make_array() AS VARCHAR[]), E'\\n') FROM pg_class c"
+        );
+        // An ordered subquery orders the aggregate; `ORDER BY 1` is its item.
+        assert_eq!(
+            rewritten(
+                "SELECT ARRAY(SELECT rolname FROM r WHERE oid = ANY (p.roles) ORDER BY 1 DESC)",
+                array_subqueries
+            ),
+            "SELECT (SELECT array_agg(rolname ORDER BY rolname DESC) FROM r \
+             WHERE oid = ANY(p.roles))"
+        );
+        let limited = "SELECT ARRAY(SELECT x FROM t ORDER BY x LIMIT 2)";
+        assert_eq!(rewritten(limited, array_subqueries), limited);
     }
 }
