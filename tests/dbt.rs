@@ -1,6 +1,7 @@
 //! The example dbt project (sql/dbt) with the stock dbt-postgres adapter against a tenure
-//! server holding the demo world and its lifecycle mart: `dbt seed`, `dbt run`, `dbt test`
-//! and a second `dbt run` all pass, and what they built holds the right rows. The second run
+//! server holding the demo world and its lifecycle mart: `dbt seed`, `dbt run`, `dbt test`,
+//! `dbt snapshot` twice and a second `dbt run` all pass, and what they built holds the right
+//! rows. The second run
 //! updates the three incremental models (append, delete+insert and merge strategies, through
 //! temporary tables) with the events added in between.
 //!
@@ -79,6 +80,39 @@ async fn dbt_seed_run_test_and_run_again() {
     // New events: one a day after the last for a customer already counted, one two days
     // after for a customer without events so far.
     let client = server.connect().await;
+    // A snapshot: a type-2 history of each customer's country and device. A change closes
+    // the row's current version and opens a new one (dbt-postgres stages the changes in a
+    // temporary table, reads its columns from information_schema, then UPDATE ... FROM and
+    // INSERT).
+    let snapshotted = run("snapshot").await.unwrap();
+    assert!(snapshotted.contains("PASS=1"), "{snapshotted}");
+    client
+        .batch_execute("UPDATE customers SET device = 'kiosk' WHERE customer_id <= 2")
+        .await
+        .unwrap();
+    let snapshotted = run("snapshot").await.unwrap();
+    assert!(snapshotted.contains("PASS=1"), "{snapshotted}");
+    let history = simple_rows(
+        &client,
+        "SELECT (SELECT count(*) FROM snapshots.customer_country_history) \
+                  - (SELECT count(*) FROM customers), \
+                (SELECT string_agg(customer_id || ':' || device, ',' ORDER BY customer_id) \
+                 FROM snapshots.customer_country_history \
+                 WHERE dbt_valid_to IS NULL AND customer_id <= 2), \
+                (SELECT string_agg(customer_id || ':' || device, ',' ORDER BY customer_id) \
+                 FROM snapshots.customer_country_history WHERE dbt_valid_to IS NOT NULL) \
+                  IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        history[0],
+        [
+            Some("2".to_string()),
+            Some("1:kiosk,2:kiosk".to_string()),
+            Some("t".to_string())
+        ],
+        "two new versions, the old ones closed"
+    );
     client
         .batch_execute(
             "INSERT INTO events SELECT max(event_id) + 1, min(customer_id), \

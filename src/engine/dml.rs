@@ -251,10 +251,13 @@ impl Engine {
     }
 
     pub(super) async fn update(&self, session: &SessionContext, update: Update) -> Result<Output> {
-        if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
+        if update.returning.is_some() {
             return Err(Error::unsupported(
-                "UPDATE ... FROM, joins and RETURNING are not supported yet",
+                "UPDATE ... RETURNING is not supported yet",
             ));
+        }
+        if update.from.is_some() || !update.table.joins.is_empty() {
+            return self.update_from(session, update).await;
         }
         let table_name = single_table_name(&update.table)?;
         let name = self.qualify_object(&table_name)?;

@@ -1,15 +1,17 @@
-//! Writes that join the table they change with other data: `MERGE INTO`, and DELETE with
-//! `USING`, a target alias or a subquery in its condition (what dbt's incremental models
-//! emit). Delta Lake's own DELETE takes only a condition on the table's columns, so these
+//! Writes that join the table they change with other data: `MERGE INTO`, `UPDATE ... FROM`
+//! (as a MERGE), and DELETE with `USING`, a target alias or a subquery in its condition (what
+//! dbt's incremental models and snapshots emit). Delta Lake's own DELETE takes only a condition on the table's columns, so these
 //! DELETEs rewrite the table from a query that keeps the other rows; MERGE is Delta Lake's.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, Merge, MergeAction, MergeClauseKind, MergeInsertKind, ObjectName, TableAlias,
-    TableFactor, TableWithJoins, VisitMut, VisitorMut,
+    Expr, Ident, Merge, MergeAction, MergeClauseKind, MergeInsertKind, ObjectName,
+    Statement as SqlStatement, TableAlias, TableFactor, TableWithJoins, Update,
+    UpdateTableFromKind, VisitMut, VisitorMut,
 };
 use deltalake::protocol::SaveMode;
 
@@ -67,6 +69,94 @@ impl Engine {
         })
     }
 
+    /// `UPDATE target [AS t] SET ... FROM source [AS s] WHERE condition` (dbt's snapshots
+    /// close changed rows so): a MERGE of the one FROM item on the condition that updates
+    /// the rows it matches. A column of the target may be named through its full name
+    /// (`"tenure"."snapshots"."history".id`), as dbt does.
+    pub(super) async fn update_from(
+        &self,
+        session: &SessionContext,
+        mut update: Update,
+    ) -> Result<Output> {
+        let sources = match &update.from {
+            Some(UpdateTableFromKind::AfterSet(from) | UpdateTableFromKind::BeforeSet(from)) => {
+                from.clone()
+            }
+            None => Vec::new(),
+        };
+        let ([source], true) = (sources.as_slice(), update.table.joins.is_empty()) else {
+            return Err(Error::unsupported(
+                "UPDATE ... FROM takes one table or subquery here; join the others in a \
+                 subquery (FROM (SELECT ...) AS s)",
+            ));
+        };
+        if !source.joins.is_empty() {
+            return Err(Error::unsupported(
+                "UPDATE ... FROM takes one table or subquery here; join the others in a \
+                 subquery (FROM (SELECT ...) AS s)",
+            ));
+        }
+        let TableFactor::Table { name, alias, .. } = &update.table.relation else {
+            return Err(Error::invalid(format!(
+                "UPDATE needs a table name, not {}",
+                update.table.relation
+            )));
+        };
+        let target_ident = match alias {
+            Some(alias) => alias.name.clone(),
+            None => name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .cloned()
+                .ok_or_else(|| Error::invalid(format!("invalid table name {name}")))?,
+        };
+        let mut by_name = ByTargetName {
+            name: name
+                .0
+                .iter()
+                .filter_map(|part| part.as_ident())
+                .map(folded)
+                .collect(),
+            target: target_ident,
+        };
+        let _ = update.selection.visit(&mut by_name);
+        for assignment in &mut update.assignments {
+            let _ = assignment.value.visit(&mut by_name);
+        }
+        let sets: Vec<String> = update.assignments.iter().map(ToString::to_string).collect();
+        let sql = format!(
+            "MERGE INTO {} USING {} ON {} WHEN MATCHED THEN UPDATE SET {}",
+            update.table.relation,
+            source.relation,
+            update
+                .selection
+                .as_ref()
+                .map_or_else(|| "TRUE".to_string(), ToString::to_string),
+            sets.join(", ")
+        );
+        let mut statements = self.parse(&sql)?;
+        let Some(crate::sql::Statement::DataFusion(DfStatement::Statement(statement))) =
+            statements.pop()
+        else {
+            return Err(Error::invalid(format!(
+                "cannot plan UPDATE ... FROM as {sql}"
+            )));
+        };
+        let SqlStatement::Merge(merge) = *statement else {
+            return Err(Error::invalid(format!(
+                "cannot plan UPDATE ... FROM as {sql}"
+            )));
+        };
+        match self.merge(session, merge).await? {
+            Output::Command { rows, .. } => Ok(Output::Command {
+                tag: "UPDATE",
+                rows,
+            }),
+            other => Ok(other),
+        }
+    }
+
     /// `MERGE INTO target [AS t] USING source [AS s] ON condition WHEN ...`, with Delta
     /// Lake's merge: WHEN MATCHED THEN UPDATE / DELETE, WHEN NOT MATCHED THEN INSERT and WHEN
     /// NOT MATCHED BY SOURCE THEN UPDATE / DELETE, each with an optional AND condition, the
@@ -121,6 +211,30 @@ impl Engine {
         let mut on = (*merge.on).clone();
         exact_identifiers(&mut on);
         let clauses = merge.clauses;
+        // The condition and the new values are planned by DataFusion first, so that an
+        // unknown column is reported in its words (42703) before Delta Lake runs anything.
+        let mut checked = vec![on.to_string()];
+        for clause in &clauses {
+            if let Some(predicate) = &clause.predicate {
+                let mut predicate = predicate.clone();
+                exact_identifiers(&mut predicate);
+                checked.push(predicate.to_string());
+            }
+            if let MergeAction::Update(update) = &clause.action {
+                checked.extend(
+                    assignments(&update.assignments)?
+                        .into_iter()
+                        .map(|(_, v)| v),
+                );
+            }
+        }
+        let check = format!(
+            "SELECT {} FROM {target} AS {} CROSS JOIN ({source_sql}) AS {} WHERE false",
+            checked.join(", "),
+            Ident::with_quote('"', &target_alias),
+            Ident::with_quote('"', &source_alias),
+        );
+        session.state().create_logical_plan(&check).await?;
         let state = Arc::new(session.state());
         let (source_name, target_name) = (source_alias.clone(), target_alias.clone());
         let rows = table
@@ -204,7 +318,19 @@ impl Engine {
                         }
                     };
                 }
-                let (merged, metrics) = builder.await?;
+                let (merged, metrics) = builder.await.map_err(|e| {
+                    if e.to_string().contains("multiple source rows") {
+                        // PostgreSQL's words and state for the same condition.
+                        Error::state(
+                            SqlState::CardinalityViolation,
+                            "MERGE command cannot affect row a second time: more than one \
+                             source row matches a row of the target; make the source unique \
+                             on the join condition",
+                        )
+                    } else {
+                        e.into()
+                    }
+                })?;
                 let rows = metrics.num_target_rows_inserted
                     + metrics.num_target_rows_updated
                     + metrics.num_target_rows_deleted;
@@ -215,6 +341,31 @@ impl Engine {
             tag: "MERGE",
             rows: Some(rows),
         })
+    }
+}
+
+/// Rewrites `schema.table.column` (any qualified form ending in the target's name parts)
+/// to `target.column`, as MERGE names the target.
+struct ByTargetName {
+    /// The target's name parts, folded.
+    name: Vec<String>,
+    /// Its alias, or the last part of its name.
+    target: Ident,
+}
+
+impl VisitorMut for ByTargetName {
+    type Break = ();
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() >= 3
+            && let Some((column, qualifier)) = parts.split_last()
+            && self
+                .name
+                .ends_with(&qualifier.iter().map(folded).collect::<Vec<_>>())
+        {
+            *expr = Expr::CompoundIdentifier(vec![self.target.clone(), column.clone()]);
+        }
+        ControlFlow::Continue(())
     }
 }
 

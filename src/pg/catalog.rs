@@ -88,7 +88,8 @@ pub async fn install(
 /// views of the keys, which the server reads for `information_schema.table_constraints` and
 /// the others (DataFusion answers information_schema itself, without those views). Keys are
 /// informational, so `enforced` is 'NO'. tenure_columns, which the server reads for
-/// `information_schema.columns`, is DataFusion's with PostgreSQL's type names (`integer`,
+/// `information_schema.columns`, lists pg_attribute's columns (temporary tables' too, whose
+/// columns dbt's snapshots read) with PostgreSQL's type names (`integer`,
 /// `timestamp without time zone`, `ARRAY`), precisions, 1-based positions and defaults (dbt
 /// reads column types there).
 ///
@@ -173,44 +174,43 @@ const CATALOG_VIEWS: [(&str, &str); 18] = [
     ),
     (
         "tenure_columns",
-        "SELECT i.table_catalog, i.table_schema, i.table_name, i.column_name, \
-                CAST(i.ordinal_position + 1 AS INT) AS ordinal_position, \
-                d.column_default, i.is_nullable, \
-                CASE WHEN ct.pg_type LIKE 'varchar(%' THEN 'character varying' \
-                     WHEN ct.pg_type IS NOT NULL THEN ct.pg_type \
+        "SELECT CAST('tenure' AS VARCHAR) AS table_catalog, n.nspname AS table_schema, \
+                c.relname AS table_name, a.attname AS column_name, \
+                CAST(a.attnum AS INT) AS ordinal_position, \
+                d.column_default, \
+                CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable, \
+                CASE WHEN t.typname = 'varchar' THEN 'character varying' \
+                     WHEN t.typname IN ('json', 'jsonb') THEN t.typname \
                      WHEN t.typcategory = 'A' THEN 'ARRAY' \
                      ELSE format_type(a.atttypid, NULL) END AS data_type, \
-                CAST(CASE WHEN ct.pg_type LIKE 'varchar(%' \
-                     THEN substr(ct.pg_type, 9, length(ct.pg_type) - 9) END AS INT) \
-                  AS character_maximum_length, \
+                CAST(CASE WHEN t.typname = 'varchar' AND a.atttypmod > 4 \
+                          THEN a.atttypmod - 4 END AS INT) AS character_maximum_length, \
                 CAST(NULL AS INT) AS character_octet_length, \
                 CAST(CASE t.typname WHEN 'int2' THEN 16 WHEN 'int4' THEN 32 WHEN 'int8' THEN 64 \
                      WHEN 'float4' THEN 24 WHEN 'float8' THEN 53 \
-                     WHEN 'numeric' THEN i.numeric_precision END AS INT) AS numeric_precision, \
+                     WHEN 'numeric' THEN CASE WHEN a.atttypmod > 4 \
+                                              THEN (a.atttypmod - 4) / 65536 END \
+                     END AS INT) AS numeric_precision, \
                 CAST(CASE WHEN t.typname IN ('int2', 'int4', 'int8', 'float4', 'float8') THEN 2 \
                      WHEN t.typname = 'numeric' THEN 10 END AS INT) AS numeric_precision_radix, \
                 CAST(CASE WHEN t.typname IN ('int2', 'int4', 'int8') THEN 0 \
-                     WHEN t.typname = 'numeric' THEN i.numeric_scale END AS INT) \
-                  AS numeric_scale, \
+                     WHEN t.typname = 'numeric' AND a.atttypmod > 4 \
+                     THEN (a.atttypmod - 4) % 65536 END AS INT) AS numeric_scale, \
                 CAST(CASE WHEN t.typname = 'date' THEN 0 \
                      WHEN t.typname IN ('timestamp', 'timestamptz', 'time', 'interval') THEN 6 \
                      END AS INT) AS datetime_precision, \
                 CAST(NULL AS VARCHAR) AS interval_type, \
-                i.table_catalog AS udt_catalog, CAST('pg_catalog' AS VARCHAR) AS udt_schema, \
-                CASE WHEN ct.pg_type LIKE 'varchar(%' THEN 'varchar' \
-                     ELSE coalesce(ct.pg_type, t.typname) END AS udt_name, \
+                CAST('tenure' AS VARCHAR) AS udt_catalog, \
+                CAST('pg_catalog' AS VARCHAR) AS udt_schema, t.typname AS udt_name, \
                 CAST('NO' AS VARCHAR) AS is_identity, \
                 CAST('NEVER' AS VARCHAR) AS is_generated, \
                 CAST('YES' AS VARCHAR) AS is_updatable \
-         FROM information_schema.columns i \
-         JOIN pg_catalog.pg_namespace n ON n.nspname = i.table_schema \
-         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = i.table_name \
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = i.column_name \
+         FROM pg_catalog.pg_attribute a \
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-         LEFT JOIN tenure.defaults d ON d.table_schema = i.table_schema \
-              AND d.table_name = i.table_name AND d.column_name = i.column_name \
-         LEFT JOIN tenure.column_types ct ON ct.table_schema = i.table_schema \
-              AND ct.table_name = i.table_name AND ct.column_name = i.column_name",
+         LEFT JOIN tenure.defaults d ON d.table_schema = n.nspname \
+              AND d.table_name = c.relname AND d.column_name = a.attname",
     ),
     (
         "tenure_relation_sizes",

@@ -39,6 +39,7 @@ sqlstates! {
     ConnectionException = "08000", "connection_exception";
     ProtocolViolation = "08P01", "protocol_violation";
     FeatureNotSupported = "0A000", "feature_not_supported";
+    CardinalityViolation = "21000", "cardinality_violation";
     StringDataRightTruncation = "22001", "string_data_right_truncation";
     NumericValueOutOfRange = "22003", "numeric_value_out_of_range";
     DivisionByZero = "22012", "division_by_zero";
