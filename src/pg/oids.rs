@@ -58,8 +58,9 @@ pub fn namespace_oid(state: &CatalogState, schema: &str) -> i32 {
     }
 }
 
-/// An oid in [2e9, 2^31) from names: two of a few hundred such names collide with odds of
-/// about one in a million.
+/// An oid in [2e9, 2^31) from names. Among the built-in relations there is no collision
+/// (tested below); a temporary table collides with one of them with odds of about one in a
+/// million.
 fn derived_oid(parts: &[&str]) -> i32 {
     const FIRST: u64 = 2_000_000_000;
     (FIRST + name_hash(parts) % (i32::MAX as u64 + 1 - FIRST)) as i32
@@ -245,6 +246,38 @@ mod tests {
         assert_eq!(relation_oid(&state, "marts", "orders"), 16386);
 
         let derived = relation_oid(&state, "tenure", "models");
+        let mut built_in: Vec<(&str, &str)> = datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES
+            .iter()
+            .map(|table| ("pg_catalog", *table))
+            .collect();
+        for table in [
+            "models",
+            "keys",
+            "comments",
+            "defaults",
+            "table_sizes",
+            "table_storage",
+            "column_types",
+            "temporary_columns",
+        ] {
+            built_in.push(("tenure", table));
+        }
+        for table in [
+            "tables",
+            "views",
+            "columns",
+            "df_settings",
+            "schemata",
+            "routines",
+            "parameters",
+        ] {
+            built_in.push(("information_schema", table));
+        }
+        let distinct: std::collections::HashSet<i32> = built_in
+            .iter()
+            .map(|(schema, table)| relation_oid(&state, schema, table))
+            .collect();
+        assert_eq!(distinct.len(), built_in.len(), "built-in relations collide");
         assert!(derived >= 2_000_000_000, "{derived}");
         assert_eq!(derived, relation_oid(&state, "tenure", "models"));
         assert_ne!(derived, relation_oid(&state, "tenure", "model"));

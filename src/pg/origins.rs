@@ -38,6 +38,8 @@ pub fn mark_origins(
     if origins.len() != schema.fields().len() || origins.iter().all(Option::is_none) {
         return schema;
     }
+    // One oid lookup per table, however many of its columns the result has.
+    let mut oids: Vec<(TableReference, i32)> = Vec::new();
     let fields: Vec<Field> = schema
         .fields()
         .iter()
@@ -50,8 +52,15 @@ pub fn mark_origins(
             let Ok(number) = i16::try_from(number) else {
                 return field;
             };
-            let table_schema = table.schema().unwrap_or(default_schema);
-            let oid = super::oids::relation_oid(catalog, table_schema, table.table());
+            let oid = match oids.iter().find(|(t, _)| *t == table) {
+                Some((_, oid)) => *oid,
+                None => {
+                    let table_schema = table.schema().unwrap_or(default_schema);
+                    let oid = super::oids::relation_oid(catalog, table_schema, table.table());
+                    oids.push((table, oid));
+                    oid
+                }
+            };
             let mut metadata = field.metadata().clone();
             metadata.insert(TABLE_OID_KEY.to_string(), oid.to_string());
             metadata.insert(COLUMN_NUMBER_KEY.to_string(), number.to_string());
