@@ -234,7 +234,7 @@ impl Engine {
             Ident::with_quote('"', &target_alias),
             Ident::with_quote('"', &source_alias),
         );
-        session.state().create_logical_plan(&check).await?;
+        Box::pin(session.state().create_logical_plan(&check)).await?;
         let state = Arc::new(session.state());
         let (source_name, target_name) = (source_alias.clone(), target_alias.clone());
         let rows = table
