@@ -120,7 +120,8 @@ pub struct CatalogState {
 /// See [`CatalogState::oids`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Oids {
-    /// The next oid to hand out; oids are never reused, as in PostgreSQL.
+    /// The next oid to hand out: a dropped relation's oid is not handed out again until the
+    /// counter wraps at 1e9.
     next: u32,
     relations: Vec<(QualifiedName, u32)>,
     schemas: Vec<(String, u32)>,
@@ -384,6 +385,23 @@ impl CatalogState {
     /// that created it on.
     pub fn assign_oids(&mut self) {
         let oids = &mut self.oids;
+        // A hand-edited file must not make the counter hand out an oid in use.
+        let highest = oids
+            .relations
+            .iter()
+            .map(|(_, oid)| *oid)
+            .chain(oids.schemas.iter().map(|(_, oid)| *oid))
+            .max();
+        if let Some(highest) = highest
+            && (oids.next <= highest || oids.next > LAST_KEPT_OID)
+        {
+            oids.next = highest
+                .saturating_add(1)
+                .clamp(FIRST_USER_OID, LAST_KEPT_OID);
+        }
+        if oids.next < FIRST_USER_OID {
+            oids.next = FIRST_USER_OID;
+        }
         oids.relations
             .retain(|(name, _)| self.relations.iter().any(|(n, _)| n == name));
         oids.schemas.retain(|(name, _)| self.schemas.contains(name));

@@ -266,19 +266,8 @@ impl Engine {
         let table = self.writable_table(session, &name, "update").await?;
         let mut assignments = assignment_columns(&update.assignments)?;
         let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
-        // A json or jsonb column's new value is checked (and jsonb's normalised) as the
-        // insert path does (see `storage::conform`).
         for (column, value) in &mut assignments {
-            let kind = schema
-                .field_with_name(column)
-                .ok()
-                .and_then(crate::pg::json::JsonKind::of);
-            let parse = match kind {
-                Some(crate::pg::json::JsonKind::Json) => crate::pg::json::PARSE_JSON,
-                Some(crate::pg::json::JsonKind::Jsonb) => crate::pg::json::PARSE_JSONB,
-                None => continue,
-            };
-            *value = format!("{parse}({value})");
+            *value = checked_value(&schema, column, std::mem::take(value));
         }
         for (column, _) in &assignments {
             if schema.field_with_name(column).is_err() {
@@ -649,4 +638,27 @@ pub(super) fn assignment_columns(assignments: &[Assignment]) -> Result<Vec<(Stri
             )),
         })
         .collect()
+}
+
+/// `value`, SQL for a new value of `column` of a table with `schema`: a json or jsonb
+/// column's is checked (and jsonb's normalised) as the insert path does (see
+/// `storage::conform`); any other column's is `value` itself. UPDATE and MERGE use it.
+pub(super) fn checked_value(
+    schema: &datafusion::arrow::datatypes::Schema,
+    column: &str,
+    value: String,
+) -> String {
+    let kind = schema
+        .field_with_name(column)
+        .ok()
+        .and_then(crate::pg::json::JsonKind::of);
+    match kind {
+        Some(crate::pg::json::JsonKind::Json) => {
+            format!("{}({value})", crate::pg::json::PARSE_JSON)
+        }
+        Some(crate::pg::json::JsonKind::Jsonb) => {
+            format!("{}({value})", crate::pg::json::PARSE_JSONB)
+        }
+        None => value,
+    }
 }

@@ -1,6 +1,6 @@
-//! Writes that join the table they change with other data: `MERGE INTO`, `UPDATE ... FROM`
-//! (as a MERGE), and DELETE with `USING`, a target alias or a subquery in its condition (what
-//! dbt's incremental models and snapshots emit). Delta Lake's own DELETE takes only a condition on the table's columns, so these
+//! Writes that join the table they change with other data: `MERGE INTO`, `UPDATE ...
+//! FROM` (as a MERGE), and DELETE with `USING`, a target alias or a subquery in its
+//! condition (what dbt's incremental models and snapshots emit). Delta Lake's own DELETE takes only a condition on the table's columns, so these
 //! DELETEs rewrite the table from a query that keeps the other rows; MERGE is Delta Lake's.
 
 use std::ops::ControlFlow;
@@ -15,6 +15,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use deltalake::protocol::SaveMode;
 
+use super::dml::checked_value;
 use super::{Engine, Output};
 use crate::error::{Error, Result};
 use crate::pg::names::folded;
@@ -84,33 +85,26 @@ impl Engine {
             }
             None => Vec::new(),
         };
-        let ([source], true) = (sources.as_slice(), update.table.joins.is_empty()) else {
-            return Err(Error::unsupported(
-                "UPDATE ... FROM takes one table or subquery here; join the others in a \
-                 subquery (FROM (SELECT ...) AS s)",
-            ));
+        let source = match sources.as_slice() {
+            [source] if source.joins.is_empty() && update.table.joins.is_empty() => source,
+            _ => {
+                return Err(Error::unsupported(
+                    "UPDATE ... FROM takes one table or subquery here; join the others in a \
+                     subquery (FROM (SELECT ...) AS s)",
+                ));
+            }
         };
-        if !source.joins.is_empty() {
-            return Err(Error::unsupported(
-                "UPDATE ... FROM takes one table or subquery here; join the others in a \
-                 subquery (FROM (SELECT ...) AS s)",
-            ));
-        }
         let TableFactor::Table { name, alias, .. } = &update.table.relation else {
             return Err(Error::invalid(format!(
                 "UPDATE needs a table name, not {}",
                 update.table.relation
             )));
         };
-        let target_ident = match alias {
-            Some(alias) => alias.name.clone(),
-            None => name
-                .0
-                .last()
-                .and_then(|part| part.as_ident())
-                .cloned()
+        let target_ident = Ident::with_quote(
+            '"',
+            alias_or_name(alias.as_ref(), Some(name))
                 .ok_or_else(|| Error::invalid(format!("invalid table name {name}")))?,
-        };
+        );
         let mut by_name = ByTargetName {
             name: name
                 .0
@@ -125,10 +119,23 @@ impl Engine {
             let _ = assignment.value.visit(&mut by_name);
         }
         let sets: Vec<String> = update.assignments.iter().map(ToString::to_string).collect();
+        // MERGE's parser takes no column aliases on its source (`AS s(id, v)`), so such a
+        // source is wrapped in a subquery that applies them.
+        let source = match &source.relation {
+            TableFactor::Table {
+                alias: Some(alias), ..
+            }
+            | TableFactor::Derived {
+                alias: Some(alias), ..
+            } if !alias.columns.is_empty() => {
+                format!("(SELECT * FROM {}) AS {}", source.relation, alias.name)
+            }
+            relation => relation.to_string(),
+        };
         let sql = format!(
             "MERGE INTO {} USING {} ON {} WHEN MATCHED THEN UPDATE SET {}",
             update.table.relation,
-            source.relation,
+            source,
             update
                 .selection
                 .as_ref()
@@ -148,12 +155,18 @@ impl Engine {
                 "cannot plan UPDATE ... FROM as {sql}"
             )));
         };
-        match self.merge(session, merge).await? {
-            Output::Command { rows, .. } => Ok(Output::Command {
+        match self.merge(session, merge).await {
+            Ok(Output::Command { rows, .. }) => Ok(Output::Command {
                 tag: "UPDATE",
                 rows,
             }),
-            other => Ok(other),
+            Err(e) if e.sqlstate() == SqlState::CardinalityViolation => Err(Error::state(
+                SqlState::CardinalityViolation,
+                "UPDATE ... FROM matched a row of the target with more than one source row \
+                 (PostgreSQL would update it with one of them, arbitrarily); make the source \
+                 unique on the condition",
+            )),
+            other => other,
         }
     }
 
@@ -181,15 +194,29 @@ impl Engine {
         let table = self.writable_table(session, &name, "merge into").await?;
         let target_alias = alias_or_name(target_alias.as_ref(), Some(target));
         let (source_sql, source_alias) = match &merge.source {
+            // Column aliases (`AS s(id, v)`) rename the source's columns.
             TableFactor::Table {
                 name, alias, args, ..
             } if args.is_none() => (
-                format!("SELECT * FROM {name}"),
+                match alias {
+                    Some(alias) if !alias.columns.is_empty() => {
+                        format!("SELECT * FROM {name} AS {alias}")
+                    }
+                    _ => format!("SELECT * FROM {name}"),
+                },
                 alias_or_name(alias.as_ref(), Some(name)),
             ),
             TableFactor::Derived {
                 subquery, alias, ..
-            } => (subquery.to_string(), alias_or_name(alias.as_ref(), None)),
+            } => (
+                match alias {
+                    Some(alias) if !alias.columns.is_empty() => {
+                        format!("SELECT * FROM ({subquery}) AS {alias}")
+                    }
+                    _ => subquery.to_string(),
+                },
+                alias_or_name(alias.as_ref(), None),
+            ),
             other => {
                 return Err(Error::unsupported(format!(
                     "MERGE ... USING {other} is not supported; use a table or a subquery"
@@ -203,7 +230,8 @@ impl Engine {
         };
         let target_alias = target_alias.expect("a table has a name");
         let source = session.sql(&source_sql).await?;
-        let target_columns: Vec<String> = datafusion::catalog::TableProvider::schema(&*table)
+        let target_schema = datafusion::catalog::TableProvider::schema(&*table);
+        let target_columns: Vec<String> = target_schema
             .fields()
             .iter()
             .map(|f| f.name().clone())
@@ -222,7 +250,7 @@ impl Engine {
             }
             if let MergeAction::Update(update) = &clause.action {
                 checked.extend(
-                    assignments(&update.assignments)?
+                    assignments(&update.assignments, &target_schema)?
                         .into_iter()
                         .map(|(_, v)| v),
                 );
@@ -251,7 +279,7 @@ impl Engine {
                     });
                     builder = match (clause.clause_kind, clause.action) {
                         (MergeClauseKind::Matched, MergeAction::Update(update)) => {
-                            let sets = assignments(&update.assignments)?;
+                            let sets = assignments(&update.assignments, &target_schema)?;
                             builder.when_matched_update(|mut u| {
                                 if let Some(p) = predicate {
                                     u = u.predicate(p);
@@ -279,7 +307,13 @@ impl Engine {
                                 &target_table,
                                 &target_columns,
                                 &source_alias,
-                            )?;
+                            )?
+                            .into_iter()
+                            .map(|(column, value)| {
+                                let value = checked_value(&target_schema, &column, value);
+                                (column, value)
+                            })
+                            .collect::<Vec<_>>();
                             builder.when_not_matched_insert(|mut i| {
                                 if let Some(p) = predicate {
                                     i = i.predicate(p);
@@ -291,7 +325,7 @@ impl Engine {
                             })?
                         }
                         (MergeClauseKind::NotMatchedBySource, MergeAction::Update(update)) => {
-                            let sets = assignments(&update.assignments)?;
+                            let sets = assignments(&update.assignments, &target_schema)?;
                             builder.when_not_matched_by_source_update(|mut u| {
                                 if let Some(p) = predicate {
                                     u = u.predicate(p);
@@ -344,8 +378,9 @@ impl Engine {
     }
 }
 
-/// Rewrites `schema.table.column` (any qualified form ending in the target's name parts)
-/// to `target.column`, as MERGE names the target.
+/// Rewrites a column named through the target's qualified name, as written in the UPDATE
+/// (`"tenure"."snapshots"."history".id` after `UPDATE "tenure"."snapshots"."history"`, or
+/// the name's last parts), to `target.column`, as MERGE names the target.
 struct ByTargetName {
     /// The target's name parts, folded.
     name: Vec<String>,
@@ -403,9 +438,10 @@ fn exact_identifiers(expr: &mut Expr) {
     let _ = expr.visit(&mut Exact);
 }
 
-/// (column, value SQL) of each `SET column = value`.
+/// (column, value SQL) of each `SET column = value` of a table with `schema`.
 fn assignments(
     assignments: &[datafusion::sql::sqlparser::ast::Assignment],
+    schema: &datafusion::arrow::datatypes::Schema,
 ) -> Result<Vec<(String, String)>> {
     super::dml::assignment_columns(assignments)?
         .into_iter()
@@ -413,7 +449,8 @@ fn assignments(
         .map(|((column, _), assignment)| {
             let mut value = assignment.value.clone();
             exact_identifiers(&mut value);
-            Ok((column, value.to_string()))
+            let value = checked_value(schema, &column, value.to_string());
+            Ok((column, value))
         })
         .collect()
 }

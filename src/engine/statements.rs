@@ -588,6 +588,16 @@ impl Engine {
                 "schema {schema} is reserved for system tables"
             )));
         }
+        // As in PostgreSQL; the sessions' temporary schemas are pg_temp_N.
+        if schema.starts_with("pg_") {
+            return Err(Error::state(
+                SqlState::ReservedName,
+                format!(
+                    "unacceptable schema name \"{schema}\": the prefix \"pg_\" is reserved \
+                     for system schemas"
+                ),
+            ));
+        }
         let mut catalog = self.lock_catalog(session).await?;
         if catalog.contains_schema(schema) {
             if if_not_exists {

@@ -65,18 +65,12 @@ pub async fn install(
 /// whether a relation is a table or a view, took every view for a table. pg_settings with
 /// the preset settings drivers read from it (pgjdbc: max_index_keys).
 ///
-/// pg_constraint, pg_index and pg_class's index rows come from `tenure.keys` (keys and
-/// indexes of managed tables; datafusion-pg-catalog's are fixed rows of PostgreSQL's own catalogs).
+/// pg_constraint and pg_index come from `tenure.keys` (keys and indexes of managed tables;
+/// datafusion-pg-catalog's are fixed rows of PostgreSQL's own catalogs), as do pg_class's
+/// index rows (see `relations.rs`).
 /// pg_description adds the comments of `COMMENT ON` (`tenure.comments`) to PostgreSQL's own;
 /// pg_attrdef and pg_attribute.atthasdef show column defaults (`tenure.defaults`), whose
 /// text `pg_get_expr` returns.
-/// pg_class also gets `reloptions` (always NULL), which SQLAlchemy's index reflection reads,
-/// `relhasindex` is true for tables with a primary or unique key (psql's `\d` then lists
-/// them), and `relhastriggers` for both ends of a foreign key, as PostgreSQL's referential
-/// triggers make it (psql's `\d` then lists foreign keys and "Referenced by").
-/// pg_attribute's `atttypmod` carries a numeric column's precision and scale (`numeric(12,2)`
-/// in format_type, pgjdbc's getColumns), from information_schema.columns; its `atttypid`
-/// and `atttypmod` say json, jsonb and varchar(n) where `tenure.column_types` does.
 /// A key's index and constraint oids come from its names (`KeyConstraint::index_oid`),
 /// which `pg_get_indexdef` and `pg_get_constraintdef` decode. conkey, confkey and indkey are
 /// smallint arrays, so the subscripts and unnest that pgjdbc and SQLAlchemy use work;

@@ -69,6 +69,7 @@ sqlstates! {
     DuplicateObject = "42710", "duplicate_object";
     DatatypeMismatch = "42804", "datatype_mismatch";
     InvalidForeignKey = "42830", "invalid_foreign_key";
+    ReservedName = "42939", "reserved_name";
     UndefinedFunction = "42883", "undefined_function";
     UndefinedTable = "42P01", "undefined_table";
     DuplicateCursor = "42P03", "duplicate_cursor";

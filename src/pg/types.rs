@@ -39,12 +39,22 @@ impl TypePlanner for PgTypes {
             SqlType::JSON => Ok(Some(marked_text("json"))),
             SqlType::JSONB => Ok(Some(marked_text("jsonb"))),
             other => match varchar_length(other) {
+                // PostgreSQL's bounds, which also keep n + 4 (the type modifier) an int4.
+                Some(0) => {
+                    datafusion::common::plan_err!("length for type varchar must be at least 1")
+                }
+                Some(length) if length > MAX_VARCHAR_LENGTH => datafusion::common::plan_err!(
+                    "length for type varchar cannot exceed {MAX_VARCHAR_LENGTH}"
+                ),
                 Some(length) => Ok(Some(marked_text(&format!("varchar({length})")))),
                 None => self.0.plan_type_field(other),
             },
         }
     }
 }
+
+/// PostgreSQL's largest n of `varchar(n)`.
+const MAX_VARCHAR_LENGTH: u64 = 10_485_760;
 
 /// n of `varchar(n)` (`character varying(n)`).
 pub fn varchar_length(sql_type: &SqlType) -> Option<u64> {

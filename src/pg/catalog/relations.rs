@@ -7,6 +7,16 @@
 /// temporary tables (`tenure.temporary_columns`; the crate lists only the shared catalog).
 /// They are planned over that crate's tables, and [`super::CATALOG_VIEWS`] over them, so
 /// every view shows the same oids.
+///
+/// pg_class also gets the keys' indexes as rows (relkind 'i', oids from
+/// `KeyConstraint::index_oid`), `reloptions` (always NULL), which SQLAlchemy's index
+/// reflection reads, `relhasindex` true for tables with a primary or unique key (psql's `\d`
+/// then lists them), and `relhastriggers` for both ends of a foreign key, as PostgreSQL's
+/// referential triggers make it (psql's `\d` then lists foreign keys and "Referenced by").
+/// pg_attribute's `atttypmod` carries a numeric column's precision and scale
+/// (`numeric(12,2)` in format_type, pgjdbc's getColumns), from information_schema.columns;
+/// its `atttypid` and `atttypmod` say json, jsonb and varchar(n) where
+/// `tenure.column_types` does.
 pub(super) const RELATION_VIEWS: [(&str, &str); 3] = [
     (
         "pg_namespace",
@@ -19,19 +29,18 @@ pub(super) const RELATION_VIEWS: [(&str, &str); 3] = [
     ),
     (
         "pg_attribute",
-        "SELECT COALESCE(tenure_relation_oid(an.nspname, ac.relname, 'regclass'), a.attrelid) \
-                  AS attrelid, \
+        "SELECT tenure_relation_oid(an.nspname, ac.relname, 'regclass') AS attrelid, \
                 a.attname, \
                 tenure_oid(CASE WHEN ct.pg_type = 'json' THEN 114 \
                                 WHEN ct.pg_type = 'jsonb' THEN 3802 \
                                 WHEN ct.pg_type LIKE 'varchar(%' THEN 1043 \
                                 ELSE a.atttypid END, 'regtype') AS atttypid, \
                 a.attstattarget, a.attlen, a.attnum, a.attndims, a.attcacheoff, \
-                CASE WHEN a.atttypid = 1700 AND p.numeric_scale IS NOT NULL \
-                     THEN CAST(p.numeric_precision * 65536 + p.numeric_scale + 4 AS INT) \
-                     WHEN ct.pg_type LIKE 'varchar(%' \
-                     THEN CAST(regexp_replace(ct.pg_type, '[^0-9]', '', 'g') AS INT) + 4 \
-                     ELSE a.atttypmod END AS atttypmod, \
+                CAST(CASE WHEN a.atttypid = 1700 AND p.numeric_scale IS NOT NULL \
+                          THEN p.numeric_precision * 65536 + p.numeric_scale + 4 \
+                          WHEN ct.pg_type LIKE 'varchar(%' \
+                          THEN CAST(regexp_replace(ct.pg_type, '[^0-9]', '', 'g') AS INT) + 4 \
+                          ELSE a.atttypmod END AS INT) AS atttypmod, \
                 a.attbyval, a.attalign, a.attstorage, \
                 a.attcompression, a.attnotnull, \
                 a.atthasdef OR x.column_name IS NOT NULL AS atthasdef, \
@@ -39,8 +48,8 @@ pub(super) const RELATION_VIEWS: [(&str, &str); 3] = [
                 a.attinhcount, a.attcollation, a.attacl, a.attoptions, a.attfdwoptions, \
                 a.attmissingval \
          FROM pg_catalog.pg_attribute a \
-         LEFT JOIN pg_catalog.pg_class ac ON ac.oid = a.attrelid \
-         LEFT JOIN pg_catalog.pg_namespace an ON an.oid = ac.relnamespace \
+         JOIN pg_catalog.pg_class ac ON ac.oid = a.attrelid \
+         JOIN pg_catalog.pg_namespace an ON an.oid = ac.relnamespace \
          LEFT JOIN tenure.column_types ct ON ct.table_schema = an.nspname \
               AND ct.table_name = ac.relname AND ct.column_name = a.attname \
          LEFT JOIN (SELECT c.oid AS relid, d.column_name \

@@ -182,17 +182,19 @@ pub fn empty_policy_arrays(statement: &mut SqlStatement) {
     });
 }
 
-/// `polroles <> '{0}'` (psql's `\dp`): PostgreSQL reads a quoted `{...}` compared with an
-/// array column as an array; DataFusion cannot compare a list with text. A quoted list of
-/// integers on the right of `=` or `<>` becomes `make_array(...)`.
+/// `polroles <> '{0}'` (psql's `\dp` and `\d`): PostgreSQL reads a quoted `{...}` compared
+/// with an array column as an array; DataFusion cannot compare a list with text. A quoted
+/// list of integers on the right of `=` or `<>` with pg_policy's `polroles` on the left
+/// becomes `make_array(...)`.
 pub fn array_literal_comparisons(statement: &mut SqlStatement) {
     use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::BinaryOp {
             op: BinaryOperator::Eq | BinaryOperator::NotEq,
+            left,
             right,
-            ..
         } = expr
+            && left.to_string().to_ascii_lowercase().ends_with("polroles")
             && let SqlExpr::Value(value) = right.as_ref()
             && let Value::SingleQuotedString(text) = &value.value
             && let Some(items) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}'))
@@ -353,10 +355,12 @@ mod tests {
         );
         assert_eq!(
             rewritten(
-                "SELECT polroles <> '{0}', x = '{1, 2}', y = '{a}' FROM p",
+                "SELECT pol.polroles <> '{0}', polroles = '{1, 2}', polroles = '{a}', \
+                 x = '{1}' FROM p",
                 array_literal_comparisons
             ),
-            "SELECT polroles <> make_array(0), x = make_array(1, 2), y = '{a}' FROM p"
+            "SELECT pol.polroles <> make_array(0), polroles = make_array(1, 2), \
+             polroles = '{a}', x = '{1}' FROM p"
         );
         assert_eq!(
             rewritten(
