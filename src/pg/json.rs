@@ -12,8 +12,8 @@
 //!   json` otherwise). A cast whose target field carries metadata would disagree with its
 //!   physical plan (see datafusion-pg-catalog's oid type planner), a function's does not.
 //! - `->`, `->>`, `#>`, `#>>`, `@>`, `<@` and `?` are planned by [`JsonOperators`].
-//! - `json_agg(x)` is `array_agg(x)` made a JSON array; `json_array_elements(x)` is the
-//!   `unnest` of its elements, in the select list.
+//! - `json_agg(x)` is `array_agg(x)` made a JSON array; `json_array_elements(x)` and
+//!   `json_object_keys(x)` are the `unnest` of its elements or keys, in the select list.
 //! - Column types `json` and `jsonb` come from [`PgTypes`] (see [`super::types`]).
 
 use std::sync::Arc;
@@ -224,6 +224,8 @@ enum Op {
     Elements,
     /// The elements of a JSON array as a list of texts.
     ElementsText,
+    /// The keys of a JSON object as a list of texts, in its text's order (for `unnest`).
+    ObjectKeys,
     Typeof,
     ArrayLength,
 }
@@ -236,6 +238,8 @@ pub const AGG_B: &str = "tenure_jsonb_agg";
 pub const ELEMENTS: &str = "tenure_json_elements";
 /// `json_array_elements_text(x)` is `unnest` of this.
 pub const ELEMENTS_TEXT: &str = "tenure_json_elements_text";
+/// `json_object_keys(x)` is `unnest` of this.
+pub const OBJECT_KEYS: &str = "tenure_json_object_keys";
 
 /// Every JSON function, by name.
 fn functions() -> Vec<JsonFunction> {
@@ -280,6 +284,7 @@ fn functions() -> Vec<JsonFunction> {
         f(AGG_B, Op::FromList(Jsonb), one()),
         f(ELEMENTS, Op::Elements, one()),
         f(ELEMENTS_TEXT, Op::ElementsText, one()),
+        f(OBJECT_KEYS, Op::ObjectKeys, one()),
         f("json_typeof", Op::Typeof, one()),
         f("jsonb_typeof", Op::Typeof, one()),
         f("json_array_length", Op::ArrayLength, one()),
@@ -341,7 +346,7 @@ impl ScalarUDFImpl for JsonFunction {
                 input.unwrap_or(JsonKind::Json).field("item", true),
                 true,
             )),
-            Op::ElementsText => Arc::new(Field::new_list(
+            Op::ElementsText | Op::ObjectKeys => Arc::new(Field::new_list(
                 self.name,
                 Field::new("item", DataType::Utf8, true),
                 true,
@@ -501,6 +506,23 @@ impl ScalarUDFImpl for JsonFunction {
                 }
                 Arc::new(out.finish())
             }
+            Op::ObjectKeys => {
+                let texts = texts(&arrays[0])?;
+                let texts = texts.as_string::<i32>();
+                let mut out = ListBuilder::new(StringBuilder::new())
+                    .with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
+                for row in 0..rows {
+                    if texts.is_null(row) {
+                        out.append_null();
+                        continue;
+                    }
+                    for key in object_keys(texts.value(row))? {
+                        out.values().append_value(key);
+                    }
+                    out.append(true);
+                }
+                Arc::new(out.finish())
+            }
             Op::Typeof => map_json(&arrays[0], |_, v| {
                 Ok(Some(
                     match v {
@@ -532,6 +554,69 @@ impl ScalarUDFImpl for JsonFunction {
             }
         };
         Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// The keys of the JSON object `text` in the order written, a duplicated one as often as it
+/// is written (json_object_keys; a jsonb's text has them in PostgreSQL's jsonb order
+/// already). serde_json's maps sort their keys, so the text is read key by key.
+fn object_keys(text: &str) -> Result<Vec<String>> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_map<M: MapAccess<'de>>(
+            self,
+            mut map: M,
+        ) -> std::result::Result<Self::Value, M::Error> {
+            let mut keys = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                keys.push(key);
+            }
+            Ok(Some(keys))
+        }
+        fn visit_seq<S: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: S,
+        ) -> std::result::Result<Self::Value, S::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let keys = reader
+        .deserialize_any(Keys)
+        .and_then(|keys| reader.end().map(|()| keys));
+    match keys {
+        Ok(Some(keys)) => Ok(keys),
+        Ok(None) => Err(value_error(match parse(text)? {
+            Value::Array(_) => "cannot call json_object_keys on an array",
+            _ => "cannot call json_object_keys on a scalar",
+        })),
+        // The text is not JSON: parse says so as everywhere else.
+        Err(_) => parse(text).map(|_| Vec::new()),
     }
 }
 

@@ -7,7 +7,7 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::function_call;
 
-use crate::pg::json::{AGG, AGG_B, ELEMENTS, ELEMENTS_TEXT, PARSE_JSON, PARSE_JSONB};
+use crate::pg::json::{AGG, AGG_B, ELEMENTS, ELEMENTS_TEXT, OBJECT_KEYS, PARSE_JSON, PARSE_JSONB};
 use crate::pg::types::varchar_length;
 
 /// The JSON syntax DataFusion has no plan for, as functions: casts to json and jsonb,
@@ -72,8 +72,12 @@ pub fn rewrite_json_syntax(statement: &mut Statement) {
                         "json_array_elements"
                         | "jsonb_array_elements"
                         | "json_array_elements_text"
-                        | "jsonb_array_elements_text" => {
-                            let inner = if name.ends_with("_text") {
+                        | "jsonb_array_elements_text"
+                        | "json_object_keys"
+                        | "jsonb_object_keys" => {
+                            let inner = if name.ends_with("_keys") {
+                                OBJECT_KEYS
+                            } else if name.ends_with("_text") {
                                 ELEMENTS_TEXT
                             } else {
                                 ELEMENTS
