@@ -12,6 +12,7 @@
 //! - [`btyd`]: the BG/NBD and Gamma-Gamma functions (p_alive, expected_purchases,
 //!   purchase_probability, expected_spend, clv).
 //! - [`lifecycle`]: rule-based rfm_segment and lifecycle_stage.
+//! - [`experiments`]: assign_variant, the deterministic arm of an A/B test.
 //! - [`sequence`]: embed, next-event recommend and cosine_similarity for sequence models;
 //!   [`recommend`] hands it the calls naming a sequence model.
 //! - `table_args`: the literal arguments of table functions; `docs`: the documentation
@@ -23,6 +24,7 @@
 pub mod btyd;
 pub mod churn_score;
 mod docs;
+pub mod experiments;
 pub mod explain;
 pub mod features;
 pub mod lifecycle;
@@ -69,6 +71,7 @@ pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
         }),
     );
     ctx.register_udf(lifecycle::rfm_segment());
+    ctx.register_udf(experiments::assign_variant());
     ctx.register_udf(lifecycle::lifecycle_stage());
     ctx.register_udtf("rfm_summary", Arc::new(rfm_summary::RfmSummary));
     ctx.register_udtf(
