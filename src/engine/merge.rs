@@ -194,29 +194,17 @@ impl Engine {
         let table = self.writable_table(session, &name, "merge into").await?;
         let target_alias = alias_or_name(target_alias.as_ref(), Some(target));
         let (source_sql, source_alias) = match &merge.source {
-            // Column aliases (`AS s(id, v)`) rename the source's columns.
+            // MERGE's parser takes no column aliases (`AS s(id, v)`) here; `update_from`
+            // wraps such a source in a subquery.
             TableFactor::Table {
                 name, alias, args, ..
             } if args.is_none() => (
-                match alias {
-                    Some(alias) if !alias.columns.is_empty() => {
-                        format!("SELECT * FROM {name} AS {alias}")
-                    }
-                    _ => format!("SELECT * FROM {name}"),
-                },
+                format!("SELECT * FROM {name}"),
                 alias_or_name(alias.as_ref(), Some(name)),
             ),
             TableFactor::Derived {
                 subquery, alias, ..
-            } => (
-                match alias {
-                    Some(alias) if !alias.columns.is_empty() => {
-                        format!("SELECT * FROM ({subquery}) AS {alias}")
-                    }
-                    _ => subquery.to_string(),
-                },
-                alias_or_name(alias.as_ref(), None),
-            ),
+            } => (subquery.to_string(), alias_or_name(alias.as_ref(), None)),
             other => {
                 return Err(Error::unsupported(format!(
                     "MERGE ... USING {other} is not supported; use a table or a subquery"
