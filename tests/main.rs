@@ -4,6 +4,7 @@
 mod btyd;
 mod cli;
 mod dbt;
+mod experiments;
 mod external;
 mod fuzz;
 mod hardening;

@@ -9,7 +9,8 @@
 //! 1. Foundations: [`error`]; [`options`], OPTIONS (...) parsing with errors that list what a
 //!    kind accepts; [`preprocess`], standardisation, one-hot vocabularies, missing values and
 //!    the feature-major matrix every tabular model consumes; [`metrics`], ROC AUC, PR AUC, log
-//!    loss, threshold metrics, calibration; `compute`, the candle device and the CPU thread
+//!    loss, threshold metrics, calibration; [`ab_test`], the statistics of A/B tests (z and
+//!    Welch tests, intervals, the probability to beat control, sample sizes); `compute`, the candle device and the CPU thread
 //!    pool ([`device`], [`set_compute_threads`]).
 //! 2. What the kinds share: [`data`], the [`TrainingData`] every kind receives, train /
 //!    validation splits and the tabular preprocessing fit; [`train`], the OPTIONS, AdamW
@@ -37,6 +38,7 @@
 //! The re-exports below are for the other crates; inside this crate every module imports an
 //! item from the module that defines it, so that the layers above hold.
 
+pub mod ab_test;
 pub mod anomaly;
 pub mod btyd;
 pub mod card;

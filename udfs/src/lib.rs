@@ -12,7 +12,8 @@
 //! - [`btyd`]: the BG/NBD and Gamma-Gamma functions (p_alive, expected_purchases,
 //!   purchase_probability, expected_spend, clv).
 //! - [`lifecycle`]: rule-based rfm_segment and lifecycle_stage.
-//! - [`experiments`]: assign_variant, the deterministic arm of an A/B test.
+//! - [`experiments`]: assign_variant, the deterministic arm of an A/B test; [`ab_test`]:
+//!   the ab_test table function that reads one, and ab_sample_size that plans one.
 //! - [`sequence`]: embed, next-event recommend and cosine_similarity for sequence models;
 //!   [`recommend`] hands it the calls naming a sequence model.
 //! - `table_args`: the literal arguments of table functions; `docs`: the documentation
@@ -21,6 +22,7 @@
 //! The function modules use the shared ones, never this file or each other (except
 //! [`recommend`] calling into [`sequence`]), so no two files import each other.
 
+pub mod ab_test;
 pub mod btyd;
 pub mod churn_score;
 mod docs;
@@ -72,6 +74,8 @@ pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
     );
     ctx.register_udf(lifecycle::rfm_segment());
     ctx.register_udf(experiments::assign_variant());
+    ctx.register_udf(ab_test::ab_sample_size());
+    ctx.register_udtf("ab_test", Arc::new(ab_test::AbTest));
     ctx.register_udf(lifecycle::lifecycle_stage());
     ctx.register_udtf("rfm_summary", Arc::new(rfm_summary::RfmSummary));
     ctx.register_udtf(

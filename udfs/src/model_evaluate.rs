@@ -2,7 +2,7 @@
 //! name, and its target), scores it, and returns one row per metric.
 //!
 //! The query runs when the table function is scanned, inside the caller's session; it may
-//! only read (no DDL, DML or SET), so evaluating cannot change anything.
+//! only read (`table_args::collect_read_only`), so evaluating cannot change anything.
 
 use std::sync::Arc;
 
@@ -14,17 +14,15 @@ use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionState;
-use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionContext;
 use tenure_models::metrics::BinaryMetrics;
 use tenure_models::{Model, ModelSpec};
 
 use crate::features::FeatureBatch;
 use crate::model_arg::resolve;
 use crate::registry::{LoadedModel, ModelRegistry};
-use crate::table_args::text_arguments;
+use crate::table_args::{collect_read_only, session_state, text_arguments};
 use crate::training::target_labels;
 
 const FUNCTION: &str = "model_evaluate";
@@ -63,14 +61,7 @@ fn result_schema() -> SchemaRef {
 
 impl Evaluation {
     async fn metrics(&self, state: &SessionState) -> Result<BinaryMetrics> {
-        let ctx = SessionContext::new_with_state(state.clone());
-        let read_only = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let frame = ctx.sql_with_options(&self.query, read_only).await?;
-        let schema = frame.schema().as_arrow().clone();
-        let batches = frame.collect().await?;
+        let (schema, batches) = collect_read_only(state, &self.query).await?;
 
         let card = &self.model.card;
         let target = card.target.as_deref().unwrap_or_default();
@@ -138,10 +129,7 @@ impl TableProvider for Evaluation {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(state) = state.as_any().downcast_ref::<SessionState>() else {
-            return plan_err!("{FUNCTION} needs a DataFusion session");
-        };
-        let metrics = self.metrics(state).await?;
+        let metrics = self.metrics(session_state(FUNCTION, state)?).await?;
         let named = metrics.named();
         let batch = RecordBatch::try_new(
             result_schema(),

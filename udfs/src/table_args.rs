@@ -1,7 +1,15 @@
-//! Argument checks shared by tenure's table functions.
+//! Argument checks and query runs shared by tenure's table functions.
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
 use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::execution::SessionState;
+use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::Expr;
+use datafusion::prelude::SessionContext;
 
 /// Exactly `N` text literal arguments, named `names` in errors.
 pub fn text_arguments<const N: usize>(
@@ -36,4 +44,29 @@ pub fn text_arguments<const N: usize>(
         }
     }
     Ok(out)
+}
+
+/// Runs `sql` in the caller's session and collects it. Only a query is allowed (no DDL, DML
+/// or SET), so a table function over a query cannot change anything.
+pub async fn collect_read_only(
+    state: &SessionState,
+    sql: &str,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let ctx = SessionContext::new_with_state(state.clone());
+    let read_only = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = ctx.sql_with_options(sql, read_only).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    Ok((schema, frame.collect().await?))
+}
+
+/// The session of a table function's scan, which tenure always runs in a DataFusion
+/// [`SessionState`].
+pub fn session_state<'a>(function: &str, state: &'a dyn Session) -> Result<&'a SessionState> {
+    match state.as_any().downcast_ref::<SessionState>() {
+        Some(state) => Ok(state),
+        None => plan_err!("{function} needs a DataFusion session"),
+    }
 }
