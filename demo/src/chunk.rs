@@ -23,6 +23,15 @@ pub(crate) struct TruthCols {
     pub(crate) churn_hazard: Vec<Option<f64>>,
     pub(crate) churned: Vec<Option<bool>>,
     pub(crate) churned_at: Vec<Option<i64>>,
+    pub(crate) coupon_uplift: Vec<Option<f64>>,
+}
+
+/// Rows of `public.winback_campaign`.
+#[derive(Default)]
+pub(crate) struct WinbackCols {
+    pub(crate) customer_id: Vec<i64>,
+    pub(crate) coupon: Vec<bool>,
+    pub(crate) retained: Vec<bool>,
 }
 
 /// Rows of `public.orders` and `truth.orders`; the chunk-local order index is the position.
@@ -79,6 +88,7 @@ pub(crate) struct ChunkOut {
     pub(crate) orders: OrderCols,
     pub(crate) lines: LineCols,
     pub(crate) events: EventCols,
+    pub(crate) winback: WinbackCols,
     /// Number of sessions in the chunk (session indexes are `0..sessions`).
     pub(crate) sessions: u32,
     pub(crate) stats: ChunkStats,

@@ -167,3 +167,47 @@ pub(crate) fn sample_signup<R: Rng>(rng: &mut R) -> f64 {
     let t = -SIGNUP_DECAY_DAYS * (1.0 - u * (1.0 - tail)).ln();
     t.clamp(0.0, WINDOW_DAYS - 1e-6)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rating_law_sums_to_one() {
+        for defect in [0.03, 0.2, 0.63] {
+            let total: f64 = (1..=5).map(|r| rating_prob(r, defect)).sum();
+            assert!((total - 1.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn pending_dropout_lies_between_the_branches() {
+        let base = -2.0;
+        let low = sigmoid(base - DROPOUT_BETA_TOP_RATING);
+        let high = sigmoid(base + DROPOUT_BETA_LOW_RATING);
+        for delta in [0.0, 1.0, 5.0, 30.0] {
+            let p = pending_dropout(base, 0.3, 0.2, delta);
+            assert!(p > low && p < high, "{p}");
+        }
+        // Long after the purchase a missing review means there was none.
+        assert!((pending_dropout(base, 0.3, 0.2, 200.0) - sigmoid(base)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn taste_tables_are_cumulative_and_favour_preferred_categories() {
+        let tables = taste_tables();
+        for (k, table) in tables.iter().enumerate() {
+            assert!((table[N_CATEGORIES - 1] - 1.0).abs() < 1e-12);
+            assert!(table.windows(2).all(|w| w[0] <= w[1]));
+            let first = CLUSTERS[k].preferred[0];
+            let share = table[first] - if first == 0 { 0.0 } else { table[first - 1] };
+            assert!((share - PREFERRED_WEIGHTS[0]).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn stream_seeds_differ() {
+        assert_ne!(stream_seed(42, 0), stream_seed(42, 1));
+        assert_ne!(stream_seed(42, 0), stream_seed(43, 0));
+    }
+}

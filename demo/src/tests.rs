@@ -178,6 +178,7 @@ fn tables_and_schemas_are_the_documented_ones() {
             "public.events",
             "public.orders",
             "public.order_lines",
+            "public.winback_campaign",
             "truth.customers",
             "truth.orders",
             "truth.parameters"
@@ -423,4 +424,57 @@ fn parameters_report_the_population() {
     assert_eq!(get("n_customers"), 1_000.0);
     let rate = get("fraud_rate");
     assert!(rate > 0.0 && rate < 0.1);
+}
+
+/// The win-back campaign is randomised, its control arm is the world without it, and the
+/// retention it measures differs between the arms by the average true effect.
+#[test]
+fn the_winback_campaign_is_randomised_and_its_effect_is_the_truth() {
+    let world = small();
+    let ids = i64s(world, "public", "winback_campaign", "customer_id");
+    let arms = strings(world, "public", "winback_campaign", "arm");
+    let retained = bools(world, "public", "winback_campaign", "retained");
+    let truth_ids = i64s(world, "truth", "customers", "customer_id");
+    let uplift = f64s(world, "truth", "customers", "coupon_uplift");
+    let churned = bools(world, "truth", "customers", "churned");
+    let index = |id: i64| truth_ids.iter().position(|t| *t == id).unwrap();
+    assert!(ids.len() > 100, "{} customers at risk", ids.len());
+    // coupon_uplift is set exactly for the campaign's customers.
+    assert_eq!(uplift.iter().filter(|u| u.is_some()).count(), ids.len());
+    let (mut coupons, mut sum) = (0usize, [0.0f64; 2]);
+    let mut counts = [0usize; 2];
+    let mut true_effect = 0.0;
+    for ((id, arm), kept) in ids.iter().zip(&arms).zip(&retained) {
+        let row = index(*id);
+        let effect = uplift[row].expect("a campaign customer has a true effect");
+        assert!((-0.4..=0.6).contains(&effect), "{effect}");
+        true_effect += effect;
+        let coupon = arm.as_deref() == Some("coupon");
+        if coupon {
+            coupons += 1;
+        } else {
+            assert_eq!(
+                *kept,
+                churned[row].map(|c| !c),
+                "control is the world without it"
+            );
+        }
+        counts[usize::from(coupon)] += 1;
+        sum[usize::from(coupon)] += f64::from(u8::from(kept.unwrap()));
+    }
+    let n = ids.len() as f64;
+    assert!(
+        (coupons as f64 - n / 2.0).abs() < 5.0 * (n / 4.0).sqrt(),
+        "{coupons} of {n}"
+    );
+    let rates = [sum[0] / counts[0] as f64, sum[1] / counts[1] as f64];
+    let se = (rates[0] * (1.0 - rates[0]) / counts[0] as f64
+        + rates[1] * (1.0 - rates[1]) / counts[1] as f64)
+        .sqrt();
+    let observed = rates[1] - rates[0];
+    let expected = true_effect / n;
+    assert!(
+        (observed - expected).abs() < 4.0 * se,
+        "observed {observed:.3}, true {expected:.3}, se {se:.3}"
+    );
 }

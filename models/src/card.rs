@@ -14,6 +14,7 @@ use crate::kmeans::KMeans;
 use crate::preprocess::FeatureKind;
 use crate::recommender::RecommenderSpec;
 use crate::sequence::SequenceSpec;
+use crate::uplift::UpliftSpec;
 
 /// Version of the card layout, bumped on incompatible changes.
 pub const CARD_FORMAT: u32 = 1;
@@ -37,6 +38,7 @@ pub enum ModelSpec {
     Recommender(RecommenderSpec),
     Anomaly(AnomalySpec),
     Sequence(SequenceSpec),
+    Uplift(Box<UpliftSpec>),
 }
 
 /// Everything known about one model version except its weights.

@@ -17,6 +17,7 @@ pub enum Kind {
     Kmeans,
     Recommender,
     Sequence,
+    Uplift,
 }
 
 impl Kind {
@@ -29,6 +30,7 @@ impl Kind {
         Kind::Kmeans,
         Kind::Recommender,
         Kind::Sequence,
+        Kind::Uplift,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::Kmeans => "kmeans",
             Kind::Recommender => "recommender",
             Kind::Sequence => "sequence",
+            Kind::Uplift => "uplift",
         }
     }
 
@@ -49,14 +52,22 @@ impl Kind {
     pub fn uses_device(self) -> bool {
         matches!(
             self,
-            Kind::ChurnClassifier | Kind::RiskClassifier | Kind::Anomaly | Kind::Sequence
+            Kind::ChurnClassifier
+                | Kind::RiskClassifier
+                | Kind::Anomaly
+                | Kind::Sequence
+                | Kind::Uplift
         )
     }
 
     /// The training columns a kind reads by position, for kinds that fix them.
     pub fn fixed_inputs(self) -> Option<&'static [&'static str]> {
         match self {
-            Kind::ChurnClassifier | Kind::RiskClassifier | Kind::Anomaly | Kind::Kmeans => None,
+            Kind::ChurnClassifier
+            | Kind::RiskClassifier
+            | Kind::Anomaly
+            | Kind::Kmeans
+            | Kind::Uplift => None,
             Kind::Recommender => Some(&["user", "item", "weight (optional)"]),
             Kind::Bgnbd => Some(&["frequency", "recency", "t"]),
             Kind::GammaGamma => Some(&["frequency", "monetary_value"]),
@@ -82,7 +93,10 @@ impl Kind {
     /// Whether CREATE MODEL needs a TARGET column; for KIND sequence it depends on the task
     /// (see [`Kind::needs_target`]).
     pub fn is_supervised(self) -> bool {
-        matches!(self, Kind::ChurnClassifier | Kind::RiskClassifier)
+        matches!(
+            self,
+            Kind::ChurnClassifier | Kind::RiskClassifier | Kind::Uplift
+        )
     }
 
     /// Whether CREATE MODEL of this kind with these OPTIONS needs a TARGET column.

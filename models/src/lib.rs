@@ -4,7 +4,7 @@
 //! DataFusion and the `tenure` crate stores artifacts and runs CREATE MODEL.
 //!
 //! The modules form layers; each uses only modules listed before it (and a kind never
-//! another kind), so no two files import each other:
+//! another kind, except uplift over classifier), so no two files import each other:
 //!
 //! 1. Foundations: [`error`]; [`options`], OPTIONS (...) parsing with errors that list what a
 //!    kind accepts; [`preprocess`], standardisation, one-hot vocabularies, missing values and
@@ -30,6 +30,8 @@
 //!    - [`kmeans`]: KIND kmeans, segments by k-means++ on standardised features.
 //!    - [`recommender`]: KIND recommender, implicit-feedback ALS with leave-last-out
 //!      validation.
+//!    - [`uplift`]: KIND uplift, the effect of a treatment per unit: two classifiers (the one
+//!      kind built on another), refusing a treatment that does not look randomised.
 //! 4. Over all kinds: [`Kind`], the kinds CREATE MODEL knows and what each reads; [`card`],
 //!    the JSON model card ([`ModelCard`]) with each kind's section ([`ModelSpec`]); and
 //!    [`Model`], the one type the other crates hold: any trained model, by kind, trained,
@@ -56,6 +58,7 @@ pub mod preprocess;
 pub mod recommender;
 pub mod sequence;
 pub mod train;
+pub mod uplift;
 pub mod weights;
 
 pub use candle_core;

@@ -15,7 +15,7 @@ use crate::options::Options;
 use crate::preprocess::{FeatureColumn, FeatureValues};
 use crate::train::EpochReport;
 use crate::weights::{deserialize_weights, serialize_weights};
-use crate::{anomaly, btyd, kmeans, recommender, sequence};
+use crate::{anomaly, btyd, kmeans, recommender, sequence, uplift};
 
 /// A trained model of any kind.
 // Models live behind an Arc, one per loaded version, so the variants' sizes do not matter.
@@ -29,6 +29,7 @@ pub enum Model {
     Recommender(recommender::Recommender),
     Anomaly(anomaly::Anomaly),
     Sequence(sequence::SequenceModel),
+    Uplift(uplift::Uplift),
 }
 
 impl Model {
@@ -62,6 +63,12 @@ impl Model {
             Kind::ChurnClassifier | Kind::RiskClassifier => {
                 let parsed = ClassifierOptions::from_options(options, kind.name())?;
                 Ok(Model::Classifier(Classifier::train(
+                    data, &parsed, on_epoch, cancel,
+                )?))
+            }
+            Kind::Uplift => {
+                let parsed = uplift::UpliftOptions::from_options(options, kind.name())?;
+                Ok(Model::Uplift(uplift::Uplift::train(
                     data, &parsed, on_epoch, cancel,
                 )?))
             }
@@ -137,6 +144,11 @@ impl Model {
                 tensors,
                 device,
             )?)),
+            ModelSpec::Uplift(spec) => Ok(Model::Uplift(uplift::Uplift::from_parts(
+                spec.as_ref().clone(),
+                tensors,
+                device,
+            )?)),
         }
     }
 
@@ -165,6 +177,7 @@ impl Model {
                 .collect()),
             Model::Anomaly(m) => m.predict(columns),
             Model::Sequence(m) => m.predict(columns),
+            Model::Uplift(m) => m.predict(columns),
             Model::Recommender(_) => Err(Error::input(
                 "a recommender has no per-row score; use recommend(model, user_id, k)",
             )),
@@ -181,6 +194,7 @@ impl Model {
             Model::Recommender(m) => ModelSpec::Recommender(m.spec.clone()),
             Model::Anomaly(m) => ModelSpec::Anomaly(m.spec.clone()),
             Model::Sequence(m) => ModelSpec::Sequence(m.spec.clone()),
+            Model::Uplift(m) => ModelSpec::Uplift(Box::new(m.spec.clone())),
         }
     }
 
@@ -218,6 +232,7 @@ impl Model {
             Model::Recommender(m) => m.metrics(),
             Model::Anomaly(m) => m.metrics(),
             Model::Sequence(m) => m.metrics(),
+            Model::Uplift(m) => m.metrics(),
         }
     }
 
@@ -230,6 +245,7 @@ impl Model {
             Model::Recommender(m) => serialize_weights(&m.tensors()?),
             Model::Anomaly(m) => serialize_weights(&m.tensors()),
             Model::Sequence(m) => serialize_weights(&m.tensors()),
+            Model::Uplift(m) => serialize_weights(&m.tensors()),
         }
     }
 
@@ -243,6 +259,7 @@ impl Model {
             Model::Recommender(m) => (m.spec.interactions, m.spec.seconds),
             Model::Anomaly(m) => (m.spec.rows, m.spec.seconds),
             Model::Sequence(m) => (m.spec.training.rows, m.spec.training.seconds),
+            Model::Uplift(m) => (m.spec.rows, m.spec.seconds),
         }
     }
 }
@@ -266,6 +283,10 @@ pub fn check_options(kind: Kind, options: &mut Options) -> Result<()> {
         Kind::Sequence => {
             let parsed = sequence::SequenceOptions::from_options(options, kind.name())?;
             device(&parsed.device).map(|_| ())
+        }
+        Kind::Uplift => {
+            let parsed = uplift::UpliftOptions::from_options(options, kind.name())?;
+            device(&parsed.classifier.device).map(|_| ())
         }
     }
 }

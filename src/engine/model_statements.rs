@@ -40,6 +40,20 @@ impl Engine {
         if self.config.device != "cpu" {
             create.default_device(&self.config.device);
         }
+        // TREATMENT is KIND uplift's; the model reads it as an option, and it is not a feature.
+        if let Some(treatment) = create.treatment.clone() {
+            if kind != Kind::Uplift {
+                return Err(Error::invalid(format!(
+                    "KIND {kind} takes no TREATMENT (only KIND uplift does)"
+                )));
+            }
+            if create.options.iter().any(|(key, _)| key == "treatment") {
+                return Err(Error::invalid(
+                    "the treatment is given twice: as TREATMENT and in OPTIONS",
+                ));
+            }
+            create.options.push(("treatment".to_string(), treatment));
+        }
         // Bad options fail before any data is read, and before the TARGET check, which for
         // KIND sequence depends on the task option.
         tenure_models::check_options(kind, &mut Options::new(create.options.clone()))?;
@@ -77,8 +91,13 @@ impl Engine {
             options.push(("time_unit".to_string(), unit));
         }
         let batches = frame.collect().await?;
-        let (data, features, dropped) =
+        let (data, mut features, dropped) =
             tenure_udfs::training::training_data(&batches, &schema, target.as_deref())?;
+        if kind == Kind::Uplift
+            && let Some((_, treatment)) = options.iter().find(|(key, _)| key == "treatment")
+        {
+            features.retain(|feature| &feature.name != treatment);
+        }
         drop(batches);
         if dropped > 0
             && let Some(progress) = progress

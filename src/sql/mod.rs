@@ -5,6 +5,7 @@
 //! CREATE [OR REPLACE] MODEL [IF NOT EXISTS] name
 //!   KIND kind
 //!   [TARGET column]
+//!   [TREATMENT column]   -- KIND uplift
 //!   [OPTIONS (key = value, ...)]
 //! AS query
 //!
@@ -74,6 +75,8 @@ pub struct CreateModel {
     pub if_not_exists: bool,
     pub kind: String,
     pub target: Option<String>,
+    /// KIND uplift's TREATMENT column.
+    pub treatment: Option<String>,
     /// (key, value) with keys lower-cased and values as text.
     pub options: Vec<(String, String)>,
     /// The training query, as written.
@@ -355,12 +358,18 @@ fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
         };
         ParserError::ParserError(format!(
             "{message}; CREATE MODEL takes its clauses in this order: CREATE [OR REPLACE] \
-             MODEL [IF NOT EXISTS] name KIND kind [TARGET column] [OPTIONS (key = value, ...)] \
-             AS query"
+             MODEL [IF NOT EXISTS] name KIND kind [TARGET column] [TREATMENT column] [OPTIONS \
+             (key = value, ...)] AS query"
         ))
     };
-    let (if_not_exists, name, kind, target, options) =
-        parse_create_model_clauses(&mut parser).map_err(in_order)?;
+    let ModelClauses {
+        if_not_exists,
+        name,
+        kind,
+        target,
+        treatment,
+        options,
+    } = parse_create_model_clauses(&mut parser).map_err(in_order)?;
     let query_start = LineOffsets::new(text).byte(parser.peek_token().span.start);
     // Parse the query to report syntax errors here; keep the text as the user wrote it.
     parser.parse_query()?;
@@ -373,13 +382,21 @@ fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
         if_not_exists,
         kind,
         target,
+        treatment,
         options,
         query: text[query_start..].trim().to_string(),
     }))
 }
 
 /// What CREATE MODEL's clauses hold.
-type ModelClauses = (bool, String, String, Option<String>, Vec<(String, String)>);
+struct ModelClauses {
+    if_not_exists: bool,
+    name: String,
+    kind: String,
+    target: Option<String>,
+    treatment: Option<String>,
+    options: Vec<(String, String)>,
+}
 
 /// CREATE MODEL's clauses after `MODEL`, up to and including `AS`.
 fn parse_create_model_clauses(parser: &mut Parser) -> Result<ModelClauses, ParserError> {
@@ -388,6 +405,11 @@ fn parse_create_model_clauses(parser: &mut Parser) -> Result<ModelClauses, Parse
     expect_word(parser, "KIND")?;
     let kind = normalize(parser.parse_identifier()?);
     let target = if parse_word(parser, "TARGET") {
+        Some(normalize(parser.parse_identifier()?))
+    } else {
+        None
+    };
+    let treatment = if parse_word(parser, "TREATMENT") {
         Some(normalize(parser.parse_identifier()?))
     } else {
         None
@@ -416,7 +438,14 @@ fn parse_create_model_clauses(parser: &mut Parser) -> Result<ModelClauses, Parse
         }
     }
     parser.expect_keyword(Keyword::AS)?;
-    Ok((if_not_exists, name, kind, target, options))
+    Ok(ModelClauses {
+        if_not_exists,
+        name,
+        kind,
+        target,
+        treatment,
+        options,
+    })
 }
 
 fn parse_drop_model(text: &str) -> Result<DropModel, ParserError> {
@@ -469,6 +498,26 @@ mod tests {
     }
 
     #[test]
+    fn create_model_with_a_treatment() {
+        let Statement::CreateModel(create) = one(
+            "CREATE MODEL coupon KIND uplift TARGET retained TREATMENT Got_Coupon \
+             AS SELECT x, got_coupon, retained FROM t",
+        ) else {
+            panic!()
+        };
+        assert_eq!(create.target.as_deref(), Some("retained"));
+        assert_eq!(create.treatment.as_deref(), Some("got_coupon"));
+        // The clauses keep their order: TREATMENT before TARGET is an error naming it.
+        let error = parse("CREATE MODEL m KIND uplift TREATMENT t TARGET y AS SELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("[TARGET column] [TREATMENT column]"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn create_model_with_everything() {
         let sql = "create or replace model Churn kind CHURN_CLASSIFIER target Churned \
                    options (hidden = '64,32', epochs = 3, balanced = true)\n\
@@ -484,6 +533,7 @@ mod tests {
                 if_not_exists: false,
                 kind: "churn_classifier".into(),
                 target: Some("churned".into()),
+                treatment: None,
                 options: vec![
                     ("hidden".into(), "64,32".into()),
                     ("epochs".into(), "3".into()),

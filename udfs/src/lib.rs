@@ -8,7 +8,7 @@
 //! - [`scoring`]: the shared `fn(model, features...) -> float8` machinery.
 //! - One module per SQL function: [`churn_score`], [`predict`], [`explain`],
 //!   [`model_features`], [`model_evaluate`], [`rfm_summary`], [`segment`] (and
-//!   segment_name), [`recommend`] (and recommendations), [`risk_score`].
+//!   segment_name), [`recommend`] (and recommendations), [`risk_score`], [`uplift_score`].
 //! - [`btyd`]: the BG/NBD and Gamma-Gamma functions (p_alive, expected_purchases,
 //!   purchase_probability, expected_spend, clv).
 //! - [`lifecycle`]: rule-based rfm_segment and lifecycle_stage.
@@ -43,6 +43,7 @@ pub mod segment;
 pub mod sequence;
 mod table_args;
 pub mod training;
+pub mod uplift_score;
 
 use std::sync::Arc;
 
@@ -54,6 +55,7 @@ pub use registry::{LoadedModel, ModelError, ModelRegistry};
 pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
     ctx.register_udf(churn_score::churn_score(registry.clone()));
     ctx.register_udf(predict::predict(registry.clone()));
+    ctx.register_udf(uplift_score::uplift_score(registry.clone()));
     ctx.register_udf(risk_score::risk_score(registry.clone()));
     ctx.register_udf(explain::explain(registry.clone()));
     ctx.register_udf(btyd::p_alive(registry.clone()));

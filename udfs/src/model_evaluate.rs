@@ -1,5 +1,7 @@
 //! `model_evaluate(model, query)`: runs `query` (which must return the model's features, by
-//! name, and its target), scores it, and returns one row per metric.
+//! name, and its target; for KIND uplift also its treatment), scores it, and returns one row
+//! per metric: the binary metrics of a classifier, the Qini coefficient, AUUC and uplift at
+//! the top 10/20/30 % of an uplift model.
 //!
 //! The query runs when the table function is scanned, inside the caller's session; it may
 //! only read (`table_args::collect_read_only`), so evaluating cannot change anything.
@@ -16,7 +18,7 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use tenure_models::metrics::BinaryMetrics;
+use tenure_models::metrics::{BinaryMetrics, UpliftMetrics};
 use tenure_models::{Model, ModelSpec};
 
 use crate::features::FeatureBatch;
@@ -60,13 +62,20 @@ fn result_schema() -> SchemaRef {
 }
 
 impl Evaluation {
-    async fn metrics(&self, state: &SessionState) -> Result<BinaryMetrics> {
+    /// (metric, value) in display order: the binary metrics for a classifier, the uplift
+    /// metrics for KIND uplift.
+    async fn metrics(&self, state: &SessionState) -> Result<Vec<(&'static str, f64)>> {
         let (schema, batches) = collect_read_only(state, &self.query).await?;
 
         let card = &self.model.card;
         let target = card.target.as_deref().unwrap_or_default();
+        let treatment = match &card.spec {
+            ModelSpec::Uplift(spec) => Some(spec.treatment.as_str()),
+            _ => None,
+        };
         let mut wanted: Vec<&str> = card.features.iter().map(|f| f.name.as_str()).collect();
         wanted.push(target);
+        wanted.extend(treatment);
         let missing: Vec<&str> = wanted
             .iter()
             .copied()
@@ -74,14 +83,19 @@ impl Evaluation {
             .collect();
         if !missing.is_empty() {
             return plan_err!(
-                "{FUNCTION}: the query must return the columns {} (the features and the target of \
+                "{FUNCTION}: the query must return the columns {} (the features and the {} of \
                  '{}'); missing: {}",
                 wanted.join(", "),
+                if treatment.is_some() {
+                    "target and the treatment"
+                } else {
+                    "target"
+                },
                 card.name,
                 missing.join(", ")
             );
         }
-        let (mut scores, mut labels) = (Vec::new(), Vec::new());
+        let (mut scores, mut labels, mut treated) = (Vec::new(), Vec::new(), Vec::new());
         for batch in &batches {
             let column = |name: &str| -> ArrayRef {
                 batch
@@ -93,22 +107,31 @@ impl Evaluation {
             let batch_scores = feature_batch
                 .with_values(|values| self.model.model.predict(values))
                 .map_err(|e| DataFusionError::Execution(format!("{FUNCTION}: {e}")))?;
-            for (score, label) in batch_scores
+            let batch_treated = match treatment {
+                Some(name) => target_labels(name, &column(name))?,
+                None => vec![Some(false); batch.num_rows()],
+            };
+            for ((score, label), was_treated) in batch_scores
                 .into_iter()
                 .zip(target_labels(target, &column(target))?)
+                .zip(batch_treated)
             {
-                // A row without a label cannot be scored against; it is left out.
-                if let Some(label) = label {
+                // A row without a label (or not known to be treated or not) cannot be scored
+                // against; it is left out.
+                if let (Some(label), Some(was_treated)) = (label, was_treated) {
                     scores.push(score);
                     labels.push(label);
+                    treated.push(was_treated);
                 }
             }
         }
-        let threshold = match (&self.model.model, &card.spec) {
-            (Model::Classifier(_), ModelSpec::Classifier(spec)) => spec.threshold,
-            _ => 0.5,
-        };
-        Ok(BinaryMetrics::compute(&scores, &labels, threshold))
+        Ok(match (&self.model.model, &card.spec) {
+            (Model::Uplift(_), _) => UpliftMetrics::compute(&scores, &treated, &labels).named(),
+            (Model::Classifier(_), ModelSpec::Classifier(spec)) => {
+                BinaryMetrics::compute(&scores, &labels, spec.threshold).named()
+            }
+            _ => BinaryMetrics::compute(&scores, &labels, 0.5).named(),
+        })
     }
 }
 
@@ -129,8 +152,7 @@ impl TableProvider for Evaluation {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let metrics = self.metrics(session_state(FUNCTION, state)?).await?;
-        let named = metrics.named();
+        let named = self.metrics(session_state(FUNCTION, state)?).await?;
         let batch = RecordBatch::try_new(
             result_schema(),
             vec![

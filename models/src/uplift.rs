@@ -1,0 +1,393 @@
+//! KIND uplift: how much a treatment (a coupon, a call) changes the probability of a binary
+//! outcome (retained, converted) for each unit, learnt from a randomised campaign.
+//!
+//! The estimator is the two-model one (T-learner): one classifier of the outcome among the
+//! treated, one among the control units, each the tabular classifier of KIND
+//! churn_classifier with the same OPTIONS; the uplift of a unit is P(outcome | treated) -
+//! P(outcome | control). Negative uplift marks the "sleeping dogs" whom a contact pushes
+//! out.
+//!
+//! The difference of two models is only the effect of the treatment if nothing else tells
+//! the treated apart. So training first fits a logistic regression of the treatment on the
+//! features; if it ranks treated above control units on held-out rows better than chance
+//! allows (ROC AUC beyond [`propensity_limit`]), the data is refused as not randomised,
+//! unless OPTIONS (propensity = 'model') accepts it (the AUC is then kept in the card, and
+//! the estimate holds only if the features capture every reason for being treated).
+//!
+//! 20 % of the rows (OPTIONS validation_fraction) are held out; the card's metrics are the
+//! Qini coefficient, AUUC and uplift at the top 10/20/30 % on them.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::classifier::{Classifier, ClassifierOptions, ClassifierSpec};
+use crate::data::{Column, TrainingData, random_split};
+use crate::error::{Error, Result};
+use crate::metrics::{BinaryMetrics, UpliftMetrics};
+use crate::options::Options;
+use crate::preprocess::{FeatureColumn, FeatureValues};
+use crate::train::EpochReport;
+
+/// How training treats data whose treatment the features predict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Propensity {
+    /// Refuse it (the default): uplift from a non-randomised treatment is biased.
+    Check,
+    /// Accept it, trusting the features to explain who was treated.
+    Model,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpliftOptions {
+    /// The 0/1 or boolean column that says who was treated (CREATE MODEL's TREATMENT).
+    pub treatment: String,
+    pub propensity: Propensity,
+    pub classifier: ClassifierOptions,
+}
+
+impl UpliftOptions {
+    pub fn from_options(options: &mut Options, kind: &str) -> Result<Self> {
+        let treatment = options
+            .get("treatment")
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::option(
+                    "KIND uplift needs TREATMENT: the column that says who was treated \
+                     (CREATE MODEL m KIND uplift TARGET retained TREATMENT got_coupon AS ...)",
+                )
+            })?;
+        let propensity = match options.get("propensity").unwrap_or("check") {
+            "check" => Propensity::Check,
+            "model" => Propensity::Model,
+            other => {
+                return Err(Error::option(format!(
+                    "option propensity must be 'check' (refuse a treatment the features \
+                     predict) or 'model' (accept it), got '{other}'"
+                )));
+            }
+        };
+        Ok(UpliftOptions {
+            treatment,
+            propensity,
+            classifier: ClassifierOptions::from_options(options, kind)?,
+        })
+    }
+}
+
+/// The ROC AUC of the treatment's logistic regression above which the treatment does not
+/// look randomised: 0.5 plus four standard deviations of the AUC of a random split of these
+/// sizes (Hanley and McNeil under the null), and at least 0.05.
+pub fn propensity_limit(treated: usize, control: usize) -> f64 {
+    let (t, c) = (treated as f64, control as f64);
+    let sd = ((t + c + 1.0) / (12.0 * t * c)).sqrt();
+    0.5 + (4.0 * sd).max(0.05)
+}
+
+/// The card's section of an uplift model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpliftSpec {
+    pub treatment: String,
+    pub propensity: Propensity,
+    /// The held-out ROC AUC of the treatment's logistic regression on the features.
+    pub propensity_auc: f64,
+    pub treated_share: f64,
+    pub treated: ClassifierSpec,
+    pub control: ClassifierSpec,
+    pub validation: UpliftMetrics,
+    pub rows: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Uplift {
+    pub spec: UpliftSpec,
+    treated: Classifier,
+    control: Classifier,
+}
+
+const NO_OPTIONS: [(&str, &str); 0] = [];
+const TREATED_PREFIX: &str = "treated.";
+const CONTROL_PREFIX: &str = "control.";
+
+impl Uplift {
+    pub fn train(
+        data: &TrainingData,
+        options: &UpliftOptions,
+        on_epoch: &mut dyn FnMut(&EpochReport),
+        cancel: &AtomicBool,
+    ) -> Result<Uplift> {
+        let started = std::time::Instant::now();
+        let (treatment, data) = take_treatment(data, &options.treatment)?;
+        let rows = treatment.len();
+        let treated_rows = treatment.iter().filter(|t| **t).count();
+        if treated_rows == 0 || treated_rows == rows {
+            return Err(Error::data(format!(
+                "the treatment {} has one value in all {rows} rows ({}); uplift compares \
+                 treated and control units",
+                options.treatment,
+                if treated_rows == 0 {
+                    "no unit was treated"
+                } else {
+                    "every unit was treated"
+                }
+            )));
+        }
+        let mut rng = StdRng::seed_from_u64(options.classifier.seed ^ 0x0091_1f7e_d5ee_d000);
+        let fraction = options.classifier.training.validation_fraction;
+        if rows < 20 {
+            return Err(Error::data(format!(
+                "{rows} rows are too few for an uplift model (at least 20)"
+            )));
+        }
+        let (train, validation) = random_split(rows, fraction, 5, &mut rng);
+        let subset = |rows: &[usize], target: &[bool]| TrainingData {
+            features: data
+                .features
+                .iter()
+                .map(|(name, column)| (name.clone(), select(column, rows)))
+                .collect(),
+            target: rows.iter().map(|&i| target[i]).collect(),
+        };
+
+        // Is the treatment random given the features? A logistic regression with the
+        // classifier's default training (not the OPTIONS meant for the outcome models, which
+        // may train for a few epochs only) answers.
+        let defaults = ClassifierOptions::from_options(&mut Options::new(NO_OPTIONS), "uplift")?;
+        let propensity_options = ClassifierOptions {
+            hidden: Vec::new(),
+            training: defaults.training,
+            ..options.classifier.clone()
+        };
+        let propensity_model = Classifier::train(
+            &subset(&train, &treatment),
+            &propensity_options,
+            &mut |_| {},
+            cancel,
+        )
+        .map_err(|e| in_group("the treatment's propensity model", e))?;
+        let validation_data = subset(&validation, &data.target);
+        let propensity_scores = predict(&propensity_model, &validation_data)?;
+        let validation_treatment: Vec<bool> = validation.iter().map(|&i| treatment[i]).collect();
+        let propensity_auc =
+            BinaryMetrics::compute(&propensity_scores, &validation_treatment, 0.5).roc_auc;
+        let treated_validation = validation_treatment.iter().filter(|t| **t).count();
+        let limit = propensity_limit(
+            treated_validation,
+            validation_treatment.len() - treated_validation,
+        );
+        if options.propensity == Propensity::Check && propensity_auc > limit {
+            return Err(Error::data(format!(
+                "the treatment {} does not look randomised: the features predict it (ROC AUC \
+                 {propensity_auc:.3} on held-out rows; a random assignment stays below \
+                 {limit:.3}), so the difference between treated and control customers is not \
+                 the treatment's effect. Randomise it (assign_variant), or accept the bias with \
+                 OPTIONS (propensity = 'model')",
+                options.treatment
+            )));
+        }
+
+        let group = |want: bool| -> Vec<usize> {
+            train
+                .iter()
+                .copied()
+                .filter(|&i| treatment[i] == want)
+                .collect()
+        };
+        let treated = Classifier::train(
+            &subset(&group(true), &data.target),
+            &options.classifier,
+            on_epoch,
+            cancel,
+        )
+        .map_err(|e| in_group("the treated units", e))?;
+        let control = Classifier::train(
+            &subset(&group(false), &data.target),
+            &options.classifier,
+            on_epoch,
+            cancel,
+        )
+        .map_err(|e| in_group("the control units", e))?;
+
+        let mut model = Uplift {
+            spec: UpliftSpec {
+                treatment: options.treatment.clone(),
+                propensity: options.propensity,
+                propensity_auc,
+                treated_share: treated_rows as f64 / rows as f64,
+                treated: treated.spec.clone(),
+                control: control.spec.clone(),
+                validation: UpliftMetrics::compute(&[], &[], &[]),
+                rows: rows as u64,
+                seconds: 0.0,
+            },
+            treated,
+            control,
+        };
+        let scores = predict_uplift(&model, &validation_data)?;
+        model.spec.validation =
+            UpliftMetrics::compute(&scores, &validation_treatment, &validation_data.target);
+        model.spec.seconds = started.elapsed().as_secs_f64();
+        Ok(model)
+    }
+
+    /// P(outcome | treated) - P(outcome | control) per row.
+    pub fn predict(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<f64>> {
+        let treated = self.treated.predict(columns)?;
+        let control = self.control.predict(columns)?;
+        Ok(treated.iter().zip(&control).map(|(t, c)| t - c).collect())
+    }
+
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        let mut metrics: Vec<(String, f64)> = self
+            .spec
+            .validation
+            .named()
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        metrics.push(("propensity_auc".into(), self.spec.propensity_auc));
+        metrics.push(("treated_share".into(), self.spec.treated_share));
+        metrics
+    }
+
+    /// Both classifiers' weights, named `treated.*` and `control.*`.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        let prefixed = |prefix: &str, tensors: Vec<(String, Tensor)>| {
+            tensors
+                .into_iter()
+                .map(move |(name, t)| (format!("{prefix}{name}"), t))
+                .collect::<Vec<_>>()
+        };
+        let mut all = prefixed(TREATED_PREFIX, self.treated.tensors());
+        all.extend(prefixed(CONTROL_PREFIX, self.control.tensors()));
+        all
+    }
+
+    pub fn from_parts(
+        spec: UpliftSpec,
+        tensors: HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Uplift> {
+        let mut groups: [HashMap<String, Tensor>; 2] = Default::default();
+        for (name, tensor) in tensors {
+            if let Some(rest) = name.strip_prefix(TREATED_PREFIX) {
+                groups[0].insert(rest.to_string(), tensor);
+            } else if let Some(rest) = name.strip_prefix(CONTROL_PREFIX) {
+                groups[1].insert(rest.to_string(), tensor);
+            } else {
+                return Err(Error::CorruptArtifact(format!(
+                    "an uplift model's weights hold {name}, of neither group"
+                )));
+            }
+        }
+        let [treated, control] = groups;
+        Ok(Uplift {
+            treated: Classifier::from_parts(spec.treated.clone(), treated, device)?,
+            control: Classifier::from_parts(spec.control.clone(), control, device)?,
+            spec,
+        })
+    }
+}
+
+/// The treatment column as booleans, and the training data without it.
+fn take_treatment(data: &TrainingData, name: &str) -> Result<(Vec<bool>, TrainingData)> {
+    let Some(position) = data.features.iter().position(|(n, _)| n == name) else {
+        let names: Vec<&str> = data.features.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Error::data(format!(
+            "the training query has no column {name} (the TREATMENT); its columns: {}",
+            names.join(", ")
+        )));
+    };
+    let FeatureColumn::Numeric(values) = &data.features[position].1 else {
+        return Err(Error::data(format!(
+            "the treatment {name} must be a boolean or 0/1 column"
+        )));
+    };
+    let mut treatment = Vec::with_capacity(values.len());
+    for (row, &v) in values.iter().enumerate() {
+        match v {
+            0.0 => treatment.push(false),
+            1.0 => treatment.push(true),
+            v if v.is_nan() => {
+                return Err(Error::data(format!(
+                    "the treatment {name} is NULL in row {}; leave such rows out (WHERE {name} \
+                     IS NOT NULL): whether they were treated is unknown",
+                    row + 1
+                )));
+            }
+            v => {
+                return Err(Error::data(format!(
+                    "the treatment {name} is {v} in row {}; it must be a boolean or 0/1",
+                    row + 1
+                )));
+            }
+        }
+    }
+    let features: Vec<(String, FeatureColumn)> = data
+        .features
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != position)
+        .map(|(_, f)| f.clone())
+        .collect();
+    if features.is_empty() {
+        return Err(Error::data(
+            "the training query has no feature columns besides the target and the treatment",
+        ));
+    }
+    Ok((
+        treatment,
+        TrainingData {
+            features,
+            target: data.target.clone(),
+        },
+    ))
+}
+
+fn select(column: &FeatureColumn, rows: &[usize]) -> FeatureColumn {
+    match column {
+        FeatureColumn::Numeric(v) => FeatureColumn::Numeric(rows.iter().map(|&i| v[i]).collect()),
+        FeatureColumn::Categorical(v) => {
+            FeatureColumn::Categorical(rows.iter().map(|&i| v[i].clone()).collect())
+        }
+        FeatureColumn::TextList(v) => {
+            FeatureColumn::TextList(rows.iter().map(|&i| v[i].clone()).collect())
+        }
+        FeatureColumn::NumberList(v) => {
+            FeatureColumn::NumberList(rows.iter().map(|&i| v[i].clone()).collect())
+        }
+    }
+}
+
+fn views(data: &TrainingData) -> Vec<Column<'_>> {
+    data.features
+        .iter()
+        .map(|(_, c)| Column::borrow(c))
+        .collect()
+}
+
+fn predict(model: &Classifier, data: &TrainingData) -> Result<Vec<f64>> {
+    let columns = views(data);
+    let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
+    model.predict(&values)
+}
+
+fn predict_uplift(model: &Uplift, data: &TrainingData) -> Result<Vec<f64>> {
+    let columns = views(data);
+    let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
+    model.predict(&values)
+}
+
+/// Says which of the models failed: "in the treated units: the target has a single class".
+fn in_group(group: &str, error: Error) -> Error {
+    match error {
+        Error::InvalidData(message) => Error::data(format!("in {group}: {message}")),
+        other => other,
+    }
+}
