@@ -1,5 +1,6 @@
 //! sql/lifecycle_mart.sql on the demo world: it trains its models and builds
-//! customer_lifecycle, one row per customer with every lifecycle score.
+//! customer_lifecycle, one row per customer with every lifecycle score and the next best
+//! action.
 
 use crate::support::{demo_engine, scalar};
 
@@ -69,4 +70,29 @@ async fn the_lifecycle_mart_has_every_score_for_every_customer() {
     )
     .await;
     assert!(stages.parse::<i64>().unwrap() >= 5, "{stages} stages");
+
+    // The next best action is one of two, and sending the coupon where it says so is worth
+    // more, by the generator's true effect, than sending it to every customer at risk.
+    let actions = scalar(
+        &engine,
+        "SELECT count(*) FROM customer_lifecycle \
+         WHERE next_best_action IS NULL OR next_best_action NOT IN ('winback_coupon', 'no_action')",
+    )
+    .await;
+    assert_eq!(actions, "0");
+    let values = scalar(
+        &engine,
+        "SELECT sum(t.coupon_uplift * l.clv_12_months - 5.0) || ' ' || \
+                sum(CASE WHEN l.next_best_action = 'winback_coupon' \
+                         THEN t.coupon_uplift * l.clv_12_months - 5.0 ELSE 0 END) \
+         FROM customer_lifecycle l JOIN truth.customers t USING (customer_id) \
+         WHERE t.coupon_uplift IS NOT NULL",
+    )
+    .await;
+    let [everyone, by_action] =
+        [0, 1].map(|i| values.split(' ').nth(i).unwrap().parse::<f64>().unwrap());
+    println!(
+        "true value of the coupon: to everyone at risk {everyone:.0}, by next_best_action {by_action:.0}"
+    );
+    assert!(by_action > everyone && by_action > 0.0, "{values}");
 }
