@@ -3,10 +3,11 @@
 #
 #   benches/uplift_scoring.sh            # TENURE=path/to/tenure ROWS=N to change either
 #
-# Trains, on 50,000 random rows of 8 features, a KIND uplift model (two 8-64-32-1 MLPs) and
-# a churn_classifier of the same shape, then times three queries over ROWS rows (default
-# 10,000,000) whose features are computed from generate_series: the features alone, the
-# classifier's score and the uplift score, summed so nothing is sent back. Prints each
+# Trains, on 50,000 random rows of 8 features, KIND uplift models (two_model: two 8-64-32-1
+# MLPs; class_transform: one) and a churn_classifier of the same shape, then times queries
+# over ROWS rows (default 10,000,000) whose features are computed from generate_series: the
+# features alone, the classifier's score and each uplift score, summed so nothing is sent
+# back. Prints each
 # query's best of three runs and the scoring throughput net of computing the features.
 set -euo pipefail
 TENURE=${TENURE:-target/release/tenure}
@@ -24,6 +25,7 @@ GENERATED="sin(value * 0.1) AS f1, cos(value * 0.7) AS f2, sin(value * 1.3) AS f
 sql "CREATE TABLE train AS SELECT $GENERATED, random() < 0.5 AS treated, random() < 0.3 AS y FROM generate_series(1, 50000)"
 sql "CREATE MODEL classifier KIND churn_classifier TARGET y OPTIONS (hidden = '64,32', epochs = 2) AS SELECT $FEATURES, y FROM train"
 sql "CREATE MODEL coupon KIND uplift TARGET y TREATMENT treated OPTIONS (hidden = '64,32', epochs = 2) AS SELECT $FEATURES, treated, y FROM train"
+sql "CREATE MODEL transformed KIND uplift TARGET y TREATMENT treated OPTIONS (hidden = '64,32', epochs = 2, estimator = 'class_transform') AS SELECT $FEATURES, treated, y FROM train"
 
 best_of_three() {
     local best=""
@@ -40,7 +42,10 @@ FROM="FROM (SELECT $GENERATED FROM generate_series(1, $ROWS))"
 features=$(best_of_three "SELECT sum(f1 + f2 + f3 + f4 + f5 + f6 + f7 + f8) $FROM")
 classifier=$(best_of_three "SELECT sum(churn_score('classifier', $FEATURES)) $FROM")
 uplift=$(best_of_three "SELECT sum(uplift_score('coupon', $FEATURES)) $FROM")
-awk -v rows="$ROWS" -v f="$features" -v c="$classifier" -v u="$uplift" 'BEGIN {
-    printf "rows %d\nfeatures alone   %.2f s\nchurn_score      %.2f s (%.1f M rows/s net of the features)\nuplift_score     %.2f s (%.1f M rows/s net of the features)\nuplift / classifier scoring time: %.2f\n",
-        rows, f, c, rows / (c - f) / 1e6, u, rows / (u - f) / 1e6, (u - f) / (c - f)
+transformed=$(best_of_three "SELECT sum(uplift_score('transformed', $FEATURES)) $FROM")
+awk -v rows="$ROWS" -v f="$features" -v c="$classifier" -v u="$uplift" -v t="$transformed" 'BEGIN {
+    printf "rows %d\nfeatures alone                  %.2f s\n", rows, f
+    printf "churn_score                     %.2f s (%.1f M rows/s net of the features)\n", c, rows / (c - f) / 1e6
+    printf "uplift_score, two_model         %.2f s (%.1f M rows/s; %.2f x the classifier)\n", u, rows / (u - f) / 1e6, (u - f) / (c - f)
+    printf "uplift_score, class_transform   %.2f s (%.1f M rows/s; %.2f x the classifier)\n", t, rows / (t - f) / 1e6, (t - f) / (c - f)
 }'

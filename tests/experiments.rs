@@ -84,6 +84,11 @@ async fn uplift_finds_whom_the_coupon_wins_back() {
              AS SELECT {FEATURES}, w.arm = 'coupon' AS got_coupon, w.retained \
              FROM winback_campaign w JOIN churn_features f USING (customer_id) \
              WHERE w.customer_id % 5 <> 0 ORDER BY w.customer_id; \
+             CREATE MODEL transformed KIND uplift TARGET retained TREATMENT got_coupon \
+             OPTIONS (hidden = '16', seed = 1, estimator = 'class_transform') \
+             AS SELECT {FEATURES}, w.arm = 'coupon' AS got_coupon, w.retained \
+             FROM winback_campaign w JOIN churn_features f USING (customer_id) \
+             WHERE w.customer_id % 5 <> 0 ORDER BY w.customer_id; \
              CREATE MODEL churn KIND churn_classifier TARGET churned \
              OPTIONS (hidden = '32,16', seed = 1) \
              AS SELECT {FEATURES}, f.churned FROM churn_features f \
@@ -94,10 +99,11 @@ async fn uplift_finds_whom_the_coupon_wins_back() {
     let held_out = "FROM winback_campaign w JOIN churn_features f USING (customer_id) \
         JOIN truth.customers t USING (customer_id) WHERE w.customer_id % 5 = 0 \
         ORDER BY w.customer_id";
-    let [model, churn, truth, treated, retained]: [Vec<f64>; 5] = columns(
+    let [model, transformed, churn, truth, treated, retained]: [Vec<f64>; 6] = columns(
         &engine,
         &format!(
-            "SELECT uplift_score('coupon', {FEATURES}), churn_score('churn', {FEATURES}), \
+            "SELECT uplift_score('coupon', {FEATURES}), uplift_score('transformed', {FEATURES}), \
+             churn_score('churn', {FEATURES}), \
              t.coupon_uplift, w.arm = 'coupon', w.retained {held_out}"
         ),
     )
@@ -108,6 +114,7 @@ async fn uplift_finds_whom_the_coupon_wins_back() {
     let retained: Vec<bool> = retained.iter().map(|r| *r == 1.0).collect();
     let qini = |scores: &[f64]| UpliftMetrics::compute(scores, &treated, &retained).qini;
     let (model_qini, truth_qini, churn_qini) = (qini(&model), qini(&truth), qini(&churn));
+    let transformed_qini = qini(&transformed);
     // Expected extra customers retained by sending the coupon to the top 20 % by a score.
     let extra_retained = |scores: &[f64]| {
         let mut order: Vec<usize> = (0..scores.len()).collect();
@@ -125,12 +132,18 @@ async fn uplift_finds_whom_the_coupon_wins_back() {
     println!(
         "held-out customers {}: qini model {model_qini:.4}, truth {truth_qini:.4}, churn score \
          {churn_qini:.4}; extra retained from the top 20 %: model {by_model:.0}, churn score \
-         {by_churn:.0}, truth {by_truth:.0}",
-        model.len()
+         {by_churn:.0}, truth {by_truth:.0}; class_transform: qini {transformed_qini:.4}, \
+         extra retained {:.0}",
+        model.len(),
+        extra_retained(&transformed)
     );
     assert!(
         model_qini >= 0.8 * truth_qini,
         "{model_qini} < 0.8 * {truth_qini}"
+    );
+    assert!(
+        transformed_qini >= 0.8 * truth_qini,
+        "{transformed_qini} < 0.8 * {truth_qini}"
     );
     assert!(by_model > by_churn, "{by_model} <= {by_churn}");
 
@@ -187,6 +200,11 @@ async fn uplift_refuses_bad_treatments() {
             "w.arm = 'coupon'",
             ", propensity = 'maybe'",
             "option propensity must be",
+        ),
+        (
+            "w.arm = 'coupon'",
+            ", estimator = 'x'",
+            "option estimator must be 'two_model' or",
         ),
     ] {
         let message = error(create(treatment, options)).await;

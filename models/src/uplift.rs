@@ -1,11 +1,17 @@
 //! KIND uplift: how much a treatment (a coupon, a call) changes the probability of a binary
 //! outcome (retained, converted) for each unit, learnt from a randomised campaign.
 //!
-//! The estimator is the two-model one (T-learner): one classifier of the outcome among the
-//! treated, one among the control units, each the tabular classifier of KIND
-//! churn_classifier with the same OPTIONS; the uplift of a unit is P(outcome | treated) -
-//! P(outcome | control). Negative uplift marks the "sleeping dogs" whom a contact pushes
-//! out.
+//! Two estimators (OPTIONS estimator), each over the tabular classifier of KIND
+//! churn_classifier with the same OPTIONS:
+//! - `two_model` (the default, T-learner): one classifier of the outcome among the treated,
+//!   one among the control units; the uplift of a unit is P(outcome | treated) -
+//!   P(outcome | control).
+//! - `class_transform` (Jaskowski and Jaroszewicz's class variable transformation): one
+//!   classifier of Z = (treated and positive) or (control and negative), on arms made equal
+//!   by leaving out random units of the larger one; under randomisation uplift = 2 P(Z | x) -
+//!   1. One network to score, so it scores at the classifier's speed.
+//!
+//! Negative uplift marks the "sleeping dogs" whom a contact pushes out.
 //!
 //! The difference of two models is only the effect of the treatment if nothing else tells
 //! the treated apart. So training first fits a logistic regression of the treatment on the
@@ -23,6 +29,7 @@ use std::sync::atomic::AtomicBool;
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{Classifier, ClassifierOptions, ClassifierSpec};
@@ -43,11 +50,20 @@ pub enum Propensity {
     Model,
 }
 
+/// How the uplift is estimated; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Estimator {
+    TwoModel,
+    ClassTransform,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpliftOptions {
     /// The 0/1 or boolean column that says who was treated (CREATE MODEL's TREATMENT).
     pub treatment: String,
     pub propensity: Propensity,
+    pub estimator: Estimator,
     pub classifier: ClassifierOptions,
 }
 
@@ -72,9 +88,19 @@ impl UpliftOptions {
                 )));
             }
         };
+        let estimator = match options.get("estimator").unwrap_or("two_model") {
+            "two_model" => Estimator::TwoModel,
+            "class_transform" => Estimator::ClassTransform,
+            other => {
+                return Err(Error::option(format!(
+                    "option estimator must be 'two_model' or 'class_transform', got '{other}'"
+                )));
+            }
+        };
         Ok(UpliftOptions {
             treatment,
             propensity,
+            estimator,
             classifier: ClassifierOptions::from_options(options, kind)?,
         })
     }
@@ -97,8 +123,10 @@ pub struct UpliftSpec {
     /// The held-out ROC AUC of the treatment's logistic regression on the features.
     pub propensity_auc: f64,
     pub treated_share: f64,
-    pub treated: ClassifierSpec,
-    pub control: ClassifierSpec,
+    pub estimator: Estimator,
+    /// two_model: the treated units' classifier, then the control units'; class_transform:
+    /// the one classifier of the transformed class.
+    pub classifiers: Vec<ClassifierSpec>,
     pub validation: UpliftMetrics,
     pub rows: u64,
     pub seconds: f64,
@@ -107,13 +135,21 @@ pub struct UpliftSpec {
 #[derive(Debug, Clone)]
 pub struct Uplift {
     pub spec: UpliftSpec,
-    treated: Classifier,
-    control: Classifier,
+    /// In the order of `spec.classifiers`.
+    classifiers: Vec<Classifier>,
 }
 
 const NO_OPTIONS: [(&str, &str); 0] = [];
-const TREATED_PREFIX: &str = "treated.";
-const CONTROL_PREFIX: &str = "control.";
+
+impl Estimator {
+    /// The weight-name prefix of each classifier, in order.
+    fn prefixes(self) -> &'static [&'static str] {
+        match self {
+            Estimator::TwoModel => &["treated.", "control."],
+            Estimator::ClassTransform => &["transformed."],
+        }
+    }
+}
 
 impl Uplift {
     pub fn train(
@@ -199,20 +235,51 @@ impl Uplift {
                 .filter(|&i| treatment[i] == want)
                 .collect()
         };
-        let treated = Classifier::train(
-            &subset(&group(true), &data.target),
-            &options.classifier,
-            on_epoch,
-            cancel,
-        )
-        .map_err(|e| in_group("the treated units", e))?;
-        let control = Classifier::train(
-            &subset(&group(false), &data.target),
-            &options.classifier,
-            on_epoch,
-            cancel,
-        )
-        .map_err(|e| in_group("the control units", e))?;
+        let classifiers = match options.estimator {
+            Estimator::TwoModel => vec![
+                Classifier::train(
+                    &subset(&group(true), &data.target),
+                    &options.classifier,
+                    on_epoch,
+                    cancel,
+                )
+                .map_err(|e| in_group("the treated units", e))?,
+                Classifier::train(
+                    &subset(&group(false), &data.target),
+                    &options.classifier,
+                    on_epoch,
+                    cancel,
+                )
+                .map_err(|e| in_group("the control units", e))?,
+            ],
+            Estimator::ClassTransform => {
+                // Equal arms: leave out random units of the larger one.
+                let (mut treated, mut control) = (group(true), group(false));
+                let smaller = treated.len().min(control.len());
+                let larger = if treated.len() > control.len() {
+                    &mut treated
+                } else {
+                    &mut control
+                };
+                larger.shuffle(&mut rng);
+                larger.truncate(smaller);
+                let mut rows: Vec<usize> = treated.into_iter().chain(control).collect();
+                rows.sort_unstable();
+                // Z: treated and positive, or control and negative.
+                let transformed: Vec<bool> = (0..data.target.len())
+                    .map(|i| treatment[i] == data.target[i])
+                    .collect();
+                vec![
+                    Classifier::train(
+                        &subset(&rows, &transformed),
+                        &options.classifier,
+                        on_epoch,
+                        cancel,
+                    )
+                    .map_err(|e| in_group("the transformed classes", e))?,
+                ]
+            }
+        };
 
         let mut model = Uplift {
             spec: UpliftSpec {
@@ -220,14 +287,13 @@ impl Uplift {
                 propensity: options.propensity,
                 propensity_auc,
                 treated_share: treated_rows as f64 / rows as f64,
-                treated: treated.spec.clone(),
-                control: control.spec.clone(),
+                estimator: options.estimator,
+                classifiers: classifiers.iter().map(|c| c.spec.clone()).collect(),
                 validation: UpliftMetrics::compute(&[], &[], &[]),
                 rows: rows as u64,
                 seconds: 0.0,
             },
-            treated,
-            control,
+            classifiers,
         };
         let scores = predict_uplift(&model, &validation_data)?;
         model.spec.validation =
@@ -236,11 +302,25 @@ impl Uplift {
         Ok(model)
     }
 
-    /// P(outcome | treated) - P(outcome | control) per row.
+    /// The change in P(outcome) if treated, per row.
     pub fn predict(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<f64>> {
-        let treated = self.treated.predict(columns)?;
-        let control = self.control.predict(columns)?;
-        Ok(treated.iter().zip(&control).map(|(t, c)| t - c).collect())
+        match (self.spec.estimator, self.classifiers.as_slice()) {
+            (Estimator::TwoModel, [treated, control]) => {
+                let treated = treated.predict(columns)?;
+                let control = control.predict(columns)?;
+                Ok(treated.iter().zip(&control).map(|(t, c)| t - c).collect())
+            }
+            (Estimator::ClassTransform, [transformed]) => Ok(transformed
+                .predict(columns)?
+                .into_iter()
+                .map(|p| 2.0 * p - 1.0)
+                .collect()),
+            _ => Err(Error::CorruptArtifact(format!(
+                "an uplift model of estimator {:?} has {} classifiers",
+                self.spec.estimator,
+                self.classifiers.len()
+            ))),
+        }
     }
 
     pub fn metrics(&self) -> Vec<(String, f64)> {
@@ -256,17 +336,20 @@ impl Uplift {
         metrics
     }
 
-    /// Both classifiers' weights, named `treated.*` and `control.*`.
+    /// Every classifier's weights, named by its prefix (`treated.*`, `control.*`, ...).
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        let prefixed = |prefix: &str, tensors: Vec<(String, Tensor)>| {
-            tensors
-                .into_iter()
-                .map(move |(name, t)| (format!("{prefix}{name}"), t))
-                .collect::<Vec<_>>()
-        };
-        let mut all = prefixed(TREATED_PREFIX, self.treated.tensors());
-        all.extend(prefixed(CONTROL_PREFIX, self.control.tensors()));
-        all
+        self.spec
+            .estimator
+            .prefixes()
+            .iter()
+            .zip(&self.classifiers)
+            .flat_map(|(prefix, classifier)| {
+                classifier
+                    .tensors()
+                    .into_iter()
+                    .map(move |(name, t)| (format!("{prefix}{name}"), t))
+            })
+            .collect()
     }
 
     pub fn from_parts(
@@ -274,24 +357,36 @@ impl Uplift {
         tensors: HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Uplift> {
-        let mut groups: [HashMap<String, Tensor>; 2] = Default::default();
-        for (name, tensor) in tensors {
-            if let Some(rest) = name.strip_prefix(TREATED_PREFIX) {
-                groups[0].insert(rest.to_string(), tensor);
-            } else if let Some(rest) = name.strip_prefix(CONTROL_PREFIX) {
-                groups[1].insert(rest.to_string(), tensor);
-            } else {
-                return Err(Error::CorruptArtifact(format!(
-                    "an uplift model's weights hold {name}, of neither group"
-                )));
-            }
+        let prefixes = spec.estimator.prefixes();
+        if prefixes.len() != spec.classifiers.len() {
+            return Err(Error::CorruptArtifact(format!(
+                "an uplift model of estimator {:?} lists {} classifiers",
+                spec.estimator,
+                spec.classifiers.len()
+            )));
         }
-        let [treated, control] = groups;
-        Ok(Uplift {
-            treated: Classifier::from_parts(spec.treated.clone(), treated, device)?,
-            control: Classifier::from_parts(spec.control.clone(), control, device)?,
-            spec,
-        })
+        let mut groups: Vec<HashMap<String, Tensor>> = vec![HashMap::new(); prefixes.len()];
+        for (name, tensor) in tensors {
+            let Some((group, rest)) = prefixes
+                .iter()
+                .enumerate()
+                .find_map(|(i, prefix)| name.strip_prefix(prefix).map(|rest| (i, rest)))
+            else {
+                return Err(Error::CorruptArtifact(format!(
+                    "an uplift model's weights hold {name}, of none of its classifiers"
+                )));
+            };
+            groups[group].insert(rest.to_string(), tensor);
+        }
+        let classifiers = spec
+            .classifiers
+            .iter()
+            .zip(groups)
+            .map(|(classifier, tensors)| {
+                Classifier::from_parts(classifier.clone(), tensors, device)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Uplift { spec, classifiers })
     }
 }
 
