@@ -8,7 +8,7 @@
 # over ROWS rows (default 10,000,000) whose features are computed from generate_series: the
 # features alone, the classifier's score and each uplift score, summed so nothing is sent
 # back. Prints each
-# query's best of three runs and the scoring throughput net of computing the features.
+# query's best of five runs and the scoring throughput net of computing the features.
 set -euo pipefail
 TENURE=${TENURE:-target/release/tenure}
 ROWS=${ROWS:-10000000}
@@ -27,9 +27,9 @@ sql "CREATE MODEL classifier KIND churn_classifier TARGET y OPTIONS (hidden = '6
 sql "CREATE MODEL coupon KIND uplift TARGET y TREATMENT treated OPTIONS (hidden = '64,32', epochs = 2) AS SELECT $FEATURES, treated, y FROM train"
 sql "CREATE MODEL transformed KIND uplift TARGET y TREATMENT treated OPTIONS (hidden = '64,32', epochs = 2, estimator = 'class_transform') AS SELECT $FEATURES, treated, y FROM train"
 
-best_of_three() {
+best_of_five() {
     local best=""
-    for _ in 1 2 3; do
+    for _ in 1 2 3 4 5; do
         local start end
         start=$(date +%s.%N)
         sql "$1"
@@ -39,10 +39,10 @@ best_of_three() {
     echo "$best"
 }
 FROM="FROM (SELECT $GENERATED FROM generate_series(1, $ROWS))"
-features=$(best_of_three "SELECT sum(f1 + f2 + f3 + f4 + f5 + f6 + f7 + f8) $FROM")
-classifier=$(best_of_three "SELECT sum(churn_score('classifier', $FEATURES)) $FROM")
-uplift=$(best_of_three "SELECT sum(uplift_score('coupon', $FEATURES)) $FROM")
-transformed=$(best_of_three "SELECT sum(uplift_score('transformed', $FEATURES)) $FROM")
+features=$(best_of_five "SELECT sum(f1 + f2 + f3 + f4 + f5 + f6 + f7 + f8) $FROM")
+classifier=$(best_of_five "SELECT sum(churn_score('classifier', $FEATURES)) $FROM")
+uplift=$(best_of_five "SELECT sum(uplift_score('coupon', $FEATURES)) $FROM")
+transformed=$(best_of_five "SELECT sum(uplift_score('transformed', $FEATURES)) $FROM")
 awk -v rows="$ROWS" -v f="$features" -v c="$classifier" -v u="$uplift" -v t="$transformed" 'BEGIN {
     printf "rows %d\nfeatures alone                  %.2f s\n", rows, f
     printf "churn_score                     %.2f s (%.1f M rows/s net of the features)\n", c, rows / (c - f) / 1e6

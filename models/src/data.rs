@@ -73,6 +73,17 @@ pub(crate) fn fit_and_encode(
     train: &[usize],
     max_categories: usize,
 ) -> Result<(Preprocessor, Matrix)> {
+    let preprocessor = fit_preprocessor(data, train, max_categories)?;
+    let matrix = encode(&preprocessor, data)?;
+    Ok((preprocessor, matrix))
+}
+
+/// The preprocessing fitted on the `train` rows of `data`.
+pub(crate) fn fit_preprocessor(
+    data: &TrainingData,
+    train: &[usize],
+    max_categories: usize,
+) -> Result<Preprocessor> {
     let columns: Vec<Column<'_>> = data
         .features
         .iter()
@@ -85,14 +96,21 @@ pub(crate) fn fit_and_encode(
         .zip(&train_columns)
         .map(|((name, _), column)| (name.clone(), column.view()))
         .collect();
-    let preprocessor = Preprocessor::fit(&fit_views, &PreprocessOptions { max_categories })
-        .map_err(|e| match e {
-            Error::InvalidInput(m) => Error::InvalidData(m),
-            other => other,
-        })?;
+    Preprocessor::fit(&fit_views, &PreprocessOptions { max_categories }).map_err(|e| match e {
+        Error::InvalidInput(m) => Error::InvalidData(m),
+        other => other,
+    })
+}
+
+/// Every row of `data` encoded by `preprocessor`.
+pub(crate) fn encode(preprocessor: &Preprocessor, data: &TrainingData) -> Result<Matrix> {
+    let columns: Vec<Column<'_>> = data
+        .features
+        .iter()
+        .map(|(_, column)| Column::borrow(column))
+        .collect();
     let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-    let matrix = preprocessor.transform(&values)?;
-    Ok((preprocessor, matrix))
+    preprocessor.transform(&values)
 }
 
 /// A feature column borrowed from [`TrainingData`], in the shape [`FeatureValues`] needs.

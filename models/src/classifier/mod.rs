@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{TrainingData, fit_and_encode, stratified_split};
+use crate::data::{TrainingData, encode, fit_and_encode, stratified_split};
 use crate::error::{Error, Result};
 use crate::kernels::dense::DenseNetwork;
 use crate::kernels::dense_training::CpuTrainer;
@@ -151,6 +151,18 @@ impl Classifier {
         on_epoch: &mut dyn FnMut(&EpochReport),
         cancel: &AtomicBool,
     ) -> Result<Classifier> {
+        Classifier::train_with(data, options, None, on_epoch, cancel)
+    }
+
+    /// [`Classifier::train`] with the preprocessing given (fitted elsewhere, shared by the
+    /// classifiers of one model) instead of fitted on the training rows.
+    pub(crate) fn train_with(
+        data: &TrainingData,
+        options: &ClassifierOptions,
+        preprocessor: Option<&Preprocessor>,
+        on_epoch: &mut dyn FnMut(&EpochReport),
+        cancel: &AtomicBool,
+    ) -> Result<Classifier> {
         let started = Instant::now();
         let device = crate::compute::device(&options.device)?;
         let rows = data.target.len();
@@ -161,7 +173,10 @@ impl Classifier {
             options.training.validation_fraction,
             options.seed,
         );
-        let (preprocessor, matrix) = fit_and_encode(data, &train_idx, options.max_categories)?;
+        let (preprocessor, matrix) = match preprocessor {
+            Some(given) => (given.clone(), encode(given, data)?),
+            None => fit_and_encode(data, &train_idx, options.max_categories)?,
+        };
         let train_x = matrix.select_rows(&train_idx);
         let validation_x = matrix.select_rows(&validation_idx);
         let train_y: Vec<bool> = train_idx.iter().map(|&i| data.target[i]).collect();
@@ -307,6 +322,11 @@ impl Classifier {
             Some(dense) => dense.predict_columns(&self.spec.preprocessor.encoder(columns)?),
             None => self.predict_encoded(&self.spec.preprocessor.transform(columns)?),
         }
+    }
+
+    /// The fused CPU network, where the classifier scores on the CPU.
+    pub(crate) fn dense(&self) -> Option<&DenseNetwork> {
+        self.dense.as_ref()
     }
 
     /// Probabilities for an already encoded (feature-major) matrix: the forward pass alone.

@@ -157,58 +157,89 @@ impl DenseNetwork {
 
     /// The probability of the positive class for each row of a feature-major matrix.
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
-        let blocks = self.predict_blocks(x.rows, x.cols, |start, n, block, stride| {
+        let blocks = predict_blocks(&[self], x.rows, x.cols, |start, n, block, stride| {
             for (c, row) in block.chunks_exact_mut(stride).enumerate() {
                 row[..n].copy_from_slice(&x.column(c)[start..start + n]);
             }
             Ok(())
         });
-        blocks.expect("copying an encoded matrix cannot fail")
+        let [out] = blocks
+            .expect("copying an encoded matrix cannot fail")
+            .try_into()
+            .expect("one network, one output");
+        out
     }
 
     /// The probability of the positive class for each row of `encoder`'s columns, encoded a
     /// block at a time. Fails as [`Encoder::encode`] does.
     pub fn predict_columns(&self, encoder: &Encoder<'_>) -> Result<Vec<f64>> {
-        self.predict_blocks(
+        let [out] = DenseNetwork::predict_columns_with(&[self], encoder)?
+            .try_into()
+            .expect("one network, one output");
+        Ok(out)
+    }
+
+    /// Each network's probabilities for `encoder`'s columns, each block encoded once for all
+    /// of them (networks over the same preprocessing, such as an uplift model's two).
+    pub fn predict_columns_with(
+        networks: &[&DenseNetwork],
+        encoder: &Encoder<'_>,
+    ) -> Result<Vec<Vec<f64>>> {
+        predict_blocks(
+            networks,
             encoder.rows(),
             encoder.width(),
             |start, n, block, stride| encoder.encode(start, n, block, stride),
         )
     }
+}
 
-    /// Runs `rows` rows through the network [`BLOCK`] rows at a time; `fill(start, n, block,
-    /// stride)` writes the `cols` encoded columns of rows `start..start + n` into `block`, one
-    /// row of `stride` per column.
-    fn predict_blocks(
-        &self,
-        rows: usize,
-        cols: usize,
-        mut fill: impl FnMut(usize, usize, &mut [f32], usize) -> Result<()>,
-    ) -> Result<Vec<f64>> {
+/// Runs `rows` rows through each network [`BLOCK`] rows at a time; `fill(start, n, block,
+/// stride)` writes the `cols` encoded columns of rows `start..start + n` into `block`, one
+/// row of `stride` per column, once for all the networks.
+fn predict_blocks(
+    networks: &[&DenseNetwork],
+    rows: usize,
+    cols: usize,
+    mut fill: impl FnMut(usize, usize, &mut [f32], usize) -> Result<()>,
+) -> Result<Vec<Vec<f64>>> {
+    for network in networks {
         assert_eq!(
             cols,
-            self.layers.first().map_or(0, |l| l.inputs),
+            network.layers.first().map_or(0, |l| l.inputs),
             "the input has the network's width (checked by the preprocessor)"
         );
-        let widest = self.layers.iter().map(|l| l.outputs).max().unwrap_or(1);
-        let mut input = vec![0f32; cols * BLOCK];
-        let mut current = vec![0f32; widest * BLOCK];
-        let mut next = vec![0f32; widest * BLOCK];
-        let mut out = Vec::with_capacity(rows);
-        for start in (0..rows).step_by(BLOCK) {
-            let n = BLOCK.min(rows - start);
-            // The AVX-512 kernel works on whole vectors of rows: a short last block is padded
-            // with zero rows (their results are dropped).
-            let padded = n.next_multiple_of(self.kernel.row_multiple());
-            let block = &mut input[..cols * padded];
-            if padded != n {
-                block.fill(0.0);
-            }
-            fill(start, n, block, padded)?;
-            for (i, layer) in self.layers.iter().enumerate() {
+    }
+    let widest = networks
+        .iter()
+        .flat_map(|n| n.layers.iter().map(|l| l.outputs))
+        .max()
+        .unwrap_or(1);
+    // The AVX-512 kernel works on whole vectors of rows: a short last block is padded with
+    // zero rows (their results are dropped) to the widest multiple any network needs.
+    let multiple = networks
+        .iter()
+        .map(|n| n.kernel.row_multiple())
+        .max()
+        .unwrap_or(1);
+    let mut input = vec![0f32; cols * BLOCK.next_multiple_of(multiple)];
+    let mut current = vec![0f32; widest * BLOCK.next_multiple_of(multiple)];
+    let mut next = vec![0f32; widest * BLOCK.next_multiple_of(multiple)];
+    let mut outs: Vec<Vec<f64>> = networks.iter().map(|_| Vec::with_capacity(rows)).collect();
+    for start in (0..rows).step_by(BLOCK) {
+        let n = BLOCK.min(rows - start);
+        let padded = n.next_multiple_of(multiple);
+        let block = &mut input[..cols * padded];
+        if padded != n {
+            block.fill(0.0);
+        }
+        fill(start, n, block, padded)?;
+        for (network, out) in networks.iter().zip(&mut outs) {
+            for (i, layer) in network.layers.iter().enumerate() {
                 let source: &[f32] = if i == 0 { block } else { &current };
-                let relu = i + 1 < self.layers.len();
-                self.kernel
+                let relu = i + 1 < network.layers.len();
+                network
+                    .kernel
                     .layer(layer, source, padded, padded, &mut next, relu);
                 std::mem::swap(&mut current, &mut next);
             }
@@ -218,8 +249,8 @@ impl DenseNetwork {
                     .map(|&z| f64::from(1.0 / (1.0 + (-z).exp()))),
             );
         }
-        Ok(out)
     }
+    Ok(outs)
 }
 
 /// `a · b` for row-major `a` (`[m, k]`) and `b` (`[k, n]`), as the sequence networks'
