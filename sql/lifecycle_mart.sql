@@ -77,10 +77,14 @@ SELECT c.customer_id,
                    f.abandoned_carts_before_last_order, f.failed_searches_before_last_order,
                    f.last_order_rating, f.acquisition_channel, f.device) AS churn_score,
        o.max_order_risk,
-       uplift_score('lifecycle_coupon', f.recency_days, f.frequency, f.tenure_days, f.avg_amount,
-                    f.sessions_since_last_order, f.days_since_last_visit,
-                    f.abandoned_carts_before_last_order, f.failed_searches_before_last_order,
-                    f.last_order_rating, f.acquisition_channel, f.device) AS coupon_uplift,
+       -- Only for customers like the campaign's: at risk (no order in the 30 days before the
+       -- cutoff); the model has not seen the others.
+       CASE WHEN f.recency_days >= 30 THEN
+           uplift_score('lifecycle_coupon', f.recency_days, f.frequency, f.tenure_days,
+                        f.avg_amount, f.sessions_since_last_order, f.days_since_last_visit,
+                        f.abandoned_carts_before_last_order, f.failed_searches_before_last_order,
+                        f.last_order_rating, f.acquisition_channel, f.device)
+       END AS coupon_uplift,
        lifecycle_stage(DATE '2025-12-31' - c.signup_date, coalesce(r.frequency, 0), r.recency_days,
                        p_alive('lifecycle_purchases', w.frequency, w.recency, w.t)) AS lifecycle_stage
 FROM customers c
@@ -91,8 +95,8 @@ LEFT JOIN order_risk o ON o.customer_id = c.customer_id
 )
 -- The next best action by expected value: the coupon keeps coupon_uplift more customers
 -- per customer sent, each worth their 12-month CLV, and costs 5 (its discount); sending
--- nothing is worth 0. Customers without churn features (no order before the campaign's
--- cutoff) have no uplift and get no_action.
+-- nothing is worth 0. Customers without an uplift (no order before the campaign's cutoff,
+-- or not at risk then) get no_action.
 SELECT *,
        coupon_uplift * clv_12_months - 5.0 AS coupon_expected_value,
        CASE WHEN coupon_uplift * clv_12_months - 5.0 > 0 THEN 'winback_coupon' ELSE 'no_action' END

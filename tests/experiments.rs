@@ -206,6 +206,21 @@ async fn uplift_refuses_bad_treatments() {
             ", estimator = 'x'",
             "option estimator must be 'two_model' or",
         ),
+        (
+            "w.customer_id = 42",
+            "",
+            "the treated arm has 1 units; an uplift model needs at least 20",
+        ),
+        (
+            "w.arm = 'coupon'",
+            ", class_weight = 'balanced'",
+            "KIND uplift takes no class_weight = 'balanced'",
+        ),
+        (
+            "w.arm = 'coupon'",
+            ", estimator = 'class_transform', propensity = 'model'",
+            "cannot take propensity = 'model'",
+        ),
     ] {
         let message = error(create(treatment, options)).await;
         assert!(message.contains(expected), "{treatment}: {message}");
@@ -248,6 +263,17 @@ async fn uplift_refuses_bad_treatments() {
     .await;
     assert!(
         message.contains("has no column nope (the TREATMENT)"),
+        "{message}"
+    );
+    // A class with a single row is an error, not a failed split.
+    let message = error(
+        "CREATE MODEL c KIND churn_classifier TARGET y AS SELECT value AS x, value = 7 AS y \
+         FROM generate_series(1, 100)"
+            .to_string(),
+    )
+    .await;
+    assert!(
+        message.contains("the target is true in only one of 100 rows"),
         "{message}"
     );
     // The scoring functions keep to their kinds.

@@ -71,15 +71,18 @@ async fn the_lifecycle_mart_has_every_score_for_every_customer() {
     .await;
     assert!(stages.parse::<i64>().unwrap() >= 5, "{stages} stages");
 
-    // The next best action is one of two, and sending the coupon where it says so is worth
-    // more, by the generator's true effect, than sending it to every customer at risk.
+    // The next best action picks some customers for the coupon and leaves others out (those
+    // not at risk when the campaign ran among them), and sending the coupon where it says so
+    // is worth more, by the generator's true effect, than sending it to every customer at
+    // risk.
     let actions = scalar(
         &engine,
-        "SELECT count(*) FROM customer_lifecycle \
-         WHERE next_best_action IS NULL OR next_best_action NOT IN ('winback_coupon', 'no_action')",
+        "SELECT count(DISTINCT l.next_best_action) || ' ' || \
+                count(CASE WHEN f.recency_days < 30 AND l.next_best_action = 'winback_coupon' THEN 1 END) \
+         FROM customer_lifecycle l JOIN churn_features f USING (customer_id)",
     )
     .await;
-    assert_eq!(actions, "0");
+    assert_eq!(actions, "2 0");
     let values = scalar(
         &engine,
         "SELECT sum(t.coupon_uplift * l.clv_12_months - 5.0) || ' ' || \

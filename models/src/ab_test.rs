@@ -1,14 +1,16 @@
 //! The statistics of an A/B test: each arm against the control arm.
 //!
 //! The formulas are the ones data scientists check against, so that `ab_test`'s figures
-//! equal theirs (benches/ab_test_reference.py compares them with scipy and statsmodels):
+//! equal theirs (tests/clients/ab_test_reference.py compares them with scipy and
+//! statsmodels):
 //!
 //! - A binary outcome (converted, retained): the two-proportion z-test with the pooled
 //!   proportion (statsmodels' `proportions_ztest`), the Wald interval of the difference
 //!   (`confint_proportions_2indep(method='wald')`), and the probability that the arm's rate
-//!   beats control's under uniform Beta(1, 1) priors, exact (Evan Miller's sum) while the
-//!   smaller posterior has at most [`EXACT_BETA_TERMS`] successes, and by the normal
-//!   approximation of both posteriors beyond (where the two differ by well under 1e-4).
+//!   beats control's under uniform Beta(1, 1) priors, exact (Evan Miller's sum, a term at a
+//!   time by its recurrence) while the smaller posterior has at most [`EXACT_BETA_TERMS`]
+//!   successes, and by the normal approximation of both posteriors beyond (within 1e-3 of
+//!   the exact sum there).
 //! - A numeric outcome (revenue, orders): Welch's t-test and its interval (scipy's
 //!   `ttest_ind(equal_var=False)`), and the probability to beat control under flat priors,
 //!   the normal approximation Φ(difference / standard error).
@@ -18,8 +20,8 @@
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 use statrs::function::beta::ln_beta;
 
-/// The exact Beta comparison sums this many terms at most.
-pub const EXACT_BETA_TERMS: f64 = 200_000.0;
+/// The exact Beta comparison sums this many terms at most (a few milliseconds).
+pub const EXACT_BETA_TERMS: f64 = 1_000_000.0;
 
 /// The confidence level of the intervals.
 pub const CONFIDENCE: f64 = 0.95;
@@ -164,9 +166,7 @@ pub fn compare(outcome: Outcome, arm: &ArmStats, control: &ArmStats) -> Comparis
 /// P(X > Y) for X ~ Beta(a1, b1) and Y ~ Beta(a0, b0).
 fn beta_beats(a1: f64, b1: f64, a0: f64, b0: f64) -> f64 {
     if a1.min(a0) - 1.0 > EXACT_BETA_TERMS {
-        let moments = |a: f64, b: f64| (a / (a + b), a * b / ((a + b).powi(2) * (a + b + 1.0)));
-        let ((m1, v1), (m0, v0)) = (moments(a1, b1), moments(a0, b0));
-        return standard_normal().cdf((m1 - m0) / (v1 + v0).sqrt());
+        return normal_beta_beats(a1, b1, a0, b0);
     }
     // Evan Miller's closed form sums over the first argument's successes; with fewer on the
     // other side, sum there and take the complement (ties have probability zero).
@@ -177,16 +177,31 @@ fn beta_beats(a1: f64, b1: f64, a0: f64, b0: f64) -> f64 {
     }
 }
 
-/// Σ_{i<a1} B(a0+i, b0+b1) / ((b1+i) B(1+i, b1) B(a0, b0)), for whole a1 (a count plus one).
+/// P(X > Y) with both Beta posteriors taken as normal with their means and variances.
+fn normal_beta_beats(a1: f64, b1: f64, a0: f64, b0: f64) -> f64 {
+    let moments = |a: f64, b: f64| (a / (a + b), a * b / ((a + b).powi(2) * (a + b + 1.0)));
+    let ((m1, v1), (m0, v0)) = (moments(a1, b1), moments(a0, b0));
+    standard_normal().cdf((m1 - m0) / (v1 + v0).sqrt())
+}
+
+/// Σ_{i<a1} t_i with t_i = B(a0+i, b0+b1) / ((b1+i) B(1+i, b1) B(a0, b0)), for whole a1 (a
+/// count plus one). Each term follows from the last, t_{i+1} = t_i (a0+i)(b1+i) /
+/// ((a0+b0+b1+i)(i+1)), in logarithms (the first terms of large counts underflow), summed
+/// as a running log-sum-exp.
 fn exact_beta_beats(a1: f64, b1: f64, a0: f64, b0: f64) -> f64 {
-    let base = ln_beta(a0, b0);
-    (0..a1 as u64)
-        .map(|i| {
-            let i = i as f64;
-            (ln_beta(a0 + i, b0 + b1) - (b1 + i).ln() - ln_beta(1.0 + i, b1) - base).exp()
-        })
-        .sum::<f64>()
-        .clamp(0.0, 1.0)
+    let mut log_term = ln_beta(a0, b0 + b1) - ln_beta(a0, b0);
+    // The sum is exp(max) * scaled.
+    let (mut max, mut scaled) = (log_term, 0.0_f64);
+    for i in 0..a1 as u64 {
+        if log_term > max {
+            scaled *= (max - log_term).exp();
+            max = log_term;
+        }
+        scaled += (log_term - max).exp();
+        let i = i as f64;
+        log_term += ((a0 + i) * (b1 + i)).ln() - ((a0 + b0 + b1 + i) * (i + 1.0)).ln();
+    }
+    (max.exp() * scaled).clamp(0.0, 1.0)
 }
 
 /// The units each of two equal arms needs for a two-sided test of proportions at `alpha`
@@ -212,16 +227,18 @@ pub fn sample_size_per_arm(
     if !(alpha > 0.0 && alpha < 1.0) {
         return Err(format!("alpha {alpha} is not in (0, 1)"));
     }
-    if !(power > alpha / 2.0 && power < 1.0) {
-        return Err(format!("power {power} must be in (alpha / 2, 1)"));
+    // With no units a two-sided test rejects with probability alpha: power starts there.
+    if !(power > alpha && power < 1.0) {
+        return Err(format!("power {power} must be in (alpha, 1)"));
     }
     let h = (2.0 * target.sqrt().asin() - 2.0 * baseline.sqrt().asin()).abs();
     let normal = standard_normal();
-    let critical = normal.inverse_cdf(1.0 - alpha / 2.0);
+    // From the lower tail, which keeps its digits for tiny alpha.
+    let critical = -normal.inverse_cdf(alpha / 2.0);
     // Two equal arms of n: the effective sample size is n / 2. Both tails count.
     let power_at = |n: f64| {
         let shift = h * (n / 2.0).sqrt();
-        (1.0 - normal.cdf(critical - shift)) + normal.cdf(-critical - shift)
+        normal.sf(critical - shift) + normal.cdf(-critical - shift)
     };
     // Power rises with n; bracket the root, then bisect to the last bit.
     let (mut low, mut high) = (0.0_f64, 1.0_f64);
@@ -276,13 +293,33 @@ mod tests {
         );
         // Equal posteriors: one half.
         assert!((beta_beats(11.0, 21.0, 11.0, 21.0) - 0.5).abs() < 1e-12);
-        // Near the switch to the approximation the two agree closely.
+        // Large counts, whose first terms underflow on their own: the complement agrees.
         let (a1, b1, a0, b0) = (150_001.0, 850_001.0, 149_001.0, 851_001.0);
-        let exact = exact_beta_beats(a1, b1, a0, b0);
-        let moments = |a: f64, b: f64| (a / (a + b), a * b / ((a + b).powi(2) * (a + b + 1.0)));
-        let ((m1, v1), (m0, v0)) = (moments(a1, b1), moments(a0, b0));
-        let approx = standard_normal().cdf((m1 - m0) / (v1 + v0).sqrt());
-        assert!((exact - approx).abs() < 1e-3, "{exact} {approx}");
+        let large = exact_beta_beats(a1, b1, a0, b0);
+        // (ln Γ of millions keeps about eight digits of the first term.)
+        assert!(
+            (large + exact_beta_beats(a0, b0, a1, b1) - 1.0).abs() < 1e-7,
+            "{large}"
+        );
+        // Across the switch to the approximation (unequal arms, a low rate: the skewed case)
+        // the answer moves by less than 1e-3.
+        let at = |successes: f64| {
+            // Rates 0.1 and 0.0999 on arms of 10 and 13 times the successes.
+            let (a1, b1) = (successes + 1.0, 9.0 * successes + 1.0);
+            let n0 = 13.0 * successes;
+            let c0 = (0.0999 * n0).round();
+            let (a0, b0) = (c0 + 1.0, n0 - c0 + 1.0);
+            (beta_beats(a1, b1, a0, b0), exact_beta_beats(a1, b1, a0, b0))
+        };
+        let (below, exact_below) = at(EXACT_BETA_TERMS - 1.0);
+        assert_eq!(below, exact_below, "the exact sum below the switch");
+        let (above, exact_above) = at(EXACT_BETA_TERMS + 1.0);
+        assert_ne!(above, exact_above, "the approximation above it");
+        assert!((above - exact_above).abs() < 1e-3, "{above} {exact_above}");
+        assert!(
+            above > 0.6 && above < 0.99,
+            "a case between the extremes: {above}"
+        );
     }
 
     #[test]
@@ -309,6 +346,10 @@ mod tests {
         assert!(sample_size_per_arm(1.5, 0.1, 0.05, 0.8).is_err());
         assert!(sample_size_per_arm(0.1, 0.02, 0.0, 0.8).is_err());
         assert!(sample_size_per_arm(0.1, 0.02, 0.05, 1.0).is_err());
+        // Power at or below alpha needs no units at all: refused, not answered with 0.
+        assert!(sample_size_per_arm(0.1, 0.02, 0.05, 0.04).is_err());
+        // A tiny alpha still plans (the critical value is read from the lower tail).
+        assert!(sample_size_per_arm(0.1, 0.02, 1e-20, 0.8).unwrap() > 20_000.0);
         let up = sample_size_per_arm(0.1, 0.02, 0.05, 0.8).unwrap();
         let more_power = sample_size_per_arm(0.1, 0.02, 0.05, 0.9).unwrap();
         assert!(more_power > up && up > 1000.0);

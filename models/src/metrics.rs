@@ -198,12 +198,35 @@ pub fn calibration_table(scores: &[f64], labels: &[bool]) -> Vec<CalibrationBin>
 ///   top 10, 20, 30 % (NaN if one group is empty there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpliftMetrics {
+    #[serde(with = "nan_as_null")]
     pub qini: f64,
+    #[serde(with = "nan_as_null")]
     pub auuc: f64,
+    #[serde(with = "nan_as_null")]
     pub uplift_at_10: f64,
+    #[serde(with = "nan_as_null")]
     pub uplift_at_20: f64,
+    #[serde(with = "nan_as_null")]
     pub uplift_at_30: f64,
     pub rows: u64,
+}
+
+/// serde for a figure that may be NaN (not measurable on these rows): JSON has no NaN, so it
+/// is written as null and read back as NaN, and a card holding one still loads.
+pub mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() {
+            serializer.serialize_f64(*value)
+        } else {
+            serializer.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+    }
 }
 
 impl UpliftMetrics {
@@ -355,5 +378,10 @@ mod tests {
         assert_eq!(g.uplift_at_30, 1.0);
         // Top 10 % is one treated unit: no control, no uplift.
         assert!(g.uplift_at_10.is_nan());
+        // Such a figure survives the card's JSON.
+        let json = serde_json::to_string(&g).unwrap();
+        let back: UpliftMetrics = serde_json::from_str(&json).unwrap();
+        assert!(back.uplift_at_10.is_nan(), "{json}");
+        assert!((back.qini - g.qini).abs() < 1e-15, "{json}");
     }
 }

@@ -34,7 +34,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{Classifier, ClassifierOptions, ClassifierSpec};
-use crate::data::{Column, TrainingData, fit_preprocessor, random_split};
+use crate::data::{Column, TrainingData, fit_preprocessor, stratified_split};
 use crate::error::{Error, Result};
 use crate::kernels::dense::DenseNetwork;
 use crate::metrics::{BinaryMetrics, UpliftMetrics};
@@ -99,11 +99,24 @@ impl UpliftOptions {
                 )));
             }
         };
+        let classifier = ClassifierOptions::from_options(options, kind)?;
+        if classifier.balanced {
+            return Err(Error::option(
+                "KIND uplift takes no class_weight = 'balanced': reweighting the classes \
+                 changes the probabilities whose difference is the uplift",
+            ));
+        }
+        if estimator == Estimator::ClassTransform && propensity == Propensity::Model {
+            return Err(Error::option(
+                "estimator 'class_transform' assumes every unit had the same chance of \
+                 treatment, so it cannot take propensity = 'model'; use estimator 'two_model'",
+            ));
+        }
         Ok(UpliftOptions {
             treatment,
             propensity,
             estimator,
-            classifier: ClassifierOptions::from_options(options, kind)?,
+            classifier,
         })
     }
 }
@@ -123,6 +136,7 @@ pub struct UpliftSpec {
     pub treatment: String,
     pub propensity: Propensity,
     /// The held-out ROC AUC of the treatment's logistic regression on the features.
+    #[serde(with = "crate::metrics::nan_as_null")]
     pub propensity_auc: f64,
     pub treated_share: f64,
     pub estimator: Estimator,
@@ -142,6 +156,10 @@ pub struct Uplift {
 }
 
 const NO_OPTIONS: [(&str, &str); 0] = [];
+
+/// Fewer units than this in an arm cannot be split into training and held-out rows that
+/// each hold both outcomes.
+const MIN_UNITS_PER_ARM: usize = 20;
 
 impl Estimator {
     /// The weight-name prefix of each classifier, in order.
@@ -178,12 +196,20 @@ impl Uplift {
         }
         let mut rng = StdRng::seed_from_u64(options.classifier.seed ^ 0x0091_1f7e_d5ee_d000);
         let fraction = options.classifier.training.validation_fraction;
-        if rows < 20 {
+        let smaller_arm = treated_rows.min(rows - treated_rows);
+        if smaller_arm < MIN_UNITS_PER_ARM {
             return Err(Error::data(format!(
-                "{rows} rows are too few for an uplift model (at least 20)"
+                "the {} arm has {smaller_arm} units; an uplift model needs at least \
+                 {MIN_UNITS_PER_ARM} in each arm",
+                if treated_rows == smaller_arm {
+                    "treated"
+                } else {
+                    "control"
+                }
             )));
         }
-        let (train, validation) = random_split(rows, fraction, 5, &mut rng);
+        // Both arms in both sets, in proportion.
+        let (train, validation) = stratified_split(&treatment, fraction, options.classifier.seed);
         let subset = |rows: &[usize], target: &[bool]| TrainingData {
             features: data
                 .features
@@ -210,7 +236,7 @@ impl Uplift {
         )
         .map_err(|e| in_group("the treatment's propensity model", e))?;
         let validation_data = subset(&validation, &data.target);
-        let propensity_scores = predict(&propensity_model, &validation_data)?;
+        let propensity_scores = score_rows(&validation_data, |v| propensity_model.predict(v))?;
         let validation_treatment: Vec<bool> = validation.iter().map(|&i| treatment[i]).collect();
         let propensity_auc =
             BinaryMetrics::compute(&propensity_scores, &validation_treatment, 0.5).roc_auc;
@@ -300,7 +326,7 @@ impl Uplift {
             },
             classifiers,
         };
-        let scores = predict_uplift(&model, &validation_data)?;
+        let scores = score_rows(&validation_data, |v| model.predict(v))?;
         model.spec.validation =
             UpliftMetrics::compute(&scores, &validation_treatment, &validation_data.target);
         model.spec.seconds = started.elapsed().as_secs_f64();
@@ -476,23 +502,18 @@ fn select(column: &FeatureColumn, rows: &[usize]) -> FeatureColumn {
     }
 }
 
-fn views(data: &TrainingData) -> Vec<Column<'_>> {
-    data.features
+/// `score` over every row of `data`.
+fn score_rows(
+    data: &TrainingData,
+    score: impl FnOnce(&[FeatureValues<'_>]) -> Result<Vec<f64>>,
+) -> Result<Vec<f64>> {
+    let columns: Vec<Column<'_>> = data
+        .features
         .iter()
         .map(|(_, c)| Column::borrow(c))
-        .collect()
-}
-
-fn predict(model: &Classifier, data: &TrainingData) -> Result<Vec<f64>> {
-    let columns = views(data);
+        .collect();
     let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-    model.predict(&values)
-}
-
-fn predict_uplift(model: &Uplift, data: &TrainingData) -> Result<Vec<f64>> {
-    let columns = views(data);
-    let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-    model.predict(&values)
+    score(&values)
 }
 
 /// Says which of the models failed: "in the treated units: the target has a single class".

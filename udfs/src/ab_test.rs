@@ -22,7 +22,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionState;
@@ -31,11 +31,12 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 use datafusion::physical_plan::ExecutionPlan;
+use futures::StreamExt;
 use tenure_models::ab_test::{ArmStats, Outcome, compare, sample_size_per_arm};
 
 use crate::docs::DOC_SECTION;
 use crate::features::sql_type_name;
-use crate::table_args::{collect_read_only, session_state, text_arguments};
+use crate::table_args::{session_state, stream_read_only, text_arguments};
 
 const FUNCTION: &str = "ab_test";
 
@@ -91,7 +92,7 @@ fn result_schema() -> SchemaRef {
 
 impl Experiment {
     async fn arms(&self, state: &SessionState) -> Result<(Outcome, BTreeMap<String, ArmStats>)> {
-        let (schema, batches) = collect_read_only(state, &self.query).await?;
+        let (schema, mut batches) = stream_read_only(state, &self.query).await?;
         if schema.fields().len() < 2 {
             return plan_err!(
                 "{FUNCTION}: the query must return the arm (first column) and the outcome \
@@ -113,8 +114,14 @@ impl Experiment {
             }
         };
         let mut arms: BTreeMap<String, ArmStats> = BTreeMap::new();
-        for batch in &batches {
-            let arm_column = cast(batch.column(0), &DataType::Utf8)?;
+        while let Some(batch) = batches.next().await {
+            let batch = batch?;
+            let arm_column = cast(batch.column(0), &DataType::Utf8).map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "{FUNCTION}: the arm (first column, {}) cannot be read as text: {e}",
+                    schema.field(0).name()
+                ))
+            })?;
             let arm_names = arm_column.as_string::<i32>();
             let values = cast(batch.column(1), &DataType::Float64)?;
             let values = values.as_primitive::<Float64Type>();

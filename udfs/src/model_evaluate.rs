@@ -108,7 +108,11 @@ impl Evaluation {
                 .with_values(|values| self.model.model.predict(values))
                 .map_err(|e| DataFusionError::Execution(format!("{FUNCTION}: {e}")))?;
             let batch_treated = match treatment {
-                Some(name) => target_labels(name, &column(name))?,
+                Some(name) => target_labels(name, &column(name)).map_err(|_| {
+                    DataFusionError::Plan(format!(
+                        "{FUNCTION}: the treatment {name} must be a boolean or 0/1 column"
+                    ))
+                })?,
                 None => vec![Some(false); batch.num_rows()],
             };
             for ((score, label), was_treated) in batch_scores

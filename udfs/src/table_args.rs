@@ -6,10 +6,11 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionState;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::Expr;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 
 /// Exactly `N` text literal arguments, named `names` in errors.
 pub fn text_arguments<const N: usize>(
@@ -52,14 +53,28 @@ pub async fn collect_read_only(
     state: &SessionState,
     sql: &str,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let frame = read_only_frame(state, sql).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    Ok((schema, frame.collect().await?))
+}
+
+/// [`collect_read_only`] a batch at a time, for functions that fold the rows as they come.
+pub async fn stream_read_only(
+    state: &SessionState,
+    sql: &str,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let frame = read_only_frame(state, sql).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    Ok((schema, frame.execute_stream().await?))
+}
+
+async fn read_only_frame(state: &SessionState, sql: &str) -> Result<DataFrame> {
     let ctx = SessionContext::new_with_state(state.clone());
     let read_only = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let frame = ctx.sql_with_options(sql, read_only).await?;
-    let schema = Arc::new(frame.schema().as_arrow().clone());
-    Ok((schema, frame.collect().await?))
+    ctx.sql_with_options(sql, read_only).await
 }
 
 /// The session of a table function's scan, which tenure always runs in a DataFusion

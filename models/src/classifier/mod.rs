@@ -461,6 +461,15 @@ fn validate(data: &TrainingData, options: &ClassifierOptions) -> Result<()> {
             positives == rows
         )));
     }
+    // The split puts rows of each class on both sides, so each class needs two.
+    let rarest = positives.min(rows - positives);
+    if rarest < 2 {
+        return Err(Error::data(format!(
+            "the target is {} in only one of {rows} rows; a classifier needs at least two rows \
+             of each class",
+            positives == rarest
+        )));
+    }
     let validation = (rows as f64 * options.training.validation_fraction).round() as usize;
     if validation < 2 || rows - validation < 2 {
         return Err(Error::data(format!(
