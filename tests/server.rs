@@ -15,7 +15,7 @@ use tenure::{Config, Engine, PathAccess};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::support::{project_file, tenure_bin};
+use crate::support::{project_file, python_client, tenure_bin};
 
 /// A server on a free loopback port over a fresh data directory.
 pub(crate) struct TestServer {
@@ -1479,31 +1479,8 @@ fn wait_for_port(port: u16, child: &mut std::process::Child) {
 /// TENURE_REQUIRE_CLIENT_TESTS=1 (set by .ci/run) makes that a failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_drivers_and_sqlalchemy() {
-    let Ok(python) = std::env::var("TENURE_TEST_PYTHON") else {
-        assert!(
-            std::env::var_os("TENURE_REQUIRE_CLIENT_TESTS").is_none(),
-            "TENURE_REQUIRE_CLIENT_TESTS is set but TENURE_TEST_PYTHON is not"
-        );
-        eprintln!(
-            "skipping the Python driver tests: set TENURE_TEST_PYTHON to a python with \
-             tests/clients/requirements.txt installed"
-        );
-        return;
-    };
     let server = TestServer::start().await;
-    let port = server.addr.port().to_string();
-    let script = project_file("tests/clients/python_clients.py");
-    let output =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(port).output())
-            .await
-            .unwrap()
-            .expect("python runs");
-    assert!(
-        output.status.success(),
-        "Python drivers:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    python_client("python_clients.py", server.addr.port()).await;
     server.stop().await;
 }
 

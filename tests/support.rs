@@ -237,3 +237,37 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `tests/clients/{script} PORT` with the interpreter in TENURE_TEST_PYTHON (a venv
+/// with tests/clients/requirements.txt) against a server on `port`, and fails the test with
+/// the script's output if the script fails. Without TENURE_TEST_PYTHON it says so and
+/// returns, unless TENURE_REQUIRE_CLIENT_TESTS=1 (set by .ci/run) makes that a failure.
+pub async fn python_client(script: &str, port: u16) {
+    let Ok(python) = std::env::var("TENURE_TEST_PYTHON") else {
+        assert!(
+            std::env::var_os("TENURE_REQUIRE_CLIENT_TESTS").is_none(),
+            "TENURE_REQUIRE_CLIENT_TESTS is set but TENURE_TEST_PYTHON is not"
+        );
+        eprintln!(
+            "skipping tests/clients/{script}: set TENURE_TEST_PYTHON to a python with \
+             tests/clients/requirements.txt installed"
+        );
+        return;
+    };
+    let path = project_file(&format!("tests/clients/{script}"));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(path)
+            .arg(port.to_string())
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python runs");
+    assert!(
+        output.status.success(),
+        "tests/clients/{script}:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
