@@ -58,7 +58,7 @@ async fn uplift_finds_whom_the_coupon_wins_back() {
              FROM winback_campaign w JOIN churn_features f USING (customer_id) \
              WHERE w.customer_id % 5 <> 0 ORDER BY w.customer_id; \
              CREATE MODEL transformed KIND uplift TARGET retained TREATMENT got_coupon \
-             OPTIONS (hidden = '16', seed = 1, estimator = 'class_transform') \
+             OPTIONS (hidden = '32,16', seed = 1, estimator = 'class_transform') \
              AS SELECT {FEATURES}, w.arm = 'coupon' AS got_coupon, w.retained \
              FROM winback_campaign w JOIN churn_features f USING (customer_id) \
              WHERE w.customer_id % 5 <> 0 ORDER BY w.customer_id; \

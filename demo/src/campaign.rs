@@ -13,7 +13,8 @@ use rand::{Rng, SeedableRng};
 
 use super::draws::{sigmoid, stream_seed};
 
-/// Customers whose last order is at least this many days before the cutoff are at risk.
+/// Customers whose last order (in `orders`) is at least this many days before the cutoff
+/// are at risk.
 pub(crate) const AT_RISK_DAYS: f64 = 30.0;
 /// A coupon wins back `WON_BACK_BASE + WON_BACK_ENGAGED * sigmoid(engagement)` of those who
 /// would have churned: more of the engaged customers.

@@ -16,8 +16,8 @@ use super::campaign;
 use super::catalog::Catalog;
 use super::chunk::*;
 use super::clock::{
-    self, CUTOFF_T, Clock, HORIZON_DAYS, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND,
-    WINDOW_DAYS,
+    self, CUTOFF_T, Clock, HORIZON_DAYS, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE,
+    MICROS_PER_SECOND, WINDOW_DAYS,
 };
 use super::draws::*;
 use super::params::*;
@@ -337,7 +337,11 @@ impl<'a> Sim<'a> {
                 .rfind(|q| q.t < CUTOFF_T)
                 .and_then(|last| {
                     let rating = last.review.filter(|(t, _)| *t < CUTOFF_T).map(|(_, r)| r);
-                    let days = CUTOFF_T - last.t;
+                    // Days since the last order in `orders` (a takeover's included), as
+                    // churn_features reads them, so the mart can tell who was at risk.
+                    let cutoff = clock::cutoff_us();
+                    let last_order = s.orders.iter().map(|o| o.time_us).filter(|t| *t < cutoff);
+                    let days = (cutoff - last_order.max()?) as f64 / MICROS_PER_DAY as f64;
                     campaign::winback(self.seed, id, engagement, hazard, churned, days, rating)
                 }),
             _ => None,

@@ -157,8 +157,9 @@ pub struct Uplift {
 
 const NO_OPTIONS: [(&str, &str); 0] = [];
 
-/// Fewer units than this in an arm cannot be split into training and held-out rows that
-/// each hold both outcomes.
+/// The fewest units an arm may have: below this a held-out fifth says nothing and the
+/// arm's classifier has almost nothing to learn from. (A single outcome class in an arm is
+/// the classifier's own error.)
 const MIN_UNITS_PER_ARM: usize = 20;
 
 impl Estimator {
