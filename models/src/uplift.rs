@@ -251,8 +251,8 @@ impl Uplift {
                 "the treatment {} does not look randomised: the features predict it (ROC AUC \
                  {propensity_auc:.3} on held-out rows; a random assignment stays below \
                  {limit:.3}), so the difference between treated and control customers is not \
-                 the treatment's effect. Randomise it (assign_variant), or accept the bias with \
-                 OPTIONS (propensity = 'model')",
+                 the treatment's effect. Randomise it (assign_variant); or, if the features hold \
+                 every reason a unit was treated, accept it with OPTIONS (propensity = 'model')",
                 options.treatment
             )));
         }
