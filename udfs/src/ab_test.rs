@@ -36,7 +36,7 @@ use tenure_models::ab_test::{ArmStats, Outcome, compare, sample_size_per_arm};
 
 use crate::docs::DOC_SECTION;
 use crate::features::sql_type_name;
-use crate::table_args::{session_state, stream_read_only, text_arguments};
+use crate::table_args::{call_schema, session_state, stream_read_only, text_arguments};
 
 const FUNCTION: &str = "ab_test";
 
@@ -64,7 +64,15 @@ impl TableFunctionImpl for AbTest {
                 );
             }
         };
-        Ok(Arc::new(Experiment { query, control }))
+        let schema = call_schema(
+            result_schema(),
+            format!("{FUNCTION}({query:?}, {control:?})"),
+        );
+        Ok(Arc::new(Experiment {
+            query,
+            control,
+            schema,
+        }))
     }
 }
 
@@ -72,11 +80,13 @@ impl TableFunctionImpl for AbTest {
 struct Experiment {
     query: String,
     control: String,
+    /// The result's schema, marked with this call (`table_args::call_schema`).
+    schema: SchemaRef,
 }
 
-fn result_schema() -> SchemaRef {
+fn result_schema() -> Schema {
     let number = |name: &str| Field::new(name, DataType::Float64, true);
-    Arc::new(Schema::new(vec![
+    Schema::new(vec![
         Field::new("arm", DataType::Utf8, false),
         Field::new("n", DataType::Int64, false),
         number("mean"),
@@ -87,7 +97,7 @@ fn result_schema() -> SchemaRef {
         number("p_value"),
         number("p_beat_control"),
         Field::new("test", DataType::Utf8, true),
-    ]))
+    ])
 }
 
 impl Experiment {
@@ -217,14 +227,14 @@ impl Experiment {
                 .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef),
         );
         arrays.push(Arc::new(StringArray::from(tests)));
-        Ok(RecordBatch::try_new(result_schema(), arrays)?)
+        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
     }
 }
 
 #[async_trait]
 impl TableProvider for Experiment {
     fn schema(&self) -> SchemaRef {
-        result_schema()
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -242,7 +252,7 @@ impl TableProvider for Experiment {
         let batch = self.report(outcome, &arms)?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
-            result_schema(),
+            self.schema.clone(),
             projection.cloned(),
         )?)
     }

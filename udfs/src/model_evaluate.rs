@@ -24,7 +24,7 @@ use tenure_models::{Model, ModelSpec};
 use crate::features::FeatureBatch;
 use crate::model_arg::resolve;
 use crate::registry::{LoadedModel, ModelRegistry};
-use crate::table_args::{collect_read_only, session_state, text_arguments};
+use crate::table_args::{call_schema, collect_read_only, session_state, text_arguments};
 use crate::training::target_labels;
 
 const FUNCTION: &str = "model_evaluate";
@@ -44,7 +44,15 @@ impl TableFunctionImpl for ModelEvaluate {
                 model.card.name
             );
         }
-        Ok(Arc::new(Evaluation { model, query }))
+        let schema = call_schema(
+            result_schema(),
+            format!("{FUNCTION}({reference:?}, {query:?})"),
+        );
+        Ok(Arc::new(Evaluation {
+            model,
+            query,
+            schema,
+        }))
     }
 }
 
@@ -52,13 +60,15 @@ impl TableFunctionImpl for ModelEvaluate {
 struct Evaluation {
     model: Arc<LoadedModel>,
     query: String,
+    /// The result's schema, marked with this call (`table_args::call_schema`).
+    schema: SchemaRef,
 }
 
-fn result_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
+fn result_schema() -> Schema {
+    Schema::new(vec![
         Field::new("metric", DataType::Utf8, false),
         Field::new("value", DataType::Float64, true),
-    ]))
+    ])
 }
 
 impl Evaluation {
@@ -142,7 +152,7 @@ impl Evaluation {
 #[async_trait]
 impl TableProvider for Evaluation {
     fn schema(&self) -> SchemaRef {
-        result_schema()
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -158,7 +168,7 @@ impl TableProvider for Evaluation {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let named = self.metrics(session_state(FUNCTION, state)?).await?;
         let batch = RecordBatch::try_new(
-            result_schema(),
+            self.schema.clone(),
             vec![
                 Arc::new(StringArray::from_iter_values(named.iter().map(|(n, _)| *n))),
                 Arc::new(Float64Array::from_iter(
@@ -168,7 +178,7 @@ impl TableProvider for Evaluation {
         )?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
-            result_schema(),
+            self.schema.clone(),
             projection.cloned(),
         )?)
     }

@@ -12,7 +12,7 @@ use tenure_models::{Model, ModelSpec};
 
 use crate::model_arg::resolve;
 use crate::registry::ModelRegistry;
-use crate::table_args::text_arguments;
+use crate::table_args::{call_schema, text_arguments};
 
 #[derive(Debug)]
 pub struct ModelFeatures {
@@ -40,13 +40,16 @@ impl TableFunctionImpl for ModelFeatures {
             _ => vec![None; model.card.features.len()],
         };
         let features = &model.card.features;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("position", DataType::UInt32, false),
-            Field::new("feature", DataType::Utf8, false),
-            Field::new("type", DataType::Utf8, false),
-            Field::new("kind", DataType::Utf8, false),
-            Field::new("importance", DataType::Float64, true),
-        ]));
+        let schema = call_schema(
+            Schema::new(vec![
+                Field::new("position", DataType::UInt32, false),
+                Field::new("feature", DataType::Utf8, false),
+                Field::new("type", DataType::Utf8, false),
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("importance", DataType::Float64, true),
+            ]),
+            format!("model_features({reference:?})"),
+        );
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![

@@ -28,6 +28,7 @@ use crate::docs::DOC_SECTION;
 use crate::features::sql_type_name;
 use crate::model_arg::{ModelArg, resolve};
 use crate::registry::{LoadedModel, ModelRegistry};
+use crate::table_args::call_schema;
 
 /// The most items one call returns.
 const MAX_K: i64 = 1000;
@@ -283,12 +284,15 @@ impl TableFunctionImpl for Recommendations {
             .iter()
             .map(|f| f.name.as_str())
             .collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(names[0], id_type(&recs.spec.users), false),
-            Field::new("rank", DataType::Int32, false),
-            Field::new(names[1], id_type(&recs.spec.items), false),
-            Field::new("score", DataType::Float64, false),
-        ]));
+        let schema = call_schema(
+            Schema::new(vec![
+                Field::new(names[0], id_type(&recs.spec.users), false),
+                Field::new("rank", DataType::Int32, false),
+                Field::new(names[1], id_type(&recs.spec.items), false),
+                Field::new("score", DataType::Float64, false),
+            ]),
+            format!("{FUNCTION}({reference:?}, {k})"),
+        );
         Ok(Arc::new(AllRecommendations {
             model,
             k: k as usize,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::execution::SendableRecordBatchStream;
@@ -45,6 +45,14 @@ pub fn text_arguments<const N: usize>(
         }
     }
     Ok(out)
+}
+
+/// `schema` marked with the call that produced it. DataFusion names a table function's scan
+/// `name()` whatever its arguments, and plans compare by name and schema, so without the
+/// mark two calls with different arguments in one statement (two scalar subqueries) are
+/// taken for the same plan and the optimiser computes one for both.
+pub fn call_schema(schema: Schema, call: String) -> SchemaRef {
+    Arc::new(schema.with_metadata([("tenure.table_function_call".to_string(), call)].into()))
 }
 
 /// Runs `sql` in the caller's session and collects it. Only a query is allowed (no DDL, DML
