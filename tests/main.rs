@@ -13,6 +13,7 @@ mod lifecycle_mart;
 mod models;
 mod persistence;
 mod readme;
+mod real_data;
 mod recommender;
 mod risk;
 mod s3;

@@ -25,6 +25,48 @@ impl TrainingData {
             .first()
             .map_or(self.target.len(), |(_, column)| column.len())
     }
+
+    /// The features of `rows`, with `target` (one value per row of `self`) as the target.
+    pub(crate) fn subset(&self, rows: &[usize], target: &[bool]) -> TrainingData {
+        let select = |column: &FeatureColumn| -> FeatureColumn {
+            match column {
+                FeatureColumn::Numeric(v) => {
+                    FeatureColumn::Numeric(rows.iter().map(|&i| v[i]).collect())
+                }
+                FeatureColumn::Categorical(v) => {
+                    FeatureColumn::Categorical(rows.iter().map(|&i| v[i].clone()).collect())
+                }
+                FeatureColumn::TextList(v) => {
+                    FeatureColumn::TextList(rows.iter().map(|&i| v[i].clone()).collect())
+                }
+                FeatureColumn::NumberList(v) => {
+                    FeatureColumn::NumberList(rows.iter().map(|&i| v[i].clone()).collect())
+                }
+            }
+        };
+        TrainingData {
+            features: self
+                .features
+                .iter()
+                .map(|(name, column)| (name.clone(), select(column)))
+                .collect(),
+            target: rows.iter().map(|&i| target[i]).collect(),
+        }
+    }
+
+    /// `score` over every row (of tabular features).
+    pub(crate) fn score(
+        &self,
+        score: impl FnOnce(&[FeatureValues<'_>]) -> Result<Vec<f64>>,
+    ) -> Result<Vec<f64>> {
+        let columns: Vec<Column<'_>> = self
+            .features
+            .iter()
+            .map(|(_, c)| Column::borrow(c))
+            .collect();
+        let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
+        score(&values)
+    }
 }
 
 /// Training and validation row indices, stratified by class so both sets see both classes.

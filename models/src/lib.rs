@@ -48,6 +48,7 @@ pub mod classifier;
 mod compute;
 pub mod data;
 pub mod error;
+pub mod gbdt;
 mod kernels;
 mod kind;
 pub mod kmeans;

@@ -218,14 +218,22 @@ impl Model {
     /// Validation metrics as (name, value) in display order.
     pub fn metrics(&self) -> Vec<(String, f64)> {
         match self {
-            Model::Classifier(c) => c
-                .spec
-                .training
-                .validation
-                .named()
-                .into_iter()
-                .map(|(n, v)| (n.to_string(), v))
-                .collect(),
+            Model::Classifier(c) => {
+                let mut metrics: Vec<(String, f64)> = c
+                    .spec
+                    .training
+                    .validation
+                    .named()
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v))
+                    .collect();
+                // model = 'auto': every candidate's cross-validated AUC.
+                for candidate in &c.spec.selection {
+                    metrics.push((format!("cv_auc_{}", candidate.name), candidate.mean_auc));
+                    metrics.push((format!("cv_auc_sd_{}", candidate.name), candidate.sd_auc));
+                }
+                metrics
+            }
             Model::Bgnbd(m) => m.metrics(),
             Model::GammaGamma(m) => m.metrics(),
             Model::KMeans(m) => m.metrics(),

@@ -31,6 +31,11 @@ impl Options {
         self.values.get(key).map(String::as_str)
     }
 
+    /// Whether `key` was given (without marking it understood).
+    pub fn contains(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
     /// Un-marks `key` as understood, so that [`Options::finish`] reports it if present.
     pub fn forget(&mut self, key: &str) {
         self.taken.remove(key);

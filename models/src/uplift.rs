@@ -33,8 +33,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{Classifier, ClassifierOptions, ClassifierSpec};
-use crate::data::{Column, TrainingData, fit_preprocessor, stratified_split};
+use crate::classifier::{Classifier, ClassifierOptions, ClassifierSpec, Family};
+use crate::data::{TrainingData, fit_preprocessor, stratified_split};
 use crate::error::{Error, Result};
 use crate::kernels::dense::DenseNetwork;
 use crate::metrics::{BinaryMetrics, UpliftMetrics};
@@ -99,7 +99,17 @@ impl UpliftOptions {
                 )));
             }
         };
-        let classifier = ClassifierOptions::from_options(options, kind)?;
+        let mut classifier = ClassifierOptions::from_options(options, kind)?;
+        // The outcome models share one preprocessing and are fused at scoring: networks.
+        match classifier.family {
+            Family::Logistic | Family::Mlp => {}
+            Family::Auto => classifier.family = Family::Mlp,
+            Family::Gbdt => {
+                return Err(Error::option(
+                    "KIND uplift's estimators are networks: model must be 'mlp' or 'logistic'",
+                ));
+            }
+        }
         if classifier.balanced {
             return Err(Error::option(
                 "KIND uplift takes no class_weight = 'balanced': reweighting the classes \
@@ -211,23 +221,15 @@ impl Uplift {
         }
         // Both arms in both sets, in proportion.
         let (train, validation) = stratified_split(&treatment, fraction, options.classifier.seed);
-        let subset = |rows: &[usize], target: &[bool]| TrainingData {
-            features: data
-                .features
-                .iter()
-                .map(|(name, column)| (name.clone(), select(column, rows)))
-                .collect(),
-            target: rows.iter().map(|&i| target[i]).collect(),
-        };
+        let subset = |rows: &[usize], target: &[bool]| data.subset(rows, target);
 
         // Is the treatment random given the features? A logistic regression with the
         // classifier's default training (not the OPTIONS meant for the outcome models, which
         // may train for a few epochs only) answers.
         let defaults = ClassifierOptions::from_options(&mut Options::new(NO_OPTIONS), "uplift")?;
         let propensity_options = ClassifierOptions {
-            hidden: Vec::new(),
             training: defaults.training,
-            ..options.classifier.clone()
+            ..options.classifier.with_family(Family::Logistic)
         };
         let propensity_model = Classifier::train(
             &subset(&train, &treatment),
@@ -237,7 +239,7 @@ impl Uplift {
         )
         .map_err(|e| in_group("the treatment's propensity model", e))?;
         let validation_data = subset(&validation, &data.target);
-        let propensity_scores = score_rows(&validation_data, |v| propensity_model.predict(v))?;
+        let propensity_scores = validation_data.score(|v| propensity_model.predict(v))?;
         let validation_treatment: Vec<bool> = validation.iter().map(|&i| treatment[i]).collect();
         let propensity_auc =
             BinaryMetrics::compute(&propensity_scores, &validation_treatment, 0.5).roc_auc;
@@ -327,7 +329,7 @@ impl Uplift {
             },
             classifiers,
         };
-        let scores = score_rows(&validation_data, |v| model.predict(v))?;
+        let scores = validation_data.score(|v| model.predict(v))?;
         model.spec.validation =
             UpliftMetrics::compute(&scores, &validation_treatment, &validation_data.target);
         model.spec.seconds = started.elapsed().as_secs_f64();
@@ -486,35 +488,6 @@ fn take_treatment(data: &TrainingData, name: &str) -> Result<(Vec<bool>, Trainin
             target: data.target.clone(),
         },
     ))
-}
-
-fn select(column: &FeatureColumn, rows: &[usize]) -> FeatureColumn {
-    match column {
-        FeatureColumn::Numeric(v) => FeatureColumn::Numeric(rows.iter().map(|&i| v[i]).collect()),
-        FeatureColumn::Categorical(v) => {
-            FeatureColumn::Categorical(rows.iter().map(|&i| v[i].clone()).collect())
-        }
-        FeatureColumn::TextList(v) => {
-            FeatureColumn::TextList(rows.iter().map(|&i| v[i].clone()).collect())
-        }
-        FeatureColumn::NumberList(v) => {
-            FeatureColumn::NumberList(rows.iter().map(|&i| v[i].clone()).collect())
-        }
-    }
-}
-
-/// `score` over every row of `data`.
-fn score_rows(
-    data: &TrainingData,
-    score: impl FnOnce(&[FeatureValues<'_>]) -> Result<Vec<f64>>,
-) -> Result<Vec<f64>> {
-    let columns: Vec<Column<'_>> = data
-        .features
-        .iter()
-        .map(|(_, c)| Column::borrow(c))
-        .collect();
-    let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-    score(&values)
 }
 
 /// Says which of the models failed: "in the treated units: the target has a single class".

@@ -1,8 +1,9 @@
 //! `explain(model, features...)`: why the model scored this row as it did — a list of
-//! (feature, contribution) in log-odds, led by `(baseline)`, the log-odds of the all-means
-//! input. Baseline plus contributions is the row's log-odds: exactly for logistic regression
-//! (weight times standardised value), approximately for an MLP (integrated gradients, 32 steps).
-//! It runs a backward pass per row, so it is meant for a few rows, not a whole table.
+//! (feature, contribution) in log-odds, led by `(baseline)`. Baseline plus contributions is
+//! the row's log-odds: exactly for boosted trees (TreeSHAP values; the baseline is the mean
+//! training log-odds) and logistic regression (weight times standardised value; the baseline
+//! is the all-means input's), approximately for an MLP (integrated gradients, 32 steps). An
+//! MLP runs a backward pass per row, so it is meant for a few rows, not a whole table.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

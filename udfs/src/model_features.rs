@@ -1,5 +1,6 @@
-//! `model_features(model)`: the model's features in order, with their type and permutation
-//! importance (the drop in validation ROC AUC when the feature is shuffled).
+//! `model_features(model)`: the model's features in order, with their type, permutation
+//! importance (the drop in validation ROC AUC when the feature is shuffled) and, for boosted
+//! trees, the mean |SHAP value| over validation rows (log-odds).
 
 use std::sync::Arc;
 
@@ -23,21 +24,29 @@ impl TableFunctionImpl for ModelFeatures {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let [reference] = text_arguments::<1>("model_features", &["model"], args.exprs())?;
         let model = resolve("model_features", self.registry.as_ref(), &reference)?;
-        let importance: Vec<Option<f64>> = match (&model.model, &model.card.spec) {
-            (Model::Classifier(_), ModelSpec::Classifier(spec)) => model
+        let per_feature = |values: &[(String, f64)]| -> Vec<Option<f64>> {
+            model
                 .card
                 .features
                 .iter()
                 .map(|f| {
-                    spec.training
-                        .importance
+                    values
                         .iter()
                         .find(|(name, _)| *name == f.name)
                         .map(|(_, v)| *v)
                 })
-                .collect(),
+                .collect()
+        };
+        let (importance, mean_abs_shap) = match (&model.model, &model.card.spec) {
+            (Model::Classifier(_), ModelSpec::Classifier(spec)) => (
+                per_feature(&spec.training.importance),
+                per_feature(&spec.training.shap_importance),
+            ),
             // The BTYD models have no feature importance: every input is structural.
-            _ => vec![None; model.card.features.len()],
+            _ => (
+                vec![None; model.card.features.len()],
+                vec![None; model.card.features.len()],
+            ),
         };
         let features = &model.card.features;
         let schema = call_schema(
@@ -47,6 +56,7 @@ impl TableFunctionImpl for ModelFeatures {
                 Field::new("type", DataType::Utf8, false),
                 Field::new("kind", DataType::Utf8, false),
                 Field::new("importance", DataType::Float64, true),
+                Field::new("mean_abs_shap", DataType::Float64, true),
             ]),
             format!("model_features({reference:?})"),
         );
@@ -64,6 +74,7 @@ impl TableFunctionImpl for ModelFeatures {
                     features.iter().map(|f| f.kind.to_string()),
                 )),
                 Arc::new(Float64Array::from(importance)),
+                Arc::new(Float64Array::from(mean_abs_shap)),
             ],
         )?;
         Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))

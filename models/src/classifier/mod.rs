@@ -1,7 +1,12 @@
-//! Binary classifiers on tabular features: KIND churn_classifier (and, later, risk_classifier).
+//! Binary classifiers on tabular features: KIND churn_classifier, risk_classifier and the
+//! outcome models of KIND uplift.
 //!
-//! An MLP (`hidden = '64,32'`, ReLU, optional dropout) or, with `hidden = ''`, logistic
-//! regression, over [`Preprocessor`] output. Trained with AdamW on shuffled mini-batches to
+//! Three families (`model = ...`): gradient-boosted trees ([`crate::gbdt`], trained in
+//! [`boosted`]), and an MLP (`hidden = '64,32'`, ReLU, optional dropout) or, with
+//! `hidden = ''`, logistic regression, over [`Preprocessor`] output. `model = 'auto'`, the
+//! default, cross-validates them and keeps the best ([`select`]).
+//!
+//! The networks are Trained with AdamW on shuffled mini-batches to
 //! minimise (optionally class-weighted) binary cross-entropy, with early stopping on a
 //! validation split and the best epoch's weights kept. Weights are initialised and dropout
 //! masks drawn from one seeded generator, so a seed gives the same model every time.
@@ -23,89 +28,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{TrainingData, encode, fit_and_encode, stratified_split};
 use crate::error::{Error, Result};
+use crate::gbdt::Booster;
 use crate::kernels::dense::DenseNetwork;
 use crate::kernels::dense_training::CpuTrainer;
 use crate::metrics::{BinaryMetrics, CalibrationBin, calibration_table, roc_auc};
-use crate::options::Options;
 use crate::preprocess::{FeatureValues, Matrix, Preprocessor};
-use crate::train::{
-    EarlyStopping, EpochReport, TrainingOptions, weighted_bce_with_logits, weighted_log_loss,
-};
+use crate::train::{EarlyStopping, EpochReport, weighted_bce_with_logits, weighted_log_loss};
 
-/// The training options' defaults for a classifier.
-const DEFAULTS: TrainingOptions = TrainingOptions {
-    epochs: 30,
-    batch_size: 256,
-    learning_rate: 0.003,
-    weight_decay: 1e-4,
-    patience: 5,
-    validation_fraction: 0.2,
-};
+mod boosted;
+mod logistic;
+mod options;
+mod select;
 
-/// Hyper-parameters, from OPTIONS.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClassifierOptions {
-    /// Hidden layer widths; empty for logistic regression.
-    pub hidden: Vec<usize>,
-    pub dropout: f64,
-    /// Epochs, batch size, AdamW, early stopping and the validation split.
-    pub training: TrainingOptions,
-    /// Weight positives by negatives/positives so both classes count equally.
-    pub balanced: bool,
-    pub seed: u64,
-    pub max_categories: usize,
-    /// Probability at or above which a row counts as positive in accuracy, precision, ...
-    pub threshold: f64,
-    pub device: String,
-}
-
-impl ClassifierOptions {
-    /// Reads the options a classifier understands; any other option is an error.
-    pub fn from_options(options: &mut Options, kind: &str) -> Result<Self> {
-        let hidden = match options.get("hidden").map(str::to_string) {
-            None => vec![64, 32],
-            Some(text) => parse_hidden(&text)?,
-        };
-        let class_weight = options.get("class_weight").unwrap_or("none").to_string();
-        let balanced = match class_weight.as_str() {
-            "none" => false,
-            "balanced" => true,
-            other => {
-                return Err(Error::option(format!(
-                    "option class_weight must be 'none' or 'balanced', got '{other}'"
-                )));
-            }
-        };
-        let parsed = ClassifierOptions {
-            hidden,
-            balanced,
-            dropout: options.number("dropout", 0.0, 0.0..=0.9)?,
-            training: TrainingOptions::from_options(options, &DEFAULTS, 1 << 20)?,
-            seed: options.number("seed", 42, 0..=u64::MAX)?,
-            max_categories: options.number("max_categories", 100, 1..=100_000)?,
-            threshold: options.number("threshold", 0.5, 0.0..=1.0)?,
-            device: options.get("device").unwrap_or("cpu").to_string(),
-        };
-        options.finish(kind)?;
-        Ok(parsed)
-    }
-}
-
-fn parse_hidden(text: &str) -> Result<Vec<usize>> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(Vec::new());
-    }
-    text.split(',')
-        .map(|part| match part.trim().parse::<usize>() {
-            Ok(width) if (1..=65_536).contains(&width) => Ok(width),
-            _ => Err(Error::option(format!(
-                "option hidden must be comma-separated layer widths such as '64,32' \
-                 (or '' for logistic regression), got '{text}'"
-            ))),
-        })
-        .collect()
-}
+pub use options::{ClassifierOptions, Family};
+pub use select::CandidateScore;
 
 /// What training observed, saved in the card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +55,9 @@ pub struct TrainingReport {
     pub calibration: Vec<CalibrationBin>,
     /// Permutation importance per feature: drop in validation ROC AUC when it is shuffled.
     pub importance: Vec<(String, f64)>,
+    /// Mean |SHAP value| per feature over validation rows, in log-odds (boosted trees).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shap_importance: Vec<(String, f64)>,
     pub seconds: f64,
 }
 
@@ -129,6 +68,25 @@ pub struct ClassifierSpec {
     pub hidden: Vec<usize>,
     pub threshold: f64,
     pub training: TrainingReport,
+    /// The trees of a boosted classifier; the network's weights are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booster: Option<Booster>,
+    /// What `model = 'auto'` cross-validated, in the order tried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selection: Vec<CandidateScore>,
+}
+
+impl ClassifierSpec {
+    /// The family trained: 'gbdt', 'logistic' or 'mlp'.
+    pub fn family(&self) -> Family {
+        if self.booster.is_some() {
+            Family::Gbdt
+        } else if self.hidden.is_empty() {
+            Family::Logistic
+        } else {
+            Family::Mlp
+        }
+    }
 }
 
 /// A trained classifier, ready to score.
@@ -163,16 +121,27 @@ impl Classifier {
         on_epoch: &mut dyn FnMut(&EpochReport),
         cancel: &AtomicBool,
     ) -> Result<Classifier> {
+        match options.family {
+            Family::Gbdt if preprocessor.is_none() => {
+                return boosted::train(data, options, on_epoch, cancel);
+            }
+            Family::Auto if preprocessor.is_none() => {
+                return select::train(data, options, on_epoch, cancel);
+            }
+            Family::Gbdt | Family::Auto => {
+                return Err(Error::option(
+                    "models that share their preprocessing are networks: use model = 'mlp' \
+                     or 'logistic'",
+                ));
+            }
+            Family::Logistic | Family::Mlp => {}
+        }
         let started = Instant::now();
         let device = crate::compute::device(&options.device)?;
         let rows = data.target.len();
         validate(data, options)?;
 
-        let (train_idx, validation_idx) = stratified_split(
-            &data.target,
-            options.training.validation_fraction,
-            options.seed,
-        );
+        let (train_idx, validation_idx) = split(data, options);
         let (preprocessor, matrix) = match preprocessor {
             Some(given) => (given.clone(), encode(given, data)?),
             None => fit_and_encode(data, &train_idx, options.max_categories)?,
@@ -189,88 +158,31 @@ impl Classifier {
             1.0
         };
 
-        let mut rng = StdRng::seed_from_u64(options.seed);
-        let sizes: Vec<usize> = std::iter::once(preprocessor.width())
-            .chain(options.hidden.iter().copied())
-            .chain(std::iter::once(1))
-            .collect();
-        let initial = init_layers(&sizes, &mut rng, &device)?;
-        let params = options.training.adamw();
-        let mut trainer = match device {
-            Device::Cpu => Trainer::Cpu(CpuTrainer::new(unfold_layers(&initial)?, params)),
-            _ => Trainer::Candle {
-                optimizer: AdamW::new(initial.clone(), params)?,
-                vars: initial,
-            },
+        let (best_epoch, layers, history) = if options.family == Family::Logistic {
+            logistic::fit(
+                &train_x,
+                &train_y,
+                positive_weight,
+                &device,
+                on_epoch,
+                cancel,
+            )?
+        } else {
+            descend(
+                Split {
+                    train_x: &train_x,
+                    train_y: &train_y,
+                    validation_x: &validation_x,
+                    validation_y: &validation_y,
+                    positive_weight,
+                },
+                preprocessor.width(),
+                options,
+                &device,
+                on_epoch,
+                cancel,
+            )?
         };
-
-        let mut order: Vec<usize> = (0..train_y.len()).collect();
-        let mut history = Vec::new();
-        let mut stopping = EarlyStopping::new(options.training.patience);
-        for epoch in 1..=options.training.epochs {
-            let epoch_started = Instant::now();
-            order.shuffle(&mut rng);
-            let (mut loss_sum, mut weight_sum) = (0.0, 0.0);
-            for batch in order.chunks(options.training.batch_size) {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Cancelled);
-                }
-                let y: Vec<f32> = batch
-                    .iter()
-                    .map(|&i| f32::from(u8::from(train_y[i])))
-                    .collect();
-                let w: Vec<f32> = batch
-                    .iter()
-                    .map(|&i| {
-                        if train_y[i] {
-                            positive_weight as f32
-                        } else {
-                            1.0
-                        }
-                    })
-                    .collect();
-                let total_weight: f32 = w.iter().sum();
-                let loss = match &mut trainer {
-                    Trainer::Cpu(trainer) => {
-                        trainer.step(&train_x, batch, &y, &w, options.dropout, &mut rng)
-                    }
-                    Trainer::Candle { vars, optimizer } => {
-                        let x = Tensor::from_vec(
-                            train_x.gather_rows(batch),
-                            (batch.len(), train_x.cols),
-                            &device,
-                        )?;
-                        let y = Tensor::from_vec(y, batch.len(), &device)?;
-                        let w = Tensor::from_vec(w, batch.len(), &device)?;
-                        let weights: Vec<&Tensor> = vars.iter().map(Var::as_tensor).collect();
-                        let logits = forward_folded(&weights, &x, options.dropout, &mut rng)?;
-                        let loss =
-                            (weighted_bce_with_logits(&logits, &y, &w)? / total_weight as f64)?;
-                        optimizer.backward_step(&loss)?;
-                        loss.to_scalar::<f32>()? as f64
-                    }
-                };
-                loss_sum += loss * total_weight as f64;
-                weight_sum += total_weight as f64;
-            }
-            let layers = trainer.layers()?;
-            let scores = score(&layers, &validation_x, &device)?;
-            let validation_loss = weighted_log_loss(&scores, &validation_y, positive_weight);
-            let report = EpochReport {
-                epoch,
-                epochs: options.training.epochs,
-                train_loss: loss_sum / weight_sum,
-                validation_loss,
-                validation_auc: Some(roc_auc(&scores, &validation_y)),
-                seconds: epoch_started.elapsed().as_secs_f64(),
-            };
-            on_epoch(&report);
-            history.push(report);
-            if stopping.record(epoch, validation_loss, || Ok(layers))? {
-                break;
-            }
-        }
-        let (best_epoch, layers) = stopping.best();
 
         let scores = score(&layers, &validation_x, &device)?;
         let validation = BinaryMetrics::compute(&scores, &validation_y, options.threshold);
@@ -297,15 +209,18 @@ impl Classifier {
                 validation,
                 calibration,
                 importance,
+                shap_importance: Vec::new(),
                 seconds: started.elapsed().as_secs_f64(),
             },
+            booster: None,
+            selection: Vec::new(),
         };
         Classifier::new(spec, layers, device)
     }
 
     fn new(spec: ClassifierSpec, layers: Vec<(Tensor, Tensor)>, device: Device) -> Result<Self> {
         let dense = match device {
-            Device::Cpu => Some(DenseNetwork::from_tensors(&layers)?),
+            Device::Cpu if spec.booster.is_none() => Some(DenseNetwork::from_tensors(&layers)?),
             _ => None,
         };
         Ok(Classifier {
@@ -318,6 +233,10 @@ impl Classifier {
 
     /// Probabilities of the positive class for one batch of feature columns.
     pub fn predict(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<f64>> {
+        if let Some(booster) = &self.spec.booster {
+            let margins = booster.margins(columns)?;
+            return Ok(margins.into_iter().map(crate::gbdt::sigmoid).collect());
+        }
         match &self.dense {
             Some(dense) => dense.predict_columns(&self.spec.preprocessor.encoder(columns)?),
             None => self.predict_encoded(&self.spec.preprocessor.transform(columns)?),
@@ -331,6 +250,11 @@ impl Classifier {
 
     /// Probabilities for an already encoded (feature-major) matrix: the forward pass alone.
     pub fn predict_encoded(&self, matrix: &Matrix) -> Result<Vec<f64>> {
+        if self.spec.booster.is_some() {
+            return Err(Error::input(
+                "boosted trees score raw feature columns, not an encoded matrix",
+            ));
+        }
         match &self.dense {
             Some(dense) => Ok(dense.predict(matrix)),
             None => predict_matrix(&self.layers, matrix, &self.device),
@@ -339,8 +263,16 @@ impl Classifier {
 
     /// Per-feature contributions to the log-odds of each row's prediction, plus the baseline
     /// log-odds they add to. Exact for logistic regression (weight times standardised value);
-    /// integrated gradients from the all-means input for an MLP.
+    /// integrated gradients from the all-means input for an MLP; exact TreeSHAP values from
+    /// the mean training prediction for boosted trees.
     pub fn explain(&self, columns: &[FeatureValues<'_>]) -> Result<Explanation> {
+        if let Some(booster) = &self.spec.booster {
+            let (baseline, contributions) = booster.shap(columns)?;
+            return Ok(Explanation {
+                baseline,
+                contributions,
+            });
+        }
         let matrix = self.spec.preprocessor.transform(columns)?;
         let ranges = self.spec.preprocessor.column_ranges();
         let baseline_logit = {
@@ -412,6 +344,9 @@ impl Classifier {
         mut tensors: HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Classifier> {
+        if spec.booster.is_some() {
+            return Classifier::new(spec, Vec::new(), Device::Cpu);
+        }
         let sizes: Vec<usize> = std::iter::once(spec.preprocessor.width())
             .chain(spec.hidden.iter().copied())
             .chain(std::iter::once(1))
@@ -424,7 +359,8 @@ impl Classifier {
 /// Contributions of each feature to each explained row, in log-odds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explanation {
-    /// Log-odds of the all-means input.
+    /// Log-odds the contributions add to: the all-means input's for networks, the mean
+    /// training log-odds for trees.
     pub baseline: f64,
     /// One vector per row, one value per feature.
     pub contributions: Vec<Vec<f64>>,
@@ -435,7 +371,139 @@ fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
-fn validate(data: &TrainingData, options: &ClassifierOptions) -> Result<()> {
+/// The rows a network trains and stops on.
+struct Split<'a> {
+    train_x: &'a Matrix,
+    train_y: &'a [bool],
+    validation_x: &'a Matrix,
+    validation_y: &'a [bool],
+    positive_weight: f64,
+}
+
+/// Mini-batch AdamW with early stopping on the validation loss: the best epoch, its weights
+/// and every epoch's report.
+fn descend(
+    split: Split<'_>,
+    inputs: usize,
+    options: &ClassifierOptions,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+    cancel: &AtomicBool,
+) -> Result<(usize, Vec<(Tensor, Tensor)>, Vec<EpochReport>)> {
+    let Split {
+        train_x,
+        train_y,
+        validation_x,
+        validation_y,
+        positive_weight,
+    } = split;
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let sizes: Vec<usize> = std::iter::once(inputs)
+        .chain(options.hidden.iter().copied())
+        .chain(std::iter::once(1))
+        .collect();
+    let initial = init_layers(&sizes, &mut rng, &device)?;
+    let params = options.training.adamw();
+    let mut trainer = match device {
+        Device::Cpu => Trainer::Cpu(CpuTrainer::new(unfold_layers(&initial)?, params)),
+        _ => Trainer::Candle {
+            optimizer: AdamW::new(initial.clone(), params)?,
+            vars: initial,
+        },
+    };
+
+    let mut order: Vec<usize> = (0..train_y.len()).collect();
+    let mut history = Vec::new();
+    let mut stopping = EarlyStopping::new(options.training.patience);
+    for epoch in 1..=options.training.epochs {
+        let epoch_started = Instant::now();
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut weight_sum) = (0.0, 0.0);
+        for batch in order.chunks(options.training.batch_size) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            let y: Vec<f32> = batch
+                .iter()
+                .map(|&i| f32::from(u8::from(train_y[i])))
+                .collect();
+            let w: Vec<f32> = batch
+                .iter()
+                .map(|&i| {
+                    if train_y[i] {
+                        positive_weight as f32
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            let total_weight: f32 = w.iter().sum();
+            let loss = match &mut trainer {
+                Trainer::Cpu(trainer) => {
+                    trainer.step(&train_x, batch, &y, &w, options.dropout, &mut rng)
+                }
+                Trainer::Candle { vars, optimizer } => {
+                    let x = Tensor::from_vec(
+                        train_x.gather_rows(batch),
+                        (batch.len(), train_x.cols),
+                        &device,
+                    )?;
+                    let y = Tensor::from_vec(y, batch.len(), &device)?;
+                    let w = Tensor::from_vec(w, batch.len(), &device)?;
+                    let weights: Vec<&Tensor> = vars.iter().map(Var::as_tensor).collect();
+                    let logits = forward_folded(&weights, &x, options.dropout, &mut rng)?;
+                    let loss = (weighted_bce_with_logits(&logits, &y, &w)? / total_weight as f64)?;
+                    optimizer.backward_step(&loss)?;
+                    loss.to_scalar::<f32>()? as f64
+                }
+            };
+            loss_sum += loss * total_weight as f64;
+            weight_sum += total_weight as f64;
+        }
+        let layers = trainer.layers()?;
+        let train_loss = loss_sum / weight_sum;
+        // A refit has no held-out rows: the training loss stands in (and always falls, so
+        // every epoch runs).
+        let (validation_loss, validation_auc) = if validation_y.is_empty() {
+            (train_loss, None)
+        } else {
+            let scores = score(&layers, &validation_x, &device)?;
+            (
+                weighted_log_loss(&scores, &validation_y, positive_weight),
+                Some(roc_auc(&scores, &validation_y)),
+            )
+        };
+        let report = EpochReport {
+            epoch,
+            epochs: options.training.epochs,
+            train_loss,
+            validation_loss,
+            validation_auc,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+        };
+        on_epoch(&report);
+        history.push(report);
+        if stopping.record(epoch, validation_loss, || Ok(layers))? {
+            break;
+        }
+    }
+    let (best_epoch, layers) = stopping.best();
+    Ok((best_epoch, layers, history))
+}
+
+/// Training and validation rows: a stratified split, or every row and none for a refit.
+pub(crate) fn split(data: &TrainingData, options: &ClassifierOptions) -> (Vec<usize>, Vec<usize>) {
+    if options.refit {
+        return ((0..data.target.len()).collect(), Vec::new());
+    }
+    stratified_split(
+        &data.target,
+        options.training.validation_fraction,
+        options.seed,
+    )
+}
+
+pub(crate) fn validate(data: &TrainingData, options: &ClassifierOptions) -> Result<()> {
     let rows = data.target.len();
     if rows == 0 {
         return Err(Error::data("the training query returned no rows"));
@@ -471,7 +539,7 @@ fn validate(data: &TrainingData, options: &ClassifierOptions) -> Result<()> {
         )));
     }
     let validation = (rows as f64 * options.training.validation_fraction).round() as usize;
-    if validation < 2 || rows - validation < 2 {
+    if !options.refit && (validation < 2 || rows - validation < 2) {
         return Err(Error::data(format!(
             "{rows} rows are too few to split into training and validation \
              (validation_fraction = {})",

@@ -3,6 +3,7 @@ use crate::card::ModelCard;
 use crate::data::Column;
 use crate::kind::Kind;
 use crate::model::Model;
+use crate::options::Options;
 use crate::preprocess::FeatureColumn;
 use candle_nn::optim::ParamsAdamW;
 use rand_distr_free::normal;
@@ -273,4 +274,139 @@ fn bad_training_data_is_refused_clearly() {
         &AtomicBool::new(true),
     );
     assert!(matches!(cancelled, Err(Error::Cancelled)));
+}
+
+fn classifier(model: &Model) -> &Classifier {
+    match model {
+        Model::Classifier(c) => c,
+        other => panic!("not a classifier: {other:?}"),
+    }
+}
+
+#[test]
+fn auto_cross_validates_every_family_and_refits_the_best() {
+    // A linear rule: logistic regression is as good as anything, and cheapest.
+    let (data, truth) = synthetic(3000, 11);
+    let model = train(&data, &[("seed", "3")]).unwrap();
+    let spec = &classifier(&model).spec;
+    let names: Vec<&str> = spec.selection.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["logistic", "gbdt_7_leaves", "gbdt_31_leaves", "mlp_64_32"]
+    );
+    assert_eq!(spec.selection.iter().filter(|c| c.chosen).count(), 1);
+    for candidate in &spec.selection {
+        assert_eq!(candidate.fold_auc.len(), 5);
+        assert!(
+            candidate.sd_auc > 0.0 && candidate.sd_auc < 0.05,
+            "{candidate:?}"
+        );
+    }
+    let chosen = spec.selection.iter().find(|c| c.chosen).unwrap();
+    let best = spec
+        .selection
+        .iter()
+        .map(|c| c.mean_auc)
+        .fold(f64::MIN, f64::max);
+    assert_eq!(chosen.mean_auc, best);
+    // Refitted on every row; the validation figures are the out-of-fold predictions'.
+    assert_eq!(spec.training.train_rows, 3000);
+    assert_eq!(spec.training.validation_rows, 3000);
+    assert!(spec.training.validation.roc_auc > roc_auc(&truth, &data.target) - 0.03);
+    let metrics: Vec<String> = model.metrics().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        metrics.contains(&"cv_auc_gbdt_31_leaves".to_string()),
+        "{metrics:?}"
+    );
+    assert!(
+        metrics.contains(&"cv_auc_sd_logistic".to_string()),
+        "{metrics:?}"
+    );
+    // The card keeps the selection.
+    let card_json = serde_json::to_string(&model.spec()).unwrap();
+    let back: crate::card::ModelSpec = serde_json::from_str(&card_json).unwrap();
+    let crate::card::ModelSpec::Classifier(back) = back else {
+        panic!("a classifier's spec")
+    };
+    let chosen_back: Vec<(String, bool)> = back
+        .selection
+        .iter()
+        .map(|c| (c.name.clone(), c.chosen))
+        .collect();
+    let chosen_now: Vec<(String, bool)> = spec
+        .selection
+        .iter()
+        .map(|c| (c.name.clone(), c.chosen))
+        .collect();
+    assert_eq!(chosen_back, chosen_now);
+}
+
+#[test]
+fn auto_prefers_trees_where_the_rule_is_not_linear() {
+    // y depends on |x1| > 1: no linear model can rank that.
+    let (mut data, _) = synthetic(3000, 12);
+    let x1 = match &data.features[0].1 {
+        FeatureColumn::Numeric(v) => v.clone(),
+        _ => unreachable!(),
+    };
+    let mut rng = StdRng::seed_from_u64(5);
+    data.target = x1
+        .iter()
+        .map(|x| rng.random::<f64>() < if x.abs() > 1.0 { 0.8 } else { 0.2 })
+        .collect();
+    let model = train(&data, &[]).unwrap();
+    let spec = &classifier(&model).spec;
+    let chosen = spec.selection.iter().find(|c| c.chosen).unwrap();
+    assert!(
+        chosen.name.starts_with("gbdt") || chosen.name.starts_with("mlp"),
+        "{chosen:?}"
+    );
+    let logistic = &spec.selection[0];
+    assert!(
+        chosen.mean_auc > logistic.mean_auc + 0.1,
+        "{:?}",
+        spec.selection
+    );
+    // Exact explanations for trees: baseline plus contributions is the log-odds.
+    if spec.booster.is_some() {
+        let explanation = with_views(&data, |v| classifier(&model).explain(v).unwrap());
+        let p = predict(&model, &data);
+        for (row, contributions) in explanation.contributions.iter().enumerate().take(200) {
+            let total = explanation.baseline + contributions.iter().sum::<f64>();
+            assert!((total - logit(p[row])).abs() < 1e-6);
+        }
+    }
+}
+
+#[test]
+fn model_options_are_checked_against_the_family() {
+    let (data, _) = synthetic(400, 13);
+    let error = |pairs: &[(&str, &str)]| train(&data, pairs).unwrap_err().to_string();
+    assert!(error(&[("model", "forest")]).contains("'logistic', 'mlp', 'gbdt' or 'auto'"));
+    assert!(error(&[("model", "gbdt"), ("hidden", "8")]).contains("hidden does not apply"));
+    assert!(error(&[("model", "logistic"), ("num_leaves", "8")]).contains("boosted-tree option"));
+    assert!(error(&[("model", "auto"), ("epochs", "3")]).contains("choose a model"));
+    assert!(error(&[("model", "logistic"), ("hidden", "8")]).contains("no hidden layers"));
+    assert!(error(&[("model", "gbdt"), ("device", "cuda:0")]).contains("on the CPU"));
+    // More folds than the rarer class can fill.
+    let mut rare = data.clone();
+    rare.target = (0..400).map(|i| i % 50 == 0).collect();
+    let message = train(&rare, &[("folds", "5")]).unwrap_err().to_string();
+    assert!(
+        message.contains("folds = 5 needs at least 10 rows of each class"),
+        "{message}"
+    );
+    // A time budget that cannot fit one candidate's first fold.
+    let message = train(&data, &[("time_budget", "0.000001")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("too short to cross-validate one candidate"),
+        "{message}"
+    );
+    // Tree options alone choose the trees; network options alone the network.
+    let trees = train(&data, &[("num_leaves", "4")]).unwrap();
+    assert!(classifier(&trees).spec.booster.is_some());
+    let logistic = train(&data, &[("hidden", ""), ("epochs", "3")]).unwrap();
+    assert_eq!(classifier(&logistic).spec.family(), Family::Logistic);
 }

@@ -1,0 +1,111 @@
+//! Training a classifier of boosted trees (`model = 'gbdt'`): the same split, metrics and
+//! card as the networks, with SHAP importance besides permutation importance.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use candle_core::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::{Classifier, ClassifierOptions, ClassifierSpec, TrainingReport, split, validate};
+use crate::data::{TrainingData, fit_preprocessor};
+use crate::error::Result;
+use crate::gbdt::bins::BinnedData;
+use crate::gbdt::{Booster, sigmoid};
+use crate::metrics::{BinaryMetrics, calibration_table, roc_auc};
+use crate::preprocess::FeatureColumn;
+use crate::train::EpochReport;
+
+/// Validation rows that SHAP importance averages over at most.
+const SHAP_ROWS: usize = 2_000;
+
+pub(super) fn train(
+    data: &TrainingData,
+    options: &ClassifierOptions,
+    on_round: &mut dyn FnMut(&EpochReport),
+    cancel: &AtomicBool,
+) -> Result<Classifier> {
+    let started = Instant::now();
+    validate(data, options)?;
+    let (train_rows, validation_rows) = split(data, options);
+    // The trees read raw values; the preprocessor is fitted for what the card says about
+    // each feature (its encoding and statistics), as for the networks.
+    let preprocessor = fit_preprocessor(data, &train_rows, options.max_categories)?;
+    let positives = train_rows.iter().filter(|&&r| data.target[r]).count() as f64;
+    let positive_weight = if options.balanced {
+        (train_rows.len() as f64 - positives) / positives
+    } else {
+        1.0
+    };
+    let (booster, report) = Booster::train(
+        data,
+        &train_rows,
+        &validation_rows,
+        positive_weight,
+        &options.gbdt,
+        on_round,
+        cancel,
+    )?;
+
+    let columns: Vec<&FeatureColumn> = data.features.iter().map(|(_, c)| c).collect();
+    let validation = BinnedData::new(&columns, &booster.features, &validation_rows);
+    let validation_y: Vec<bool> = validation_rows.iter().map(|&r| data.target[r]).collect();
+    let probabilities = |data: &BinnedData| -> Vec<f64> {
+        booster
+            .margins_binned(data)
+            .into_iter()
+            .map(sigmoid)
+            .collect()
+    };
+    let scores = probabilities(&validation);
+    let metrics = BinaryMetrics::compute(&scores, &validation_y, options.threshold);
+
+    // Permutation importance: the drop in validation AUC with one feature's bins shuffled.
+    let mut rng = StdRng::seed_from_u64(options.seed ^ 0x1a9_0a7a);
+    let mut permutation: Vec<usize> = (0..validation_y.len()).collect();
+    let mut importance = Vec::new();
+    let mut shuffled = BinnedData {
+        bins: validation.bins.clone(),
+        features: validation.features.clone(),
+    };
+    for (f, (name, _)) in data.features.iter().enumerate() {
+        permutation.shuffle(&mut rng);
+        shuffled.bins[f] = permutation.iter().map(|&i| validation.bins[f][i]).collect();
+        let auc = roc_auc(&probabilities(&shuffled), &validation_y);
+        importance.push((name.clone(), metrics.roc_auc - auc));
+        shuffled.bins[f].clone_from(&validation.bins[f]);
+    }
+    let shap = booster.shap_binned(&validation, SHAP_ROWS);
+    let shap_importance = data
+        .features
+        .iter()
+        .enumerate()
+        .map(|(f, (name, _))| {
+            let mean = shap.iter().map(|phi| phi[f].abs()).sum::<f64>() / shap.len().max(1) as f64;
+            (name.clone(), mean)
+        })
+        .collect();
+
+    let spec = ClassifierSpec {
+        preprocessor,
+        hidden: Vec::new(),
+        threshold: options.threshold,
+        training: TrainingReport {
+            rows: data.rows() as u64,
+            train_rows: train_rows.len() as u64,
+            validation_rows: validation_rows.len() as u64,
+            best_epoch: report.best_round,
+            history: report.history,
+            calibration: calibration_table(&scores, &validation_y),
+            validation: metrics,
+            importance,
+            shap_importance,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        booster: Some(booster),
+        selection: Vec::new(),
+    };
+    Classifier::new(spec, Vec::new(), Device::Cpu)
+}

@@ -1,0 +1,283 @@
+//! `model = 'auto'`: stratified k-fold cross-validation over the families and a small grid,
+//! the simplest candidate within one standard error of the best mean held-out ROC AUC
+//! refitted on every row, for as many epochs (trees) as early
+//! stopping chose on average in its folds. The model's validation metrics are its
+//! out-of-fold predictions'.
+//!
+//! Candidates run cheapest first. A time budget stops the search between folds; candidates it
+//! cut short are reported with the folds they finished and are not chosen.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::{Classifier, ClassifierOptions, Family, validate};
+use crate::data::TrainingData;
+use crate::error::{Error, Result};
+use crate::gbdt::GbdtOptions;
+use crate::metrics::{BinaryMetrics, calibration_table, roc_auc};
+use crate::train::EpochReport;
+
+/// One candidate's cross-validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateScore {
+    /// e.g. 'gbdt_31_leaves', 'logistic', 'mlp_64_32'.
+    pub name: String,
+    /// Held-out ROC AUC of each fold finished.
+    pub fold_auc: Vec<f64>,
+    #[serde(with = "crate::metrics::nan_as_null")]
+    pub mean_auc: f64,
+    /// NaN with a single fold finished.
+    #[serde(with = "crate::metrics::nan_as_null")]
+    pub sd_auc: f64,
+    pub seconds: f64,
+    /// Whether this candidate was refitted as the model.
+    pub chosen: bool,
+}
+
+/// The candidates, cheapest first.
+fn candidates(options: &ClassifierOptions) -> Vec<(String, ClassifierOptions)> {
+    let defaults = GbdtOptions::defaults();
+    let trees = |leaves: usize, learning_rate: f64| {
+        let mut o = options.with_family(Family::Gbdt);
+        o.gbdt.grow.num_leaves = leaves;
+        o.gbdt.grow.learning_rate = learning_rate;
+        o.gbdt.patience = defaults.patience;
+        o
+    };
+    let mut mlp = options.with_family(Family::Mlp);
+    mlp.hidden = vec![64, 32];
+    vec![
+        (
+            "logistic".to_string(),
+            options.with_family(Family::Logistic),
+        ),
+        ("gbdt_7_leaves".to_string(), trees(7, 0.05)),
+        ("gbdt_31_leaves".to_string(), trees(31, 0.05)),
+        ("mlp_64_32".to_string(), mlp),
+    ]
+}
+
+/// Each row's fold: every class's rows shuffled and dealt round-robin.
+fn stratified_folds(target: &[bool], folds: usize, seed: u64) -> Vec<usize> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xf01d_5eed);
+    let mut fold = vec![0; target.len()];
+    for class in [false, true] {
+        let mut rows: Vec<usize> = (0..target.len()).filter(|&i| target[i] == class).collect();
+        rows.shuffle(&mut rng);
+        for (i, row) in rows.into_iter().enumerate() {
+            fold[row] = i % folds;
+        }
+    }
+    fold
+}
+
+pub(super) fn train(
+    data: &TrainingData,
+    options: &ClassifierOptions,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+    cancel: &AtomicBool,
+) -> Result<Classifier> {
+    validate(data, options)?;
+    let rows = data.rows();
+    let positives = data.target.iter().filter(|&&y| y).count();
+    let rarest = positives.min(rows - positives);
+    let k = options.folds;
+    // Each held-out fold needs both classes, and each training part enough of each to split.
+    if rarest < 2 * k {
+        return Err(Error::data(format!(
+            "folds = {k} needs at least {} rows of each class, and the target is {} in only \
+             {rarest} rows; lower folds or choose a model ('logistic', 'mlp' or 'gbdt')",
+            2 * k,
+            positives == rarest
+        )));
+    }
+    let started = Instant::now();
+    let fold_of = stratified_folds(&data.target, k, options.seed);
+    let folds: Vec<(Vec<usize>, TrainingData)> = (0..k)
+        .map(|fold| {
+            let (train, held): (Vec<usize>, Vec<usize>) =
+                (0..rows).partition(|&r| fold_of[r] != fold);
+            let held_out = data.subset(&held, &data.target);
+            (train, held_out)
+        })
+        .collect();
+    let mut scores = Vec::new();
+    let mut runs: Vec<CandidateRun> = Vec::new();
+    'candidates: for (name, candidate) in candidates(options) {
+        let candidate_started = Instant::now();
+        let mut run = CandidateRun {
+            out_of_fold: vec![f64::NAN; rows],
+            models: Vec::new(),
+        };
+        let mut fold_auc = Vec::new();
+        for (fold, (train, held_out)) in folds.iter().enumerate() {
+            let first_fold = scores.is_empty() && fold_auc.is_empty();
+            if let Some(budget) = options.time_budget
+                && !first_fold
+                && started.elapsed().as_secs_f64() > budget
+            {
+                scores.push(score(name, fold_auc, candidate_started));
+                runs.push(run);
+                break 'candidates;
+            }
+            let model = Classifier::train(
+                &data.subset(train, &data.target),
+                &candidate,
+                on_epoch,
+                cancel,
+            )?;
+            let p = held_out.score(|values| model.predict(values))?;
+            fold_auc.push(roc_auc(&p, &held_out.target));
+            for (row, p) in (0..rows).filter(|&r| fold_of[r] == fold).zip(p) {
+                run.out_of_fold[row] = p;
+            }
+            run.models.push(model);
+            if let Some(budget) = options.time_budget
+                && first_fold
+                && started.elapsed().as_secs_f64() > budget
+            {
+                return Err(Error::option(format!(
+                    "time_budget = {budget} seconds is too short to cross-validate one \
+                     candidate (one fold of '{name}' took {:.1} s); raise it, or choose a model",
+                    started.elapsed().as_secs_f64()
+                )));
+            }
+        }
+        scores.push(score(name, fold_auc, candidate_started));
+        runs.push(run);
+    }
+
+    // The one-standard-error rule (Breiman et al.): among the candidates that finished every
+    // fold, the simplest (tried earliest) whose mean AUC is within one standard error of
+    // the best mean. Differences smaller than that are fold-to-fold noise, and the simpler
+    // model is the safer bet on new rows.
+    let finished = || {
+        scores
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.fold_auc.len() == k)
+    };
+    let (_, top) = finished()
+        .max_by(|a, b| a.1.mean_auc.total_cmp(&b.1.mean_auc))
+        .expect("the first candidate finishes every fold or training fails");
+    let bar = top.mean_auc - top.sd_auc / (k as f64).sqrt();
+    let best = finished()
+        .find(|(_, s)| s.mean_auc >= bar)
+        .map(|(i, _)| i)
+        .expect("the top candidate clears its own bar");
+    scores[best].chosen = true;
+    let run = &runs[best];
+    let (_, mut chosen) = candidates(options).swap_remove(best);
+
+    // Refit on every row, as long as the folds trained on average (their early stopping
+    // chose it on held-out rows).
+    let mean_best = run
+        .models
+        .iter()
+        .map(|m| m.spec.training.best_epoch as f64)
+        .sum::<f64>()
+        / k as f64;
+    let length = (mean_best.round() as usize).max(1);
+    chosen.refit = true;
+    chosen.training.epochs = length;
+    chosen.gbdt.trees = length;
+    chosen.gbdt.patience = length;
+    chosen.training.patience = length;
+    let mut model = Classifier::train(data, &chosen, on_epoch, cancel)?;
+
+    // The refit has no held-out rows: its validation figures are the folds'. Metrics and
+    // calibration come from the out-of-fold predictions of every row, importance is the
+    // mean over the fold models of their importance on the fold they did not see.
+    let training = &mut model.spec.training;
+    training.validation = BinaryMetrics::compute(&run.out_of_fold, &data.target, options.threshold);
+    training.calibration = calibration_table(&run.out_of_fold, &data.target);
+    training.validation_rows = rows as u64;
+    let mut importance = vec![0.0; data.features.len()];
+    for (model, (_, held_out)) in run.models.iter().zip(&folds) {
+        for (total, drop) in
+            importance
+                .iter_mut()
+                .zip(permutation_importance(model, held_out, options.seed)?)
+        {
+            *total += drop / k as f64;
+        }
+    }
+    training.importance = data
+        .features
+        .iter()
+        .map(|(name, _)| name.clone())
+        .zip(importance)
+        .collect();
+    training.shap_importance = mean_of(run.models.iter().map(|m| &m.spec.training.shap_importance));
+    training.seconds = started.elapsed().as_secs_f64();
+    model.spec.selection = scores;
+    Ok(model)
+}
+
+/// One candidate's fold models and the prediction for each row from the model that did not
+/// train on it.
+struct CandidateRun {
+    out_of_fold: Vec<f64>,
+    models: Vec<Classifier>,
+}
+
+/// The drop in ROC AUC on `held_out` when each feature's values are shuffled.
+fn permutation_importance(
+    model: &Classifier,
+    held_out: &TrainingData,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    let base = roc_auc(&held_out.score(|v| model.predict(v))?, &held_out.target);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x1a9_0a7a);
+    let mut order: Vec<usize> = (0..held_out.rows()).collect();
+    (0..held_out.features.len())
+        .map(|f| {
+            order.shuffle(&mut rng);
+            let mut shuffled = held_out.clone();
+            shuffled.features[f].1 = held_out.subset(&order, &held_out.target).features[f]
+                .1
+                .clone();
+            let auc = roc_auc(&shuffled.score(|v| model.predict(v))?, &held_out.target);
+            Ok(base - auc)
+        })
+        .collect()
+}
+
+/// The mean per feature of the fold models' (name, value) lists; empty when they are.
+fn mean_of<'a>(lists: impl Iterator<Item = &'a Vec<(String, f64)>>) -> Vec<(String, f64)> {
+    let lists: Vec<&Vec<(String, f64)>> = lists.filter(|l| !l.is_empty()).collect();
+    let Some(first) = lists.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let mean = lists.iter().map(|l| l[i].1).sum::<f64>() / lists.len() as f64;
+            (name.clone(), mean)
+        })
+        .collect()
+}
+
+fn score(name: String, fold_auc: Vec<f64>, started: Instant) -> CandidateScore {
+    let n = fold_auc.len() as f64;
+    let mean = fold_auc.iter().sum::<f64>() / n.max(1.0);
+    let variance = if fold_auc.len() > 1 {
+        fold_auc.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        f64::NAN
+    };
+    CandidateScore {
+        name,
+        mean_auc: if fold_auc.is_empty() { f64::NAN } else { mean },
+        sd_auc: variance.sqrt(),
+        fold_auc,
+        seconds: started.elapsed().as_secs_f64(),
+        chosen: false,
+    }
+}

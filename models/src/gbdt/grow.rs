@@ -1,0 +1,460 @@
+//! Growing one tree on gradient histograms, leaf by leaf (best gain first), as LightGBM does.
+//!
+//! Each leaf owns a range of a row-index array that splits partition in place. A leaf's
+//! histogram (sums of gradient, hessian and rows per bin and feature) is built from its rows
+//! for the smaller child only; the larger child's is the parent's minus the smaller's.
+
+use rayon::prelude::*;
+
+use super::bins::{BinnedData, FeatureBins};
+use super::tree::{Node, Test, Tree, in_set};
+
+/// Tree-shape hyper-parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrowOptions {
+    pub num_leaves: usize,
+    /// 0 for no limit.
+    pub max_depth: usize,
+    pub min_rows_in_leaf: usize,
+    pub min_hessian_in_leaf: f64,
+    /// L2 penalty on leaf outputs.
+    pub l2: f64,
+    /// Extra L2 penalty on categorical splits, and the smoothing of the category ordering.
+    pub categorical_l2: f64,
+    /// Categories on the smaller side of a categorical split at most.
+    pub max_categories_per_split: usize,
+    pub learning_rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct BinStats {
+    gradient: f64,
+    hessian: f64,
+    rows: u32,
+}
+
+/// A leaf's histogram: bins of all features, feature after feature.
+type Histogram = Vec<BinStats>;
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    feature: usize,
+    test: Test,
+    missing_left: bool,
+    gain: f64,
+}
+
+struct Leaf {
+    start: usize,
+    end: usize,
+    depth: usize,
+    gradient: f64,
+    hessian: f64,
+    histogram: Histogram,
+    best: Option<Candidate>,
+    /// Where the parent points at this leaf: (node, is left child).
+    parent: Option<(usize, bool)>,
+}
+
+/// What growing a tree needs that stays the same across the trees of one model.
+pub struct Grower<'a> {
+    data: &'a BinnedData,
+    options: &'a GrowOptions,
+    /// Start of each feature's bins in a histogram.
+    offsets: Vec<usize>,
+    total_bins: usize,
+}
+
+impl<'a> Grower<'a> {
+    pub fn new(data: &'a BinnedData, options: &'a GrowOptions) -> Self {
+        let mut offsets = Vec::with_capacity(data.features.len());
+        let mut total_bins = 0;
+        for feature in &data.features {
+            offsets.push(total_bins);
+            total_bins += feature.count();
+        }
+        Grower {
+            data,
+            options,
+            offsets,
+            total_bins,
+        }
+    }
+
+    /// Grows one tree on the rows' gradients and hessians; adds its outputs to `scores`.
+    pub fn grow(&self, gradients: &[f64], hessians: &[f64], scores: &mut [f64]) -> Tree {
+        let rows = self.data.rows();
+        let mut order: Vec<u32> = (0..rows as u32).collect();
+        let mut nodes: Vec<Node> = Vec::new();
+        let root_histogram = self.histogram(&order, gradients, hessians);
+        let (gradient, hessian) = (gradients.iter().sum(), hessians.iter().sum());
+        let mut leaves = vec![self.leaf(0, rows, 0, gradient, hessian, root_histogram, None)];
+
+        while leaves.len() < self.options.num_leaves {
+            let Some((index, _)) = leaves
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| l.best.as_ref().map(|b| (i, b.gain)))
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            else {
+                break;
+            };
+            let leaf = leaves.swap_remove(index);
+            let best = leaf.best.clone().expect("chosen for its split");
+            let bins = &self.data.bins[best.feature];
+            let node = Node {
+                feature: best.feature as u32,
+                test: best.test.clone(),
+                missing_left: best.missing_left,
+                left: 0,
+                right: 0,
+                rows: (leaf.end - leaf.start) as f64,
+                gain: best.gain,
+            };
+            let missing = self.data.features[best.feature].missing();
+            let goes_left = |row: u32| {
+                let bin = bins[row as usize];
+                if bin == missing {
+                    node.missing_left
+                } else {
+                    node.goes_left(super::tree::Value::Bin(bin))
+                }
+            };
+            let middle = partition(&mut order[leaf.start..leaf.end], goes_left) + leaf.start;
+            let node_index = nodes.len();
+            if let Some((parent, is_left)) = leaf.parent {
+                let child = &mut nodes[parent];
+                if is_left {
+                    child.left = node_index as i32;
+                } else {
+                    child.right = node_index as i32;
+                }
+            }
+            nodes.push(node);
+
+            let sum = |range: &[u32]| {
+                range.iter().fold((0.0, 0.0), |(g, h), &r| {
+                    (g + gradients[r as usize], h + hessians[r as usize])
+                })
+            };
+            let (left_g, left_h) = sum(&order[leaf.start..middle]);
+            let (right_g, right_h) = (leaf.gradient - left_g, leaf.hessian - left_h);
+            let left_smaller = middle - leaf.start <= leaf.end - middle;
+            let small_range = if left_smaller {
+                leaf.start..middle
+            } else {
+                middle..leaf.end
+            };
+            let small = self.histogram(&order[small_range], gradients, hessians);
+            let large: Histogram = leaf
+                .histogram
+                .iter()
+                .zip(&small)
+                .map(|(p, s)| BinStats {
+                    gradient: p.gradient - s.gradient,
+                    hessian: p.hessian - s.hessian,
+                    rows: p.rows - s.rows,
+                })
+                .collect();
+            let (left_histogram, right_histogram) = if left_smaller {
+                (small, large)
+            } else {
+                (large, small)
+            };
+            let depth = leaf.depth + 1;
+            leaves.push(self.leaf(
+                leaf.start,
+                middle,
+                depth,
+                left_g,
+                left_h,
+                left_histogram,
+                Some((node_index, true)),
+            ));
+            leaves.push(self.leaf(
+                middle,
+                leaf.end,
+                depth,
+                right_g,
+                right_h,
+                right_histogram,
+                Some((node_index, false)),
+            ));
+        }
+
+        // Number the leaves, point their parents at them and add their outputs.
+        let mut outputs = Vec::with_capacity(leaves.len());
+        let mut leaf_rows = Vec::with_capacity(leaves.len());
+        leaves.sort_by_key(|l| l.start);
+        for (i, leaf) in leaves.iter().enumerate() {
+            let output =
+                -leaf.gradient / (leaf.hessian + self.options.l2) * self.options.learning_rate;
+            let output = if output.is_finite() { output } else { 0.0 };
+            for &r in &order[leaf.start..leaf.end] {
+                scores[r as usize] += output;
+            }
+            outputs.push(output);
+            leaf_rows.push((leaf.end - leaf.start) as f64);
+            if let Some((parent, is_left)) = leaf.parent {
+                let leaf_id = !(i as i32);
+                if is_left {
+                    nodes[parent].left = leaf_id;
+                } else {
+                    nodes[parent].right = leaf_id;
+                }
+            }
+        }
+        Tree {
+            nodes,
+            leaves: outputs,
+            leaf_rows,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn leaf(
+        &self,
+        start: usize,
+        end: usize,
+        depth: usize,
+        gradient: f64,
+        hessian: f64,
+        histogram: Histogram,
+        parent: Option<(usize, bool)>,
+    ) -> Leaf {
+        let splittable = (self.options.max_depth == 0 || depth < self.options.max_depth)
+            && end - start >= 2 * self.options.min_rows_in_leaf;
+        let best = if splittable {
+            self.best_split(&histogram, gradient, hessian, (end - start) as u32)
+        } else {
+            None
+        };
+        Leaf {
+            start,
+            end,
+            depth,
+            gradient,
+            hessian,
+            histogram,
+            best,
+            parent,
+        }
+    }
+
+    /// Per-bin sums over `rows`, one feature per task.
+    fn histogram(&self, rows: &[u32], gradients: &[f64], hessians: &[f64]) -> Histogram {
+        // Gradients in row order once, so each feature's pass reads them sequentially.
+        let ordered: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|&r| (gradients[r as usize], hessians[r as usize]))
+            .collect();
+        let per_feature: Vec<Vec<BinStats>> = self
+            .data
+            .bins
+            .par_iter()
+            .zip(&self.data.features)
+            .map(|(bins, feature)| {
+                let mut histogram = vec![BinStats::default(); feature.count()];
+                for (&r, &(g, h)) in rows.iter().zip(&ordered) {
+                    let stats = &mut histogram[bins[r as usize] as usize];
+                    stats.gradient += g;
+                    stats.hessian += h;
+                    stats.rows += 1;
+                }
+                histogram
+            })
+            .collect();
+        let mut histogram = Vec::with_capacity(self.total_bins);
+        for part in per_feature {
+            histogram.extend(part);
+        }
+        histogram
+    }
+
+    fn best_split(
+        &self,
+        histogram: &[BinStats],
+        gradient: f64,
+        hessian: f64,
+        rows: u32,
+    ) -> Option<Candidate> {
+        let parent_score = gradient * gradient / (hessian + self.options.l2);
+        let total = BinStats {
+            gradient,
+            hessian,
+            rows,
+        };
+        let mut best: Option<Candidate> = None;
+        for (feature, bins) in self.data.features.iter().enumerate() {
+            let start = self.offsets[feature];
+            let stats = &histogram[start..start + bins.count()];
+            let candidate = match bins {
+                FeatureBins::Numeric { upper } => {
+                    self.numeric_split(feature, upper, stats, total, parent_score)
+                }
+                FeatureBins::Categorical { .. } => self.categorical_split(feature, stats, total),
+            };
+            if let Some(c) = candidate
+                && best.as_ref().is_none_or(|b| c.gain > b.gain)
+            {
+                best = Some(c);
+            }
+        }
+        best
+    }
+
+    /// The gain of sending `left` one way and the rest the other, if both sides are big
+    /// enough.
+    fn gain(&self, left: BinStats, total: BinStats, parent_score: f64, l2: f64) -> Option<f64> {
+        let right = BinStats {
+            gradient: total.gradient - left.gradient,
+            hessian: total.hessian - left.hessian,
+            rows: total.rows - left.rows,
+        };
+        let o = self.options;
+        let small = |s: &BinStats| {
+            (s.rows as usize) < o.min_rows_in_leaf || s.hessian < o.min_hessian_in_leaf
+        };
+        if small(&left) || small(&right) {
+            return None;
+        }
+        let gain = left.gradient * left.gradient / (left.hessian + l2)
+            + right.gradient * right.gradient / (right.hessian + l2)
+            - parent_score;
+        (gain > 1e-12).then_some(gain)
+    }
+
+    fn numeric_split(
+        &self,
+        feature: usize,
+        upper: &[f64],
+        stats: &[BinStats],
+        total: BinStats,
+        parent_score: f64,
+    ) -> Option<Candidate> {
+        let missing = stats[stats.len() - 1];
+        let mut best: Option<Candidate> = None;
+        let mut left = BinStats::default();
+        // Bins 0..=bin go left; missing values go left or right, whichever gains more. With
+        // no missing values at training they follow the larger side.
+        for (bin, s) in stats[..stats.len() - 1]
+            .iter()
+            .enumerate()
+            .take(upper.len())
+        {
+            left.gradient += s.gradient;
+            left.hessian += s.hessian;
+            left.rows += s.rows;
+            let with_missing = BinStats {
+                gradient: left.gradient + missing.gradient,
+                hessian: left.hessian + missing.hessian,
+                rows: left.rows + missing.rows,
+            };
+            let options: &[(BinStats, bool)] = if missing.rows > 0 {
+                &[(left, false), (with_missing, true)]
+            } else {
+                &[(left, false)]
+            };
+            for &(side, missing_left) in options {
+                if let Some(gain) = self.gain(side, total, parent_score, self.options.l2)
+                    && best.as_ref().is_none_or(|b| gain > b.gain)
+                {
+                    let missing_left = if missing.rows > 0 {
+                        missing_left
+                    } else {
+                        2 * left.rows >= total.rows
+                    };
+                    best = Some(Candidate {
+                        feature,
+                        test: Test::Numeric {
+                            threshold: upper[bin],
+                            bin: bin as u8,
+                        },
+                        missing_left,
+                        gain,
+                    });
+                }
+            }
+        }
+        best
+    }
+
+    /// LightGBM's categorical split: one category against the rest when there are few,
+    /// otherwise the categories sorted by smoothed mean gradient and the best prefix (from
+    /// either end, at most `max_categories_per_split` long) sent left.
+    fn categorical_split(
+        &self,
+        feature: usize,
+        stats: &[BinStats],
+        total: BinStats,
+    ) -> Option<Candidate> {
+        let o = self.options;
+        let l2 = o.l2 + o.categorical_l2;
+        let parent_score = total.gradient * total.gradient / (total.hessian + l2);
+        let present: Vec<usize> = (0..stats.len()).filter(|&b| stats[b].rows > 0).collect();
+        let mut best: Option<Candidate> = None;
+        let consider = |set: &[usize], best: &mut Option<Candidate>| {
+            let mut left = BinStats::default();
+            for &b in set {
+                left.gradient += stats[b].gradient;
+                left.hessian += stats[b].hessian;
+                left.rows += stats[b].rows;
+            }
+            if let Some(gain) = self.gain(left, total, parent_score, l2)
+                && best.as_ref().is_none_or(|c| gain > c.gain)
+            {
+                let mut bits = [0u64; 4];
+                for &b in set {
+                    bits[b >> 6] |= 1 << (b & 63);
+                }
+                let missing = stats.len() - 1;
+                *best = Some(Candidate {
+                    feature,
+                    missing_left: in_set(&bits, missing as u8),
+                    test: Test::Categorical { left: bits },
+                    gain,
+                });
+            }
+        };
+        if present.len() <= 4 {
+            for &b in &present {
+                consider(&[b], &mut best);
+            }
+            return best;
+        }
+        // Categories too rare to order reliably stay on the right.
+        let min_rows = (o.min_rows_in_leaf / 2).max(1) as u32;
+        let mut ordered: Vec<usize> = present
+            .into_iter()
+            .filter(|&b| stats[b].rows >= min_rows)
+            .collect();
+        let ratio = |b: usize| stats[b].gradient / (stats[b].hessian + o.categorical_l2);
+        ordered.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)).then(a.cmp(&b)));
+        let longest = o
+            .max_categories_per_split
+            .min(ordered.len().saturating_sub(1));
+        for take in 1..=longest {
+            consider(&ordered[..take], &mut best);
+            consider(&ordered[ordered.len() - take..], &mut best);
+        }
+        best
+    }
+}
+
+/// Moves the rows for which `left` holds to the front, keeping the order on both sides;
+/// returns how many there are.
+fn partition(rows: &mut [u32], left: impl Fn(u32) -> bool) -> usize {
+    let mut right = Vec::new();
+    let mut write = 0;
+    for read in 0..rows.len() {
+        let row = rows[read];
+        if left(row) {
+            rows[write] = row;
+            write += 1;
+        } else {
+            right.push(row);
+        }
+    }
+    rows[write..].copy_from_slice(&right);
+    write
+}

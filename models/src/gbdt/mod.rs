@@ -1,0 +1,385 @@
+//! Gradient-boosted decision trees for binary targets (`model = 'gbdt'`).
+//!
+//! Histogram-based and leaf-wise like LightGBM: features are binned once ([`bins`]), each
+//! round fits one tree ([`grow`]) to the gradient and hessian of the log loss, missing values
+//! learn their own direction at every split and categorical features split natively (sets of
+//! labels, not one-hot columns). Boosting stops early when the validation loss has not
+//! improved for `patience` rounds, and keeps the best round's trees. Nothing is random, so
+//! the same data and options give the same model.
+//!
+//! Explanations are exact: [`Booster::shap`] runs TreeSHAP ([`tree`]) and its values add up
+//! to each row's log-odds.
+
+pub mod bins;
+mod grow;
+pub mod tree;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::TrainingData;
+use crate::error::{Error, Result};
+use crate::metrics::roc_auc;
+use crate::options::Options;
+use crate::preprocess::{FeatureColumn, FeatureValues};
+use crate::train::EpochReport;
+
+use bins::{BinLookup, BinnedData, FeatureBins};
+pub use grow::GrowOptions;
+use tree::{Tree, Value};
+
+/// Boosting hyper-parameters, from OPTIONS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GbdtOptions {
+    pub grow: GrowOptions,
+    /// Boosting rounds at most.
+    pub trees: usize,
+    /// Rounds without a lower validation loss before boosting stops.
+    pub patience: usize,
+    pub max_bins: usize,
+    /// Labels of a categorical feature with bins of their own; the rest share one.
+    pub max_categories: usize,
+}
+
+/// The option names only boosted trees take (so `model = 'auto'` can tell them apart).
+pub const OPTION_NAMES: &[&str] = &[
+    "trees",
+    "num_leaves",
+    "max_depth",
+    "min_rows_in_leaf",
+    "l2",
+    "max_bins",
+];
+
+impl GbdtOptions {
+    /// LightGBM's defaults, with early stopping.
+    pub fn defaults() -> GbdtOptions {
+        GbdtOptions {
+            grow: GrowOptions {
+                num_leaves: 31,
+                max_depth: 0,
+                min_rows_in_leaf: 20,
+                min_hessian_in_leaf: 1e-3,
+                l2: 0.0,
+                categorical_l2: 10.0,
+                max_categories_per_split: 32,
+                learning_rate: 0.1,
+            },
+            trees: 500,
+            patience: 20,
+            max_bins: 255,
+            max_categories: 100,
+        }
+    }
+
+    /// Reads the boosting options; `learning_rate`, `patience` and `max_categories` are shared
+    /// with the networks and passed in.
+    pub fn from_options(
+        options: &mut Options,
+        learning_rate: Option<f64>,
+        patience: Option<usize>,
+        max_categories: usize,
+    ) -> Result<GbdtOptions> {
+        let d = GbdtOptions::defaults();
+        Ok(GbdtOptions {
+            grow: GrowOptions {
+                num_leaves: options.number("num_leaves", d.grow.num_leaves, 2..=4096)?,
+                max_depth: options.number("max_depth", d.grow.max_depth, 0..=64)?,
+                min_rows_in_leaf: options.number(
+                    "min_rows_in_leaf",
+                    d.grow.min_rows_in_leaf,
+                    1..=1_000_000,
+                )?,
+                l2: options.number("l2", d.grow.l2, 0.0..=1e6)?,
+                learning_rate: learning_rate.unwrap_or(d.grow.learning_rate),
+                ..d.grow
+            },
+            trees: options.number("trees", d.trees, 1..=100_000)?,
+            patience: patience.unwrap_or(d.patience),
+            max_bins: options.number("max_bins", d.max_bins, 2..=bins::MAX_BINS)?,
+            max_categories,
+        })
+    }
+}
+
+/// A trained ensemble: the bins its splits refer to and its trees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Booster {
+    pub features: Vec<FeatureBins>,
+    /// Log-odds every row starts from: the training positive rate's.
+    #[serde(with = "tree::exact")]
+    pub base_score: f64,
+    pub trees: Vec<Tree>,
+}
+
+/// What boosting observed.
+pub struct BoostReport {
+    pub best_round: usize,
+    pub history: Vec<EpochReport>,
+}
+
+impl Booster {
+    /// Boosts on the `train` rows, stopping early on the `validation` rows. Positives weigh
+    /// `positive_weight` in the loss.
+    pub fn train(
+        data: &TrainingData,
+        train: &[usize],
+        validation: &[usize],
+        positive_weight: f64,
+        options: &GbdtOptions,
+        on_round: &mut dyn FnMut(&EpochReport),
+        cancel: &AtomicBool,
+    ) -> Result<(Booster, BoostReport)> {
+        let columns: Vec<&FeatureColumn> = data.features.iter().map(|(_, c)| c).collect();
+        let features = data
+            .features
+            .iter()
+            .map(|(name, column)| {
+                let limit = match column {
+                    FeatureColumn::Categorical(_) => options.max_categories,
+                    _ => options.max_bins,
+                };
+                FeatureBins::fit(name, column, train, limit)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let train_bins = BinnedData::new(&columns, &features, train);
+        let validation_bins = BinnedData::new(&columns, &features, validation);
+        let train_y: Vec<bool> = train.iter().map(|&r| data.target[r]).collect();
+        let validation_y: Vec<bool> = validation.iter().map(|&r| data.target[r]).collect();
+        let weight = |y: bool| if y { positive_weight } else { 1.0 };
+
+        let (positives, total) = train_y.iter().fold((0.0, 0.0), |(p, t), &y| {
+            (p + if y { weight(y) } else { 0.0 }, t + weight(y))
+        });
+        let rate = (positives / total).clamp(1e-6, 1.0 - 1e-6);
+        let base_score = (rate / (1.0 - rate)).ln();
+
+        let grower = grow::Grower::new(&train_bins, &options.grow);
+        let mut scores = vec![base_score; train_y.len()];
+        let mut validation_scores = vec![base_score; validation_y.len()];
+        let mut gradients = vec![0.0; train_y.len()];
+        let mut hessians = vec![0.0; train_y.len()];
+        let mut trees: Vec<Tree> = Vec::new();
+        let mut history = Vec::new();
+        let (mut best_loss, mut best_round) = (f64::INFINITY, 0);
+        for round in 1..=options.trees {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            let started = Instant::now();
+            for (i, &y) in train_y.iter().enumerate() {
+                let p = sigmoid(scores[i]);
+                let w = weight(y);
+                gradients[i] = w * (p - f64::from(u8::from(y)));
+                hessians[i] = w * (p * (1.0 - p)).max(1e-16);
+            }
+            let tree = grower.grow(&gradients, &hessians, &mut scores);
+            for (i, score) in validation_scores.iter_mut().enumerate() {
+                *score += tree.predict(|f| bin_value(&validation_bins, f, i));
+            }
+            trees.push(tree);
+            let train_loss = log_loss(&scores, &train_y, positive_weight);
+            // Without validation rows (a refit on every row) the training loss is watched; it
+            // keeps falling, so every round runs.
+            let validation_loss = if validation_y.is_empty() {
+                train_loss
+            } else {
+                log_loss(&validation_scores, &validation_y, positive_weight)
+            };
+            // AUC sorts the validation rows: every tenth round and the last is enough for
+            // the progress report.
+            let validation_auc = (!validation_y.is_empty()
+                && (round % 10 == 0 || round == options.trees))
+                .then(|| {
+                    let p: Vec<f64> = validation_scores.iter().map(|&s| sigmoid(s)).collect();
+                    roc_auc(&p, &validation_y)
+                });
+            let report = EpochReport {
+                epoch: round,
+                epochs: options.trees,
+                train_loss,
+                validation_loss,
+                validation_auc,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            on_round(&report);
+            history.push(report);
+            if validation_loss < best_loss - 1e-12 {
+                best_loss = validation_loss;
+                best_round = round;
+            } else if round - best_round >= options.patience {
+                break;
+            }
+            // A round whose tree could not split changes nothing from here on.
+            if trees.last().is_some_and(|t| t.nodes.is_empty()) {
+                break;
+            }
+        }
+        trees.truncate(best_round.max(1));
+        Ok((
+            Booster {
+                features,
+                base_score,
+                trees,
+            },
+            BoostReport {
+                best_round: best_round.max(1),
+                history,
+            },
+        ))
+    }
+
+    /// Log-odds for one batch of feature columns.
+    pub fn margins(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<f64>> {
+        let inputs = self.inputs(columns)?;
+        let rows = columns.first().map_or(0, FeatureValues::len);
+        Ok((0..rows)
+            .map(|r| {
+                let value = |f: usize| inputs[f].value(r);
+                self.base_score + self.trees.iter().map(|t| t.predict(value)).sum::<f64>()
+            })
+            .collect())
+    }
+
+    /// Log-odds for rows given as bins of this booster's features.
+    pub(crate) fn margins_binned(&self, data: &BinnedData) -> Vec<f64> {
+        (0..data.rows())
+            .map(|r| {
+                let value = |f: usize| bin_value(data, f, r);
+                self.base_score + self.trees.iter().map(|t| t.predict(value)).sum::<f64>()
+            })
+            .collect()
+    }
+
+    /// The mean log-odds over the training rows (the SHAP baseline) and each row's exact SHAP
+    /// values, one per feature; baseline plus values is the row's log-odds.
+    pub fn shap(&self, columns: &[FeatureValues<'_>]) -> Result<(f64, Vec<Vec<f64>>)> {
+        let inputs = self.inputs(columns)?;
+        let rows = columns.first().map_or(0, FeatureValues::len);
+        let values = (0..rows)
+            .map(|r| {
+                let value = |f: usize| inputs[f].value(r);
+                let mut phi = vec![0.0; self.features.len()];
+                for tree in &self.trees {
+                    tree.add_shap(&value, &mut phi);
+                }
+                phi
+            })
+            .collect();
+        Ok((self.expected_value(), values))
+    }
+
+    /// SHAP values of rows given as bins.
+    pub(crate) fn shap_binned(&self, data: &BinnedData, rows: usize) -> Vec<Vec<f64>> {
+        (0..rows.min(data.rows()))
+            .map(|r| {
+                let value = |f: usize| bin_value(data, f, r);
+                let mut phi = vec![0.0; self.features.len()];
+                for tree in &self.trees {
+                    tree.add_shap(&value, &mut phi);
+                }
+                phi
+            })
+            .collect()
+    }
+
+    pub fn expected_value(&self) -> f64 {
+        self.base_score + self.trees.iter().map(Tree::expected_value).sum::<f64>()
+    }
+
+    /// The columns in the form routing reads: raw numbers, or categories as bins.
+    fn inputs<'a>(&self, columns: &[FeatureValues<'a>]) -> Result<Vec<Input<'a>>> {
+        if columns.len() != self.features.len() {
+            return Err(Error::input(format!(
+                "the model has {} features, got {} columns",
+                self.features.len(),
+                columns.len()
+            )));
+        }
+        columns
+            .iter()
+            .zip(&self.features)
+            .enumerate()
+            .map(|(i, (column, feature))| match (column, feature) {
+                (FeatureValues::Numeric(values), FeatureBins::Numeric { .. }) => {
+                    Ok(Input::Number(values))
+                }
+                (FeatureValues::Categorical(_), FeatureBins::Categorical { .. }) => {
+                    Ok(Input::Bins(
+                        BinLookup::new(feature).bin_column(column),
+                        feature.missing(),
+                    ))
+                }
+                _ => Err(Error::input(format!(
+                    "feature {} was {} at training, got {}",
+                    i + 1,
+                    feature.kind(),
+                    column.kind()
+                ))),
+            })
+            .collect()
+    }
+}
+
+/// One feature column ready for routing.
+enum Input<'a> {
+    Number(&'a [f64]),
+    /// Bins and the missing bin.
+    Bins(Vec<u8>, u8),
+}
+
+impl Input<'_> {
+    #[inline]
+    fn value(&self, row: usize) -> Value {
+        match self {
+            Input::Number(values) => {
+                let v = values[row];
+                if v.is_nan() {
+                    Value::Missing
+                } else {
+                    Value::Number(v)
+                }
+            }
+            Input::Bins(bins, missing) => {
+                let b = bins[row];
+                if b == *missing {
+                    Value::Missing
+                } else {
+                    Value::Bin(b)
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn bin_value(data: &BinnedData, feature: usize, row: usize) -> Value {
+    let b = data.bins[feature][row];
+    if b == data.features[feature].missing() {
+        Value::Missing
+    } else {
+        Value::Bin(b)
+    }
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Weighted mean log loss of log-odds `scores`.
+fn log_loss(scores: &[f64], y: &[bool], positive_weight: f64) -> f64 {
+    let (mut loss, mut total) = (0.0, 0.0);
+    for (&s, &y) in scores.iter().zip(y) {
+        // log(1 + e^-s) for positives, log(1 + e^s) for negatives, without overflow.
+        let z = if y { -s } else { s };
+        let w = if y { positive_weight } else { 1.0 };
+        loss += w * (z.max(0.0) + (-z.abs()).exp().ln_1p());
+        total += w;
+    }
+    loss / total.max(f64::MIN_POSITIVE)
+}
+
+#[cfg(test)]
+mod tests;
