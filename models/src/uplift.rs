@@ -104,7 +104,7 @@ impl UpliftOptions {
         match classifier.family {
             Family::Logistic | Family::Mlp => {}
             Family::Auto => classifier.family = Family::Mlp,
-            Family::Gbdt => {
+            Family::Gbdt | Family::Blend => {
                 return Err(Error::option(
                     "KIND uplift's estimators are networks: model must be 'mlp' or 'logistic'",
                 ));

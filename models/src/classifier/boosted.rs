@@ -106,6 +106,7 @@ pub(super) fn train(
         },
         booster: Some(booster),
         selection: Vec::new(),
+        members: Vec::new(),
     };
     Classifier::new(spec, Vec::new(), Device::Cpu)
 }

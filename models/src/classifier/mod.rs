@@ -74,12 +74,18 @@ pub struct ClassifierSpec {
     /// What `model = 'auto'` cross-validated, in the order tried.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selection: Vec<CandidateScore>,
+    /// The classifiers of a blend, whose log-odds it averages (their weights are stored
+    /// under `members.N.`); empty for a single model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<ClassifierSpec>,
 }
 
 impl ClassifierSpec {
     /// The family trained: 'gbdt', 'logistic' or 'mlp'.
     pub fn family(&self) -> Family {
-        if self.booster.is_some() {
+        if !self.members.is_empty() {
+            Family::Blend
+        } else if self.booster.is_some() {
             Family::Gbdt
         } else if self.hidden.is_empty() {
             Family::Logistic
@@ -98,6 +104,8 @@ pub struct Classifier {
     device: Device,
     /// The same weights for the fused CPU scoring path; None on other devices.
     dense: Option<DenseNetwork>,
+    /// A blend's classifiers (`spec.members` built).
+    pub(crate) members: Vec<Classifier>,
 }
 
 impl Classifier {
@@ -127,6 +135,11 @@ impl Classifier {
             }
             Family::Auto if preprocessor.is_none() => {
                 return select::train(data, options, on_epoch, cancel);
+            }
+            Family::Blend => {
+                return Err(Error::option(
+                    "a blend is what model = 'auto' may choose; it is not trained directly",
+                ));
             }
             Family::Gbdt | Family::Auto => {
                 return Err(Error::option(
@@ -214,13 +227,16 @@ impl Classifier {
             },
             booster: None,
             selection: Vec::new(),
+            members: Vec::new(),
         };
         Classifier::new(spec, layers, device)
     }
 
     fn new(spec: ClassifierSpec, layers: Vec<(Tensor, Tensor)>, device: Device) -> Result<Self> {
         let dense = match device {
-            Device::Cpu if spec.booster.is_none() => Some(DenseNetwork::from_tensors(&layers)?),
+            Device::Cpu if spec.family() != Family::Gbdt && spec.family() != Family::Blend => {
+                Some(DenseNetwork::from_tensors(&layers)?)
+            }
             _ => None,
         };
         Ok(Classifier {
@@ -228,11 +244,47 @@ impl Classifier {
             layers,
             device,
             dense,
+            members: Vec::new(),
         })
+    }
+
+    /// A blend of `members`, scoring the mean of their log-odds; its spec's training report
+    /// is `training` (the caller's, e.g. cross-validation's).
+    pub(crate) fn blend(members: Vec<Classifier>, training: TrainingReport) -> Classifier {
+        let first = &members[0].spec;
+        let spec = ClassifierSpec {
+            preprocessor: first.preprocessor.clone(),
+            hidden: Vec::new(),
+            threshold: first.threshold,
+            training,
+            booster: None,
+            selection: Vec::new(),
+            members: members.iter().map(|m| m.spec.clone()).collect(),
+        };
+        Classifier {
+            spec,
+            layers: Vec::new(),
+            device: members[0].device.clone(),
+            dense: None,
+            members,
+        }
     }
 
     /// Probabilities of the positive class for one batch of feature columns.
     pub fn predict(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<f64>> {
+        if !self.members.is_empty() {
+            let mut total = vec![0.0; columns.first().map_or(0, FeatureValues::len)];
+            for member in &self.members {
+                for (t, p) in total.iter_mut().zip(member.predict(columns)?) {
+                    *t += logit(p);
+                }
+            }
+            let n = self.members.len() as f64;
+            return Ok(total
+                .into_iter()
+                .map(|t| crate::gbdt::sigmoid(t / n))
+                .collect());
+        }
         if let Some(booster) = &self.spec.booster {
             let margins = booster.margins(columns)?;
             return Ok(margins.into_iter().map(crate::gbdt::sigmoid).collect());
@@ -250,9 +302,9 @@ impl Classifier {
 
     /// Probabilities for an already encoded (feature-major) matrix: the forward pass alone.
     pub fn predict_encoded(&self, matrix: &Matrix) -> Result<Vec<f64>> {
-        if self.spec.booster.is_some() {
+        if matches!(self.spec.family(), Family::Gbdt | Family::Blend) {
             return Err(Error::input(
-                "boosted trees score raw feature columns, not an encoded matrix",
+                "boosted trees and blends score raw feature columns, not an encoded matrix",
             ));
         }
         match &self.dense {
@@ -266,6 +318,33 @@ impl Classifier {
     /// integrated gradients from the all-means input for an MLP; exact TreeSHAP values from
     /// the mean training prediction for boosted trees.
     pub fn explain(&self, columns: &[FeatureValues<'_>]) -> Result<Explanation> {
+        if !self.members.is_empty() {
+            // The blend's log-odds is the members' mean, so are its baseline and contributions.
+            let n = self.members.len() as f64;
+            let mut blended: Option<Explanation> = None;
+            for member in &self.members {
+                let e = member.explain(columns)?;
+                match &mut blended {
+                    None => blended = Some(e),
+                    Some(b) => {
+                        b.baseline += e.baseline;
+                        for (row, add) in b.contributions.iter_mut().zip(&e.contributions) {
+                            for (v, a) in row.iter_mut().zip(add) {
+                                *v += a;
+                            }
+                        }
+                    }
+                }
+            }
+            let mut blended = blended.expect("a blend has members");
+            blended.baseline /= n;
+            for row in &mut blended.contributions {
+                for v in row.iter_mut() {
+                    *v /= n;
+                }
+            }
+            return Ok(blended);
+        }
         if let Some(booster) = &self.spec.booster {
             let (baseline, contributions) = booster.shap(columns)?;
             return Ok(Explanation {
@@ -335,7 +414,13 @@ impl Classifier {
 
     /// The weights as named tensors, for safetensors.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        crate::weights::layer_tensors(&self.layers)
+        let mut tensors = crate::weights::layer_tensors(&self.layers);
+        for (i, member) in self.members.iter().enumerate() {
+            for (name, tensor) in member.tensors() {
+                tensors.push((format!("members.{i}.{name}"), tensor));
+            }
+        }
+        tensors
     }
 
     /// Rebuilds a classifier from its card's spec and its named tensors, checking shapes.
@@ -344,6 +429,25 @@ impl Classifier {
         mut tensors: HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Classifier> {
+        if !spec.members.is_empty() {
+            let members = spec
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, member)| {
+                    let prefix = format!("members.{i}.");
+                    let own: HashMap<String, Tensor> = tensors
+                        .iter()
+                        .filter_map(|(name, t)| {
+                            name.strip_prefix(&prefix)
+                                .map(|n| (n.to_string(), t.clone()))
+                        })
+                        .collect();
+                    Classifier::from_parts(member.clone(), own, device)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Classifier::blend(members, spec.training));
+        }
         if spec.booster.is_some() {
             return Classifier::new(spec, Vec::new(), Device::Cpu);
         }

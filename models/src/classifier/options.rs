@@ -26,6 +26,8 @@ pub enum Family {
     Gbdt,
     /// Cross-validate the families and keep the best.
     Auto,
+    /// What `auto` may choose: the mean log-odds of a network and a tree model.
+    Blend,
 }
 
 impl Family {
@@ -35,6 +37,7 @@ impl Family {
             Family::Mlp => "mlp",
             Family::Gbdt => "gbdt",
             Family::Auto => "auto",
+            Family::Blend => "blend",
         }
     }
 }
@@ -114,7 +117,9 @@ impl ClassifierOptions {
             }
         };
         match family {
-            Family::Logistic | Family::Mlp => refuse(&tree_options, "it is a boosted-tree option")?,
+            Family::Logistic | Family::Mlp | Family::Blend => {
+                refuse(&tree_options, "it is a boosted-tree option")?
+            }
             Family::Gbdt => refuse(&network_options, "it is a network option")?,
             Family::Auto => {
                 let mut specific = network_options.clone();

@@ -1,10 +1,11 @@
 //! `model = 'auto'`: stratified k-fold cross-validation over the families and a small grid,
-//! the simplest candidate within one standard error of the best mean held-out ROC AUC
-//! refitted on every row, for as many epochs (trees) as early
+//! the best mean held-out ROC AUC refitted on every row, for as many epochs (trees) as early
 //! stopping chose on average in its folds. The model's validation metrics are its
 //! out-of-fold predictions'.
 //!
-//! Candidates run cheapest first. A time budget stops the search between folds; candidates it
+//! Candidates run cheapest first: logistic regression, trees of 7 and of 31 leaves, the MLP,
+//! and last a blend (the mean log-odds) of the best network and the best trees, scored from
+//! their out-of-fold predictions. A time budget stops the search between folds; candidates it
 //! cut short are reported with the folds they finished and are not chosen.
 
 use std::sync::atomic::AtomicBool;
@@ -15,10 +16,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::{Classifier, ClassifierOptions, Family, validate};
+use super::{Classifier, ClassifierOptions, Family, logit, validate};
 use crate::data::TrainingData;
 use crate::error::{Error, Result};
-use crate::gbdt::GbdtOptions;
+use crate::gbdt::{GbdtOptions, sigmoid};
 use crate::metrics::{BinaryMetrics, calibration_table, roc_auc};
 use crate::train::EpochReport;
 
@@ -108,6 +109,7 @@ pub(super) fn train(
         .collect();
     let mut scores = Vec::new();
     let mut runs: Vec<CandidateRun> = Vec::new();
+    let mut members: Option<(usize, usize)> = None;
     'candidates: for (name, candidate) in candidates(options) {
         let candidate_started = Instant::now();
         let mut run = CandidateRun {
@@ -152,59 +154,139 @@ pub(super) fn train(
         runs.push(run);
     }
 
-    // The one-standard-error rule (Breiman et al.): among the candidates that finished every
-    // fold, the simplest (tried earliest) whose mean AUC is within one standard error of
-    // the best mean. Differences smaller than that are fold-to-fold noise, and the simpler
-    // model is the safer bet on new rows.
-    let finished = || {
+    // A blend of the best network (logistic or MLP) and the best trees, scored on the same
+    // folds from the out-of-fold predictions: no extra training.
+    let mut tried = candidates(options);
+    let best_of = |family: &[Family]| {
         scores
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.fold_auc.len() == k)
+            .filter(|(i, s)| s.fold_auc.len() == k && family.contains(&tried[*i].1.family))
+            .max_by(|a, b| a.1.mean_auc.total_cmp(&b.1.mean_auc))
+            .map(|(i, _)| i)
     };
-    let (_, top) = finished()
-        .max_by(|a, b| a.1.mean_auc.total_cmp(&b.1.mean_auc))
-        .expect("the first candidate finishes every fold or training fails");
-    let bar = top.mean_auc - top.sd_auc / (k as f64).sqrt();
-    let best = finished()
-        .find(|(_, s)| s.mean_auc >= bar)
+    if let (Some(a), Some(b)) = (
+        best_of(&[Family::Logistic, Family::Mlp]),
+        best_of(&[Family::Gbdt]),
+    ) {
+        let blend_started = Instant::now();
+        let out_of_fold: Vec<f64> = runs[a]
+            .out_of_fold
+            .iter()
+            .zip(&runs[b].out_of_fold)
+            .map(|(&p, &q)| sigmoid((logit(p) + logit(q)) / 2.0))
+            .collect();
+        let fold_auc = (0..k)
+            .map(|fold| {
+                let rows: Vec<usize> = (0..rows).filter(|&r| fold_of[r] == fold).collect();
+                let p: Vec<f64> = rows.iter().map(|&r| out_of_fold[r]).collect();
+                let y: Vec<bool> = rows.iter().map(|&r| data.target[r]).collect();
+                roc_auc(&p, &y)
+            })
+            .collect();
+        let models = runs[a]
+            .models
+            .iter()
+            .zip(&runs[b].models)
+            .map(|(m, n)| Classifier::blend(vec![m.clone(), n.clone()], m.spec.training.clone()))
+            .collect();
+        let name = format!("blend_{}_{}", scores[a].name, scores[b].name);
+        let mut blend = score(name.clone(), fold_auc, blend_started);
+        blend.seconds += scores[a].seconds + scores[b].seconds;
+        scores.push(blend);
+        runs.push(CandidateRun {
+            out_of_fold,
+            models,
+        });
+        let mut options = options.with_family(Family::Blend);
+        options.hidden.clear();
+        tried.push((name, options));
+        members = Some((a, b));
+    }
+
+    // The best mean held-out AUC among the candidates that finished every fold; ties go to
+    // the cheaper one (tried earlier).
+    let best = scores
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.fold_auc.len() == k)
+        .fold(None::<(usize, f64)>, |best, (i, s)| match best {
+            Some((_, auc)) if auc >= s.mean_auc => best,
+            _ => Some((i, s.mean_auc)),
+        })
         .map(|(i, _)| i)
-        .expect("the top candidate clears its own bar");
+        .expect("the first candidate finishes every fold or training fails");
     scores[best].chosen = true;
     let run = &runs[best];
-    let (_, mut chosen) = candidates(options).swap_remove(best);
+    let mut model = if tried[best].1.family == Family::Blend {
+        let (a, b) = members.expect("a blend was tried");
+        let refitted = [a, b]
+            .into_iter()
+            .map(|i| refit(data, &tried[i].1, &runs[i], on_epoch, cancel))
+            .collect::<Result<Vec<_>>>()?;
+        let training = refitted[0].spec.training.clone();
+        Classifier::blend(refitted, training)
+    } else {
+        refit(data, &tried[best].1, run, on_epoch, cancel)?
+    };
 
-    // Refit on every row, as long as the folds trained on average (their early stopping
-    // chose it on held-out rows).
+    if let Some((a, b)) = members.filter(|_| tried[best].1.family == Family::Blend) {
+        for (member, i) in model.members.iter_mut().zip([a, b]) {
+            adopt_cross_validation(member, &runs[i], &folds, data, options)?;
+        }
+        model.spec.members = model.members.iter().map(|m| m.spec.clone()).collect();
+    }
+    adopt_cross_validation(&mut model, &runs[best], &folds, data, options)?;
+    model.spec.training.seconds = started.elapsed().as_secs_f64();
+    model.spec.selection = scores;
+    Ok(model)
+}
+
+/// `candidate` trained on every row, as long as its fold models trained on average (their
+/// early stopping chose that on held-out rows).
+fn refit(
+    data: &TrainingData,
+    candidate: &ClassifierOptions,
+    run: &CandidateRun,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+    cancel: &AtomicBool,
+) -> Result<Classifier> {
     let mean_best = run
         .models
         .iter()
         .map(|m| m.spec.training.best_epoch as f64)
         .sum::<f64>()
-        / k as f64;
+        / run.models.len() as f64;
     let length = (mean_best.round() as usize).max(1);
+    let mut chosen = candidate.clone();
     chosen.refit = true;
     chosen.training.epochs = length;
+    chosen.training.patience = length;
     chosen.gbdt.trees = length;
     chosen.gbdt.patience = length;
-    chosen.training.patience = length;
-    let mut model = Classifier::train(data, &chosen, on_epoch, cancel)?;
+    Classifier::train(data, &chosen, on_epoch, cancel)
+}
 
-    // The refit has no held-out rows: its validation figures are the folds'. Metrics and
-    // calibration come from the out-of-fold predictions of every row, importance is the
-    // mean over the fold models of their importance on the fold they did not see.
+/// Gives a refitted `model`, which has no held-out rows, the folds' validation figures:
+/// metrics and calibration from the out-of-fold predictions of every row, importance as the
+/// mean over the fold models of their importance on the fold they did not see.
+fn adopt_cross_validation(
+    model: &mut Classifier,
+    run: &CandidateRun,
+    folds: &[(Vec<usize>, TrainingData)],
+    data: &TrainingData,
+    options: &ClassifierOptions,
+) -> Result<()> {
+    let k = folds.len() as f64;
     let training = &mut model.spec.training;
     training.validation = BinaryMetrics::compute(&run.out_of_fold, &data.target, options.threshold);
     training.calibration = calibration_table(&run.out_of_fold, &data.target);
-    training.validation_rows = rows as u64;
+    training.validation_rows = data.rows() as u64;
     let mut importance = vec![0.0; data.features.len()];
-    for (model, (_, held_out)) in run.models.iter().zip(&folds) {
-        for (total, drop) in
-            importance
-                .iter_mut()
-                .zip(permutation_importance(model, held_out, options.seed)?)
-        {
-            *total += drop / k as f64;
+    for (fold_model, (_, held_out)) in run.models.iter().zip(folds) {
+        let drops = permutation_importance(fold_model, held_out, options.seed)?;
+        for (total, drop) in importance.iter_mut().zip(drops) {
+            *total += drop / k;
         }
     }
     training.importance = data
@@ -214,9 +296,7 @@ pub(super) fn train(
         .zip(importance)
         .collect();
     training.shap_importance = mean_of(run.models.iter().map(|m| &m.spec.training.shap_importance));
-    training.seconds = started.elapsed().as_secs_f64();
-    model.spec.selection = scores;
-    Ok(model)
+    Ok(())
 }
 
 /// One candidate's fold models and the prediction for each row from the model that did not

@@ -94,6 +94,29 @@ fn learns_a_known_logistic_rule_close_to_the_truth() {
     }
 }
 
+/// `model` saved (card JSON and safetensors) and loaded again.
+fn reloaded(model: &Model, data: &TrainingData) -> Model {
+    let weights = model.weights().unwrap();
+    let card = ModelCard {
+        format: crate::card::CARD_FORMAT,
+        name: "m".into(),
+        version: 1,
+        kind: Kind::ChurnClassifier,
+        target: Some("y".into()),
+        features: vec![],
+        options: Default::default(),
+        metrics: model.metrics(),
+        rows: data.rows() as u64,
+        seconds: 0.0,
+        fingerprint: crate::weights::fingerprint(data),
+        created_at: String::new(),
+        weights_checksum: crate::weights::fnv1a_hex(&weights),
+        spec: model.spec(),
+    };
+    let card = ModelCard::from_json(&card.to_json()).unwrap();
+    Model::load(&card, &weights, &Device::Cpu).unwrap()
+}
+
 #[test]
 fn same_seed_same_model_and_save_load_is_bit_identical() {
     let (data, _) = synthetic(2000, 2);
@@ -108,25 +131,7 @@ fn same_seed_same_model_and_save_load_is_bit_identical() {
     let (pa, pb) = (predict(&a, &data), predict(&b, &data));
     assert_eq!(pa, pb);
 
-    let weights = a.weights().unwrap();
-    let card = ModelCard {
-        format: crate::card::CARD_FORMAT,
-        name: "m".into(),
-        version: 1,
-        kind: Kind::ChurnClassifier,
-        target: Some("y".into()),
-        features: vec![],
-        options: Default::default(),
-        metrics: a.metrics(),
-        rows: 2000,
-        seconds: 0.0,
-        fingerprint: crate::weights::fingerprint(&data),
-        created_at: String::new(),
-        weights_checksum: crate::weights::fnv1a_hex(&weights),
-        spec: a.spec(),
-    };
-    let card = ModelCard::from_json(&card.to_json()).unwrap();
-    let loaded = Model::load(&card, &weights, &Device::Cpu).unwrap();
+    let loaded = reloaded(&a, &data);
     let pl = predict(&loaded, &data);
     assert!(pa.iter().zip(&pl).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
@@ -291,8 +296,13 @@ fn auto_cross_validates_every_family_and_refits_the_best() {
     let spec = &classifier(&model).spec;
     let names: Vec<&str> = spec.selection.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
-        names,
+        names[..4],
         ["logistic", "gbdt_7_leaves", "gbdt_31_leaves", "mlp_64_32"]
+    );
+    // Last, the blend of the best network and the best trees.
+    assert!(
+        names[4].starts_with("blend_") && names[4].contains("_gbdt_"),
+        "{names:?}"
     );
     assert_eq!(spec.selection.iter().filter(|c| c.chosen).count(), 1);
     for candidate in &spec.selection {
@@ -321,6 +331,15 @@ fn auto_cross_validates_every_family_and_refits_the_best() {
     assert!(
         metrics.contains(&"cv_auc_sd_logistic".to_string()),
         "{metrics:?}"
+    );
+    // Whatever was chosen reloads and scores bit for bit the same.
+    let loaded = predict(&reloaded(&model, &data), &data);
+    let scores = predict(&model, &data);
+    assert!(
+        scores
+            .iter()
+            .zip(&loaded)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
     );
     // The card keeps the selection.
     let card_json = serde_json::to_string(&model.spec()).unwrap();
@@ -409,4 +428,38 @@ fn model_options_are_checked_against_the_family() {
     assert!(classifier(&trees).spec.booster.is_some());
     let logistic = train(&data, &[("hidden", ""), ("epochs", "3")]).unwrap();
     assert_eq!(classifier(&logistic).spec.family(), Family::Logistic);
+}
+
+#[test]
+fn a_blend_averages_log_odds_explains_exactly_and_reloads_bit_identical() {
+    let (data, _) = synthetic(2000, 14);
+    let network = train(&data, &[("model", "logistic")]).unwrap();
+    let trees = train(&data, &[("model", "gbdt"), ("trees", "30")]).unwrap();
+    let members = vec![classifier(&network).clone(), classifier(&trees).clone()];
+    let training = members[0].spec.training.clone();
+    let blend = Model::Classifier(Classifier::blend(members, training));
+    let (p, q, b) = (
+        predict(&network, &data),
+        predict(&trees, &data),
+        predict(&blend, &data),
+    );
+    for i in 0..data.rows() {
+        let expected = crate::gbdt::sigmoid((logit(p[i]) + logit(q[i])) / 2.0);
+        assert!((b[i] - expected).abs() < 1e-12);
+    }
+    let explanation = with_views(&data, |v| classifier(&blend).explain(v).unwrap());
+    for (row, contributions) in explanation.contributions.iter().enumerate().take(100) {
+        let total = explanation.baseline + contributions.iter().sum::<f64>();
+        assert!(
+            (total - logit(b[row])).abs() < 1e-5,
+            "{total} {}",
+            logit(b[row])
+        );
+    }
+    let loaded = predict(&reloaded(&blend, &data), &data);
+    assert!(
+        b.iter()
+            .zip(&loaded)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
 }
