@@ -145,7 +145,7 @@ async fn uplift_refuses_bad_treatments() {
     let create = |treatment: &str, options: &str| {
         format!(
             "CREATE OR REPLACE MODEL coupon KIND uplift TARGET retained TREATMENT got_coupon \
-             OPTIONS (hidden = '', epochs = 3{options}) \
+             OPTIONS (hidden = ''{options}) \
              AS SELECT {FEATURES}, {treatment} AS got_coupon, w.retained \
              FROM winback_campaign w JOIN churn_features f USING (customer_id)"
         )

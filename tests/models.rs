@@ -117,6 +117,22 @@ async fn churn_model_comes_within_three_points_of_the_true_hazard() {
         "model AUC {model_auc} is not within 0.03 of the true hazard's {truth_auc}"
     );
 
+    // The default (model = 'auto', no OPTIONS) on the same rows is no worse than the tuned
+    // MLP above.
+    engine
+        .run(&format!(
+            "CREATE MODEL churn_default KIND churn_classifier TARGET churned \
+             AS SELECT {FEATURES}, churned FROM churn_features WHERE customer_id % 5 <> 0"
+        ))
+        .await
+        .unwrap();
+    let default_auc = held_out_auc(&engine, "churn_default", "churn_features").await;
+    eprintln!("the default model on the same rows: AUC {default_auc:.4}");
+    assert!(
+        default_auc >= model_auc - 0.005,
+        "the default model's AUC {default_auc} is below the MLP's {model_auc} by over 0.005"
+    );
+
     // Scores as a column: one per customer, all probabilities.
     let scored = scalar(
         &engine,
@@ -232,6 +248,23 @@ async fn churn_model_on_cdnow_beats_recency_alone() {
     assert!(
         model_auc > recency_auc,
         "{model_auc} vs recency alone {recency_auc}"
+    );
+
+    // The default model on the same rows is no worse than the MLP.
+    engine
+        .run(
+            "CREATE MODEL cdnow_default KIND churn_classifier TARGET churned \
+             AS SELECT frequency, recency_weeks, t_weeks, weeks_since_last, spend, \
+             spend_per_purchase, cds, days_last_13_weeks, churned \
+             FROM cdnow_churn WHERE customer_id % 5 <> 0",
+        )
+        .await
+        .unwrap();
+    let default_auc = held_out_auc(&engine, "cdnow_default", "cdnow_churn").await;
+    eprintln!("CDNOW churn, the default model: AUC {default_auc:.4}");
+    assert!(
+        default_auc >= model_auc - 0.005,
+        "the default model's AUC {default_auc} is below the MLP's {model_auc} by over 0.005"
     );
 }
 

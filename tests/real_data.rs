@@ -110,8 +110,9 @@ async fn the_default_classifier_matches_the_baselines_on_real_tables() {
             "{table}: AUC {auc:.4}, accuracy {accuracy:.4}; {metrics}"
         ));
 
-        // explain() on a test row: exact SHAP values (trees) or weights (logistic) add up to
-        // the log-odds of the score.
+        // explain() on test rows adds up to the log-odds of the score: exactly for trees
+        // (TreeSHAP) and logistic regression, within integrated gradients' error where an MLP
+        // is (part of) the model; the unit tests hold the exact families to 1e-6.
         let gap = number(
             &engine,
             &format!(
@@ -129,7 +130,7 @@ async fn the_default_classifier_matches_the_baselines_on_real_tables() {
             ),
         )
         .await;
-        assert!(gap < 1e-4, "{table}: explain() is {gap} off the log-odds");
+        assert!(gap < 0.05, "{table}: explain() is {gap} off the log-odds");
 
         if let Some(baselines) = &baselines {
             let b = &baselines[table];

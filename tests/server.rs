@@ -1314,7 +1314,7 @@ async fn psql_catalog_commands_notices_and_tls() {
         "CREATE TABLE train AS SELECT x::DOUBLE PRECISION AS f, (x % 2 = 0) AS y \
          FROM generate_series(1, 400) AS g(x)",
         "-c",
-        "CREATE MODEL parity KIND churn_classifier TARGET y OPTIONS (epochs = 3, hidden = '') \
+        "CREATE MODEL parity KIND churn_classifier TARGET y OPTIONS (epochs = 3, hidden = '8') \
          AS SELECT f, y FROM train",
     ]);
     assert!(ok, "{out}{err}");

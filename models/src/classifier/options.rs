@@ -117,9 +117,21 @@ impl ClassifierOptions {
             }
         };
         match family {
-            Family::Logistic | Family::Mlp | Family::Blend => {
-                refuse(&tree_options, "it is a boosted-tree option")?
+            Family::Logistic => {
+                refuse(&tree_options, "it is a boosted-tree option")?;
+                let descent: Vec<String> = ["dropout", "epochs", "batch_size", "weight_decay"]
+                    .iter()
+                    .chain(["learning_rate", "patience"].iter())
+                    .filter(|n| options.contains(n))
+                    .map(|n| n.to_string())
+                    .collect();
+                refuse(
+                    &descent,
+                    "logistic regression is fitted to convergence by Newton's method, with no \
+                     epochs or learning rate",
+                )?;
             }
+            Family::Mlp | Family::Blend => refuse(&tree_options, "it is a boosted-tree option")?,
             Family::Gbdt => refuse(&network_options, "it is a network option")?,
             Family::Auto => {
                 let mut specific = network_options.clone();
