@@ -154,8 +154,8 @@ pub fn explain(registry: Arc<dyn ModelRegistry>) -> ScalarUDF {
     let documentation = Documentation::builder(
         DOC_SECTION,
         "Per-feature contributions (log-odds) to one prediction, led by (baseline); they add \
-         up to the prediction's log-odds. Exact for logistic regression, integrated gradients \
-         for an MLP.",
+         up to the prediction's log-odds. Exact for boosted trees (TreeSHAP) and logistic \
+         regression, integrated gradients for an MLP, the members' mean for a blend.",
         "explain(model, feature1, ..., featureN)",
     )
     .with_argument("model", "text literal: a model name, or name@version")

@@ -20,6 +20,9 @@ use crate::train::EpochReport;
 
 /// Validation rows that SHAP importance averages over at most.
 const SHAP_ROWS: usize = 2_000;
+/// Validation rows permutation importance shuffles at most (as scikit-learn's
+/// `max_samples`): each feature costs a scoring pass over them.
+const PERMUTATION_ROWS: usize = 50_000;
 
 pub(super) fn train(
     data: &TrainingData,
@@ -62,20 +65,38 @@ pub(super) fn train(
     let scores = probabilities(&validation);
     let metrics = BinaryMetrics::compute(&scores, &validation_y, options.threshold);
 
-    // Permutation importance: the drop in validation AUC with one feature's bins shuffled.
+    // Permutation importance: the drop in validation AUC with one feature's bins shuffled,
+    // on at most PERMUTATION_ROWS validation rows drawn at random.
     let mut rng = StdRng::seed_from_u64(options.seed ^ 0x1a9_0a7a);
-    let mut permutation: Vec<usize> = (0..validation_y.len()).collect();
+    let mut picked: Vec<usize> = (0..validation_y.len()).collect();
+    if picked.len() > PERMUTATION_ROWS {
+        picked.shuffle(&mut rng);
+        picked.truncate(PERMUTATION_ROWS);
+        picked.sort_unstable();
+    }
+    let sample = BinnedData {
+        bins: validation
+            .bins
+            .iter()
+            .map(|b| picked.iter().map(|&i| b[i]).collect())
+            .collect(),
+        features: validation.features.clone(),
+    };
+    let sample_y: Vec<bool> = picked.iter().map(|&i| validation_y[i]).collect();
+    let sample_y = &sample_y[..];
+    let sample_auc = roc_auc(&probabilities(&sample), sample_y);
+    let mut permutation: Vec<usize> = (0..sample.rows()).collect();
     let mut importance = Vec::new();
     let mut shuffled = BinnedData {
-        bins: validation.bins.clone(),
-        features: validation.features.clone(),
+        bins: sample.bins.clone(),
+        features: sample.features.clone(),
     };
     for (f, (name, _)) in data.features.iter().enumerate() {
         permutation.shuffle(&mut rng);
-        shuffled.bins[f] = permutation.iter().map(|&i| validation.bins[f][i]).collect();
-        let auc = roc_auc(&probabilities(&shuffled), &validation_y);
-        importance.push((name.clone(), metrics.roc_auc - auc));
-        shuffled.bins[f].clone_from(&validation.bins[f]);
+        shuffled.bins[f] = permutation.iter().map(|&i| sample.bins[f][i]).collect();
+        let auc = roc_auc(&probabilities(&shuffled), sample_y);
+        importance.push((name.clone(), sample_auc - auc));
+        shuffled.bins[f].clone_from(&sample.bins[f]);
     }
     let shap = booster.shap_binned(&validation, SHAP_ROWS);
     let shap_importance = data

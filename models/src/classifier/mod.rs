@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{TrainingData, encode, fit_and_encode, stratified_split};
 use crate::error::{Error, Result};
-use crate::gbdt::Booster;
+use crate::gbdt::{Booster, FlatForest};
 use crate::kernels::dense::DenseNetwork;
 use crate::kernels::dense_training::CpuTrainer;
 use crate::metrics::{BinaryMetrics, CalibrationBin, calibration_table, roc_auc};
@@ -106,6 +106,8 @@ pub struct Classifier {
     dense: Option<DenseNetwork>,
     /// A blend's classifiers (`spec.members` built).
     pub(crate) members: Vec<Classifier>,
+    /// Boosted trees flattened for scoring.
+    forest: Option<FlatForest>,
 }
 
 impl Classifier {
@@ -239,12 +241,14 @@ impl Classifier {
             }
             _ => None,
         };
+        let forest = spec.booster.as_ref().map(FlatForest::new);
         Ok(Classifier {
             spec,
             layers,
             device,
             dense,
             members: Vec::new(),
+            forest,
         })
     }
 
@@ -267,6 +271,7 @@ impl Classifier {
             device: members[0].device.clone(),
             dense: None,
             members,
+            forest: None,
         }
     }
 
@@ -285,8 +290,8 @@ impl Classifier {
                 .map(|t| crate::gbdt::sigmoid(t / n))
                 .collect());
         }
-        if let Some(booster) = &self.spec.booster {
-            let margins = booster.margins(columns)?;
+        if let (Some(booster), Some(forest)) = (&self.spec.booster, &self.forest) {
+            let margins = booster.margins_with(forest, columns)?;
             return Ok(margins.into_iter().map(crate::gbdt::sigmoid).collect());
         }
         match &self.dense {

@@ -77,8 +77,11 @@ fn predict(model: &Model, data: &TrainingData) -> Vec<f64> {
 fn learns_a_known_logistic_rule_close_to_the_truth() {
     let (data, truth) = synthetic(8000, 1);
     let truth_auc = roc_auc(&truth, &data.target);
-    for hidden in ["", "16,8"] {
-        let model = train(&data, &[("hidden", hidden), ("epochs", "40")]).unwrap();
+    for options in [
+        &[("model", "logistic")][..],
+        &[("hidden", "16,8"), ("epochs", "40")][..],
+    ] {
+        let model = train(&data, options).unwrap();
         let Model::Classifier(c) = &model else {
             panic!("a classifier")
         };
@@ -87,7 +90,7 @@ fn learns_a_known_logistic_rule_close_to_the_truth() {
         // ceiling the model can approach.
         assert!(
             auc > truth_auc - 0.03,
-            "hidden '{hidden}': auc {auc} vs truth {truth_auc}"
+            "{options:?}: auc {auc} vs truth {truth_auc}"
         );
         let importance: HashMap<_, _> = c.spec.training.importance.iter().cloned().collect();
         assert!(importance["x1"] > importance["plan"], "{importance:?}");
@@ -139,7 +142,7 @@ fn same_seed_same_model_and_save_load_is_bit_identical() {
 #[test]
 fn logistic_explanations_add_up_to_the_prediction() {
     let (data, _) = synthetic(2000, 3);
-    let model = train(&data, &[("hidden", ""), ("epochs", "5")]).unwrap();
+    let model = train(&data, &[("hidden", "")]).unwrap();
     let Model::Classifier(c) = &model else {
         panic!("a classifier")
     };
@@ -426,7 +429,11 @@ fn model_options_are_checked_against_the_family() {
     // Tree options alone choose the trees; network options alone the network.
     let trees = train(&data, &[("num_leaves", "4")]).unwrap();
     assert!(classifier(&trees).spec.booster.is_some());
-    let logistic = train(&data, &[("hidden", ""), ("epochs", "3")]).unwrap();
+    let logistic = train(&data, &[("hidden", "")]).unwrap();
+    assert!(
+        error(&[("hidden", ""), ("epochs", "3")]).contains("Newton's method"),
+        "descent options with logistic regression"
+    );
     assert_eq!(classifier(&logistic).spec.family(), Family::Logistic);
 }
 

@@ -63,6 +63,11 @@ pub struct Grower<'a> {
     /// Start of each feature's bins in a histogram.
     offsets: Vec<usize>,
     total_bins: usize,
+    /// Buffers kept from tree to tree: the row order the leaves partition, the gradients in
+    /// that order, the rows a partition moves right.
+    order: Vec<u32>,
+    ordered: Vec<(f64, f64)>,
+    spill: Vec<u32>,
 }
 
 impl<'a> Grower<'a> {
@@ -78,15 +83,22 @@ impl<'a> Grower<'a> {
             options,
             offsets,
             total_bins,
+            order: Vec::new(),
+            ordered: Vec::new(),
+            spill: Vec::new(),
         }
     }
 
     /// Grows one tree on the rows' gradients and hessians; adds its outputs to `scores`.
-    pub fn grow(&self, gradients: &[f64], hessians: &[f64], scores: &mut [f64]) -> Tree {
+    pub fn grow(&mut self, gradients: &[f64], hessians: &[f64], scores: &mut [f64]) -> Tree {
         let rows = self.data.rows();
-        let mut order: Vec<u32> = (0..rows as u32).collect();
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(0..rows as u32);
+        let mut ordered = std::mem::take(&mut self.ordered);
+        let mut spill = std::mem::take(&mut self.spill);
         let mut nodes: Vec<Node> = Vec::new();
-        let root_histogram = self.histogram(&order, gradients, hessians);
+        let root_histogram = self.histogram(&order, gradients, hessians, &mut ordered);
         let (gradient, hessian) = (gradients.iter().sum(), hessians.iter().sum());
         let mut leaves = vec![self.leaf(0, rows, 0, gradient, hessian, root_histogram, None)];
 
@@ -120,7 +132,8 @@ impl<'a> Grower<'a> {
                     node.goes_left(super::tree::Value::Bin(bin))
                 }
             };
-            let middle = partition(&mut order[leaf.start..leaf.end], goes_left) + leaf.start;
+            let middle =
+                partition(&mut order[leaf.start..leaf.end], goes_left, &mut spill) + leaf.start;
             let node_index = nodes.len();
             if let Some((parent, is_left)) = leaf.parent {
                 let child = &mut nodes[parent];
@@ -145,7 +158,7 @@ impl<'a> Grower<'a> {
             } else {
                 middle..leaf.end
             };
-            let small = self.histogram(&order[small_range], gradients, hessians);
+            let small = self.histogram(&order[small_range], gradients, hessians, &mut ordered);
             let large: Histogram = leaf
                 .histogram
                 .iter()
@@ -204,6 +217,9 @@ impl<'a> Grower<'a> {
                 }
             }
         }
+        self.order = order;
+        self.ordered = ordered;
+        self.spill = spill;
         Tree {
             nodes,
             leaves: outputs,
@@ -242,12 +258,20 @@ impl<'a> Grower<'a> {
     }
 
     /// Per-bin sums over `rows`, one feature per task.
-    fn histogram(&self, rows: &[u32], gradients: &[f64], hessians: &[f64]) -> Histogram {
+    fn histogram(
+        &self,
+        rows: &[u32],
+        gradients: &[f64],
+        hessians: &[f64],
+        ordered: &mut Vec<(f64, f64)>,
+    ) -> Histogram {
         // Gradients in row order once, so each feature's pass reads them sequentially.
-        let ordered: Vec<(f64, f64)> = rows
-            .iter()
-            .map(|&r| (gradients[r as usize], hessians[r as usize]))
-            .collect();
+        ordered.clear();
+        ordered.extend(
+            rows.iter()
+                .map(|&r| (gradients[r as usize], hessians[r as usize])),
+        );
+        let ordered = &ordered[..];
         let per_feature: Vec<Vec<BinStats>> = self
             .data
             .bins
@@ -255,7 +279,7 @@ impl<'a> Grower<'a> {
             .zip(&self.data.features)
             .map(|(bins, feature)| {
                 let mut histogram = vec![BinStats::default(); feature.count()];
-                for (&r, &(g, h)) in rows.iter().zip(&ordered) {
+                for (&r, &(g, h)) in rows.iter().zip(ordered) {
                     let stats = &mut histogram[bins[r as usize] as usize];
                     stats.gradient += g;
                     stats.hessian += h;
@@ -443,8 +467,8 @@ impl<'a> Grower<'a> {
 
 /// Moves the rows for which `left` holds to the front, keeping the order on both sides;
 /// returns how many there are.
-fn partition(rows: &mut [u32], left: impl Fn(u32) -> bool) -> usize {
-    let mut right = Vec::new();
+fn partition(rows: &mut [u32], left: impl Fn(u32) -> bool, right: &mut Vec<u32>) -> usize {
+    right.clear();
     let mut write = 0;
     for read in 0..rows.len() {
         let row = rows[read];
@@ -455,6 +479,6 @@ fn partition(rows: &mut [u32], left: impl Fn(u32) -> bool) -> usize {
             right.push(row);
         }
     }
-    rows[write..].copy_from_slice(&right);
+    rows[write..].copy_from_slice(right);
     write
 }

@@ -12,11 +12,13 @@
 
 pub mod bins;
 mod grow;
+mod score;
 pub mod tree;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::TrainingData;
@@ -28,6 +30,7 @@ use crate::train::EpochReport;
 
 use bins::{BinLookup, BinnedData, FeatureBins};
 pub use grow::GrowOptions;
+pub use score::FlatForest;
 use tree::{Tree, Value};
 
 /// Boosting hyper-parameters, from OPTIONS.
@@ -156,7 +159,7 @@ impl Booster {
         let rate = (positives / total).clamp(1e-6, 1.0 - 1e-6);
         let base_score = (rate / (1.0 - rate)).ln();
 
-        let grower = grow::Grower::new(&train_bins, &options.grow);
+        let mut grower = grow::Grower::new(&train_bins, &options.grow);
         let mut scores = vec![base_score; train_y.len()];
         let mut validation_scores = vec![base_score; validation_y.len()];
         let mut gradients = vec![0.0; train_y.len()];
@@ -169,12 +172,16 @@ impl Booster {
                 return Err(Error::Cancelled);
             }
             let started = Instant::now();
-            for (i, &y) in train_y.iter().enumerate() {
-                let p = sigmoid(scores[i]);
-                let w = weight(y);
-                gradients[i] = w * (p - f64::from(u8::from(y)));
-                hessians[i] = w * (p * (1.0 - p)).max(1e-16);
-            }
+            gradients
+                .par_iter_mut()
+                .zip(hessians.par_iter_mut())
+                .zip(scores.par_iter().zip(train_y.par_iter()))
+                .for_each(|((g, h), (&score, &y))| {
+                    let p = sigmoid(score);
+                    let w = weight(y);
+                    *g = w * (p - f64::from(u8::from(y)));
+                    *h = w * (p * (1.0 - p)).max(1e-16);
+                });
             let tree = grower.grow(&gradients, &hessians, &mut scores);
             for (i, score) in validation_scores.iter_mut().enumerate() {
                 *score += tree.predict(|f| bin_value(&validation_bins, f, i));
@@ -233,24 +240,23 @@ impl Booster {
 
     /// Log-odds for one batch of feature columns.
     pub fn margins(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<f64>> {
+        self.margins_with(&FlatForest::new(self), columns)
+    }
+
+    /// [`Booster::margins`] with the trees already flattened (scorers keep one).
+    pub fn margins_with(
+        &self,
+        forest: &FlatForest,
+        columns: &[FeatureValues<'_>],
+    ) -> Result<Vec<f64>> {
         let inputs = self.inputs(columns)?;
         let rows = columns.first().map_or(0, FeatureValues::len);
-        Ok((0..rows)
-            .map(|r| {
-                let value = |f: usize| inputs[f].value(r);
-                self.base_score + self.trees.iter().map(|t| t.predict(value)).sum::<f64>()
-            })
-            .collect())
+        Ok(forest.margins(&inputs, rows))
     }
 
     /// Log-odds for rows given as bins of this booster's features.
     pub(crate) fn margins_binned(&self, data: &BinnedData) -> Vec<f64> {
-        (0..data.rows())
-            .map(|r| {
-                let value = |f: usize| bin_value(data, f, r);
-                self.base_score + self.trees.iter().map(|t| t.predict(value)).sum::<f64>()
-            })
-            .collect()
+        FlatForest::new(self).margins_binned(data)
     }
 
     /// The mean log-odds over the training rows (the SHAP baseline) and each row's exact SHAP
@@ -258,27 +264,24 @@ impl Booster {
     pub fn shap(&self, columns: &[FeatureValues<'_>]) -> Result<(f64, Vec<Vec<f64>>)> {
         let inputs = self.inputs(columns)?;
         let rows = columns.first().map_or(0, FeatureValues::len);
-        let values = (0..rows)
-            .map(|r| {
-                let value = |f: usize| inputs[f].value(r);
-                let mut phi = vec![0.0; self.features.len()];
-                for tree in &self.trees {
-                    tree.add_shap(&value, &mut phi);
-                }
-                phi
-            })
-            .collect();
+        let values = self.shap_rows(rows, |r, f| inputs[f].value(r));
         Ok((self.expected_value(), values))
     }
 
-    /// SHAP values of rows given as bins.
+    /// SHAP values of the first `rows` rows given as bins.
     pub(crate) fn shap_binned(&self, data: &BinnedData, rows: usize) -> Vec<Vec<f64>> {
-        (0..rows.min(data.rows()))
+        self.shap_rows(rows.min(data.rows()), |r, f| bin_value(data, f, r))
+    }
+
+    /// SHAP values of rows `0..rows`, `value(row, feature)` giving the inputs.
+    fn shap_rows(&self, rows: usize, value: impl Fn(usize, usize) -> Value) -> Vec<Vec<f64>> {
+        let mut workspace = tree::ShapWorkspace::for_trees(&self.trees);
+        (0..rows)
             .map(|r| {
-                let value = |f: usize| bin_value(data, f, r);
+                let row_value = |f: usize| value(r, f);
                 let mut phi = vec![0.0; self.features.len()];
                 for tree in &self.trees {
-                    tree.add_shap(&value, &mut phi);
+                    tree.add_shap(&row_value, &mut phi, &mut workspace);
                 }
                 phi
             })
@@ -368,16 +371,28 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Weighted mean log loss of log-odds `scores`.
+/// Weighted mean log loss of log-odds `scores`. Summed in fixed chunks (in parallel) and
+/// then in order, so the result does not depend on how threads split the work.
 fn log_loss(scores: &[f64], y: &[bool], positive_weight: f64) -> f64 {
-    let (mut loss, mut total) = (0.0, 0.0);
-    for (&s, &y) in scores.iter().zip(y) {
-        // log(1 + e^-s) for positives, log(1 + e^s) for negatives, without overflow.
-        let z = if y { -s } else { s };
-        let w = if y { positive_weight } else { 1.0 };
-        loss += w * (z.max(0.0) + (-z.abs()).exp().ln_1p());
-        total += w;
-    }
+    const CHUNK: usize = 1 << 16;
+    let parts: Vec<(f64, f64)> = scores
+        .par_chunks(CHUNK)
+        .zip(y.par_chunks(CHUNK))
+        .map(|(scores, y)| {
+            let (mut loss, mut total) = (0.0, 0.0);
+            for (&s, &y) in scores.iter().zip(y) {
+                // log(1 + e^-s) for positives, log(1 + e^s) for negatives, without overflow.
+                let z = if y { -s } else { s };
+                let w = if y { positive_weight } else { 1.0 };
+                loss += w * (z.max(0.0) + (-z.abs()).exp().ln_1p());
+                total += w;
+            }
+            (loss, total)
+        })
+        .collect();
+    let (loss, total) = parts
+        .iter()
+        .fold((0.0, 0.0), |(l, t), (pl, pt)| (l + pl, t + pt));
     loss / total.max(f64::MIN_POSITIVE)
 }
 

@@ -123,6 +123,16 @@ fn raw_and_binned_scoring_agree_and_shap_adds_up() {
     for (a, b) in raw.iter().zip(&from_bins) {
         assert!((a - b).abs() < 1e-12, "{a} {b}");
     }
+    // The flattened forest routes as the trees themselves do.
+    for (row, margin) in raw.iter().enumerate() {
+        let by_trees = booster.base_score
+            + booster
+                .trees
+                .iter()
+                .map(|t| t.predict(|f| bin_value(&binned, f, row)))
+                .sum::<f64>();
+        assert!((by_trees - margin).abs() < 1e-12);
+    }
     let shap = booster.shap_binned(&binned, 500);
     let baseline = booster.expected_value();
     for (phi, margin) in shap.iter().zip(&raw) {

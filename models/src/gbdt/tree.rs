@@ -155,12 +155,29 @@ impl Tree {
 
     /// Adds the row's exact SHAP values (path-dependent TreeSHAP, Lundberg et al. 2018,
     /// algorithm 2) to `phi`, one per feature.
-    pub fn add_shap(&self, value: &dyn Fn(usize) -> Value, phi: &mut [f64]) {
+    pub fn add_shap(
+        &self,
+        value: &dyn Fn(usize) -> Value,
+        phi: &mut [f64],
+        workspace: &mut ShapWorkspace,
+    ) {
         if self.nodes.is_empty() {
             return;
         }
-        let mut path = Vec::with_capacity(32);
-        self.shap_recurse(0, value, phi, &mut path, 1.0, 1.0, None);
+        workspace.fit(self.depth());
+        self.shap_recurse(0, value, phi, &mut workspace.steps, 0, 0, (1.0, 1.0, None));
+    }
+
+    /// Internal nodes on the longest path from the root.
+    fn depth(&self) -> usize {
+        fn below(tree: &Tree, node: i32) -> usize {
+            if node < 0 {
+                return 0;
+            }
+            let n = &tree.nodes[node as usize];
+            1 + below(tree, n.left).max(below(tree, n.right))
+        }
+        below(self, 0)
     }
 
     fn cover(&self, child: i32) -> f64 {
@@ -171,25 +188,28 @@ impl Tree {
         }
     }
 
+    /// Visits `child` with the parent's path in `workspace[start - parent_len..start]`;
+    /// `step` is (zero fraction, one fraction, feature) of the edge into `child`.
     #[allow(clippy::too_many_arguments)]
     fn shap_recurse(
         &self,
         child: i32,
         value: &dyn Fn(usize) -> Value,
         phi: &mut [f64],
-        parent_path: &mut Vec<PathStep>,
-        zero_fraction: f64,
-        one_fraction: f64,
-        feature: Option<usize>,
+        workspace: &mut [PathStep],
+        start: usize,
+        parent_len: usize,
+        step: (f64, f64, Option<usize>),
     ) {
-        // Each level works on its own copy of the path, as the paper's algorithm does.
-        let mut path = parent_path.clone();
-        extend(&mut path, zero_fraction, one_fraction, feature);
+        let (before, path) = workspace.split_at_mut(start);
+        path[..parent_len].copy_from_slice(&before[start - parent_len..]);
+        let mut len = parent_len;
+        extend(path, &mut len, step.0, step.1, step.2);
         if child < 0 {
             let leaf = self.leaves[!child as usize];
-            for i in 1..path.len() {
+            for i in 1..len {
                 let step = path[i];
-                let weight = unwound_sum(&path, i);
+                let weight = unwound_sum(&path[..len], i);
                 if let Some(f) = step.feature {
                     phi[f] += weight * (step.one - step.zero) * leaf;
                 }
@@ -204,38 +224,54 @@ impl Tree {
             (node.right, node.left)
         };
         let (mut incoming_zero, mut incoming_one) = (1.0, 1.0);
-        if let Some(k) = path.iter().position(|s| s.feature == Some(split_feature)) {
+        if let Some(k) = path[..len]
+            .iter()
+            .position(|s| s.feature == Some(split_feature))
+        {
             incoming_zero = path[k].zero;
             incoming_one = path[k].one;
-            unwind(&mut path, k);
+            unwind(path, &mut len, k);
         }
         let rows = node.rows;
         let hot_zero = self.cover(hot) / rows;
         let cold_zero = self.cover(cold) / rows;
-        self.shap_recurse(
-            hot,
-            value,
-            phi,
-            &mut path,
-            hot_zero * incoming_zero,
-            incoming_one,
-            Some(split_feature),
-        );
-        self.shap_recurse(
-            cold,
-            value,
-            phi,
-            &mut path,
-            cold_zero * incoming_zero,
-            0.0,
-            Some(split_feature),
-        );
+        let next = start + len;
+        let feature = Some(split_feature);
+        let hot_step = (hot_zero * incoming_zero, incoming_one, feature);
+        self.shap_recurse(hot, value, phi, workspace, next, len, hot_step);
+        let cold_step = (cold_zero * incoming_zero, 0.0, feature);
+        self.shap_recurse(cold, value, phi, workspace, next, len, cold_step);
+    }
+}
+
+/// Room for TreeSHAP's paths: each level of the recursion copies its parent's path into the
+/// space after it, as the paper's algorithm does, so one buffer serves every row and tree.
+pub struct ShapWorkspace {
+    steps: Vec<PathStep>,
+}
+
+impl ShapWorkspace {
+    pub fn for_trees(trees: &[Tree]) -> ShapWorkspace {
+        let mut workspace = ShapWorkspace { steps: Vec::new() };
+        for tree in trees {
+            workspace.fit(tree.depth());
+        }
+        workspace
+    }
+
+    /// Grows the buffer for a tree `depth` splits deep: paths of 1, 2, ... depth + 1 steps.
+    fn fit(&mut self, depth: usize) {
+        let levels = depth + 2;
+        let needed = levels * (levels + 1) / 2;
+        if self.steps.len() < needed {
+            self.steps.resize(needed, PathStep::default());
+        }
     }
 }
 
 /// One feature on the path from the root, with the fractions of zero (feature unknown) and
 /// one (feature known) paths through it, and the permutation weight.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct PathStep {
     feature: Option<usize>,
     zero: f64,
@@ -243,14 +279,16 @@ struct PathStep {
     weight: f64,
 }
 
-fn extend(path: &mut Vec<PathStep>, zero: f64, one: f64, feature: Option<usize>) {
-    let depth = path.len();
-    path.push(PathStep {
+/// Appends a step to the path `path[..len]`.
+fn extend(path: &mut [PathStep], len: &mut usize, zero: f64, one: f64, feature: Option<usize>) {
+    let depth = *len;
+    path[depth] = PathStep {
         feature,
         zero,
         one,
         weight: if depth == 0 { 1.0 } else { 0.0 },
-    });
+    };
+    *len += 1;
     let d = depth as f64;
     for i in (0..depth).rev() {
         path[i + 1].weight += one * path[i].weight * (i as f64 + 1.0) / (d + 1.0);
@@ -258,9 +296,9 @@ fn extend(path: &mut Vec<PathStep>, zero: f64, one: f64, feature: Option<usize>)
     }
 }
 
-/// Undoes [`extend`] for the step at `index` and removes it.
-fn unwind(path: &mut Vec<PathStep>, index: usize) {
-    let depth = path.len() - 1;
+/// Undoes [`extend`] for the step at `index` of `path[..len]` and removes it.
+fn unwind(path: &mut [PathStep], len: &mut usize, index: usize) {
+    let depth = *len - 1;
     let d = depth as f64;
     let (one, zero) = (path[index].one, path[index].zero);
     let mut next_one = path[depth].weight;
@@ -279,7 +317,7 @@ fn unwind(path: &mut Vec<PathStep>, index: usize) {
         path[i].zero = path[i + 1].zero;
         path[i].one = path[i + 1].one;
     }
-    path.pop();
+    *len -= 1;
 }
 
 /// The total permutation weight the path would have with the step at `index` unwound.
@@ -391,7 +429,8 @@ mod tests {
             [0.3, 0.7, 0.6],
         ] {
             let mut phi = vec![0.0; 3];
-            tree.add_shap(&|f| Value::Number(x[f]), &mut phi);
+            let mut workspace = ShapWorkspace::for_trees(std::slice::from_ref(&tree));
+            tree.add_shap(&|f| Value::Number(x[f]), &mut phi, &mut workspace);
             let expected = brute_force_shap(&tree, &x);
             for (a, b) in phi.iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-12, "{x:?}: {phi:?} against {expected:?}");
