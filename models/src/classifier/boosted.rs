@@ -22,7 +22,7 @@ use crate::train::EpochReport;
 const SHAP_ROWS: usize = 2_000;
 /// Validation rows permutation importance shuffles at most (as scikit-learn's
 /// `max_samples`): each feature costs a scoring pass over them.
-const PERMUTATION_ROWS: usize = 50_000;
+const PERMUTATION_ROWS: usize = 20_000;
 
 pub(super) fn train(
     data: &TrainingData,

@@ -272,26 +272,26 @@ impl<'a> Grower<'a> {
                 .map(|&r| (gradients[r as usize], hessians[r as usize])),
         );
         let ordered = &ordered[..];
-        let per_feature: Vec<Vec<BinStats>> = self
-            .data
-            .bins
-            .par_iter()
-            .zip(&self.data.features)
-            .map(|(bins, feature)| {
-                let mut histogram = vec![BinStats::default(); feature.count()];
+        let mut histogram = vec![BinStats::default(); self.total_bins];
+        // Each feature's part of the one histogram, filled by its own task.
+        let mut parts: Vec<&mut [BinStats]> = Vec::with_capacity(self.data.features.len());
+        let mut rest = &mut histogram[..];
+        for feature in &self.data.features {
+            let (part, after) = rest.split_at_mut(feature.count());
+            parts.push(part);
+            rest = after;
+        }
+        parts
+            .into_par_iter()
+            .zip(&self.data.bins)
+            .for_each(|(part, bins)| {
                 for (&r, &(g, h)) in rows.iter().zip(ordered) {
-                    let stats = &mut histogram[bins[r as usize] as usize];
+                    let stats = &mut part[bins[r as usize] as usize];
                     stats.gradient += g;
                     stats.hessian += h;
                     stats.rows += 1;
                 }
-                histogram
-            })
-            .collect();
-        let mut histogram = Vec::with_capacity(self.total_bins);
-        for part in per_feature {
-            histogram.extend(part);
-        }
+            });
         histogram
     }
 

@@ -170,3 +170,54 @@ fn scoring_refuses_columns_of_the_wrong_kind() {
         "{err}"
     );
 }
+
+#[test]
+fn a_label_per_row_and_an_all_null_feature_train_without_harm() {
+    // 200,000 distinct labels: the most frequent `max_categories` get bins (all tied here,
+    // so the first in label order), the rest share one; an all-NULL column has only its
+    // missing bin and is never split on.
+    let rows = 200_000;
+    let mut rng = StdRng::seed_from_u64(9);
+    let x: Vec<f64> = (0..rows).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let target: Vec<bool> = x
+        .iter()
+        .map(|v| rng.random::<f64>() < sigmoid(3.0 * v))
+        .collect();
+    let data = TrainingData {
+        features: vec![
+            ("x".into(), FeatureColumn::Numeric(x)),
+            (
+                "order_id".into(),
+                FeatureColumn::Categorical((0..rows).map(|i| Some(format!("o{i}"))).collect()),
+            ),
+            ("empty".into(), FeatureColumn::Numeric(vec![f64::NAN; rows])),
+        ],
+        target,
+    };
+    let (booster, _, _) = train(&data);
+    match &booster.features[1] {
+        FeatureBins::Categorical { labels } => assert_eq!(labels.len(), 100),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        booster.features[2].count(),
+        2,
+        "one empty value bin and the missing bin"
+    );
+    let used: Vec<u32> = booster
+        .trees
+        .iter()
+        .flat_map(|t| t.nodes.iter().map(|n| n.feature))
+        .collect();
+    assert!(!used.contains(&2), "split on the all-NULL feature");
+    // Unseen labels score like any other row.
+    let labels = [Some("never seen"), None];
+    let p = booster
+        .margins(&[
+            FeatureValues::Numeric(&[0.5, -0.5]),
+            FeatureValues::Categorical(&labels),
+            FeatureValues::Numeric(&[f64::NAN, f64::NAN]),
+        ])
+        .unwrap();
+    assert!(p[0] > 0.5 && p[1] < -0.5, "{p:?}");
+}
