@@ -52,6 +52,7 @@ pub mod gbdt;
 mod kernels;
 mod kind;
 pub mod kmeans;
+mod linalg;
 pub mod metrics;
 mod model;
 pub mod options;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::TrainingData;
 use crate::error::{Error, Result};
+use crate::linalg::cholesky_solve;
 use crate::options::Options;
 use crate::preprocess::{FeatureColumn, FeatureValues};
 
@@ -708,43 +709,6 @@ fn conjugate_gradient(
         }
         rs_old = rs_new;
     }
-}
-
-/// Solves A x = b in place (x in `b`) for symmetric positive definite A; false if A is not.
-fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) -> bool {
-    for j in 0..n {
-        let mut d = a[j * n + j];
-        for k in 0..j {
-            d -= a[j * n + k] * a[j * n + k];
-        }
-        if d <= 0.0 {
-            return false;
-        }
-        let d = d.sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= a[i * n + k] * a[j * n + k];
-            }
-            a[i * n + j] = s / d;
-        }
-    }
-    for i in 0..n {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= a[i * n + k] * b[k];
-        }
-        b[i] = s / a[i * n + i];
-    }
-    for i in (0..n).rev() {
-        let mut s = b[i];
-        for k in i + 1..n {
-            s -= a[k * n + i] * b[k];
-        }
-        b[i] = s / a[i * n + i];
-    }
-    true
 }
 
 /// HR@10 and NDCG@10 of the factors and of popularity on the held-out (user, item) pairs.

@@ -10,6 +10,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
+use crate::linalg::cholesky_solve;
 use crate::preprocess::Matrix;
 use crate::train::EpochReport;
 
@@ -28,7 +29,7 @@ pub(super) fn fit(
     device: &Device,
     on_iteration: &mut dyn FnMut(&EpochReport),
     cancel: &AtomicBool,
-) -> Result<(usize, Vec<(Tensor, Tensor)>, Vec<EpochReport>)> {
+) -> Result<super::Fitted> {
     let (n, d) = (x.rows, x.cols);
     let weight: Vec<f64> = y
         .iter()
@@ -72,7 +73,13 @@ pub(super) fn fit(
         }
         gradient[d] = residual.iter().sum();
         hessian[d * (d + 1) + d] = curvature.iter().sum::<f64>() + 1e-12;
-        let step = solve(&mut hessian, &gradient, d + 1)?;
+        let mut step = gradient;
+        if !cholesky_solve(&mut hessian, &mut step, d + 1) {
+            return Err(Error::data(
+                "logistic regression's Newton step is singular (are some features constant \
+                 or perfectly collinear?)",
+            ));
+        }
 
         // Newton's step, halved while it does not lower the objective.
         let mut scale = 1.0;
@@ -152,60 +159,9 @@ fn objective(x: &Matrix, y: &[bool], weight: &[f64], theta: &[f64]) -> f64 {
     loss + penalty
 }
 
-/// Solves `a · s = g` for symmetric positive definite `a` (`n × n`, row-major) by Cholesky.
-fn solve(a: &mut [f64], g: &[f64], n: usize) -> Result<Vec<f64>> {
-    for j in 0..n {
-        let mut diagonal = a[j * n + j];
-        for k in 0..j {
-            diagonal -= a[j * n + k] * a[j * n + k];
-        }
-        if diagonal <= 0.0 || !diagonal.is_finite() {
-            return Err(Error::data(
-                "logistic regression's Newton step is singular (are some features constant \
-                 or perfectly collinear?)",
-            ));
-        }
-        let diagonal = diagonal.sqrt();
-        a[j * n + j] = diagonal;
-        for i in j + 1..n {
-            let mut v = a[i * n + j];
-            for k in 0..j {
-                v -= a[i * n + k] * a[j * n + k];
-            }
-            a[i * n + j] = v / diagonal;
-        }
-    }
-    // L·u = g, then Lᵀ·s = u.
-    let mut u = vec![0.0; n];
-    for i in 0..n {
-        let mut v = g[i];
-        for k in 0..i {
-            v -= a[i * n + k] * u[k];
-        }
-        u[i] = v / a[i * n + i];
-    }
-    let mut s = vec![0.0; n];
-    for i in (0..n).rev() {
-        let mut v = u[i];
-        for k in i + 1..n {
-            v -= a[k * n + i] * s[k];
-        }
-        s[i] = v / a[i * n + i];
-    }
-    Ok(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cholesky_solves_a_small_system() {
-        let mut a = vec![4.0, 2.0, 2.0, 3.0];
-        let s = solve(&mut a, &[2.0, 1.0], 2).unwrap();
-        // [4 2; 2 3] · [0.5, 0] = [2, 1].
-        assert!((s[0] - 0.5).abs() < 1e-12 && s[1].abs() < 1e-12, "{s:?}");
-    }
 
     #[test]
     fn the_optimum_has_zero_gradient() {

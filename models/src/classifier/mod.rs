@@ -480,6 +480,10 @@ fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
+/// What fitting a network gives: the best epoch, its (weight, bias) layers and every epoch's
+/// report.
+type Fitted = (usize, Vec<(Tensor, Tensor)>, Vec<EpochReport>);
+
 /// The rows a network trains and stops on.
 struct Split<'a> {
     train_x: &'a Matrix,
@@ -498,7 +502,7 @@ fn descend(
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochReport),
     cancel: &AtomicBool,
-) -> Result<(usize, Vec<(Tensor, Tensor)>, Vec<EpochReport>)> {
+) -> Result<Fitted> {
     let Split {
         train_x,
         train_y,
@@ -511,7 +515,7 @@ fn descend(
         .chain(options.hidden.iter().copied())
         .chain(std::iter::once(1))
         .collect();
-    let initial = init_layers(&sizes, &mut rng, &device)?;
+    let initial = init_layers(&sizes, &mut rng, device)?;
     let params = options.training.adamw();
     let mut trainer = match device {
         Device::Cpu => Trainer::Cpu(CpuTrainer::new(unfold_layers(&initial)?, params)),
@@ -549,16 +553,16 @@ fn descend(
             let total_weight: f32 = w.iter().sum();
             let loss = match &mut trainer {
                 Trainer::Cpu(trainer) => {
-                    trainer.step(&train_x, batch, &y, &w, options.dropout, &mut rng)
+                    trainer.step(train_x, batch, &y, &w, options.dropout, &mut rng)
                 }
                 Trainer::Candle { vars, optimizer } => {
                     let x = Tensor::from_vec(
                         train_x.gather_rows(batch),
                         (batch.len(), train_x.cols),
-                        &device,
+                        device,
                     )?;
-                    let y = Tensor::from_vec(y, batch.len(), &device)?;
-                    let w = Tensor::from_vec(w, batch.len(), &device)?;
+                    let y = Tensor::from_vec(y, batch.len(), device)?;
+                    let w = Tensor::from_vec(w, batch.len(), device)?;
                     let weights: Vec<&Tensor> = vars.iter().map(Var::as_tensor).collect();
                     let logits = forward_folded(&weights, &x, options.dropout, &mut rng)?;
                     let loss = (weighted_bce_with_logits(&logits, &y, &w)? / total_weight as f64)?;
@@ -576,10 +580,10 @@ fn descend(
         let (validation_loss, validation_auc) = if validation_y.is_empty() {
             (train_loss, None)
         } else {
-            let scores = score(&layers, &validation_x, &device)?;
+            let scores = score(&layers, validation_x, device)?;
             (
-                weighted_log_loss(&scores, &validation_y, positive_weight),
-                Some(roc_auc(&scores, &validation_y)),
+                weighted_log_loss(&scores, validation_y, positive_weight),
+                Some(roc_auc(&scores, validation_y)),
             )
         };
         let report = EpochReport {

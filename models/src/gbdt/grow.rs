@@ -100,7 +100,16 @@ impl<'a> Grower<'a> {
         let mut nodes: Vec<Node> = Vec::new();
         let root_histogram = self.histogram(&order, gradients, hessians, &mut ordered);
         let (gradient, hessian) = (gradients.iter().sum(), hessians.iter().sum());
-        let mut leaves = vec![self.leaf(0, rows, 0, gradient, hessian, root_histogram, None)];
+        let mut leaves = vec![self.with_best_split(Leaf {
+            start: 0,
+            end: rows,
+            depth: 0,
+            gradient,
+            hessian,
+            histogram: root_histogram,
+            best: None,
+            parent: None,
+        })];
 
         while leaves.len() < self.options.num_leaves {
             let Some((index, _)) = leaves
@@ -175,24 +184,26 @@ impl<'a> Grower<'a> {
                 (large, small)
             };
             let depth = leaf.depth + 1;
-            leaves.push(self.leaf(
-                leaf.start,
-                middle,
+            leaves.push(self.with_best_split(Leaf {
+                start: leaf.start,
+                end: middle,
                 depth,
-                left_g,
-                left_h,
-                left_histogram,
-                Some((node_index, true)),
-            ));
-            leaves.push(self.leaf(
-                middle,
-                leaf.end,
+                gradient: left_g,
+                hessian: left_h,
+                histogram: left_histogram,
+                best: None,
+                parent: Some((node_index, true)),
+            }));
+            leaves.push(self.with_best_split(Leaf {
+                start: middle,
+                end: leaf.end,
                 depth,
-                right_g,
-                right_h,
-                right_histogram,
-                Some((node_index, false)),
-            ));
+                gradient: right_g,
+                hessian: right_h,
+                histogram: right_histogram,
+                best: None,
+                parent: Some((node_index, false)),
+            }));
         }
 
         // Number the leaves, point their parents at them and add their outputs.
@@ -227,34 +238,15 @@ impl<'a> Grower<'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn leaf(
-        &self,
-        start: usize,
-        end: usize,
-        depth: usize,
-        gradient: f64,
-        hessian: f64,
-        histogram: Histogram,
-        parent: Option<(usize, bool)>,
-    ) -> Leaf {
-        let splittable = (self.options.max_depth == 0 || depth < self.options.max_depth)
-            && end - start >= 2 * self.options.min_rows_in_leaf;
-        let best = if splittable {
-            self.best_split(&histogram, gradient, hessian, (end - start) as u32)
-        } else {
-            None
-        };
-        Leaf {
-            start,
-            end,
-            depth,
-            gradient,
-            hessian,
-            histogram,
-            best,
-            parent,
+    /// `leaf` with its best split found, where it may split (depth, rows).
+    fn with_best_split(&self, mut leaf: Leaf) -> Leaf {
+        let rows = leaf.end - leaf.start;
+        let splittable = (self.options.max_depth == 0 || leaf.depth < self.options.max_depth)
+            && rows >= 2 * self.options.min_rows_in_leaf;
+        if splittable {
+            leaf.best = self.best_split(&leaf.histogram, leaf.gradient, leaf.hessian, rows as u32);
         }
+        leaf
     }
 
     /// Per-bin sums over `rows`, one feature per task.
