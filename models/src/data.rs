@@ -28,27 +28,11 @@ impl TrainingData {
 
     /// The features of `rows`, with `target` (one value per row of `self`) as the target.
     pub(crate) fn subset(&self, rows: &[usize], target: &[bool]) -> TrainingData {
-        let select = |column: &FeatureColumn| -> FeatureColumn {
-            match column {
-                FeatureColumn::Numeric(v) => {
-                    FeatureColumn::Numeric(rows.iter().map(|&i| v[i]).collect())
-                }
-                FeatureColumn::Categorical(v) => {
-                    FeatureColumn::Categorical(rows.iter().map(|&i| v[i].clone()).collect())
-                }
-                FeatureColumn::TextList(v) => {
-                    FeatureColumn::TextList(rows.iter().map(|&i| v[i].clone()).collect())
-                }
-                FeatureColumn::NumberList(v) => {
-                    FeatureColumn::NumberList(rows.iter().map(|&i| v[i].clone()).collect())
-                }
-            }
-        };
         TrainingData {
             features: self
                 .features
                 .iter()
-                .map(|(name, column)| (name.clone(), select(column)))
+                .map(|(name, column)| (name.clone(), column.select(rows)))
                 .collect(),
             target: rows.iter().map(|&i| target[i]).collect(),
         }
@@ -66,6 +50,26 @@ impl TrainingData {
             .collect();
         let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
         score(&values)
+    }
+}
+
+impl FeatureColumn {
+    /// The values of `rows`, in that order.
+    pub(crate) fn select(&self, rows: &[usize]) -> FeatureColumn {
+        match self {
+            FeatureColumn::Numeric(v) => {
+                FeatureColumn::Numeric(rows.iter().map(|&i| v[i]).collect())
+            }
+            FeatureColumn::Categorical(v) => {
+                FeatureColumn::Categorical(rows.iter().map(|&i| v[i].clone()).collect())
+            }
+            FeatureColumn::TextList(v) => {
+                FeatureColumn::TextList(rows.iter().map(|&i| v[i].clone()).collect())
+            }
+            FeatureColumn::NumberList(v) => {
+                FeatureColumn::NumberList(rows.iter().map(|&i| v[i].clone()).collect())
+            }
+        }
     }
 }
 

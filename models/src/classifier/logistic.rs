@@ -81,25 +81,32 @@ pub(super) fn fit(
             ));
         }
 
-        // Newton's step, halved while it does not lower the objective.
+        // Newton's step, halved while it does not lower the objective; none that does means
+        // the optimum is reached (to rounding).
         let mut scale = 1.0;
-        let mut candidate: Vec<f64>;
-        let mut candidate_loss;
-        loop {
-            candidate = theta
+        let accepted = loop {
+            let candidate: Vec<f64> = theta
                 .iter()
                 .zip(&step)
                 .map(|(t, s)| t - scale * s)
                 .collect();
-            candidate_loss = objective(x, y, &weight, &candidate);
-            if candidate_loss <= loss || scale < 1e-6 {
-                break;
+            let candidate_loss = objective(x, y, &weight, &candidate);
+            if candidate_loss <= loss {
+                break Some((candidate, candidate_loss));
+            }
+            if scale < 1e-6 {
+                break None;
             }
             scale /= 2.0;
-        }
-        let moved = step.iter().map(|s| (scale * s).abs()).fold(0.0, f64::max);
-        theta = candidate;
-        loss = candidate_loss;
+        };
+        let moved = match accepted {
+            Some((candidate, candidate_loss)) => {
+                theta = candidate;
+                loss = candidate_loss;
+                step.iter().map(|s| (scale * s).abs()).fold(0.0, f64::max)
+            }
+            None => 0.0,
+        };
         let total_weight: f64 = weight.iter().sum();
         let report = EpochReport {
             epoch: iteration,

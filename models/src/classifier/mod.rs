@@ -451,7 +451,10 @@ impl Classifier {
                     Classifier::from_parts(member.clone(), own, device)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            return Ok(Classifier::blend(members, spec.training));
+            // The stored spec (selection, threshold, ...) as it was saved.
+            let mut blend = Classifier::blend(members, spec.training.clone());
+            blend.spec = spec;
+            return Ok(blend);
         }
         if spec.booster.is_some() {
             return Classifier::new(spec, Vec::new(), Device::Cpu);

@@ -118,9 +118,12 @@ pub(super) fn train(
         };
         let mut fold_auc = Vec::new();
         for (fold, (train, held_out)) in folds.iter().enumerate() {
-            let first_fold = scores.is_empty() && fold_auc.is_empty();
+            // The first candidate always finishes (one candidate must), unless its first
+            // fold alone overruns the budget, which is an error below.
+            let first_candidate = scores.is_empty();
+            let first_fold = first_candidate && fold_auc.is_empty();
             if let Some(budget) = options.time_budget
-                && !first_fold
+                && !first_candidate
                 && started.elapsed().as_secs_f64() > budget
             {
                 scores.push(score(name, fold_auc, candidate_started));
@@ -315,14 +318,13 @@ fn permutation_importance(
     let base = roc_auc(&held_out.score(|v| model.predict(v))?, &held_out.target);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x1a9_0a7a);
     let mut order: Vec<usize> = (0..held_out.rows()).collect();
+    let mut shuffled = held_out.clone();
     (0..held_out.features.len())
         .map(|f| {
             order.shuffle(&mut rng);
-            let mut shuffled = held_out.clone();
-            shuffled.features[f].1 = held_out.subset(&order, &held_out.target).features[f]
-                .1
-                .clone();
+            shuffled.features[f].1 = held_out.features[f].1.select(&order);
             let auc = roc_auc(&shuffled.score(|v| model.predict(v))?, &held_out.target);
+            shuffled.features[f].1.clone_from(&held_out.features[f].1);
             Ok(base - auc)
         })
         .collect()

@@ -335,8 +335,10 @@ fn auto_cross_validates_every_family_and_refits_the_best() {
         metrics.contains(&"cv_auc_sd_logistic".to_string()),
         "{metrics:?}"
     );
-    // Whatever was chosen reloads and scores bit for bit the same.
-    let loaded = predict(&reloaded(&model, &data), &data);
+    // Whatever was chosen reloads with its selection and scores bit for bit the same.
+    let back = reloaded(&model, &data);
+    assert_eq!(back.metrics().len(), model.metrics().len());
+    let loaded = predict(&back, &data);
     let scores = predict(&model, &data);
     assert!(
         scores

@@ -392,6 +392,30 @@ impl<'a> Grower<'a> {
                 }
             }
         }
+        // Every value left, missing values right: what tells missingness itself apart.
+        if missing.rows > 0
+            && let Some(gain) = self.gain(
+                BinStats {
+                    gradient: total.gradient - missing.gradient,
+                    hessian: total.hessian - missing.hessian,
+                    rows: total.rows - missing.rows,
+                },
+                total,
+                parent_score,
+                self.options.l2,
+            )
+            && best.as_ref().is_none_or(|b| gain > b.gain)
+        {
+            best = Some(Candidate {
+                feature,
+                test: Test::Numeric {
+                    threshold: f64::INFINITY,
+                    bin: upper.len() as u8,
+                },
+                missing_left: false,
+                gain,
+            });
+        }
         best
     }
 

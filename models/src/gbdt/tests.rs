@@ -221,3 +221,29 @@ fn a_label_per_row_and_an_all_null_feature_train_without_harm() {
         .unwrap();
     assert!(p[0] > 0.5 && p[1] < -0.5, "{p:?}");
 }
+
+#[test]
+fn missingness_alone_is_split_on() {
+    // One value or NULL: no boundary between values, but NULL means positive.
+    let rows = 4_000;
+    let mut rng = StdRng::seed_from_u64(10);
+    let (mut flag, mut target) = (Vec::new(), Vec::new());
+    for _ in 0..rows {
+        let missing = rng.random::<f64>() < 0.3;
+        flag.push(if missing { f64::NAN } else { 1.0 });
+        target.push(rng.random::<f64>() < if missing { 0.8 } else { 0.2 });
+    }
+    let data = TrainingData {
+        features: vec![("flag".into(), FeatureColumn::Numeric(flag))],
+        target,
+    };
+    let (booster, _, _) = train(&data);
+    let p = booster
+        .margins(&[FeatureValues::Numeric(&[1.0, f64::NAN, 7.0])])
+        .unwrap();
+    assert!(p[0] < -1.0 && p[1] > 1.0, "{p:?}");
+    // A value never seen at training goes with the values, not with NULL.
+    assert!((p[2] - p[0]).abs() < 1e-12);
+    let json = serde_json::to_string(&booster).unwrap();
+    assert_eq!(serde_json::from_str::<Booster>(&json).unwrap(), booster);
+}
