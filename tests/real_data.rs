@@ -103,7 +103,9 @@ async fn the_default_classifier_matches_the_baselines_on_real_tables() {
         let accuracy = number(&engine, &metric("accuracy")).await;
         let metrics = scalar(
             &engine,
-            &format!("SELECT metrics FROM tenure.models WHERE model = '{table}_model'"),
+            &format!(
+                "SELECT family || ' ' || metrics FROM tenure.models WHERE model = '{table}_model'"
+            ),
         )
         .await;
         report.push(format!(

@@ -96,7 +96,22 @@ fn models_schema() -> SchemaRef {
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             true,
         ),
+        Field::new("family", DataType::Utf8, true),
     ]))
+}
+
+/// A classifier's model family ('gbdt', 'logistic', 'mlp'), or the candidate `model = 'auto'`
+/// chose ('blend_logistic_gbdt_7_leaves', ...); None for the other kinds.
+fn model_family(card: &tenure_models::ModelCard) -> Option<String> {
+    match &card.spec {
+        tenure_models::ModelSpec::Classifier(spec) => Some(
+            spec.selection
+                .iter()
+                .find(|candidate| candidate.chosen)
+                .map_or_else(|| spec.family().name().to_string(), |c| c.name.clone()),
+        ),
+        _ => None,
+    }
 }
 
 impl SystemRows for ModelsTable {
@@ -169,6 +184,7 @@ impl SystemRows for ModelsTable {
                 }))
                 .with_timezone("UTC"),
             ),
+            Arc::new(StringArray::from_iter(cards.iter().map(model_family))),
         ];
         columns
     }
