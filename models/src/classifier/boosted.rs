@@ -13,7 +13,7 @@ use super::{Classifier, ClassifierOptions, ClassifierSpec, TrainingReport, split
 use crate::data::{TrainingData, fit_preprocessor};
 use crate::error::Result;
 use crate::gbdt::bins::BinnedData;
-use crate::gbdt::{Booster, sigmoid};
+use crate::gbdt::{Booster, FlatForest, sigmoid};
 use crate::metrics::{BinaryMetrics, calibration_table, roc_auc};
 use crate::preprocess::FeatureColumn;
 use crate::train::EpochReport;
@@ -55,8 +55,9 @@ pub(super) fn train(
     let columns: Vec<&FeatureColumn> = data.features.iter().map(|(_, c)| c).collect();
     let validation = BinnedData::new(&columns, &booster.features, &validation_rows);
     let validation_y: Vec<bool> = validation_rows.iter().map(|&r| data.target[r]).collect();
+    let forest = FlatForest::new(&booster);
     let probabilities = |data: &BinnedData| -> Vec<f64> {
-        booster
+        forest
             .margins_binned(data)
             .into_iter()
             .map(sigmoid)

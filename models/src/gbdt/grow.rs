@@ -26,6 +26,11 @@ pub struct GrowOptions {
     pub learning_rate: f64,
 }
 
+/// Depth of a tree without `max_depth`: `num_leaves` (up to 4,096) could otherwise make a
+/// chain thousands of splits deep, and TreeSHAP recurses once per level with a workspace that
+/// grows with the square of the depth.
+const MAX_TREE_DEPTH: usize = 64;
+
 #[derive(Debug, Clone, Copy, Default)]
 struct BinStats {
     gradient: f64,
@@ -241,8 +246,11 @@ impl<'a> Grower<'a> {
     /// `leaf` with its best split found, where it may split (depth, rows).
     fn with_best_split(&self, mut leaf: Leaf) -> Leaf {
         let rows = leaf.end - leaf.start;
-        let splittable = (self.options.max_depth == 0 || leaf.depth < self.options.max_depth)
-            && rows >= 2 * self.options.min_rows_in_leaf;
+        let max_depth = match self.options.max_depth {
+            0 => MAX_TREE_DEPTH,
+            depth => depth,
+        };
+        let splittable = leaf.depth < max_depth && rows >= 2 * self.options.min_rows_in_leaf;
         if splittable {
             leaf.best = self.best_split(&leaf.histogram, leaf.gradient, leaf.hessian, rows as u32);
         }

@@ -254,11 +254,6 @@ impl Booster {
         Ok(forest.margins(&inputs, rows))
     }
 
-    /// Log-odds for rows given as bins of this booster's features.
-    pub(crate) fn margins_binned(&self, data: &BinnedData) -> Vec<f64> {
-        FlatForest::new(self).margins_binned(data)
-    }
-
     /// The mean log-odds over the training rows (the SHAP baseline) and each row's exact SHAP
     /// values, one per feature; baseline plus values is the row's log-odds.
     pub fn shap(&self, columns: &[FeatureValues<'_>]) -> Result<(f64, Vec<Vec<f64>>)> {

@@ -100,7 +100,7 @@ impl FlatForest {
     }
 
     /// Log-odds for rows given as bins of the booster's features.
-    pub(super) fn margins_binned(&self, data: &BinnedData) -> Vec<f64> {
+    pub(crate) fn margins_binned(&self, data: &BinnedData) -> Vec<f64> {
         self.run::<true>(
             |c, start, n, out: &mut dyn FnMut(usize, f64)| {
                 let missing = data.features[c].missing();

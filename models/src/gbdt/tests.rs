@@ -119,7 +119,7 @@ fn raw_and_binned_scoring_agree_and_shap_adds_up() {
     let owned = columns(&data);
     let refs: Vec<&FeatureColumn> = owned.iter().collect();
     let binned = BinnedData::new(&refs, &booster.features, &all);
-    let from_bins = booster.margins_binned(&binned);
+    let from_bins = FlatForest::new(&booster).margins_binned(&binned);
     for (a, b) in raw.iter().zip(&from_bins) {
         assert!((a - b).abs() < 1e-12, "{a} {b}");
     }
@@ -246,4 +246,34 @@ fn missingness_alone_is_split_on() {
     assert!((p[2] - p[0]).abs() < 1e-12);
     let json = serde_json::to_string(&booster).unwrap();
     assert_eq!(serde_json::from_str::<Booster>(&json).unwrap(), booster);
+}
+
+#[test]
+fn trees_without_max_depth_stop_at_64_levels() {
+    // Alternating labels over distinct values: the best split always peels one row off an
+    // end, so leaf-wise growth makes a chain as long as the rows allow.
+    let rows = 300;
+    let x: Vec<f64> = (0..rows).map(f64::from).collect();
+    let target: Vec<bool> = (0..rows).map(|i| i % 2 == 0).collect();
+    let data = TrainingData {
+        features: vec![("x".into(), FeatureColumn::Numeric(x))],
+        target,
+    };
+    let (train_rows, validation) = stratified_split(&data.target, 0.2, 7);
+    let mut options = GbdtOptions::defaults();
+    options.grow.num_leaves = 4_096;
+    options.grow.min_rows_in_leaf = 1;
+    options.trees = 3;
+    let (booster, _) = Booster::train(
+        &data,
+        &train_rows,
+        &validation,
+        1.0,
+        &options,
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let deepest = booster.trees.iter().map(|t| t.depth()).max().unwrap();
+    assert!(deepest > 8 && deepest <= 64, "depth {deepest}");
 }

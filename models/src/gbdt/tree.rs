@@ -169,7 +169,7 @@ impl Tree {
     }
 
     /// Internal nodes on the longest path from the root.
-    fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         fn below(tree: &Tree, node: i32) -> usize {
             if node < 0 {
                 return 0;
