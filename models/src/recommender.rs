@@ -43,7 +43,7 @@ pub struct RecommenderOptions {
 impl RecommenderOptions {
     pub fn from_options(options: &mut Options, kind: &str) -> Result<RecommenderOptions> {
         let parsed = RecommenderOptions {
-            factors: options.number("factors", 16usize, 1..=1024)?,
+            factors: options.number("factors", 64usize, 1..=1024)?,
             iterations: options.number("iterations", 15usize, 1..=1000)?,
             regularization: options.number("regularization", 0.05f64, 0.0..=1e6)?,
             alpha: options.number("alpha", 1.0f64, 0.0..=1e6)?,

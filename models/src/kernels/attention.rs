@@ -20,7 +20,7 @@ use super::fused::contiguous;
 
 /// The op: for each sequence `b` and head, `softmax(q kᵀ · scale + bias_b) v`, where
 /// `bias[b][j]` is added to every query's score for key `j` (0, or a large negative number for
-/// padding). Input: the projections `[B·L, 3·D]`, each row `[q | k | v]` with the heads side by
+/// padding); a causal op lets each query see only the keys up to its own position. Input: the projections `[B·L, 3·D]`, each row `[q | k | v]` with the heads side by
 /// side in each part; output `[B·queries, D]`, heads side by side, for the last `queries`
 /// positions of each sequence (a head that reads only the summary token needs its row alone).
 pub(crate) struct PaddedAttention {
@@ -30,6 +30,9 @@ pub(crate) struct PaddedAttention {
     /// L: the keys of each sequence.
     pub(crate) keys: usize,
     pub(crate) queries: usize,
+    /// Each position attends only to itself and the positions before it (next-item models
+    /// learn from every position at once, as SASRec does).
+    pub(crate) causal: bool,
 }
 
 impl PaddedAttention {
@@ -55,6 +58,7 @@ impl PaddedAttention {
             keys,
             model: width / 3,
             head_dim: width / 3 / heads,
+            causal: self.causal,
         })
     }
 }
@@ -69,6 +73,7 @@ struct Dims {
     /// D: the heads side by side.
     model: usize,
     head_dim: usize,
+    causal: bool,
 }
 
 impl Dims {
@@ -145,12 +150,22 @@ fn dots(row: &mut [f32], x: &[f32], m_t: &[f32]) {
     }
 }
 
-/// Softmax probabilities of one block's scores, row by row, into `p` ([queries, keys]).
+/// Softmax probabilities of one block's scores, row by row, into `p` ([queries, keys]); a
+/// causal block's keys after the query get probability 0 (and so no gradient either).
 #[inline(always)]
 fn probabilities(head: &Head, bias: &[f32], scale: f32, dims: &Dims, p: &mut [f32]) {
     let (lk, d) = (dims.keys, dims.head_dim);
-    for (query, row) in head.q.chunks_exact(d).zip(p.chunks_exact_mut(lk)) {
+    let first_query = lk - dims.queries;
+    for (i, (query, row)) in head
+        .q
+        .chunks_exact(d)
+        .zip(p.chunks_exact_mut(lk))
+        .enumerate()
+    {
         dots(row, query, &head.k_t);
+        let visible = if dims.causal { first_query + i + 1 } else { lk };
+        let (row, hidden) = row.split_at_mut(visible);
+        hidden.fill(0.0);
         for (x, b) in row.iter_mut().zip(bias) {
             *x = *x * scale + b;
         }
@@ -416,6 +431,7 @@ mod tests {
         bias: &Tensor,
         dims: (usize, usize, usize),
         queries: usize,
+        causal: bool,
     ) -> Tensor {
         let (b, l, h) = dims;
         let head_dim = qkv.dim(1).unwrap() / 3 / h;
@@ -436,10 +452,23 @@ mod tests {
             parts.i(2).unwrap().contiguous().unwrap(),
         );
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale)
+        let mut scores = (q.matmul(&k.t().unwrap()).unwrap() * scale)
             .unwrap()
             .broadcast_add(bias)
             .unwrap();
+        if causal {
+            let mask: Vec<f32> = (0..queries * l)
+                .map(|c| {
+                    if c % l > l - queries + c / l {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let mask = Tensor::from_vec(mask, (1, 1, queries, l), qkv.device()).unwrap();
+            scores = scores.broadcast_add(&mask).unwrap();
+        }
         candle_nn::ops::softmax(&scores, D::Minus1)
             .unwrap()
             .matmul(&v)
@@ -472,15 +501,16 @@ mod tests {
             let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
             diff.to_scalar::<f32>().unwrap()
         };
-        // Every position, then the last one alone.
-        for queries in [l, 1] {
-            let expected = reference(qkv.as_tensor(), &bias_tensor, (b, l, h), queries);
+        // Every position, then the last one alone; bidirectional and causal.
+        for (queries, causal) in [(l, false), (1, false), (l, true), (2, true)] {
+            let expected = reference(qkv.as_tensor(), &bias_tensor, (b, l, h), queries, causal);
             let fused = PaddedAttention {
                 bias: bias.clone(),
                 scale: 1.0 / (d as f32).sqrt(),
                 heads: h,
                 keys: l,
                 queries,
+                causal,
             }
             .apply(qkv.as_tensor())
             .unwrap();

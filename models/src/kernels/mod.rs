@@ -9,8 +9,10 @@
 //! - [`fused`]: linear layers and layer norms as candle custom ops with backward passes.
 //! - [`attention`]: multi-head attention with a padding mask as one custom op per sequence.
 //! - [`lstm_cpu`]: the LSTM's scoring path, all layers a step at a time.
+//! - [`cross_entropy`]: softmax cross-entropy over many classes (next-item training).
 
 pub(crate) mod attention;
+pub(crate) mod cross_entropy;
 pub mod dense;
 pub(crate) mod dense_training;
 pub(crate) mod fused;

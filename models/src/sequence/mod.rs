@@ -59,6 +59,7 @@
 
 mod batch;
 mod network;
+mod next_item;
 mod options;
 mod spec;
 #[cfg(test)]
@@ -155,12 +156,12 @@ impl SequenceModel {
         Ok(SequenceInput { histories })
     }
 
-    /// Runs `f` over the non-NULL rows in chunks of similar length and returns its per-row
-    /// outputs in input order (None for NULL rows).
+    /// Runs `f` over the non-NULL rows in chunks of similar length (with the chunk's row
+    /// numbers) and returns its per-row outputs in input order (None for NULL rows).
     fn chunked<T: Clone>(
         &self,
         input: &SequenceInput,
-        mut f: impl FnMut(&Batch) -> Result<Vec<T>>,
+        mut f: impl FnMut(&Batch, &[usize]) -> Result<Vec<T>>,
     ) -> Result<Vec<Option<T>>> {
         let mut order: Vec<usize> = (0..input.histories.len())
             .filter(|&i| input.histories[i].is_some())
@@ -198,7 +199,7 @@ impl SequenceModel {
                 })
                 .collect();
             let batch = Batch::new(&samples, self.spec.max_len, &self.device)?;
-            for (&i, value) in order[start..end].iter().zip(f(&batch)?) {
+            for (&i, value) in order[start..end].iter().zip(f(&batch, &order[start..end])?) {
                 out[i] = Some(value);
             }
             start = end;
@@ -220,7 +221,7 @@ impl SequenceModel {
         }
         let input = self.input(columns)?;
         let network = self.network();
-        let scores = self.chunked(&input, |batch| {
+        let scores = self.chunked(&input, |batch, _| {
             let logits = network.head(&network.summary(batch, &mut None)?, &mut None)?;
             let p = candle_nn::ops::sigmoid(&logits.flatten_all()?)?;
             Ok(p.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
@@ -232,7 +233,7 @@ impl SequenceModel {
     pub fn embed(&self, columns: &[FeatureValues<'_>]) -> Result<Vec<Option<Vec<f32>>>> {
         let input = self.input(columns)?;
         let network = self.network();
-        self.chunked(&input, |batch| {
+        self.chunked(&input, |batch, _| {
             Ok(network.embedding(batch)?.to_vec2::<f32>()?)
         })
     }
@@ -252,12 +253,21 @@ impl SequenceModel {
         }
         let input = self.input(columns)?;
         let network = self.network();
-        let ranked = self.chunked(&input, |batch| {
+        let ranked = self.chunked(&input, |batch, rows| {
             let logits = network.head(&network.summary(batch, &mut None)?, &mut None)?;
-            let probabilities = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
+            let mut probabilities = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
             Ok(probabilities
-                .iter()
-                .map(|p| top_tokens(p, k))
+                .iter_mut()
+                .zip(rows)
+                .map(|(p, &row)| {
+                    let history = input.histories[row].as_ref().expect("non-NULL rows");
+                    self.spec
+                        .next_token_scores(p, &history.tokens, self.spec.popularity_blend);
+                    // Tokens the history has score -1 under exclude_seen.
+                    let mut top = top_tokens(p, k);
+                    top.retain(|&(_, score)| score >= 0.0);
+                    top
+                })
                 .collect::<Vec<_>>())
         })?;
         Ok(ranked

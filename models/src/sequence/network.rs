@@ -153,6 +153,7 @@ impl Network<'_> {
                     heads,
                     keys: l,
                     queries,
+                    causal: self.spec.causal,
                 }
                 .apply(&qkv.contiguous()?)?
             } else {
@@ -163,7 +164,21 @@ impl Network<'_> {
                 let k = qkv.i(1)?.contiguous()?;
                 let v = qkv.i(2)?.contiguous()?;
                 let bias = Tensor::from_vec(batch.key_bias.clone(), (b, 1, 1, l), q.device())?;
-                let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
+                let mut scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
+                if self.spec.causal {
+                    // Query i (of the last `queries`) sees keys up to l - queries + i.
+                    let mask: Vec<f32> = (0..queries * l)
+                        .map(|c| {
+                            if c % l > l - queries + c / l {
+                                -1e9
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect();
+                    let mask = Tensor::from_vec(mask, (1, 1, queries, l), q.device())?;
+                    scores = scores.broadcast_add(&mask)?;
+                }
                 let attention = if training {
                     candle_nn::ops::softmax(&scores, D::Minus1)?
                 } else {

@@ -38,6 +38,8 @@ pub struct SequenceOptions {
     /// Epochs, batch size, AdamW, early stopping and the validation split.
     pub training: TrainingOptions,
     pub max_vocabulary: usize,
+    /// Task next_item: recommend() leaves out the tokens already in the history.
+    pub exclude_seen: bool,
     pub seed: u64,
     pub device: String,
 }
@@ -60,6 +62,11 @@ impl SequenceOptions {
                 )));
             }
         };
+        if task != Task::NextItem && options.get("exclude_seen").is_some() {
+            return Err(Error::option(
+                "option exclude_seen applies to task 'next_item' only",
+            ));
+        }
         let parsed = SequenceOptions {
             task,
             architecture,
@@ -70,6 +77,7 @@ impl SequenceOptions {
             max_len: options.number("max_len", 50, 1..=4096)?,
             training: TrainingOptions::from_options(options, &DEFAULTS, 1 << 16)?,
             max_vocabulary: options.number("max_vocabulary", 20_000, 1..=1_000_000)?,
+            exclude_seen: options.parse("exclude_seen", true, "true or false")?,
             seed: options.number("seed", 42, 0..=u64::MAX)?,
             device: options.get("device").unwrap_or("cpu").to_string(),
         };

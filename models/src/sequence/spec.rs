@@ -88,6 +88,20 @@ pub struct SequenceSpec {
     pub timed: bool,
     /// Tokens by id after the special tokens, most frequent first.
     pub vocabulary: Vec<String>,
+    /// Attention sees only earlier events (task next_item's Transformer, trained on every
+    /// position at once); false in cards written before it existed.
+    #[serde(default)]
+    pub causal: bool,
+    /// recommend() leaves out the tokens already in the history (option exclude_seen).
+    #[serde(default)]
+    pub exclude_seen: bool,
+    /// Training occurrences of each vocabulary token, for the popularity blend.
+    #[serde(default)]
+    pub popularity: Vec<u64>,
+    /// β of the popularity blend: a history of n known events is scored as
+    /// (n · p_model + β · p_popular) / (n + β); chosen on the validation histories.
+    #[serde(default)]
+    pub popularity_blend: f64,
     pub training: SequenceReport,
 }
 
@@ -100,6 +114,31 @@ impl SequenceSpec {
         match self.task {
             Task::Churn => 1,
             Task::NextItem | Task::Embedding => self.vocabulary_size(),
+        }
+    }
+
+    /// Turns one history's next-token probabilities `p` into recommend()'s scores: blended
+    /// with popularity by `blend` (β), then every token already in the history at -1 under
+    /// exclude_seen, so that a ranking can drop it.
+    pub(super) fn next_token_scores(&self, p: &mut [f32], history: &[u32], blend: f64) {
+        let total: u64 = self.popularity.iter().sum();
+        if blend > 0.0 && total > 0 {
+            let known = history
+                .iter()
+                .filter(|&&t| t as usize >= SPECIAL_TOKENS)
+                .count() as f64;
+            let model_weight = (known / (known + blend)) as f32;
+            let popular_weight = (blend / (known + blend) / total as f64) as f32;
+            for (x, &count) in p[SPECIAL_TOKENS..].iter_mut().zip(&self.popularity) {
+                *x = model_weight * *x + popular_weight * count as f32;
+            }
+        }
+        if self.exclude_seen {
+            for &t in history {
+                if t as usize >= SPECIAL_TOKENS {
+                    p[t as usize] = -1.0;
+                }
+            }
         }
     }
 

@@ -13,21 +13,21 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 
 use super::batch::{Batch, History, Sample, row_ages};
-use super::network::{Network, Noise};
+use super::network::{Network, Noise, dropout};
+use super::next_item::{
+    CellBatch, FULL_SOFTMAX_MAX, LOGITS_PER_BATCH, SAMPLED_NEGATIVES, Window, choose_blend,
+    held_out_last, sampled_outputs, score_cases, window_batch, windows,
+};
 use super::options::SequenceOptions;
-use super::spec::{MASK, SPECIAL_TOKENS, SequenceReport, SequenceSpec, Task, UNKNOWN, top_tokens};
+use super::spec::{
+    Architecture, MASK, SPECIAL_TOKENS, SequenceReport, SequenceSpec, Task, UNKNOWN, top_tokens,
+};
 use super::{SequenceInput, SequenceModel};
 use crate::data::{TrainingData, random_split, stratified_split};
 use crate::error::{Error, Result};
 use crate::metrics::BinaryMetrics;
 use crate::preprocess::FeatureColumn;
 use crate::train::{EarlyStopping, EpochReport, weighted_bce_with_logits};
-
-/// How many top tokens HR and NDCG look at.
-const TOP_K: usize = 10;
-
-/// A batch with masked events: the batch, the flat positions of the masks, the masked tokens.
-type MaskedBatch = (Batch, Vec<u32>, Vec<u32>);
 
 impl SequenceModel {
     /// Trains on `data`: an event list column, optionally an age list column, and for task
@@ -62,21 +62,27 @@ impl SequenceModel {
         };
         let (train, validation) = split_rows(rows.len(), &labels, options)?;
 
-        // The vocabulary comes from the training rows only, most frequent first.
+        // The vocabulary comes from what trains, most frequent first: the training rows, and
+        // for next_item the validation rows but for the last token, which is held out.
         let mut counts: HashMap<&str, u64> = HashMap::new();
-        for &r in &train {
-            for token in events[rows[r]]
-                .as_ref()
-                .expect("non-NULL rows")
-                .iter()
-                .flatten()
-            {
+        let next_item = options.task == Task::NextItem;
+        let counted = train
+            .iter()
+            .map(|&r| (r, 0))
+            .chain(validation.iter().filter(|_| next_item).map(|&r| (r, 1)));
+        for (r, held_out) in counted {
+            let list = events[rows[r]].as_ref().expect("non-NULL rows");
+            for token in list[..list.len().saturating_sub(held_out)].iter().flatten() {
                 *counts.entry(token.as_str()).or_default() += 1;
             }
         }
         let mut vocabulary: Vec<(&str, u64)> = counts.into_iter().collect();
         vocabulary.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         vocabulary.truncate(options.max_vocabulary);
+        let popularity: Vec<u64> = match options.task {
+            Task::NextItem => vocabulary.iter().map(|&(_, c)| c).collect(),
+            _ => Vec::new(),
+        };
         let vocabulary: Vec<String> = vocabulary.into_iter().map(|(t, _)| t.to_string()).collect();
         if vocabulary.is_empty() {
             return Err(Error::data(
@@ -114,6 +120,10 @@ impl SequenceModel {
             max_len: options.max_len,
             timed: ages.is_some(),
             vocabulary,
+            causal: next_item && options.architecture == Architecture::Transformer,
+            exclude_seen: next_item && options.exclude_seen,
+            popularity,
+            popularity_blend: 0.0,
             training: SequenceReport {
                 rows: rows.len() as u64,
                 train_rows: train.len() as u64,
@@ -126,12 +136,27 @@ impl SequenceModel {
                 seconds: 0.0,
             },
         };
-        let mut trainer = Trainer::new(&spec, options, &device, &histories, &labels)?;
+        // next_item trains on the validation histories too, without their held-out last token.
+        let (trained_rows, trained_histories) = if next_item {
+            let mut trained = histories.clone();
+            for &v in &validation {
+                if let Some((prefix, _)) = held_out_last(&histories[v]) {
+                    trained[v] = prefix;
+                }
+            }
+            (
+                (0..histories.len()).collect(),
+                std::borrow::Cow::Owned(trained),
+            )
+        } else {
+            (train.clone(), std::borrow::Cow::Borrowed(&histories))
+        };
+        let mut trainer = Trainer::new(&spec, options, &device, &trained_histories, &labels)?;
         let mut stopping = EarlyStopping::new(options.training.patience);
         let (mut tokens_seen, mut train_seconds) = (0usize, 0.0);
         for epoch in 1..=options.training.epochs {
             let epoch_started = Instant::now();
-            let (train_loss, tokens) = trainer.epoch(&spec, &train, cancel)?;
+            let (train_loss, tokens) = trainer.epoch(&spec, &trained_rows, cancel)?;
             tokens_seen += tokens;
             train_seconds += epoch_started.elapsed().as_secs_f64();
             let snapshot = trainer.snapshot()?;
@@ -153,6 +178,10 @@ impl SequenceModel {
         }
         let (best_epoch, weights) = stopping.best();
         let mut model = SequenceModel::new(spec, weights, device)?;
+        if next_item {
+            let (cases, probabilities) = model.next_item_cases(&histories, &validation)?;
+            model.spec.popularity_blend = choose_blend(&model.spec, &cases, &probabilities);
+        }
         let evaluation = model.evaluate(&histories, &validation, &labels, options.seed)?;
         let report = &mut model.spec.training;
         report.best_epoch = best_epoch;
@@ -180,7 +209,7 @@ impl SequenceModel {
                         .collect(),
                 };
                 let scores: Vec<f64> = self
-                    .chunked(&input, |batch| {
+                    .chunked(&input, |batch, _| {
                         let logits =
                             network.head(&network.summary(batch, &mut None)?, &mut None)?;
                         let p = candle_nn::ops::sigmoid(&logits.flatten_all()?)?;
@@ -198,69 +227,17 @@ impl SequenceModel {
                 })
             }
             Task::NextItem => {
-                // The last token of each held-out history, from everything before it.
-                let cases: Vec<(History, u32)> = validation
-                    .iter()
-                    .filter_map(|&i| held_out_last(&histories[i]))
-                    .collect();
-                if cases.is_empty() {
-                    return Err(Error::data(
-                        "no validation history has two or more known events to hold one out",
-                    ));
-                }
-                let input = SequenceInput {
-                    histories: cases.iter().map(|(h, _)| Some(h.clone())).collect(),
-                };
-                let probabilities = self.chunked(&input, |batch| {
-                    let logits = network.head(&network.summary(batch, &mut None)?, &mut None)?;
-                    Ok(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?)
-                })?;
-                // Popularity as the training rows show it.
-                let held_out: std::collections::HashSet<usize> =
-                    validation.iter().copied().collect();
-                let mut popularity = vec![0u64; self.spec.vocabulary_size()];
-                for (i, h) in histories.iter().enumerate() {
-                    if held_out.contains(&i) {
-                        continue;
-                    }
-                    for &t in &h.tokens {
-                        popularity[t as usize] += 1;
-                    }
-                }
-                let popular: Vec<f32> = popularity.iter().map(|&c| c as f32).collect();
-                let popular_top: Vec<usize> = top_tokens(&popular, TOP_K)
-                    .into_iter()
-                    .map(|(i, _)| i)
-                    .collect();
-                let (mut loss, mut hits, mut ndcg, mut pop_hits, mut pop_ndcg) =
-                    (0.0, 0.0, 0.0, 0.0, 0.0);
-                for ((_, target), p) in cases.iter().zip(&probabilities) {
-                    let p = p.as_ref().expect("no NULL rows");
-                    loss -= f64::from(p[*target as usize].max(1e-12)).ln();
-                    let top: Vec<usize> =
-                        top_tokens(p, TOP_K).into_iter().map(|(i, _)| i).collect();
-                    for (ranking, hit, gain) in [
-                        (&top, &mut hits, &mut ndcg),
-                        (&popular_top, &mut pop_hits, &mut pop_ndcg),
-                    ] {
-                        if let Some(rank) = ranking.iter().position(|&i| i == *target as usize) {
-                            *hit += 1.0;
-                            *gain += 1.0 / (rank as f64 + 2.0).log2();
-                        }
-                    }
-                }
-                let n = cases.len() as f64;
+                let (cases, probabilities) = self.next_item_cases(histories, validation)?;
+                let scores = score_cases(
+                    &self.spec,
+                    &cases,
+                    &probabilities,
+                    self.spec.popularity_blend,
+                );
                 Ok(Evaluation {
-                    loss: loss / n,
+                    loss: scores.log_loss,
                     auc: None,
-                    metrics: vec![
-                        ("hr_at_10".into(), hits / n),
-                        ("ndcg_at_10".into(), ndcg / n),
-                        ("popularity_hr_at_10".into(), pop_hits / n),
-                        ("popularity_ndcg_at_10".into(), pop_ndcg / n),
-                        ("log_loss".into(), loss / n),
-                        ("rows".into(), n),
-                    ],
+                    metrics: scores.metrics,
                 })
             }
             Task::Embedding => {
@@ -275,7 +252,7 @@ impl SequenceModel {
                     else {
                         continue;
                     };
-                    let logits = masked_logits(&network, &batch, &positions, &mut None)?;
+                    let logits = cell_logits(&network, &batch, &positions, &mut None)?;
                     let log_p =
                         candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
                     for (row, &target) in log_p.iter().zip(&targets) {
@@ -304,6 +281,39 @@ impl SequenceModel {
     }
 }
 
+impl SequenceModel {
+    /// The held-out last token of each validation history with the model's next-token
+    /// probabilities for the rest of it.
+    fn next_item_cases(
+        &self,
+        histories: &[History],
+        validation: &[usize],
+    ) -> Result<(Vec<(History, u32)>, Vec<Vec<f32>>)> {
+        let cases: Vec<(History, u32)> = validation
+            .iter()
+            .filter_map(|&i| held_out_last(&histories[i]))
+            .collect();
+        if cases.is_empty() {
+            return Err(Error::data(
+                "no validation history has two or more known events to hold one out",
+            ));
+        }
+        let input = SequenceInput {
+            histories: cases.iter().map(|(h, _)| Some(h.clone())).collect(),
+        };
+        let network = self.network();
+        let probabilities = self
+            .chunked(&input, |batch, _| {
+                let logits = network.head(&network.summary(batch, &mut None)?, &mut None)?;
+                Ok(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?)
+            })?
+            .into_iter()
+            .map(|p| p.expect("no NULL rows"))
+            .collect();
+        Ok((cases, probabilities))
+    }
+}
+
 struct Evaluation {
     loss: f64,
     auc: Option<f64>,
@@ -312,25 +322,6 @@ struct Evaluation {
 
 fn named(pairs: Vec<(&'static str, f64)>) -> Vec<(String, f64)> {
     pairs.into_iter().map(|(n, v)| (n.to_string(), v)).collect()
-}
-
-/// The history without its last known token, and that token; None when fewer than two events
-/// or the last is unknown.
-fn held_out_last(history: &History) -> Option<(History, u32)> {
-    let n = history.len();
-    let target = *history.tokens.last()?;
-    if n < 2 || target == UNKNOWN {
-        return None;
-    }
-    let ages = history.ages.as_ref();
-    let reference = ages.map_or(0.0, |a| a[n - 1]);
-    Some((
-        History {
-            tokens: history.tokens[..n - 1].to_vec(),
-            ages: ages.map(|a| a[..n - 1].iter().map(|x| x - reference).collect()),
-        },
-        target,
-    ))
 }
 
 type TextLists<'a> = &'a [Option<Vec<Option<String>>>];
@@ -405,7 +396,7 @@ fn masked_batch(
     rows: &[usize],
     rng: &mut StdRng,
     device: &Device,
-) -> Result<Option<MaskedBatch>> {
+) -> Result<Option<CellBatch>> {
     let mut masked: Vec<Vec<u32>> = Vec::with_capacity(rows.len());
     let mut picks: Vec<Vec<usize>> = Vec::with_capacity(rows.len());
     for &i in rows {
@@ -454,8 +445,8 @@ fn masked_batch(
     Ok(Some((batch, positions, targets)))
 }
 
-/// Token logits at the masked positions, [masked, V].
-fn masked_logits(
+/// Final states at the flat cells `positions` ([row * length + step]), [cells, D].
+fn cell_states(
     network: &Network<'_>,
     batch: &Batch,
     positions: &[u32],
@@ -464,7 +455,17 @@ fn masked_logits(
     let states = network.encode(batch, noise, false)?;
     let flat = states.reshape((batch.rows * batch.length, network.spec.d_model))?;
     let index = Tensor::from_vec(positions.to_vec(), positions.len(), flat.device())?;
-    network.head(&flat.index_select(&index, 0)?, noise)
+    Ok(flat.index_select(&index, 0)?)
+}
+
+/// Token logits at the flat cells `positions`, [cells, V].
+fn cell_logits(
+    network: &Network<'_>,
+    batch: &Batch,
+    positions: &[u32],
+    noise: &mut Option<Noise<'_>>,
+) -> Result<Tensor> {
+    network.head(&cell_states(network, batch, positions, noise)?, noise)
 }
 
 /// The training state: variables, optimiser, generator.
@@ -534,19 +535,100 @@ impl<'a> Trainer<'a> {
             .collect()
     }
 
-    /// Mini-batches of rows of similar length, in random order: rows are shuffled, sorted by
-    /// length within windows of 32 batches, cut into batches, and the batches shuffled.
-    fn batches(&mut self, rows: &[usize]) -> Vec<Vec<usize>> {
-        let size = self.options.training.batch_size;
-        let mut order = rows.to_vec();
+    /// Mini-batches of `size` items of similar length, in random order: items are shuffled,
+    /// sorted by length within spans of 32 batches, cut into batches, and the batches shuffled.
+    fn batches<T: Clone>(
+        &mut self,
+        items: &[T],
+        size: usize,
+        length: impl Fn(&T) -> usize,
+    ) -> Vec<Vec<T>> {
+        let mut order = items.to_vec();
         order.shuffle(&mut self.rng);
         let mut batches = Vec::new();
-        for window in order.chunks_mut(size * 32) {
-            window.sort_by_key(|&i| self.histories[i].len().min(self.options.max_len));
-            batches.extend(window.chunks(size).map(<[usize]>::to_vec));
+        for span in order.chunks_mut(size * 32) {
+            span.sort_by_key(|item| length(item).min(self.options.max_len));
+            batches.extend(span.chunks(size).map(<[T]>::to_vec));
         }
         batches.shuffle(&mut self.rng);
         batches
+    }
+
+    /// One pass of a causal next_item model over the windows of the histories `train`, every
+    /// cell predicting its next token; returns the mean loss and the tokens processed.
+    fn causal_epoch(
+        &mut self,
+        spec: &SequenceSpec,
+        train: &[usize],
+        cancel: &AtomicBool,
+    ) -> Result<(f64, usize)> {
+        let all: Vec<Window> = windows(self.histories, train, spec.max_len);
+        let vocabulary = spec.vocabulary_size();
+        let full = vocabulary <= FULL_SOFTMAX_MAX;
+        // A batch's logits are cells x outputs (the vocabulary, or for a sampled softmax about
+        // the cells plus the negatives): keep them to LOGITS_PER_BATCH numbers. Larger batches
+        // did not train better, and their buffers are fresh pages that the kernel zeroes.
+        let mean_cells =
+            all.iter().map(|w| w.len() + 1).sum::<usize>() as f64 / all.len().max(1) as f64;
+        let budget = LOGITS_PER_BATCH as f64;
+        let cells = if full {
+            budget / vocabulary as f64
+        } else {
+            let n = SAMPLED_NEGATIVES as f64;
+            ((n * n + 4.0 * budget).sqrt() - n) / 2.0
+        };
+        let size = ((cells / mean_cells) as usize).clamp(1, self.options.training.batch_size);
+        let (mut loss_sum, mut count, mut tokens) = (0.0, 0.0, 0usize);
+        for batch_windows in self.batches(&all, size, Window::len) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            let Some((batch, cells, targets)) =
+                window_batch(self.histories, &batch_windows, spec.max_len, self.device)?
+            else {
+                continue;
+            };
+            let network = Network {
+                spec,
+                weights: &self.weights,
+                cpu_lstm: None,
+                fused: true,
+            };
+            let (outputs, targets) = if full {
+                (None, targets)
+            } else {
+                let (outputs, targets) = sampled_outputs(&targets, vocabulary, &mut self.rng);
+                (Some(outputs), targets)
+            };
+            let mut noise = Some(Noise {
+                rng: &mut self.rng,
+                rate: self.options.dropout as f32,
+            });
+            let logits = match outputs {
+                None => cell_logits(&network, &batch, &cells, &mut noise)?,
+                Some(outputs) => {
+                    let states = dropout(
+                        &cell_states(&network, &batch, &cells, &mut noise)?,
+                        &mut noise,
+                    )?;
+                    let outputs = Tensor::from_vec(outputs.clone(), outputs.len(), self.device)?;
+                    let w = self.weights["head.weight"].index_select(&outputs, 0)?;
+                    let b = self.weights["head.bias"].index_select(&outputs, 0)?;
+                    match crate::kernels::fused::linear(&states, &w, &b, false)? {
+                        Some(logits) => logits,
+                        None => states.matmul(&w.t()?)?.broadcast_add(&b)?,
+                    }
+                }
+            };
+            let n = targets.len();
+            let targets = Tensor::from_vec(targets, n, self.device)?;
+            let loss = crate::kernels::cross_entropy::cross_entropy(&logits, &targets)?;
+            self.optimizer.backward_step(&loss)?;
+            loss_sum += f64::from(loss.to_scalar::<f32>()?) * n as f64;
+            count += n as f64;
+            tokens += batch.token_count;
+        }
+        Ok((loss_sum / count.max(1.0), tokens))
     }
 
     /// One pass over `train`; returns the mean training loss and the tokens processed.
@@ -556,8 +638,13 @@ impl<'a> Trainer<'a> {
         train: &[usize],
         cancel: &AtomicBool,
     ) -> Result<(f64, usize)> {
+        if spec.causal {
+            return self.causal_epoch(spec, train, cancel);
+        }
         let (mut loss_sum, mut count, mut tokens) = (0.0, 0.0, 0usize);
-        for rows in self.batches(train) {
+        let histories = self.histories;
+        let size = self.options.training.batch_size;
+        for rows in self.batches(train, size, |&i| histories[i].len()) {
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
@@ -644,7 +731,7 @@ impl<'a> Trainer<'a> {
                         rng: &mut self.rng,
                         rate,
                     });
-                    let logits = masked_logits(&network, &batch, &positions, &mut noise)?;
+                    let logits = cell_logits(&network, &batch, &positions, &mut noise)?;
                     let n = targets.len();
                     let targets = Tensor::from_vec(targets, n, self.device)?;
                     let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;

@@ -1,0 +1,224 @@
+//! Task next_item's training windows and validation.
+//!
+//! A Transformer learns SASRec's way (Kang & McAuley 2018): attention is causal, so in one
+//! forward pass every event's state predicts the event after it, and the summary token
+//! predicts the one after the last. A history longer than `max_len` is cut into windows that
+//! together predict every token after its first, so nothing a small data set holds is wasted.
+//! (An LSTM still learns from one random cut per history and epoch.)
+//!
+//! Validation holds out the last token of the validation histories; their earlier tokens still
+//! train. Rankings leave out the tokens the history already has (exclude_seen), over the
+//! whole vocabulary, for the model and for the popularity baseline alike; the popularity
+//! blend's β is the one of a small grid that ranks the held-out tokens best.
+
+use std::collections::HashMap;
+
+use candle_core::Device;
+use rand::Rng;
+
+use super::batch::{Batch, History, Sample};
+use super::spec::{SPECIAL_TOKENS, SequenceSpec, UNKNOWN, top_tokens};
+use crate::error::Result;
+
+/// How many top tokens HR and NDCG look at.
+pub(super) const TOP_K: usize = 10;
+
+/// Vocabularies up to this size train with the full softmax; larger ones with a sampled one.
+pub(super) const FULL_SOFTMAX_MAX: usize = 4096;
+
+/// Random negatives of a sampled softmax, beside the batch's own targets.
+pub(super) const SAMPLED_NEGATIVES: usize = 256;
+
+/// Logits one training batch may hold (cells x outputs).
+pub(super) const LOGITS_PER_BATCH: usize = 4 << 20;
+
+/// β values the popularity blend chooses from (0: the model alone).
+const BLENDS: [f64; 7] = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
+
+/// A batch and, for the cells ([row * length + step]) that have a known target, the flat
+/// cell indices and the target tokens.
+pub(super) type CellBatch = (Batch, Vec<u32>, Vec<u32>);
+
+/// One causal training window of a history: the events `start..end`, each predicting the
+/// token after it, then the summary token predicting the token at `end`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    pub(super) row: usize,
+    start: usize,
+    end: usize,
+}
+
+impl Window {
+    pub(super) fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// Windows of at most `max_len` events over the histories `rows`, the last ending at each
+/// history's last token, each earlier one ending where the next begins.
+pub(super) fn windows(histories: &[History], rows: &[usize], max_len: usize) -> Vec<Window> {
+    let mut out = Vec::new();
+    for &row in rows {
+        let mut end = histories[row].len().saturating_sub(1);
+        while end >= 1 {
+            let start = end.saturating_sub(max_len);
+            out.push(Window { row, start, end });
+            end = start;
+        }
+    }
+    out
+}
+
+/// The windows as one batch with each cell's next token; None when no target is known.
+pub(super) fn window_batch(
+    histories: &[History],
+    windows: &[Window],
+    max_len: usize,
+    device: &Device,
+) -> Result<Option<CellBatch>> {
+    let samples: Vec<Sample<'_>> = windows
+        .iter()
+        .map(|w| {
+            let h = &histories[w.row];
+            Sample {
+                tokens: &h.tokens[w.start..w.end],
+                ages: h.ages.as_deref().map(|a| &a[w.start..w.end]),
+                // Ages count back from the predicted event, as at scoring time from now.
+                reference: h.ages.as_ref().map_or(0.0, |a| a[w.end]),
+            }
+        })
+        .collect();
+    let batch = Batch::new(&samples, max_len, device)?;
+    let (mut cells, mut targets) = (Vec::new(), Vec::new());
+    for (r, w) in windows.iter().enumerate() {
+        let tokens = &histories[w.row].tokens;
+        let first = r * batch.length + batch.length - 1 - w.len();
+        // Event k predicts token start + k + 1; the summary (k = len) predicts token end.
+        for k in 0..=w.len() {
+            let target = tokens[(w.start + k + 1).min(w.end)];
+            if target != UNKNOWN {
+                cells.push((first + k) as u32);
+                targets.push(target);
+            }
+        }
+    }
+    Ok((!cells.is_empty()).then_some((batch, cells, targets)))
+}
+
+/// The output tokens of a sampled softmax and the targets as positions among them: every
+/// distinct target of the batch (so the batch's other targets are each other's negatives,
+/// sampled by popularity) and SAMPLED_NEGATIVES or a few more draws, uniform over the
+/// vocabulary (the vocabulary is larger than FULL_SOFTMAX_MAX, so the draws soon find new ones).
+pub(super) fn sampled_outputs(
+    targets: &[u32],
+    vocabulary_size: usize,
+    rng: &mut impl Rng,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut position: HashMap<u32, u32> = HashMap::new();
+    let mut outputs = Vec::new();
+    let mut add = |token: u32, outputs: &mut Vec<u32>| {
+        *position.entry(token).or_insert_with(|| {
+            outputs.push(token);
+            (outputs.len() - 1) as u32
+        })
+    };
+    let targets: Vec<u32> = targets.iter().map(|&t| add(t, &mut outputs)).collect();
+    // A multiple of 16 outputs, so that the fused CPU linear layer computes the logits.
+    let mut draws = 0;
+    while draws < SAMPLED_NEGATIVES || !outputs.len().is_multiple_of(16) {
+        add(
+            rng.random_range(SPECIAL_TOKENS as u32..vocabulary_size as u32),
+            &mut outputs,
+        );
+        draws += 1;
+    }
+    (outputs, targets)
+}
+
+/// The history without its last known token, and that token; None when fewer than two events
+/// or the last is unknown.
+pub(super) fn held_out_last(history: &History) -> Option<(History, u32)> {
+    let n = history.len();
+    let target = *history.tokens.last()?;
+    if n < 2 || target == UNKNOWN {
+        return None;
+    }
+    let ages = history.ages.as_ref();
+    let reference = ages.map_or(0.0, |a| a[n - 1]);
+    Some((
+        History {
+            tokens: history.tokens[..n - 1].to_vec(),
+            ages: ages.map(|a| a[..n - 1].iter().map(|x| x - reference).collect()),
+        },
+        target,
+    ))
+}
+
+/// The ranking metrics of next-token predictions on held-out cases.
+pub(super) struct NextItemScores {
+    pub(super) log_loss: f64,
+    pub(super) metrics: Vec<(String, f64)>,
+    ndcg: f64,
+}
+
+/// HR@10 and NDCG@10 of the model (blended by `blend`) and of popularity, and the model's
+/// log loss, on `cases` (history, held-out token) with the model's `probabilities`.
+pub(super) fn score_cases(
+    spec: &SequenceSpec,
+    cases: &[(History, u32)],
+    probabilities: &[Vec<f32>],
+    blend: f64,
+) -> NextItemScores {
+    let mut popular = vec![0f32; spec.vocabulary_size()];
+    for (p, &count) in popular[SPECIAL_TOKENS..].iter_mut().zip(&spec.popularity) {
+        *p = count as f32;
+    }
+    let (mut loss, mut hits, mut ndcg, mut pop_hits, mut pop_ndcg) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut scores = Vec::new();
+    for ((history, target), p) in cases.iter().zip(probabilities) {
+        loss -= f64::from(p[*target as usize].max(1e-12)).ln();
+        for (base, blend, hit, gain) in [
+            (p, blend, &mut hits, &mut ndcg),
+            (&popular, 0.0, &mut pop_hits, &mut pop_ndcg),
+        ] {
+            scores.clone_from(base);
+            spec.next_token_scores(&mut scores, &history.tokens, blend);
+            let top = top_tokens(&scores, TOP_K);
+            if let Some(rank) = top.iter().position(|&(i, _)| i == *target as usize) {
+                *hit += 1.0;
+                *gain += 1.0 / (rank as f64 + 2.0).log2();
+            }
+        }
+    }
+    let n = cases.len() as f64;
+    NextItemScores {
+        log_loss: loss / n,
+        ndcg: ndcg / n,
+        metrics: vec![
+            ("hr_at_10".into(), hits / n),
+            ("ndcg_at_10".into(), ndcg / n),
+            ("popularity_hr_at_10".into(), pop_hits / n),
+            ("popularity_ndcg_at_10".into(), pop_ndcg / n),
+            ("log_loss".into(), loss / n),
+            ("popularity_blend".into(), blend),
+            ("rows".into(), n),
+        ],
+    }
+}
+
+/// The β of the grid whose blend ranks the held-out tokens best (NDCG@10; the smallest of
+/// equals).
+pub(super) fn choose_blend(
+    spec: &SequenceSpec,
+    cases: &[(History, u32)],
+    probabilities: &[Vec<f32>],
+) -> f64 {
+    let mut best = (f64::NEG_INFINITY, 0.0);
+    for blend in BLENDS {
+        let ndcg = score_cases(spec, cases, probabilities, blend).ndcg;
+        if ndcg > best.0 + 1e-12 {
+            best = (ndcg, blend);
+        }
+    }
+    best.1
+}
