@@ -60,7 +60,12 @@ pub(super) struct Network<'a> {
 }
 
 impl Network<'_> {
-    fn w(&self, name: &str) -> Result<&Tensor> {
+    pub(super) fn w(&self, name: &str) -> Result<&Tensor> {
+        let name = if self.spec.tied && name == "head.weight" {
+            "token"
+        } else {
+            name
+        };
         self.weights
             .get(name)
             .ok_or_else(|| Error::CorruptArtifact(format!("weights lack {name}")))

@@ -135,9 +135,12 @@ pub(super) fn sampled_outputs(
     (outputs, targets)
 }
 
+/// A validation case: a history and the token held out after it.
+pub(super) type HeldOut = (History, u32);
+
 /// The history without its last known token, and that token; None when fewer than two events
 /// or the last is unknown.
-pub(super) fn held_out_last(history: &History) -> Option<(History, u32)> {
+pub(super) fn held_out_last(history: &History) -> Option<HeldOut> {
     let n = history.len();
     let target = *history.tokens.last()?;
     if n < 2 || target == UNKNOWN {
@@ -165,7 +168,7 @@ pub(super) struct NextItemScores {
 /// log loss, on `cases` (history, held-out token) with the model's `probabilities`.
 pub(super) fn score_cases(
     spec: &SequenceSpec,
-    cases: &[(History, u32)],
+    cases: &[HeldOut],
     probabilities: &[Vec<f32>],
     blend: f64,
 ) -> NextItemScores {
@@ -210,7 +213,7 @@ pub(super) fn score_cases(
 /// equals).
 pub(super) fn choose_blend(
     spec: &SequenceSpec,
-    cases: &[(History, u32)],
+    cases: &[HeldOut],
     probabilities: &[Vec<f32>],
 ) -> f64 {
     let mut best = (f64::NEG_INFINITY, 0.0);
@@ -221,4 +224,117 @@ pub(super) fn choose_blend(
         }
     }
     best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::sequence::spec::{Architecture, SequenceReport, Task};
+
+    fn history(tokens: &[u32]) -> History {
+        History {
+            tokens: tokens.to_vec(),
+            ages: None,
+        }
+    }
+
+    #[test]
+    fn windows_predict_every_token_after_the_first_once() {
+        let long: Vec<u32> = (0..23).map(|i| SPECIAL_TOKENS as u32 + i % 7).collect();
+        let histories = vec![
+            history(&long),
+            history(&[5]),
+            history(&[5, 6]),
+            history(&[]),
+        ];
+        let all = windows(&histories, &[0, 1, 2, 3], 5);
+        // 22 targets in windows of at most 5 inputs, one window for the pair, none otherwise.
+        assert_eq!(all.iter().filter(|w| w.row == 0).count(), 5);
+        assert_eq!(all.iter().filter(|w| w.row == 2).count(), 1);
+        assert!(all.iter().all(|w| w.row == 0 || w.row == 2 && w.len() == 1));
+        let (batch, cells, targets) = window_batch(&histories, &all, 5, &Device::Cpu)
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.rows, all.len());
+        // Each window's events predict their successors and its summary the window's end
+        // (which its last event predicts too): 22 + 1 targets over the long history's windows.
+        let mut predicted: Vec<usize> = Vec::new();
+        for w in all.iter().filter(|w| w.row == 0) {
+            predicted.extend(w.start + 1..=w.end);
+        }
+        predicted.sort_unstable();
+        assert_eq!(predicted, (1..23).collect::<Vec<_>>());
+        assert_eq!(cells.len(), targets.len());
+        assert_eq!(
+            targets.len(),
+            all.iter().map(|w| w.len() + 1).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn sampled_outputs_hold_every_target_and_fill_to_sixteen() {
+        let targets = [10u32, 12, 10, 9000, 12];
+        let (outputs, positions) = sampled_outputs(&targets, 10_000, &mut StdRng::seed_from_u64(1));
+        assert!(outputs.len() >= SAMPLED_NEGATIVES && outputs.len() % 16 == 0);
+        for (&t, &p) in targets.iter().zip(&positions) {
+            assert_eq!(outputs[p as usize], t);
+        }
+        let mut distinct = outputs.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), outputs.len());
+        assert!(outputs.iter().all(|&o| o as usize >= SPECIAL_TOKENS));
+    }
+
+    #[test]
+    fn scores_leave_out_seen_tokens_and_blend_by_history_length() {
+        let spec = SequenceSpec {
+            task: Task::NextItem,
+            architecture: Architecture::Transformer,
+            d_model: 4,
+            layers: 1,
+            heads: 1,
+            max_len: 5,
+            timed: false,
+            vocabulary: vec!["a".into(), "b".into(), "c".into()],
+            causal: true,
+            tied: true,
+            exclude_seen: true,
+            popularity: vec![6, 3, 1],
+            popularity_blend: 2.0,
+            training: SequenceReport {
+                rows: 0,
+                train_rows: 0,
+                validation_rows: 0,
+                null_rows: 0,
+                best_epoch: 0,
+                history: Vec::new(),
+                metrics: Vec::new(),
+                tokens_per_second: 0.0,
+                seconds: 0.0,
+            },
+        };
+        let (a, b, c) = (4u32, 5, 6);
+        // The model prefers c; popularity a.
+        let model = [0.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.7];
+        // Two known events (b twice; the unknown token does not count) and β = 2: weights 1/2
+        // model, 1/2 popularity; b left out.
+        let mut p = model.to_vec();
+        spec.next_token_scores(&mut p, &[b, UNKNOWN, b], 2.0);
+        assert!((p[a as usize] - (0.5 * 0.1 + 0.5 * 0.6)).abs() < 1e-6);
+        assert!((p[c as usize] - (0.5 * 0.7 + 0.5 * 0.1)).abs() < 1e-6);
+        assert_eq!(p[b as usize], -1.0);
+        // No blend: the model alone.
+        let mut p = model.to_vec();
+        spec.next_token_scores(&mut p, &[b], 0.0);
+        assert_eq!(p[c as usize], 0.7);
+        // The blend on the validation cases: popularity's favourite held out after [b] ranks
+        // first only with popularity's help.
+        let cases = vec![(history(&[b]), a)];
+        let blend = choose_blend(&spec, &cases, &[model.to_vec()]);
+        assert_eq!(blend, 2.0);
+    }
 }

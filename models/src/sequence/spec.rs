@@ -92,6 +92,10 @@ pub struct SequenceSpec {
     /// position at once); false in cards written before it existed.
     #[serde(default)]
     pub causal: bool,
+    /// The next-token head's weights are the token embeddings, as SASRec shares them: a rare
+    /// item's output vector learns from its every appearance as an input too.
+    #[serde(default)]
+    pub tied: bool,
     /// recommend() leaves out the tokens already in the history (option exclude_seen).
     #[serde(default)]
     pub exclude_seen: bool,
@@ -183,7 +187,9 @@ impl SequenceSpec {
                 }
             }
         }
-        shapes.push(("head.weight".to_string(), vec![self.outputs(), d]));
+        if !self.tied {
+            shapes.push(("head.weight".to_string(), vec![self.outputs(), d]));
+        }
         shapes.push(("head.bias".to_string(), vec![self.outputs()]));
         shapes
     }

@@ -15,8 +15,8 @@ use rand::{Rng, SeedableRng};
 use super::batch::{Batch, History, Sample, row_ages};
 use super::network::{Network, Noise, dropout};
 use super::next_item::{
-    CellBatch, FULL_SOFTMAX_MAX, LOGITS_PER_BATCH, SAMPLED_NEGATIVES, Window, choose_blend,
-    held_out_last, sampled_outputs, score_cases, window_batch, windows,
+    CellBatch, FULL_SOFTMAX_MAX, HeldOut, LOGITS_PER_BATCH, SAMPLED_NEGATIVES, Window,
+    choose_blend, held_out_last, sampled_outputs, score_cases, window_batch, windows,
 };
 use super::options::SequenceOptions;
 use super::spec::{
@@ -121,6 +121,7 @@ impl SequenceModel {
             timed: ages.is_some(),
             vocabulary,
             causal: next_item && options.architecture == Architecture::Transformer,
+            tied: next_item && options.architecture == Architecture::Transformer,
             exclude_seen: next_item && options.exclude_seen,
             popularity,
             popularity_blend: 0.0,
@@ -288,8 +289,8 @@ impl SequenceModel {
         &self,
         histories: &[History],
         validation: &[usize],
-    ) -> Result<(Vec<(History, u32)>, Vec<Vec<f32>>)> {
-        let cases: Vec<(History, u32)> = validation
+    ) -> Result<(Vec<HeldOut>, Vec<Vec<f32>>)> {
+        let cases: Vec<HeldOut> = validation
             .iter()
             .filter_map(|&i| held_out_last(&histories[i]))
             .collect();
@@ -612,8 +613,8 @@ impl<'a> Trainer<'a> {
                         &mut noise,
                     )?;
                     let outputs = Tensor::from_vec(outputs.clone(), outputs.len(), self.device)?;
-                    let w = self.weights["head.weight"].index_select(&outputs, 0)?;
-                    let b = self.weights["head.bias"].index_select(&outputs, 0)?;
+                    let w = network.w("head.weight")?.index_select(&outputs, 0)?;
+                    let b = network.w("head.bias")?.index_select(&outputs, 0)?;
                     match crate::kernels::fused::linear(&states, &w, &b, false)? {
                         Some(logits) => logits,
                         None => states.matmul(&w.t()?)?.broadcast_add(&b)?,
