@@ -123,9 +123,12 @@ pub(super) fn sampled_outputs(
         })
     };
     let targets: Vec<u32> = targets.iter().map(|&t| add(t, &mut outputs)).collect();
-    // A multiple of 16 outputs, so that the fused CPU linear layer computes the logits.
+    // A multiple of 16 outputs where the vocabulary has them, so that the fused CPU linear
+    // layer computes the logits.
+    let tokens = vocabulary_size - SPECIAL_TOKENS;
     let mut draws = 0;
-    while draws < SAMPLED_NEGATIVES || !outputs.len().is_multiple_of(16) {
+    while outputs.len() < tokens && (draws < SAMPLED_NEGATIVES || !outputs.len().is_multiple_of(16))
+    {
         add(
             rng.random_range(SPECIAL_TOKENS as u32..vocabulary_size as u32),
             &mut outputs,
@@ -186,7 +189,9 @@ pub(super) fn score_cases(
         ] {
             scores.clone_from(base);
             spec.next_token_scores(&mut scores, &history.tokens, blend);
-            let top = top_tokens(&scores, TOP_K);
+            let mut top = top_tokens(&scores, TOP_K);
+            // Seen tokens (-1) are no recommendation, as in recommend().
+            top.retain(|&(_, score)| score >= 0.0);
             if let Some(rank) = top.iter().position(|&(i, _)| i == *target as usize) {
                 *hit += 1.0;
                 *gain += 1.0 / (rank as f64 + 2.0).log2();
@@ -272,6 +277,25 @@ mod tests {
             targets.len(),
             all.iter().map(|w| w.len() + 1).sum::<usize>()
         );
+        // The long history cycles through 7 tokens, so each of its event cells' targets is the
+        // cell's token's successor; summary cells (one a window) predict the window's end.
+        let tokens = batch
+            .tokens
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap();
+        let successor = |t: u32| SPECIAL_TOKENS as u32 + (t - SPECIAL_TOKENS as u32 + 1) % 7;
+        let mut summaries = 0;
+        for (&cell, &target) in cells.iter().zip(&targets) {
+            let input = tokens[cell as usize];
+            if input == crate::sequence::spec::SUMMARY {
+                summaries += 1;
+            } else if (cell as usize) < 5 * batch.length {
+                assert_eq!(target, successor(input), "cell {cell}");
+            }
+        }
+        assert_eq!(summaries, all.len());
     }
 
     #[test]
