@@ -239,6 +239,16 @@ async fn transformer_reads_churn_from_event_order() {
             "must be boolean or 0/1",
         ),
         (
+            "CREATE MODEL nope KIND sequence TARGET churned OPTIONS (exclude_seen = false) \
+             AS SELECT s.events, f.churned FROM customer_event_sequences s JOIN churn_features f USING (customer_id)",
+            "option exclude_seen applies to task 'next_item' only",
+        ),
+        (
+            "CREATE MODEL nope KIND sequence OPTIONS (task = 'next_item', exclude_seen = 'maybe') \
+             AS SELECT items FROM customer_item_sequences",
+            "option exclude_seen must be true or false, got 'maybe'",
+        ),
+        (
             "CREATE MODEL nope KIND sequence TARGET y OPTIONS (task = 'next_item') \
              AS SELECT events, true AS y FROM customer_event_sequences",
             "takes a TARGET only for task 'churn'",
