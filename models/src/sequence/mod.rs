@@ -29,10 +29,12 @@
 //! # Tasks
 //!
 //! - `churn`: a binary target; the summary state goes through a linear head to a logit.
-//! - `next_item`: predicts the next token. Each epoch every training history is cut at a random
-//!   point and the model predicts the token after the cut, with ages measured from that next
-//!   event; validation holds out the last token of unseen customers (HR@10 and NDCG@10 against
-//!   the most frequent tokens).
+//! - `next_item`: predicts the next token. The Transformer learns SASRec's way, with causal
+//!   attention and every position predicting the token after it, the output layer sharing the
+//!   token embeddings (`next_item.rs`); the LSTM from one random cut per history and epoch.
+//!   Ages count back from the predicted event. Validation holds out the last token of the
+//!   validation customers, whose earlier events still train (HR@10 and NDCG@10 against the
+//!   most frequent tokens, both leaving out tokens the history has under `exclude_seen`).
 //! - `embedding`: masked-event pre-training (15% of events replaced by a mask token and
 //!   predicted from both sides); `embed()` then returns the mean of the final event states.
 //!
@@ -53,6 +55,8 @@
 //! - `options.rs`: [`SequenceOptions`], from OPTIONS.
 //! - `batch.rs`: histories as ids and time buckets, left-padded into batches.
 //! - `network.rs`: the forward pass of both architectures over named weights.
+//! - `next_item.rs`: task next_item's training windows, sampled softmax outputs, validation
+//!   cases and the popularity blend.
 //! - `mod.rs` (here): [`SequenceModel`] and scoring: churn probabilities, next events,
 //!   embeddings.
 //! - `training.rs`: [`SequenceModel::train`], its mini-batches per task and validation.

@@ -1,6 +1,7 @@
 //! Training a sequence model: the vocabulary from the training rows, the validation split,
-//! mini-batches for each task (labelled histories, histories cut before a known next event,
-//! masked events), early stopping on the validation loss and the validation metrics.
+//! mini-batches for each task (labelled histories; causal windows, or for the LSTM histories
+//! cut before a known next event; masked events), early stopping on the validation loss and
+//! the validation metrics.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
