@@ -124,6 +124,20 @@ async fn the_default_classifier_matches_the_baselines_on_real_tables() {
         report.push(format!(
             "{table}: AUC {auc:.4}, accuracy {accuracy:.4}; {metrics}"
         ));
+        // Trees and blends report mean |SHAP| per feature in model_features.
+        if metrics.starts_with("gbdt") || metrics.starts_with("blend") {
+            let explained = number(
+                &engine,
+                &format!(
+                    "SELECT count(*) FROM model_features('{table}_model') WHERE mean_abs_shap > 0"
+                ),
+            )
+            .await;
+            assert!(
+                explained >= 1.0,
+                "{table}: no mean |SHAP| in model_features; {metrics}"
+            );
+        }
 
         // explain() on test rows adds up to the log-odds of the score: exactly for trees
         // (TreeSHAP) and logistic regression, within integrated gradients' error where an MLP

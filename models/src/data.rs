@@ -43,13 +43,21 @@ impl TrainingData {
         &self,
         score: impl FnOnce(&[FeatureValues<'_>]) -> Result<Vec<f64>>,
     ) -> Result<Vec<f64>> {
+        self.with_values(score)
+    }
+
+    /// `f` of every row's feature values, as scoring reads them.
+    pub(crate) fn with_values<R>(
+        &self,
+        f: impl FnOnce(&[FeatureValues<'_>]) -> Result<R>,
+    ) -> Result<R> {
         let columns: Vec<Column<'_>> = self
             .features
             .iter()
             .map(|(_, c)| Column::borrow(c))
             .collect();
         let values: Vec<FeatureValues<'_>> = columns.iter().map(Column::view).collect();
-        score(&values)
+        f(&values)
     }
 }
 

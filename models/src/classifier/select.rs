@@ -281,6 +281,11 @@ fn adopt_cross_validation(
     options: &ClassifierOptions,
 ) -> Result<()> {
     let k = folds.len() as f64;
+    let shap_importance = if model.members.is_empty() {
+        mean_of(run.models.iter().map(|m| &m.spec.training.shap_importance))
+    } else {
+        blend_mean_abs_contributions(run, folds, data)?
+    };
     let training = &mut model.spec.training;
     training.validation = BinaryMetrics::compute(&run.out_of_fold, &data.target, options.threshold);
     training.calibration = calibration_table(&run.out_of_fold, &data.target);
@@ -298,8 +303,41 @@ fn adopt_cross_validation(
         .map(|(name, _)| name.clone())
         .zip(importance)
         .collect();
-    training.shap_importance = mean_of(run.models.iter().map(|m| &m.spec.training.shap_importance));
+    training.shap_importance = shap_importance;
     Ok(())
+}
+
+/// Held-out rows of each fold whose explanations give a blend's mean |contribution|.
+const BLEND_EXPLAINED_ROWS: usize = 1_000;
+
+/// A blend's mean |explain() contribution| per feature, in log-odds: on up to
+/// BLEND_EXPLAINED_ROWS held-out rows of each fold, by the fold's blend, averaged over the
+/// folds. A blend's explanation is the mean of its members' (TreeSHAP for the trees,
+/// integrated gradients for a network), so this is the blend's own figure, not a mean of its
+/// members' figures.
+fn blend_mean_abs_contributions(
+    run: &CandidateRun,
+    folds: &[(Vec<usize>, TrainingData)],
+    data: &TrainingData,
+) -> Result<Vec<(String, f64)>> {
+    let mut totals = vec![0.0; data.features.len()];
+    for (fold_model, (_, held_out)) in run.models.iter().zip(folds) {
+        let rows: Vec<usize> = (0..held_out.rows().min(BLEND_EXPLAINED_ROWS)).collect();
+        let sample = held_out.subset(&rows, &held_out.target);
+        let explanation = sample.with_values(|values| fold_model.explain(values))?;
+        let n = explanation.contributions.len().max(1) as f64 * folds.len() as f64;
+        for row in &explanation.contributions {
+            for (total, c) in totals.iter_mut().zip(row) {
+                *total += c.abs() / n;
+            }
+        }
+    }
+    Ok(data
+        .features
+        .iter()
+        .map(|(name, _)| name.clone())
+        .zip(totals)
+        .collect())
 }
 
 /// One candidate's fold models and the prediction for each row from the model that did not
