@@ -16,6 +16,10 @@ const DEFAULTS: TrainingOptions = TrainingOptions {
 };
 
 /// Options only the networks (logistic regression and the MLP) take.
+/// The candidates `model = 'auto'` cross-validates, cheapest first (ties go to the earlier).
+pub(crate) const CANDIDATES: &[&str] =
+    &["logistic", "gbdt_7_leaves", "gbdt_31_leaves", "mlp_64_32"];
+
 const NETWORK_OPTIONS: &[&str] = &["hidden", "dropout", "epochs", "batch_size", "weight_decay"];
 
 /// The model family (`model = ...`).
@@ -57,6 +61,8 @@ pub struct ClassifierOptions {
     pub folds: usize,
     /// Seconds `model = 'auto'` may spend cross-validating; None for no limit.
     pub time_budget: Option<f64>,
+    /// The names of CANDIDATES `model = 'auto'` tries (option candidates); empty for all.
+    pub candidates: Vec<String>,
     /// Weight positives by negatives/positives so both classes count equally.
     pub balanced: bool,
     pub seed: u64,
@@ -184,6 +190,17 @@ impl ClassifierOptions {
             .transpose()?;
         let max_categories = options.number("max_categories", 100, 1..=100_000)?;
         let time_budget: f64 = options.number("time_budget", 0.0, 0.0..=1e7)?;
+        let candidates = match options.get("candidates") {
+            None => Vec::new(),
+            Some(_) if family != Family::Auto => {
+                return Err(Error::option(format!(
+                    "option candidates does not apply to model = '{}': it chooses what \
+                     model = 'auto' cross-validates",
+                    family.name()
+                )));
+            }
+            Some(text) => parse_candidates(text)?,
+        };
         let parsed = ClassifierOptions {
             family,
             hidden,
@@ -193,6 +210,7 @@ impl ClassifierOptions {
             gbdt: GbdtOptions::from_options(options, learning_rate, patience, max_categories)?,
             folds: options.number("folds", 5, 2..=20)?,
             time_budget: (time_budget > 0.0).then_some(time_budget),
+            candidates,
             seed: options.number("seed", 42, 0..=u64::MAX)?,
             max_categories,
             threshold: options.number("threshold", 0.5, 0.0..=1.0)?,
@@ -217,6 +235,27 @@ impl ClassifierOptions {
             options.hidden.clear();
         }
         options
+    }
+}
+
+/// A comma-separated list of CANDIDATES names, each at most once, in CANDIDATES' order.
+fn parse_candidates(text: &str) -> Result<Vec<String>> {
+    let names: Vec<String> = text
+        .split(',')
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    match names.iter().find(|n| !CANDIDATES.contains(&n.as_str())) {
+        Some(unknown) => Err(Error::option(format!(
+            "option candidates must be a comma-separated list of {}; '{unknown}' is none of \
+             them (a blend of the best network and the best trees is tried whenever both kinds \
+             are listed)",
+            CANDIDATES.join(", ")
+        ))),
+        None => Ok(CANDIDATES
+            .iter()
+            .filter(|c| names.iter().any(|n| n == *c))
+            .map(|c| c.to_string())
+            .collect()),
     }
 }
 

@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use super::options::CANDIDATES;
 use super::{Classifier, ClassifierOptions, Family, logit, validate};
 use crate::data::TrainingData;
 use crate::error::{Error, Result};
@@ -52,15 +53,20 @@ fn candidates(options: &ClassifierOptions) -> Vec<(String, ClassifierOptions)> {
     };
     let mut mlp = options.with_family(Family::Mlp);
     mlp.hidden = vec![64, 32];
-    vec![
-        (
-            "logistic".to_string(),
-            options.with_family(Family::Logistic),
-        ),
-        ("gbdt_7_leaves".to_string(), trees(7, 0.05)),
-        ("gbdt_31_leaves".to_string(), trees(31, 0.05)),
-        ("mlp_64_32".to_string(), mlp),
-    ]
+    let all = [
+        options.with_family(Family::Logistic),
+        trees(7, 0.05),
+        trees(31, 0.05),
+        mlp,
+    ];
+    CANDIDATES
+        .iter()
+        .zip(all)
+        .filter(|(name, _)| {
+            options.candidates.is_empty() || options.candidates.iter().any(|c| c == *name)
+        })
+        .map(|(name, o)| (name.to_string(), o))
+        .collect()
 }
 
 /// Each row's fold: every class's rows shuffled and dealt round-robin.
