@@ -8,6 +8,7 @@ use candle_core::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 
 use super::{Classifier, ClassifierOptions, ClassifierSpec, TrainingReport, split, validate};
 use crate::data::{TrainingData, fit_preprocessor};
@@ -86,19 +87,31 @@ pub(super) fn train(
     let sample_y: Vec<bool> = picked.iter().map(|&i| validation_y[i]).collect();
     let sample_y = &sample_y[..];
     let sample_auc = roc_auc(&probabilities(&sample), sample_y);
+    // The permutations drawn in feature order (so the seed fixes them), then each feature's
+    // AUC scored by its own task.
     let mut permutation: Vec<usize> = (0..sample.rows()).collect();
-    let mut importance = Vec::new();
-    let mut shuffled = BinnedData {
-        bins: sample.bins.clone(),
-        features: sample.features.clone(),
-    };
-    for (f, (name, _)) in data.features.iter().enumerate() {
-        permutation.shuffle(&mut rng);
-        shuffled.bins[f] = permutation.iter().map(|&i| sample.bins[f][i]).collect();
-        let auc = roc_auc(&probabilities(&shuffled), sample_y);
-        importance.push((name.clone(), sample_auc - auc));
-        shuffled.bins[f].clone_from(&sample.bins[f]);
-    }
+    let shuffled: Vec<Vec<u8>> = (0..data.features.len())
+        .map(|f| {
+            permutation.shuffle(&mut rng);
+            permutation.iter().map(|&i| sample.bins[f][i]).collect()
+        })
+        .collect();
+    let importance = data
+        .features
+        .par_iter()
+        .zip(shuffled)
+        .enumerate()
+        .map(|(f, ((name, _), column))| {
+            let mut bins = sample.bins.clone();
+            bins[f] = column;
+            let with_shuffled = BinnedData {
+                bins,
+                features: sample.features.clone(),
+            };
+            let auc = roc_auc(&probabilities(&with_shuffled), sample_y);
+            (name.clone(), sample_auc - auc)
+        })
+        .collect();
     let shap = booster.shap_binned(&validation, SHAP_ROWS);
     let shap_importance = data
         .features

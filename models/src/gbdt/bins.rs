@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -158,16 +159,26 @@ pub struct BinnedData {
 }
 
 impl BinnedData {
-    /// Bins the rows `rows` of each column with the fitted `features`.
+    /// Bins the rows `rows` of each column with the fitted `features`, a feature per task.
     pub fn new(columns: &[&FeatureColumn], features: &[FeatureBins], rows: &[usize]) -> Self {
         let bins = columns
-            .iter()
+            .par_iter()
             .zip(features)
             .map(|(column, feature)| {
-                column.with_values(|values| {
-                    let coded = BinLookup::new(feature).bin_column(&values);
-                    rows.iter().map(|&r| coded[r]).collect()
-                })
+                let lookup = BinLookup::new(feature);
+                match column {
+                    FeatureColumn::Numeric(values) => {
+                        rows.iter().map(|&r| lookup.number(values[r])).collect()
+                    }
+                    FeatureColumn::Categorical(labels) => rows
+                        .iter()
+                        .map(|&r| lookup.label(labels[r].as_deref()))
+                        .collect(),
+                    // Lists are refused when the bins are fitted.
+                    FeatureColumn::TextList(_) | FeatureColumn::NumberList(_) => {
+                        vec![feature.missing(); rows.len()]
+                    }
+                }
             })
             .collect();
         BinnedData {
@@ -203,29 +214,35 @@ impl<'a> BinLookup<'a> {
     /// The bin of every value of `values`; values of the wrong kind count as missing (callers
     /// check kinds first).
     pub fn bin_column(&self, values: &FeatureValues<'_>) -> Vec<u8> {
-        let missing = self.feature.missing();
-        match (self.feature, values) {
-            (FeatureBins::Numeric { upper }, FeatureValues::Numeric(values)) => values
-                .iter()
-                .map(|&v| {
-                    if v.is_nan() {
-                        missing
-                    } else {
-                        upper.partition_point(|&u| u < v) as u8
-                    }
-                })
-                .collect(),
-            (FeatureBins::Categorical { labels }, FeatureValues::Categorical(values)) => {
-                let other = labels.len() as u8;
-                values
-                    .iter()
-                    .map(|v| match v {
-                        None => missing,
-                        Some(label) => self.labels.get(label).copied().unwrap_or(other),
-                    })
-                    .collect()
+        match values {
+            FeatureValues::Numeric(values) => values.iter().map(|&v| self.number(v)).collect(),
+            FeatureValues::Categorical(values) => values.iter().map(|&v| self.label(v)).collect(),
+            _ => vec![self.feature.missing(); values.len()],
+        }
+    }
+
+    /// The bin of a number (missing for NaN, or for a categorical feature).
+    #[inline]
+    pub fn number(&self, value: f64) -> u8 {
+        match self.feature {
+            FeatureBins::Numeric { upper } if !value.is_nan() => {
+                upper.partition_point(|&u| u < value) as u8
             }
-            _ => vec![missing; values.len()],
+            _ => self.feature.missing(),
+        }
+    }
+
+    /// The bin of a label: its own, `other` for labels without one, missing for NULL (and
+    /// for a numeric feature).
+    #[inline]
+    pub fn label(&self, label: Option<&str>) -> u8 {
+        match (self.feature, label) {
+            (FeatureBins::Categorical { labels }, Some(label)) => self
+                .labels
+                .get(label)
+                .copied()
+                .unwrap_or(labels.len() as u8),
+            _ => self.feature.missing(),
         }
     }
 }

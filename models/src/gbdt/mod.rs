@@ -138,7 +138,7 @@ impl Booster {
         let columns: Vec<&FeatureColumn> = data.features.iter().map(|(_, c)| c).collect();
         let features = data
             .features
-            .iter()
+            .par_iter()
             .map(|(name, column)| {
                 let limit = match column {
                     FeatureColumn::Categorical(_) => options.max_categories,
@@ -164,6 +164,13 @@ impl Booster {
         let mut validation_scores = vec![base_score; validation_y.len()];
         let mut gradients = vec![0.0; train_y.len()];
         let mut hessians = vec![0.0; train_y.len()];
+        log_loss_and_gradients(
+            &scores,
+            &train_y,
+            positive_weight,
+            &mut gradients,
+            &mut hessians,
+        );
         let mut trees: Vec<Tree> = Vec::new();
         let mut history = Vec::new();
         let (mut best_loss, mut best_round) = (f64::INFINITY, 0);
@@ -172,22 +179,22 @@ impl Booster {
                 return Err(Error::Cancelled);
             }
             let started = Instant::now();
-            gradients
-                .par_iter_mut()
-                .zip(hessians.par_iter_mut())
-                .zip(scores.par_iter().zip(train_y.par_iter()))
-                .for_each(|((g, h), (&score, &y))| {
-                    let p = sigmoid(score);
-                    let w = weight(y);
-                    *g = w * (p - f64::from(u8::from(y)));
-                    *h = w * (p * (1.0 - p)).max(1e-16);
-                });
             let tree = grower.grow(&gradients, &hessians, &mut scores);
-            for (i, score) in validation_scores.iter_mut().enumerate() {
-                *score += tree.predict(|f| bin_value(&validation_bins, f, i));
-            }
+            validation_scores
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(i, score)| {
+                    *score += tree.predict(|f| bin_value(&validation_bins, f, i));
+                });
             trees.push(tree);
-            let train_loss = log_loss(&scores, &train_y, positive_weight);
+            // The next round's gradients come with this round's loss, in one pass.
+            let train_loss = log_loss_and_gradients(
+                &scores,
+                &train_y,
+                positive_weight,
+                &mut gradients,
+                &mut hessians,
+            );
             // Without validation rows (a refit on every row) the training loss is watched; it
             // keeps falling, so every round runs.
             let validation_loss = if validation_y.is_empty() {
@@ -269,17 +276,24 @@ impl Booster {
     }
 
     /// SHAP values of rows `0..rows`, `value(row, feature)` giving the inputs.
-    fn shap_rows(&self, rows: usize, value: impl Fn(usize, usize) -> Value) -> Vec<Vec<f64>> {
-        let mut workspace = tree::ShapWorkspace::for_trees(&self.trees);
+    fn shap_rows(
+        &self,
+        rows: usize,
+        value: impl Fn(usize, usize) -> Value + Sync,
+    ) -> Vec<Vec<f64>> {
         (0..rows)
-            .map(|r| {
-                let row_value = |f: usize| value(r, f);
-                let mut phi = vec![0.0; self.features.len()];
-                for tree in &self.trees {
-                    tree.add_shap(&row_value, &mut phi, &mut workspace);
-                }
-                phi
-            })
+            .into_par_iter()
+            .map_init(
+                || tree::ShapWorkspace::for_trees(&self.trees),
+                |workspace, r| {
+                    let row_value = |f: usize| value(r, f);
+                    let mut phi = vec![0.0; self.features.len()];
+                    for tree in &self.trees {
+                        tree.add_shap(&row_value, &mut phi, workspace);
+                    }
+                    phi
+                },
+            )
             .collect()
     }
 
@@ -366,25 +380,67 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// Rows summed together in the loss, so that the sum does not depend on how threads split
+/// the work.
+const LOSS_CHUNK: usize = 1 << 16;
+
 /// Weighted mean log loss of log-odds `scores`. Summed in fixed chunks (in parallel) and
 /// then in order, so the result does not depend on how threads split the work.
 fn log_loss(scores: &[f64], y: &[bool], positive_weight: f64) -> f64 {
-    const CHUNK: usize = 1 << 16;
     let parts: Vec<(f64, f64)> = scores
-        .par_chunks(CHUNK)
-        .zip(y.par_chunks(CHUNK))
+        .par_chunks(LOSS_CHUNK)
+        .zip(y.par_chunks(LOSS_CHUNK))
         .map(|(scores, y)| {
             let (mut loss, mut total) = (0.0, 0.0);
             for (&s, &y) in scores.iter().zip(y) {
-                // log(1 + e^-s) for positives, log(1 + e^s) for negatives, without overflow.
-                let z = if y { -s } else { s };
                 let w = if y { positive_weight } else { 1.0 };
-                loss += w * (z.max(0.0) + (-z.abs()).exp().ln_1p());
+                loss += w * row_log_loss(s, y);
                 total += w;
             }
             (loss, total)
         })
         .collect();
+    mean_of_parts(&parts)
+}
+
+/// [`log_loss`], and the loss's gradient and hessian at every score (for the next tree)
+/// from the same pass over the rows.
+fn log_loss_and_gradients(
+    scores: &[f64],
+    y: &[bool],
+    positive_weight: f64,
+    gradients: &mut [f64],
+    hessians: &mut [f64],
+) -> f64 {
+    let parts: Vec<(f64, f64)> = scores
+        .par_chunks(LOSS_CHUNK)
+        .zip(y.par_chunks(LOSS_CHUNK))
+        .zip(gradients.par_chunks_mut(LOSS_CHUNK))
+        .zip(hessians.par_chunks_mut(LOSS_CHUNK))
+        .map(|(((scores, y), gradients), hessians)| {
+            let (mut loss, mut total) = (0.0, 0.0);
+            for (((&s, &y), g), h) in scores.iter().zip(y).zip(gradients).zip(hessians) {
+                let w = if y { positive_weight } else { 1.0 };
+                let p = sigmoid(s);
+                *g = w * (p - f64::from(u8::from(y)));
+                *h = w * (p * (1.0 - p)).max(1e-16);
+                loss += w * row_log_loss(s, y);
+                total += w;
+            }
+            (loss, total)
+        })
+        .collect();
+    mean_of_parts(&parts)
+}
+
+/// log(1 + e^-s) for a positive, log(1 + e^s) for a negative, without overflow.
+#[inline]
+fn row_log_loss(score: f64, y: bool) -> f64 {
+    let z = if y { -score } else { score };
+    z.max(0.0) + (-z.abs()).exp().ln_1p()
+}
+
+fn mean_of_parts(parts: &[(f64, f64)]) -> f64 {
     let (loss, total) = parts
         .iter()
         .fold((0.0, 0.0), |(l, t), (pl, pt)| (l + pl, t + pt));

@@ -277,3 +277,57 @@ fn trees_without_max_depth_stop_at_64_levels() {
     let deepest = booster.trees.iter().map(|t| t.depth()).max().unwrap();
     assert!(deepest > 8 && deepest <= 64, "depth {deepest}");
 }
+
+#[test]
+fn flattened_forests_route_deep_chains_and_single_leaves_as_the_trees_do() {
+    // Deep chains (the alternating-label data above), a single-leaf tree, NaN and values
+    // beyond every threshold, over a row count that ends mid-block and mid-group.
+    let rows = 300;
+    let x: Vec<f64> = (0..rows).map(f64::from).collect();
+    let target: Vec<bool> = (0..rows).map(|i| i % 2 == 0).collect();
+    let data = TrainingData {
+        features: vec![("x".into(), FeatureColumn::Numeric(x))],
+        target,
+    };
+    let (train_rows, validation) = stratified_split(&data.target, 0.2, 7);
+    let mut options = GbdtOptions::defaults();
+    options.grow.num_leaves = 4_096;
+    options.grow.min_rows_in_leaf = 1;
+    options.trees = 3;
+    let (mut booster, _) = Booster::train(
+        &data,
+        &train_rows,
+        &validation,
+        1.0,
+        &options,
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    booster.trees.push(Tree {
+        nodes: Vec::new(),
+        leaves: vec![0.25],
+        leaf_rows: vec![1.0],
+    });
+    assert!(booster.trees[0].depth() > 8);
+    let mut values: Vec<f64> = (0..1_000).map(|i| f64::from(i) * 0.37 - 20.0).collect();
+    values.extend([f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 299.5]);
+    let margins = booster.margins(&[FeatureValues::Numeric(&values)]).unwrap();
+    for (v, margin) in values.iter().zip(&margins) {
+        let value = if v.is_nan() {
+            Value::Missing
+        } else {
+            Value::Number(*v)
+        };
+        let by_trees = booster.base_score
+            + booster
+                .trees
+                .iter()
+                .map(|t| t.predict(|_| value))
+                .sum::<f64>();
+        assert!(
+            (by_trees - margin).abs() < 1e-12,
+            "{v}: {by_trees} {margin}"
+        );
+    }
+}
