@@ -166,6 +166,8 @@ impl<'a> Grower<'a> {
             }
             nodes.push(node);
 
+            // The left side's sums from the split's histogram: the same rows, summed per bin
+            // (so equal to a sum over the rows up to rounding).
             debug_assert_eq!(best.left.rows as usize, middle - leaf.start);
             let (left_g, left_h) = (best.left.gradient, best.left.hessian);
             let (right_g, right_h) = (leaf.gradient - left_g, leaf.hessian - left_h);

@@ -146,12 +146,15 @@ impl Booster {
                 };
                 FeatureBins::fit(name, column, train, limit)
             })
+            .collect::<Vec<_>>()
+            // In column order, so the error names the first bad column whatever the threads.
+            .into_iter()
             .collect::<Result<Vec<_>>>()?;
         let train_bins = BinnedData::new(&columns, &features, train);
         let validation_bins = BinnedData::new(&columns, &features, validation);
         let train_y: Vec<bool> = train.iter().map(|&r| data.target[r]).collect();
         let validation_y: Vec<bool> = validation.iter().map(|&r| data.target[r]).collect();
-        let weight = |y: bool| if y { positive_weight } else { 1.0 };
+        let weight = |y: bool| row_weight(y, positive_weight);
 
         let (positives, total) = train_y.iter().fold((0.0, 0.0), |(p, t), &y| {
             (p + if y { weight(y) } else { 0.0 }, t + weight(y))
@@ -393,7 +396,7 @@ fn log_loss(scores: &[f64], y: &[bool], positive_weight: f64) -> f64 {
         .map(|(scores, y)| {
             let (mut loss, mut total) = (0.0, 0.0);
             for (&s, &y) in scores.iter().zip(y) {
-                let w = if y { positive_weight } else { 1.0 };
+                let w = row_weight(y, positive_weight);
                 loss += w * row_log_loss(s, y);
                 total += w;
             }
@@ -420,7 +423,7 @@ fn log_loss_and_gradients(
         .map(|(((scores, y), gradients), hessians)| {
             let (mut loss, mut total) = (0.0, 0.0);
             for (((&s, &y), g), h) in scores.iter().zip(y).zip(gradients).zip(hessians) {
-                let w = if y { positive_weight } else { 1.0 };
+                let w = row_weight(y, positive_weight);
                 let p = sigmoid(s);
                 *g = w * (p - f64::from(u8::from(y)));
                 *h = w * (p * (1.0 - p)).max(1e-16);
@@ -431,6 +434,12 @@ fn log_loss_and_gradients(
         })
         .collect();
     mean_of_parts(&parts)
+}
+
+/// What a row weighs in the loss: positives `positive_weight`, negatives 1.
+#[inline]
+fn row_weight(y: bool, positive_weight: f64) -> f64 {
+    if y { positive_weight } else { 1.0 }
 }
 
 /// log(1 + e^-s) for a positive, log(1 + e^s) for a negative, without overflow.

@@ -2,8 +2,9 @@
 //! scored a block at a time, tree after tree, so each tree stays in cache while a block of
 //! rows (held row-major, every value an `f64`) goes through it.
 //!
-//! Traversal has no data-dependent branches. A node's two children sit side by side, so the
-//! next node is `first_child + goes_right`; a leaf is a node that routes every value to
+//! Numeric splits are walked without data-dependent branches (categorical ones branch on
+//! the node's kind). A node's two children sit side by side, so the next node is
+//! `first_child + goes_right`; a leaf is a node that routes every value, NaN included, to
 //! itself, so every row takes the tree's depth in steps and rows that reach a leaf early
 //! stay there. [`LANES`] rows walk a tree together: their steps are independent, so the CPU
 //! overlaps their loads instead of waiting on one row's chain of node and value loads, and a
@@ -182,8 +183,9 @@ impl FlatForest {
         out: &mut [f64],
     ) {
         let f = self.features.max(1);
-        // Rows past the end of the last block keep old values: they walk the trees like the
-        // others and their sums are dropped.
+        // Rows past the end of the last block keep an earlier block's values: they walk the
+        // trees like the others (within the tree, as every row does) and their sums are
+        // dropped.
         let mut block = vec![0.0f64; BLOCK * f];
         let mut sums = [0.0f64; BLOCK];
         for (index, out) in out.chunks_mut(BLOCK).enumerate() {
@@ -196,32 +198,30 @@ impl FlatForest {
                 };
                 fill(c, start..start + n, &mut column);
             }
-            sums.fill(0.0);
+            // Trees added one after another to the base score, in the order training adds
+            // them, so that the margins agree to the last bit.
+            sums[..n].copy_from_slice(out);
             let groups = n.div_ceil(LANES);
-            // Blocks without a missing value (most) skip the test for one at every step.
-            let missing = block[..n * f].iter().any(|v| v.is_nan());
             for &(root, depth) in &self.trees {
                 for group in 0..groups {
                     let rows = &block[group * LANES * f..(group + 1) * LANES * f];
-                    let leaves = match (self.any_categorical, missing) {
-                        (false, false) => self.walk::<false, false>(nodes, rows, root, depth),
-                        (false, true) => self.walk::<false, true>(nodes, rows, root, depth),
-                        (true, _) => self.walk::<true, true>(nodes, rows, root, depth),
+                    let leaves = if self.any_categorical {
+                        self.walk::<true>(nodes, rows, root, depth)
+                    } else {
+                        self.walk::<false>(nodes, rows, root, depth)
                     };
                     for (sum, leaf) in sums[group * LANES..].iter_mut().zip(leaves) {
                         *sum += self.outputs[leaf as usize];
                     }
                 }
             }
-            for (o, s) in out.iter_mut().zip(&sums) {
-                *o += s;
-            }
+            out.copy_from_slice(&sums[..n]);
         }
     }
 
     /// The leaves that `LANES` rows (row-major in `rows`) reach in the tree at `root`.
     #[inline(always)]
-    fn walk<const CATEGORICAL: bool, const MISSING: bool>(
+    fn walk<const CATEGORICAL: bool>(
         &self,
         nodes: &[FlatNode],
         rows: &[f64],
@@ -234,7 +234,7 @@ impl FlatForest {
             for (lane, node_index) in at.iter_mut().enumerate() {
                 let node = &nodes[*node_index as usize];
                 let v = rows[lane * f + node.feature as usize];
-                let missing = MISSING && v.is_nan();
+                let missing = v.is_nan();
                 let left = if CATEGORICAL && node.categorical {
                     if missing {
                         node.missing_left
