@@ -248,10 +248,10 @@ fn missingness_alone_is_split_on() {
     assert_eq!(serde_json::from_str::<Booster>(&json).unwrap(), booster);
 }
 
-#[test]
-fn trees_without_max_depth_stop_at_64_levels() {
-    // Alternating labels over distinct values: the best split always peels one row off an
-    // end, so leaf-wise growth makes a chain as long as the rows allow.
+/// Three trees grown as deep as leaf-wise growth goes: alternating labels over distinct
+/// values make the best split always peel one row off an end, so each tree is a chain as
+/// long as the rows allow.
+fn chain_booster() -> Booster {
     let rows = 300;
     let x: Vec<f64> = (0..rows).map(f64::from).collect();
     let target: Vec<bool> = (0..rows).map(|i| i % 2 == 0).collect();
@@ -274,36 +274,21 @@ fn trees_without_max_depth_stop_at_64_levels() {
         &AtomicBool::new(false),
     )
     .unwrap();
+    booster
+}
+
+#[test]
+fn trees_without_max_depth_stop_at_64_levels() {
+    let booster = chain_booster();
     let deepest = booster.trees.iter().map(|t| t.depth()).max().unwrap();
     assert!(deepest > 8 && deepest <= 64, "depth {deepest}");
 }
 
 #[test]
 fn flattened_forests_route_deep_chains_and_single_leaves_as_the_trees_do() {
-    // Deep chains (the alternating-label data above), a single-leaf tree, NaN and values
-    // beyond every threshold, over a row count that ends mid-block and mid-group.
-    let rows = 300;
-    let x: Vec<f64> = (0..rows).map(f64::from).collect();
-    let target: Vec<bool> = (0..rows).map(|i| i % 2 == 0).collect();
-    let data = TrainingData {
-        features: vec![("x".into(), FeatureColumn::Numeric(x))],
-        target,
-    };
-    let (train_rows, validation) = stratified_split(&data.target, 0.2, 7);
-    let mut options = GbdtOptions::defaults();
-    options.grow.num_leaves = 4_096;
-    options.grow.min_rows_in_leaf = 1;
-    options.trees = 3;
-    let (mut booster, _) = Booster::train(
-        &data,
-        &train_rows,
-        &validation,
-        1.0,
-        &options,
-        &mut |_| {},
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    // Deep chains, a single-leaf tree, NaN and values beyond every threshold, over a row
+    // count that ends mid-block and mid-group.
+    let mut booster = chain_booster();
     booster.trees.push(Tree {
         nodes: Vec::new(),
         leaves: vec![0.25],
