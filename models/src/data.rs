@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::preprocess::{FeatureColumn, FeatureValues, Matrix, PreprocessOptions, Preprocessor};
@@ -143,7 +144,7 @@ pub(crate) fn fit_preprocessor(
         .iter()
         .map(|(_, column)| Column::borrow(column))
         .collect();
-    let train_columns: Vec<Column<'_>> = columns.iter().map(|c| c.select(train)).collect();
+    let train_columns: Vec<Column<'_>> = columns.par_iter().map(|c| c.select(train)).collect();
     let fit_views: Vec<(String, FeatureValues<'_>)> = data
         .features
         .iter()

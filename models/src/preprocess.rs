@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -220,8 +221,10 @@ impl Preprocessor {
         columns: &[(String, FeatureValues<'_>)],
         options: &PreprocessOptions,
     ) -> Result<Preprocessor> {
+        // A feature per task; collected in column order, so an error names the first bad
+        // column whatever the threads.
         let features = columns
-            .iter()
+            .par_iter()
             .map(|(name, values)| {
                 let encoding = match values {
                     FeatureValues::Numeric(v) => fit_numeric(name, v)?,
@@ -237,6 +240,8 @@ impl Preprocessor {
                     encoding,
                 })
             })
+            .collect::<Vec<_>>()
+            .into_iter()
             .collect::<Result<Vec<_>>>()?;
         Ok(Preprocessor { features })
     }

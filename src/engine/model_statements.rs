@@ -113,7 +113,6 @@ impl Engine {
         let name = create.name.clone();
         let trained = tokio::task::spawn_blocking(move || {
             let mut options = Options::new(options);
-            let fingerprint = fingerprint(&data);
             let mut on_epoch = |report: &tenure_models::EpochReport| {
                 if let Some(sender) = &sender {
                     let _ = sender.send(Progress::Epoch {
@@ -122,7 +121,16 @@ impl Engine {
                     });
                 }
             };
-            let model = Model::train(kind, &data, &mut options, &mut on_epoch, &cancel)?;
+            // The training data's fingerprint is hashed beside training, not before it.
+            let (fingerprint, model) = std::thread::scope(|scope| {
+                let fingerprint = scope.spawn(|| fingerprint(&data));
+                let model = Model::train(kind, &data, &mut options, &mut on_epoch, &cancel);
+                let fingerprint = fingerprint
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (fingerprint, model)
+            });
+            let model = model?;
             Ok::<_, tenure_models::Error>((
                 model,
                 fingerprint,

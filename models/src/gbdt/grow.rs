@@ -144,17 +144,23 @@ impl<'a> Grower<'a> {
                 rows: (leaf.end - leaf.start) as f64,
                 gain: best.gain,
             };
+            // Which way each bin goes, looked up per row.
             let missing = self.data.features[best.feature].missing();
-            let goes_left = |row: u32| {
-                let bin = bins[row as usize];
-                if bin == missing {
+            let mut left_bins = [0u8; 256];
+            for (bin, left) in left_bins.iter_mut().enumerate() {
+                let bin = bin as u8;
+                *left = u8::from(if bin == missing {
                     node.missing_left
                 } else {
                     node.goes_left(super::tree::Value::Bin(bin))
-                }
-            };
-            let middle =
-                partition(&mut order[leaf.start..leaf.end], goes_left, &mut spill) + leaf.start;
+                });
+            }
+            let middle = partition(
+                &mut order[leaf.start..leaf.end],
+                bins,
+                &left_bins,
+                &mut spill,
+            ) + leaf.start;
             let node_index = nodes.len();
             if let Some((parent, is_left)) = leaf.parent {
                 let child = &mut nodes[parent];
@@ -524,26 +530,19 @@ impl<'a> Grower<'a> {
 /// Rows a leaf needs before its partition is split across threads.
 const PARALLEL_PARTITION: usize = 1 << 16;
 
-/// Moves the rows for which `left` holds to the front, keeping the order on both sides;
-/// returns how many there are.
-fn partition(rows: &mut [u32], left: impl Fn(u32) -> bool + Sync, right: &mut Vec<u32>) -> usize {
+/// Moves the rows whose bin `left_bins` marks (1) to the front, keeping the order on both
+/// sides; returns how many there are.
+fn partition(rows: &mut [u32], bins: &[u8], left_bins: &[u8; 256], spill: &mut Vec<u32>) -> usize {
     if rows.len() >= PARALLEL_PARTITION {
         // Each chunk split on its own, then the chunks' left rows and right rows in order.
         let parts: Vec<(Vec<u32>, Vec<u32>)> = rows
             .par_chunks(PARALLEL_PARTITION / 4)
             .map(|chunk| {
-                let (mut l, mut r) = (
-                    Vec::with_capacity(chunk.len()),
-                    Vec::with_capacity(chunk.len()),
-                );
-                for &row in chunk {
-                    if left(row) {
-                        l.push(row);
-                    } else {
-                        r.push(row);
-                    }
-                }
-                (l, r)
+                let mut right = Vec::new();
+                let mut left = chunk.to_vec();
+                let middle = split_rows(&mut left, bins, left_bins, &mut right);
+                left.truncate(middle);
+                (left, right)
             })
             .collect();
         let mut write = 0;
@@ -556,17 +555,26 @@ fn partition(rows: &mut [u32], left: impl Fn(u32) -> bool + Sync, right: &mut Ve
         }
         return parts.iter().map(|p| p.0.len()).sum();
     }
+    split_rows(rows, bins, left_bins, spill)
+}
+
+/// [`partition`] on one thread, without a branch per row (which way a row goes is a coin
+/// flip to the branch predictor): every row is written to both sides and only the side it
+/// belongs to advances. `right` ends holding the right side's rows.
+fn split_rows(rows: &mut [u32], bins: &[u8], left_bins: &[u8; 256], right: &mut Vec<u32>) -> usize {
     right.clear();
-    let mut write = 0;
+    right.resize(rows.len() + 1, 0);
+    let (mut write, mut spilled) = (0, 0);
     for read in 0..rows.len() {
         let row = rows[read];
-        if left(row) {
-            rows[write] = row;
-            write += 1;
-        } else {
-            right.push(row);
-        }
+        let left = usize::from(left_bins[usize::from(bins[row as usize])]);
+        // `write <= read`, so this overwrites only rows already read.
+        rows[write] = row;
+        right[spilled] = row;
+        write += left;
+        spilled += 1 - left;
     }
+    right.truncate(spilled);
     rows[write..].copy_from_slice(right);
     write
 }
