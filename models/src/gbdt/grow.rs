@@ -563,7 +563,7 @@ fn partition(rows: &mut [u32], bins: &[u8], left_bins: &[u8; 256], spill: &mut V
 /// belongs to advances. `right` ends holding the right side's rows.
 fn split_rows(rows: &mut [u32], bins: &[u8], left_bins: &[u8; 256], right: &mut Vec<u32>) -> usize {
     right.clear();
-    right.resize(rows.len() + 1, 0);
+    right.resize(rows.len(), 0);
     let (mut write, mut spilled) = (0, 0);
     for read in 0..rows.len() {
         let row = rows[read];
