@@ -22,5 +22,6 @@ mod server;
 mod slt;
 mod support;
 mod temporary;
+mod text_encoder;
 mod transactions;
 mod writes;

@@ -24,9 +24,11 @@
 //! | `public.events` | `event_id` Int64, `customer_id` Int64, `event_time` Timestamp, `event_type` Utf8 (view, search, add_to_cart, purchase, review), `item_id` Int64 (NULL for search), `session_id` Int64, `rating` Int32 (1-5 for review, else NULL) |
 //! | `public.orders` | `order_id` Int64, `customer_id` Int64, `order_time` Timestamp, `amount` Float64, `discount` Float64, `payment_method` Utf8 (card, paypal, apple_pay, bank_transfer, gift_card, cash_on_delivery), `item_count` Int32, `shipping_country` Utf8 |
 //! | `public.order_lines` | `order_id` Int64, `line_no` Int32 (1-based), `item_id` Int64, `quantity` Int32, `unit_price` Float64 |
+//! | `public.reviews` | `review_id` Int64 (the review event's `event_id`), `customer_id` Int64, `item_id` Int64, `review_time` Timestamp, `rating` Int32 (1-5), `body` Utf8 (the review's text) |
 //! | `public.winback_campaign` | `customer_id` Int64, `arm` Utf8 (coupon, control), `sent_at` Timestamp (the cutoff), `retained` Boolean |
 //! | `truth.customers` | `customer_id` Int64, `purchase_rate` Float64, `dropout_prob` Float64, `spend_mean` Float64, `taste_cluster` Int32, `engagement` Float64, `churn_hazard` Float64, `churned` Boolean, `churned_at` Timestamp, `coupon_uplift` Float64 |
 //! | `truth.orders` | `order_id` Int64, `is_fraud` Boolean, `fraud_pattern` Utf8 (new_account_burst, card_testing, account_takeover; NULL when legitimate) |
+//! | `truth.reviews` | `review_id` Int64, `topic` Utf8 (defect, delivery, support, mixed, praise) |
 //! | `truth.parameters` | `name` Utf8, `value` Float64: the population parameters below and a few realised totals |
 //!
 //! Ids: customers are numbered 1..N in generation order; items 1..M; orders, sessions and
@@ -131,12 +133,20 @@
 //!     pushed out by the contact. `coupon_uplift` = churn_hazard * won_back - (1 - churn_hazard) *
 //!     pushed_out is the exact effect on P(retained). The campaign's outcome is not written back
 //!     into orders and events: a won-back coupon customer has no order after the cutoff there.
+//! 11. **Review texts** (`public.reviews`, `truth.reviews.topic`). Every review event has a
+//!     text of one or two sentences and perhaps a closing remark, written from its rating and
+//!     the item's category (`reviews.rs`). A 1-2 star review complains about one topic that only
+//!     the text tells: the product itself (`defect`, 55%), the delivery (`delivery`, 30%) or
+//!     customer service (`support`, 15%). A 3-star review is `mixed`, a 4-5 star one `praise`.
+//!     Low ratings come from the item's hidden defect rate (rule 5) and drive dropout, so the
+//!     text of a customer's last review carries the churn signal of its rating. Each text draws
+//!     from its own stream, so the texts change nothing else in the world.
 //!
 //! # Files
 //!
 //! `params.rs` holds every parameter and vocabulary, `clock.rs` the calendar and the daily
 //! rhythm, `catalog.rs` the items, `sim.rs` the per-customer simulation, `campaign.rs` the
-//! win-back campaign; this file stitches
+//! win-back campaign, `reviews.rs` the review texts; this file stitches
 //! chunks into Arrow tables and reports the parameters.
 
 mod campaign;
@@ -145,6 +155,7 @@ mod chunk;
 mod clock;
 mod draws;
 mod params;
+mod reviews;
 mod sim;
 
 use std::sync::Arc;
@@ -161,7 +172,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use catalog::Catalog;
-use chunk::ChunkOut;
+use chunk::{ChunkOut, EventCols};
 use draws::stream_seed;
 use params::*;
 use sim::Sim;
@@ -268,7 +279,7 @@ fn generate_with_threads(
     chunk_customers: usize,
 ) -> Result<DemoWorld> {
     let sim = Sim::new(catalog, options.seed)?;
-    let mut sinks = Sinks::new();
+    let mut sinks = Sinks::new(options.seed);
     let n_chunks = n_customers.div_ceil(chunk_customers);
     // Chunks run in waves of a few per thread; each wave is stitched in chunk order, so the
     // output does not depend on the thread count and memory stays bounded by a wave.
@@ -292,7 +303,7 @@ fn generate_with_threads(
         })
         .map_err(|_| anyhow!("demo: a generator thread panicked"))?;
         for out in outputs {
-            sinks.push_chunk(out)?;
+            sinks.push_chunk(out, catalog)?;
         }
         next = end;
     }
@@ -385,6 +396,24 @@ fn winback_campaign_schema() -> SchemaRef {
         Field::new("arm", DataType::Utf8, false),
         Field::new("sent_at", timestamp(), false),
         Field::new("retained", DataType::Boolean, false),
+    ])
+}
+
+fn reviews_schema() -> SchemaRef {
+    schema(vec![
+        Field::new("review_id", DataType::Int64, false),
+        Field::new("customer_id", DataType::Int64, false),
+        Field::new("item_id", DataType::Int64, false),
+        Field::new("review_time", timestamp(), false),
+        Field::new("rating", DataType::Int32, false),
+        Field::new("body", DataType::Utf8, false),
+    ])
+}
+
+fn truth_reviews_schema() -> SchemaRef {
+    schema(vec![
+        Field::new("review_id", DataType::Int64, false),
+        Field::new("topic", DataType::Utf8, false),
     ])
 }
 
@@ -546,11 +575,15 @@ struct Sinks {
     truth_customers: Sink,
     truth_orders: Sink,
     winback: Sink,
+    reviews: Sink,
+    truth_reviews: Sink,
+    /// The world's seed, which review texts draw from.
+    seed: u64,
     totals: Totals,
 }
 
 impl Sinks {
-    fn new() -> Self {
+    fn new(seed: u64) -> Self {
         Sinks {
             customers: Sink::new(
                 "public",
@@ -594,13 +627,26 @@ impl Sinks {
                 "A randomised win-back campaign at the cutoff: coupon or control per customer at risk, and whether they were retained",
                 winback_campaign_schema(),
             ),
+            reviews: Sink::new(
+                "public",
+                "reviews",
+                "Product reviews: the customer's rating and text",
+                reviews_schema(),
+            ),
+            truth_reviews: Sink::new(
+                "truth",
+                "reviews",
+                "Latent truth per review: the topic its text is about",
+                truth_reviews_schema(),
+            ),
+            seed,
             totals: Totals::default(),
         }
     }
 
     /// Appends one chunk, shifting its local order, event and session numbers past those of
     /// the chunks before it.
-    fn push_chunk(&mut self, chunk: ChunkOut) -> Result<()> {
+    fn push_chunk(&mut self, chunk: ChunkOut, catalog: &Catalog) -> Result<()> {
         let ChunkOut {
             customers,
             truth,
@@ -611,6 +657,8 @@ impl Sinks {
             sessions,
             stats,
         } = chunk;
+        // Review ids are event ids: the events of this chunk start after those before it.
+        self.push_reviews(&events, self.totals.events, catalog)?;
         let totals = &mut self.totals;
         totals.fraud_accounts += stats.fraud_accounts;
         totals.dropout_sum += stats.dropout_sum;
@@ -719,6 +767,47 @@ impl Sinks {
         Ok(())
     }
 
+    /// The texts of the chunk's review events (rule 11).
+    fn push_reviews(
+        &mut self,
+        events: &EventCols,
+        event_offset: i64,
+        catalog: &Catalog,
+    ) -> Result<()> {
+        let (mut ids, mut customers, mut items, mut times, mut ratings) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut bodies, mut topics) = (Vec::new(), Vec::new());
+        for i in 0..events.customer_id.len() {
+            let (EV_REVIEW, Some(item), Some(rating)) =
+                (events.kind[i], events.item_id[i], events.rating[i])
+            else {
+                continue;
+            };
+            let review_id = event_offset + i as i64 + 1;
+            let category = catalog.category[(item - 1) as usize] as usize;
+            let (topic, body) = reviews::review(self.seed, review_id, rating, category);
+            ids.push(review_id);
+            customers.push(events.customer_id[i]);
+            items.push(item);
+            times.push(events.time[i]);
+            ratings.push(rating);
+            bodies.push(body);
+            topics.push(reviews::TOPICS[topic]);
+        }
+        self.truth_reviews.push(vec![
+            int64(ids.clone()),
+            Arc::new(StringArray::from_iter_values(topics)) as ArrayRef,
+        ])?;
+        self.reviews.push(vec![
+            int64(ids),
+            int64(customers),
+            int64(items),
+            timestamps(times),
+            int32(ratings),
+            Arc::new(StringArray::from_iter_values(bodies)) as ArrayRef,
+        ])
+    }
+
     fn finish(
         self,
         options: &DemoOptions,
@@ -760,8 +849,10 @@ impl Sinks {
                 self.orders.finish()?,
                 self.order_lines.finish()?,
                 self.winback.finish()?,
+                self.reviews.finish()?,
                 self.truth_customers.finish()?,
                 self.truth_orders.finish()?,
+                self.truth_reviews.finish()?,
                 parameters.finish()?,
             ],
         })

@@ -179,8 +179,10 @@ fn tables_and_schemas_are_the_documented_ones() {
             "public.orders",
             "public.order_lines",
             "public.winback_campaign",
+            "public.reviews",
             "truth.customers",
             "truth.orders",
+            "truth.reviews",
             "truth.parameters"
         ]
     );
@@ -274,6 +276,41 @@ fn orders_lines_and_events_refer_to_existing_rows() {
     assert_eq!(truth_orders, order_ids);
     let truth_customers = i64s(world, "truth", "customers", "customer_id");
     assert_eq!(truth_customers.len(), customers.len());
+}
+
+#[test]
+fn every_review_event_has_a_text_whose_topic_follows_its_rating() {
+    let world = small();
+    let event_ids = i64s(world, "public", "events", "event_id");
+    let kinds = strings(world, "public", "events", "event_type");
+    let ratings = column(world, "public", "events", "rating")
+        .into_iter()
+        .flat_map(|a| a.as_primitive::<Int32Type>().iter().collect::<Vec<_>>());
+    let review_events: HashMap<i64, i32> = event_ids
+        .iter()
+        .zip(kinds)
+        .zip(ratings)
+        .filter(|((_, kind), _)| kind.as_deref() == Some("review"))
+        .map(|((id, _), rating)| (*id, rating.unwrap()))
+        .collect();
+    let ids = i64s(world, "public", "reviews", "review_id");
+    let review_ratings = i32s(world, "public", "reviews", "rating");
+    let bodies = strings(world, "public", "reviews", "body");
+    let topics = strings(world, "truth", "reviews", "topic");
+    assert_eq!(ids, i64s(world, "truth", "reviews", "review_id"));
+    assert_eq!(ids.len(), review_events.len());
+    assert!(ids.len() > 500, "{} reviews", ids.len());
+    for (((id, rating), body), topic) in ids.iter().zip(&review_ratings).zip(&bodies).zip(&topics) {
+        assert_eq!(review_events[id], *rating);
+        assert!(body.as_deref().is_some_and(|b| b.len() > 10), "{body:?}");
+        let topic = topic.as_deref().unwrap();
+        let expected: &[&str] = match rating {
+            1 | 2 => &["defect", "delivery", "support"],
+            3 => &["mixed"],
+            _ => &["praise"],
+        };
+        assert!(expected.contains(&topic), "rating {rating}: {topic}");
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::kmeans::KMeans;
 use crate::preprocess::FeatureKind;
 use crate::recommender::RecommenderSpec;
 use crate::sequence::SequenceSpec;
+use crate::text_encoder::TextEncoderSpec;
 use crate::uplift::UpliftSpec;
 
 /// Version of the card layout, bumped on incompatible changes.
@@ -39,6 +40,7 @@ pub enum ModelSpec {
     Anomaly(AnomalySpec),
     Sequence(SequenceSpec),
     Uplift(Box<UpliftSpec>),
+    TextEncoder(TextEncoderSpec),
 }
 
 /// Everything known about one model version except its weights.

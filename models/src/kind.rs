@@ -18,6 +18,7 @@ pub enum Kind {
     Recommender,
     Sequence,
     Uplift,
+    TextEncoder,
 }
 
 impl Kind {
@@ -31,6 +32,7 @@ impl Kind {
         Kind::Recommender,
         Kind::Sequence,
         Kind::Uplift,
+        Kind::TextEncoder,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Recommender => "recommender",
             Kind::Sequence => "sequence",
             Kind::Uplift => "uplift",
+            Kind::TextEncoder => "text_encoder",
         }
     }
 
@@ -57,6 +60,7 @@ impl Kind {
                 | Kind::Anomaly
                 | Kind::Sequence
                 | Kind::Uplift
+                | Kind::TextEncoder
         )
     }
 
@@ -72,6 +76,7 @@ impl Kind {
             Kind::Bgnbd => Some(&["frequency", "recency", "t"]),
             Kind::GammaGamma => Some(&["frequency", "monetary_value"]),
             Kind::Sequence => Some(&["events (a list)", "event ages in days (a list, optional)"]),
+            Kind::TextEncoder => Some(&["text"]),
         }
     }
 
@@ -105,6 +110,12 @@ impl Kind {
             Kind::Sequence => sequence::needs_target(options),
             kind => kind.is_supervised(),
         }
+    }
+
+    /// Whether the kind is imported from files (`CREATE MODEL ... FROM 'directory'`) rather
+    /// than trained on a query.
+    pub fn is_imported(self) -> bool {
+        matches!(self, Kind::TextEncoder)
     }
 
     /// Whether CREATE MODEL's metrics are measured on held-out validation rows (rather than

@@ -32,6 +32,9 @@
 //!      validation.
 //!    - [`uplift`]: KIND uplift, the effect of a treatment per unit: two classifiers (the one
 //!      kind built on another), refusing a treatment that does not look randomised.
+//!    - [`text_encoder`]: KIND text_encoder, a pretrained BERT-family sentence encoder
+//!      imported from a sentence-transformers directory (candle-transformers' BERT and the
+//!      `tokenizers` crate), not trained.
 //! 4. Over all kinds: [`Kind`], the kinds CREATE MODEL knows and what each reads; [`card`],
 //!    the JSON model card ([`ModelCard`]) with each kind's section ([`ModelSpec`]); and
 //!    [`Model`], the one type the other crates hold: any trained model, by kind, trained,
@@ -59,6 +62,7 @@ pub mod options;
 pub mod preprocess;
 pub mod recommender;
 pub mod sequence;
+pub mod text_encoder;
 pub mod train;
 pub mod uplift;
 pub mod weights;

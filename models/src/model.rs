@@ -15,7 +15,7 @@ use crate::options::Options;
 use crate::preprocess::{FeatureColumn, FeatureValues};
 use crate::train::EpochReport;
 use crate::weights::{deserialize_weights, serialize_weights};
-use crate::{anomaly, btyd, kmeans, recommender, sequence, uplift};
+use crate::{anomaly, btyd, kmeans, recommender, sequence, text_encoder, uplift};
 
 /// A trained model of any kind.
 // Models live behind an Arc, one per loaded version, so the variants' sizes do not matter.
@@ -30,6 +30,7 @@ pub enum Model {
     Anomaly(anomaly::Anomaly),
     Sequence(sequence::SequenceModel),
     Uplift(uplift::Uplift),
+    TextEncoder(text_encoder::TextEncoder),
 }
 
 impl Model {
@@ -54,6 +55,10 @@ impl Model {
             )));
         }
         match kind {
+            Kind::TextEncoder => Err(Error::option(
+                "KIND text_encoder is imported, not trained: CREATE MODEL name KIND \
+                 text_encoder FROM 'directory'",
+            )),
             Kind::Sequence => {
                 let parsed = sequence::SequenceOptions::from_options(options, kind.name())?;
                 Ok(Model::Sequence(sequence::SequenceModel::train(
@@ -149,6 +154,9 @@ impl Model {
                 tensors,
                 device,
             )?)),
+            ModelSpec::TextEncoder(spec) => Ok(Model::TextEncoder(
+                text_encoder::TextEncoder::from_parts(spec.clone(), tensors, device)?,
+            )),
         }
     }
 
@@ -181,6 +189,9 @@ impl Model {
             Model::Recommender(_) => Err(Error::input(
                 "a recommender has no per-row score; use recommend(model, user_id, k)",
             )),
+            Model::TextEncoder(_) => Err(Error::input(
+                "a text encoder has no per-row score; use embed_text(model, text)",
+            )),
         }
     }
 
@@ -195,6 +206,7 @@ impl Model {
             Model::Anomaly(m) => ModelSpec::Anomaly(m.spec.clone()),
             Model::Sequence(m) => ModelSpec::Sequence(m.spec.clone()),
             Model::Uplift(m) => ModelSpec::Uplift(Box::new(m.spec.clone())),
+            Model::TextEncoder(m) => ModelSpec::TextEncoder(m.spec.clone()),
         }
     }
 
@@ -241,6 +253,7 @@ impl Model {
             Model::Anomaly(m) => m.metrics(),
             Model::Sequence(m) => m.metrics(),
             Model::Uplift(m) => m.metrics(),
+            Model::TextEncoder(m) => m.metrics(),
         }
     }
 
@@ -254,6 +267,7 @@ impl Model {
             Model::Anomaly(m) => serialize_weights(&m.tensors()),
             Model::Sequence(m) => serialize_weights(&m.tensors()),
             Model::Uplift(m) => serialize_weights(&m.tensors()),
+            Model::TextEncoder(m) => serialize_weights(&m.tensors()),
         }
     }
 
@@ -268,6 +282,7 @@ impl Model {
             Model::Anomaly(m) => (m.spec.rows, m.spec.seconds),
             Model::Sequence(m) => (m.spec.training.rows, m.spec.training.seconds),
             Model::Uplift(m) => (m.spec.rows, m.spec.seconds),
+            Model::TextEncoder(m) => (0, m.spec.seconds),
         }
     }
 }
@@ -295,6 +310,10 @@ pub fn check_options(kind: Kind, options: &mut Options) -> Result<()> {
         Kind::Uplift => {
             let parsed = uplift::UpliftOptions::from_options(options, kind.name())?;
             device(&parsed.classifier.device).map(|_| ())
+        }
+        Kind::TextEncoder => {
+            let parsed = text_encoder::TextEncoderOptions::from_options(options, kind.name())?;
+            device(&parsed.device).map(|_| ())
         }
     }
 }

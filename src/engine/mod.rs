@@ -11,6 +11,7 @@ mod dml;
 mod external;
 mod keys;
 mod merge;
+mod model_import;
 mod model_statements;
 mod names;
 mod paths;

@@ -15,7 +15,7 @@ use tenure_models::{Kind, Model, ModelCard, Options};
 use super::{Engine, Output, Progress, ProgressSender};
 use crate::error::{Error, Result};
 use crate::model_store::validate_name;
-use crate::sql::{CreateModel, DropModel};
+use crate::sql::{CreateModel, DropModel, ModelSource};
 
 /// Sets the flag when dropped: a CREATE MODEL whose future is dropped (a cancelled query,
 /// a closed connection) stops its training thread at the next mini-batch.
@@ -57,6 +57,26 @@ impl Engine {
         // Bad options fail before any data is read, and before the TARGET check, which for
         // KIND sequence depends on the task option.
         tenure_models::check_options(kind, &mut Options::new(create.options.clone()))?;
+        let query = match (&create.source, kind.is_imported()) {
+            (ModelSource::Query(query), false) => query.clone(),
+            (ModelSource::Files(directory), true) => {
+                let directory = directory.clone();
+                return self.import_model(create, kind, &directory).await;
+            }
+            (ModelSource::Query(_), true) => {
+                return Err(Error::invalid(format!(
+                    "KIND {kind} is imported, not trained: CREATE MODEL {} KIND {kind} FROM \
+                     'directory'",
+                    create.name
+                )));
+            }
+            (ModelSource::Files(_), false) => {
+                return Err(Error::invalid(format!(
+                    "KIND {kind} is trained on a query (AS SELECT ...); only KIND text_encoder \
+                     is imported FROM a directory"
+                )));
+            }
+        };
         let target = match (kind.needs_target(&create.options), create.target.clone()) {
             (true, Some(target)) => Some(target),
             (true, None) => {
@@ -84,7 +104,7 @@ impl Engine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let frame = self.ctx.sql_with_options(&create.query, read_only).await?;
+        let frame = self.ctx.sql_with_options(&query, read_only).await?;
         let schema = frame.schema().as_arrow().clone();
         let mut options = create.options.clone();
         if let Some(unit) = time_unit_of(kind, &options, &schema) {
@@ -162,47 +182,7 @@ impl Engine {
         };
         let version = self.models.save(card, model)?;
         tracing::info!(model = %create.name, version, rows, seconds, "trained");
-
-        // One row: what was trained and how it scored on the validation rows.
-        let mut fields = vec![
-            Field::new("model", DataType::Utf8, false),
-            Field::new("version", DataType::Int32, false),
-            Field::new("kind", DataType::Utf8, false),
-            Field::new("rows", DataType::Int64, false),
-            Field::new("seconds", DataType::Float64, false),
-        ];
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec![create.name.clone()])),
-            Arc::new(Int32Array::from(vec![version as i32])),
-            Arc::new(StringArray::from(vec![kind.name()])),
-            Arc::new(Int64Array::from(vec![rows as i64])),
-            Arc::new(Float64Array::from(vec![
-                (seconds * 1000.0).round() / 1000.0,
-            ])),
-        ];
-        // Supervised and sequence kinds report metrics on the validation rows; the others
-        // report their fit (parameters, log-likelihood) under the metric's own name.
-        let prefix = if kind.reports_validation() {
-            "validation_"
-        } else {
-            ""
-        };
-        for (metric, value) in metrics.iter().filter(|(m, _)| m != "rows") {
-            fields.push(Field::new(
-                format!("{prefix}{metric}"),
-                DataType::Float64,
-                true,
-            ));
-            columns.push(Arc::new(Float64Array::from(vec![
-                (!value.is_nan()).then_some(*value),
-            ])));
-        }
-        let schema = Arc::new(Schema::new(fields));
-        let batch = RecordBatch::try_new(schema.clone(), columns)?;
-        Ok(Output::Rows(Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            futures::stream::iter([Ok(batch)]),
-        ))))
+        created_model_row(&create.name, version, kind, rows as u64, seconds, &metrics)
     }
 
     pub(super) async fn drop_model(&self, drop: DropModel) -> Result<Output> {
@@ -215,6 +195,56 @@ impl Engine {
             })
         }
     }
+}
+
+/// CREATE MODEL's one result row: what was trained (or imported) and its metrics.
+pub(super) fn created_model_row(
+    name: &str,
+    version: u32,
+    kind: Kind,
+    rows: u64,
+    seconds: f64,
+    metrics: &[(String, f64)],
+) -> Result<Output> {
+    let mut fields = vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("version", DataType::Int32, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("seconds", DataType::Float64, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![name.to_string()])),
+        Arc::new(Int32Array::from(vec![version as i32])),
+        Arc::new(StringArray::from(vec![kind.name()])),
+        Arc::new(Int64Array::from(vec![rows as i64])),
+        Arc::new(Float64Array::from(vec![
+            (seconds * 1000.0).round() / 1000.0,
+        ])),
+    ];
+    // Supervised and sequence kinds report metrics on the validation rows; the others
+    // report their fit (parameters, log-likelihood) or shape under the metric's own name.
+    let prefix = if kind.reports_validation() {
+        "validation_"
+    } else {
+        ""
+    };
+    for (metric, value) in metrics.iter().filter(|(m, _)| m != "rows") {
+        fields.push(Field::new(
+            format!("{prefix}{metric}"),
+            DataType::Float64,
+            true,
+        ));
+        columns.push(Arc::new(Float64Array::from(vec![
+            (!value.is_nan()).then_some(*value),
+        ])));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Output::Rows(Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::iter([Ok(batch)]),
+    ))))
 }
 
 /// The time unit a bgnbd model inherits when OPTIONS do not name one: the unit rfm_summary

@@ -7,7 +7,7 @@
 //!   [TARGET column]
 //!   [TREATMENT column]   -- KIND uplift
 //!   [OPTIONS (key = value, ...)]
-//! AS query
+//! { AS query | FROM 'directory' }   -- FROM: KIND text_encoder, imported, not trained
 //!
 //! DROP MODEL [IF EXISTS] name
 //!
@@ -79,8 +79,16 @@ pub struct CreateModel {
     pub treatment: Option<String>,
     /// (key, value) with keys lower-cased and values as text.
     pub options: Vec<(String, String)>,
-    /// The training query, as written.
-    pub query: String,
+    pub source: ModelSource,
+}
+
+/// What CREATE MODEL builds a model from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// `AS query`: the training query, as written.
+    Query(String),
+    /// `FROM 'directory'`: pretrained files to import (KIND text_encoder).
+    Files(String),
 }
 
 impl CreateModel {
@@ -359,7 +367,7 @@ fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
         ParserError::ParserError(format!(
             "{message}; CREATE MODEL takes its clauses in this order: CREATE [OR REPLACE] \
              MODEL [IF NOT EXISTS] name KIND kind [TARGET column] [TREATMENT column] [OPTIONS \
-             (key = value, ...)] AS query"
+             (key = value, ...)] {{AS query | FROM 'directory'}}"
         ))
     };
     let ModelClauses {
@@ -369,10 +377,16 @@ fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
         target,
         treatment,
         options,
+        from_files,
     } = parse_create_model_clauses(&mut parser).map_err(in_order)?;
-    let query_start = LineOffsets::new(text).byte(parser.peek_token().span.start);
-    // Parse the query to report syntax errors here; keep the text as the user wrote it.
-    parser.parse_query()?;
+    let source = if from_files {
+        ModelSource::Files(parser.parse_literal_string()?)
+    } else {
+        let query_start = LineOffsets::new(text).byte(parser.peek_token().span.start);
+        // Parse the query to report syntax errors here; keep the text as the user wrote it.
+        parser.parse_query()?;
+        ModelSource::Query(text[query_start..].trim().to_string())
+    };
     if parser.peek_token().token != Token::EOF {
         return parser.expected("end of statement", parser.peek_token());
     }
@@ -384,7 +398,7 @@ fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
         target,
         treatment,
         options,
-        query: text[query_start..].trim().to_string(),
+        source,
     }))
 }
 
@@ -396,9 +410,11 @@ struct ModelClauses {
     target: Option<String>,
     treatment: Option<String>,
     options: Vec<(String, String)>,
+    /// FROM 'directory' follows, rather than AS query.
+    from_files: bool,
 }
 
-/// CREATE MODEL's clauses after `MODEL`, up to and including `AS`.
+/// CREATE MODEL's clauses after `MODEL`, up to and including `AS` or `FROM`.
 fn parse_create_model_clauses(parser: &mut Parser) -> Result<ModelClauses, ParserError> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = normalize(parser.parse_identifier()?);
@@ -437,7 +453,10 @@ fn parse_create_model_clauses(parser: &mut Parser) -> Result<ModelClauses, Parse
             parser.expect_token(&Token::Comma)?;
         }
     }
-    parser.expect_keyword(Keyword::AS)?;
+    let from_files = parser.parse_keyword(Keyword::FROM);
+    if !from_files {
+        parser.expect_keyword(Keyword::AS)?;
+    }
     Ok(ModelClauses {
         if_not_exists,
         name,
@@ -445,6 +464,7 @@ fn parse_create_model_clauses(parser: &mut Parser) -> Result<ModelClauses, Parse
         target,
         treatment,
         options,
+        from_files,
     })
 }
 
@@ -518,6 +538,30 @@ mod tests {
     }
 
     #[test]
+    fn create_model_from_a_directory() {
+        let Statement::CreateModel(create) = one(
+            "CREATE MODEL reviews KIND text_encoder OPTIONS (batch_size = 64) \
+             FROM '/data/all-MiniLM-L6-v2'",
+        ) else {
+            panic!()
+        };
+        assert_eq!(create.kind, "text_encoder");
+        assert_eq!(create.options, vec![("batch_size".into(), "64".into())]);
+        assert_eq!(
+            create.source,
+            ModelSource::Files("/data/all-MiniLM-L6-v2".into())
+        );
+        // FROM takes one string literal and nothing after it.
+        for bad in [
+            "CREATE MODEL m KIND text_encoder FROM dir",
+            "CREATE MODEL m KIND text_encoder FROM '/a' '/b'",
+            "CREATE MODEL m KIND text_encoder FROM",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn create_model_with_everything() {
         let sql = "create or replace model Churn kind CHURN_CLASSIFIER target Churned \
                    options (hidden = '64,32', epochs = 3, balanced = true)\n\
@@ -539,7 +583,9 @@ mod tests {
                     ("epochs".into(), "3".into()),
                     ("balanced".into(), "true".into()),
                 ],
-                query: "select a, 'x;y' as b, churned from t where a > 1".into(),
+                source: ModelSource::Query(
+                    "select a, 'x;y' as b, churned from t where a > 1".into()
+                ),
             }
         );
     }
@@ -555,7 +601,10 @@ mod tests {
         let Statement::CreateModel(create) = &statements[1] else {
             panic!()
         };
-        assert_eq!(create.query, "SELECT x, y FROM t");
+        assert_eq!(
+            create.source,
+            ModelSource::Query("SELECT x, y FROM t".into())
+        );
         let Statement::DropModel(drop) = &statements[2] else {
             panic!()
         };

@@ -16,6 +16,8 @@
 //!   the ab_test table function that reads one, and ab_sample_size that plans one.
 //! - [`sequence`]: embed, next-event recommend and cosine_similarity for sequence models;
 //!   [`recommend`] hands it the calls naming a sequence model.
+//! - [`text`]: embed_text, text_similarity and the semantic_search table function of
+//!   text_encoder models.
 //! - `table_args`: the literal arguments of table functions; `docs`: the documentation
 //!   section every function is listed under.
 //!
@@ -42,6 +44,7 @@ pub mod scoring;
 pub mod segment;
 pub mod sequence;
 mod table_args;
+pub mod text;
 pub mod training;
 pub mod uplift_score;
 
@@ -68,6 +71,14 @@ pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
     ctx.register_udf(recommend::recommend(registry.clone()));
     ctx.register_udf(sequence::embed(registry.clone()));
     ctx.register_udf(sequence::cosine_similarity());
+    ctx.register_udf(text::embed_text(registry.clone()));
+    ctx.register_udf(text::text_similarity(registry.clone()));
+    ctx.register_udtf(
+        "semantic_search",
+        Arc::new(text::SemanticSearch {
+            registry: registry.clone(),
+        }),
+    );
     ctx.register_udtf(
         "recommendations",
         Arc::new(recommend::Recommendations {

@@ -26,12 +26,11 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::metadata::FieldMetadata;
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::execution::SessionState;
-use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
-use futures::FutureExt;
 use tenure_models::btyd::TimeUnit;
 
 use crate::features::sql_type_name;
+use crate::table_args::plan_read_only;
 
 const FUNCTION: &str = "rfm_summary";
 
@@ -73,7 +72,7 @@ impl TableFunctionImpl for RfmSummary {
             return plan_err!("{FUNCTION} needs a DataFusion session");
         };
         let source = source_query(&transactions);
-        let source_plan = plan_sql(state, &source)?;
+        let source_plan = plan_read_only(FUNCTION, "the transactions", state, &source)?;
         let fields = source_plan.schema().fields();
         if fields.len() < 2 {
             return plan_err!(
@@ -104,7 +103,7 @@ impl TableFunctionImpl for RfmSummary {
         let names: Vec<String> = fields.iter().map(|f| quote(f.name())).collect();
         let has_amount = fields.len() >= 3;
         let sql = summary_sql(&source, &names, has_amount, end_day, unit.days());
-        let plan = plan_sql(state, &sql)?;
+        let plan = plan_read_only(FUNCTION, "the transactions", state, &sql)?;
         let plan = with_time_unit(plan, unit, fields[0].name(), has_amount)?;
         Ok(Arc::new(ViewTable::new(plan, Some(sql))))
     }
@@ -179,26 +178,6 @@ fn quote(name: &str) -> String {
 
 /// Plans read-only SQL in `state` without awaiting: tenure's catalog resolves tables from
 /// memory, so planning completes at once; anything that would wait is reported.
-fn plan_sql(state: &SessionState, sql: &str) -> Result<LogicalPlan> {
-    let plan = state
-        .create_logical_plan(sql)
-        .now_or_never()
-        .ok_or_else(|| {
-            plan_error(format!(
-                "{FUNCTION}: the transactions query reads a table that cannot be resolved while \
-                 planning; materialise it first (CREATE TABLE ... AS)"
-            ))
-        })?
-        .map_err(|e| plan_error(format!("{FUNCTION}: in the transactions query: {e}")))?;
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-        .verify_plan(&plan)
-        .map_err(|e| plan_error(format!("{FUNCTION}: the transactions must be a query: {e}")))?;
-    Ok(plan)
-}
-
 fn summary_sql(
     source: &str,
     names: &[String],

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::Session;
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionState;
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::{DataFrame, SessionContext};
+use futures::FutureExt;
 
 /// Exactly `N` text literal arguments, named `names` in errors.
 pub fn text_arguments<const N: usize>(
@@ -83,6 +84,33 @@ async fn read_only_frame(state: &SessionState, sql: &str) -> Result<DataFrame> {
         .with_allow_dml(false)
         .with_allow_statements(false);
     ctx.sql_with_options(sql, read_only).await
+}
+
+/// Plans `sql` while the table function itself is planned, to learn the columns it returns.
+/// Only a query is allowed; `what` names it in errors ("the transactions").
+pub fn plan_read_only(
+    function: &str,
+    what: &str,
+    state: &SessionState,
+    sql: &str,
+) -> Result<LogicalPlan> {
+    let plan = state
+        .create_logical_plan(sql)
+        .now_or_never()
+        .ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "{function}: {what} reads a table that cannot be resolved while planning; \
+                 materialise it first (CREATE TABLE ... AS)"
+            ))
+        })?
+        .map_err(|e| DataFusionError::Plan(format!("{function}: in {what}: {e}")))?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| DataFusionError::Plan(format!("{function}: {what} must be a query: {e}")))?;
+    Ok(plan)
 }
 
 /// The session of a table function's scan, which tenure always runs in a DataFusion
