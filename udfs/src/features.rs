@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float32Builder, Float64Array, ListArray, ListBuilder, StringArray,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
 use datafusion::common::{Result, exec_err, plan_err};
@@ -298,4 +300,28 @@ mod tests {
         };
         assert_eq!(kept.values().as_ref(), &[2.0, 3.0]);
     }
+}
+
+/// The SQL type float4[] of embeddings.
+pub fn float4_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
+}
+
+/// A float4[] column of `vectors`, NULL where a vector is None.
+pub fn float4_lists(vectors: Vec<Option<Vec<f32>>>) -> ArrayRef {
+    let mut builder = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Float32,
+        true,
+    )));
+    for vector in vectors {
+        match vector {
+            Some(v) => {
+                builder.values().append_slice(&v);
+                builder.append(true);
+            }
+            None => builder.append(false),
+        }
+    }
+    Arc::new(builder.finish())
 }

@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float32Builder, Float64Array, ListBuilder, StringBuilder,
+    Array, ArrayRef, AsArray, Float64Array, ListBuilder, StringBuilder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
@@ -22,7 +22,9 @@ use tenure_models::sequence::SequenceModel;
 use tenure_models::{Kind, Model};
 
 use crate::docs::DOC_SECTION;
-use crate::features::{FeatureBatch, check_arguments, is_number_list_input, sql_type_name};
+use crate::features::{
+    FeatureBatch, check_arguments, float4_list, float4_lists, is_number_list_input, sql_type_name,
+};
 use crate::model_arg::ModelArg;
 use crate::registry::{LoadedModel, ModelRegistry};
 
@@ -35,10 +37,6 @@ fn as_sequence(model: &LoadedModel) -> &SequenceModel {
         Model::Sequence(m) => m,
         _ => unreachable!("the model argument admits only sequence models"),
     }
-}
-
-fn float4_list() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
 }
 
 fn text_list() -> DataType {
@@ -139,21 +137,7 @@ impl ScalarUDFImpl for Embed {
         let vectors = batch
             .with_values(|values| as_sequence(&model).embed(values))
             .or_else(|e| exec_err!("embed: {e}"))?;
-        let mut builder = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
-            "item",
-            DataType::Float32,
-            true,
-        )));
-        for vector in vectors {
-            match vector {
-                Some(v) => {
-                    builder.values().append_slice(&v);
-                    builder.append(true);
-                }
-                None => builder.append(false),
-            }
-        }
-        Ok(ColumnarValue::Array(Arc::new(builder.finish())))
+        Ok(ColumnarValue::Array(float4_lists(vectors)))
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -11,9 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{
-    ArrayRef, AsArray, Float32Builder, Float64Array, ListBuilder, RecordBatch, StringArray,
-};
+use datafusion::arrow::array::{ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
@@ -30,7 +28,7 @@ use tenure_models::text_encoder::TextEncoder;
 use tenure_models::{Kind, Model};
 
 use crate::docs::DOC_SECTION;
-use crate::features::sql_type_name;
+use crate::features::{float4_list, float4_lists, sql_type_name};
 use crate::model_arg::ModelArg;
 use crate::registry::{LoadedModel, ModelRegistry};
 use crate::table_args::{call_schema, plan_read_only, session_state, stream_read_only};
@@ -44,10 +42,6 @@ fn as_encoder(model: &LoadedModel) -> &TextEncoder {
         Model::TextEncoder(m) => m,
         _ => unreachable!("the model argument admits only text encoders"),
     }
-}
-
-fn float4_list() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
 }
 
 fn is_text(data_type: &DataType) -> bool {
@@ -194,21 +188,7 @@ impl ScalarUDFImpl for EmbedText {
         let texts = text_values(&args.args[1].to_array(rows)?)?;
         let texts: Vec<Option<&str>> = texts.iter().map(Option::as_deref).collect();
         let vectors = embed("embed_text", &model, &texts)?;
-        let mut builder = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
-            "item",
-            DataType::Float32,
-            true,
-        )));
-        for vector in vectors {
-            match vector {
-                Some(v) => {
-                    builder.values().append_slice(&v);
-                    builder.append(true);
-                }
-                None => builder.append(false),
-            }
-        }
-        Ok(ColumnarValue::Array(Arc::new(builder.finish())))
+        Ok(ColumnarValue::Array(float4_lists(vectors)))
     }
 
     fn documentation(&self) -> Option<&Documentation> {

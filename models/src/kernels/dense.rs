@@ -26,6 +26,10 @@ use crate::preprocess::{Encoder, Matrix};
 /// A multiple of the AVX-512 tile (48 rows).
 const BLOCK: usize = 192;
 
+/// Columns of `b` per pass of [`matmul`]: a `[k, 128]` panel (192 KiB for k = 384) stays
+/// in a core's L2 cache.
+const PANEL: usize = 128;
+
 /// Rows per AVX-512 vector of f32.
 const LANES: usize = 16;
 
@@ -284,7 +288,22 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], k: usize, n: usize) -> Option<Vec<f32
                 weight: a,
                 bias: &zeros[..rows],
             };
-            kernel.layer_ref(swapped, b, n, n, out, false);
+            if n <= PANEL {
+                kernel.layer_ref(swapped, b, n, n, out, false);
+                return;
+            }
+            // A wide `b` is taken a panel of columns at a time, so that the panel stays in
+            // the core's cache while every row tile of the task reads it (a whole [384, 1536]
+            // `b` is 2.4 MB and would be streamed again for every 8 rows).
+            let mut panel = vec![0f32; rows * PANEL];
+            for first in (0..n).step_by(PANEL) {
+                let width = PANEL.min(n - first);
+                let panel = &mut panel[..rows * width];
+                kernel.layer_ref(swapped, &b[first..], n, width, panel, false);
+                for (row, values) in panel.chunks_exact(width).enumerate() {
+                    out[row * n + first..row * n + first + width].copy_from_slice(values);
+                }
+            }
         });
     Some(out)
 }

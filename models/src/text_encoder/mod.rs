@@ -44,6 +44,10 @@ use tokenizers::{Tokenizer, TruncationParams};
 use crate::error::{Error, Result};
 use crate::options::Options;
 
+mod network;
+
+use network::FusedBert;
+
 /// The tensor of the weights file that holds `tokenizer.json`'s bytes.
 pub const TOKENIZER_TENSOR: &str = "tokenizer.json";
 
@@ -132,6 +136,8 @@ impl TextEncoderOptions {
 pub struct TextEncoder {
     pub spec: TextEncoderSpec,
     bert: Arc<BertModel>,
+    /// The same network through tenure's fused CPU kernels, where they run.
+    fused: Option<Arc<FusedBert>>,
     tokenizer: Arc<Tokenizer>,
     /// Every stored tensor (the tokenizer's bytes included), for saving.
     tensors: Vec<(String, Tensor)>,
@@ -287,16 +293,19 @@ impl TextEncoder {
             saved.push((name, tensor));
         }
         saved.sort_by(|a, b| a.0.cmp(&b.0));
-        let builder = VarBuilder::from_tensors(network, DType::F32, device);
+        // Tensors share their storage: the clone costs nothing.
+        let builder = VarBuilder::from_tensors(network.clone(), DType::F32, device);
         let bert = BertModel::load(builder, &config).map_err(|e| {
             Error::data(format!(
                 "the weights do not fit config.json: {}",
                 without_backtrace(e)
             ))
         })?;
+        let fused = FusedBert::new(&network, &config)?.map(Arc::new);
         Ok(TextEncoder {
             spec,
             bert: Arc::new(bert),
+            fused,
             tokenizer: Arc::new(tokenizer),
             tensors: saved,
             device: device.clone(),
@@ -366,30 +375,61 @@ impl TextEncoder {
         rows: usize,
         width: usize,
     ) -> Result<Vec<Vec<f32>>> {
-        let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
-        let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
-        let types = ids.zeros_like()?;
-        let states = self.bert.forward(&ids, &types, Some(&mask))?;
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let pooled = match self.spec.pooling {
-            Pooling::Mean => {
-                let sums = states.broadcast_mul(&mask)?.sum(1)?;
-                sums.broadcast_div(&mask.sum(1)?)?
-            }
-            Pooling::Cls => states.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Max => {
-                // Padding must never win the maximum: it is pushed far below every state.
-                let floor = ((mask.ones_like()? - &mask)? * -1e9f64)?;
-                states.broadcast_add(&floor)?.max(1)?
+        let ids_tensor = Tensor::from_vec(ids, (rows, width), &self.device)?;
+        let states = match &self.fused {
+            Some(fused) => fused.forward(&ids_tensor, &mask, rows, width)?,
+            None => {
+                let mask = Tensor::from_vec(mask.clone(), (rows, width), &self.device)?;
+                let types = ids_tensor.zeros_like()?;
+                self.bert
+                    .forward(&ids_tensor, &types, Some(&mask))?
+                    .flatten_all()?
+                    .to_dtype(DType::F32)?
+                    .to_vec1::<f32>()?
             }
         };
-        let norms = pooled
-            .sqr()?
-            .sum_keepdim(1)?
-            .sqrt()?
-            .clamp(1e-12f32, f32::MAX)?;
-        Ok(pooled.broadcast_div(&norms)?.to_vec2::<f32>()?)
+        let hidden = self.spec.dimension;
+        Ok((0..rows)
+            .map(|row| {
+                let tokens = states[row * width * hidden..(row + 1) * width * hidden]
+                    .chunks_exact(hidden)
+                    .zip(&mask[row * width..(row + 1) * width])
+                    .filter(|(_, real)| **real == 1)
+                    .map(|(state, _)| state);
+                unit(pool(tokens, self.spec.pooling, hidden))
+            })
+            .collect())
     }
+}
+
+/// One text's vector from its real tokens' final states.
+fn pool<'a>(tokens: impl Iterator<Item = &'a [f32]>, pooling: Pooling, hidden: usize) -> Vec<f32> {
+    let mut pooled = vec![0f32; hidden];
+    let mut count = 0usize;
+    for (i, state) in tokens.enumerate() {
+        count += 1;
+        match pooling {
+            Pooling::Mean => pooled.iter_mut().zip(state).for_each(|(p, s)| *p += s),
+            Pooling::Cls if i == 0 => pooled.copy_from_slice(state),
+            Pooling::Cls => break,
+            Pooling::Max if i == 0 => pooled.copy_from_slice(state),
+            Pooling::Max => pooled
+                .iter_mut()
+                .zip(state)
+                .for_each(|(p, s)| *p = p.max(*s)),
+        }
+    }
+    if pooling == Pooling::Mean && count > 0 {
+        pooled.iter_mut().for_each(|p| *p /= count as f32);
+    }
+    pooled
+}
+
+/// `v` scaled to unit length (a zero vector stays zero).
+fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
 }
 
 /// The sentence-transformers pipeline of `modules.json`.

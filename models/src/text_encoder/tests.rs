@@ -12,7 +12,10 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::weights::{deserialize_weights, fnv1a_hex, serialize_weights};
 
-const HIDDEN: usize = 8;
+/// Widths of multiples of 16, so that the fused kernels run where the CPU has them and the
+/// padding test holds them to candle-transformers' unpadded forward pass.
+const HIDDEN: usize = 16;
+const INTERMEDIATE: usize = 32;
 const LAYERS: usize = 2;
 const POSITIONS: usize = 32;
 
@@ -24,7 +27,7 @@ const WORDS: &[&str] = &[
 fn config(model_type: &str, vocab_size: usize) -> String {
     format!(
         r#"{{"model_type": "{model_type}", "vocab_size": {vocab_size}, "hidden_size": {HIDDEN},
-        "num_hidden_layers": {LAYERS}, "num_attention_heads": 2, "intermediate_size": 16,
+        "num_hidden_layers": {LAYERS}, "num_attention_heads": 2, "intermediate_size": {INTERMEDIATE},
         "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "max_position_embeddings": {POSITIONS},
         "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
         "pad_token_id": 0}}"#
@@ -103,9 +106,12 @@ fn weights(layers: usize) -> Vec<u8> {
         add(format!("{p}.attention.output.dense.bias"), &[HIDDEN]);
         add(format!("{p}.attention.output.LayerNorm.weight"), &[HIDDEN]);
         add(format!("{p}.attention.output.LayerNorm.bias"), &[HIDDEN]);
-        add(format!("{p}.intermediate.dense.weight"), &[16, HIDDEN]);
-        add(format!("{p}.intermediate.dense.bias"), &[16]);
-        add(format!("{p}.output.dense.weight"), &[HIDDEN, 16]);
+        add(
+            format!("{p}.intermediate.dense.weight"),
+            &[INTERMEDIATE, HIDDEN],
+        );
+        add(format!("{p}.intermediate.dense.bias"), &[INTERMEDIATE]);
+        add(format!("{p}.output.dense.weight"), &[HIDDEN, INTERMEDIATE]);
         add(format!("{p}.output.dense.bias"), &[HIDDEN]);
         add(format!("{p}.output.LayerNorm.weight"), &[HIDDEN]);
         add(format!("{p}.output.LayerNorm.bias"), &[HIDDEN]);
