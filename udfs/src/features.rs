@@ -273,6 +273,30 @@ impl FeatureBatch {
     }
 }
 
+/// The SQL type float4[] of embeddings.
+pub fn float4_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
+}
+
+/// A float4[] column of `vectors`, NULL where a vector is None.
+pub fn float4_lists(vectors: Vec<Option<Vec<f32>>>) -> ArrayRef {
+    let mut builder = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Float32,
+        true,
+    )));
+    for vector in vectors {
+        match vector {
+            Some(v) => {
+                builder.values().append_slice(&v);
+                builder.append(true);
+            }
+            None => builder.append(false),
+        }
+    }
+    Arc::new(builder.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -300,28 +324,4 @@ mod tests {
         };
         assert_eq!(kept.values().as_ref(), &[2.0, 3.0]);
     }
-}
-
-/// The SQL type float4[] of embeddings.
-pub fn float4_list() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
-}
-
-/// A float4[] column of `vectors`, NULL where a vector is None.
-pub fn float4_lists(vectors: Vec<Option<Vec<f32>>>) -> ArrayRef {
-    let mut builder = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Float32,
-        true,
-    )));
-    for vector in vectors {
-        match vector {
-            Some(v) => {
-                builder.values().append_slice(&v);
-                builder.append(true);
-            }
-            None => builder.append(false),
-        }
-    }
-    Arc::new(builder.finish())
 }

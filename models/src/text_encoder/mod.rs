@@ -184,7 +184,11 @@ impl TextEncoder {
         }
         let config: BertConfig = serde_json::from_value(config_json.clone())
             .map_err(|e| Error::data(format!("config.json is not a BERT configuration: {e}")))?;
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(Error::data(format!(
                 "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
                 config.hidden_size, config.num_attention_heads

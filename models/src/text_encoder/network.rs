@@ -72,7 +72,8 @@ impl FusedBert {
         let probe = Tensor::zeros((1, 16), DType::F32, word.device())?;
         let probe_w = Tensor::zeros((16, 16), DType::F32, word.device())?;
         let probe_b = Tensor::zeros(16, DType::F32, word.device())?;
-        let widths_fit = config.hidden_size % 16 == 0 && config.intermediate_size % 16 == 0;
+        let widths_fit =
+            config.hidden_size.is_multiple_of(16) && config.intermediate_size.is_multiple_of(16);
         if !widths_fit || fused::linear(&probe, &probe_w, &probe_b, false)?.is_none() {
             return Ok(None);
         }
