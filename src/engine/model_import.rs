@@ -19,9 +19,10 @@ use super::{Engine, Output};
 use crate::error::{Error, Result};
 use crate::sql::CreateModel;
 
-/// Import refuses a weights file this many times larger than the memory available: the
-/// file, its f32 tensors and the stored copy are in memory together while it imports.
-const MEMORY_PER_WEIGHT_BYTE: u64 = 3;
+/// Import refuses a weights file when this many times its size is more than the memory
+/// available: the file, its tensors in f32 (twice the file for f16 weights) and the stored
+/// copy are in memory together while it imports.
+const MEMORY_PER_WEIGHT_BYTE: u64 = 5;
 
 /// Files larger than this are not part of any encoder directory (the weights have their
 /// own check against memory).
@@ -118,12 +119,14 @@ fn read_model_file(
     name: &str,
 ) -> std::result::Result<Option<Vec<u8>>, String> {
     let path: PathBuf = root.join(name);
+    // Confined before anything about the file is looked at, so that a link cannot tell
+    // whether a path outside the roots exists.
+    access.check(&path).map_err(|e| e.to_string())?;
     let metadata = match std::fs::metadata(&path) {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    access.check(&path).map_err(|e| e.to_string())?;
     if !metadata.is_file() {
         return Err(format!("{} is not a file", path.display()));
     }

@@ -380,7 +380,14 @@ fn parse_create_model(text: &str) -> Result<Option<CreateModel>, ParserError> {
         from_files,
     } = parse_create_model_clauses(&mut parser).map_err(in_order)?;
     let source = if from_files {
-        ModelSource::Files(parser.parse_literal_string()?)
+        match parser.next_token().token {
+            Token::SingleQuotedString(directory) => ModelSource::Files(directory),
+            other => {
+                return Err(ParserError::ParserError(format!(
+                    "FROM takes the model's directory as a quoted string, found {other}"
+                )));
+            }
+        }
     } else {
         let query_start = LineOffsets::new(text).byte(parser.peek_token().span.start);
         // Parse the query to report syntax errors here; keep the text as the user wrote it.

@@ -176,8 +176,6 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Plans read-only SQL in `state` without awaiting: tenure's catalog resolves tables from
-/// memory, so planning completes at once; anything that would wait is reported.
 fn summary_sql(
     source: &str,
     names: &[String],

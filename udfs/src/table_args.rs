@@ -86,8 +86,10 @@ async fn read_only_frame(state: &SessionState, sql: &str) -> Result<DataFrame> {
     ctx.sql_with_options(sql, read_only).await
 }
 
-/// Plans `sql` while the table function itself is planned, to learn the columns it returns.
-/// Only a query is allowed; `what` names it in errors ("the transactions").
+/// Plans `sql` while the table function itself is planned, to learn the columns it returns,
+/// without awaiting: tenure's catalog resolves tables from memory, so planning completes at
+/// once, and anything that would wait is reported. Only a query is allowed; `what` names it
+/// in errors ("the transactions").
 pub fn plan_read_only(
     function: &str,
     what: &str,

@@ -83,6 +83,14 @@ fn text_values(array: &ArrayRef) -> Result<Vec<Option<String>>> {
         .collect())
 }
 
+/// The texts of a text argument, and whether it is one constant for every row.
+fn side_texts(value: &ColumnarValue) -> Result<(Vec<Option<String>>, bool)> {
+    match value {
+        ColumnarValue::Scalar(text) => Ok((text_values(&text.to_array_of_size(1)?)?, true)),
+        ColumnarValue::Array(array) => Ok((text_values(array)?, false)),
+    }
+}
+
 /// Embeds `texts` with the encoder, as an execution error naming `function` on failure.
 fn embed(
     function: &str,
@@ -269,16 +277,19 @@ impl ScalarUDFImpl for TextSimilarity {
         else {
             return Ok(ColumnarValue::Scalar(ScalarValue::Float64(None)));
         };
-        let a = text_values(&args.args[1].to_array(rows)?)?;
-        let b = text_values(&args.args[2].to_array(rows)?)?;
-        // One call for both sides: their texts share the length buckets.
+        // One call for both sides, so that their texts share the length buckets; a constant
+        // side (the usual `text_similarity(m, body, 'a phrase')`) is embedded once.
+        let (a, a_constant) = side_texts(&args.args[1])?;
+        let (b, b_constant) = side_texts(&args.args[2])?;
         let texts: Vec<Option<&str>> = a.iter().chain(&b).map(Option::as_deref).collect();
         let vectors = embed("text_similarity", &model, &texts)?;
-        let (left, right) = vectors.split_at(rows);
-        let similarities: Float64Array = left
-            .iter()
-            .zip(right)
-            .map(|(x, y)| Some(dot(x.as_ref()?, y.as_ref()?)))
+        let (left, right) = vectors.split_at(a.len());
+        let similarities: Float64Array = (0..rows)
+            .map(|row| {
+                let x = left[if a_constant { 0 } else { row }].as_deref()?;
+                let y = right[if b_constant { 0 } else { row }].as_deref()?;
+                Some(dot(x, y))
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(similarities)))
     }

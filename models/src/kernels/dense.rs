@@ -529,8 +529,15 @@ mod tests {
     #[test]
     fn matmul_is_a_times_b() {
         let mut rng = StdRng::seed_from_u64(2);
-        // m spans several tasks and a part tile; k is odd.
-        for (m, k, n) in [(37, 24, 48), (1043, 7, 16), (5, 300, 64)] {
+        // m spans several tasks and a part tile; k is odd; wide `b`s go a panel at a time,
+        // the last panel narrower than the others.
+        for (m, k, n) in [
+            (37, 24, 48),
+            (1043, 7, 16),
+            (5, 300, 64),
+            (37, 24, 272),
+            (300, 5, 1536),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
             let Some(c) = matmul(&a, &b, k, n) else {

@@ -56,6 +56,14 @@ pub const TOKENIZER_TENSOR: &str = "tokenizer.json";
 /// long runs of whitespace or characters the tokenizer drops.
 pub const BYTES_PER_TOKEN: usize = 64;
 
+/// The most tokens a text may keep (`max_tokens`).
+const MAX_TOKENS: usize = 8192;
+
+/// The most tokens (texts times the bucket's width) one forward pass takes, so that a long
+/// `max_tokens` with a large `batch_size` cannot ask for more memory than a bucket of 32
+/// texts of 512 tokens does.
+const MAX_BUCKET_TOKENS: usize = 16_384;
+
 /// The model types whose weights this build can run.
 const SUPPORTED: &str = "bert (BERT, MiniLM, BGE, E5 and other BERT-architecture encoders)";
 
@@ -69,16 +77,6 @@ pub enum Pooling {
     Cls,
     /// The element-wise maximum over the non-padding tokens.
     Max,
-}
-
-impl Pooling {
-    pub fn name(self) -> &'static str {
-        match self {
-            Pooling::Mean => "mean",
-            Pooling::Cls => "cls",
-            Pooling::Max => "max",
-        }
-    }
 }
 
 /// The card's part for KIND text_encoder.
@@ -116,7 +114,7 @@ pub struct TextEncoderOptions {
 impl TextEncoderOptions {
     pub fn from_options(options: &mut Options, kind: &str) -> Result<TextEncoderOptions> {
         let max_tokens = if options.contains("max_tokens") {
-            Some(options.number("max_tokens", 512, 2..=8192)?)
+            Some(options.number("max_tokens", 512, 2..=MAX_TOKENS)?)
         } else {
             None
         };
@@ -217,13 +215,22 @@ impl TextEncoder {
                 .map(|n| n as usize),
             None => None,
         };
-        let max_tokens = options
-            .max_tokens
-            .or(max_seq_length)
-            .unwrap_or(config.max_position_embeddings);
+        let (max_tokens, from) = match (options.max_tokens, max_seq_length) {
+            (Some(n), _) => (n, "max_tokens"),
+            (None, Some(n)) => (n, "sentence_bert_config.json's max_seq_length"),
+            (None, None) => (
+                config.max_position_embeddings.min(MAX_TOKENS),
+                "config.json's max_position_embeddings",
+            ),
+        };
+        if !(2..=MAX_TOKENS).contains(&max_tokens) {
+            return Err(Error::data(format!(
+                "{from} is {max_tokens}; it must be from 2 to {MAX_TOKENS}"
+            )));
+        }
         if max_tokens > config.max_position_embeddings {
             return Err(Error::option(format!(
-                "max_tokens {max_tokens} is more than the model's {} position embeddings",
+                "{from} {max_tokens} is more than the model's {} position embeddings",
                 config.max_position_embeddings
             )));
         }
@@ -231,10 +238,11 @@ impl TextEncoder {
         let tokenizer = Tokenizer::from_bytes(&tokenizer_bytes)
             .map_err(|e| Error::data(format!("tokenizer.json does not parse: {e}")))?;
         let vocabulary = tokenizer.get_vocab_size(true);
-        if vocabulary > config.vocab_size {
+        let largest_id = tokenizer.get_vocab(true).into_values().max().unwrap_or(0) as usize;
+        if vocabulary > config.vocab_size || largest_id >= config.vocab_size {
             return Err(Error::data(format!(
                 "the tokenizer does not match the weights: tokenizer.json has {vocabulary} \
-                 tokens, config.json's vocab_size is {}",
+                 tokens with ids up to {largest_id}, config.json's vocab_size is {}",
                 config.vocab_size
             )));
         }
@@ -271,6 +279,15 @@ impl TextEncoder {
     ) -> Result<TextEncoder> {
         let config: BertConfig = serde_json::from_value(spec.config.clone())
             .map_err(|e| Error::CorruptArtifact(format!("the card's BERT config: {e}")))?;
+        if spec.batch_size == 0
+            || spec.dimension != config.hidden_size
+            || spec.max_tokens > config.max_position_embeddings
+        {
+            return Err(Error::CorruptArtifact(
+                "the card's batch size, dimension or max_tokens disagree with its BERT config"
+                    .into(),
+            ));
+        }
         let tokenizer_bytes = tensors
             .get(TOKENIZER_TENSOR)
             .ok_or_else(|| Error::CorruptArtifact("weights lack the tokenizer".into()))?
@@ -347,10 +364,13 @@ impl TextEncoder {
             .tokenizer
             .encode_batch(present.iter().map(|(_, t)| *t).collect::<Vec<_>>(), true)
             .map_err(|e| Error::input(format!("cannot tokenise: {e}")))?;
-        // Buckets of similar length: each pads only to its own longest text.
-        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        // Buckets of similar length: each pads only to its own longest text. A text without
+        // tokens (possible with a tokenizer that adds no [CLS] and [SEP]) has no vector: NULL.
+        let mut order: Vec<usize> = (0..encodings.len())
+            .filter(|&i| !encodings[i].is_empty())
+            .collect();
         order.sort_by_key(|&i| encodings[i].len());
-        for bucket in order.chunks(self.spec.batch_size) {
+        for bucket in buckets(&order, |i| encodings[i].len(), self.spec.batch_size) {
             let width = bucket
                 .iter()
                 .map(|&i| encodings[i].len())
@@ -404,6 +424,26 @@ impl TextEncoder {
             })
             .collect())
     }
+}
+
+/// `order` (texts sorted by token count) cut into runs of at most `batch_size` texts and
+/// [`MAX_BUCKET_TOKENS`] padded tokens (always at least one text).
+fn buckets(order: &[usize], tokens: impl Fn(usize) -> usize, batch_size: usize) -> Vec<&[usize]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        // Sorted ascending, so the bucket's width is its last text's token count.
+        while end < order.len()
+            && end - start < batch_size
+            && (end - start + 1) * tokens(order[end]) <= MAX_BUCKET_TOKENS
+        {
+            end += 1;
+        }
+        out.push(&order[start..end]);
+        start = end;
+    }
+    out
 }
 
 /// One text's vector from its real tokens' final states.

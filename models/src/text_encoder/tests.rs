@@ -331,6 +331,27 @@ fn directories_that_are_not_a_supported_encoder_are_refused_by_what_is_wrong() {
     );
     assert!(error(&files).contains("is not a subdirectory of the model's"));
 
+    // A tokenizer whose ids skip past the embedding table, with no more tokens than it has.
+    let mut files = directory("mean_tokens");
+    let gapped = tokenizer(WORDS).replace("\"box\": 16", "\"box\": 99");
+    files.insert("tokenizer.json".into(), gapped.into_bytes());
+    assert!(
+        error(&files).contains("with ids up to 99"),
+        "{}",
+        error(&files)
+    );
+
+    let mut files = directory("mean_tokens");
+    files.insert(
+        "sentence_bert_config.json".into(),
+        br#"{"max_seq_length": 1}"#.to_vec(),
+    );
+    assert!(
+        error(&files).contains("sentence_bert_config.json's max_seq_length is 1"),
+        "{}",
+        error(&files)
+    );
+
     let files = directory("mean_sqrt_len_tokens");
     assert!(error(&files).contains("pooling_mode_mean_sqrt_len_tokens is not supported"));
 
@@ -349,4 +370,20 @@ fn without_modules_json_an_encoder_pools_by_the_mean() {
     let encoder = import(&files, &[]).unwrap();
     assert_eq!(encoder.spec.pooling, Pooling::Mean);
     assert_eq!(encoder.spec.max_tokens, POSITIONS);
+}
+
+#[test]
+fn buckets_hold_at_most_batch_size_texts_and_a_token_budget() {
+    let order: Vec<usize> = (0..10).collect();
+    let lengths = [1, 1, 2, 2, 3, 3, 4000, 5000, 9000, 20_000];
+    let cut: Vec<Vec<usize>> = buckets(&order, |i| lengths[i], 4)
+        .into_iter()
+        .map(<[usize]>::to_vec)
+        .collect();
+    // Four short texts (batch_size); then three, as a fourth would pad four texts to 5,000
+    // tokens, past the budget of 16,384; then one text a bucket.
+    assert_eq!(
+        cut,
+        vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7], vec![8], vec![9]]
+    );
 }
