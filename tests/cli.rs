@@ -517,7 +517,7 @@ fn hints_that_suggest_sql_work() {
         String::from_utf8_lossy(&out.stderr).contains(
             "CREATE MODEL takes its clauses in this order: CREATE [OR REPLACE] MODEL \
              [IF NOT EXISTS] name KIND kind [TARGET column] [TREATMENT column] [OPTIONS (key = \
-             value, ...)] AS query"
+             value, ...)] {AS query | FROM 'directory'}"
         ),
         "{out:?}"
     );
