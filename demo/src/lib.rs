@@ -25,10 +25,12 @@
 //! | `public.orders` | `order_id` Int64, `customer_id` Int64, `order_time` Timestamp, `amount` Float64, `discount` Float64, `payment_method` Utf8 (card, paypal, apple_pay, bank_transfer, gift_card, cash_on_delivery), `item_count` Int32, `shipping_country` Utf8 |
 //! | `public.order_lines` | `order_id` Int64, `line_no` Int32 (1-based), `item_id` Int64, `quantity` Int32, `unit_price` Float64 |
 //! | `public.reviews` | `review_id` Int64 (the review event's `event_id`), `customer_id` Int64, `item_id` Int64, `review_time` Timestamp, `rating` Int32 (1-5), `body` Utf8 (the review's text) |
+//! | `public.searches` | `search_id` Int64 (the search event's `event_id`), `customer_id` Int64, `search_time` Timestamp, `query` Utf8 (what was typed) |
 //! | `public.winback_campaign` | `customer_id` Int64, `arm` Utf8 (coupon, control), `sent_at` Timestamp (the cutoff), `retained` Boolean |
 //! | `truth.customers` | `customer_id` Int64, `purchase_rate` Float64, `dropout_prob` Float64, `spend_mean` Float64, `taste_cluster` Int32, `engagement` Float64, `churn_hazard` Float64, `churned` Boolean, `churned_at` Timestamp, `coupon_uplift` Float64 |
 //! | `truth.orders` | `order_id` Int64, `is_fraud` Boolean, `fraud_pattern` Utf8 (new_account_burst, card_testing, account_takeover; NULL when legitimate) |
 //! | `truth.reviews` | `review_id` Int64, `topic` Utf8 (defect, delivery, support, mixed, praise) |
+//! | `truth.searches` | `search_id` Int64, `found` Boolean (the session viewed an item after it), `category` Utf8 (the category searched for; NULL when not found) |
 //! | `truth.parameters` | `name` Utf8, `value` Float64: the population parameters below and a few realised totals |
 //!
 //! Ids: customers are numbered 1..N in generation order; items 1..M; orders, sessions and
@@ -141,12 +143,19 @@
 //!     Low ratings come from the item's hidden defect rate (rule 5) and drive dropout, so the
 //!     text of a customer's last review carries the churn signal of its rating. Each text draws
 //!     from its own stream, so the texts change nothing else in the world.
+//! 12. **Search texts** (`public.searches`, `truth.searches`). Every search event has a query
+//!     (`searches.rs`). When the session views an item after the search, the query names an
+//!     item of the first such view's category (so queries follow the taste of rule 8), with
+//!     perhaps a modifier and a qualifier; otherwise (the failed searches of rule 4: searches
+//!     and no view) it asks for something the shop does not sell. Failed searches raise the
+//!     dropout (rule 5), so these queries carry that signal in words.
 //!
 //! # Files
 //!
 //! `params.rs` holds every parameter and vocabulary, `clock.rs` the calendar and the daily
 //! rhythm, `catalog.rs` the items, `sim.rs` the per-customer simulation, `campaign.rs` the
-//! win-back campaign, `reviews.rs` the review texts; this file stitches
+//! win-back campaign, `reviews.rs` and `searches.rs` the review and search texts; this file
+//! stitches
 //! chunks into Arrow tables and reports the parameters.
 
 mod campaign;
@@ -156,6 +165,7 @@ mod clock;
 mod draws;
 mod params;
 mod reviews;
+mod searches;
 mod sim;
 
 use std::sync::Arc;
@@ -410,6 +420,23 @@ fn reviews_schema() -> SchemaRef {
     ])
 }
 
+fn searches_schema() -> SchemaRef {
+    schema(vec![
+        Field::new("search_id", DataType::Int64, false),
+        Field::new("customer_id", DataType::Int64, false),
+        Field::new("search_time", timestamp(), false),
+        Field::new("query", DataType::Utf8, false),
+    ])
+}
+
+fn truth_searches_schema() -> SchemaRef {
+    schema(vec![
+        Field::new("search_id", DataType::Int64, false),
+        Field::new("found", DataType::Boolean, false),
+        Field::new("category", DataType::Utf8, true),
+    ])
+}
+
 fn truth_reviews_schema() -> SchemaRef {
     schema(vec![
         Field::new("review_id", DataType::Int64, false),
@@ -577,6 +604,8 @@ struct Sinks {
     winback: Sink,
     reviews: Sink,
     truth_reviews: Sink,
+    searches: Sink,
+    truth_searches: Sink,
     /// The world's seed, which review texts draw from.
     seed: u64,
     totals: Totals,
@@ -639,6 +668,18 @@ impl Sinks {
                 "Latent truth per review: the topic its text is about",
                 truth_reviews_schema(),
             ),
+            searches: Sink::new(
+                "public",
+                "searches",
+                "Site searches: what the customer typed",
+                searches_schema(),
+            ),
+            truth_searches: Sink::new(
+                "truth",
+                "searches",
+                "Latent truth per search: whether it found anything, and the category sought",
+                truth_searches_schema(),
+            ),
             seed,
             totals: Totals::default(),
         }
@@ -659,6 +700,7 @@ impl Sinks {
         } = chunk;
         // Review ids are event ids: the events of this chunk start after those before it.
         self.push_reviews(&events, self.totals.events, catalog)?;
+        self.push_searches(&events, self.totals.events, catalog)?;
         let totals = &mut self.totals;
         totals.fraud_accounts += stats.fraud_accounts;
         totals.dropout_sum += stats.dropout_sum;
@@ -808,6 +850,48 @@ impl Sinks {
         ])
     }
 
+    /// The queries of the chunk's search events (rule 12).
+    fn push_searches(
+        &mut self,
+        events: &EventCols,
+        event_offset: i64,
+        catalog: &Catalog,
+    ) -> Result<()> {
+        let (mut ids, mut customers, mut times, mut queries) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut found, mut categories) = (Vec::new(), Vec::new());
+        for i in 0..events.customer_id.len() {
+            if events.kind[i] != EV_SEARCH {
+                continue;
+            }
+            // A session's events are contiguous and in time order: the first view after the
+            // search in its session is what it found.
+            let viewed = (i + 1..events.kind.len())
+                .take_while(|&j| events.session[j] == events.session[i])
+                .find(|&j| events.kind[j] == EV_VIEW)
+                .and_then(|j| events.item_id[j])
+                .map(|item| catalog.category[(item - 1) as usize] as usize);
+            let search_id = event_offset + i as i64 + 1;
+            ids.push(search_id);
+            customers.push(events.customer_id[i]);
+            times.push(events.time[i]);
+            queries.push(searches::query(self.seed, search_id, viewed));
+            found.push(Some(viewed.is_some()));
+            categories.push(viewed.map(|c| CATEGORIES[c]));
+        }
+        self.truth_searches.push(vec![
+            int64(ids.clone()),
+            boolean_opt(found),
+            strings_opt(categories),
+        ])?;
+        self.searches.push(vec![
+            int64(ids),
+            int64(customers),
+            timestamps(times),
+            Arc::new(StringArray::from_iter_values(queries)) as ArrayRef,
+        ])
+    }
+
     fn finish(
         self,
         options: &DemoOptions,
@@ -850,9 +934,11 @@ impl Sinks {
                 self.order_lines.finish()?,
                 self.winback.finish()?,
                 self.reviews.finish()?,
+                self.searches.finish()?,
                 self.truth_customers.finish()?,
                 self.truth_orders.finish()?,
                 self.truth_reviews.finish()?,
+                self.truth_searches.finish()?,
                 parameters.finish()?,
             ],
         })

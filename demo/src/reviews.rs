@@ -25,7 +25,7 @@ const PRAISE: usize = 4;
 pub(crate) const COMPLAINT_SHARES: [f64; 3] = [0.55, 0.30, 0.15];
 
 /// Nouns for an item of each category (in `CATEGORIES` order).
-const ITEM_NOUNS: [&[&str]; N_CATEGORIES] = [
+pub(crate) const ITEM_NOUNS: [&[&str]; N_CATEGORIES] = [
     &["headphones", "charger", "speaker", "tablet", "keyboard"],
     &["book", "novel", "cookbook", "paperback"],
     &["jacket", "shoes", "dress", "shirt", "scarf"],

@@ -180,9 +180,11 @@ fn tables_and_schemas_are_the_documented_ones() {
             "public.order_lines",
             "public.winback_campaign",
             "public.reviews",
+            "public.searches",
             "truth.customers",
             "truth.orders",
             "truth.reviews",
+            "truth.searches",
             "truth.parameters"
         ]
     );
@@ -310,6 +312,35 @@ fn every_review_event_has_a_text_whose_topic_follows_its_rating() {
             _ => &["praise"],
         };
         assert!(expected.contains(&topic), "rating {rating}: {topic}");
+    }
+}
+
+#[test]
+fn every_search_event_has_a_query_and_failed_searches_find_nothing() {
+    let world = small();
+    let event_ids = i64s(world, "public", "events", "event_id");
+    let kinds = strings(world, "public", "events", "event_type");
+    let searches: Vec<i64> = event_ids
+        .iter()
+        .zip(&kinds)
+        .filter(|(_, kind)| kind.as_deref() == Some("search"))
+        .map(|(id, _)| *id)
+        .collect();
+    let ids = i64s(world, "public", "searches", "search_id");
+    assert_eq!(ids, searches);
+    assert_eq!(ids, i64s(world, "truth", "searches", "search_id"));
+    let queries = strings(world, "public", "searches", "query");
+    let found = bools(world, "truth", "searches", "found");
+    let categories = strings(world, "truth", "searches", "category");
+    let failed = found.iter().filter(|f| **f == Some(false)).count();
+    assert!(
+        failed > 0 && failed < found.len(),
+        "{failed} of {}",
+        found.len()
+    );
+    for ((query, found), category) in queries.iter().zip(&found).zip(&categories) {
+        assert!(query.as_deref().is_some_and(|q| !q.is_empty()));
+        assert_eq!(*found == Some(true), category.is_some(), "{query:?}");
     }
 }
 
