@@ -698,9 +698,8 @@ impl Sinks {
             sessions,
             stats,
         } = chunk;
-        // Review ids are event ids: the events of this chunk start after those before it.
-        self.push_reviews(&events, self.totals.events, catalog)?;
-        self.push_searches(&events, self.totals.events, catalog)?;
+        // Review and search ids are event ids: the events of this chunk start after those before it.
+        self.push_texts(&events, self.totals.events, catalog)?;
         let totals = &mut self.totals;
         totals.fraud_accounts += stats.fraud_accounts;
         totals.dropout_sum += stats.dropout_sum;
@@ -809,86 +808,37 @@ impl Sinks {
         Ok(())
     }
 
-    /// The texts of the chunk's review events (rule 11).
-    fn push_reviews(
+    /// The texts of the chunk's review and search events (rules 11 and 12).
+    fn push_texts(
         &mut self,
         events: &EventCols,
         event_offset: i64,
         catalog: &Catalog,
     ) -> Result<()> {
-        let (mut ids, mut customers, mut items, mut times, mut ratings) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut bodies, mut topics) = (Vec::new(), Vec::new());
-        for i in 0..events.customer_id.len() {
-            let (EV_REVIEW, Some(item), Some(rating)) =
-                (events.kind[i], events.item_id[i], events.rating[i])
-            else {
-                continue;
-            };
-            let review_id = event_offset + i as i64 + 1;
-            let category = catalog.category[(item - 1) as usize] as usize;
-            let (topic, body) = reviews::review(self.seed, review_id, rating, category);
-            ids.push(review_id);
-            customers.push(events.customer_id[i]);
-            items.push(item);
-            times.push(events.time[i]);
-            ratings.push(rating);
-            bodies.push(body);
-            topics.push(reviews::TOPICS[topic]);
-        }
+        let r = reviews::rows(self.seed, events, event_offset, &catalog.category);
         self.truth_reviews.push(vec![
-            int64(ids.clone()),
-            Arc::new(StringArray::from_iter_values(topics)) as ArrayRef,
+            int64(r.ids.clone()),
+            Arc::new(StringArray::from_iter_values(r.topics)) as ArrayRef,
         ])?;
         self.reviews.push(vec![
-            int64(ids),
-            int64(customers),
-            int64(items),
-            timestamps(times),
-            int32(ratings),
-            Arc::new(StringArray::from_iter_values(bodies)) as ArrayRef,
-        ])
-    }
-
-    /// The queries of the chunk's search events (rule 12).
-    fn push_searches(
-        &mut self,
-        events: &EventCols,
-        event_offset: i64,
-        catalog: &Catalog,
-    ) -> Result<()> {
-        let (mut ids, mut customers, mut times, mut queries) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut found, mut categories) = (Vec::new(), Vec::new());
-        for i in 0..events.customer_id.len() {
-            if events.kind[i] != EV_SEARCH {
-                continue;
-            }
-            // A session's events are contiguous and in time order: the first view after the
-            // search in its session is what it found.
-            let viewed = (i + 1..events.kind.len())
-                .take_while(|&j| events.session[j] == events.session[i])
-                .find(|&j| events.kind[j] == EV_VIEW)
-                .and_then(|j| events.item_id[j])
-                .map(|item| catalog.category[(item - 1) as usize] as usize);
-            let search_id = event_offset + i as i64 + 1;
-            ids.push(search_id);
-            customers.push(events.customer_id[i]);
-            times.push(events.time[i]);
-            queries.push(searches::query(self.seed, search_id, viewed));
-            found.push(Some(viewed.is_some()));
-            categories.push(viewed.map(|c| CATEGORIES[c]));
-        }
+            int64(r.ids),
+            int64(r.customers),
+            int64(r.items),
+            timestamps(r.times),
+            int32(r.ratings),
+            Arc::new(StringArray::from_iter_values(r.bodies)) as ArrayRef,
+        ])?;
+        let s = searches::rows(self.seed, events, event_offset, &catalog.category);
         self.truth_searches.push(vec![
-            int64(ids.clone()),
-            boolean_opt(found),
-            strings_opt(categories),
+            int64(s.ids.clone()),
+            boolean_opt(s.found),
+            strings_opt(s.categories),
         ])?;
         self.searches.push(vec![
-            int64(ids),
-            int64(customers),
-            timestamps(times),
-            Arc::new(StringArray::from_iter_values(queries)) as ArrayRef,
+            int64(s.ids),
+            int64(s.customers),
+            timestamps(s.times),
+            Arc::new(StringArray::from_iter_values(s.queries)) as ArrayRef,
         ])
     }
 

@@ -7,8 +7,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::chunk::EventCols;
 use super::draws::stream_seed;
-use super::params::N_CATEGORIES;
+use super::params::{EV_REVIEW, N_CATEGORIES};
 
 /// Salt of the review-text streams.
 const STREAM_SALT: u64 = 0x7e47_0000_0000_0011;
@@ -97,6 +98,47 @@ const NEGATIVE_CLOSERS: [&str; 5] = [
 ];
 const MIXED_CLOSERS: [&str; 3] = ["", " Three stars.", " Maybe next time."];
 const POSITIVE_CLOSERS: [&str; 4] = ["", " Highly recommend!", " Five stars.", " Thanks!"];
+
+/// The `public.reviews` and `truth.reviews` rows of one chunk's events.
+#[derive(Default)]
+pub(crate) struct ReviewRows {
+    pub(crate) ids: Vec<i64>,
+    pub(crate) customers: Vec<i64>,
+    pub(crate) items: Vec<i64>,
+    pub(crate) times: Vec<i64>,
+    pub(crate) ratings: Vec<i32>,
+    pub(crate) bodies: Vec<String>,
+    pub(crate) topics: Vec<&'static str>,
+}
+
+/// The reviews among `events`, whose ids start after `event_offset`; `categories` are the
+/// catalog's, by item id - 1.
+pub(crate) fn rows(
+    seed: u64,
+    events: &EventCols,
+    event_offset: i64,
+    categories: &[u8],
+) -> ReviewRows {
+    let mut out = ReviewRows::default();
+    for i in 0..events.customer_id.len() {
+        let (EV_REVIEW, Some(item), Some(rating)) =
+            (events.kind[i], events.item_id[i], events.rating[i])
+        else {
+            continue;
+        };
+        let review_id = event_offset + i as i64 + 1;
+        let category = categories[(item - 1) as usize] as usize;
+        let (topic, body) = review(seed, review_id, rating, category);
+        out.ids.push(review_id);
+        out.customers.push(events.customer_id[i]);
+        out.items.push(item);
+        out.times.push(events.time[i]);
+        out.ratings.push(rating);
+        out.bodies.push(body);
+        out.topics.push(TOPICS[topic]);
+    }
+    out
+}
 
 /// The topic and body of the review `review_id` with `rating` (1-5) of an item of
 /// `category`.

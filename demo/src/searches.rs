@@ -7,7 +7,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::chunk::EventCols;
 use super::draws::stream_seed;
+use super::params::{CATEGORIES, EV_SEARCH, EV_VIEW};
 use super::reviews::ITEM_NOUNS;
 
 /// Salt of the search-text streams.
@@ -42,6 +44,48 @@ const NOT_STOCKED: [&str; 12] = [
     "telescope lens",
     "bike helmet",
 ];
+
+/// The `public.searches` and `truth.searches` rows of one chunk's events.
+#[derive(Default)]
+pub(crate) struct SearchRows {
+    pub(crate) ids: Vec<i64>,
+    pub(crate) customers: Vec<i64>,
+    pub(crate) times: Vec<i64>,
+    pub(crate) queries: Vec<String>,
+    pub(crate) found: Vec<Option<bool>>,
+    pub(crate) categories: Vec<Option<&'static str>>,
+}
+
+/// The searches among `events`, whose ids start after `event_offset`; `categories` are the
+/// catalog's, by item id - 1.
+pub(crate) fn rows(
+    seed: u64,
+    events: &EventCols,
+    event_offset: i64,
+    categories: &[u8],
+) -> SearchRows {
+    let mut out = SearchRows::default();
+    for i in 0..events.customer_id.len() {
+        if events.kind[i] != EV_SEARCH {
+            continue;
+        }
+        // A session's events are contiguous and in time order: the first view after the
+        // search in its session is what it found.
+        let viewed = (i + 1..events.kind.len())
+            .take_while(|&j| events.session[j] == events.session[i])
+            .find(|&j| events.kind[j] == EV_VIEW)
+            .and_then(|j| events.item_id[j])
+            .map(|item| categories[(item - 1) as usize] as usize);
+        let search_id = event_offset + i as i64 + 1;
+        out.ids.push(search_id);
+        out.customers.push(events.customer_id[i]);
+        out.times.push(events.time[i]);
+        out.queries.push(query(seed, search_id, viewed));
+        out.found.push(Some(viewed.is_some()));
+        out.categories.push(viewed.map(|c| CATEGORIES[c]));
+    }
+    out
+}
 
 /// The text of search `search_id`: a query for an item of `category` when the session then
 /// viewed one (the category of that view), else for something the shop does not sell.
