@@ -249,16 +249,17 @@ async fn semantic_search_and_k_means_find_the_complaints_of_the_demo_worlds_revi
         ))
         .await
         .unwrap();
+    // Each segment's most common topic, and how many of its reviews have it.
+    let segments = format!(
+        "WITH assigned AS (SELECT segment('complaint_topics', {}) AS s, t.topic \
+           FROM complaint_vectors v JOIN truth.reviews t USING (review_id)), \
+         counts AS (SELECT s, topic, count(*) AS n FROM assigned GROUP BY s, topic), \
+         best AS (SELECT s, max(n) AS n FROM counts GROUP BY s)",
+        columns.join(", ")
+    );
     let purity: f64 = scalar(
         &engine,
-        &format!(
-            "WITH assigned AS (SELECT segment('complaint_topics', {}) AS s, t.topic \
-               FROM complaint_vectors v JOIN truth.reviews t USING (review_id)), \
-             counts AS (SELECT s, topic, count(*) AS n FROM assigned GROUP BY s, topic), \
-             best AS (SELECT s, max(n) AS n FROM counts GROUP BY s) \
-             SELECT sum(n)::double / (SELECT count(*) FROM assigned) FROM best",
-            columns.join(", ")
-        ),
+        &format!("{segments} SELECT sum(n)::double / (SELECT count(*) FROM assigned) FROM best"),
     )
     .await
     .parse()
@@ -266,13 +267,8 @@ async fn semantic_search_and_k_means_find_the_complaints_of_the_demo_worlds_revi
     let led: String = scalar(
         &engine,
         &format!(
-            "WITH assigned AS (SELECT segment('complaint_topics', {}) AS s, t.topic \
-               FROM complaint_vectors v JOIN truth.reviews t USING (review_id)), \
-             counts AS (SELECT s, topic, count(*) AS n FROM assigned GROUP BY s, topic), \
-             best AS (SELECT s, max(n) AS n FROM counts GROUP BY s) \
-             SELECT string_agg(DISTINCT c.topic, ',' ORDER BY c.topic) \
-             FROM counts c JOIN best b ON c.s = b.s AND c.n = b.n",
-            columns.join(", ")
+            "{segments} SELECT string_agg(DISTINCT c.topic, ',' ORDER BY c.topic) \
+             FROM counts c JOIN best b ON c.s = b.s AND c.n = b.n"
         ),
     )
     .await;

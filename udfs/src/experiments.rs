@@ -20,7 +20,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::docs::DOC_SECTION;
-use crate::features::sql_type_name;
+use crate::features::{is_text, sql_type_name};
 
 /// How far the weights' sum may be from 1 (`'a:0.3333333333,b:0.6666666667'` is fine).
 const WEIGHT_SUM_TOLERANCE: f64 = 1e-6;
@@ -136,10 +136,7 @@ impl ScalarUDFImpl for AssignVariant {
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         for (i, name) in [(1, "experiment"), (2, "arms")] {
             let data_type = &arg_types[i];
-            if !matches!(
-                data_type,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-            ) {
+            if !is_text(data_type) {
                 return plan_err!(
                     "assign_variant: argument {} ({name}) must be text, got {}",
                     i + 1,

@@ -273,6 +273,14 @@ impl FeatureBatch {
     }
 }
 
+/// Whether a function argument of `data_type` reads as text (NULL included).
+pub fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+    )
+}
+
 /// The SQL type float4[] of embeddings.
 pub fn float4_list() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))

@@ -28,7 +28,7 @@ use tenure_models::text_encoder::TextEncoder;
 use tenure_models::{Kind, Model};
 
 use crate::docs::DOC_SECTION;
-use crate::features::{float4_list, float4_lists, sql_type_name};
+use crate::features::{float4_list, float4_lists, is_text, sql_type_name};
 use crate::model_arg::ModelArg;
 use crate::registry::{LoadedModel, ModelRegistry};
 use crate::table_args::{call_schema, plan_read_only, session_state, stream_read_only};
@@ -42,13 +42,6 @@ fn as_encoder(model: &LoadedModel) -> &TextEncoder {
         Model::TextEncoder(m) => m,
         _ => unreachable!("the model argument admits only text encoders"),
     }
-}
-
-fn is_text(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-    )
 }
 
 /// Planning checks shared by the scalar functions: the argument count, and text after the
