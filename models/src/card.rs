@@ -15,6 +15,7 @@ use crate::preprocess::FeatureKind;
 use crate::recommender::RecommenderSpec;
 use crate::sequence::SequenceSpec;
 use crate::text_encoder::TextEncoderSpec;
+use crate::text_encoder::projection::TextProjection;
 use crate::uplift::UpliftSpec;
 
 /// Version of the card layout, bumped on incompatible changes.
@@ -26,6 +27,9 @@ pub struct FeatureSpec {
     pub name: String,
     pub kind: FeatureKind,
     pub sql_type: String,
+    /// For a text feature (kind `text`): its encoder and projection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextProjection>,
 }
 
 /// The kind-specific part of a card.

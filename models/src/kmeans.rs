@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::TrainingData;
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::preprocess::{FeatureColumn, FeatureValues};
+use crate::preprocess::{FeatureColumn, FeatureValues, component_groups};
 
 /// OPTIONS of KIND kmeans.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +213,13 @@ impl KMeans {
                 / n as f64;
             means[j] = mean;
             stds[j] = if var > 0.0 { var.sqrt() } else { 1.0 };
+        }
+        // A text feature's components share one scale, their total standard deviation: the
+        // text weighs as one feature, and its main topics keep more weight than the noise of
+        // its last components (which standardising each would blow up to the same size).
+        for group in component_groups(&names) {
+            let total = group.clone().map(|j| stds[j] * stds[j]).sum::<f64>().sqrt();
+            stds[group].fill(total);
         }
         let mut points = vec![0.0; n * d];
         for (r, row) in points.chunks_mut(d).enumerate() {

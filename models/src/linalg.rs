@@ -36,3 +36,82 @@ pub(crate) fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) -> bool {
     }
     true
 }
+
+/// Eigenvalues and eigenvectors of the symmetric `n`×`n` matrix `a` (row-major) by cyclic
+/// Jacobi rotations, largest eigenvalue first; `vectors[i]` belongs to `values[i]`. Meant for
+/// small matrices (tens of rows).
+pub(crate) fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let mut a = a.to_vec();
+    // v holds the rotations so far: its columns become the eigenvectors.
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j] * a[i * n + j])
+            .sum();
+        let scale: f64 = (0..n).map(|i| a[i * n + i] * a[i * n + i]).sum();
+        if off <= 1e-30 * scale.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq.abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| a[j * n + j].total_cmp(&a[i * n + i]));
+    let values = order.iter().map(|&i| a[i * n + i]).collect();
+    let vectors = order
+        .iter()
+        .map(|&i| (0..n).map(|k| v[k * n + i]).collect())
+        .collect();
+    (values, vectors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jacobi_finds_the_eigenpairs_of_a_symmetric_matrix() {
+        // Eigenvalues 4, 2 and 1 (a rotation of diag(4, 2, 1)).
+        let a = [3.0, 1.0, 0.0, 1.0, 3.0, 0.0, 0.0, 0.0, 1.0];
+        let (values, vectors) = symmetric_eigen(&a, 3);
+        for (value, expected) in values.iter().zip([4.0, 2.0, 1.0]) {
+            assert!((value - expected).abs() < 1e-12, "{values:?}");
+        }
+        for (value, vector) in values.iter().zip(&vectors) {
+            for row in 0..3 {
+                let av: f64 = (0..3).map(|k| a[row * 3 + k] * vector[k]).sum();
+                assert!((av - value * vector[row]).abs() < 1e-12);
+            }
+        }
+    }
+}

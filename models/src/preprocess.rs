@@ -99,7 +99,37 @@ impl FeatureColumn {
     }
 }
 
-/// Whether a feature is a number, a category, or (for KIND sequence) a list of either.
+/// The name of component `i` (from 1) of a text feature `feature` (`review__pc1`): what the
+/// kinds see in place of the text (see `text_encoder::projection`).
+pub fn component_name(feature: &str, i: usize) -> String {
+    format!("{feature}__pc{i}")
+}
+
+/// The runs of columns that are one text feature's components (`x__pc1`, `x__pc2`, ... in
+/// order), by position in `names`: the kinds that weigh every column alike (k-means) scale
+/// such a run as one feature, keeping the components' relative variances.
+pub fn component_groups(names: &[String]) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut i = 0;
+    while i < names.len() {
+        let Some(feature) = names[i].strip_suffix("__pc1") else {
+            i += 1;
+            continue;
+        };
+        let mut end = i + 1;
+        while end < names.len() && names[end] == component_name(feature, end - i + 1) {
+            end += 1;
+        }
+        if end - i > 1 {
+            groups.push(i..end);
+        }
+        i = end;
+    }
+    groups
+}
+
+/// Whether a feature is a number, a category, an embedded text, or (for KIND sequence) a list
+/// of numbers or tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureKind {
@@ -107,6 +137,9 @@ pub enum FeatureKind {
     Categorical,
     TextList,
     NumberList,
+    /// Text embedded by a text encoder (OPTIONS text_encoder): the model sees the numbers of
+    /// its [`crate::text_encoder::projection::TextProjection`].
+    Text,
 }
 
 impl std::fmt::Display for FeatureKind {
@@ -116,6 +149,7 @@ impl std::fmt::Display for FeatureKind {
             FeatureKind::Categorical => "categorical",
             FeatureKind::TextList => "text list",
             FeatureKind::NumberList => "number list",
+            FeatureKind::Text => "text",
         })
     }
 }
@@ -602,6 +636,24 @@ mod tests {
             "feature spend is numeric, got categorical values"
         );
         assert!(p.transform(&[]).is_err());
+    }
+
+    #[test]
+    fn a_text_features_components_are_found_as_one_run() {
+        let names: Vec<String> = [
+            "spend",
+            "review__pc1",
+            "review__pc2",
+            "review__pc3",
+            "x__pc1",
+            "query__pc1",
+            "query__pc2",
+            "query__pc4",
+        ]
+        .map(String::from)
+        .to_vec();
+        // A lone first component is no group; a gap ends one.
+        assert_eq!(component_groups(&names), vec![1..4, 5..7]);
     }
 
     #[test]

@@ -95,6 +95,7 @@ impl Engine {
                 name: "text".to_string(),
                 kind: FeatureKind::Categorical,
                 sql_type: "text".to_string(),
+                text: None,
             }],
             options,
             metrics: metrics.clone(),

@@ -11,10 +11,13 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tenure_models::artifact::{CARD_FORMAT, fingerprint};
 use tenure_models::{Kind, Model, ModelCard, Options};
+use tenure_udfs::registry::ModelRegistry;
+use tenure_udfs::text_features::{TextFeatureOptions, TextFeatures, models_using};
 
 use super::{Engine, Output, Progress, ProgressSender};
 use crate::error::{Error, Result};
 use crate::model_store::validate_name;
+use crate::pg::sqlstate::SqlState;
 use crate::sql::{CreateModel, DropModel, ModelSource};
 
 /// Sets the flag when dropped: a CREATE MODEL whose future is dropped (a cancelled query,
@@ -54,6 +57,8 @@ impl Engine {
             }
             create.options.push(("treatment".to_string(), treatment));
         }
+        // The text feature options are the engine's, not the kind's (it sees numbers).
+        let text_options = TextFeatureOptions::take(&mut create.options)?;
         // Bad options fail before any data is read, and before the TARGET check, which for
         // KIND sequence depends on the task option.
         tenure_models::check_options(kind, &mut Options::new(create.options.clone()))?;
@@ -119,6 +124,15 @@ impl Engine {
             features.retain(|feature| &feature.name != treatment);
         }
         drop(batches);
+        let text_features = match &text_options {
+            Some(options) => Some(TextFeatures::plan(
+                options,
+                kind,
+                self.models.as_ref(),
+                &features,
+            )?),
+            None => None,
+        };
         if dropped > 0
             && let Some(progress) = progress
         {
@@ -132,6 +146,15 @@ impl Engine {
         let sender = progress.cloned();
         let name = create.name.clone();
         let trained = tokio::task::spawn_blocking(move || {
+            let mut data = data;
+            if let Some(text_features) = &text_features {
+                if let Some(sender) = &sender {
+                    let _ = sender.send(Progress::Message(
+                        "embedding the text features' distinct texts".to_string(),
+                    ));
+                }
+                text_features.encode(&mut data, &mut features, &cancel)?;
+            }
             let mut options = Options::new(options);
             let mut on_epoch = |report: &tenure_models::EpochReport| {
                 if let Some(sender) = &sender {
@@ -151,16 +174,21 @@ impl Engine {
                 (fingerprint, model)
             });
             let model = model?;
-            Ok::<_, tenure_models::Error>((
+            Ok::<_, Error>((
                 model,
                 fingerprint,
                 options.as_map().clone(),
                 data.rows(),
+                features,
             ))
         })
         .await
         .map_err(|e| Error::invalid(format!("training failed: {e}")))?;
-        let (model, fingerprint, options, rows) = trained?;
+        let (model, fingerprint, mut options, rows, features) = trained?;
+        // The card keeps the text options as given, beside the kind's.
+        for (key, value) in text_options.into_iter().flat_map(|o| o.given) {
+            options.insert(key.to_ascii_lowercase(), value);
+        }
 
         let metrics = model.metrics();
         let seconds = started.elapsed().as_secs_f64();
@@ -186,6 +214,25 @@ impl Engine {
     }
 
     pub(super) async fn drop_model(&self, drop: DropModel) -> Result<Output> {
+        // An encoder that models embed their text features with stays while they do.
+        let users: Vec<String> = models_using(&drop.name, &self.models.cards())
+            .into_iter()
+            .filter(|user| {
+                user.rsplit_once('@')
+                    .is_none_or(|(name, _)| !name.eq_ignore_ascii_case(&drop.name))
+            })
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::state(
+                SqlState::DependentObjectsStillExist,
+                format!(
+                    "cannot drop model {} because models embed their text features with it: {}; \
+                     drop those first",
+                    drop.name,
+                    users.join(", ")
+                ),
+            ));
+        }
         if self.models.drop_model(&drop.name)? || drop.if_exists {
             Ok(Output::command("DROP MODEL"))
         } else {

@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
 use tenure_models::{Classifier, Kind, Model};
 
 use crate::docs::DOC_SECTION;
-use crate::features::{FeatureBatch, check_arguments};
+use crate::features::{FeatureBatch, check_arguments, model_columns};
 use crate::model_arg::ModelArg;
 use crate::registry::{LoadedModel, ModelRegistry};
 
@@ -112,7 +112,7 @@ impl ScalarUDFImpl for Explain {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<_>>()?;
-        let batch = FeatureBatch::new(FUNCTION, &model.card, &arrays)?;
+        let batch = FeatureBatch::new(FUNCTION, &model.card, self.registry.as_ref(), &arrays)?;
         let explanation = batch
             .with_values(|values| classifier.explain(values))
             .or_else(|e| exec_err!("{FUNCTION}: {e}"))?;
@@ -120,12 +120,21 @@ impl ScalarUDFImpl for Explain {
         let per_row = model.card.features.len() + 1;
         let mut names = Vec::with_capacity(rows * per_row);
         let mut values = Vec::with_capacity(rows * per_row);
+        // A text feature's contribution is its components' sum: the explanations add up, so
+        // the sum is the text's share of the log-odds.
+        let widths: Vec<usize> = model
+            .card
+            .features
+            .iter()
+            .map(|f| model_columns(f).len())
+            .collect();
         for contributions in &explanation.contributions {
             names.push("(baseline)");
             values.push(explanation.baseline);
-            for (feature, value) in model.card.features.iter().zip(contributions) {
+            let mut columns = contributions.iter();
+            for (feature, width) in model.card.features.iter().zip(&widths) {
                 names.push(feature.name.as_str());
-                values.push(*value);
+                values.push(columns.by_ref().take(*width).sum());
             }
         }
         let entries = StructArray::new(

@@ -13,7 +13,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
 use datafusion::common::{Result, exec_err, plan_err};
-use tenure_models::{FeatureKind, FeatureValues, ModelCard};
+use tenure_models::{FeatureKind, FeatureSpec, FeatureValues, ModelCard};
+
+use crate::registry::ModelRegistry;
+use crate::text_features::project_argument;
 
 /// PostgreSQL's name for an Arrow type, for error messages.
 pub fn sql_type_name(data_type: &DataType) -> String {
@@ -106,6 +109,8 @@ pub fn check_arguments(function: &str, card: &ModelCard, feature_types: &[DataTy
             FeatureKind::Categorical => is_categorical_input(data_type),
             FeatureKind::TextList => is_text_list_input(data_type),
             FeatureKind::NumberList => is_number_list_input(data_type),
+            // Text to embed must be text: a number's digits would embed without complaint.
+            FeatureKind::Text => is_text(data_type),
         };
         if !ok {
             let expected = match feature.kind {
@@ -115,6 +120,7 @@ pub fn check_arguments(function: &str, card: &ModelCard, feature_types: &[DataTy
                     "a list of text, e.g. array_agg(event_type ORDER BY event_time)"
                 }
                 FeatureKind::NumberList => "a list of numbers",
+                FeatureKind::Text => "text",
             };
             return plan_err!(
                 "{function}: argument {} ({}) must be {expected}, got {}",
@@ -138,12 +144,21 @@ pub enum FeatureArray {
     TextList(ListArray),
     /// Lists of numbers, copied with NaN for NULL elements; None for a NULL list.
     NumberList(Vec<Option<Vec<f64>>>),
+    /// A text feature's components: one column per component, NaN for a missing text.
+    Projected(Vec<Vec<f64>>),
 }
 
 impl FeatureArray {
-    /// Converts `array` for a feature of `kind`. `function` and `name` are for errors.
-    pub fn new(function: &str, name: &str, kind: FeatureKind, array: &ArrayRef) -> Result<Self> {
-        match kind {
+    /// Converts `array` for `feature`; a text feature's encoder is found in `registry`.
+    /// `function` is for errors.
+    pub fn new(
+        function: &str,
+        feature: &FeatureSpec,
+        registry: &dyn ModelRegistry,
+        array: &ArrayRef,
+    ) -> Result<Self> {
+        let name = &feature.name;
+        match feature.kind {
             FeatureKind::Numeric => {
                 let floats = cast(array, &DataType::Float64).or_else(|e| {
                     exec_err!("{function}: feature {name} cannot be read as a number: {e}")
@@ -170,6 +185,14 @@ impl FeatureArray {
             FeatureKind::NumberList => {
                 let lists = as_list(function, name, array, DataType::Float64)?;
                 Ok(FeatureArray::NumberList(number_lists(&lists)))
+            }
+            FeatureKind::Text => {
+                let Some(projection) = &feature.text else {
+                    return exec_err!("{function}: text feature {name} has no projection");
+                };
+                Ok(FeatureArray::Projected(project_argument(
+                    function, name, projection, registry, array,
+                )?))
             }
         }
     }
@@ -226,18 +249,25 @@ pub struct FeatureBatch {
 }
 
 impl FeatureBatch {
-    /// Prepares the feature arguments (`arrays`, in the card's feature order).
-    pub fn new(function: &str, card: &ModelCard, arrays: &[ArrayRef]) -> Result<Self> {
+    /// Prepares the feature arguments (`arrays`, in the card's feature order); text
+    /// features are embedded by their encoders, found in `registry`.
+    pub fn new(
+        function: &str,
+        card: &ModelCard,
+        registry: &dyn ModelRegistry,
+        arrays: &[ArrayRef],
+    ) -> Result<Self> {
         let arrays = card
             .features
             .iter()
             .zip(arrays)
-            .map(|(feature, array)| FeatureArray::new(function, &feature.name, feature.kind, array))
+            .map(|(feature, array)| FeatureArray::new(function, feature, registry, array))
             .collect::<Result<Vec<_>>>()?;
         Ok(FeatureBatch { arrays })
     }
 
-    /// Calls `f` with the model's view of the batch.
+    /// Calls `f` with the model's view of the batch: a text feature gives one numeric column
+    /// per component.
     pub fn with_values<T>(&self, f: impl FnOnce(&[FeatureValues<'_>]) -> T) -> T {
         // Categorical labels are borrowed from the string arrays; one vector per feature.
         let labels: Vec<Vec<Option<&str>>> = self
@@ -257,19 +287,29 @@ impl FeatureBatch {
                 _ => Vec::new(),
             })
             .collect();
-        let views: Vec<FeatureValues<'_>> = self
-            .arrays
-            .iter()
-            .zip(labels.iter().zip(&token_lists))
-            .map(|(a, (labels, token_lists))| match a {
-                FeatureArray::Floats(floats) => FeatureValues::Numeric(floats.values()),
-                FeatureArray::FloatsWithNan(values) => FeatureValues::Numeric(values),
-                FeatureArray::Text(_) => FeatureValues::Categorical(labels),
-                FeatureArray::TextList(_) => FeatureValues::TextList(token_lists),
-                FeatureArray::NumberList(lists) => FeatureValues::NumberList(lists),
-            })
-            .collect();
+        let mut views: Vec<FeatureValues<'_>> = Vec::with_capacity(self.arrays.len());
+        for (a, (labels, token_lists)) in self.arrays.iter().zip(labels.iter().zip(&token_lists)) {
+            match a {
+                FeatureArray::Floats(floats) => views.push(FeatureValues::Numeric(floats.values())),
+                FeatureArray::FloatsWithNan(values) => views.push(FeatureValues::Numeric(values)),
+                FeatureArray::Text(_) => views.push(FeatureValues::Categorical(labels)),
+                FeatureArray::TextList(_) => views.push(FeatureValues::TextList(token_lists)),
+                FeatureArray::NumberList(lists) => views.push(FeatureValues::NumberList(lists)),
+                FeatureArray::Projected(columns) => {
+                    views.extend(columns.iter().map(|c| FeatureValues::Numeric(c)));
+                }
+            }
+        }
         f(&views)
+    }
+}
+
+/// The model's input columns of `feature`: a text feature gives one per component
+/// (`review__pc1`, ...), any other feature itself.
+pub fn model_columns(feature: &FeatureSpec) -> Vec<String> {
+    match &feature.text {
+        Some(projection) => projection.column_names(&feature.name),
+        None => vec![feature.name.clone()],
     }
 }
 
@@ -313,11 +353,38 @@ mod tests {
 
     use super::*;
 
+    /// Numeric features need no model: a registry that has none.
+    #[derive(Debug)]
+    struct NoModels;
+
+    impl ModelRegistry for NoModels {
+        fn model(
+            &self,
+            reference: &str,
+        ) -> std::result::Result<Arc<crate::registry::LoadedModel>, crate::registry::ModelError>
+        {
+            Err(crate::registry::ModelError::NotFound(reference.to_string()))
+        }
+
+        fn cards(&self) -> Vec<ModelCard> {
+            Vec::new()
+        }
+    }
+
+    fn numeric(name: &str) -> FeatureSpec {
+        FeatureSpec {
+            name: name.to_string(),
+            kind: FeatureKind::Numeric,
+            sql_type: "float8".to_string(),
+            text: None,
+        }
+    }
+
     #[test]
     fn numeric_nulls_become_nan_and_sliced_arrays_keep_their_offset() {
         let ints: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), None, Some(3), Some(4)]));
         let sliced = ints.slice(1, 3);
-        let a = FeatureArray::new("f", "x", FeatureKind::Numeric, &sliced).unwrap();
+        let a = FeatureArray::new("f", &numeric("x"), &NoModels, &sliced).unwrap();
         let FeatureArray::FloatsWithNan(values) = a else {
             panic!("nulls need a copy")
         };
@@ -326,7 +393,7 @@ mod tests {
 
         let floats: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0]));
         let sliced = floats.slice(1, 2);
-        let a = FeatureArray::new("f", "x", FeatureKind::Numeric, &sliced).unwrap();
+        let a = FeatureArray::new("f", &numeric("x"), &NoModels, &sliced).unwrap();
         let FeatureArray::Floats(kept) = a else {
             panic!("no nulls: no copy")
         };

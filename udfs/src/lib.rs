@@ -17,7 +17,9 @@
 //! - [`sequence`]: embed, next-event recommend and cosine_similarity for sequence models;
 //!   [`recommend`] hands it the calls naming a sequence model.
 //! - [`text`]: embed_text, text_similarity and the semantic_search table function of
-//!   text_encoder models.
+//!   text_encoder models; [`text_features`]: text columns as features of the tabular kinds
+//!   (OPTIONS text_encoder), embedded and projected at training and in [`features`] at
+//!   scoring.
 //! - `table_args`: the literal arguments of table functions; `docs`: the documentation
 //!   section every function is listed under.
 //!
@@ -45,6 +47,7 @@ pub mod segment;
 pub mod sequence;
 mod table_args;
 pub mod text;
+pub mod text_features;
 pub mod training;
 pub mod uplift_score;
 

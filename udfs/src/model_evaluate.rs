@@ -50,6 +50,7 @@ impl TableFunctionImpl for ModelEvaluate {
         );
         Ok(Arc::new(Evaluation {
             model,
+            registry: self.registry.clone(),
             query,
             schema,
         }))
@@ -59,6 +60,8 @@ impl TableFunctionImpl for ModelEvaluate {
 #[derive(Debug)]
 struct Evaluation {
     model: Arc<LoadedModel>,
+    /// Where a text feature's encoder is found.
+    registry: Arc<dyn ModelRegistry>,
     query: String,
     /// The result's schema, marked with this call (`table_args::call_schema`).
     schema: SchemaRef,
@@ -113,7 +116,7 @@ impl Evaluation {
                     .clone()
             };
             let arrays: Vec<ArrayRef> = card.features.iter().map(|f| column(&f.name)).collect();
-            let feature_batch = FeatureBatch::new(FUNCTION, card, &arrays)?;
+            let feature_batch = FeatureBatch::new(FUNCTION, card, self.registry.as_ref(), &arrays)?;
             let batch_scores = feature_batch
                 .with_values(|values| self.model.model.predict(values))
                 .map_err(|e| DataFusionError::Execution(format!("{FUNCTION}: {e}")))?;

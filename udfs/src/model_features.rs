@@ -1,6 +1,8 @@
 //! `model_features(model)`: the model's features in order, with their type, permutation
 //! importance (the drop in validation ROC AUC when the feature is shuffled) and, for boosted
-//! trees, the mean |SHAP value| over validation rows (log-odds).
+//! trees, the mean |SHAP value| over validation rows (log-odds). A text feature's values are
+//! summed over its components: the permutation importances of its components one by one, an
+//! upper bound of its mean |SHAP|.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use datafusion::common::Result;
 use datafusion::datasource::MemTable;
 use tenure_models::{Model, ModelSpec};
 
+use crate::features::model_columns;
 use crate::model_arg::resolve;
 use crate::registry::ModelRegistry;
 use crate::table_args::{call_schema, text_arguments};
@@ -24,16 +27,22 @@ impl TableFunctionImpl for ModelFeatures {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let [reference] = text_arguments::<1>("model_features", &["model"], args.exprs())?;
         let model = resolve("model_features", self.registry.as_ref(), &reference)?;
+        // A text feature's importance is its components' sum.
         let per_feature = |values: &[(String, f64)]| -> Vec<Option<f64>> {
             model
                 .card
                 .features
                 .iter()
                 .map(|f| {
-                    values
+                    model_columns(f)
                         .iter()
-                        .find(|(name, _)| *name == f.name)
-                        .map(|(_, v)| *v)
+                        .map(|column| {
+                            values
+                                .iter()
+                                .find(|(name, _)| name == column)
+                                .map(|(_, v)| *v)
+                        })
+                        .sum()
                 })
                 .collect()
         };

@@ -176,7 +176,12 @@ impl ScalarUDFImpl for Recommend {
             return exec_err!("recommend: argument 1 (model) must name a model, not NULL");
         };
         if matches!(model.model, Model::Sequence(_)) {
-            return crate::sequence::recommend_next(&model, &args.args[1..], rows);
+            return crate::sequence::recommend_next(
+                &model,
+                self.registry.as_ref(),
+                &args.args[1..],
+                rows,
+            );
         }
         let recs = recommender(&model);
         let users = args.args[1].to_array(rows)?;

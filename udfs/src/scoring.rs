@@ -151,7 +151,7 @@ impl ScalarUDFImpl for ScoringFunction {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<_>>()?;
-        let batch = FeatureBatch::new(self.name, &model.card, &arrays)?;
+        let batch = FeatureBatch::new(self.name, &model.card, self.registry.as_ref(), &arrays)?;
         let array: ArrayRef = match self.output {
             ScoreOutput::Score => {
                 let scores = batch

@@ -133,7 +133,7 @@ impl ScalarUDFImpl for Embed {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<_>>()?;
-        let batch = FeatureBatch::new("embed", &model.card, &arrays)?;
+        let batch = FeatureBatch::new("embed", &model.card, self.registry.as_ref(), &arrays)?;
         let vectors = batch
             .with_values(|values| as_sequence(&model).embed(values))
             .or_else(|e| exec_err!("embed: {e}"))?;
@@ -164,6 +164,7 @@ pub(crate) fn recommend_field(model: &LoadedModel, arg_types: &[DataType]) -> Re
 /// Executes `recommend(model, events [, ages], k)` for a next_item sequence model.
 pub(crate) fn recommend_next(
     model: &LoadedModel,
+    registry: &dyn ModelRegistry,
     args: &[ColumnarValue],
     rows: usize,
 ) -> Result<ColumnarValue> {
@@ -185,7 +186,7 @@ pub(crate) fn recommend_next(
         .iter()
         .map(|a| a.to_array(rows))
         .collect::<Result<_>>()?;
-    let batch = FeatureBatch::new("recommend", &model.card, &arrays)?;
+    let batch = FeatureBatch::new("recommend", &model.card, registry, &arrays)?;
     let sequence = as_sequence(model);
     let ranked = batch
         .with_values(|values| {

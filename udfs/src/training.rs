@@ -77,6 +77,7 @@ pub fn training_data(
             name: field.name().clone(),
             kind: training_kind(field.name(), field.data_type())?,
             sql_type: sql_type_name(field.data_type()),
+            text: None,
         });
     }
     // Labels first, to know which rows to keep.
@@ -121,7 +122,8 @@ pub fn training_data(
                 }
                 FeatureColumn::Numeric(values)
             }
-            FeatureKind::Categorical => {
+            // Text features are read as text; TextFeatures::encode embeds them after.
+            FeatureKind::Categorical | FeatureKind::Text => {
                 let mut values = Vec::with_capacity(kept_rows);
                 let mut row = 0;
                 for batch in batches {

@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 
 mod network;
+pub mod projection;
 
 use network::FusedBert;
 
