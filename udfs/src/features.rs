@@ -110,7 +110,10 @@ pub fn check_arguments(function: &str, card: &ModelCard, feature_types: &[DataTy
             FeatureKind::TextList => is_text_list_input(data_type),
             FeatureKind::NumberList => is_number_list_input(data_type),
             // Text to embed must be text: a number's digits would embed without complaint.
-            FeatureKind::Text => is_text(data_type),
+            FeatureKind::Text => match data_type {
+                DataType::Dictionary(_, value) => is_text(value),
+                other => is_text(other),
+            },
         };
         if !ok {
             let expected = match feature.kind {

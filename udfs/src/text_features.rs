@@ -187,7 +187,9 @@ impl TextFeatures {
             None => match text_columns.as_slice() {
                 [only] => vec![only.to_string()],
                 [] => {
-                    return plan_err!("{OPTION} is given but the training query has no text column");
+                    return plan_err!(
+                        "{OPTION} is given but the training query has no text column"
+                    );
                 }
                 several => {
                     return plan_err!(

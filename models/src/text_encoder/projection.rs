@@ -187,10 +187,10 @@ fn top_eigenvectors(c: &[f64], d: usize, k: usize) -> (Vec<f64>, Vec<Vec<f64>>) 
                     *a += w * x;
                 }
             }
-            let largest =
-                axis.iter()
-                    .copied()
-                    .fold(0.0, |m: f64, x| if x.abs() > m.abs() { x } else { m });
+            let largest = axis
+                .iter()
+                .copied()
+                .fold(0.0, |m: f64, x| if x.abs() > m.abs() { x } else { m });
             if largest < 0.0 {
                 axis.iter_mut().for_each(|x| *x = -*x);
             }
