@@ -16,10 +16,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tenure_models::candle_core::Device;
 use tenure_models::{Model, ModelCard};
+use tenure_udfs::text_features::models_using;
 use tenure_udfs::{LoadedModel, ModelError, ModelRegistry};
 
 use crate::datadir::write_atomically;
 use crate::error::{Error, Result};
+use crate::pg::sqlstate::SqlState;
 
 const CARD_FILE: &str = "card.json";
 const WEIGHTS_FILE: &str = "weights.safetensors";
@@ -96,8 +98,29 @@ impl ModelStore {
             .weights()
             .map_err(|e| Error::invalid(format!("cannot serialise the model: {e}")))?;
         card.weights_checksum = tenure_models::artifact::fnv1a_hex(&weights);
-        // The write lock makes version numbers unique when two trainings finish together.
+        // The write lock makes version numbers unique when two trainings finish together,
+        // and keeps the text encoders the card pins from being dropped meanwhile.
         let mut index = self.index.write().expect("index lock poisoned");
+        for feature in &card.features {
+            let Some(pinned) = feature.text.as_ref().map(|t| t.encoder.as_str()) else {
+                continue;
+            };
+            let exists = pinned.rsplit_once('@').is_some_and(|(name, version)| {
+                version
+                    .parse::<u32>()
+                    .is_ok_and(|v| index.get(name).is_some_and(|vs| vs.contains(&v)))
+            });
+            if !exists {
+                return Err(Error::state(
+                    SqlState::UndefinedObject,
+                    format!(
+                        "the text encoder {pinned} of feature {} was dropped while {} trained; \
+                         nothing was stored",
+                        feature.name, card.name
+                    ),
+                ));
+            }
+        }
         let version = index
             .get(&card.name)
             .and_then(|v| v.last())
@@ -115,11 +138,28 @@ impl ModelStore {
         Ok(version)
     }
 
-    /// Removes every version of `name`; false if there was none.
+    /// Removes every version of `name`; false if there was none. Refused while other models
+    /// embed their text features with it.
     pub fn drop_model(&self, name: &str) -> Result<bool> {
         let mut index = self.index.write().expect("index lock poisoned");
         if !index.contains_key(name) {
             return Ok(false);
+        }
+        let others: BTreeMap<String, Vec<u32>> = index
+            .iter()
+            .filter(|(other, _)| other.as_str() != name)
+            .map(|(other, versions)| (other.clone(), versions.clone()))
+            .collect();
+        let users = models_using(name, &self.cards_of(others));
+        if !users.is_empty() {
+            return Err(Error::state(
+                SqlState::DependentObjectsStillExist,
+                format!(
+                    "cannot drop model {name} because models embed their text features with it: \
+                     {}; drop those first",
+                    users.join(", ")
+                ),
+            ));
         }
         // Renaming the directory away is the one step that drops the model on disk; the
         // registry forgets it only once that has happened.
@@ -242,6 +282,14 @@ impl ModelRegistry for ModelStore {
 
     fn cards(&self) -> Vec<ModelCard> {
         let index = self.index.read().expect("index lock poisoned").clone();
+        self.cards_of(index)
+    }
+}
+
+impl ModelStore {
+    /// The cards of the versions in `index`, from the cache or from disk (an unreadable one
+    /// is logged and left out).
+    fn cards_of(&self, index: BTreeMap<String, Vec<u32>>) -> Vec<ModelCard> {
         let mut cards = Vec::new();
         for (name, versions) in index {
             for version in versions {

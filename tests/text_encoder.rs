@@ -517,7 +517,10 @@ async fn review_texts_as_features_raise_a_churn_models_auc_and_segment_complaint
         "SELECT options FROM tenure.models WHERE model = 'with_text'",
     )
     .await;
-    assert!(options.contains("\"text_encoder\":\"minilm\""), "{options}");
+    assert!(
+        options.contains("\"text_encoder\":\"minilm@1\""),
+        "{options}"
+    );
     let feature = scalar(
         &engine,
         "SELECT kind || ' ' || CAST(importance > 0 AS TEXT) FROM model_features('with_text') \
@@ -542,14 +545,26 @@ async fn review_texts_as_features_raise_a_churn_models_auc_and_segment_complaint
     .parse()
     .unwrap();
     assert!(gap < 1e-6, "contributions miss the log-odds by {gap}");
-    let scored = scalar(
+    let entries = scalar(
         &engine,
         &format!(
-            "SELECT count(churn_score('with_text', {known}, NULL)) FROM churn_texts WHERE last_review IS NULL"
+            "WITH r AS ({row}), e AS (SELECT unnest(explain('with_text', {with_text})) AS c FROM r) \
+             SELECT count(*) || ' ' || CAST(sum(CASE WHEN c['feature'] = 'last_review' \
+                    THEN abs(c['contribution']) END) > 0 AS TEXT) FROM e"
         ),
     )
     .await;
-    assert_ne!(scored, "0");
+    assert_eq!(entries, "12 true", "(baseline), 10 features and the text");
+    let scored = scalar(
+        &engine,
+        &format!(
+            "SELECT count(*) FILTER (WHERE s > 0 AND s < 1) = count(*) AND count(*) > 0 FROM \
+             (SELECT churn_score('with_text', {known}, NULL) AS s FROM churn_texts \
+              WHERE last_review IS NULL)"
+        ),
+    )
+    .await;
+    assert_eq!(scored, "true", "a NULL text scores as a missing value");
 
     // k-means over the complaints' text alone: the three topics only the words tell.
     engine
@@ -608,6 +623,19 @@ async fn review_texts_as_features_raise_a_churn_models_auc_and_segment_complaint
             "KIND bgnbd takes no text features",
         ),
         (
+            train(
+                "x",
+                ", text_encoder = 'minilm', text_columns = 'last_review'",
+                &format!("{with_text}, 1 AS last_review__pc3"),
+            ),
+            "a column last_review__pc3, the name of a component of the text feature last_review",
+        ),
+        (
+            "CREATE MODEL y KIND text_encoder OPTIONS (text_encoder = 'minilm') FROM '/nowhere'"
+                .to_string(),
+            "KIND text_encoder takes no text features",
+        ),
+        (
             format!("SELECT churn_score('with_text', {known}, 42) FROM churn_texts"),
             "argument 12 (last_review) must be text, got int8",
         ),
@@ -616,9 +644,18 @@ async fn review_texts_as_features_raise_a_churn_models_auc_and_segment_complaint
         assert!(error.contains(expected), "{sql}: {error}");
     }
 
-    // The encoder stays while models embed their texts with it, after a restart too.
+    // The encoder stays while models embed their texts with it, after a restart too, and a
+    // new version of it that embeds differently (texts cut at 8 tokens) changes nothing for
+    // them: their cards pin version 1.
     drop(engine);
     let engine = open_engine(dir.path()).await;
+    engine
+        .run(&format!(
+            "CREATE MODEL minilm KIND text_encoder OPTIONS (max_tokens = 8) FROM {}",
+            quote(&model_dir.display().to_string())
+        ))
+        .await
+        .unwrap();
     let error = engine.run("DROP MODEL minilm").await.unwrap_err();
     assert_eq!(
         error.sqlstate(),

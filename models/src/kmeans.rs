@@ -141,7 +141,14 @@ impl KMeans {
         let names: Vec<String> = data.features.iter().map(|(n, _)| n.clone()).collect();
         let log: Vec<bool> = match &options.log {
             LogFeatures::None => vec![false; d],
-            LogFeatures::All => vec![true; d],
+            // A text feature's components are centred coordinates, not amounts: never logged.
+            LogFeatures::All => {
+                let mut log = vec![true; d];
+                for group in component_groups(&names) {
+                    log[group].fill(false);
+                }
+                log
+            }
             LogFeatures::Named(wanted) => {
                 if let Some(unknown) = wanted.iter().find(|w| !names.contains(w)) {
                     return Err(Error::option(format!(

@@ -39,7 +39,7 @@ pub(crate) fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) -> bool {
 
 /// Eigenvalues and eigenvectors of the symmetric `n`×`n` matrix `a` (row-major) by cyclic
 /// Jacobi rotations, largest eigenvalue first; `vectors[i]` belongs to `values[i]`. Meant for
-/// small matrices (tens of rows).
+/// small matrices: each sweep costs n³, so a few hundred rows at most.
 pub(crate) fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
     let mut a = a.to_vec();
     // v holds the rotations so far: its columns become the eigenvectors.

@@ -11,13 +11,11 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tenure_models::artifact::{CARD_FORMAT, fingerprint};
 use tenure_models::{Kind, Model, ModelCard, Options};
-use tenure_udfs::registry::ModelRegistry;
-use tenure_udfs::text_features::{TextFeatureOptions, TextFeatures, models_using};
+use tenure_udfs::text_features::{TextFeatureOptions, TextFeatures};
 
 use super::{Engine, Output, Progress, ProgressSender};
 use crate::error::{Error, Result};
 use crate::model_store::validate_name;
-use crate::pg::sqlstate::SqlState;
 use crate::sql::{CreateModel, DropModel, ModelSource};
 
 /// Sets the flag when dropped: a CREATE MODEL whose future is dropped (a cancelled query,
@@ -57,8 +55,11 @@ impl Engine {
             }
             create.options.push(("treatment".to_string(), treatment));
         }
-        // The text feature options are the engine's, not the kind's (it sees numbers).
-        let text_options = TextFeatureOptions::take(&mut create.options)?;
+        // The text feature options are the engine's, not the kind's (it sees numbers); the
+        // encoder is resolved before any data is read.
+        let mut text_features = TextFeatureOptions::take(&mut create.options)?
+            .map(|options| TextFeatures::new(options, kind, self.models.as_ref()))
+            .transpose()?;
         // Bad options fail before any data is read, and before the TARGET check, which for
         // KIND sequence depends on the task option.
         tenure_models::check_options(kind, &mut Options::new(create.options.clone()))?;
@@ -124,15 +125,9 @@ impl Engine {
             features.retain(|feature| &feature.name != treatment);
         }
         drop(batches);
-        let text_features = match &text_options {
-            Some(options) => Some(TextFeatures::plan(
-                options,
-                kind,
-                self.models.as_ref(),
-                &features,
-            )?),
-            None => None,
-        };
+        if let Some(text_features) = &mut text_features {
+            text_features.choose_columns(&features)?;
+        }
         if dropped > 0
             && let Some(progress) = progress
         {
@@ -155,6 +150,10 @@ impl Engine {
                 }
                 text_features.encode(&mut data, &mut features, &cancel)?;
             }
+            let text_options: Vec<(String, String)> = text_features
+                .iter()
+                .flat_map(TextFeatures::card_options)
+                .collect();
             let mut options = Options::new(options);
             let mut on_epoch = |report: &tenure_models::EpochReport| {
                 if let Some(sender) = &sender {
@@ -180,15 +179,14 @@ impl Engine {
                 options.as_map().clone(),
                 data.rows(),
                 features,
+                text_options,
             ))
         })
         .await
         .map_err(|e| Error::invalid(format!("training failed: {e}")))?;
-        let (model, fingerprint, mut options, rows, features) = trained?;
-        // The card keeps the text options as given, beside the kind's.
-        for (key, value) in text_options.into_iter().flat_map(|o| o.given) {
-            options.insert(key.to_ascii_lowercase(), value);
-        }
+        let (model, fingerprint, mut options, rows, features, text_options) = trained?;
+        // The card keeps the text options beside the kind's, the encoder pinned.
+        options.extend(text_options);
 
         let metrics = model.metrics();
         let seconds = started.elapsed().as_secs_f64();
@@ -214,25 +212,6 @@ impl Engine {
     }
 
     pub(super) async fn drop_model(&self, drop: DropModel) -> Result<Output> {
-        // An encoder that models embed their text features with stays while they do.
-        let users: Vec<String> = models_using(&drop.name, &self.models.cards())
-            .into_iter()
-            .filter(|user| {
-                user.rsplit_once('@')
-                    .is_none_or(|(name, _)| !name.eq_ignore_ascii_case(&drop.name))
-            })
-            .collect();
-        if !users.is_empty() {
-            return Err(Error::state(
-                SqlState::DependentObjectsStillExist,
-                format!(
-                    "cannot drop model {} because models embed their text features with it: {}; \
-                     drop those first",
-                    drop.name,
-                    users.join(", ")
-                ),
-            ));
-        }
         if self.models.drop_model(&drop.name)? || drop.if_exists {
             Ok(Output::command("DROP MODEL"))
         } else {

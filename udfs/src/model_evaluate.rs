@@ -21,7 +21,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use tenure_models::metrics::{BinaryMetrics, UpliftMetrics};
 use tenure_models::{Model, ModelSpec};
 
-use crate::features::FeatureBatch;
+use crate::features::{FeatureBatch, check_arguments};
 use crate::model_arg::resolve;
 use crate::registry::{LoadedModel, ModelRegistry};
 use crate::table_args::{call_schema, collect_read_only, session_state, text_arguments};
@@ -108,6 +108,17 @@ impl Evaluation {
                 missing.join(", ")
             );
         }
+        // The feature columns' types, as the scoring functions check their arguments.
+        let types: Vec<DataType> = card
+            .features
+            .iter()
+            .map(|f| {
+                schema
+                    .field_with_name(&f.name)
+                    .map(|f| f.data_type().clone())
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        check_arguments(FUNCTION, card, &types)?;
         let (mut scores, mut labels, mut treated) = (Vec::new(), Vec::new(), Vec::new());
         for batch in &batches {
             let column = |name: &str| -> ArrayRef {

@@ -19,6 +19,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
+use tenure_models::preprocess::component_name;
 use tenure_models::text_encoder::projection::TextProjection;
 use tenure_models::{FeatureColumn, FeatureKind, FeatureSpec, Kind, Model, TrainingData};
 
@@ -124,20 +125,21 @@ impl TextFeatureOptions {
 /// The encoder resolved and the text columns chosen, for one training.
 #[derive(Debug)]
 pub struct TextFeatures {
+    options: TextFeatureOptions,
     encoder: Arc<LoadedModel>,
     /// `name@version`: what the card pins.
     reference: String,
+    /// Chosen by [`TextFeatures::choose_columns`].
     columns: Vec<String>,
-    components: usize,
 }
 
 impl TextFeatures {
-    /// Checks the options against the kind, the encoder and the training query's features.
-    pub fn plan(
-        options: &TextFeatureOptions,
+    /// Checks the options against the kind and resolves the encoder: before the training
+    /// query runs.
+    pub fn new(
+        options: TextFeatureOptions,
         kind: Kind,
         registry: &dyn ModelRegistry,
-        specs: &[FeatureSpec],
     ) -> Result<TextFeatures> {
         if !TEXT_FEATURE_KINDS.contains(&kind) {
             let kinds: Vec<&str> = TEXT_FEATURE_KINDS.iter().map(|k| k.name()).collect();
@@ -155,6 +157,31 @@ impl TextFeatures {
                 encoder.card.kind
             );
         }
+        Ok(TextFeatures {
+            reference: format!("{}@{}", encoder.card.name, encoder.card.version),
+            encoder,
+            options,
+            columns: Vec::new(),
+        })
+    }
+
+    /// The options as the card keeps them: `text_encoder` pinned to the version used.
+    pub fn card_options(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.options.given.iter().map(|(key, value)| {
+            let key = key.to_ascii_lowercase();
+            let value = if key == "text_encoder" {
+                self.reference.clone()
+            } else {
+                value.clone()
+            };
+            (key, value)
+        })
+    }
+
+    /// Chooses the text columns among the training query's features (`specs`): those
+    /// `text_columns` names, or its only text column.
+    pub fn choose_columns(&mut self, specs: &[FeatureSpec]) -> Result<()> {
+        let options = &self.options;
         let text_columns: Vec<&str> = specs
             .iter()
             .filter(|s| s.kind == FeatureKind::Categorical)
@@ -201,12 +228,21 @@ impl TextFeatures {
                 }
             },
         };
-        Ok(TextFeatures {
-            reference: format!("{}@{}", encoder.card.name, encoder.card.version),
-            encoder,
-            columns,
-            components: options.components,
-        })
+        // The components' names must not be taken already.
+        for column in &columns {
+            let names: Vec<String> = (1..=options.components)
+                .map(|i| component_name(column, i))
+                .collect();
+            if let Some(taken) = specs.iter().find(|s| names.contains(&s.name)) {
+                return plan_err!(
+                    "the training query has a column {}, the name of a component of the text \
+                     feature {column}; rename it",
+                    taken.name
+                );
+            }
+        }
+        self.columns = columns;
+        Ok(())
     }
 
     /// Replaces each chosen text column of `data` by the coordinates of its embeddings on
@@ -238,12 +274,17 @@ impl TextFeatures {
                     DataFusionError::Execution(format!("{OPTION}: embedding column {name}: {e}"))
                 })
             };
-            // Fit on an even spread of the distinct texts, keeping only their embeddings.
+            // Fit on an even spread of the distinct texts in text order (so that the rows'
+            // order changes nothing), keeping only their embeddings.
             let uniques = distinct.texts.len();
+            let mut sorted: Vec<usize> = (0..uniques).collect();
+            sorted.sort_unstable_by_key(|&u| distinct.texts[u]);
             let sample: Vec<usize> = if uniques <= FIT_SAMPLE {
-                (0..uniques).collect()
+                sorted
             } else {
-                (0..FIT_SAMPLE).map(|i| i * uniques / FIT_SAMPLE).collect()
+                (0..FIT_SAMPLE)
+                    .map(|i| sorted[i * uniques / FIT_SAMPLE])
+                    .collect()
             };
             let mut sample_vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(sample.len());
             for chunk in sample.chunks(EMBED_CHUNK) {
@@ -252,8 +293,17 @@ impl TextFeatures {
                 sample_vectors.extend(embed(&texts)?);
             }
             let fitted: Vec<Vec<f32>> = sample_vectors.iter().flatten().cloned().collect();
-            let projection = TextProjection::fit(self.reference.clone(), &fitted, self.components)
-                .map_err(|e| DataFusionError::Plan(format!("column {name}: {e}")))?;
+            let cancelled = || cancel.load(Ordering::Relaxed);
+            let projection = TextProjection::fit(
+                self.reference.clone(),
+                &fitted,
+                self.options.components,
+                &cancelled,
+            )
+            .map_err(|e| match e {
+                tenure_models::Error::Cancelled => DataFusionError::External(Box::new(e)),
+                other => DataFusionError::Plan(format!("column {name}: {other}")),
+            })?;
             let width = projection.width();
             let mut coordinates = vec![f64::NAN; uniques * width];
             let mut place = |u: usize, vector: &Option<Vec<f32>>| {

@@ -38,10 +38,19 @@ const OVERSAMPLING: usize = 8;
 /// Iterations of the subspace iteration at most.
 const MAX_ITERATIONS: usize = 500;
 
+/// Iterations between checks of the Ritz values for convergence.
+const CHECK_EVERY: usize = 5;
+
 impl TextProjection {
     /// Fits `components` principal axes (fewer if the texts span fewer dimensions) on
-    /// `embeddings`, one per distinct text. At least two texts are needed.
-    pub fn fit(encoder: String, embeddings: &[Vec<f32>], components: usize) -> Result<Self> {
+    /// `embeddings`, one per distinct text. At least two texts are needed. Stops with
+    /// [`Error::Cancelled`] when `cancel` says so.
+    pub fn fit(
+        encoder: String,
+        embeddings: &[Vec<f32>],
+        components: usize,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<Self> {
         let n = embeddings.len();
         if n < 2 {
             return Err(Error::data(format!(
@@ -83,18 +92,27 @@ impl TextProjection {
             }
         }
         let total: f64 = (0..d).map(|i| covariance[i * d + i]).sum();
-        let keep = components.min(d).min(n - 1).max(1);
-        let (values, axes) = top_eigenvectors(&covariance, d, keep);
-        let explained_variance = values
-            .iter()
-            .map(|v| if total > 0.0 { v.max(0.0) / total } else { 0.0 })
+        // n texts span at most n - 1 dimensions around their mean.
+        let rank = (n - 1).min(d);
+        let (values, axes) = top_eigenvectors(&covariance, d, components.min(rank), rank, cancel)?;
+        // Axes of no variance (texts that span fewer dimensions still) are left out.
+        let kept: Vec<(f64, Vec<f64>)> = values
+            .into_iter()
+            .zip(axes)
+            .filter(|(value, _)| *value > 1e-9 * total)
             .collect();
+        if kept.is_empty() {
+            return Err(Error::data(
+                "the texts all embed alike; a text feature needs texts that differ",
+            ));
+        }
+        let explained_variance = kept.iter().map(|(value, _)| value / total).collect();
         Ok(TextProjection {
             encoder,
             mean: mean.iter().map(|&m| m as f32).collect(),
-            components: axes
+            components: kept
                 .into_iter()
-                .map(|axis| axis.into_iter().map(|x| x as f32).collect())
+                .map(|(_, axis)| axis.into_iter().map(|x| x as f32).collect())
                 .collect(),
             explained_variance,
         })
@@ -143,40 +161,49 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     sums.iter().sum::<f64>() + rest
 }
 
-/// The `k` eigenpairs of largest eigenvalue of the symmetric `d`×`d` matrix `c`, by subspace
-/// iteration from a seeded start and a Rayleigh-Ritz step; each axis's largest entry is
-/// positive, so that refits on the same texts give the same signs.
-fn top_eigenvectors(c: &[f64], d: usize, k: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let width = (k + OVERSAMPLING).min(d);
+/// The `k` eigenpairs of largest eigenvalue of the symmetric `d`×`d` matrix `c` of rank at
+/// most `rank`, by subspace iteration from a seeded start with Rayleigh-Ritz steps; each
+/// axis's largest entry is positive, so that refits on the same texts give the same signs.
+fn top_eigenvectors(
+    c: &[f64],
+    d: usize,
+    k: usize,
+    rank: usize,
+    cancel: &dyn Fn() -> bool,
+) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    // A basis wider than the rank would carry rounding noise, which no orthogonalisation
+    // keeps orthogonal.
+    let width = (k + OVERSAMPLING).min(rank).max(k);
     let mut rng = StdRng::seed_from_u64(0x9ca0_0000_0000_0001);
     let mut basis: Vec<Vec<f64>> = (0..width)
         .map(|_| (0..d).map(|_| rng.random::<f64>() - 0.5).collect())
         .collect();
     orthonormalise(&mut basis);
-    for _ in 0..MAX_ITERATIONS {
-        let mut next: Vec<Vec<f64>> = basis.par_iter().map(|q| multiply(c, d, q)).collect();
-        orthonormalise(&mut next);
-        // Converged when the kept axes no longer turn.
-        let turned = basis
-            .iter()
-            .zip(&next)
-            .take(k)
-            .map(|(a, b)| 1.0 - dot(a, b).abs())
-            .fold(0.0, f64::max);
-        basis = next;
-        if turned < 1e-12 {
-            break;
+    let mut previous: Option<Vec<f64>> = None;
+    for iteration in 1..=MAX_ITERATIONS {
+        if cancel() {
+            return Err(Error::Cancelled);
+        }
+        basis = basis.par_iter().map(|q| multiply(c, d, q)).collect();
+        orthonormalise(&mut basis);
+        // The subspace converges long before each vector in it does (when neighbouring
+        // eigenvalues are close): stop when the wanted Ritz values settle.
+        if iteration % CHECK_EVERY == 0 {
+            let (values, _) = ritz(c, d, &basis);
+            let settled = previous.as_ref().is_some_and(|before| {
+                before
+                    .iter()
+                    .zip(&values)
+                    .take(k)
+                    .all(|(a, b)| (a - b).abs() <= 1e-10 * b.abs().max(1e-300))
+            });
+            if settled {
+                break;
+            }
+            previous = Some(values);
         }
     }
-    // Rayleigh-Ritz: the eigenpairs of the matrix restricted to the subspace.
-    let images: Vec<Vec<f64>> = basis.par_iter().map(|q| multiply(c, d, q)).collect();
-    let mut small = vec![0f64; width * width];
-    for i in 0..width {
-        for j in 0..width {
-            small[i * width + j] = dot(&basis[i], &images[j]);
-        }
-    }
-    let (values, vectors) = symmetric_eigen(&small, width);
+    let (values, vectors) = ritz(c, d, &basis);
     let axes = vectors
         .iter()
         .take(k)
@@ -197,26 +224,67 @@ fn top_eigenvectors(c: &[f64], d: usize, k: usize) -> (Vec<f64>, Vec<Vec<f64>>) 
             axis
         })
         .collect();
-    (values.into_iter().take(k).collect(), axes)
+    Ok((values.into_iter().take(k).collect(), axes))
+}
+
+/// Rayleigh-Ritz: the eigenpairs of `c` restricted to the span of `basis` (orthonormal
+/// vectors and zero vectors, which are left out), largest first, each as coefficients of the
+/// basis vectors (zero for those left out).
+fn ritz(c: &[f64], d: usize, basis: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let live: Vec<usize> = (0..basis.len())
+        .filter(|&i| dot(&basis[i], &basis[i]) > 0.5)
+        .collect();
+    let width = live.len();
+    let images: Vec<Vec<f64>> = live
+        .par_iter()
+        .map(|&i| multiply(c, d, &basis[i]))
+        .collect();
+    let mut small = vec![0f64; width * width];
+    for (a, &i) in live.iter().enumerate() {
+        for (b, image) in images.iter().enumerate() {
+            small[a * width + b] = dot(&basis[i], image);
+        }
+    }
+    let (values, vectors) = symmetric_eigen(&small, width);
+    let vectors = vectors
+        .into_iter()
+        .map(|coefficients| {
+            let mut full = vec![0f64; basis.len()];
+            for (&i, w) in live.iter().zip(coefficients) {
+                full[i] = w;
+            }
+            full
+        })
+        .collect();
+    (values, vectors)
 }
 
 fn multiply(c: &[f64], d: usize, q: &[f64]) -> Vec<f64> {
     (0..d).map(|i| dot(&c[i * d..(i + 1) * d], q)).collect()
 }
 
-/// Modified Gram-Schmidt, in order; a vector that has nothing left becomes zero.
+/// Modified Gram-Schmidt, in order, twice (once is not enough to stay orthogonal when
+/// vectors are nearly dependent); a vector with next to nothing left (under 1e-10 of its
+/// length) becomes zero.
 fn orthonormalise(vectors: &mut [Vec<f64>]) {
     for i in 0..vectors.len() {
         let (done, rest) = vectors.split_at_mut(i);
         let v = &mut rest[0];
-        for u in done.iter() {
-            let projection = dot(u, v);
-            for (x, y) in v.iter_mut().zip(u) {
-                *x -= projection * y;
+        let before = dot(v, v).sqrt();
+        for _pass in 0..2 {
+            for u in done.iter() {
+                let projection = dot(u, v);
+                for (x, y) in v.iter_mut().zip(u) {
+                    *x -= projection * y;
+                }
             }
         }
         let norm = dot(v, v).sqrt();
-        let scale = if norm > 1e-300 { 1.0 / norm } else { 0.0 };
+        let scale = if norm > 1e-10 * before && norm > 0.0 {
+            1.0 / norm
+        } else {
+            0.0
+        };
         v.iter_mut().for_each(|x| *x *= scale);
     }
 }
@@ -239,7 +307,7 @@ mod tests {
                 ]
             })
             .collect();
-        let p = TextProjection::fit("enc@1".into(), &points, 2).unwrap();
+        let p = TextProjection::fit("enc@1".into(), &points, 2, &|| false).unwrap();
         assert_eq!(p.width(), 2);
         assert!(p.components[0][0] > 0.999, "{:?}", p.components);
         assert!(p.components[1][1] > 0.999, "{:?}", p.components);
@@ -252,21 +320,58 @@ mod tests {
         );
         assert_eq!(p.column_names("review"), ["review__pc1", "review__pc2"]);
         // The same texts give the same projection, signs included.
-        assert_eq!(TextProjection::fit("enc@1".into(), &points, 2).unwrap(), p);
+        assert_eq!(
+            TextProjection::fit("enc@1".into(), &points, 2, &|| false).unwrap(),
+            p
+        );
     }
 
     #[test]
     fn too_few_texts_or_dimensions() {
         let one = vec![vec![1.0f32, 0.0]];
-        let err = TextProjection::fit("e@1".into(), &one, 4).unwrap_err();
+        let err = TextProjection::fit("e@1".into(), &one, 4, &|| false).unwrap_err();
         assert!(
             err.to_string().contains("at least 2 distinct texts"),
             "{err}"
         );
         let two = vec![vec![1.0f32, 0.0], vec![0.0, 1.0]];
         assert_eq!(
-            TextProjection::fit("e@1".into(), &two, 16).unwrap().width(),
+            TextProjection::fit("e@1".into(), &two, 16, &|| false)
+                .unwrap()
+                .width(),
             1
         );
+        let alike = vec![vec![0.5f32, 0.5]; 3];
+        let err = TextProjection::fit("e@1".into(), &alike, 4, &|| false).unwrap_err();
+        assert!(err.to_string().contains("all embed alike"), "{err}");
+        let err = TextProjection::fit("e@1".into(), &two, 1, &|| true).unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+    }
+
+    #[test]
+    fn fewer_texts_than_components_give_orthonormal_axes_that_hold_all_the_variance() {
+        // 12 texts in 64 dimensions span 11 around their mean, and two of them repeat a third:
+        // 9 axes at most, though 16 were asked for.
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut points: Vec<Vec<f32>> = (0..10)
+            .map(|_| (0..64).map(|_| rng.random::<f32>()).collect())
+            .collect();
+        points.push(points[0].clone());
+        points.push(points[0].clone());
+        let p = TextProjection::fit("e@1".into(), &points, 16, &|| false).unwrap();
+        assert_eq!(p.width(), 9);
+        for (i, a) in p.components.iter().enumerate() {
+            for (j, b) in p.components.iter().enumerate() {
+                let product: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let expected = if i == j { 1.0 } else { 0.0 };
+                assert!(
+                    (product - expected).abs() < 1e-4,
+                    "axes {i}, {j}: {product}"
+                );
+            }
+        }
+        let held: f64 = p.explained_variance.iter().sum();
+        assert!((held - 1.0).abs() < 1e-6, "{held}");
+        assert!(p.explained_variance.windows(2).all(|w| w[0] >= w[1]));
     }
 }
