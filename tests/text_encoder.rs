@@ -73,6 +73,17 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (norm(a) * norm(b))
 }
 
+/// `CREATE MODEL minilm KIND text_encoder {options} FROM model_dir`.
+async fn import_minilm(engine: &tenure::Engine, model_dir: &std::path::Path, options: &str) {
+    engine
+        .run(&format!(
+            "CREATE MODEL minilm KIND text_encoder {options} FROM {}",
+            quote(&model_dir.display().to_string())
+        ))
+        .await
+        .unwrap();
+}
+
 /// `embed_text('minilm', text)` of the reference sentences, in their order.
 async fn embed_sentences(engine: &tenure::Engine, sentences: &[String]) -> Vec<Vec<f32>> {
     let rows: Vec<String> = sentences
@@ -191,13 +202,7 @@ async fn semantic_search_and_k_means_find_the_complaints_of_the_demo_worlds_revi
         return;
     };
     let (_dir, engine) = demo_engine(0.01).await;
-    engine
-        .run(&format!(
-            "CREATE MODEL minilm KIND text_encoder FROM {}",
-            quote(&model_dir.display().to_string())
-        ))
-        .await
-        .unwrap();
+    import_minilm(&engine, &model_dir, "").await;
     // The ten reviews nearest to a delivery complaint are delivery complaints.
     let batches = engine
         .query(
@@ -460,13 +465,7 @@ async fn review_texts_as_features_raise_a_churn_models_auc_and_segment_complaint
         return;
     };
     let (dir, engine) = demo_engine(0.1).await;
-    engine
-        .run(&format!(
-            "CREATE MODEL minilm KIND text_encoder FROM {}",
-            quote(&model_dir.display().to_string())
-        ))
-        .await
-        .unwrap();
+    import_minilm(&engine, &model_dir, "").await;
     // The text of the review a customer wrote about their last order before the feature
     // cutoff, beside the churn features.
     engine
@@ -649,13 +648,7 @@ async fn review_texts_as_features_raise_a_churn_models_auc_and_segment_complaint
     // them: their cards pin version 1.
     drop(engine);
     let engine = open_engine(dir.path()).await;
-    engine
-        .run(&format!(
-            "CREATE MODEL minilm KIND text_encoder OPTIONS (max_tokens = 8) FROM {}",
-            quote(&model_dir.display().to_string())
-        ))
-        .await
-        .unwrap();
+    import_minilm(&engine, &model_dir, "OPTIONS (max_tokens = 8)").await;
     let error = engine.run("DROP MODEL minilm").await.unwrap_err();
     assert_eq!(
         error.sqlstate(),

@@ -16,7 +16,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::dense::{Kernel, matmul};
+use super::dense::{Kernel, matmul, matmul_transposed};
 
 /// Rows per parallel task of the row-wise passes.
 const ROWS_PER_TASK: usize = 64;
@@ -154,7 +154,7 @@ impl CustomOp3 for Linear {
             contiguous(w, w_layout)?,
             contiguous(b, b_layout)?,
         );
-        let Some(mut y) = matmul(x, &transpose(w, outputs, inputs), inputs, outputs) else {
+        let Some(mut y) = matmul_transposed(x, w, inputs, outputs) else {
             candle_core::bail!("the fused linear layer needs AVX-512 and widths of 16s");
         };
         let relu = self.relu;
