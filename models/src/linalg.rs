@@ -37,6 +37,21 @@ pub(crate) fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) -> bool {
     true
 }
 
+/// Σ aᵢbᵢ. Four accumulators, so that long vectors vectorise; up to four entries the sum is
+/// taken in order, as a plain loop would.
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut sums = [0f64; 4];
+    let (chunks_a, rest_a) = a.as_chunks::<4>();
+    let (chunks_b, rest_b) = b.as_chunks::<4>();
+    for (x, y) in chunks_a.iter().zip(chunks_b) {
+        for lane in 0..4 {
+            sums[lane] += x[lane] * y[lane];
+        }
+    }
+    let rest: f64 = rest_a.iter().zip(rest_b).map(|(x, y)| x * y).sum();
+    sums.iter().sum::<f64>() + rest
+}
+
 /// Eigenvalues and eigenvectors of the symmetric `n`×`n` matrix `a` (row-major) by cyclic
 /// Jacobi rotations, largest eigenvalue first; `vectors[i]` belongs to `values[i]`. Meant for
 /// small matrices: each sweep costs n³, so a few hundred rows at most.

@@ -128,6 +128,11 @@ impl Engine {
         if let Some(text_features) = &mut text_features {
             text_features.choose_columns(&features)?;
         }
+        // The card keeps the text options beside the kind's, the encoder pinned.
+        let text_options: Vec<(String, String)> = text_features
+            .iter()
+            .flat_map(TextFeatures::card_options)
+            .collect();
         if dropped > 0
             && let Some(progress) = progress
         {
@@ -150,10 +155,6 @@ impl Engine {
                 }
                 text_features.encode(&mut data, &mut features, &cancel)?;
             }
-            let text_options: Vec<(String, String)> = text_features
-                .iter()
-                .flat_map(TextFeatures::card_options)
-                .collect();
             let mut options = Options::new(options);
             let mut on_epoch = |report: &tenure_models::EpochReport| {
                 if let Some(sender) = &sender {
@@ -179,13 +180,11 @@ impl Engine {
                 options.as_map().clone(),
                 data.rows(),
                 features,
-                text_options,
             ))
         })
         .await
         .map_err(|e| Error::invalid(format!("training failed: {e}")))?;
-        let (model, fingerprint, mut options, rows, features, text_options) = trained?;
-        // The card keeps the text options beside the kind's, the encoder pinned.
+        let (model, fingerprint, mut options, rows, features) = trained?;
         options.extend(text_options);
 
         let metrics = model.metrics();

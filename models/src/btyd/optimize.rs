@@ -2,6 +2,8 @@
 //! problems of the BTYD models. Parameters are optimised on the log scale by the callers, so
 //! the problem is unconstrained and every parameter stays positive.
 
+use crate::linalg::dot;
+
 /// Where a minimisation ended.
 #[derive(Debug, Clone)]
 pub struct Minimum {
@@ -151,10 +153,6 @@ fn identity(n: usize) -> Vec<Vec<f64>> {
     (0..n)
         .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
         .collect()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(a, b)| a * b).sum()
 }
 
 fn max_abs(v: &[f64]) -> f64 {

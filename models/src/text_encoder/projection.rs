@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::linalg::symmetric_eigen;
+use crate::linalg::{dot, symmetric_eigen};
 use crate::preprocess::component_name;
 
 /// How the texts of one feature become numbers.
@@ -145,20 +145,6 @@ impl TextProjection {
             .map(|i| component_name(name, i))
             .collect()
     }
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    // Four accumulators, so that the loop vectorises.
-    let mut sums = [0f64; 4];
-    let (chunks_a, rest_a) = a.as_chunks::<4>();
-    let (chunks_b, rest_b) = b.as_chunks::<4>();
-    for (x, y) in chunks_a.iter().zip(chunks_b) {
-        for lane in 0..4 {
-            sums[lane] += x[lane] * y[lane];
-        }
-    }
-    let rest: f64 = rest_a.iter().zip(rest_b).map(|(x, y)| x * y).sum();
-    sums.iter().sum::<f64>() + rest
 }
 
 /// The `k` eigenpairs of largest eigenvalue of the symmetric `d`×`d` matrix `c` of rank at
