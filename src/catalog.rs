@@ -115,6 +115,9 @@ pub struct CatalogState {
     /// when loaded, in creation order.
     #[serde(default)]
     pub oids: Oids,
+    /// Roles, owners and privileges (see [`crate::access`]).
+    #[serde(default)]
+    pub access: crate::access::AccessState,
 }
 
 /// See [`CatalogState::oids`].
@@ -293,6 +296,7 @@ impl Default for CatalogState {
             comments: Vec::new(),
             defaults: Vec::new(),
             oids: Oids::default(),
+            access: Default::default(),
         }
     }
 }
@@ -422,6 +426,10 @@ impl CatalogState {
     /// Moves the keys, comments, defaults and oid of `from`, and the references to it, to
     /// `to`.
     pub fn rename_metadata(&mut self, from: &QualifiedName, to: &QualifiedName) {
+        self.access.rename(
+            &crate::access::Object::Table(from.clone()),
+            &crate::access::Object::Table(to.clone()),
+        );
         for (name, _) in &mut self.oids.relations {
             if name == from {
                 *name = to.clone();

@@ -18,6 +18,7 @@
 //!   rewrites of drivers' SQL, session settings, version strings;
 //! - [`server`]: the PostgreSQL wire-protocol server (`tenure serve`).
 
+pub mod access;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,7 @@
 //! tenure's integration tests, one binary (link time on small machines) with a module per
 //! area. They use the real binary, real files and real Delta tables; nothing is mocked.
 
+mod access;
 mod btyd;
 mod cli;
 mod dbt;

@@ -5,6 +5,7 @@
 //! catalog; everything else (queries, EXPLAIN, SET, SHOW, ...) DataFusion runs as is.
 //! External data sources and the rules on which paths a client may name live in [`external`].
 
+mod access;
 mod comments;
 mod cooperative;
 mod dml;
@@ -16,6 +17,7 @@ mod model_statements;
 mod names;
 mod paths;
 pub mod plan_cache;
+mod role_tables;
 mod statements;
 mod system_tables;
 mod temporary;
@@ -39,6 +41,7 @@ use futures::TryStreamExt;
 use tokio::sync::Mutex;
 use url::Url;
 
+pub use access::{Identity, session_role};
 pub use paths::PathAccess;
 pub use system_tables::{RESERVED_SCHEMAS, SYSTEM_SCHEMA};
 pub use temporary::TemporaryTables;
@@ -159,6 +162,9 @@ pub struct Engine {
     sessions: std::sync::atomic::AtomicU64,
     /// Every session's temporary tables, for the background maintenance task.
     temporary: temporary::OpenTemporaryTables,
+    /// The built-in superusers: tenure.toml's users, or without any the trusted local user
+    /// (see [`crate::access`]).
+    builtin_roles: Arc<[String]>,
 }
 
 impl Engine {
@@ -191,7 +197,9 @@ impl Engine {
             store.saved(),
             data_dir.tables_dir(),
             managed.clone(),
+            &roles,
         )?;
+        let builtin_roles: Arc<[String]> = roles.clone().into();
         crate::pg::catalog::install(&ctx, roles, store.saved()).await?;
         tenure_models::set_compute_threads(config.threads);
         tenure_udfs::register_all(&ctx, models.clone());
@@ -206,6 +214,7 @@ impl Engine {
             models,
             sessions: Default::default(),
             temporary: Default::default(),
+            builtin_roles,
         };
         engine.restore().await?;
         let tables = Arc::downgrade(&engine.managed);
@@ -294,16 +303,42 @@ impl Engine {
     /// functions and temporary tables apply to it alone, while the catalog, the functions
     /// registered at open and the memory pool are shared with the engine.
     pub fn new_session(&self) -> SessionContext {
+        self.session_for(None)
+    }
+
+    /// [`Engine::new_session`] for a client logged in as `role`, whose statements are
+    /// checked against the role's privileges (see [`crate::access`]).
+    pub fn new_session_as(&self, role: &str) -> SessionContext {
+        self.session_for(Some(role))
+    }
+
+    fn session_for(&self, role: Option<&str>) -> SessionContext {
         let base = self.ctx.state();
         let (catalogs, temporary) =
             self.temporary_tables_for_new_session(base.catalog_list().clone());
-        let config = base.config().clone().with_extension(temporary);
-        SessionContext::new_with_state(
+        let mut config = base.config().clone().with_extension(temporary);
+        if let Some(role) = role {
+            let (identity, authorizer) = self.identity_extensions(role);
+            config = config.with_extension(identity).with_extension(authorizer);
+        }
+        let session = SessionContext::new_with_state(
             SessionStateBuilder::new_from_existing(base)
                 .with_config(config)
                 .with_catalog_list(catalogs)
                 .build(),
-        )
+        );
+        if let Some(role) = role {
+            // has_table_privilege and has_schema_privilege answer for the session's role.
+            crate::pg::privileges::register(
+                &session,
+                &crate::pg::privileges::Oracle {
+                    catalog: self.store.saved(),
+                    builtin: self.builtin_roles.clone(),
+                    role: Some(role.to_string()),
+                },
+            );
+        }
+        session
     }
 
     /// Executes one parsed statement in `session` (one from [`Engine::new_session`]):
@@ -317,9 +352,42 @@ impl Engine {
     ) -> Result<Output> {
         match statement {
             Statement::DataFusion(statement) => self.execute_datafusion(session, statement).await,
-            Statement::CreateModel(create) => self.create_model(create, progress).await,
-            Statement::DropModel(drop) => self.drop_model(drop).await,
-            Statement::Maintain(maintain) => self.maintain(session, maintain).await,
+            Statement::CreateModel(create) => {
+                let (query, encoder) = match &create.source {
+                    crate::sql::ModelSource::Query(query) => (Some(query.as_str()), None),
+                    crate::sql::ModelSource::Files(_) => (None, None),
+                };
+                let encoder = encoder.or_else(|| {
+                    create
+                        .options
+                        .iter()
+                        .find(|(k, _)| k == "text_encoder")
+                        .map(|(_, v)| v.as_str())
+                });
+                self.authorize_model(session, &create.name, true, query, encoder)
+                    .await?;
+                let name = create.name.clone();
+                let output = self.create_model(create, progress).await?;
+                self.record_model_owner(session, &name).await?;
+                Ok(output)
+            }
+            Statement::DropModel(drop) => {
+                self.authorize_model(session, &drop.name, false, None, None)
+                    .await?;
+                let name = drop.name.clone();
+                let output = self.drop_model(drop).await?;
+                if !self.models.contains(&name) {
+                    self.forget_object(session, crate::access::Object::Model(name), None)
+                        .await?;
+                }
+                Ok(output)
+            }
+            Statement::Maintain(maintain) => {
+                self.authorize_maintenance(session, &maintain.tables)
+                    .await?;
+                self.maintain(session, maintain).await
+            }
+            Statement::Access(statement) => self.execute_access(session, statement).await,
             Statement::CopyStream(_) => Err(Error::unsupported(
                 "COPY ... FROM STDIN and TO STDOUT are not supported here: they stream through \
                  a client connection (tenure serve with psql's \\copy or a driver's copy API); \
@@ -684,6 +752,7 @@ fn register_system_tables(
     saved: crate::catalog::SavedCatalog,
     tables_dir: std::path::PathBuf,
     open_tables: system_tables::OpenTables,
+    builtin_roles: &[String],
 ) -> Result<()> {
     use datafusion::catalog::SchemaProvider;
     use system_tables::SystemTable;
@@ -694,6 +763,28 @@ fn register_system_tables(
     schema.register_table(
         "models".to_string(),
         Arc::new(SystemTable(system_tables::ModelsTable { store: models })),
+    )?;
+    let builtin: Arc<[String]> = builtin_roles.into();
+    schema.register_table(
+        "roles".to_string(),
+        Arc::new(SystemTable(role_tables::RolesTable {
+            catalog: saved.clone(),
+            builtin: builtin.clone(),
+        })),
+    )?;
+    schema.register_table(
+        "role_members".to_string(),
+        Arc::new(SystemTable(role_tables::RoleMembersTable {
+            catalog: saved.clone(),
+            builtin: builtin.clone(),
+        })),
+    )?;
+    schema.register_table(
+        "role_passwords".to_string(),
+        Arc::new(SystemTable(role_tables::RolePasswordsTable {
+            catalog: saved.clone(),
+            builtin,
+        })),
     )?;
     schema.register_table(
         "keys".to_string(),

@@ -30,6 +30,7 @@ use futures::TryStreamExt;
 use super::keys::{self, Declarations};
 use super::transaction::CatalogGuard;
 use super::{Engine, Output};
+use crate::access::Object;
 use crate::catalog::{KeyKind, QualifiedName, Relation};
 use crate::error::{Error, Result};
 use crate::pg::sqlstate::SqlState;
@@ -60,6 +61,7 @@ impl Engine {
         session: &SessionContext,
         statement: DFStatement,
     ) -> Result<Output> {
+        self.authorize_syntax(session, &statement).await?;
         match statement {
             DFStatement::CreateExternalTable(create) => {
                 self.create_external_table(session, create).await
@@ -121,7 +123,13 @@ impl Engine {
                         DFStatement::Statement(Box::new(SqlStatement::CreateTable(create)));
                     match session.state().statement_to_plan(statement).await? {
                         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
-                            self.create_table(session, create, declared).await
+                            let made = match self.relation_object(&create.name) {
+                                Some(object) => self.to_be_created(session, object).await,
+                                None => None,
+                            };
+                            let output = self.create_table(session, create, declared).await?;
+                            self.record_created(session, made).await?;
+                            Ok(output)
                         }
                         other => Err(Error::invalid(format!(
                             "keys and defaults are supported on tables tenure manages, not on {}",
@@ -167,7 +175,7 @@ impl Engine {
             DFStatement::Statement(inner) if !inserts_values(inner) => Some(statement.clone()),
             _ => None,
         };
-        match session.state().statement_to_plan(statement).await {
+        let plan = match session.state().statement_to_plan(statement).await {
             Err(e)
                 if e.to_string()
                     .contains("Projections require unique expression names") =>
@@ -176,13 +184,15 @@ impl Engine {
                     return Err(e.into());
                 };
                 super::names::alias_duplicate_items(&mut inner);
-                Ok(session
+                session
                     .state()
                     .statement_to_plan(DFStatement::Statement(inner))
-                    .await?)
+                    .await?
             }
-            planned => Ok(planned?),
-        }
+            planned => planned?,
+        };
+        self.authorize_plan(session, &plan).await?;
+        Ok(plan)
     }
 
     /// Carries out a plan made in `session` (with any parameters already bound): plans that
@@ -193,22 +203,61 @@ impl Engine {
         session: &SessionContext,
         plan: LogicalPlan,
     ) -> Result<Output> {
+        // Checked when planned too; here again for plans made elsewhere (COPY FROM STDIN's).
+        self.authorize_plan(session, &plan).await?;
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
-                self.create_table(session, create, Declarations::default())
-                    .await
+                let made = match self.relation_object(&create.name) {
+                    Some(object) => self.to_be_created(session, object).await,
+                    None => None,
+                };
+                let output = self
+                    .create_table(session, create, Declarations::default())
+                    .await?;
+                self.record_created(session, made).await?;
+                Ok(output)
             }
             LogicalPlan::Ddl(DdlStatement::CreateView(create)) => {
-                self.create_view(session, create).await
+                let made = match self.relation_object(&create.name) {
+                    Some(object) => self.to_be_created(session, object).await,
+                    None => None,
+                };
+                let output = self.create_view(session, create).await?;
+                self.record_created(session, made).await?;
+                Ok(output)
             }
-            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => self.drop_table(session, drop).await,
-            LogicalPlan::Ddl(DdlStatement::DropView(drop)) => self.drop_view(session, drop).await,
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
+                let object = self.relation_object(&drop.name);
+                let output = self.drop_table(session, drop).await?;
+                if let Some(object) = object {
+                    self.forget_object(session, object, None).await?;
+                }
+                Ok(output)
+            }
+            LogicalPlan::Ddl(DdlStatement::DropView(drop)) => {
+                let object = self.relation_object(&drop.name);
+                let output = self.drop_view(session, drop).await?;
+                if let Some(object) = object {
+                    self.forget_object(session, object, None).await?;
+                }
+                Ok(output)
+            }
             LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(create)) => {
-                self.create_schema(session, &create.schema_name, create.if_not_exists)
-                    .await
+                let schema = create.schema_name.rsplit('.').next().unwrap_or_default();
+                let made = self
+                    .to_be_created(session, Object::Schema(schema.to_string()))
+                    .await;
+                let output = self
+                    .create_schema(session, &create.schema_name, create.if_not_exists)
+                    .await?;
+                self.record_created(session, made).await?;
+                Ok(output)
             }
             LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(drop)) => {
-                self.drop_schema(session, drop).await
+                let schema = Object::Schema(drop.name.schema_name().to_string());
+                let output = self.drop_schema(session, drop).await?;
+                self.forget_object(session, schema, None).await?;
+                Ok(output)
             }
             LogicalPlan::Ddl(DdlStatement::CreateCatalog(_)) => Err(Error::unsupported(
                 "CREATE DATABASE is not supported; use CREATE SCHEMA",
@@ -269,6 +318,7 @@ impl Engine {
         session: &SessionContext,
         plan: &LogicalPlan,
     ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
+        self.authorize_plan(session, plan).await?;
         let state = session.state();
         let physical = state.create_physical_plan(plan).await?;
         Ok((physical, Arc::new(TaskContext::from(&state))))

@@ -32,13 +32,18 @@ pub async fn install(
     roles: Vec<String>,
     catalog: SavedCatalog,
 ) -> Result<()> {
-    let owner = roles.first().cloned();
+    let oracle = super::privileges::Oracle {
+        catalog: catalog.clone(),
+        builtin: roles.clone().into(),
+        role: None,
+    };
     datafusion_pg_catalog::setup_pg_catalog(ctx, CATALOG_NAME, Roles { names: roles })
         .map_err(|e| Error::Catalog(format!("cannot set up pg_catalog: {e}")))?;
     // Before the catalog views, which call them.
     register_driver_functions(ctx);
     super::json::install(ctx);
-    register_owner_name(ctx, owner);
+    super::privileges::register_catalog_functions(ctx, &oracle);
+    super::privileges::register(ctx, &oracle);
     super::keys::register(ctx, catalog.clone());
     super::oids::register(ctx, catalog.clone());
     super::views::register(ctx, catalog);
@@ -92,7 +97,33 @@ pub async fn install(
 /// psql's `\dp`, `\dy`, `\drds` and `\dX` pass to array_to_string and ANY. pg_amproc's
 /// `amproc` is a pg_proc oid (datafusion-pg-catalog has the function's name; psql's `\dAp`
 /// joins pg_proc on it).
-const CATALOG_VIEWS: [(&str, &str); 18] = [
+const CATALOG_VIEWS: [(&str, &str); 21] = [
+    (
+        "pg_roles",
+        "SELECT rolname, rolsuper, rolinherit, rolsuper AS rolcreaterole, \
+                CAST(false AS BOOLEAN) AS rolcreatedb, rolcanlogin, \
+                CAST(false AS BOOLEAN) AS rolreplication, CAST(-1 AS INT) AS rolconnlimit, \
+                CASE WHEN has_password THEN '********' END AS rolpassword, \
+                CAST(NULL AS TIMESTAMP) AS rolvaliduntil, rolsuper AS rolbypassrls, \
+                CAST(NULL AS VARCHAR[]) AS rolconfig, oid \
+         FROM tenure.roles",
+    ),
+    (
+        "pg_authid",
+        "SELECT r.oid, r.rolname, r.rolsuper, r.rolinherit, r.rolsuper AS rolcreaterole, \
+                CAST(false AS BOOLEAN) AS rolcreatedb, r.rolcanlogin, \
+                CAST(false AS BOOLEAN) AS rolreplication, r.rolsuper AS rolbypassrls, \
+                CAST(-1 AS INT) AS rolconnlimit, p.rolpassword, \
+                CAST(NULL AS TIMESTAMP) AS rolvaliduntil \
+         FROM tenure.roles r LEFT JOIN tenure.role_passwords p ON p.oid = r.oid",
+    ),
+    (
+        "pg_auth_members",
+        "SELECT roleid, member, \
+                CAST(0 AS INT) AS grantor, CAST(false AS BOOLEAN) AS admin_option, \
+                CAST(true AS BOOLEAN) AS inherit_option, CAST(true AS BOOLEAN) AS set_option \
+         FROM tenure.role_members",
+    ),
     (
         "pg_amproc",
         "SELECT a.oid, a.amprocfamily, a.amproclefttype, a.amprocrighttype, a.amprocnum, \
@@ -398,7 +429,8 @@ impl SchemaProvider for PgCatalogOverrides {
     }
 }
 
-/// The login roles pg_roles lists. Every user may do everything: tenure has no privileges yet.
+/// The built-in superusers, for datafusion-pg-catalog; pg_roles itself is tenure's view over
+/// `tenure.roles` (see [`CATALOG_VIEWS`]).
 #[derive(Debug, Clone)]
 struct Roles {
     names: Vec<String>,
@@ -555,41 +587,6 @@ impl datafusion::logical_expr::ScalarUDFImpl for PgGetExpr {
     ) -> datafusion::common::Result<ColumnarValue> {
         args.args[0].cast_to(&DataType::Utf8, None)
     }
-}
-
-/// `pg_get_userbyid(oid)`, which psql's `\dt` and `\l` show as the Owner: pg_roles lists
-/// tenure's users under oid 0, which pg_class gives as every relation's owner (tenure does not
-/// record who made a relation), so 0 is the first configured user; 10 is pg_authid's
-/// `postgres`, and another oid is `unknown (OID=n)` as in PostgreSQL. (datafusion-pg-catalog's
-/// answers `postgres` for every oid.)
-fn register_owner_name(ctx: &SessionContext, owner: Option<String>) {
-    use datafusion::arrow::array::{Array, AsArray, StringArray};
-    use datafusion::arrow::datatypes::Int64Type;
-    let Some(owner) = owner else {
-        return;
-    };
-    ctx.register_udf(create_udf(
-        "pg_get_userbyid",
-        // Int64, which oid columns (Int32) and integer literals both coerce to.
-        vec![DataType::Int64],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let rows = row_count(args);
-            let oids = args[0].to_array(rows)?;
-            let oids = oids.as_primitive::<Int64Type>();
-            let names: StringArray = (0..rows)
-                .map(|row| {
-                    (!oids.is_null(row)).then(|| match oids.value(row) {
-                        0 => owner.clone(),
-                        10 => "postgres".to_string(),
-                        oid => format!("unknown (OID={oid})"),
-                    })
-                })
-                .collect();
-            like_arguments(args, Arc::new(names))
-        }),
-    ));
 }
 
 /// The name of [`checked_regclass`].

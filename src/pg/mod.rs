@@ -31,6 +31,7 @@ pub mod keys;
 pub mod names;
 pub mod oids;
 pub mod origins;
+pub mod privileges;
 pub mod rewrite;
 pub mod settings;
 pub mod sizes;

@@ -39,6 +39,7 @@ sqlstates! {
     ConnectionException = "08000", "connection_exception";
     ProtocolViolation = "08P01", "protocol_violation";
     FeatureNotSupported = "0A000", "feature_not_supported";
+    InvalidGrantOperation = "0LP01", "invalid_grant_operation";
     CardinalityViolation = "21000", "cardinality_violation";
     StringDataRightTruncation = "22001", "string_data_right_truncation";
     NumericValueOutOfRange = "22003", "numeric_value_out_of_range";

@@ -54,6 +54,9 @@ pub struct Shared {
     compat: PostgresCompatibilityParser,
     sessions: session::Sessions,
     users: Vec<User>,
+    /// The SCRAM verifiers of `users`, made once at start: every login is then checked
+    /// against a verifier, the same work whoever logs in.
+    user_verifiers: Arc<Vec<(String, String)>>,
     max_connections: usize,
     pids: Arc<RandomPidSecretKeyGenerator>,
     /// Connections still starting up (TLS, startup message, authentication).
@@ -164,6 +167,13 @@ impl Server {
             compat: PostgresCompatibilityParser::new(),
             sessions: Default::default(),
             users: options.users.clone(),
+            user_verifiers: Arc::new(
+                options
+                    .users
+                    .iter()
+                    .map(|u| (u.name.clone(), crate::access::scram::verifier(&u.password)))
+                    .collect(),
+            ),
             max_connections: options.max_connections,
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             handshakes: AtomicUsize::new(0),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::Sink;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::{SCRAM_ITERATIONS, ScramAuth, gen_salted_password};
+use pgwire::api::auth::sasl::scram::{SCRAM_ITERATIONS, ScramAuth};
 use pgwire::api::auth::{
     AuthSource, LoginInfo, Password, ServerParameterProvider, StartupHandler,
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
@@ -32,25 +32,41 @@ pub struct Startup {
     shared: Arc<Shared>,
     /// This connection's place: a handshake until authentication makes it a session.
     slot: Arc<Slot>,
-    scram: Option<SASLAuthStartupHandler<Parameters>>,
+    scram: SASLAuthStartupHandler<Parameters>,
+    /// Whether this connection logs in with a password, decided from its user name.
+    uses_password: std::sync::OnceLock<bool>,
 }
 
 impl Startup {
     pub fn new(shared: Arc<Shared>, slot: Arc<Slot>) -> Startup {
-        let scram = (!shared.users.is_empty()).then(|| {
-            let mut auth = ScramAuth::new(Arc::new(Passwords {
-                users: shared.users.clone(),
-            }));
-            auth.set_iterations(SCRAM_ITERATIONS);
-            SASLAuthStartupHandler::new(Arc::new(Parameters))
-                .with_scram(auth)
-                .with_pid_secret_key_generator(shared.pids.clone())
-        });
+        let mut auth = ScramAuth::new(Arc::new(Passwords {
+            users: shared.user_verifiers.clone(),
+            engine: shared.engine.clone(),
+        }));
+        auth.set_iterations(SCRAM_ITERATIONS);
+        let scram = SASLAuthStartupHandler::new(Arc::new(Parameters))
+            .with_scram(auth)
+            .with_pid_secret_key_generator(shared.pids.clone());
         Startup {
             shared,
             slot,
             scram,
+            uses_password: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Whether `user` logs in with a password: always when tenure.toml has users, and for
+    /// roles given a password. Without configured users the server listens on loopback
+    /// only and trusts the local user and password-less roles, as PostgreSQL's `trust`.
+    fn password_login(&self, user: &str) -> bool {
+        !self.shared.users.is_empty()
+            || self
+                .shared
+                .engine
+                .catalog_version()
+                .access
+                .role(user)
+                .is_some_and(|r| r.password.is_some())
     }
 
     /// Checks made before authentication, as PostgreSQL makes them.
@@ -90,13 +106,21 @@ impl Startup {
                 ),
             )));
         }
-        if self.scram.is_none() && user != DEFAULT_USER {
-            return Err(user_error(sqlstate::fatal(
-                SqlState::InvalidAuthorizationSpecification,
-                format!(
+        if !self.password_login(&user) && user != DEFAULT_USER {
+            let catalog = self.shared.engine.catalog_version();
+            let message = match catalog.access.role(&user) {
+                None => format!(
                     "role \"{user}\" does not exist; connect as \"{DEFAULT_USER}\" \
                      (or configure [[users]])"
                 ),
+                Some(role) if !role.login => {
+                    format!("role \"{user}\" is not permitted to log in")
+                }
+                Some(_) => return Ok(()),
+            };
+            return Err(user_error(sqlstate::fatal(
+                SqlState::InvalidAuthorizationSpecification,
+                message,
             )));
         }
         Ok(())
@@ -123,7 +147,10 @@ impl Startup {
             .cloned()
             .unwrap_or_else(|| DEFAULT_USER.to_string());
         let settings = startup_settings(client);
-        let session = Arc::new(Session::new(self.shared.engine.new_session(), settings));
+        let session = Arc::new(Session::new(
+            self.shared.engine.new_session_as(&user),
+            settings,
+        ));
         crate::pg::functions::register_session_functions(session.base(), &session.settings);
         let (pid, secret) = client.pid_and_secret_key();
         self.shared
@@ -159,28 +186,25 @@ impl StartupHandler for Startup {
             save_startup_parameters_to_metadata(client, startup);
             self.admit(client)?;
         }
-        match &self.scram {
-            Some(scram) => {
-                scram.on_startup(client, message).await?;
-                if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
-                    && client.session_extensions().get::<Arc<Session>>().is_none()
-                {
-                    self.open_session(client)?;
-                }
+        if let PgWireFrontendMessage::Startup(startup) = &message {
+            let user = startup.parameters.get("user").cloned().unwrap_or_default();
+            let _ = self.uses_password.set(self.password_login(&user));
+        }
+        if self.uses_password.get().copied().unwrap_or(true) {
+            self.scram.on_startup(client, message).await?;
+            if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+                && client.session_extensions().get::<Arc<Session>>().is_none()
+            {
+                self.open_session(client)?;
             }
-            None => {
-                if let PgWireFrontendMessage::Startup(startup) = &message {
-                    protocol_negotiation(client, startup).await?;
-                    save_startup_parameters_to_metadata(client, startup);
-                    let (pid, secret) = pgwire::api::PidSecretKeyGenerator::generate(
-                        self.shared.pids.as_ref(),
-                        client,
-                    );
-                    client.set_pid_and_secret_key(pid, secret);
-                    self.open_session(client)?;
-                    finish_authentication(client, &Parameters).await?;
-                }
-            }
+        } else if let PgWireFrontendMessage::Startup(startup) = &message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            let (pid, secret) =
+                pgwire::api::PidSecretKeyGenerator::generate(self.shared.pids.as_ref(), client);
+            client.set_pid_and_secret_key(pid, secret);
+            self.open_session(client)?;
+            finish_authentication(client, &Parameters).await?;
         }
         Ok(())
     }
@@ -209,9 +233,12 @@ impl ServerParameterProvider for Parameters {
     }
 }
 
-/// Passwords for SCRAM: pgwire asks for the salted password of the user logging in.
+/// Passwords for SCRAM: pgwire asks for what checks the login of the user logging in: the
+/// verifier of a tenure.toml user's password, or a role's stored verifier.
 struct Passwords {
-    users: Vec<crate::config::User>,
+    /// (name, verifier) of tenure.toml's users.
+    users: Arc<Vec<(String, String)>>,
+    engine: Arc<crate::engine::Engine>,
 }
 
 impl Debug for Passwords {
@@ -224,20 +251,30 @@ impl Debug for Passwords {
 impl AuthSource for Passwords {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         let name = login.user().unwrap_or_default();
-        let salt: [u8; 16] = rand::random();
-        let password = match self.users.iter().find(|u| u.name == name) {
-            Some(user) => user.password.clone(),
-            None => {
-                // As PostgreSQL does, an unknown user goes through the whole exchange with
-                // a password no one knows, and fails it as a wrong password does: the
-                // replies (and their timing) do not tell which names exist.
-                tracing::info!(user = %name, host = %login.host(), "login of an unknown user");
-                let unguessable: [u8; 32] = rand::random();
-                unguessable.iter().map(|b| format!("{b:02x}")).collect()
-            }
+        let catalog = self.engine.catalog_version();
+        let verifier = match self.users.iter().find(|(user, _)| user == name) {
+            Some((_, verifier)) => Some(verifier.as_str()),
+            None => catalog
+                .access
+                .role(name)
+                .filter(|role| role.login)
+                .and_then(|role| role.password.as_deref()),
         };
-        let salted = gen_salted_password(&password, &salt, SCRAM_ITERATIONS);
-        Ok(Password::new(Some(salt.to_vec()), salted))
+        if let Some(secret) = verifier.and_then(|v| crate::access::scram::login_secret(v).ok()) {
+            return Ok(secret);
+        }
+        // As PostgreSQL does, an unknown user (or a role that may not log in) goes through
+        // the whole exchange against a verifier no password matches, and fails it as a
+        // wrong password does: the replies (and their timing) do not tell which names exist.
+        tracing::info!(user = %name, host = %login.host(), "login of an unknown user");
+        let salt: [u8; 16] = rand::random();
+        let keys: [u8; 64] = std::array::from_fn(|_| rand::random());
+        Ok(Password::scram_verifier(
+            salt.to_vec(),
+            SCRAM_ITERATIONS,
+            &keys[..32],
+            &keys[32..],
+        ))
     }
 }
 

@@ -55,6 +55,8 @@ pub enum Statement {
     Fetch(fetch::CursorStep),
     /// `VACUUM` or `OPTIMIZE`: table upkeep.
     Maintain(Maintain),
+    /// Roles and privileges: CREATE / ALTER / DROP ROLE, GRANT, REVOKE.
+    Access(crate::access::statement::AccessStatement),
 }
 
 /// `VACUUM` or `OPTIMIZE` of some tables (all managed tables when `tables` is empty).
@@ -175,6 +177,11 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
         && let Some(create) = parse_create_model(text).map_err(syntax_error)?
     {
         return Ok(Some(Statement::CreateModel(create)));
+    }
+    if crate::access::statement::is_access_statement(&words) {
+        return Ok(Some(Statement::Access(
+            crate::access::statement::parse(text).map_err(syntax_error)?,
+        )));
     }
     if words[0] == "DROP" && is_model(&words[1..]) {
         return Ok(Some(Statement::DropModel(

@@ -7,6 +7,7 @@
 //! | [`Route::Transaction`] | BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE | the server's session (a no-op plan in the shell, where every statement commits) |
 //! | [`Route::Session`] | SET, SHOW, RESET, DISCARD, DEALLOCATE, DECLARE, FETCH, MOVE, CLOSE | the server's session (DataFusion's SET and SHOW in the shell) |
 //! | [`Route::Model`] | CREATE MODEL, DROP MODEL | the engine's model registry, never inside a transaction block |
+//! | [`Route::Access`] | CREATE/ALTER/DROP ROLE and USER, GRANT, REVOKE | the engine's access control (`engine/access.rs`) |
 //! | [`Route::Maintenance`] | VACUUM, OPTIMIZE | the engine's tables, never inside a transaction block |
 //! | [`Route::CopyStream`] | COPY ... FROM STDIN, COPY ... TO STDOUT | the server's COPY sub-protocol |
 //! | [`Route::Syntax`] | UPDATE, DELETE, TRUNCATE, ALTER TABLE, CREATE TABLE with keys or defaults, CREATE/DROP INDEX, COMMENT ON, CREATE EXTERNAL TABLE, COPY TO a file | the engine, from the statement's syntax |
@@ -28,6 +29,8 @@ pub enum Route {
     Session,
     /// tenure's model registry: CREATE MODEL and DROP MODEL.
     Model,
+    /// Roles and privileges, kept in the catalog.
+    Access,
     /// Table upkeep: VACUUM and OPTIMIZE, each table in its own commits (as PostgreSQL's
     /// VACUUM, not inside a transaction block).
     Maintenance,
@@ -50,6 +53,7 @@ impl Route {
             Statement::CopyStream(_) => Route::CopyStream,
             Statement::Fetch(_) => Route::Session,
             Statement::Maintain(_) => Route::Maintenance,
+            Statement::Access(_) => Route::Access,
         }
     }
 
@@ -104,7 +108,10 @@ impl Route {
 /// to reading it or changing only the session.
 pub fn changes_state(statement: &Statement) -> bool {
     match statement {
-        Statement::CreateModel(_) | Statement::DropModel(_) | Statement::Maintain(_) => true,
+        Statement::CreateModel(_)
+        | Statement::DropModel(_)
+        | Statement::Maintain(_)
+        | Statement::Access(_) => true,
         Statement::CopyStream(copy) => {
             !matches!(copy.as_ref(), SqlStatement::Copy { to: true, .. })
         }
@@ -201,6 +208,12 @@ mod tests {
             ("CREATE MODEL m KIND kmeans AS SELECT 1 AS x", Model, true),
             ("DROP MODEL IF EXISTS m", Model, true),
             ("COPY t FROM STDIN", CopyStream, true),
+            ("CREATE ROLE r LOGIN", Access, true),
+            ("CREATE USER u PASSWORD 'x'", Access, true),
+            ("ALTER USER u NOLOGIN", Access, true),
+            ("DROP ROLE r", Access, true),
+            ("GRANT SELECT ON t TO r", Access, true),
+            ("REVOKE r FROM u", Access, true),
             ("COPY (SELECT 1) TO STDOUT", CopyStream, false),
             ("UPDATE t SET a = 1", Syntax, true),
             ("DELETE FROM t WHERE a = 1", Syntax, true),

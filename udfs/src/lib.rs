@@ -27,6 +27,7 @@
 //! [`recommend`] calling into [`sequence`]), so no two files import each other.
 
 pub mod ab_test;
+pub mod access;
 pub mod btyd;
 pub mod churn_score;
 mod docs;
@@ -58,6 +59,27 @@ use datafusion::prelude::SessionContext;
 pub use registry::{LoadedModel, ModelError, ModelRegistry};
 
 /// Registers all of tenure's functions with `ctx`, resolving models through `registry`.
+/// The scalar functions whose leading text-literal arguments name models (one, or several
+/// for the BTYD functions that combine models): the engine checks USAGE on each.
+pub const MODEL_FUNCTIONS: [&str; 16] = [
+    "churn_score",
+    "predict",
+    "uplift_score",
+    "risk_score",
+    "explain",
+    "p_alive",
+    "expected_purchases",
+    "purchase_probability",
+    "expected_spend",
+    "clv",
+    "segment",
+    "segment_name",
+    "recommend",
+    "embed",
+    "embed_text",
+    "text_similarity",
+];
+
 pub fn register_all(ctx: &SessionContext, registry: Arc<dyn ModelRegistry>) {
     ctx.register_udf(churn_score::churn_score(registry.clone()));
     ctx.register_udf(predict::predict(registry.clone()));

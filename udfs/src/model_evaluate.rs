@@ -37,6 +37,7 @@ pub struct ModelEvaluate {
 impl TableFunctionImpl for ModelEvaluate {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let [reference, query] = text_arguments::<2>(FUNCTION, &["model", "query"], args.exprs())?;
+        crate::access::check_model(args.session(), &reference)?;
         let model = resolve(FUNCTION, self.registry.as_ref(), &reference)?;
         if model.card.target.is_none() {
             return plan_err!(

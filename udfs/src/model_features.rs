@@ -26,6 +26,7 @@ pub struct ModelFeatures {
 impl TableFunctionImpl for ModelFeatures {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let [reference] = text_arguments::<1>("model_features", &["model"], args.exprs())?;
+        crate::access::check_model(args.session(), &reference)?;
         let model = resolve("model_features", self.registry.as_ref(), &reference)?;
         // A text feature's importance is its components' sum.
         let per_feature = |values: &[(String, f64)]| -> Vec<Option<f64>> {

@@ -280,6 +280,7 @@ impl TableFunctionImpl for Recommendations {
         if !(1..=MAX_K).contains(&k) {
             return plan_err!("{FUNCTION}: k must be from 1 to {MAX_K}, got {k}");
         }
+        crate::access::check_model(args.session(), &reference)?;
         let model = ModelArg::new(FUNCTION, &[Kind::Recommender])
             .resolve_reference(self.registry.as_ref(), &reference)?;
         let recs = recommender(&model);

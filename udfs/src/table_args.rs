@@ -83,7 +83,9 @@ async fn read_only_frame(state: &SessionState, sql: &str) -> Result<DataFrame> {
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    ctx.sql_with_options(sql, read_only).await
+    let frame = ctx.sql_with_options(sql, read_only).await?;
+    crate::access::check_plan(state, frame.logical_plan())?;
+    Ok(frame)
 }
 
 /// Plans `sql` while the table function itself is planned, to learn the columns it returns,
@@ -112,6 +114,7 @@ pub fn plan_read_only(
         .with_allow_statements(false)
         .verify_plan(&plan)
         .map_err(|e| DataFusionError::Plan(format!("{function}: {what} must be a query: {e}")))?;
+    crate::access::check_plan(state, &plan)?;
     Ok(plan)
 }
 

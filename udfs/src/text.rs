@@ -337,6 +337,7 @@ impl TableFunctionImpl for SemanticSearch {
             },
             _ => return plan_err!("{SEARCH}: argument 4 (k) must be an integer literal"),
         };
+        crate::access::check_model(args.session(), &reference)?;
         let model = ModelArg::new(SEARCH, &[Kind::TextEncoder])
             .resolve_reference(self.registry.as_ref(), &reference)?;
         let state = session_state(SEARCH, args.session())?;

@@ -82,7 +82,7 @@ pub(super) const RELATION_VIEWS: [(&str, &str); 3] = [
         "pg_class",
         "SELECT tenure_relation_oid(cn.nspname, c.relname, 'oid') AS oid, c.relname, \
                 tenure_namespace_oid(cn.nspname, 'regnamespace') AS relnamespace, c.reltype, \
-                c.reloftype, c.relowner, \
+                c.reloftype, tenure_relation_owner(cn.nspname, c.relname) AS relowner, \
                 c.relam, c.relfilenode, c.reltablespace, c.relpages, c.reltuples, \
                 c.relallvisible, c.reltoastrelid, \
                 c.relhasindex OR x.relname IS NOT NULL AS relhasindex, \

@@ -140,18 +140,41 @@ fn unnested_array(
     (name.to_string().eq_ignore_ascii_case("unnest") && named_column).then(|| array.clone())
 }
 
-/// `array_to_string(x.nspacl, sep)` (and relacl, attacl, ...; psql's `\dn+`, `\l+`):
-/// access privileges are NULL until tenure has them (the access-control issue), and
-/// datafusion-pg-catalog keeps them as text, which array_to_string refuses.
+/// `array_to_string(x.relacl, sep)` and `array_to_string(x.nspacl, sep)` (psql's `\\dp`,
+/// `\\z`, `\\dn+`): the aclitems of the relation or schema whose oid is `x.oid`, from
+/// tenure's grants (`tenure_relation_acl`, `tenure_namespace_acl`; NULL when nothing was
+/// granted, as in PostgreSQL). Other acl columns (attacl, datacl, ...) are NULL: tenure has
+/// no column or database privileges; datafusion-pg-catalog keeps them as text, which
+/// array_to_string refuses.
 pub fn acl_texts(statement: &mut SqlStatement) {
     let _ = visit_expressions_mut(statement, |expr| {
         if let Some((name, args)) = call_parts(expr)
             && name == "array_to_string"
             && let Some(first) = args.first()
             && first.to_string().to_ascii_lowercase().ends_with("acl")
-            && let Some(null) = parse_expr("CAST(NULL AS TEXT)")
         {
-            *expr = null;
+            let column = first.to_string();
+            let lower = column.to_ascii_lowercase();
+            let separator = args
+                .get(1)
+                .map_or_else(|| "','".to_string(), ToString::to_string);
+            let qualifier = column.rsplit_once('.').map(|(q, _)| q.to_string());
+            let function = if lower.ends_with("relacl") {
+                Some("tenure_relation_acl")
+            } else if lower.ends_with("nspacl") {
+                Some("tenure_namespace_acl")
+            } else {
+                None
+            };
+            let replacement = match (function, qualifier) {
+                (Some(function), Some(qualifier)) => {
+                    parse_expr(&format!("{function}({qualifier}.oid, {separator})"))
+                }
+                _ => parse_expr("CAST(NULL AS TEXT)"),
+            };
+            if let Some(replacement) = replacement {
+                *expr = replacement;
+            }
         }
         ControlFlow::<()>::Continue(())
     });
@@ -348,10 +371,12 @@ mod tests {
         );
         assert_eq!(
             rewritten(
-                "SELECT pg_catalog.array_to_string(n.nspacl, E'\\n') FROM n",
+                "SELECT pg_catalog.array_to_string(n.nspacl, E'\\n'), \
+                 array_to_string(c.relacl, ','), array_to_string(attacl, ',') FROM n",
                 acl_texts
             ),
-            "SELECT CAST(NULL AS TEXT) FROM n"
+            "SELECT tenure_namespace_acl(n.oid, E'\\n'), tenure_relation_acl(c.oid, ','), \
+             CAST(NULL AS TEXT) FROM n"
         );
         assert_eq!(
             rewritten(

@@ -81,7 +81,7 @@ pub(super) fn classify(
     match Route::of(&statement) {
         Route::CopyStream => copy_action(compat, statement),
         Route::Transaction | Route::Session => session_action(compat, text, statement),
-        Route::Model | Route::Maintenance => Action::Run(Arc::new(statement)),
+        Route::Model | Route::Maintenance | Route::Access => Action::Run(Arc::new(statement)),
         Route::Syntax | Route::Plan => engine_action(compat, text, statement),
     }
 }

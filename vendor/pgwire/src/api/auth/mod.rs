@@ -191,9 +191,34 @@ impl ServerParameterProvider for DefaultServerParameterProvider {
 pub struct Password {
     salt: Option<Vec<u8>>,
     password: Vec<u8>,
+    /// tenure patch: `Some(iterations)` when `password` is a SCRAM verifier (StoredKey then
+    /// ServerKey, RFC 5802) rather than a salted password, so that a server need not keep
+    /// what logs in (the salted password) but only what checks a login.
+    #[new(default)]
+    verifier_iterations: Option<usize>,
 }
 
 impl Password {
+    /// tenure patch: a SCRAM-SHA-256 verifier as PostgreSQL stores it in pg_authid: the salt,
+    /// the iteration count, StoredKey and ServerKey.
+    pub fn scram_verifier(
+        salt: Vec<u8>,
+        iterations: usize,
+        stored_key: &[u8],
+        server_key: &[u8],
+    ) -> Password {
+        Password {
+            salt: Some(salt),
+            password: [stored_key, server_key].concat(),
+            verifier_iterations: Some(iterations),
+        }
+    }
+
+    /// tenure patch: the iteration count of a verifier from [`Password::scram_verifier`].
+    pub fn verifier_iterations(&self) -> Option<usize> {
+        self.verifier_iterations
+    }
+
     /// Returns the salt, if any.
     pub fn salt(&self) -> Option<&[u8]> {
         self.salt.as_deref()

@@ -89,6 +89,15 @@ pub fn gen_salted_password(password: &str, salt: &[u8], iters: usize) -> Vec<u8>
     hi(pass_bytes, salt, iters)
 }
 
+/// tenure patch: StoredKey and ServerKey of `password` (RFC 5802), what a server keeps to
+/// check logins without keeping the password or the salted password.
+pub fn gen_scram_keys(password: &str, salt: &[u8], iters: usize) -> (Vec<u8>, Vec<u8>) {
+    let salted = gen_salted_password(password, salt, iters);
+    let stored_key = h(&hmac(&salted, b"Client Key"));
+    let server_key = hmac(&salted, b"Server Key");
+    (stored_key, server_key)
+}
+
 /// Generates a random nonce for SCRAM authentication.
 pub fn random_nonce() -> String {
     STANDARD.encode(rand::random::<[u8; 18]>())
@@ -207,7 +216,9 @@ impl ScramServerAuth {
                     .as_ref()
                     .expect("Salt required for SCRAM auth source"),
             ),
-            self.iterations,
+            expected_password
+                .verifier_iterations()
+                .unwrap_or(self.iterations),
         );
 
         Ok((
@@ -246,6 +257,30 @@ impl ScramServerAuthWaitingForClientFinal {
             return Err(PgWireError::InvalidScramMessage(
                 "Channel binding mismatch".to_owned(),
             ));
+        }
+
+        // tenure patch: a verifier checks the proof as RFC 5802 says: the client key is the
+        // proof xor the client signature, and its hash must be StoredKey.
+        if self.expected_password.verifier_iterations().is_some() {
+            let keys = self.expected_password.password();
+            let (stored_key, server_key) = keys.split_at(keys.len() / 2);
+            let auth_msg = format!(
+                "{},{},{}",
+                self.client_first_message_bare,
+                self.server_first_message,
+                client_final.without_proof
+            );
+            let client_signature = hmac(stored_key, auth_msg.as_bytes());
+            let proof = STANDARD.decode(&client_final.proof).unwrap_or_default();
+            let proof_matches = proof.len() == client_signature.len()
+                && h(&xor(&proof, &client_signature)) == stored_key;
+            if !proof_matches {
+                return Err(PgWireError::InvalidPassword(
+                    self.client_first_message_bare.username.clone(),
+                ));
+            }
+            let verifier = STANDARD.encode(hmac(server_key, auth_msg.as_bytes()));
+            return Ok(ServerFinal::Success { verifier }.to_string());
         }
 
         let computed_client_proof = compute_client_proof(

@@ -1,0 +1,471 @@
+//! Access control as PostgreSQL has it: roles that log in or group others, membership with
+//! inheritance, owners, and privileges granted on tables, views, schemas and models.
+//!
+//! The state is part of the catalog ([`crate::catalog::CatalogState::access`]), so it is
+//! saved atomically with the objects it protects, survives restarts and changes inside a
+//! transaction block like any other DDL. Passwords are kept only as SCRAM-SHA-256 verifiers
+//! ([`scram`]). Superusers pass every check; the users of tenure.toml (or, without any, the
+//! trusted local user `tenure`) are built-in superusers, and so is the local shell, which
+//! runs as the data directory's owner.
+//!
+//! What each statement needs is decided in `engine/access.rs`; this module answers "may this
+//! role do this to that object" from the state alone.
+
+pub mod scram;
+pub mod statement;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{DEFAULT_SCHEMA, QualifiedName};
+
+/// The pseudo-role every role is a member of (`GRANT ... TO PUBLIC`).
+pub const PUBLIC: &str = "public";
+
+/// The first oid of a role made by CREATE ROLE, far above the relations' and schemas'
+/// (pg/oids.rs), so that an oid names one thing only.
+const FIRST_ROLE_OID: u32 = 1_000_000;
+
+/// Roles, memberships, owners and grants.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccessState {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Role>,
+    /// `GRANT role TO member`: the member may act with the role's privileges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Membership>,
+    /// Owners of objects made by a role. An object without an entry (made before access
+    /// control, or by the local shell) belongs to the built-in superuser.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<(Object, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
+    /// The next role's oid; oids are never reused.
+    #[serde(default)]
+    pub next_role_oid: u32,
+}
+
+/// A role of `CREATE ROLE` / `CREATE USER`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    /// pg_roles.oid.
+    #[serde(default)]
+    pub oid: u32,
+    pub login: bool,
+    pub superuser: bool,
+    /// May train and import models (`CREATEMODEL`), as CREATEDB lets a role make databases.
+    pub create_model: bool,
+    /// Uses the privileges of the roles it is a member of without `SET ROLE`.
+    pub inherit: bool,
+    /// The SCRAM-SHA-256 verifier in PostgreSQL's form; never the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl Role {
+    pub fn new(name: &str) -> Role {
+        Role {
+            name: name.to_string(),
+            oid: 0,
+            login: false,
+            superuser: false,
+            create_model: false,
+            inherit: true,
+            password: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub role: String,
+    pub member: String,
+}
+
+/// Something privileges are granted on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Object {
+    /// A table, view or external table.
+    Table(QualifiedName),
+    Schema(String),
+    Model(String),
+}
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Object::Table(name) => write!(f, "table {name}"),
+            Object::Schema(name) => write!(f, "schema {name}"),
+            Object::Model(name) => write!(f, "model {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Privilege {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Truncate,
+    /// On a schema: find objects in it; on a model: score, explain and read its card.
+    Usage,
+    /// On a schema: make objects in it.
+    Create,
+}
+
+impl Privilege {
+    /// In aclitem order (`arwdD`).
+    pub const TABLE: [Privilege; 5] = [
+        Privilege::Insert,
+        Privilege::Select,
+        Privilege::Update,
+        Privilege::Delete,
+        Privilege::Truncate,
+    ];
+    pub const SCHEMA: [Privilege; 2] = [Privilege::Usage, Privilege::Create];
+    pub const MODEL: [Privilege; 1] = [Privilege::Usage];
+
+    /// The privileges `object` can have (what `ALL` means for it).
+    pub fn all_for(object: &Object) -> &'static [Privilege] {
+        match object {
+            Object::Table(_) => &Self::TABLE,
+            Object::Schema(_) => &Self::SCHEMA,
+            Object::Model(_) => &Self::MODEL,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Privilege::Select => "SELECT",
+            Privilege::Insert => "INSERT",
+            Privilege::Update => "UPDATE",
+            Privilege::Delete => "DELETE",
+            Privilege::Truncate => "TRUNCATE",
+            Privilege::Usage => "USAGE",
+            Privilege::Create => "CREATE",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Privilege> {
+        [Self::TABLE.as_slice(), &Self::SCHEMA]
+            .concat()
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(word))
+    }
+
+    /// The letter of an aclitem (`r` SELECT, `a` INSERT, ...), as psql's `\dp` shows it.
+    pub fn acl_letter(self) -> char {
+        match self {
+            Privilege::Select => 'r',
+            Privilege::Insert => 'a',
+            Privilege::Update => 'w',
+            Privilege::Delete => 'd',
+            Privilege::Truncate => 'D',
+            Privilege::Usage => 'U',
+            Privilege::Create => 'C',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub object: Object,
+    pub privilege: Privilege,
+    /// A role, or [`PUBLIC`].
+    pub grantee: String,
+    pub grantor: String,
+}
+
+impl AccessState {
+    /// An oid for a new role.
+    pub fn allocate_role_oid(&mut self) -> u32 {
+        let oid = self.next_role_oid.max(FIRST_ROLE_OID);
+        self.next_role_oid = oid + 1;
+        oid
+    }
+
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+
+    pub fn role_mut(&mut self, name: &str) -> Option<&mut Role> {
+        self.roles.iter_mut().find(|r| r.name == name)
+    }
+
+    /// The recorded owner of `object`, if a role made it.
+    pub fn owner(&self, object: &Object) -> Option<&str> {
+        self.owners
+            .iter()
+            .find(|(o, _)| o == object)
+            .map(|(_, owner)| owner.as_str())
+    }
+
+    /// `role` and every role whose privileges it uses: those it is a member of, through
+    /// members that inherit, and PUBLIC.
+    pub fn effective_roles(&self, role: &str) -> BTreeSet<String> {
+        let mut found = BTreeSet::from([role.to_string(), PUBLIC.to_string()]);
+        let mut pending = vec![role.to_string()];
+        while let Some(member) = pending.pop() {
+            let inherits = self.role(&member).is_none_or(|r| r.inherit);
+            if !inherits {
+                continue;
+            }
+            for m in self.members.iter().filter(|m| m.member == member) {
+                if found.insert(m.role.clone()) {
+                    pending.push(m.role.clone());
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether `role` is a member of `group`, directly or through other roles (whatever
+    /// their INHERIT), as `pg_has_role(..., 'MEMBER')`.
+    pub fn is_member_of(&self, role: &str, group: &str) -> bool {
+        let mut seen = BTreeSet::from([role.to_string()]);
+        let mut pending = vec![role.to_string()];
+        while let Some(member) = pending.pop() {
+            if member == group {
+                return true;
+            }
+            for m in self.members.iter().filter(|m| m.member == member) {
+                if seen.insert(m.role.clone()) {
+                    pending.push(m.role.clone());
+                }
+            }
+        }
+        false
+    }
+
+    /// Whether any of `roles` (from [`AccessState::effective_roles`]) owns `object`.
+    pub fn owns(&self, roles: &BTreeSet<String>, object: &Object) -> bool {
+        self.owner(object)
+            .is_some_and(|owner| roles.contains(owner))
+    }
+
+    /// Whether `roles` hold `privilege` on `object`: as its owner or through a grant. The
+    /// schema `public` may be used by everyone, as in PostgreSQL.
+    pub fn allows(&self, roles: &BTreeSet<String>, object: &Object, privilege: Privilege) -> bool {
+        if matches!(object, Object::Schema(s) if s == DEFAULT_SCHEMA)
+            && privilege == Privilege::Usage
+        {
+            return true;
+        }
+        self.owns(roles, object)
+            || self.grants.iter().any(|g| {
+                g.privilege == privilege && &g.object == object && roles.contains(&g.grantee)
+            })
+    }
+
+    /// Makes `owner` the owner of a new `object`, forgetting any grants left on an earlier
+    /// object of the same name.
+    pub fn set_owner(&mut self, object: Object, owner: &str) {
+        self.forget(&object);
+        self.owners.push((object, owner.to_string()));
+    }
+
+    /// Forgets the owner and grants of a dropped object.
+    pub fn forget(&mut self, object: &Object) {
+        self.owners.retain(|(o, _)| o != object);
+        self.grants.retain(|g| &g.object != object);
+    }
+
+    /// Moves the owner and grants of a renamed object.
+    pub fn rename(&mut self, from: &Object, to: &Object) {
+        for (o, _) in &mut self.owners {
+            if o == from {
+                *o = to.clone();
+            }
+        }
+        for g in &mut self.grants {
+            if &g.object == from {
+                g.object = to.clone();
+            }
+        }
+    }
+
+    /// Adds a grant unless it is already there.
+    pub fn grant(&mut self, grant: Grant) {
+        let exists = self.grants.iter().any(|g| {
+            g.object == grant.object && g.privilege == grant.privilege && g.grantee == grant.grantee
+        });
+        if !exists {
+            self.grants.push(grant);
+        }
+    }
+
+    /// Removes `privilege` on `object` from `grantee`; whether there was such a grant.
+    pub fn revoke(&mut self, object: &Object, privilege: Privilege, grantee: &str) -> bool {
+        let before = self.grants.len();
+        self.grants
+            .retain(|g| !(&g.object == object && g.privilege == privilege && g.grantee == grantee));
+        self.grants.len() != before
+    }
+
+    /// The aclitems of `object` as PostgreSQL prints them (`alice=rw/owner`), owner first;
+    /// `None` when nothing was granted (PostgreSQL's NULL: the owner's default rights).
+    pub fn acl(&self, object: &Object, default_owner: &str) -> Option<Vec<String>> {
+        let grants: Vec<&Grant> = self.grants.iter().filter(|g| &g.object == object).collect();
+        if grants.is_empty() {
+            return None;
+        }
+        let owner = self.owner(object).unwrap_or(default_owner);
+        let mut items = vec![format!(
+            "{owner}={}/{owner}",
+            Privilege::all_for(object)
+                .iter()
+                .map(|p| p.acl_letter())
+                .collect::<String>()
+        )];
+        let mut grantees: Vec<(&str, &str)> = Vec::new();
+        for g in &grants {
+            if !grantees.contains(&(g.grantee.as_str(), g.grantor.as_str())) {
+                grantees.push((&g.grantee, &g.grantor));
+            }
+        }
+        for (grantee, grantor) in grantees {
+            let letters: String = Privilege::all_for(object)
+                .iter()
+                .filter(|p| {
+                    grants
+                        .iter()
+                        .any(|g| g.grantee == grantee && g.grantor == grantor && g.privilege == **p)
+                })
+                .map(|p| p.acl_letter())
+                .collect();
+            let shown = if grantee == PUBLIC { "" } else { grantee };
+            items.push(format!("{shown}={letters}/{grantor}"));
+        }
+        Some(items)
+    }
+
+    /// Removes a role and every trace of it except ownership, which the caller has checked
+    /// is none.
+    pub fn drop_role(&mut self, name: &str) {
+        self.roles.retain(|r| r.name != name);
+        self.members.retain(|m| m.role != name && m.member != name);
+        self.grants
+            .retain(|g| g.grantee != name && g.grantor != name);
+    }
+
+    /// What `name` owns, for DROP ROLE's error.
+    pub fn owned_by(&self, name: &str) -> Vec<&Object> {
+        self.owners
+            .iter()
+            .filter(|(_, owner)| owner == name)
+            .map(|(o, _)| o)
+            .collect()
+    }
+}
+
+/// The oid of a role: a built-in superuser's is its position (the first is 0, which
+/// pg_class gives as the owner of what no role made); a catalog role's is its own.
+pub fn role_oid(builtin: &[String], access: &AccessState, name: &str) -> Option<i32> {
+    match builtin.iter().position(|b| b == name) {
+        Some(i) => Some(i as i32),
+        None => access.role(name).map(|r| r.oid as i32),
+    }
+}
+
+/// The name of the role with `oid`.
+pub fn role_name(builtin: &[String], access: &AccessState, oid: i64) -> Option<String> {
+    if let Ok(i) = usize::try_from(oid)
+        && i < builtin.len()
+    {
+        return Some(builtin[i].clone());
+    }
+    access
+        .roles
+        .iter()
+        .find(|r| i64::from(r.oid) == oid)
+        .map(|r| r.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str) -> Object {
+        Object::Table(QualifiedName::new("public", name))
+    }
+
+    fn grant(state: &mut AccessState, object: Object, privilege: Privilege, grantee: &str) {
+        state.grant(Grant {
+            object,
+            privilege,
+            grantee: grantee.to_string(),
+            grantor: "admin".to_string(),
+        });
+    }
+
+    #[test]
+    fn privileges_come_from_grants_ownership_membership_and_public() {
+        let mut state = AccessState::default();
+        for name in ["analyst", "bi", "intern"] {
+            state.roles.push(Role::new(name));
+        }
+        state.role_mut("intern").unwrap().inherit = false;
+        state.members.push(Membership {
+            role: "analyst".into(),
+            member: "bi".into(),
+        });
+        state.members.push(Membership {
+            role: "analyst".into(),
+            member: "intern".into(),
+        });
+        grant(&mut state, table("orders"), Privilege::Select, "analyst");
+        grant(&mut state, table("events"), Privilege::Select, PUBLIC);
+        state.set_owner(table("mine"), "bi");
+
+        let bi = state.effective_roles("bi");
+        assert!(state.allows(&bi, &table("orders"), Privilege::Select));
+        assert!(!state.allows(&bi, &table("orders"), Privilege::Insert));
+        assert!(state.allows(&bi, &table("events"), Privilege::Select));
+        assert!(state.allows(&bi, &table("mine"), Privilege::Truncate));
+        let intern = state.effective_roles("intern");
+        assert!(
+            !state.allows(&intern, &table("orders"), Privilege::Select),
+            "NOINHERIT members do not use the group's privileges"
+        );
+        assert!(state.is_member_of("intern", "analyst"));
+        assert!(state.allows(&intern, &Object::Schema("public".into()), Privilege::Usage));
+        assert!(!state.allows(&intern, &Object::Schema("crm".into()), Privilege::Usage));
+
+        assert!(state.revoke(&table("orders"), Privilege::Select, "analyst"));
+        assert!(!state.allows(&bi, &table("orders"), Privilege::Select));
+        assert!(!state.revoke(&table("orders"), Privilege::Select, "analyst"));
+    }
+
+    #[test]
+    fn a_new_object_of_an_old_name_has_no_old_grants() {
+        let mut state = AccessState::default();
+        grant(&mut state, table("t"), Privilege::Select, "bi");
+        state.set_owner(table("t"), "alice");
+        let bi = state.effective_roles("bi");
+        assert!(!state.allows(&bi, &table("t"), Privilege::Select));
+        grant(&mut state, table("t"), Privilege::Select, "bi");
+        state.rename(&table("t"), &table("u"));
+        assert!(state.allows(&bi, &table("u"), Privilege::Select));
+        assert_eq!(state.owner(&table("u")), Some("alice"));
+        state.forget(&table("u"));
+        assert!(!state.allows(&bi, &table("u"), Privilege::Select));
+    }
+
+    #[test]
+    fn acl_items_read_as_postgres_prints_them() {
+        let mut state = AccessState::default();
+        assert_eq!(state.acl(&table("t"), "tenure"), None);
+        grant(&mut state, table("t"), Privilege::Select, "bi");
+        grant(&mut state, table("t"), Privilege::Insert, "bi");
+        grant(&mut state, table("t"), Privilege::Select, PUBLIC);
+        assert_eq!(
+            state.acl(&table("t"), "tenure").unwrap(),
+            ["tenure=arwdD/tenure", "bi=ar/admin", "=r/admin"]
+        );
+    }
+}

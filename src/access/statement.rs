@@ -1,0 +1,511 @@
+//! The access-control statements, parsed here rather than by sqlparser, whose PostgreSQL
+//! grammar lacks `CREATE USER ... PASSWORD`, models as objects and `CREATEMODEL`:
+//!
+//! ```sql
+//! CREATE { ROLE | USER } [IF NOT EXISTS] name [[WITH] option ...]
+//! ALTER { ROLE | USER } name [WITH] option ...
+//! DROP { ROLE | USER } [IF EXISTS] name [, ...]
+//! GRANT role [, ...] TO role [, ...]
+//! REVOKE role [, ...] FROM role [, ...]
+//! GRANT { privilege [, ...] | ALL [PRIVILEGES] }
+//!     ON { [TABLE] table [, ...] | ALL TABLES IN SCHEMA s [, ...] | SCHEMA s [, ...]
+//!        | MODEL m [, ...] }
+//!     TO { role | PUBLIC } [, ...]
+//! REVOKE ... FROM { role | PUBLIC } [, ...] [CASCADE | RESTRICT]
+//! ```
+//!
+//! Role options: LOGIN, NOLOGIN, SUPERUSER, NOSUPERUSER, CREATEMODEL, NOCREATEMODEL,
+//! INHERIT, NOINHERIT, [ENCRYPTED] PASSWORD 'text' | NULL, IN ROLE r [, ...].
+
+use datafusion::sql::sqlparser::ast::Ident;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use super::Privilege;
+
+/// One parsed access-control statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessStatement {
+    CreateRole {
+        name: String,
+        if_not_exists: bool,
+        options: RoleOptions,
+    },
+    AlterRole {
+        name: String,
+        options: RoleOptions,
+    },
+    DropRole {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    /// `GRANT role TO member` (`grant`), or `REVOKE role FROM member`.
+    Membership {
+        grant: bool,
+        roles: Vec<String>,
+        members: Vec<String>,
+    },
+    /// `GRANT privileges ON objects TO grantees`, or `REVOKE ... FROM ...`.
+    Privileges {
+        grant: bool,
+        /// `None` for ALL.
+        privileges: Option<Vec<Privilege>>,
+        objects: Objects,
+        /// Role names, or [`super::PUBLIC`].
+        grantees: Vec<String>,
+    },
+}
+
+impl AccessStatement {
+    /// The command tag PostgreSQL answers with.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            AccessStatement::CreateRole { .. } => "CREATE ROLE",
+            AccessStatement::AlterRole { .. } => "ALTER ROLE",
+            AccessStatement::DropRole { .. } => "DROP ROLE",
+            AccessStatement::Membership { grant: true, .. }
+            | AccessStatement::Privileges { grant: true, .. } => "GRANT",
+            AccessStatement::Membership { grant: false, .. }
+            | AccessStatement::Privileges { grant: false, .. } => "REVOKE",
+        }
+    }
+}
+
+/// What a privilege statement is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Objects {
+    /// Table or view names, each one or two parts (schema, name), folded.
+    Tables(Vec<Vec<String>>),
+    AllTablesInSchema(Vec<String>),
+    Schemas(Vec<String>),
+    Models(Vec<String>),
+}
+
+/// Options of CREATE / ALTER ROLE; `None` leaves the default or the current value.
+#[derive(Clone, Default, PartialEq)]
+pub struct RoleOptions {
+    pub login: Option<bool>,
+    pub superuser: Option<bool>,
+    pub create_model: Option<bool>,
+    pub inherit: Option<bool>,
+    /// `Some(None)` is `PASSWORD NULL`.
+    pub password: Option<Option<String>>,
+    pub in_roles: Vec<String>,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for RoleOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleOptions")
+            .field("login", &self.login)
+            .field("superuser", &self.superuser)
+            .field("create_model", &self.create_model)
+            .field("inherit", &self.inherit)
+            .field(
+                "password",
+                &self
+                    .password
+                    .as_ref()
+                    .map(|p| p.as_ref().map(|_| "<redacted>")),
+            )
+            .field("in_roles", &self.in_roles)
+            .finish()
+    }
+}
+
+/// Whether the statement starting with `words` (upper-cased) is one of this module's.
+pub fn is_access_statement(words: &[String]) -> bool {
+    let second = words.get(1).map(String::as_str);
+    match words.first().map(String::as_str) {
+        Some("CREATE" | "ALTER" | "DROP") => matches!(second, Some("ROLE" | "USER")),
+        Some("GRANT" | "REVOKE") => true,
+        _ => false,
+    }
+}
+
+/// Parses one statement for which [`is_access_statement`] holds.
+pub fn parse(text: &str) -> Result<AccessStatement, ParserError> {
+    let dialect = PostgreSqlDialect {};
+    let mut p = Parser::new(&dialect).try_with_sql(text)?;
+    let statement = if word(&mut p, "CREATE") {
+        let user = kind(&mut p)?;
+        let if_not_exists = words(&mut p, &["IF", "NOT", "EXISTS"]);
+        let name = name(&mut p)?;
+        let mut options = role_options(&mut p)?;
+        if user && options.login.is_none() {
+            options.login = Some(true);
+        }
+        AccessStatement::CreateRole {
+            name,
+            if_not_exists,
+            options,
+        }
+    } else if word(&mut p, "ALTER") {
+        kind(&mut p)?;
+        let name = name(&mut p)?;
+        if word(&mut p, "RENAME") || word(&mut p, "SET") || word(&mut p, "RESET") {
+            return Err(ParserError::ParserError(
+                "ALTER ROLE ... RENAME, SET and RESET are not supported".into(),
+            ));
+        }
+        let options = role_options(&mut p)?;
+        if options == RoleOptions::default() {
+            return p.expected("a role option", p.peek_token());
+        }
+        AccessStatement::AlterRole { name, options }
+    } else if word(&mut p, "DROP") {
+        kind(&mut p)?;
+        let if_exists = words(&mut p, &["IF", "EXISTS"]);
+        AccessStatement::DropRole {
+            names: names(&mut p)?,
+            if_exists,
+        }
+    } else {
+        let grant = word(&mut p, "GRANT");
+        if !grant {
+            expect(&mut p, "REVOKE")?;
+            if words(&mut p, &["GRANT", "OPTION", "FOR"])
+                || words(&mut p, &["ADMIN", "OPTION", "FOR"])
+            {
+                return Err(unsupported("grant and admin options"));
+            }
+        }
+        privileges_or_roles(&mut p, grant)?
+    };
+    if !grant_end(&mut p) {
+        return p.expected("end of statement", p.peek_token());
+    }
+    Ok(statement)
+}
+
+fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, ParserError> {
+    let to = if grant { "TO" } else { "FROM" };
+    // `GRANT ALL [PRIVILEGES] ON`, a list of privileges then ON, or a list of roles then TO.
+    let privileges;
+    let mut roles = Vec::new();
+    if word(p, "ALL") {
+        word(p, "PRIVILEGES");
+        privileges = None;
+    } else {
+        loop {
+            let item = name(p)?;
+            if p.peek_token().token == Token::LParen {
+                return Err(unsupported("column privileges"));
+            }
+            roles.push(item);
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        if !is_word(p, "ON") {
+            expect(p, to)?;
+            return Ok(AccessStatement::Membership {
+                grant,
+                roles,
+                members: names(p)?,
+            });
+        }
+        let mut parsed = Vec::new();
+        for item in &roles {
+            parsed.push(Privilege::parse(item).ok_or_else(|| {
+                ParserError::ParserError(format!("unrecognized privilege type \"{item}\""))
+            })?);
+        }
+        privileges = Some(parsed);
+    }
+    expect(p, "ON")?;
+    let objects = if words(p, &["ALL", "TABLES", "IN", "SCHEMA"]) {
+        Objects::AllTablesInSchema(names(p)?)
+    } else if word(p, "SCHEMA") {
+        Objects::Schemas(names(p)?)
+    } else if word(p, "MODEL") {
+        Objects::Models(names(p)?)
+    } else {
+        if !word(p, "TABLE") && (is_word(p, "FUNCTION") || is_word(p, "SEQUENCE")) {
+            return Err(unsupported("privileges on functions and sequences"));
+        }
+        let mut tables = Vec::new();
+        loop {
+            tables.push(
+                p.parse_object_name(false)?
+                    .0
+                    .into_iter()
+                    .filter_map(|part| part.as_ident().cloned().map(fold))
+                    .collect(),
+            );
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        Objects::Tables(tables)
+    };
+    expect(p, to)?;
+    let mut grantees = Vec::new();
+    loop {
+        word(p, "GROUP");
+        grantees.push(if word(p, "PUBLIC") {
+            super::PUBLIC.to_string()
+        } else {
+            name(p)?
+        });
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    Ok(AccessStatement::Privileges {
+        grant,
+        privileges,
+        objects,
+        grantees,
+    })
+}
+
+fn role_options(p: &mut Parser) -> Result<RoleOptions, ParserError> {
+    let mut options = RoleOptions::default();
+    word(p, "WITH");
+    loop {
+        let Token::Word(w) = p.peek_token().token else {
+            break;
+        };
+        let flag = w.value.to_ascii_uppercase();
+        let (negated, base) = match flag.strip_prefix("NO") {
+            Some(base) => (true, base.to_string()),
+            None => (false, flag.clone()),
+        };
+        let slot = match base.as_str() {
+            "LOGIN" => Some(&mut options.login),
+            "SUPERUSER" => Some(&mut options.superuser),
+            "CREATEMODEL" => Some(&mut options.create_model),
+            "INHERIT" => Some(&mut options.inherit),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            p.next_token();
+            *slot = Some(!negated);
+            continue;
+        }
+        match flag.as_str() {
+            "ENCRYPTED" | "PASSWORD" => {
+                p.next_token();
+                if flag == "ENCRYPTED" {
+                    expect(p, "PASSWORD")?;
+                }
+                options.password = Some(if word(p, "NULL") {
+                    None
+                } else {
+                    Some(p.parse_literal_string()?)
+                });
+            }
+            "IN" => {
+                p.next_token();
+                if !word(p, "ROLE") {
+                    expect(p, "GROUP")?;
+                }
+                options.in_roles.extend(names(p)?);
+            }
+            "CREATEDB" | "NOCREATEDB" | "CREATEROLE" | "NOCREATEROLE" | "REPLICATION"
+            | "NOREPLICATION" | "BYPASSRLS" | "NOBYPASSRLS" | "CONNECTION" | "VALID" => {
+                return Err(unsupported(&format!(
+                    "the role option {flag} (tenure's are LOGIN, SUPERUSER, CREATEMODEL, \
+                     INHERIT, PASSWORD and IN ROLE)"
+                )));
+            }
+            _ => break,
+        }
+    }
+    Ok(options)
+}
+
+fn unsupported(what: &str) -> ParserError {
+    ParserError::ParserError(format!("{what} are not supported"))
+}
+
+/// ROLE or USER; whether it was USER (which logs in by default).
+fn kind(p: &mut Parser) -> Result<bool, ParserError> {
+    if word(p, "USER") {
+        return Ok(true);
+    }
+    expect(p, "ROLE")?;
+    Ok(false)
+}
+
+/// REVOKE's trailing CASCADE / RESTRICT (accepted: grants are not passed on), then the end.
+fn grant_end(p: &mut Parser) -> bool {
+    let _ = word(p, "CASCADE") || word(p, "RESTRICT");
+    p.peek_token().token == Token::EOF
+}
+
+fn fold(ident: Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn name(p: &mut Parser) -> Result<String, ParserError> {
+    Ok(fold(p.parse_identifier()?))
+}
+
+fn names(p: &mut Parser) -> Result<Vec<String>, ParserError> {
+    p.parse_comma_separated(name)
+}
+
+fn is_word(p: &Parser, expected: &str) -> bool {
+    matches!(&p.peek_token().token, Token::Word(w) if w.quote_style.is_none()
+        && w.value.eq_ignore_ascii_case(expected))
+}
+
+fn word(p: &mut Parser, expected: &str) -> bool {
+    let found = is_word(p, expected);
+    if found {
+        p.next_token();
+    }
+    found
+}
+
+fn words(p: &mut Parser, expected: &[&str]) -> bool {
+    let tokens = p.peek_tokens_with_location::<4>();
+    let all = expected.iter().enumerate().all(|(i, e)| {
+        matches!(&tokens[i].token, Token::Word(w) if w.quote_style.is_none()
+            && w.value.eq_ignore_ascii_case(e))
+    });
+    if all {
+        for _ in expected {
+            p.next_token();
+        }
+    }
+    all
+}
+
+fn expect(p: &mut Parser, expected: &str) -> Result<(), ParserError> {
+    if word(p, expected) {
+        Ok(())
+    } else {
+        p.expected(expected, p.peek_token())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(sql: &str) -> AccessStatement {
+        parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    #[test]
+    fn roles() {
+        assert_eq!(
+            parsed("CREATE USER Alice WITH PASSWORD 'pw' CREATEMODEL IN ROLE analysts"),
+            AccessStatement::CreateRole {
+                name: "alice".into(),
+                if_not_exists: false,
+                options: RoleOptions {
+                    login: Some(true),
+                    create_model: Some(true),
+                    password: Some(Some("pw".into())),
+                    in_roles: vec!["analysts".into()],
+                    ..Default::default()
+                },
+            }
+        );
+        assert_eq!(
+            parsed("create role \"BI\" nologin noinherit"),
+            AccessStatement::CreateRole {
+                name: "BI".into(),
+                if_not_exists: false,
+                options: RoleOptions {
+                    login: Some(false),
+                    inherit: Some(false),
+                    ..Default::default()
+                },
+            }
+        );
+        assert_eq!(
+            parsed("ALTER ROLE bob PASSWORD NULL NOSUPERUSER"),
+            AccessStatement::AlterRole {
+                name: "bob".into(),
+                options: RoleOptions {
+                    superuser: Some(false),
+                    password: Some(None),
+                    ..Default::default()
+                },
+            }
+        );
+        assert_eq!(
+            parsed("DROP USER IF EXISTS a, b"),
+            AccessStatement::DropRole {
+                names: vec!["a".into(), "b".into()],
+                if_exists: true,
+            }
+        );
+        assert_eq!(
+            parsed("GRANT analysts, ops TO alice"),
+            AccessStatement::Membership {
+                grant: true,
+                roles: vec!["analysts".into(), "ops".into()],
+                members: vec!["alice".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn privileges() {
+        assert_eq!(
+            parsed("GRANT SELECT, insert ON TABLE crm.Customers, orders TO bi, PUBLIC"),
+            AccessStatement::Privileges {
+                grant: true,
+                privileges: Some(vec![Privilege::Select, Privilege::Insert]),
+                objects: Objects::Tables(vec![
+                    vec!["crm".into(), "customers".into()],
+                    vec!["orders".into()],
+                ]),
+                grantees: vec!["bi".into(), "public".into()],
+            }
+        );
+        assert_eq!(
+            parsed("REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA crm FROM bi CASCADE"),
+            AccessStatement::Privileges {
+                grant: false,
+                privileges: None,
+                objects: Objects::AllTablesInSchema(vec!["crm".into()]),
+                grantees: vec!["bi".into()],
+            }
+        );
+        assert_eq!(
+            parsed("GRANT USAGE ON MODEL churn TO analysts"),
+            AccessStatement::Privileges {
+                grant: true,
+                privileges: Some(vec![Privilege::Usage]),
+                objects: Objects::Models(vec!["churn".into()]),
+                grantees: vec!["analysts".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        for (sql, wanted) in [
+            (
+                "GRANT SELEKT ON t TO bi",
+                "unrecognized privilege type \"selekt\"",
+            ),
+            (
+                "GRANT SELECT (a) ON t TO bi",
+                "column privileges are not supported",
+            ),
+            ("CREATE ROLE r CONNECTION LIMIT 3", "CONNECTION"),
+            ("ALTER ROLE r", "a role option"),
+            (
+                "GRANT SELECT ON t TO bi WITH GRANT OPTION",
+                "end of statement",
+            ),
+            ("DROP ROLE", "identifier"),
+        ] {
+            let err = parse(sql).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{sql}: {err}");
+        }
+    }
+}

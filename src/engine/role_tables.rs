@@ -1,0 +1,172 @@
+//! The roles as system tables, which pg_catalog's pg_roles, pg_authid and pg_auth_members
+//! are views over (`pg/catalog.rs`): `tenure.roles` (the built-in superusers, then the
+//! catalog's roles), `tenure.role_members` and `tenure.role_passwords`, whose verifiers only
+//! a superuser's session sees (as pg_authid in PostgreSQL).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Int32Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+
+use super::access::Identity;
+use super::system_tables::SystemRows;
+use crate::access::role_oid;
+use crate::catalog::SavedCatalog;
+
+/// `tenure.roles`.
+#[derive(Debug)]
+pub struct RolesTable {
+    pub catalog: SavedCatalog,
+    pub builtin: Arc<[String]>,
+}
+
+impl SystemRows for RolesTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("oid", DataType::Int32, false),
+            Field::new("rolname", DataType::Utf8, false),
+            Field::new("rolsuper", DataType::Boolean, false),
+            Field::new("rolinherit", DataType::Boolean, false),
+            Field::new("rolcanlogin", DataType::Boolean, false),
+            Field::new("rolcreatemodel", DataType::Boolean, false),
+            Field::new("has_password", DataType::Boolean, false),
+        ]))
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        let state = self.catalog.get();
+        let roles = &state.access.roles;
+        let builtin = self.builtin.iter();
+        let n = self.builtin.len();
+        vec![
+            Arc::new(Int32Array::from_iter_values(
+                (0..n as i32).chain(roles.iter().map(|r| r.oid as i32)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                builtin
+                    .clone()
+                    .map(String::as_str)
+                    .chain(roles.iter().map(|r| r.name.as_str())),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                std::iter::repeat_n(true, n)
+                    .chain(roles.iter().map(|r| r.superuser))
+                    .map(Some),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                std::iter::repeat_n(true, n)
+                    .chain(roles.iter().map(|r| r.inherit))
+                    .map(Some),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                std::iter::repeat_n(true, n)
+                    .chain(roles.iter().map(|r| r.login))
+                    .map(Some),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                std::iter::repeat_n(true, n)
+                    .chain(roles.iter().map(|r| r.create_model))
+                    .map(Some),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                std::iter::repeat_n(false, n)
+                    .chain(roles.iter().map(|r| r.password.is_some()))
+                    .map(Some),
+            )),
+        ]
+    }
+}
+
+/// `tenure.role_members`: who is a member of which role, by oid.
+#[derive(Debug)]
+pub struct RoleMembersTable {
+    pub catalog: SavedCatalog,
+    pub builtin: Arc<[String]>,
+}
+
+impl SystemRows for RoleMembersTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("roleid", DataType::Int32, false),
+            Field::new("member", DataType::Int32, false),
+        ]))
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        let state = self.catalog.get();
+        let access = &state.access;
+        let pairs: Vec<(i32, i32)> = access
+            .members
+            .iter()
+            .filter_map(|m| {
+                Some((
+                    role_oid(&self.builtin, access, &m.role)?,
+                    role_oid(&self.builtin, access, &m.member)?,
+                ))
+            })
+            .collect();
+        vec![
+            Arc::new(Int32Array::from_iter_values(pairs.iter().map(|p| p.0))),
+            Arc::new(Int32Array::from_iter_values(pairs.iter().map(|p| p.1))),
+        ]
+    }
+}
+
+/// `tenure.role_passwords`: the SCRAM verifiers, for a superuser's session only (other
+/// sessions see no rows).
+#[derive(Debug)]
+pub struct RolePasswordsTable {
+    pub catalog: SavedCatalog,
+    pub builtin: Arc<[String]>,
+}
+
+impl SystemRows for RolePasswordsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("oid", DataType::Int32, false),
+            Field::new("rolpassword", DataType::Utf8, false),
+        ]))
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        let state = self.catalog.get();
+        let with_password: Vec<(i32, &str)> = state
+            .access
+            .roles
+            .iter()
+            .filter_map(|r| Some((r.oid as i32, r.password.as_deref()?)))
+            .collect();
+        vec![
+            Arc::new(Int32Array::from_iter_values(
+                with_password.iter().map(|r| r.0),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                with_password.iter().map(|r| r.1),
+            )),
+        ]
+    }
+
+    fn columns_in(&self, session: &dyn Session) -> Vec<ArrayRef> {
+        let superuser = match session.config().get_extension::<Identity>() {
+            None => true,
+            Some(identity) => {
+                self.builtin.contains(&identity.role)
+                    || self
+                        .catalog
+                        .get()
+                        .access
+                        .role(&identity.role)
+                        .is_some_and(|r| r.superuser)
+            }
+        };
+        if superuser {
+            self.columns()
+        } else {
+            vec![
+                Arc::new(Int32Array::from(Vec::<i32>::new())),
+                Arc::new(StringArray::from(Vec::<&str>::new())),
+            ]
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! What clients read about privileges: `has_table_privilege([user,] table, privilege)` and
+//! `has_schema_privilege([user,] schema, privilege)` for the session's role (or the user
+//! named), `pg_get_userbyid(oid)`, a relation's owner (`tenure_relation_owner`, pg_class's
+//! relowner) and the aclitems psql's `\dp` and `\dn+` print (`tenure_relation_acl`,
+//! `tenure_namespace_acl`, which `array_to_string(c.relacl, sep)` is rewritten to).
+//!
+//! They are registered on the engine's context, where they answer for the data directory's
+//! owner, and again on each client session's, for its role ([`register`]).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+use super::udf_args::{like_arguments, row_count};
+use crate::access::{Object, Privilege, role_name, role_oid};
+use crate::catalog::{CatalogState, DEFAULT_SCHEMA, QualifiedName, SavedCatalog};
+
+/// Whose privileges the functions answer for.
+#[derive(Debug, Clone)]
+pub struct Oracle {
+    pub catalog: SavedCatalog,
+    /// The built-in superusers (the first owns what no role made).
+    pub builtin: Arc<[String]>,
+    /// The session's role; `None` for the owner's own sessions.
+    pub role: Option<String>,
+}
+
+impl Oracle {
+    fn is_superuser(&self, state: &CatalogState, role: &str) -> bool {
+        self.builtin.iter().any(|b| b == role)
+            || state.access.role(role).is_some_and(|r| r.superuser)
+    }
+
+    /// Whether `role` (the session's if `None`) holds any of `privileges` on `object`.
+    fn holds(
+        &self,
+        state: &CatalogState,
+        role: Option<&str>,
+        object: &Object,
+        privileges: &str,
+    ) -> Result<bool> {
+        let wanted = parse_privileges(privileges)?;
+        let Some(role) = role.or(self.role.as_deref()) else {
+            return Ok(true);
+        };
+        if self.is_superuser(state, role) {
+            return Ok(true);
+        }
+        let roles = state.access.effective_roles(role);
+        let in_schema = match object {
+            Object::Table(name) => state.access.allows(
+                &roles,
+                &Object::Schema(name.schema.clone()),
+                Privilege::Usage,
+            ),
+            _ => true,
+        };
+        Ok(in_schema
+            && wanted
+                .iter()
+                .any(|&p| state.access.allows(&roles, object, p)))
+    }
+}
+
+fn parse_privileges(text: &str) -> Result<Vec<Privilege>> {
+    text.split(',')
+        .map(|item| {
+            let word = item.trim();
+            let word = word
+                .strip_suffix(" WITH GRANT OPTION")
+                .or_else(|| word.strip_suffix(" with grant option"))
+                .unwrap_or(word)
+                .trim();
+            match Privilege::parse(word) {
+                Some(p) => Ok(p),
+                None => exec_err!("unrecognized privilege type: \"{word}\""),
+            }
+        })
+        .collect()
+}
+
+/// A relation named as text (`name`, `schema.name`, quoted parts kept as written).
+fn relation_named(text: &str) -> QualifiedName {
+    let unquote = |s: &str| {
+        let s = s.trim();
+        match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(quoted) => quoted.to_string(),
+            None => s.to_lowercase(),
+        }
+    };
+    match text.rsplit_once('.') {
+        Some((schema, name)) => QualifiedName::new(unquote(schema), unquote(name)),
+        None => QualifiedName::new(DEFAULT_SCHEMA, unquote(text)),
+    }
+}
+
+fn relation_by_oid(state: &CatalogState, oid: i64) -> Option<QualifiedName> {
+    state
+        .oids
+        .relations()
+        .find(|(_, o)| i64::from(*o) == oid)
+        .map(|(name, _)| name.clone())
+}
+
+fn schema_by_oid(state: &CatalogState, oid: i64) -> Option<String> {
+    std::iter::once(DEFAULT_SCHEMA.to_string())
+        .chain(state.schemas.iter().cloned())
+        .find(|s| state.oids.schema(s).is_some_and(|o| i64::from(o) == oid))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Which {
+    Table,
+    Schema,
+}
+
+/// `has_table_privilege` and `has_schema_privilege`.
+#[derive(Debug)]
+struct HasPrivilege {
+    which: Which,
+    oracle: Oracle,
+    signature: Signature,
+}
+
+impl PartialEq for HasPrivilege {
+    fn eq(&self, other: &Self) -> bool {
+        self.which == other.which && self.oracle.role == other.oracle.role
+    }
+}
+
+impl Eq for HasPrivilege {}
+
+impl std::hash::Hash for HasPrivilege {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.which.hash(state);
+        self.oracle.role.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for HasPrivilege {
+    fn name(&self) -> &str {
+        match self.which {
+            Which::Table => "has_table_privilege",
+            Which::Schema => "has_schema_privilege",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = row_count(&args.args);
+        let arrays: Vec<ArrayRef> = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<_>>()?;
+        let (user, object, privilege) = match arrays.as_slice() {
+            [object, privilege] => (None, object, privilege),
+            [user, object, privilege] => (Some(cast(user, &DataType::Utf8)?), object, privilege),
+            _ => return exec_err!("{} takes 2 or 3 arguments", self.name()),
+        };
+        let by_oid = object.data_type().is_integer();
+        let objects = if by_oid {
+            cast(object, &DataType::Int64)?
+        } else {
+            cast(object, &DataType::Utf8)?
+        };
+        let privileges = cast(privilege, &DataType::Utf8)?;
+        let privileges = privileges.as_string::<i32>();
+        let state = self.oracle.catalog.get();
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            if objects.is_null(row) || privileges.is_null(row) {
+                out.push(None);
+                continue;
+            }
+            let user = match &user {
+                Some(users) if users.is_null(row) => {
+                    out.push(None);
+                    continue;
+                }
+                Some(users) => Some(users.as_string::<i32>().value(row).to_string()),
+                None => None,
+            };
+            if let Some(user) = &user
+                && role_oid(&self.oracle.builtin, &state.access, user).is_none()
+            {
+                return exec_err!("role \"{user}\" does not exist");
+            }
+            let object = match (self.which, by_oid) {
+                (Which::Table, true) => relation_by_oid(
+                    &state,
+                    objects
+                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                        .value(row),
+                )
+                .map(Object::Table),
+                (Which::Table, false) => {
+                    let name = relation_named(objects.as_string::<i32>().value(row));
+                    if state.get(&name).is_none() && !is_system_schema(&name.schema) {
+                        return exec_err!("relation \"{name}\" does not exist");
+                    }
+                    Some(Object::Table(name))
+                }
+                (Which::Schema, true) => schema_by_oid(
+                    &state,
+                    objects
+                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                        .value(row),
+                )
+                .map(Object::Schema),
+                (Which::Schema, false) => Some(Object::Schema(
+                    objects.as_string::<i32>().value(row).to_string(),
+                )),
+            };
+            // System tables and schemas: everyone reads them, as in PostgreSQL.
+            let answer = match object {
+                Some(Object::Table(name)) if is_system_schema(&name.schema) => Some(true),
+                Some(Object::Schema(name)) if is_system_schema(&name) => Some(true),
+                Some(object) => Some(self.oracle.holds(
+                    &state,
+                    user.as_deref(),
+                    &object,
+                    privileges.value(row),
+                )?),
+                None => None,
+            };
+            out.push(answer);
+        }
+        like_arguments(&args.args, Arc::new(BooleanArray::from(out)))
+    }
+}
+
+fn is_system_schema(schema: &str) -> bool {
+    crate::engine::RESERVED_SCHEMAS.contains(&schema) || schema.starts_with("pg_")
+}
+
+/// Registers the functions on `ctx`, answering for `oracle.role`.
+pub fn register(ctx: &SessionContext, oracle: &Oracle) {
+    for which in [Which::Table, Which::Schema] {
+        ctx.register_udf(ScalarUDF::new_from_impl(HasPrivilege {
+            which,
+            oracle: oracle.clone(),
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+                Volatility::Stable,
+            ),
+        }));
+    }
+}
+
+/// Registers the functions that do not depend on the session: `pg_get_userbyid`,
+/// `tenure_relation_owner`, `tenure_relation_acl` and `tenure_namespace_acl`.
+pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
+    use datafusion::logical_expr::create_udf;
+    let owner = oracle.clone();
+    ctx.register_udf(create_udf(
+        "pg_get_userbyid",
+        // Int64, which oid columns (Int32) and integer literals both coerce to.
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let rows = row_count(args);
+            let oids = args[0].to_array(rows)?;
+            let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let state = owner.catalog.get();
+            let names: StringArray = (0..rows)
+                .map(|row| {
+                    (!oids.is_null(row)).then(|| {
+                        let oid = oids.value(row);
+                        role_name(&owner.builtin, &state.access, oid).unwrap_or_else(|| {
+                            if oid == 10 {
+                                "postgres".to_string()
+                            } else {
+                                format!("unknown (OID={oid})")
+                            }
+                        })
+                    })
+                })
+                .collect();
+            like_arguments(args, Arc::new(names))
+        }),
+    ));
+    let owners = oracle.clone();
+    ctx.register_udf(create_udf(
+        "tenure_relation_owner",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let rows = row_count(args);
+            let schemas = cast(&args[0].to_array(rows)?, &DataType::Utf8)?;
+            let names = cast(&args[1].to_array(rows)?, &DataType::Utf8)?;
+            let (schemas, names) = (schemas.as_string::<i32>(), names.as_string::<i32>());
+            let state = owners.catalog.get();
+            let oids: Int32Array = (0..rows)
+                .map(|row| {
+                    let object =
+                        Object::Table(QualifiedName::new(schemas.value(row), names.value(row)));
+                    Some(
+                        state
+                            .access
+                            .owner(&object)
+                            .and_then(|o| role_oid(&owners.builtin, &state.access, o))
+                            .unwrap_or(0),
+                    )
+                })
+                .collect();
+            like_arguments(args, Arc::new(oids))
+        }),
+    ));
+    for (name, by_schema) in [
+        ("tenure_relation_acl", false),
+        ("tenure_namespace_acl", true),
+    ] {
+        let acl = oracle.clone();
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int64, DataType::Utf8],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(move |args: &[ColumnarValue]| {
+                let rows = row_count(args);
+                let oids = args[0].to_array(rows)?;
+                let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let separators = cast(&args[1].to_array(rows)?, &DataType::Utf8)?;
+                let separators = separators.as_string::<i32>();
+                let state = acl.catalog.get();
+                let owner = &acl.builtin[0];
+                let texts: StringArray = (0..rows)
+                    .map(|row| {
+                        if oids.is_null(row) {
+                            return None;
+                        }
+                        let oid = oids.value(row);
+                        let object = if by_schema {
+                            Object::Schema(schema_by_oid(&state, oid)?)
+                        } else {
+                            Object::Table(relation_by_oid(&state, oid)?)
+                        };
+                        let items = state.access.acl(&object, owner)?;
+                        Some(items.join(separators.value(row)))
+                    })
+                    .collect();
+                like_arguments(args, Arc::new(texts))
+            }),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privilege_lists_and_relation_names() {
+        assert_eq!(
+            parse_privileges("select, INSERT WITH GRANT OPTION").unwrap(),
+            [Privilege::Select, Privilege::Insert]
+        );
+        assert!(parse_privileges("SELEKT").is_err());
+        assert_eq!(
+            relation_named("Customers"),
+            QualifiedName::new("public", "customers")
+        );
+        assert_eq!(
+            relation_named("crm.\"Orders\""),
+            QualifiedName::new("crm", "Orders")
+        );
+    }
+}

@@ -1,0 +1,367 @@
+//! Access control through real clients against `tenure serve`: roles that log in with
+//! SCRAM passwords, privileges on tables, views, schemas and models granted, revoked and
+//! inherited, owners, what the catalog shows, and all of it after a restart.
+
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use crate::support::{Serve, python_client};
+
+const CONFIG: &str = "[[users]]\nname = \"admin\"\npassword = \"admin-secret\"\n";
+
+/// The SQLSTATE and message of a statement that must fail.
+async fn denied(client: &Client, sql: &str) -> (SqlState, String) {
+    let err = client
+        .batch_execute(sql)
+        .await
+        .expect_err(&format!("{sql} must fail"));
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {err}"));
+    (db.code().clone(), db.message().to_string())
+}
+
+async fn assert_denied(client: &Client, sql: &str, message: &str) {
+    let (code, text) = denied(client, sql).await;
+    assert_eq!(code, SqlState::INSUFFICIENT_PRIVILEGE, "{sql}: {text}");
+    assert!(text.contains(message), "{sql}: {text}");
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {:?}", e.as_db_error().map(|d| d.message())))
+        .get(0)
+}
+
+/// The admin's setup: a customer table in `public`, orders in a schema of their own, a
+/// segmentation model, and roles: a group `analysts`, `alice` (a member) and `bob` (who
+/// may train models).
+async fn setup(admin: &Client) {
+    admin
+        .batch_execute(
+            "CREATE TABLE customers AS SELECT * FROM (VALUES \
+               (1, 'north', 120.0, 3), (2, 'south', 80.0, 1), (3, 'north', 300.0, 9), \
+               (4, 'south', 15.0, 1), (5, 'east', 210.0, 6), (6, 'east', 40.0, 2)) \
+               AS t(id, region, spend, visits); \
+             CREATE SCHEMA crm; \
+             CREATE TABLE crm.orders AS SELECT id AS customer_id, spend FROM customers; \
+             CREATE MODEL seg KIND kmeans OPTIONS (k = 2) AS SELECT spend, visits FROM customers; \
+             CREATE ROLE analysts; \
+             CREATE USER alice WITH PASSWORD 'alice-pw'; \
+             CREATE USER bob PASSWORD 'bob-pw' CREATEMODEL; \
+             GRANT analysts TO alice",
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_privileges_and_owners_through_real_clients() {
+    let serve = Serve::start(CONFIG);
+    let admin = serve.connect("admin", Some("admin-secret")).await;
+    setup(&admin).await;
+
+    // Logins: SCRAM against the stored verifier; a wrong password and a role without LOGIN
+    // are refused alike; nowhere in the data directory is a password in clear.
+    let alice = serve.connect("alice", Some("alice-pw")).await;
+    let bob = serve.connect("bob", Some("bob-pw")).await;
+    for (user, password) in [("alice", "wrong"), ("analysts", "x"), ("nobody", "x")] {
+        let err = tokio_postgres::connect(&serve.url(user, Some(password)), tokio_postgres::NoTls)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{user} logs in with a wrong password"));
+        assert_eq!(
+            err.as_db_error().map(|e| e.code().clone()),
+            Some(SqlState::INVALID_PASSWORD),
+            "{user}: {err}"
+        );
+    }
+    for secret in ["alice-pw", "bob-pw"] {
+        assert_no_file_contains(&serve.data(), secret);
+    }
+
+    // Nothing granted: reading, writing and scoring are refused, naming the object.
+    assert_denied(
+        &alice,
+        "SELECT * FROM customers",
+        "permission denied for table public.customers",
+    )
+    .await;
+    assert_denied(
+        &alice,
+        "SELECT count(*) FROM crm.orders",
+        "permission denied for schema crm",
+    )
+    .await;
+    // A prepared statement fails at Parse: the model is checked when planned.
+    let err = alice
+        .prepare("SELECT segment('seg', 1.0, 2) AS s")
+        .await
+        .expect_err("no USAGE on the model");
+    assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    let message = err
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("permission denied for model seg"),
+        "{message}"
+    );
+    assert_denied(&alice, "SELECT * FROM model_features('seg')", "model seg").await;
+
+    // Granted to the group: alice reads through membership; writes stay refused.
+    admin
+        .batch_execute(
+            "GRANT SELECT ON customers TO analysts; GRANT USAGE ON MODEL seg TO analysts; \
+             GRANT USAGE ON SCHEMA crm TO analysts; GRANT SELECT ON ALL TABLES IN SCHEMA crm TO analysts",
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(&alice, "SELECT count(*) FROM customers").await, 6);
+    assert_eq!(
+        count(
+            &alice,
+            "SELECT count(*) FROM crm.orders o JOIN customers c ON c.id = o.customer_id"
+        )
+        .await,
+        6
+    );
+    let segments = count(
+        &alice,
+        "SELECT count(DISTINCT segment('seg', spend, visits)) FROM customers",
+    )
+    .await;
+    assert_eq!(segments, 2);
+    for sql in [
+        "INSERT INTO customers VALUES (7, 'west', 1.0, 1)",
+        "UPDATE customers SET spend = 0",
+        "DELETE FROM customers WHERE id = 1",
+        "TRUNCATE customers",
+    ] {
+        assert_denied(&alice, sql, "permission denied for table public.customers").await;
+    }
+    assert_denied(
+        &alice,
+        "DROP TABLE customers",
+        "must be owner of table public.customers",
+    )
+    .await;
+    assert_denied(
+        &alice,
+        "CREATE TABLE mine (a INT)",
+        "permission denied for schema public",
+    )
+    .await;
+    assert_denied(
+        &alice,
+        "CREATE MODEL m2 KIND kmeans OPTIONS (k = 2) AS SELECT spend FROM customers",
+        "lacks CREATEMODEL",
+    )
+    .await;
+    assert_denied(&alice, "CREATE ROLE eve", "only a superuser").await;
+    assert_denied(
+        &alice,
+        "GRANT SELECT ON customers TO alice",
+        "permission denied for table public.customers",
+    )
+    .await;
+    // NOINHERIT: a member who does not inherit uses only its own privileges.
+    admin
+        .batch_execute("ALTER ROLE alice NOINHERIT")
+        .await
+        .unwrap();
+    assert_denied(
+        &alice,
+        "SELECT * FROM customers",
+        "permission denied for table public.customers",
+    )
+    .await;
+    admin
+        .batch_execute("ALTER ROLE alice INHERIT")
+        .await
+        .unwrap();
+
+    // A view reads its tables with its owner's privileges: bob owns a view over customers
+    // that alice may read without reading customers; when bob loses customers, so does
+    // the view.
+    admin
+        .batch_execute(
+            "GRANT CREATE ON SCHEMA public TO bob; GRANT SELECT ON customers TO bob; \
+             REVOKE SELECT ON customers FROM analysts",
+        )
+        .await
+        .unwrap();
+    bob.batch_execute(
+        "CREATE VIEW spend_by_region AS SELECT region, sum(spend) AS spend FROM customers GROUP BY region; \
+         GRANT SELECT ON spend_by_region TO alice",
+    )
+    .await
+    .unwrap();
+    assert_denied(
+        &alice,
+        "SELECT * FROM customers",
+        "permission denied for table public.customers",
+    )
+    .await;
+    assert_eq!(
+        count(&alice, "SELECT count(*) FROM spend_by_region").await,
+        3
+    );
+    admin
+        .batch_execute("REVOKE SELECT ON customers FROM bob")
+        .await
+        .unwrap();
+    assert_denied(
+        &alice,
+        "SELECT * FROM spend_by_region",
+        "permission denied for table public.customers",
+    )
+    .await;
+    admin
+        .batch_execute("GRANT SELECT ON customers TO bob")
+        .await
+        .unwrap();
+
+    // Owners: bob owns what he makes, may grant on it and drop it; alice may not.
+    bob.batch_execute(
+        "CREATE TABLE bob_notes AS SELECT id, region FROM customers; \
+         CREATE MODEL bob_seg KIND kmeans OPTIONS (k = 2) AS SELECT spend, visits FROM customers",
+    )
+    .await
+    .unwrap();
+    assert_denied(
+        &alice,
+        "SELECT * FROM bob_notes",
+        "permission denied for table public.bob_notes",
+    )
+    .await;
+    assert_denied(
+        &alice,
+        "DROP TABLE bob_notes",
+        "must be owner of table public.bob_notes",
+    )
+    .await;
+    assert_denied(
+        &alice,
+        "DROP MODEL bob_seg",
+        "must be owner of model bob_seg",
+    )
+    .await;
+    assert_denied(&bob, "DROP MODEL seg", "must be owner of model seg").await;
+    // A model trained on a table bob cannot read cannot be made.
+    assert_denied(
+        &bob,
+        "CREATE MODEL sneaky KIND kmeans OPTIONS (k = 2) AS SELECT spend FROM crm.orders",
+        "permission denied for schema crm",
+    )
+    .await;
+    // Table functions check the tables their queries read.
+    assert_denied(
+        &bob,
+        "SELECT * FROM rfm_summary('SELECT customer_id, DATE ''2025-01-01'' AS day, spend FROM crm.orders', '2025-12-31')",
+        "permission denied for schema crm",
+    )
+    .await;
+
+    // The catalog shows roles, membership and grants as PostgreSQL does.
+    let roles: Vec<String> = admin
+        .query("SELECT rolname FROM pg_roles ORDER BY rolname", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(roles, ["admin", "alice", "analysts", "bob"]);
+    let alice_row = admin
+        .query_one(
+            "SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = 'alice'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (alice_row.get::<_, bool>(0), alice_row.get::<_, bool>(1)),
+        (false, true)
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
+             JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'analysts' AND u.rolname = 'alice'"
+        )
+        .await,
+        1
+    );
+    let may: Vec<bool> = alice
+        .query_one(
+            "SELECT has_table_privilege('spend_by_region', 'SELECT'), \
+                    has_table_privilege('customers', 'SELECT'), \
+                    has_table_privilege('bob', 'public.customers', 'select'), \
+                    has_schema_privilege('crm', 'USAGE')",
+            &[],
+        )
+        .await
+        .map(|r| (0..4).map(|i| r.get(i)).collect())
+        .unwrap();
+    assert_eq!(may, [true, false, true, true]);
+
+    // Dropping roles: not while they own something; a role's grants go with it.
+    let (code, text) = denied(&admin, "DROP ROLE bob").await;
+    assert_eq!(code, SqlState::DEPENDENT_OBJECTS_STILL_EXIST, "{text}");
+    assert!(text.contains("owner of"), "{text}");
+    admin
+        .batch_execute(
+            "CREATE ROLE temp_role; GRANT SELECT ON customers TO temp_role; DROP ROLE temp_role",
+        )
+        .await
+        .unwrap();
+
+    // psycopg as another client: the same answers, and a client may change its own password.
+    python_client("access.py", serve.port).await;
+
+    // Everything survives a restart.
+    drop((alice, bob, admin));
+    let dir = serve.kill();
+    let serve = Serve::start_in(dir, CONFIG);
+    let alice = serve.connect("alice", Some("alice-pw2")).await;
+    assert_eq!(
+        count(&alice, "SELECT count(*) FROM spend_by_region").await,
+        3
+    );
+    assert_denied(
+        &alice,
+        "SELECT * FROM customers",
+        "permission denied for table public.customers",
+    )
+    .await;
+    assert_denied(
+        &alice,
+        "DROP TABLE bob_notes",
+        "must be owner of table public.bob_notes",
+    )
+    .await;
+    let admin = serve.connect("admin", Some("admin-secret")).await;
+    admin
+        .batch_execute(
+            "DROP TABLE bob_notes; DROP MODEL bob_seg; DROP VIEW spend_by_region; DROP ROLE bob",
+        )
+        .await
+        .unwrap();
+    assert_no_file_contains(&serve.data(), "alice-pw");
+}
+
+/// Fails if any file under `dir` contains `needle` (passwords must never be stored).
+fn assert_no_file_contains(dir: &std::path::Path, needle: &str) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_no_file_contains(&path, needle);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} contains a password in clear",
+                path.display()
+            );
+        }
+    }
+}
