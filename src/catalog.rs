@@ -15,36 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::datadir::write_atomically;
 use crate::error::{Error, Result};
-
-/// The catalog name tenure registers its schemas under.
-pub const CATALOG_NAME: &str = "tenure";
-/// The default schema.
-pub const DEFAULT_SCHEMA: &str = "public";
+pub use crate::qualified_name::{CATALOG_NAME, DEFAULT_SCHEMA, QualifiedName};
 
 /// The version of the catalog file format this build reads and writes.
 pub const CATALOG_FORMAT: u32 = 1;
-
-/// A table or view name qualified by its schema, in normalised (as stored) spelling.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct QualifiedName {
-    pub schema: String,
-    pub name: String,
-}
-
-impl QualifiedName {
-    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        QualifiedName {
-            schema: schema.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for QualifiedName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
-    }
-}
 
 /// One entry of the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

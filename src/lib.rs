@@ -28,6 +28,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod model_store;
 pub mod pg;
+pub mod qualified_name;
 pub mod server;
 pub mod sql;
 pub mod storage;

@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{DEFAULT_SCHEMA, QualifiedName};
+use crate::qualified_name::{DEFAULT_SCHEMA, QualifiedName};
 
 /// The pseudo-role every role is a member of (`GRANT ... TO PUBLIC`).
 pub const PUBLIC: &str = "public";

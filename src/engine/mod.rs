@@ -17,6 +17,7 @@ mod model_statements;
 mod names;
 mod paths;
 pub mod plan_cache;
+mod privilege_check;
 mod role_tables;
 mod statements;
 mod system_tables;
@@ -200,7 +201,7 @@ impl Engine {
             &roles,
         )?;
         let builtin_roles: Arc<[String]> = roles.clone().into();
-        crate::pg::catalog::install(&ctx, roles, store.saved()).await?;
+        crate::pg::catalog::install(&ctx, roles, store.saved(), RESERVED_SCHEMAS).await?;
         tenure_models::set_compute_threads(config.threads);
         tenure_udfs::register_all(&ctx, models.clone());
         let engine = Engine {
@@ -335,6 +336,7 @@ impl Engine {
                     catalog: self.store.saved(),
                     builtin: self.builtin_roles.clone(),
                     role: Some(role.to_string()),
+                    system_schemas: RESERVED_SCHEMAS,
                 },
             );
         }

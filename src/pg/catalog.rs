@@ -31,11 +31,13 @@ pub async fn install(
     ctx: &SessionContext,
     roles: Vec<String>,
     catalog: SavedCatalog,
+    system_schemas: &'static [&'static str],
 ) -> Result<()> {
     let oracle = super::privileges::Oracle {
         catalog: catalog.clone(),
         builtin: roles.clone().into(),
         role: None,
+        system_schemas,
     };
     datafusion_pg_catalog::setup_pg_catalog(ctx, CATALOG_NAME, Roles { names: roles })
         .map_err(|e| Error::Catalog(format!("cannot set up pg_catalog: {e}")))?;

@@ -31,9 +31,15 @@ pub struct Oracle {
     pub builtin: Arc<[String]>,
     /// The session's role; `None` for the owner's own sessions.
     pub role: Option<String>,
+    /// Schemas of system tables, which everyone may read (the engine's reserved schemas).
+    pub system_schemas: &'static [&'static str],
 }
 
 impl Oracle {
+    fn is_system_schema(&self, schema: &str) -> bool {
+        self.system_schemas.contains(&schema) || schema.starts_with("pg_")
+    }
+
     fn is_superuser(&self, state: &CatalogState, role: &str) -> bool {
         self.builtin.iter().any(|b| b == role)
             || state.access.role(role).is_some_and(|r| r.superuser)
@@ -211,7 +217,7 @@ impl ScalarUDFImpl for HasPrivilege {
                 .map(Object::Table),
                 (Which::Table, false) => {
                     let name = relation_named(objects.as_string::<i32>().value(row));
-                    if state.get(&name).is_none() && !is_system_schema(&name.schema) {
+                    if state.get(&name).is_none() && !self.oracle.is_system_schema(&name.schema) {
                         return exec_err!("relation \"{name}\" does not exist");
                     }
                     Some(Object::Table(name))
@@ -229,8 +235,10 @@ impl ScalarUDFImpl for HasPrivilege {
             };
             // System tables and schemas: everyone reads them, as in PostgreSQL.
             let answer = match object {
-                Some(Object::Table(name)) if is_system_schema(&name.schema) => Some(true),
-                Some(Object::Schema(name)) if is_system_schema(&name) => Some(true),
+                Some(Object::Table(name)) if self.oracle.is_system_schema(&name.schema) => {
+                    Some(true)
+                }
+                Some(Object::Schema(name)) if self.oracle.is_system_schema(&name) => Some(true),
                 Some(object) => Some(self.oracle.holds(
                     &state,
                     user.as_deref(),
@@ -243,10 +251,6 @@ impl ScalarUDFImpl for HasPrivilege {
         }
         like_arguments(&args.args, Arc::new(BooleanArray::from(out)))
     }
-}
-
-fn is_system_schema(schema: &str) -> bool {
-    crate::engine::RESERVED_SCHEMAS.contains(&schema) || schema.starts_with("pg_")
 }
 
 /// Registers the functions on `ctx`, answering for `oracle.role`.

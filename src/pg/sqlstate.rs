@@ -120,6 +120,7 @@ mod tests {
         ("00", "successful_completion"),
         ("08", "connection_exception"),
         ("0A", "feature_not_supported"),
+        ("0L", "invalid_grantor"),
         ("21", "cardinality_violation"),
         ("22", "data_exception"),
         ("23", "integrity_constraint_violation"),
