@@ -365,3 +365,147 @@ fn assert_no_file_contains(dir: &std::path::Path, needle: &str) {
         }
     }
 }
+
+/// Row-level security: alice sees the northern accounts she manages (a permissive and a
+/// restrictive policy), carol (no policy for her) none, the owner all; in every way of
+/// reading, and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_policies_limit_every_way_of_reading() {
+    let serve = Serve::start(CONFIG);
+    let admin = serve.connect("admin", Some("admin-secret")).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE accounts AS SELECT value AS id, \
+               CASE WHEN value % 2 = 0 THEN 'north' ELSE 'south' END AS region, \
+               CASE WHEN value % 3 = 0 THEN 'alice' ELSE 'dave' END AS manager, \
+               CAST(value % 17 AS DOUBLE) AS spend, CAST(value % 5 AS DOUBLE) AS visits, \
+               value % 7 < 3 AS churned \
+             FROM generate_series(1, 300) AS t(value); \
+             CREATE TABLE regions AS SELECT * FROM (VALUES ('north', 'N'), ('south', 'S')) AS r(region, label); \
+             CREATE MODEL churn KIND churn_classifier TARGET churned AS SELECT spend, visits, churned FROM accounts; \
+             CREATE USER alice PASSWORD 'alice-pw' CREATEMODEL; \
+             CREATE USER carol PASSWORD 'carol-pw'; \
+             GRANT SELECT, INSERT ON accounts TO alice, carol; GRANT SELECT ON regions TO alice, carol; \
+             GRANT USAGE ON MODEL churn TO alice, carol; \
+             ALTER TABLE accounts ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY north ON accounts TO alice USING (region = 'north'); \
+             CREATE POLICY mine ON accounts AS RESTRICTIVE TO alice USING (manager = current_user)",
+        )
+        .await
+        .unwrap();
+    // id even (north) and a multiple of 3 (alice's): the multiples of 6 up to 300.
+    let visible = 50;
+    let alice = serve.connect("alice", Some("alice-pw")).await;
+    let carol = serve.connect("carol", Some("carol-pw")).await;
+    for (client, rows) in [(&alice, visible), (&carol, 0), (&admin, 300)] {
+        assert_eq!(count(client, "SELECT count(*) FROM accounts").await, rows);
+        assert_eq!(
+            count(
+                client,
+                "SELECT count(*) FROM accounts a JOIN regions r ON r.region = a.region"
+            )
+            .await,
+            rows
+        );
+        assert_eq!(
+            count(
+                client,
+                "SELECT count(*) FROM (SELECT region, count(*) FROM accounts GROUP BY region) g \
+                           WHERE region = 'south'"
+            )
+            .await,
+            i64::from(rows == 300)
+        );
+        assert_eq!(
+            count(
+                client,
+                "SELECT count(*) FROM accounts WHERE churn_score('churn', spend, visits) >= 0"
+            )
+            .await,
+            rows
+        );
+        let evaluated: f64 = client
+            .query_one(
+                "SELECT value FROM model_evaluate('churn', 'SELECT spend, visits, churned FROM accounts') \
+                 WHERE metric = 'rows'",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0.0);
+        assert_eq!(evaluated as i64, rows, "model_evaluate's rows");
+    }
+    let ids: Vec<i64> = alice
+        .query("SELECT id FROM accounts ORDER BY id LIMIT 3", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, [6, 12, 18]);
+    // COPY TO STDOUT and a cursor see the same rows (psql, as a user would).
+    let copied = serve_psql(&serve, "alice", "alice-pw", "\\copy accounts TO STDOUT");
+    assert_eq!(copied.lines().count(), visible as usize, "{copied}");
+    let fetched = serve_psql(
+        &serve,
+        "alice",
+        "alice-pw",
+        "BEGIN; DECLARE c CURSOR FOR SELECT id FROM accounts WHERE region = 'south'; FETCH ALL FROM c; COMMIT;",
+    );
+    assert!(fetched.contains("(0 rows)"), "{fetched}");
+
+    // Writing or training past the policies is refused, not done unfiltered.
+    for sql in [
+        "INSERT INTO accounts VALUES (999, 'south', 'dave', 1.0, 1.0, false)",
+        "CREATE MODEL peek KIND churn_classifier TARGET churned AS SELECT spend, visits, churned FROM accounts",
+    ] {
+        let (code, text) = denied(&alice, sql).await;
+        assert_eq!(code, SqlState::FEATURE_NOT_SUPPORTED, "{sql}: {text}");
+        assert!(text.contains("row-level security"), "{sql}: {text}");
+    }
+    assert_denied(
+        &alice,
+        "DROP POLICY north ON accounts",
+        "must be owner of table public.accounts",
+    )
+    .await;
+
+    // Policies survive a restart; disabling row security shows alice every row.
+    drop((alice, carol, admin));
+    let serve = Serve::start_in(serve.kill(), CONFIG);
+    let alice = serve.connect("alice", Some("alice-pw")).await;
+    assert_eq!(
+        count(&alice, "SELECT count(*) FROM accounts").await,
+        visible
+    );
+    let admin = serve.connect("admin", Some("admin-secret")).await;
+    admin
+        .batch_execute("ALTER TABLE accounts DISABLE ROW LEVEL SECURITY")
+        .await
+        .unwrap();
+    assert_eq!(count(&alice, "SELECT count(*) FROM accounts").await, 300);
+}
+
+/// Runs psql as `user` with `command` against `serve`; its standard output (it must succeed).
+fn serve_psql(serve: &Serve, user: &str, password: &str, command: &str) -> String {
+    let output = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &serve.url(user, None),
+            "-c",
+            command,
+        ])
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql {command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

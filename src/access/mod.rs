@@ -44,6 +44,28 @@ pub struct AccessState {
     /// The next role's oid; oids are never reused.
     #[serde(default)]
     pub next_role_oid: u32,
+    /// Tables with row-level security enabled (`ALTER TABLE ... ENABLE ROW LEVEL
+    /// SECURITY`): roles other than the owner and superusers see only the rows a policy
+    /// lets them, none without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row_security: Vec<QualifiedName>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Policy>,
+}
+
+/// `CREATE POLICY name ON table [AS RESTRICTIVE] [TO roles] USING (expr)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub name: String,
+    pub table: QualifiedName,
+    /// The roles it applies to; empty for PUBLIC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The USING expression as SQL; `current_user` in it is the querying role.
+    pub using: String,
+    /// Restrictive policies must all pass; of the permissive ones, one must.
+    #[serde(default)]
+    pub restrictive: bool,
 }
 
 /// A role of `CREATE ROLE` / `CREATE USER`.
@@ -269,10 +291,31 @@ impl AccessState {
         self.owners.push((object, owner.to_string()));
     }
 
-    /// Forgets the owner and grants of a dropped object.
+    /// Forgets the owner, grants, policies and row security of a dropped object.
     pub fn forget(&mut self, object: &Object) {
         self.owners.retain(|(o, _)| o != object);
         self.grants.retain(|g| &g.object != object);
+        if let Object::Table(table) = object {
+            self.row_security.retain(|t| t != table);
+            self.policies.retain(|p| &p.table != table);
+        }
+    }
+
+    /// Whether `table` has row-level security and `roles` do not own it: then they see
+    /// only the rows its policies let them.
+    pub fn rows_limited(&self, roles: &BTreeSet<String>, table: &QualifiedName) -> bool {
+        self.row_security.contains(table) && !self.owns(roles, &Object::Table(table.clone()))
+    }
+
+    /// The policies of `table` that apply to `roles`.
+    pub fn policies_for<'a>(
+        &'a self,
+        roles: &'a BTreeSet<String>,
+        table: &'a QualifiedName,
+    ) -> impl Iterator<Item = &'a Policy> {
+        self.policies.iter().filter(move |p| {
+            &p.table == table && (p.roles.is_empty() || p.roles.iter().any(|r| roles.contains(r)))
+        })
     }
 
     /// Moves the owner and grants of a renamed object.
@@ -285,6 +328,18 @@ impl AccessState {
         for g in &mut self.grants {
             if &g.object == from {
                 g.object = to.clone();
+            }
+        }
+        if let (Object::Table(from), Object::Table(to)) = (from, to) {
+            for t in &mut self.row_security {
+                if t == from {
+                    *t = to.clone();
+                }
+            }
+            for p in &mut self.policies {
+                if &p.table == from {
+                    p.table = to.clone();
+                }
             }
         }
     }
@@ -353,13 +408,20 @@ impl AccessState {
             .retain(|g| g.grantee != name && g.grantor != name);
     }
 
-    /// What `name` owns, for DROP ROLE's error.
-    pub fn owned_by(&self, name: &str) -> Vec<&Object> {
-        self.owners
+    /// What depends on role `name` (what it owns, the policies naming it), for DROP
+    /// ROLE's error.
+    pub fn depending_on(&self, name: &str) -> Vec<String> {
+        let owned = self
+            .owners
             .iter()
             .filter(|(_, owner)| owner == name)
-            .map(|(o, _)| o)
-            .collect()
+            .map(|(o, _)| format!("owner of {o}"));
+        let policies = self
+            .policies
+            .iter()
+            .filter(|p| p.roles.iter().any(|r| r == name))
+            .map(|p| format!("target of policy {} on table {}", p.name, p.table));
+        owned.chain(policies).collect()
     }
 }
 

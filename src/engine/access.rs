@@ -168,6 +168,13 @@ impl Engine {
                     if let crate::sql::Statement::DataFusion(statement) = statement {
                         let plan = self.statement_to_plan(session, statement).await?;
                         checker.check_plan(&plan)?;
+                        if checker.reads_limited_rows(&plan) {
+                            return Err(Error::unsupported(format!(
+                                "model {name} would train on rows that row-level security \
+                                 hides from role {}: train it as the table's owner",
+                                checker.role
+                            )));
+                        }
                     }
                 }
             }
@@ -292,7 +299,7 @@ impl Engine {
         .await
     }
 
-    async fn change_access(
+    pub(super) async fn change_access(
         &self,
         session: &SessionContext,
         change: impl FnOnce(&mut AccessState),
@@ -390,14 +397,14 @@ impl Engine {
                         }
                         return Err(Error::NotFound { kind: "role", name });
                     }
-                    let owned = next.access.owned_by(&name);
-                    if !owned.is_empty() {
-                        let listed: Vec<String> = owned.iter().map(ToString::to_string).collect();
+                    let depending = next.access.depending_on(&name);
+                    if !depending.is_empty() {
                         return Err(Error::state(
                             SqlState::DependentObjectsStillExist,
                             format!(
-                                "role {name} cannot be dropped because some objects depend on it: owner of {}",
-                                listed.join(", ")
+                                "role {name} cannot be dropped because some objects depend on \
+                                 it: {}",
+                                depending.join(", ")
                             ),
                         ));
                     }

@@ -19,6 +19,7 @@ mod paths;
 pub mod plan_cache;
 mod privilege_check;
 mod role_tables;
+mod row_security;
 mod statements;
 mod system_tables;
 mod temporary;

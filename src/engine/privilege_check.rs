@@ -65,8 +65,36 @@ impl Checker {
         is_superuser(&self.builtin, &self.state.access, role)
     }
 
+    /// For a view's plan, inlined under the view's name: `Some(Some(owner))`, or
+    /// `Some(None)` for a view of a superuser (or of no role), whose plan needs no check;
+    /// `None` for any other node.
+    pub(super) fn genuine_view_owner(&self, node: &LogicalPlan) -> Option<Option<String>> {
+        let LogicalPlan::SubqueryAlias(alias) = node else {
+            return None;
+        };
+        let view = self.qualify(&alias.alias)?;
+        if !matches!(self.relation(&view), Some(Relation::View { .. }))
+            || self.view_plan(&view).as_ref() != Some(alias.input.as_ref())
+        {
+            return None;
+        }
+        Some(
+            self.state
+                .access
+                .owner(&Object::Table(view))
+                .filter(|owner| !self.is_superuser(owner))
+                .map(str::to_string),
+        )
+    }
+
+    /// The catalog table a scan reads, if it is one.
+    pub(super) fn scanned_table(&self, reference: &TableReference) -> Option<QualifiedName> {
+        let name = self.qualify(reference)?;
+        self.relation(&name).is_some().then_some(name)
+    }
+
     /// A checker for `role` over the same catalog (a view's owner).
-    fn as_role(&self, role: &str) -> Checker {
+    pub(super) fn as_role(&self, role: &str) -> Checker {
         Checker {
             role: role.to_string(),
             roles: self.state.access.effective_roles(role),
@@ -155,6 +183,9 @@ impl Checker {
         if self.relation(name).is_none() {
             return Ok(());
         }
+        if privilege != Privilege::Select {
+            self.refuse_limited_write(name)?;
+        }
         self.require(&Object::Schema(name.schema.clone()), Privilege::Usage)?;
         self.require(&Object::Table(name.clone()), privilege)
     }
@@ -209,21 +240,15 @@ impl Checker {
     fn check_node(&self, node: &LogicalPlan) -> Result<bool> {
         match node {
             LogicalPlan::SubqueryAlias(alias) => {
-                let Some(view) = self.qualify(&alias.alias) else {
+                let Some(owner) = self.genuine_view_owner(node) else {
                     return Ok(false);
                 };
-                if !matches!(self.relation(&view), Some(Relation::View { .. }))
-                    || self.view_plan(&view).as_ref() != Some(alias.input.as_ref())
-                {
-                    return Ok(false);
+                if let Some(view) = self.qualify(&alias.alias) {
+                    self.require_table(&view, Privilege::Select)?;
                 }
-                self.require_table(&view, Privilege::Select)?;
                 // A view reads its tables with its owner's privileges.
-                match self.state.access.owner(&Object::Table(view)) {
-                    Some(owner) if !self.is_superuser(owner) => {
-                        self.as_role(owner).check_plan(&alias.input)?;
-                    }
-                    _ => {}
+                if let Some(owner) = owner {
+                    self.as_role(&owner).check_plan(&alias.input)?;
                 }
                 Ok(true)
             }
@@ -512,12 +537,15 @@ impl Authorizer for RoleAuthorizer {
     fn check_plan(
         &self,
         state: &datafusion::execution::SessionState,
-        plan: &LogicalPlan,
-    ) -> datafusion::common::Result<()> {
+        plan: LogicalPlan,
+    ) -> datafusion::common::Result<LogicalPlan> {
         let schema = state.config().options().catalog.default_schema.clone();
         match self.checker(&schema, state.catalog_list().clone()) {
-            Some(checker) => checker.check_plan(plan).map_err(external),
-            None => Ok(()),
+            Some(checker) => {
+                checker.check_plan(&plan).map_err(external)?;
+                checker.secure(state, plan).map_err(external)
+            }
+            None => Ok(plan),
         }
     }
 

@@ -76,7 +76,20 @@ impl Engine {
                 SqlStatement::Delete(delete) => self.delete(session, delete).await,
                 SqlStatement::Merge(merge) => self.merge(session, merge).await,
                 SqlStatement::Truncate(truncate) => self.truncate(session, truncate).await,
+                SqlStatement::AlterTable(alter)
+                    if alter.operations.iter().any(|o| {
+                        matches!(
+                            o,
+                            AlterTableOperation::EnableRowLevelSecurity
+                                | AlterTableOperation::DisableRowLevelSecurity
+                        )
+                    }) =>
+                {
+                    self.alter_row_security(session, &alter).await
+                }
                 SqlStatement::AlterTable(alter) => self.alter_table(session, alter).await,
+                SqlStatement::CreatePolicy(create) => self.create_policy(session, create).await,
+                SqlStatement::DropPolicy(drop) => self.drop_policy(session, drop).await,
                 SqlStatement::CreateIndex(create) => self.create_index(session, create).await,
                 SqlStatement::Comment {
                     object_type,
@@ -192,7 +205,7 @@ impl Engine {
             planned => planned?,
         };
         self.authorize_plan(session, &plan).await?;
-        Ok(plan)
+        self.secure_plan(session, plan).await
     }
 
     /// Carries out a plan made in `session` (with any parameters already bound): plans that

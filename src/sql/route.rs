@@ -10,7 +10,7 @@
 //! | [`Route::Access`] | CREATE/ALTER/DROP ROLE and USER, GRANT, REVOKE | the engine's access control (`engine/access.rs`) |
 //! | [`Route::Maintenance`] | VACUUM, OPTIMIZE | the engine's tables, never inside a transaction block |
 //! | [`Route::CopyStream`] | COPY ... FROM STDIN, COPY ... TO STDOUT | the server's COPY sub-protocol |
-//! | [`Route::Syntax`] | UPDATE, DELETE, TRUNCATE, ALTER TABLE, CREATE TABLE with keys or defaults, CREATE/DROP INDEX, COMMENT ON, CREATE EXTERNAL TABLE, COPY TO a file | the engine, from the statement's syntax |
+//! | [`Route::Syntax`] | UPDATE, DELETE, TRUNCATE, ALTER TABLE, CREATE/DROP POLICY, CREATE TABLE with keys or defaults, CREATE/DROP INDEX, COMMENT ON, CREATE EXTERNAL TABLE, COPY TO a file | the engine, from the statement's syntax |
 //! | [`Route::Plan`] | queries, EXPLAIN, INSERT, CREATE TABLE [AS], CREATE VIEW, CREATE SCHEMA, DROP ... | a DataFusion plan made in the client's session (so it can be described and prepared), carried out by the engine |
 
 use datafusion::sql::parser::Statement as DFStatement;
@@ -90,6 +90,8 @@ impl Route {
             | SqlStatement::Truncate(_)
             | SqlStatement::AlterTable(_)
             | SqlStatement::CreateIndex(_)
+            | SqlStatement::CreatePolicy(_)
+            | SqlStatement::DropPolicy(_)
             | SqlStatement::Comment { .. } => Route::Syntax,
             SqlStatement::Drop { object_type, .. } if *object_type == ObjectType::Index => {
                 Route::Syntax
@@ -225,6 +227,9 @@ mod tests {
             ("TRUNCATE t", Syntax, true),
             ("ALTER TABLE t RENAME TO u", Syntax, true),
             ("CREATE INDEX i ON t (a)", Syntax, true),
+            ("CREATE POLICY p ON t USING (a = 1)", Syntax, true),
+            ("DROP POLICY p ON t", Syntax, true),
+            ("ALTER TABLE t ENABLE ROW LEVEL SECURITY", Syntax, true),
             ("DROP INDEX i", Syntax, true),
             ("COMMENT ON TABLE t IS 'x'", Syntax, true),
             ("CREATE TABLE t (a INT PRIMARY KEY)", Syntax, true),

@@ -14,9 +14,9 @@ use datafusion::logical_expr::LogicalPlan;
 /// What a session's role may read.
 pub trait Authorizer: std::fmt::Debug + Send + Sync {
     /// Fails (SQLSTATE 42501) unless the role may read every table and use every model
-    /// `plan` reads.
-    /// `state` is the session planning it (its default schema resolves bare names).
-    fn check_plan(&self, state: &SessionState, plan: &LogicalPlan) -> Result<()>;
+    /// `plan` reads; else `plan` with the row-level security policies that apply to the
+    /// role (it is what the function must run). `state` is the session planning it.
+    fn check_plan(&self, state: &SessionState, plan: LogicalPlan) -> Result<LogicalPlan>;
     /// Fails (SQLSTATE 42501) unless the role has USAGE on the model `reference` names.
     fn check_model(&self, reference: &str) -> Result<()>;
 }
@@ -30,10 +30,10 @@ fn authorizer(session: &dyn Session) -> Option<Arc<SessionAccess>> {
 }
 
 /// [`Authorizer::check_plan`] of the session's authorizer, if it has one.
-pub fn check_plan(state: &SessionState, plan: &LogicalPlan) -> Result<()> {
+pub fn check_plan(state: &SessionState, plan: LogicalPlan) -> Result<LogicalPlan> {
     match authorizer(state) {
         Some(access) => access.0.check_plan(state, plan),
-        None => Ok(()),
+        None => Ok(plan),
     }
 }
 

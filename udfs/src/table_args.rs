@@ -84,8 +84,8 @@ async fn read_only_frame(state: &SessionState, sql: &str) -> Result<DataFrame> {
         .with_allow_dml(false)
         .with_allow_statements(false);
     let frame = ctx.sql_with_options(sql, read_only).await?;
-    crate::access::check_plan(state, frame.logical_plan())?;
-    Ok(frame)
+    let plan = crate::access::check_plan(state, frame.into_unoptimized_plan())?;
+    Ok(DataFrame::new(state.clone(), plan))
 }
 
 /// Plans `sql` while the table function itself is planned, to learn the columns it returns,
@@ -114,8 +114,7 @@ pub fn plan_read_only(
         .with_allow_statements(false)
         .verify_plan(&plan)
         .map_err(|e| DataFusionError::Plan(format!("{function}: {what} must be a query: {e}")))?;
-    crate::access::check_plan(state, &plan)?;
-    Ok(plan)
+    crate::access::check_plan(state, plan)
 }
 
 /// The session of a table function's scan, which tenure always runs in a DataFusion
