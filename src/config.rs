@@ -50,6 +50,30 @@ pub struct Config {
     /// or left by a write that never committed) are kept before VACUUM deletes them: a
     /// query that started before they were replaced may still be reading them.
     pub vacuum_retention: std::time::Duration,
+    /// Which statements the audit log records: none, ddl, mod (the default) or all.
+    pub log_statement: LogStatement,
+}
+
+/// `log_statement`: which statements the audit log records (see `server/audit.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogStatement {
+    None,
+    Ddl,
+    #[default]
+    Mod,
+    All,
+}
+
+impl LogStatement {
+    pub fn parse(text: &str) -> Option<LogStatement> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(LogStatement::None),
+            "ddl" => Some(LogStatement::Ddl),
+            "mod" => Some(LogStatement::Mod),
+            "all" => Some(LogStatement::All),
+            _ => None,
+        }
+    }
 }
 
 /// A user who logs in with a password.
@@ -88,6 +112,7 @@ impl Default for Config {
             authentication_timeout: std::time::Duration::from_secs(10),
             s3_endpoints: Vec::new(),
             vacuum_retention: std::time::Duration::from_secs(3600),
+            log_statement: LogStatement::default(),
         }
     }
 }
@@ -117,6 +142,8 @@ pub struct Overrides {
     pub s3_endpoints: Option<Vec<String>>,
     /// Seconds.
     pub vacuum_retention: Option<u64>,
+    /// "none", "ddl", "mod" or "all".
+    pub log_statement: Option<String>,
 }
 
 impl Config {
@@ -200,6 +227,13 @@ impl Config {
         }
         if let Some(seconds) = o.vacuum_retention {
             self.vacuum_retention = std::time::Duration::from_secs(seconds);
+        }
+        if let Some(text) = &o.log_statement {
+            self.log_statement = LogStatement::parse(text).ok_or_else(|| {
+                Error::Config(format!(
+                    "log_statement {text:?} is not one of none, ddl, mod, all"
+                ))
+            })?;
         }
         Ok(())
     }
@@ -309,6 +343,7 @@ impl Overrides {
             authentication_timeout: number("TENURE_AUTHENTICATION_TIMEOUT")?.map(|n| n as u64),
             s3_endpoints: None,
             vacuum_retention: number("TENURE_VACUUM_RETENTION")?.map(|n| n as u64),
+            log_statement: get("TENURE_LOG_STATEMENT"),
         })
     }
 }

@@ -319,6 +319,46 @@ async fn roles_privileges_and_owners_through_real_clients() {
     // psycopg as another client: the same answers, and a client may change its own password.
     python_client("access.py", serve.port).await;
 
+    // The audit log: logins (refused ones too), denials and DDL, by role and fingerprint,
+    // with no value a client sent: no password, no literal.
+    let log = serve.log();
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tenure::audit"))
+        .collect();
+    let has = |words: &[&str]| audit.iter().any(|l| words.iter().all(|w| l.contains(w)));
+    assert!(has(&["event=\"login\"", "user=\"alice\""]), "{log}");
+    assert!(has(&["event=\"login refused\"", "user=\"alice\""]), "{log}");
+    assert!(
+        has(&[
+            "event=\"denied\"",
+            "user=\"alice\"",
+            "SELECT * FROM customers",
+            "fingerprint="
+        ]),
+        "{log}"
+    );
+    assert!(
+        has(&[
+            "event=\"statement\"",
+            "user=\"admin\"",
+            "class=\"ddl\"",
+            "CREATE USER alice WITH PASSWORD ?"
+        ]),
+        "{log}"
+    );
+    assert!(
+        has(&[
+            "event=\"statement\"",
+            "user=\"bob\"",
+            "CREATE MODEL bob_seg"
+        ]),
+        "{log}"
+    );
+    for secret in ["alice-pw", "bob-pw", "admin-secret", "'mine'"] {
+        assert!(!log.contains(secret), "the log has {secret}");
+    }
+
     // Everything survives a restart.
     drop((alice, bob, admin));
     let dir = serve.kill();

@@ -13,6 +13,7 @@
 //! - [`encode`]: result rows in PostgreSQL's text and binary formats, batch by batch;
 //! - [`sqlstate`]: error codes.
 
+pub mod audit;
 mod copy;
 mod cursor;
 pub mod encode;
@@ -65,6 +66,7 @@ pub struct Shared {
     sessions_open: AtomicUsize,
     require_tls: bool,
     authentication_timeout: Duration,
+    log_statement: crate::config::LogStatement,
     /// Statements running or streaming rows; shutdown waits for them.
     running: AtomicUsize,
     idle: Notify,
@@ -105,6 +107,8 @@ pub struct ServerOptions {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub require_tls: bool,
     pub authentication_timeout: Duration,
+    /// Which statements the audit log records (see [`audit`]).
+    pub log_statement: crate::config::LogStatement,
 }
 
 impl ServerOptions {
@@ -116,6 +120,7 @@ impl ServerOptions {
             tls: config.tls_cert.clone().zip(config.tls_key.clone()),
             require_tls: config.require_tls,
             authentication_timeout: config.authentication_timeout,
+            log_statement: config.log_statement,
         }
     }
 }
@@ -180,6 +185,7 @@ impl Server {
             sessions_open: AtomicUsize::new(0),
             require_tls: options.require_tls,
             authentication_timeout: options.authentication_timeout,
+            log_statement: options.log_statement,
             running: AtomicUsize::new(0),
             idle: Notify::new(),
             shutting_down: AtomicBool::new(false),
@@ -516,6 +522,7 @@ impl ErrorHandler for LogErrors {
                 .get(pgwire::api::METADATA_USER)
                 .cloned()
                 .unwrap_or_default();
+            audit::login(&user, &client.socket_addr(), false);
             *error = startup::password_failed(&user);
         }
         tracing::info!(peer = %client.socket_addr(), "error: {error}");

@@ -118,6 +118,7 @@ impl Startup {
                 }
                 Some(_) => return Ok(()),
             };
+            super::audit::login(&user, &client.socket_addr(), false);
             return Err(user_error(sqlstate::fatal(
                 SqlState::InvalidAuthorizationSpecification,
                 message,
@@ -165,6 +166,7 @@ impl Startup {
             tls = client.is_secure(),
             "connection authenticated"
         );
+        super::audit::login(&user, &client.socket_addr(), true);
         Ok(())
     }
 }

@@ -28,6 +28,7 @@ use super::transaction::open_block_for;
 use super::{Prepared, QueryHandler, engine_error, session};
 use crate::pg::sqlstate::SqlState;
 use crate::server::Shared;
+use crate::server::audit;
 use crate::server::sqlstate;
 use crate::server::startup::user_error;
 
@@ -60,14 +61,32 @@ impl QueryParser for Parser {
         let Some((text, statement)) = statements.pop() else {
             return Ok(None);
         };
+        let class = audit::Class::of(&statement);
         let action = classify(&self.shared.compat, &text, statement);
         open_block_for(&self.shared.engine, &session, &action).await?;
-        let planned = plan_action(&self.shared.engine, &session, &action)
-            .await
-            .map_err(engine_error)?;
+        let planned = match plan_action(&self.shared.engine, &session, &action).await {
+            Ok(planned) => planned,
+            Err(e) => {
+                // A denial at Parse is audited; other errors there are the client's syntax.
+                let error = Err(engine_error(e));
+                if let Err(PgWireError::UserError(info)) = &error
+                    && info.code == "42501"
+                {
+                    audit::after_statement(
+                        self.shared.log_statement,
+                        &session,
+                        class,
+                        &text,
+                        &error,
+                    );
+                }
+                return error.map(|_: Response| None);
+            }
+        };
         Ok(Some(Prepared {
             text,
             action,
+            class,
             planned,
         }))
     }
@@ -253,6 +272,13 @@ impl ExtendedQueryHandler for QueryHandler {
                 &portal.result_column_format,
             )
             .await;
+        audit::after_statement(
+            self.shared.log_statement,
+            &session,
+            prepared.class,
+            &prepared.text,
+            &result,
+        );
         if result.is_err() {
             session.fail_transaction();
         }

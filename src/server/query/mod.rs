@@ -49,6 +49,8 @@ use plan::Planned;
 pub struct Prepared {
     text: String,
     action: Action,
+    /// What the audit log calls it (see [`crate::server::audit`]).
+    class: crate::server::audit::Class,
     /// For statements planned at Parse: the plan (with `$n` placeholders), its parameter
     /// types and PostgreSQL's names for its result columns.
     planned: Option<Planned>,

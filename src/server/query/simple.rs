@@ -21,6 +21,7 @@ use super::plan::plan_action;
 use super::transaction::open_block_for;
 use super::{QueryHandler, engine_error, session, transaction_status};
 use crate::pg::sqlstate::SqlState;
+use crate::server::audit;
 use crate::server::session::Session;
 use crate::server::sqlstate;
 use crate::server::startup::user_error;
@@ -40,16 +41,23 @@ impl QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let class = audit::Class::of(&statement);
         let action = classify(&self.shared.compat, text, statement);
         open_block_for(&self.shared.engine, session, &action).await?;
         let planned = match plan_action(&self.shared.engine, session, &action).await {
             Ok(planned) => planned,
-            Err(e) => return Err(engine_error(e)),
+            Err(e) => {
+                let error = Err(engine_error(e));
+                audit::after_statement(self.shared.log_statement, session, class, text, &error);
+                return error.map(|_: Response| ());
+            }
         };
         let format = Format::UnifiedText;
         let response = self
             .respond(client, session, &action, planned.as_ref(), None, &format)
-            .await?;
+            .await;
+        audit::after_statement(self.shared.log_statement, session, class, text, &response);
+        let response = response?;
         match response {
             Response::Query(results) => send_query_response(client, results, true).await?,
             Response::Execution(tag)
