@@ -549,3 +549,83 @@ fn serve_psql(serve: &Serve, user: &str, password: &str, command: &str) -> Strin
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Per-role limits: CONNECTION LIMIT refuses the session past it (53300) and frees its place
+/// when a session ends; ALTER ROLE ... SET gives the role's sessions their defaults, which
+/// a client's own SET still overrides (as in PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_limits_apply_at_login() {
+    let serve = Serve::start(CONFIG);
+    let admin = serve.connect("admin", Some("admin-secret")).await;
+    admin
+        .batch_execute(
+            "CREATE USER bi PASSWORD 'bi-pw' CONNECTION LIMIT 1; \
+             ALTER ROLE bi SET statement_timeout = '250ms'; \
+             ALTER ROLE bi SET DateStyle TO 'ISO, DMY'",
+        )
+        .await
+        .unwrap();
+    let (code, text) = denied(&admin, "ALTER ROLE bi SET no_such_setting = 1").await;
+    assert_eq!(code, SqlState::UNDEFINED_OBJECT, "{text}");
+    let limit: i32 = admin
+        .query_one(
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'bi'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(limit, 1);
+
+    let bi = serve.connect("bi", Some("bi-pw")).await;
+    assert_eq!(show_setting(&bi, "statement_timeout").await, "250");
+    assert_eq!(show_setting(&bi, "DateStyle").await, "ISO, DMY");
+    let err = bi
+        .batch_execute("SELECT count(*) FROM range(10000000000) a")
+        .await
+        .expect_err("the role's statement_timeout stops it");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+    bi.batch_execute("SET statement_timeout = 0").await.unwrap();
+    assert_eq!(show_setting(&bi, "statement_timeout").await, "0");
+
+    let second =
+        tokio_postgres::connect(&serve.url("bi", Some("bi-pw")), tokio_postgres::NoTls).await;
+    let err = second.err().expect("a second session of bi is refused");
+    assert_eq!(
+        err.as_db_error().map(|e| e.code().clone()),
+        Some(SqlState::TOO_MANY_CONNECTIONS),
+        "{err}"
+    );
+    drop(bi);
+    // The place is given back once the first session has gone.
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok((client, connection)) =
+            tokio_postgres::connect(&serve.url("bi", Some("bi-pw")), tokio_postgres::NoTls).await
+        {
+            tokio::spawn(connection);
+            again = Some(client);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        again.is_some(),
+        "bi may log in again after the first session ended"
+    );
+    admin
+        .batch_execute("ALTER ROLE bi RESET ALL; ALTER ROLE bi CONNECTION LIMIT -1")
+        .await
+        .unwrap();
+}
+
+/// The value `SHOW name` gives in `client`'s session.
+async fn show_setting(client: &Client, name: &str) -> String {
+    let rows = client.simple_query(&format!("SHOW {name}")).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap()
+}

@@ -84,6 +84,13 @@ pub struct Role {
     /// The SCRAM-SHA-256 verifier in PostgreSQL's form; never the password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// `CONNECTION LIMIT`: the most sessions the role may hold at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<u32>,
+    /// `ALTER ROLE ... SET`: settings its sessions start with (a client's startup options
+    /// and SET override them, as in PostgreSQL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<(String, String)>,
 }
 
 impl Role {
@@ -96,6 +103,8 @@ impl Role {
             create_model: false,
             inherit: true,
             password: None,
+            connection_limit: None,
+            settings: Vec::new(),
         }
     }
 }

@@ -14,8 +14,12 @@
 //! REVOKE ... FROM { role | PUBLIC } [, ...] [CASCADE | RESTRICT]
 //! ```
 //!
+//! ALTER { ROLE | USER } name SET setting { TO | = } value
+//! ALTER { ROLE | USER } name RESET { setting | ALL }
+//!
 //! Role options: LOGIN, NOLOGIN, SUPERUSER, NOSUPERUSER, CREATEMODEL, NOCREATEMODEL,
-//! INHERIT, NOINHERIT, [ENCRYPTED] PASSWORD 'text' | NULL, IN ROLE r [, ...].
+//! INHERIT, NOINHERIT, [ENCRYPTED] PASSWORD 'text' | NULL, CONNECTION LIMIT n,
+//! IN ROLE r [, ...].
 
 use datafusion::sql::sqlparser::ast::Ident;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -35,6 +39,13 @@ pub enum AccessStatement {
     AlterRole {
         name: String,
         options: RoleOptions,
+    },
+    /// `ALTER ROLE name SET setting {TO | =} value` (`value` Some), `RESET setting` (None),
+    /// `RESET ALL` (setting `all`, None): the role's defaults for its sessions.
+    AlterRoleSet {
+        name: String,
+        setting: String,
+        value: Option<String>,
     },
     DropRole {
         names: Vec<String>,
@@ -62,7 +73,9 @@ impl AccessStatement {
     pub fn tag(&self) -> &'static str {
         match self {
             AccessStatement::CreateRole { .. } => "CREATE ROLE",
-            AccessStatement::AlterRole { .. } => "ALTER ROLE",
+            AccessStatement::AlterRole { .. } | AccessStatement::AlterRoleSet { .. } => {
+                "ALTER ROLE"
+            }
             AccessStatement::DropRole { .. } => "DROP ROLE",
             AccessStatement::Membership { grant: true, .. }
             | AccessStatement::Privileges { grant: true, .. } => "GRANT",
@@ -92,6 +105,8 @@ pub struct RoleOptions {
     /// `Some(None)` is `PASSWORD NULL`.
     pub password: Option<Option<String>>,
     pub in_roles: Vec<String>,
+    /// `CONNECTION LIMIT n`; -1 for none.
+    pub connection_limit: Option<i32>,
 }
 
 /// Never prints the password.
@@ -110,6 +125,7 @@ impl std::fmt::Debug for RoleOptions {
                     .map(|p| p.as_ref().map(|_| "<redacted>")),
             )
             .field("in_roles", &self.in_roles)
+            .field("connection_limit", &self.connection_limit)
             .finish()
     }
 }
@@ -144,10 +160,40 @@ pub fn parse(text: &str) -> Result<AccessStatement, ParserError> {
     } else if word(&mut p, "ALTER") {
         kind(&mut p)?;
         let name = name(&mut p)?;
-        if word(&mut p, "RENAME") || word(&mut p, "SET") || word(&mut p, "RESET") {
-            return Err(ParserError::ParserError(
-                "ALTER ROLE ... RENAME, SET and RESET are not supported".into(),
-            ));
+        if word(&mut p, "RENAME") {
+            return Err(unsupported("ALTER ROLE ... RENAME and role renames"));
+        }
+        if word(&mut p, "SET") {
+            let setting = p.parse_identifier()?.value.to_ascii_lowercase();
+            if !p.consume_token(&Token::Eq) {
+                expect(&mut p, "TO")?;
+            }
+            let next = p.next_token();
+            let value = match next.token {
+                Token::SingleQuotedString(s) => s,
+                Token::Number(n, _) => n,
+                Token::Word(w) => w.value,
+                _ => return p.expected("a setting's value", next),
+            };
+            if !grant_end(&mut p) {
+                return p.expected("end of statement", p.peek_token());
+            }
+            return Ok(AccessStatement::AlterRoleSet {
+                name,
+                setting,
+                value: Some(value),
+            });
+        }
+        if word(&mut p, "RESET") {
+            let setting = p.parse_identifier()?.value.to_ascii_lowercase();
+            if !grant_end(&mut p) {
+                return p.expected("end of statement", p.peek_token());
+            }
+            return Ok(AccessStatement::AlterRoleSet {
+                name,
+                setting,
+                value: None,
+            });
         }
         let options = role_options(&mut p)?;
         if options == RoleOptions::default() {
@@ -304,11 +350,24 @@ fn role_options(p: &mut Parser) -> Result<RoleOptions, ParserError> {
                 }
                 options.in_roles.extend(names(p)?);
             }
+            "CONNECTION" => {
+                p.next_token();
+                expect(p, "LIMIT")?;
+                let negative = p.consume_token(&Token::Minus);
+                let next = p.next_token();
+                let limit: i32 = match next.token {
+                    Token::Number(n, _) => n.parse().map_err(|_| {
+                        ParserError::ParserError(format!("invalid connection limit {n}"))
+                    })?,
+                    _ => return p.expected("a connection limit", next),
+                };
+                options.connection_limit = Some(if negative { -limit } else { limit });
+            }
             "CREATEDB" | "NOCREATEDB" | "CREATEROLE" | "NOCREATEROLE" | "REPLICATION"
-            | "NOREPLICATION" | "BYPASSRLS" | "NOBYPASSRLS" | "CONNECTION" | "VALID" => {
+            | "NOREPLICATION" | "BYPASSRLS" | "NOBYPASSRLS" | "VALID" => {
                 return Err(unsupported(&format!(
                     "the role option {flag} (tenure's are LOGIN, SUPERUSER, CREATEMODEL, \
-                     INHERIT, PASSWORD and IN ROLE)"
+                     INHERIT, PASSWORD, CONNECTION LIMIT and IN ROLE)"
                 )));
             }
             _ => break,
@@ -435,6 +494,34 @@ mod tests {
             }
         );
         assert_eq!(
+            parsed("ALTER USER alice SET statement_timeout TO '5s'"),
+            AccessStatement::AlterRoleSet {
+                name: "alice".into(),
+                setting: "statement_timeout".into(),
+                value: Some("5s".into()),
+            }
+        );
+        assert_eq!(
+            parsed("ALTER ROLE alice RESET ALL"),
+            AccessStatement::AlterRoleSet {
+                name: "alice".into(),
+                setting: "all".into(),
+                value: None,
+            }
+        );
+        assert_eq!(
+            parsed("CREATE ROLE bi LOGIN CONNECTION LIMIT 2"),
+            AccessStatement::CreateRole {
+                name: "bi".into(),
+                if_not_exists: false,
+                options: RoleOptions {
+                    login: Some(true),
+                    connection_limit: Some(2),
+                    ..Default::default()
+                },
+            }
+        );
+        assert_eq!(
             parsed("DROP USER IF EXISTS a, b"),
             AccessStatement::DropRole {
                 names: vec!["a".into(), "b".into()],
@@ -496,7 +583,7 @@ mod tests {
                 "GRANT SELECT (a) ON t TO bi",
                 "column privileges are not supported",
             ),
-            ("CREATE ROLE r CONNECTION LIMIT 3", "CONNECTION"),
+            ("CREATE ROLE r VALID UNTIL 'infinity'", "VALID"),
             ("ALTER ROLE r", "a role option"),
             (
                 "GRANT SELECT ON t TO bi WITH GRANT OPTION",

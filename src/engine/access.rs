@@ -380,6 +380,30 @@ impl Engine {
                 })?;
                 apply_options(role, &options)?;
             }
+            AccessStatement::AlterRoleSet {
+                name,
+                setting,
+                value,
+            } => {
+                require_superuser(superuser, "alter roles")?;
+                let role = next.access.role_mut(&name).ok_or_else(|| Error::NotFound {
+                    kind: "role",
+                    name: name.clone(),
+                })?;
+                match value {
+                    None if setting == "all" => role.settings.clear(),
+                    None => role.settings.retain(|(n, _)| *n != setting),
+                    Some(value) => {
+                        // Checked as a session would take it.
+                        let mut probe = crate::pg::settings::Settings::new(&name, []);
+                        probe
+                            .set(&setting, &value)
+                            .map_err(|e| Error::state(e.state, e.message))?;
+                        role.settings.retain(|(n, _)| *n != setting);
+                        role.settings.push((setting, value));
+                    }
+                }
+            }
             AccessStatement::DropRole { names, if_exists } => {
                 require_superuser(superuser, "drop roles")?;
                 for name in names {
@@ -607,6 +631,9 @@ fn apply_options(role: &mut Role, options: &RoleOptions) -> Result<()> {
     }
     if let Some(inherit) = options.inherit {
         role.inherit = inherit;
+    }
+    if let Some(limit) = options.connection_limit {
+        role.connection_limit = u32::try_from(limit).ok();
     }
     if let Some(password) = &options.password {
         role.password = match password {

@@ -31,6 +31,7 @@ impl SystemRows for RolesTable {
             Field::new("rolcanlogin", DataType::Boolean, false),
             Field::new("rolcreatemodel", DataType::Boolean, false),
             Field::new("has_password", DataType::Boolean, false),
+            Field::new("rolconnlimit", DataType::Int32, false),
         ]))
     }
 
@@ -73,6 +74,12 @@ impl SystemRows for RolesTable {
                 std::iter::repeat_n(false, n)
                     .chain(roles.iter().map(|r| r.password.is_some()))
                     .map(Some),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                std::iter::repeat_n(-1, n).chain(roles.iter().map(|r| {
+                    r.connection_limit
+                        .map_or(-1, |l| i32::try_from(l).unwrap_or(i32::MAX))
+                })),
             )),
         ]
     }

@@ -104,7 +104,7 @@ const CATALOG_VIEWS: [(&str, &str); 21] = [
         "pg_roles",
         "SELECT rolname, rolsuper, rolinherit, rolsuper AS rolcreaterole, \
                 CAST(false AS BOOLEAN) AS rolcreatedb, rolcanlogin, \
-                CAST(false AS BOOLEAN) AS rolreplication, CAST(-1 AS INT) AS rolconnlimit, \
+                CAST(false AS BOOLEAN) AS rolreplication, rolconnlimit, \
                 CASE WHEN has_password THEN '********' END AS rolpassword, \
                 CAST(NULL AS TIMESTAMP) AS rolvaliduntil, rolsuper AS rolbypassrls, \
                 CAST(NULL AS VARCHAR[]) AS rolconfig, oid \
@@ -115,7 +115,7 @@ const CATALOG_VIEWS: [(&str, &str); 21] = [
         "SELECT r.oid, r.rolname, r.rolsuper, r.rolinherit, r.rolsuper AS rolcreaterole, \
                 CAST(false AS BOOLEAN) AS rolcreatedb, r.rolcanlogin, \
                 CAST(false AS BOOLEAN) AS rolreplication, r.rolsuper AS rolbypassrls, \
-                CAST(-1 AS INT) AS rolconnlimit, p.rolpassword, \
+                r.rolconnlimit, p.rolpassword, \
                 CAST(NULL AS TIMESTAMP) AS rolvaliduntil \
          FROM tenure.roles r LEFT JOIN tenure.role_passwords p ON p.oid = r.oid",
     ),

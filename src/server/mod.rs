@@ -64,6 +64,8 @@ pub struct Shared {
     handshakes: AtomicUsize,
     /// Authenticated sessions; max_connections bounds these.
     sessions_open: AtomicUsize,
+    /// Sessions per role with a CONNECTION LIMIT.
+    role_sessions: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     require_tls: bool,
     authentication_timeout: Duration,
     log_statement: crate::config::LogStatement,
@@ -183,6 +185,7 @@ impl Server {
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             handshakes: AtomicUsize::new(0),
             sessions_open: AtomicUsize::new(0),
+            role_sessions: Default::default(),
             require_tls: options.require_tls,
             authentication_timeout: options.authentication_timeout,
             log_statement: options.log_statement,
@@ -365,6 +368,8 @@ pub(crate) struct Slot {
     authenticated: AtomicBool,
     /// The session, once authenticated (for the hang-up check).
     pub(crate) session: std::sync::OnceLock<std::sync::Weak<session::Session>>,
+    /// The role whose CONNECTION LIMIT this connection counts against.
+    limited_role: std::sync::OnceLock<String>,
 }
 
 impl Slot {
@@ -381,6 +386,7 @@ impl Slot {
             shared: shared.clone(),
             authenticated: AtomicBool::new(false),
             session: std::sync::OnceLock::new(),
+            limited_role: std::sync::OnceLock::new(),
         }))
     }
 
@@ -409,6 +415,26 @@ impl Slot {
     fn authenticated(&self) -> bool {
         self.authenticated.load(Ordering::SeqCst)
     }
+
+    /// Counts this connection against `role`'s CONNECTION LIMIT; false when the role holds
+    /// `limit` sessions already.
+    pub(crate) fn hold_role(&self, role: &str, limit: u32) -> bool {
+        if self.limited_role.get().is_some() {
+            return true;
+        }
+        let mut held = self
+            .shared
+            .role_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(role.to_string()).or_default();
+        if *count >= limit {
+            return false;
+        }
+        *count += 1;
+        let _ = self.limited_role.set(role.to_string());
+        true
+    }
 }
 
 impl Drop for Slot {
@@ -419,6 +445,16 @@ impl Drop for Slot {
             &self.shared.handshakes
         };
         counter.fetch_sub(1, Ordering::SeqCst);
+        if let Some(role) = self.limited_role.get() {
+            let mut held = self
+                .shared
+                .role_sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = held.get_mut(role) {
+                *count = count.saturating_sub(1);
+            }
+        }
     }
 }
 

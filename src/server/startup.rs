@@ -44,9 +44,15 @@ impl Startup {
             engine: shared.engine.clone(),
         }));
         auth.set_iterations(SCRAM_ITERATIONS);
-        let scram = SASLAuthStartupHandler::new(Arc::new(Parameters))
-            .with_scram(auth)
-            .with_pid_secret_key_generator(shared.pids.clone());
+        let (login_shared, login_slot) = (shared.clone(), slot.clone());
+        let scram = SASLAuthStartupHandler::new(Arc::new(Parameters {
+            engine: shared.engine.clone(),
+        }))
+        .with_login_check(Arc::new(move |user: &str| {
+            admit_session(&login_shared, &login_slot, user)
+        }))
+        .with_scram(auth)
+        .with_pid_secret_key_generator(shared.pids.clone());
         Startup {
             shared,
             slot,
@@ -84,7 +90,7 @@ impl Startup {
             )));
         }
         if self.shared.sessions_open() >= self.shared.max_connections {
-            return Err(self.too_many());
+            return Err(too_many(&self.shared));
         }
         let user = client
             .metadata()
@@ -127,27 +133,15 @@ impl Startup {
         Ok(())
     }
 
-    fn too_many(&self) -> PgWireError {
-        user_error(sqlstate::fatal(
-            SqlState::TooManyConnections,
-            format!(
-                "sorry, too many clients already (max_connections = {})",
-                self.shared.max_connections
-            ),
-        ))
-    }
-
     /// After authentication: the session, registered for CancelRequest.
     fn open_session<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
-        if !self.slot.authenticate() {
-            return Err(self.too_many());
-        }
         let user = client
             .metadata()
             .get(METADATA_USER)
             .cloned()
             .unwrap_or_else(|| DEFAULT_USER.to_string());
-        let settings = startup_settings(client);
+        admit_session(&self.shared, &self.slot, &user)?;
+        let settings = startup_settings(client, &self.shared.engine);
         let session = Arc::new(Session::new(
             self.shared.engine.new_session_as(&user),
             settings,
@@ -206,32 +200,82 @@ impl StartupHandler for Startup {
                 pgwire::api::PidSecretKeyGenerator::generate(self.shared.pids.as_ref(), client);
             client.set_pid_and_secret_key(pid, secret);
             self.open_session(client)?;
-            finish_authentication(client, &Parameters).await?;
+            let parameters = Parameters {
+                engine: self.shared.engine.clone(),
+            };
+            finish_authentication(client, &parameters).await?;
         }
         Ok(())
     }
 }
 
-/// The session's starting settings: defaults, then the client's startup parameters.
-fn startup_settings<C: ClientInfo>(client: &C) -> Settings {
+fn too_many(shared: &Shared) -> PgWireError {
+    user_error(sqlstate::fatal(
+        SqlState::TooManyConnections,
+        format!(
+            "sorry, too many clients already (max_connections = {})",
+            shared.max_connections
+        ),
+    ))
+}
+
+/// Admits an authenticated login as a session: within max_connections and the role's
+/// CONNECTION LIMIT (each checked once per connection).
+fn admit_session(shared: &Shared, slot: &Slot, user: &str) -> PgWireResult<()> {
+    if !slot.authenticate() {
+        return Err(too_many(shared));
+    }
+    let catalog = shared.engine.catalog_version();
+    if let Some(limit) = catalog.access.role(user).and_then(|r| r.connection_limit)
+        && !slot.hold_role(user, limit)
+    {
+        return Err(user_error(sqlstate::fatal(
+            SqlState::TooManyConnections,
+            format!("too many connections for role \"{user}\" (CONNECTION LIMIT {limit})"),
+        )));
+    }
+    Ok(())
+}
+
+/// The session's starting settings: defaults, then the role's (`ALTER ROLE ... SET`), then
+/// the client's startup parameters.
+fn startup_settings<C: ClientInfo>(client: &C, engine: &crate::engine::Engine) -> Settings {
     let user = client
         .metadata()
         .get(METADATA_USER)
         .cloned()
         .unwrap_or_else(|| DEFAULT_USER.to_string());
-    let startup = client
-        .metadata()
+    let catalog = engine.catalog_version();
+    let role_settings = catalog
+        .access
+        .role(&user)
+        .map(|r| r.settings.as_slice())
+        .unwrap_or_default();
+    let startup = role_settings
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()));
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(
+            client
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
     Settings::new(&user, startup)
 }
 
 /// The ParameterStatus messages sent after authentication.
-struct Parameters;
+struct Parameters {
+    engine: Arc<crate::engine::Engine>,
+}
 
 impl ServerParameterProvider for Parameters {
     fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
-        Some(startup_settings(client).reported().into_iter().collect())
+        Some(
+            startup_settings(client, &self.engine)
+                .reported()
+                .into_iter()
+                .collect(),
+        )
     }
 }
 

@@ -66,9 +66,24 @@ pub struct SASLAuthStartupHandler<P> {
     scram: Option<scram::ScramAuth>,
     /// oauth configuration
     oauth: Option<oauth::Oauth>,
+    /// tenure patch: checks of a verified login before it is accepted (see
+    /// [`SASLAuthStartupHandler::with_login_check`]).
+    login_check: Option<Arc<LoginCheck>>,
 }
 
+/// tenure patch: a check of the user name of a login whose password was verified; an
+/// error refuses it before AuthenticationOk.
+pub type LoginCheck = dyn Fn(&str) -> PgWireResult<()> + Send + Sync;
+
 impl<P> SASLAuthStartupHandler<P> {
+    /// tenure patch: runs `check` on the user of a verified login before AuthenticationOk
+    /// is sent, so that a server may still refuse it (a per-user connection limit) with an
+    /// error the client receives instead of a session.
+    pub fn with_login_check(mut self, check: Arc<LoginCheck>) -> Self {
+        self.login_check = Some(check);
+        self
+    }
+
     /// Creates a new SASL auth handler.
     pub fn new(parameter_provider: Arc<P>) -> Self {
         SASLAuthStartupHandler {
@@ -78,6 +93,7 @@ impl<P> SASLAuthStartupHandler<P> {
             state: Mutex::new(SASLState::Initial),
             scram: None,
             oauth: None,
+            login_check: None,
         }
     }
 
@@ -201,6 +217,14 @@ impl<P: ServerParameterProvider> StartupHandler for SASLAuthStartupHandler<P> {
                 };
 
                 if matches!(*state, SASLState::Finished) {
+                    if let Some(check) = &self.login_check {
+                        let user = client
+                            .metadata()
+                            .get(crate::api::METADATA_USER)
+                            .cloned()
+                            .unwrap_or_default();
+                        check(&user)?;
+                    }
                     let (pid, secret_key) = self.pid_secret_key_generator.generate(client);
                     client.set_pid_and_secret_key(pid, secret_key);
                     if let Some(manager) = &self.connection_manager {
