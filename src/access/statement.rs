@@ -228,11 +228,10 @@ pub fn parse(text: &str) -> Result<AccessStatement, ParserError> {
 fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, ParserError> {
     let to = if grant { "TO" } else { "FROM" };
     // `GRANT ALL [PRIVILEGES] ON`, a list of privileges then ON, or a list of roles then TO.
-    let privileges;
     let mut roles = Vec::new();
-    if word(p, "ALL") {
+    let privileges = if word(p, "ALL") {
         word(p, "PRIVILEGES");
-        privileges = None;
+        None
     } else {
         loop {
             let item = name(p)?;
@@ -258,8 +257,8 @@ fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, P
                 ParserError::ParserError(format!("unrecognized privilege type \"{item}\""))
             })?);
         }
-        privileges = Some(parsed);
-    }
+        Some(parsed)
+    };
     expect(p, "ON")?;
     let objects = if words(p, &["ALL", "TABLES", "IN", "SCHEMA"]) {
         Objects::AllTablesInSchema(names(p)?)
@@ -310,10 +309,7 @@ fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, P
 fn role_options(p: &mut Parser) -> Result<RoleOptions, ParserError> {
     let mut options = RoleOptions::default();
     word(p, "WITH");
-    loop {
-        let Token::Word(w) = p.peek_token().token else {
-            break;
-        };
+    while let Token::Word(w) = p.peek_token().token {
         let flag = w.value.to_ascii_uppercase();
         let (negated, base) = match flag.strip_prefix("NO") {
             Some(base) => (true, base.to_string()),
