@@ -108,6 +108,21 @@ async fn roles_privileges_and_owners_through_real_clients() {
         "{message}"
     );
     assert_denied(&alice, "SELECT * FROM model_features('seg')", "model seg").await;
+    // Model names are case-insensitive, and so is the check.
+    assert_denied(
+        &alice,
+        "SELECT segment('SEG', 1.0, 2)",
+        "permission denied for model seg",
+    )
+    .await;
+    // A role may not move the schema bare names resolve in (the check and the engine must
+    // agree on which table a name is).
+    assert_denied(
+        &alice,
+        "SET datafusion.catalog.default_schema = 'crm'",
+        "only a superuser",
+    )
+    .await;
 
     // Granted to the group: alice reads through membership; writes stay refused.
     admin
@@ -253,6 +268,16 @@ async fn roles_privileges_and_owners_through_real_clients() {
         &bob,
         "CREATE MODEL sneaky KIND kmeans OPTIONS (k = 2) AS SELECT spend FROM crm.orders",
         "permission denied for schema crm",
+    )
+    .await;
+    // Training runs as the role: the verifiers stay hidden from it.
+    let (_, text) = denied(&bob, "CREATE MODEL leak KIND kmeans OPTIONS (k = 2) AS SELECT CAST(rolpassword AS INT) AS x FROM tenure.role_passwords").await;
+    assert!(!text.contains("SCRAM-SHA-256"), "{text}");
+    // Replacing a table is its owner's, keys or not.
+    assert_denied(
+        &bob,
+        "CREATE OR REPLACE TABLE customers (id INT PRIMARY KEY)",
+        "must be owner of table public.customers",
     )
     .await;
     // Table functions check the tables their queries read.
@@ -505,6 +530,16 @@ async fn row_policies_limit_every_way_of_reading() {
     for sql in [
         "INSERT INTO accounts VALUES (999, 'south', 'dave', 1.0, 1.0, false)",
         "CREATE MODEL peek KIND churn_classifier TARGET churned AS SELECT spend, visits, churned FROM accounts",
+    ] {
+        let (code, text) = denied(&alice, sql).await;
+        assert_eq!(code, SqlState::FEATURE_NOT_SUPPORTED, "{sql}: {text}");
+        assert!(text.contains("row-level security"), "{sql}: {text}");
+    }
+    // Statements that read outside a query's plan (a temporary table's CREATE ... AS,
+    // MERGE) are refused on a table the policies limit, not run unfiltered.
+    for sql in [
+        "CREATE TEMP TABLE loot AS SELECT * FROM accounts",
+        "CREATE TEMP TABLE mine (id BIGINT); MERGE INTO mine USING accounts a ON false WHEN NOT MATCHED THEN INSERT VALUES (a.id)",
     ] {
         let (code, text) = denied(&alice, sql).await;
         assert_eq!(code, SqlState::FEATURE_NOT_SUPPORTED, "{sql}: {text}");

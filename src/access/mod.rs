@@ -408,8 +408,8 @@ impl AccessState {
         Some(items)
     }
 
-    /// Removes a role and every trace of it except ownership, which the caller has checked
-    /// is none.
+    /// Removes a role, its memberships and the privileges granted to it; the caller has
+    /// checked that nothing depends on it ([`AccessState::depending_on`]).
     pub fn drop_role(&mut self, name: &str) {
         self.roles.retain(|r| r.name != name);
         self.members.retain(|m| m.role != name && m.member != name);
@@ -417,8 +417,8 @@ impl AccessState {
             .retain(|g| g.grantee != name && g.grantor != name);
     }
 
-    /// What depends on role `name` (what it owns, the policies naming it), for DROP
-    /// ROLE's error.
+    /// What depends on role `name` (what it owns, the policies naming it, what it granted
+    /// to others), for DROP ROLE's error.
     pub fn depending_on(&self, name: &str) -> Vec<String> {
         let owned = self
             .owners
@@ -430,7 +430,15 @@ impl AccessState {
             .iter()
             .filter(|p| p.roles.iter().any(|r| r == name))
             .map(|p| format!("target of policy {} on table {}", p.name, p.table));
-        owned.chain(policies).collect()
+        // Dropping the grantor would take away what others were granted.
+        let mut granted: Vec<String> = self
+            .grants
+            .iter()
+            .filter(|g| g.grantor == name && g.grantee != name)
+            .map(|g| format!("privileges granted on {} to {}", g.object, g.grantee))
+            .collect();
+        granted.dedup();
+        owned.chain(policies).chain(granted).collect()
     }
 }
 

@@ -336,7 +336,15 @@ fn role_options(p: &mut Parser) -> Result<RoleOptions, ParserError> {
                 options.password = Some(if word(p, "NULL") {
                     None
                 } else {
-                    Some(p.parse_literal_string()?)
+                    let next = p.next_token();
+                    match next.token {
+                        Token::SingleQuotedString(text) | Token::EscapedStringLiteral(text) => {
+                            Some(text)
+                        }
+                        Token::DollarQuotedString(text) => Some(text.value),
+                        // Not an identifier: it would be logged as written.
+                        _ => return p.expected("a password as a string literal", next),
+                    }
                 });
             }
             "IN" => {
@@ -586,6 +594,7 @@ mod tests {
                 "end of statement",
             ),
             ("DROP ROLE", "identifier"),
+            ("ALTER ROLE r PASSWORD \"S3cret\"", "string literal"),
         ] {
             let err = parse(sql).unwrap_err().to_string();
             assert!(err.contains(wanted), "{sql}: {err}");

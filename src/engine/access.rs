@@ -282,13 +282,18 @@ impl Engine {
             (_, Some(to)) => access.rename(&object, to),
             (Object::Schema(schema), None) => {
                 access.forget(&object);
+                let row_security = access
+                    .row_security
+                    .iter()
+                    .chain(access.policies.iter().map(|p| &p.table))
+                    .map(|t| Object::Table(t.clone()));
                 let inside: Vec<Object> = access
                     .owners
                     .iter()
-                    .map(|(o, _)| o)
-                    .chain(access.grants.iter().map(|g| &g.object))
+                    .map(|(o, _)| o.clone())
+                    .chain(access.grants.iter().map(|g| g.object.clone()))
+                    .chain(row_security)
                     .filter(|o| matches!(o, Object::Table(t) if &t.schema == schema))
-                    .cloned()
                     .collect();
                 for table in inside {
                     access.forget(&table);

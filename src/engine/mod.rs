@@ -370,7 +370,7 @@ impl Engine {
                 self.authorize_model(session, &create.name, true, query, encoder)
                     .await?;
                 let name = create.name.clone();
-                let output = self.create_model(create, progress).await?;
+                let output = self.create_model(session, create, progress).await?;
                 self.record_model_owner(session, &name).await?;
                 Ok(output)
             }

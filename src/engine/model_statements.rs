@@ -9,6 +9,7 @@ use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, 
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::context::SQLOptions;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionContext;
 use tenure_models::artifact::{CARD_FORMAT, fingerprint};
 use tenure_models::{Kind, Model, ModelCard, Options};
 use tenure_udfs::text_features::{TextFeatureOptions, TextFeatures};
@@ -29,8 +30,11 @@ impl Drop for CancelOnDrop {
 }
 
 impl Engine {
+    /// Trains (or imports) a model. The training query runs in `session`, so that what a
+    /// client's role may not read stays unread (table functions in it check as the role).
     pub(super) async fn create_model(
         &self,
+        session: &SessionContext,
         mut create: CreateModel,
         progress: Option<&ProgressSender>,
     ) -> Result<Output> {
@@ -110,7 +114,7 @@ impl Engine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let frame = self.ctx.sql_with_options(&query, read_only).await?;
+        let frame = session.sql_with_options(&query, read_only).await?;
         let schema = frame.schema().as_arrow().clone();
         let mut options = create.options.clone();
         if let Some(unit) = time_unit_of(kind, &options, &schema) {

@@ -10,7 +10,7 @@ use datafusion::catalog::CatalogProviderList;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::view::ViewTable;
-use datafusion::logical_expr::{DdlStatement, Expr, LogicalPlan, WriteOp};
+use datafusion::logical_expr::{DdlStatement, Expr, LogicalPlan, Statement, WriteOp};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     self as ast, MergeAction, ObjectName, ObjectType, Statement as SqlStatement, Visit,
@@ -205,8 +205,7 @@ impl Checker {
 
     /// USAGE on the model `reference` (`name` or `name@version`) names.
     pub(crate) fn require_model(&self, reference: &str) -> Result<()> {
-        let name = reference.split('@').next().unwrap_or(reference).trim();
-        self.require(&Object::Model(name.to_string()), Privilege::Usage)
+        self.require(&Object::Model(model_name(reference)), Privilege::Usage)
     }
 
     /// Everything `plan` reads, writes, creates or drops, and every model it scores with.
@@ -273,6 +272,28 @@ impl Checker {
                 Ok(false)
             }
             LogicalPlan::Ddl(ddl) => self.check_ddl(ddl).map(|()| false),
+            // Names resolve in the default schema the engine uses; a role may not move it.
+            LogicalPlan::Statement(Statement::SetVariable(set))
+                if set
+                    .variable
+                    .to_lowercase()
+                    .starts_with("datafusion.catalog") =>
+            {
+                Err(superuser_only(&format!("change {}", set.variable)))
+            }
+            LogicalPlan::Statement(Statement::ResetVariable(reset))
+                if reset
+                    .variable
+                    .to_lowercase()
+                    .starts_with("datafusion.catalog") =>
+            {
+                Err(superuser_only(&format!("change {}", reset.variable)))
+            }
+            // SQL EXECUTE runs a plan DataFusion kept without checking it again; roles use
+            // the protocol's prepared statements, which are planned again after any GRANT.
+            LogicalPlan::Statement(Statement::Execute(_)) => Err(superuser_only(
+                "EXECUTE a statement prepared with SQL PREPARE",
+            )),
             LogicalPlan::Copy(_) => Err(superuser_only("COPY to or from a file")),
             _ => Ok(false),
         }
@@ -322,13 +343,47 @@ impl Checker {
             let Some(Some(reference)) = value.try_as_str() else {
                 break;
             };
-            let name = reference.split('@').next().unwrap_or(reference).trim();
-            if !self.models.contains(name) {
+            if !self.models.contains(&model_name(reference)) {
                 break;
             }
             self.require_model(reference)?;
         }
         Ok(())
+    }
+
+    /// USAGE on the models that calls of the scoring functions in `statement` (carried out
+    /// from its syntax: UPDATE ... SET s = churn_score('m', ...)) name.
+    fn require_models_in(&self, statement: &SqlStatement) -> Result<()> {
+        use datafusion::sql::sqlparser::ast::{
+            Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, Value,
+        };
+        let mut result = Ok(());
+        let _ = ast::visit_expressions(statement, |expr| {
+            if let SqlExpr::Function(function) = expr
+                && tenure_udfs::MODEL_FUNCTIONS
+                    .contains(&function.name.to_string().to_lowercase().as_str())
+                && let FunctionArguments::List(list) = &function.args
+            {
+                for arg in &list.args {
+                    let FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(value))) = arg
+                    else {
+                        break;
+                    };
+                    let Value::SingleQuotedString(reference) = &value.value else {
+                        break;
+                    };
+                    if !self.models.contains(&model_name(reference)) {
+                        break;
+                    }
+                    if let Err(e) = self.require_model(reference) {
+                        result = Err(e);
+                        return std::ops::ControlFlow::Break(());
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        result
     }
 
     /// A statement carried out from its syntax.
@@ -428,6 +483,8 @@ impl Checker {
             SqlStatement::CreateTable(create) => {
                 if let Some(name) = self.qualify_object_name(&create.name) {
                     self.require_create_in(&name)?;
+                    // Replacing a table is its owner's.
+                    self.require_table_owner(&name)?;
                 }
                 self.require_reads(inner, self.qualify_object_name(&create.name).as_ref())
             }
@@ -471,14 +528,33 @@ impl Checker {
         let mut result = Ok(());
         let _ = statement.visit(&mut RelationVisitor(|name: &ObjectName| {
             if let Some(name) = self.qualify_object_name(name)
-                && Some(&name) != target
                 && result.is_ok()
             {
-                result = self.require_table(&name, Privilege::Select);
+                if Some(&name) != target {
+                    result = self.require_table(&name, Privilege::Select);
+                }
+                // These statements read outside the plan row policies filter.
+                if result.is_ok() && self.state.access.rows_limited(&self.roles, &name) {
+                    result = Err(Error::unsupported(format!(
+                        "table {name} has row-level security: roles its policies apply to may \
+                         read it only in queries (SELECT, COPY ... TO STDOUT, cursors)"
+                    )));
+                }
             }
         }));
-        result
+        result?;
+        self.require_models_in(statement)
     }
+}
+
+/// The model a reference (`name` or `name@version`) names, as the model store spells it.
+fn model_name(reference: &str) -> String {
+    reference
+        .split('@')
+        .next()
+        .unwrap_or(reference)
+        .trim()
+        .to_lowercase()
 }
 
 /// Calls a function on every relation a statement names.

@@ -82,6 +82,8 @@ pub fn normalized(text: &str) -> String {
     };
     let mut out = String::with_capacity(text.len());
     let mut space = false;
+    // The token after PASSWORD is hidden whatever it is.
+    let mut after_password = false;
     for token in tokens {
         match token {
             Token::Whitespace(_) => space = true,
@@ -90,6 +92,12 @@ pub fn normalized(text: &str) -> String {
                     out.push(' ');
                 }
                 space = false;
+                if std::mem::take(&mut after_password) {
+                    out.push('?');
+                    continue;
+                }
+                after_password =
+                    matches!(&token, Token::Word(w) if w.value.eq_ignore_ascii_case("password"));
                 match token {
                     Token::Number(..)
                     | Token::SingleQuotedString(_)
@@ -201,6 +209,10 @@ mod tests {
         assert!(
             !normal.contains("s3cret") && !normal.contains("a@b.c") && !normal.contains("42"),
             "{normal}"
+        );
+        assert_eq!(
+            normalized("ALTER USER a PASSWORD \"S3cret\""),
+            "ALTER USER a PASSWORD ?"
         );
         assert_eq!(
             normalized("INSERT INTO t VALUES (1, 'x'),\n   (2, $$y$$)"),

@@ -64,6 +64,9 @@ pub struct Shared {
     handshakes: AtomicUsize,
     /// Authenticated sessions; max_connections bounds these.
     sessions_open: AtomicUsize,
+    /// Keys of the salts an unknown user's login is answered with: the same salt for the
+    /// same name (as a real role's is), unpredictable, new with each start.
+    mock_salts: std::collections::hash_map::RandomState,
     /// Sessions per role with a CONNECTION LIMIT.
     role_sessions: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     require_tls: bool,
@@ -186,6 +189,7 @@ impl Server {
             handshakes: AtomicUsize::new(0),
             sessions_open: AtomicUsize::new(0),
             role_sessions: Default::default(),
+            mock_salts: std::collections::hash_map::RandomState::new(),
             require_tls: options.require_tls,
             authentication_timeout: options.authentication_timeout,
             log_statement: options.log_statement,

@@ -42,6 +42,7 @@ impl Startup {
         let mut auth = ScramAuth::new(Arc::new(Passwords {
             users: shared.user_verifiers.clone(),
             engine: shared.engine.clone(),
+            mock_salts: shared.mock_salts.clone(),
         }));
         auth.set_iterations(SCRAM_ITERATIONS);
         let (login_shared, login_slot) = (shared.clone(), slot.clone());
@@ -285,6 +286,7 @@ struct Passwords {
     /// (name, verifier) of tenure.toml's users.
     users: Arc<Vec<(String, String)>>,
     engine: Arc<crate::engine::Engine>,
+    mock_salts: std::collections::hash_map::RandomState,
 }
 
 impl Debug for Passwords {
@@ -313,10 +315,14 @@ impl AuthSource for Passwords {
         // the whole exchange against a verifier no password matches, and fails it as a
         // wrong password does: the replies (and their timing) do not tell which names exist.
         tracing::info!(user = %name, host = %login.host(), "login of an unknown user");
-        let salt: [u8; 16] = rand::random();
+        use std::hash::BuildHasher;
+        let salt: Vec<u8> = [0u8, 1]
+            .iter()
+            .flat_map(|half| self.mock_salts.hash_one((name, half)).to_le_bytes())
+            .collect();
         let keys: [u8; 64] = std::array::from_fn(|_| rand::random());
         Ok(Password::scram_verifier(
-            salt.to_vec(),
+            salt,
             SCRAM_ITERATIONS,
             &keys[..32],
             &keys[32..],
