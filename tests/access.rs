@@ -108,6 +108,17 @@ async fn roles_privileges_and_owners_through_real_clients() {
         "{message}"
     );
     assert_denied(&alice, "SELECT * FROM model_features('seg')", "model seg").await;
+    // A GRANT inside a transaction block is undone by ROLLBACK, like other DDL.
+    admin
+        .batch_execute("BEGIN; GRANT SELECT ON customers TO alice; ROLLBACK")
+        .await
+        .unwrap();
+    assert_denied(
+        &alice,
+        "SELECT * FROM customers",
+        "permission denied for table public.customers",
+    )
+    .await;
     // Model names are case-insensitive, and so is the check.
     assert_denied(
         &alice,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
@@ -207,29 +207,18 @@ impl ScalarUDFImpl for HasPrivilege {
             {
                 return exec_err!("role \"{user}\" does not exist");
             }
-            let object = match (self.which, by_oid) {
-                (Which::Table, true) => relation_by_oid(
-                    &state,
-                    objects
-                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                        .value(row),
-                )
-                .map(Object::Table),
-                (Which::Table, false) => {
+            let oid = by_oid.then(|| objects.as_primitive::<Int64Type>().value(row));
+            let object = match (self.which, oid) {
+                (Which::Table, Some(oid)) => relation_by_oid(&state, oid).map(Object::Table),
+                (Which::Table, None) => {
                     let name = relation_named(objects.as_string::<i32>().value(row));
                     if state.get(&name).is_none() && !self.oracle.is_system_schema(&name.schema) {
                         return exec_err!("relation \"{name}\" does not exist");
                     }
                     Some(Object::Table(name))
                 }
-                (Which::Schema, true) => schema_by_oid(
-                    &state,
-                    objects
-                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                        .value(row),
-                )
-                .map(Object::Schema),
-                (Which::Schema, false) => Some(Object::Schema(
+                (Which::Schema, Some(oid)) => schema_by_oid(&state, oid).map(Object::Schema),
+                (Which::Schema, None) => Some(Object::Schema(
                     objects.as_string::<i32>().value(row).to_string(),
                 )),
             };
@@ -281,7 +270,7 @@ pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
         Arc::new(move |args: &[ColumnarValue]| {
             let rows = row_count(args);
             let oids = args[0].to_array(rows)?;
-            let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let oids = oids.as_primitive::<Int64Type>();
             let state = owner.catalog.get();
             let names: StringArray = (0..rows)
                 .map(|row| {
@@ -341,7 +330,7 @@ pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
             Arc::new(move |args: &[ColumnarValue]| {
                 let rows = row_count(args);
                 let oids = args[0].to_array(rows)?;
-                let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let oids = oids.as_primitive::<Int64Type>();
                 let separators = cast(&args[1].to_array(rows)?, &DataType::Utf8)?;
                 let separators = separators.as_string::<i32>();
                 let state = acl.catalog.get();
