@@ -281,6 +281,36 @@ async fn roles_privileges_and_owners_through_real_clients() {
         "permission denied for schema crm",
     )
     .await;
+    // information_schema shows a role the grants it is part of, not the others'.
+    let privileges: Vec<(String, String, String, String)> = alice
+        .query(
+            "SELECT grantor, grantee, table_name, privilege_type \
+             FROM information_schema.table_privileges ORDER BY 3, 4",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let expected = ("bob", "alice", "spend_by_region", "SELECT");
+    assert!(
+        privileges
+            .iter()
+            .any(|p| (p.0.as_str(), p.1.as_str(), p.2.as_str(), p.3.as_str()) == expected),
+        "{privileges:?}"
+    );
+    assert!(
+        !privileges.iter().any(|p| p.2 == "bob_notes"),
+        "{privileges:?}"
+    );
+    let owner_rows: i64 = count(
+        &bob,
+        "SELECT count(*) FROM information_schema.role_table_grants \
+         WHERE table_name = 'bob_notes' AND grantee = 'bob' AND is_grantable = 'YES'",
+    )
+    .await;
+    assert_eq!(owner_rows, 5, "an owner holds the five table privileges");
     // Training runs as the role: the verifiers stay hidden from it.
     let (_, text) = denied(&bob, "CREATE MODEL leak KIND kmeans OPTIONS (k = 2) AS SELECT CAST(rolpassword AS INT) AS x FROM tenure.role_passwords").await;
     assert!(!text.contains("SCRAM-SHA-256"), "{text}");
@@ -333,13 +363,15 @@ async fn roles_privileges_and_owners_through_real_clients() {
             "SELECT has_table_privilege('spend_by_region', 'SELECT'), \
                     has_table_privilege('customers', 'SELECT'), \
                     has_table_privilege('bob', 'public.customers', 'select'), \
-                    has_schema_privilege('crm', 'USAGE')",
+                    has_schema_privilege('crm', 'USAGE'), \
+                    has_table_privilege('spend_by_region', 'SELECT WITH GRANT OPTION'), \
+                    has_table_privilege('bob', 'spend_by_region', 'SELECT WITH GRANT OPTION')",
             &[],
         )
         .await
-        .map(|r| (0..4).map(|i| r.get(i)).collect())
+        .map(|r| (0..6).map(|i| r.get(i)).collect())
         .unwrap();
-    assert_eq!(may, [true, false, true, true]);
+    assert_eq!(may, [true, false, true, true, false, true]);
 
     // Dropping roles: not while they own something; a role's grants go with it.
     let (code, text) = denied(&admin, "DROP ROLE bob").await;

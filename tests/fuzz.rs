@@ -237,6 +237,31 @@ const VOCABULARY: &[&str] = &[
     "/*",
     "*/",
     "'",
+    // Roles, privileges and row policies.
+    "GRANT",
+    "REVOKE",
+    "ROLE",
+    "USER",
+    "ALTER",
+    "PASSWORD",
+    "LOGIN",
+    "NOINHERIT",
+    "SUPERUSER",
+    "CREATEMODEL",
+    "CONNECTION",
+    "PUBLIC",
+    "SCHEMA",
+    "TABLES",
+    "USAGE",
+    "PRIVILEGES",
+    "RESET",
+    "POLICY",
+    "USING",
+    "RESTRICTIVE",
+    "ROW",
+    "LEVEL",
+    "SECURITY",
+    "ENABLE",
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
@@ -245,6 +270,8 @@ fn token_soup() -> impl Strategy<Value = String> {
 
 /// Parses `sql` and, for what parses, routes and rewrites it as the server does.
 fn front(sql: &str) {
+    // What the audit log would write of it.
+    let _ = tenure::server::audit::normalized(sql);
     let Ok(statements) = tenure::sql::parse(sql) else {
         return;
     };

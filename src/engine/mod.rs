@@ -786,6 +786,13 @@ fn register_system_tables(
         "role_passwords".to_string(),
         Arc::new(SystemTable(role_tables::RolePasswordsTable {
             catalog: saved.clone(),
+            builtin: builtin.clone(),
+        })),
+    )?;
+    schema.register_table(
+        "table_grants".to_string(),
+        Arc::new(SystemTable(role_tables::TableGrantsTable {
+            catalog: saved.clone(),
             builtin,
         })),
     )?;

@@ -1,8 +1,10 @@
 //! The roles as system tables, which pg_catalog's pg_roles, pg_authid and pg_auth_members
 //! are views over (`pg/catalog.rs`): `tenure.roles` (the built-in superusers, then the
 //! catalog's roles), `tenure.role_members` and `tenure.role_passwords`, whose verifiers only
-//! a superuser's session sees (as pg_authid in PostgreSQL).
+//! a superuser's session sees (as pg_authid in PostgreSQL); and `tenure.table_grants`, which
+//! information_schema's table_privileges and role_table_grants read.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Int32Array, StringArray};
@@ -11,8 +13,8 @@ use datafusion::catalog::Session;
 
 use super::access::Identity;
 use super::system_tables::SystemRows;
-use crate::access::role_oid;
-use crate::catalog::SavedCatalog;
+use crate::access::{Object, PUBLIC, Privilege, role_oid};
+use crate::catalog::{QualifiedName, SavedCatalog};
 
 /// `tenure.roles`.
 #[derive(Debug)]
@@ -175,5 +177,102 @@ impl SystemRows for RolePasswordsTable {
                 Arc::new(StringArray::from(Vec::<&str>::new())),
             ]
         }
+    }
+}
+
+/// `tenure.table_grants`: the privileges on tables and views, as information_schema's
+/// table_privileges and role_table_grants show them: each owner's own (grantable), then what
+/// was granted. A session sees the rows whose grantor or grantee is one of its roles (or
+/// PUBLIC); a superuser's, and the owner's shell, all of them.
+#[derive(Debug)]
+pub struct TableGrantsTable {
+    pub catalog: SavedCatalog,
+    pub builtin: Arc<[String]>,
+}
+
+impl TableGrantsTable {
+    fn rows(&self, visible: Option<&BTreeSet<String>>) -> Vec<ArrayRef> {
+        let state = self.catalog.get();
+        let access = &state.access;
+        let mut rows: Vec<(String, String, &QualifiedName, &'static str, &'static str)> =
+            Vec::new();
+        for (name, _) in &state.relations {
+            let object = Object::Table(name.clone());
+            let owner = access
+                .owner(&object)
+                .unwrap_or(self.builtin[0].as_str())
+                .to_string();
+            for privilege in Privilege::TABLE {
+                rows.push((owner.clone(), owner.clone(), name, privilege.name(), "YES"));
+            }
+            for grant in access.grants.iter().filter(|g| g.object == object) {
+                let grantee = if grant.grantee == PUBLIC {
+                    "PUBLIC".to_string()
+                } else {
+                    grant.grantee.clone()
+                };
+                rows.push((
+                    grant.grantor.clone(),
+                    grantee,
+                    name,
+                    grant.privilege.name(),
+                    "NO",
+                ));
+            }
+        }
+        if let Some(roles) = visible {
+            rows.retain(|(grantor, grantee, ..)| {
+                roles.contains(grantor) || roles.contains(grantee) || grantee == "PUBLIC"
+            });
+        }
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.1.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.2.schema.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.2.name.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.4))),
+        ]
+    }
+}
+
+impl SystemRows for TableGrantsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("grantor", DataType::Utf8, false),
+            Field::new("grantee", DataType::Utf8, false),
+            Field::new("table_schema", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("privilege_type", DataType::Utf8, false),
+            Field::new("is_grantable", DataType::Utf8, false),
+        ]))
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        self.rows(None)
+    }
+
+    fn columns_in(&self, session: &dyn Session) -> Vec<ArrayRef> {
+        let Some(identity) = session.config().get_extension::<Identity>() else {
+            return self.columns();
+        };
+        let state = self.catalog.get();
+        let superuser = self.builtin.contains(&identity.role)
+            || state
+                .access
+                .role(&identity.role)
+                .is_some_and(|r| r.superuser);
+        if superuser {
+            return self.columns();
+        }
+        self.rows(Some(&state.access.effective_roles(&identity.role)))
     }
 }

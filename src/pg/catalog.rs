@@ -99,7 +99,19 @@ pub async fn install(
 /// psql's `\dp`, `\dy`, `\drds` and `\dX` pass to array_to_string and ANY. pg_amproc's
 /// `amproc` is a pg_proc oid (datafusion-pg-catalog has the function's name; psql's `\dAp`
 /// joins pg_proc on it).
-const CATALOG_VIEWS: [(&str, &str); 21] = [
+const CATALOG_VIEWS: [(&str, &str); 23] = [
+    (
+        "tenure_table_privileges",
+        "SELECT grantor, grantee, CAST('tenure' AS VARCHAR) AS table_catalog, table_schema, \
+                table_name, privilege_type, is_grantable, CAST('NO' AS VARCHAR) AS with_hierarchy \
+         FROM tenure.table_grants",
+    ),
+    (
+        "tenure_role_table_grants",
+        "SELECT grantor, grantee, CAST('tenure' AS VARCHAR) AS table_catalog, table_schema, \
+                table_name, privilege_type, is_grantable, CAST('NO' AS VARCHAR) AS with_hierarchy \
+         FROM tenure.table_grants WHERE grantee <> 'PUBLIC'",
+    ),
     (
         "pg_roles",
         "SELECT rolname, rolsuper, rolinherit, rolsuper AS rolcreaterole, \

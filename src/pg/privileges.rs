@@ -61,32 +61,33 @@ impl Oracle {
             return Ok(true);
         }
         let roles = state.access.effective_roles(role);
-        let in_schema = match object {
-            Object::Table(name) => state.access.allows(
-                &roles,
-                &Object::Schema(name.schema.clone()),
-                Privilege::Usage,
-            ),
-            _ => true,
-        };
-        Ok(in_schema
-            && wanted
-                .iter()
-                .any(|&p| state.access.allows(&roles, object, p)))
+        // As PostgreSQL's: the object's own privileges (not its schema's USAGE); a grant
+        // option only its owner holds (tenure grants none).
+        Ok(wanted.iter().any(|&(privilege, grant_option)| {
+            if grant_option {
+                state.access.owns(&roles, object)
+            } else {
+                state.access.allows(&roles, object, privilege)
+            }
+        }))
     }
 }
 
-fn parse_privileges(text: &str) -> Result<Vec<Privilege>> {
+/// `'SELECT, INSERT WITH GRANT OPTION'`: each privilege, and whether its grant option is
+/// asked for.
+fn parse_privileges(text: &str) -> Result<Vec<(Privilege, bool)>> {
     text.split(',')
         .map(|item| {
             let word = item.trim();
-            let word = word
-                .strip_suffix(" WITH GRANT OPTION")
-                .or_else(|| word.strip_suffix(" with grant option"))
-                .unwrap_or(word)
-                .trim();
+            let lower = word.to_ascii_lowercase();
+            let grant_option = lower.ends_with(" with grant option");
+            let word = if grant_option {
+                word[..word.len() - " with grant option".len()].trim()
+            } else {
+                word
+            };
             match Privilege::parse(word) {
-                Some(p) => Ok(p),
+                Some(p) => Ok((p, grant_option)),
                 None => exec_err!("unrecognized privilege type: \"{word}\""),
             }
         })
@@ -364,7 +365,7 @@ mod tests {
     fn privilege_lists_and_relation_names() {
         assert_eq!(
             parse_privileges("select, INSERT WITH GRANT OPTION").unwrap(),
-            [Privilege::Select, Privilege::Insert]
+            [(Privilege::Select, false), (Privilege::Insert, true)]
         );
         assert!(parse_privileges("SELEKT").is_err());
         assert_eq!(
