@@ -50,11 +50,6 @@ pub fn session_role(session: &SessionContext) -> Option<String> {
 }
 
 impl Engine {
-    /// The built-in superusers: tenure.toml's users, or without any the trusted local user.
-    pub fn builtin_superusers(&self) -> &[String] {
-        &self.builtin_roles
-    }
-
     /// The session config extensions of a client session that runs as `role`.
     pub(super) fn identity_extensions(&self, role: &str) -> (Arc<Identity>, Arc<SessionAccess>) {
         let authorizer = RoleAuthorizer {
