@@ -501,6 +501,17 @@ async fn row_policies_limit_every_way_of_reading() {
         )
         .await
         .unwrap();
+    // psql's \dp lists the policies as PostgreSQL prints them.
+    let listed = serve_psql(&serve, "admin", "admin-secret", "\\dp accounts");
+    for line in [
+        "north:",
+        "(u): (region = 'north')",
+        "to: alice",
+        "mine (RESTRICTIVE):",
+        "admin=arwdD/admin",
+    ] {
+        assert!(listed.contains(line), "{line} in {listed}");
+    }
     // id even (north) and a multiple of 3 (alice's): the multiples of 6 up to 300.
     let visible = 50;
     let alice = serve.connect("alice", Some("alice-pw")).await;

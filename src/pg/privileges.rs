@@ -258,7 +258,8 @@ pub fn register(ctx: &SessionContext, oracle: &Oracle) {
 }
 
 /// Registers the functions that do not depend on the session: `pg_get_userbyid`,
-/// `tenure_relation_owner`, `tenure_relation_acl` and `tenure_namespace_acl`.
+/// `tenure_relation_owner`, `tenure_relation_policies` (psql's `\dp` Policies column),
+/// `tenure_relation_acl` and `tenure_namespace_acl`.
 pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
     use datafusion::logical_expr::create_udf;
     let owner = oracle.clone();
@@ -318,6 +319,35 @@ pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
             like_arguments(args, Arc::new(oids))
         }),
     ));
+    let policies = oracle.clone();
+    ctx.register_udf(create_udf(
+        "tenure_relation_policies",
+        vec![DataType::Int64],
+        DataType::List(Arc::new(
+            datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, true),
+        )),
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            use datafusion::arrow::array::{ListBuilder, StringBuilder};
+            let rows = row_count(args);
+            let oids = args[0].to_array(rows)?;
+            let oids = oids.as_primitive::<Int64Type>();
+            let state = policies.catalog.get();
+            let mut lists = ListBuilder::new(StringBuilder::new());
+            for row in 0..rows {
+                let table = (!oids.is_null(row))
+                    .then(|| relation_by_oid(&state, oids.value(row)))
+                    .flatten();
+                if let Some(table) = table {
+                    for policy in state.access.policies.iter().filter(|p| p.table == table) {
+                        lists.values().append_value(policy_item(policy));
+                    }
+                }
+                lists.append(true);
+            }
+            like_arguments(args, Arc::new(lists.finish()))
+        }),
+    ));
     for (name, by_schema) in [
         ("tenure_relation_acl", false),
         ("tenure_namespace_acl", true),
@@ -355,6 +385,22 @@ pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
             }),
         ));
     }
+}
+
+/// A row policy as psql's `\dp` prints it: `name[ (RESTRICTIVE)]:`, then its USING
+/// expression and the roles it applies to on lines of their own.
+fn policy_item(policy: &crate::access::Policy) -> String {
+    let mut item = policy.name.clone();
+    if policy.restrictive {
+        item.push_str(" (RESTRICTIVE)");
+    }
+    item.push_str(&format!(":\n  (u): ({})", policy.using));
+    if !policy.roles.is_empty() {
+        let mut roles = policy.roles.clone();
+        roles.sort();
+        item.push_str(&format!("\n  to: {}", roles.join(", ")));
+    }
+    item
 }
 
 #[cfg(test)]

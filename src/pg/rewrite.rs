@@ -13,8 +13,7 @@ use datafusion::sql::sqlparser::ast::{
 
 pub use definitions::{
     VIEW_DEFINITION, acl_texts, array_literal_comparisons, array_subqueries,
-    catalog_column_renames, domain_and_composite_lookups, empty_policy_arrays,
-    view_definition_lookups,
+    catalog_column_renames, domain_and_composite_lookups, policy_arrays, view_definition_lookups,
 };
 pub use insert_values::nested_values_in_insert_sources;
 pub use json_syntax::rewrite_json_syntax;
@@ -35,7 +34,7 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
         domain_and_composite_lookups(statement);
         acl_texts(statement);
         array_literal_comparisons(statement);
-        empty_policy_arrays(statement);
+        policy_arrays(statement);
         catalog_column_renames(statement);
         empty_partition_ancestors(statement);
         compare_regproc_columns_by_name(statement);

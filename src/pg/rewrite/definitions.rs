@@ -180,10 +180,11 @@ pub fn acl_texts(statement: &mut SqlStatement) {
     });
 }
 
-/// `ARRAY(SELECT ... FROM pg_policy ...)` (psql's `\dp`, correlated twice over, which
-/// DataFusion cannot plan) is the empty array: tenure has no row security policies.
-pub fn empty_policy_arrays(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::TableFactor;
+/// `ARRAY(SELECT ... FROM pg_policy ... WHERE polrelid = c.oid)` (psql's `\dp`, correlated
+/// twice over, which DataFusion cannot plan) is `tenure_relation_policies(c.oid)`: the
+/// relation's row policies as psql prints them; without such a correlation, the empty array.
+pub fn policy_arrays(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, TableFactor};
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Function(function) = expr
             && function.name.to_string().eq_ignore_ascii_case("array")
@@ -197,9 +198,24 @@ pub fn empty_policy_arrays(statement: &mut SqlStatement) {
                 .to_ascii_lowercase()
                 .trim_start_matches("pg_catalog.")
                 == "pg_policy"
-            && let Some(empty) = parse_expr("CAST(make_array() AS VARCHAR[])")
         {
-            *expr = empty;
+            let relation = match &select.selection {
+                Some(SqlExpr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                }) if left.to_string().to_ascii_lowercase().ends_with("polrelid") => {
+                    Some(right.to_string())
+                }
+                _ => None,
+            };
+            let replacement = match relation {
+                Some(relation) => parse_expr(&format!("tenure_relation_policies({relation})")),
+                None => parse_expr("CAST(make_array() AS VARCHAR[])"),
+            };
+            if let Some(replacement) = replacement {
+                *expr = replacement;
+            }
         }
         ControlFlow::<()>::Continue(())
     });
@@ -391,9 +407,9 @@ mod tests {
             rewritten(
                 "SELECT array_to_string(ARRAY(SELECT polname FROM pg_catalog.pg_policy pol \
                  WHERE polrelid = c.oid), E'\\n') FROM pg_class c",
-                empty_policy_arrays
+                policy_arrays
             ),
-            "SELECT array_to_string(CAST(make_array() AS VARCHAR[]), E'\\n') FROM pg_class c"
+            "SELECT array_to_string(tenure_relation_policies(c.oid), E'\\n') FROM pg_class c"
         );
         // An ordered subquery orders the aggregate; `ORDER BY 1` is its item.
         assert_eq!(
