@@ -1,7 +1,17 @@
 //! Names of relations as the catalog stores them, and the catalog's fixed names: a leaf
 //! module, so that the catalog and what it holds (access control's objects) can share them.
 
+use datafusion::sql::sqlparser::ast::Ident;
 use serde::{Deserialize, Serialize};
+
+/// An identifier as PostgreSQL folds it: lower-case unless quoted.
+pub fn fold_identifier(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
 
 /// The catalog name tenure registers its schemas under.
 pub const CATALOG_NAME: &str = "tenure";

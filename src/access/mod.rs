@@ -220,6 +220,12 @@ impl AccessState {
         oid
     }
 
+    /// Whether `role` is a superuser: one of the `builtin` superusers (tenure.toml's users,
+    /// or the trusted local user), or a role made one with SUPERUSER.
+    pub fn is_superuser(&self, builtin: &[String], role: &str) -> bool {
+        builtin.iter().any(|b| b == role) || self.role(role).is_some_and(|r| r.superuser)
+    }
+
     pub fn role(&self, name: &str) -> Option<&Role> {
         self.roles.iter().find(|r| r.name == name)
     }

@@ -21,12 +21,12 @@
 //! INHERIT, NOINHERIT, [ENCRYPTED] PASSWORD 'text' | NULL, CONNECTION LIMIT n,
 //! IN ROLE r [, ...].
 
-use datafusion::sql::sqlparser::ast::Ident;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::Privilege;
+use crate::qualified_name::fold_identifier;
 
 /// One parsed access-control statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,7 +276,7 @@ fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, P
                 p.parse_object_name(false)?
                     .0
                     .into_iter()
-                    .filter_map(|part| part.as_ident().cloned().map(fold))
+                    .filter_map(|part| part.as_ident().map(fold_identifier))
                     .collect(),
             );
             if !p.consume_token(&Token::Comma) {
@@ -399,16 +399,8 @@ fn grant_end(p: &mut Parser) -> bool {
     p.peek_token().token == Token::EOF
 }
 
-fn fold(ident: Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value
-    } else {
-        ident.value.to_lowercase()
-    }
-}
-
 fn name(p: &mut Parser) -> Result<String, ParserError> {
-    Ok(fold(p.parse_identifier()?))
+    Ok(fold_identifier(&p.parse_identifier()?))
 }
 
 fn names(p: &mut Parser) -> Result<Vec<String>, ParserError> {

@@ -24,7 +24,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use tenure_udfs::access::SessionAccess;
 
-use super::privilege_check::{Checker, RoleAuthorizer, denied, is_superuser, superuser_only};
+use super::privilege_check::{Checker, RoleAuthorizer, denied, superuser_only};
 use super::{Engine, Output};
 use crate::access::statement::{AccessStatement, Objects, RoleOptions};
 use crate::access::{AccessState, Grant, Membership, Object, PUBLIC, Privilege, Role, scram};
@@ -79,11 +79,11 @@ impl Engine {
     pub(crate) async fn checker(&self, session: &SessionContext) -> Option<Checker> {
         let role = session_role(session)?;
         let saved = self.store.saved().get();
-        if is_superuser(&self.builtin_roles, &saved.access, &role) {
+        if saved.access.is_superuser(&self.builtin_roles, &role) {
             return None;
         }
         let state = self.visible_catalog(session).await;
-        if is_superuser(&self.builtin_roles, &state.access, &role) {
+        if state.access.is_superuser(&self.builtin_roles, &role) {
             return None;
         }
         let (default_schema, catalogs) = {
@@ -325,7 +325,7 @@ impl Engine {
         let mut next = catalog.clone();
         let superuser = role
             .as_deref()
-            .is_none_or(|r| is_superuser(&self.builtin_roles, &next.access, r));
+            .is_none_or(|r| next.access.is_superuser(&self.builtin_roles, r));
         let acting = role.unwrap_or_else(|| self.builtin_roles[0].clone());
         match statement {
             AccessStatement::CreateRole {

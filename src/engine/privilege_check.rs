@@ -18,12 +18,13 @@ use datafusion::sql::sqlparser::ast::{
 use futures::FutureExt;
 use tenure_udfs::access::Authorizer;
 
-use crate::access::{AccessState, Object, Privilege};
+use crate::access::{Object, Privilege};
 use crate::catalog::SavedCatalog;
 use crate::catalog::{CATALOG_NAME, CatalogState, DEFAULT_SCHEMA, QualifiedName, Relation};
 use crate::error::{Error, Result};
 use crate::model_store::ModelStore;
 use crate::pg::sqlstate::SqlState;
+use crate::qualified_name::fold_identifier;
 
 /// What one role may do, from one version of the catalog.
 pub(crate) struct Checker {
@@ -62,7 +63,7 @@ pub(super) fn superuser_only(what: &str) -> Error {
 
 impl Checker {
     fn is_superuser(&self, role: &str) -> bool {
-        is_superuser(&self.builtin, &self.state.access, role)
+        self.state.access.is_superuser(&self.builtin, role)
     }
 
     /// For a view's plan, inlined under the view's name: `Some(Some(owner))`, or
@@ -131,13 +132,7 @@ impl Checker {
             .0
             .iter()
             .filter_map(|p| p.as_ident())
-            .map(|i| {
-                if i.quote_style.is_some() {
-                    i.value.clone()
-                } else {
-                    i.value.to_lowercase()
-                }
-            })
+            .map(fold_identifier)
             .collect();
         match parts.as_slice() {
             [table] => Some(QualifiedName::new(
@@ -569,11 +564,6 @@ impl<F: FnMut(&ObjectName)> ast::Visitor for RelationVisitor<F> {
     }
 }
 
-/// Whether `role` is a superuser: built in, or made one with SUPERUSER.
-pub(super) fn is_superuser(builtin: &[String], access: &AccessState, role: &str) -> bool {
-    builtin.iter().any(|b| b == role) || access.role(role).is_some_and(|r| r.superuser)
-}
-
 /// The [`Authorizer`] table functions of a client session ask.
 #[derive(Debug)]
 pub(super) struct RoleAuthorizer {
@@ -590,7 +580,7 @@ impl RoleAuthorizer {
         catalogs: Arc<dyn CatalogProviderList>,
     ) -> Option<Checker> {
         let state = self.saved.get();
-        if is_superuser(&self.builtin, &state.access, &self.role) {
+        if state.access.is_superuser(&self.builtin, &self.role) {
             return None;
         }
         Some(Checker {

@@ -159,15 +159,11 @@ impl SystemRows for RolePasswordsTable {
     fn columns_in(&self, session: &dyn Session) -> Vec<ArrayRef> {
         let superuser = match session.config().get_extension::<Identity>() {
             None => true,
-            Some(identity) => {
-                self.builtin.contains(&identity.role)
-                    || self
-                        .catalog
-                        .get()
-                        .access
-                        .role(&identity.role)
-                        .is_some_and(|r| r.superuser)
-            }
+            Some(identity) => self
+                .catalog
+                .get()
+                .access
+                .is_superuser(&self.builtin, &identity.role),
         };
         if superuser {
             self.columns()
@@ -265,12 +261,7 @@ impl SystemRows for TableGrantsTable {
             return self.columns();
         };
         let state = self.catalog.get();
-        let superuser = self.builtin.contains(&identity.role)
-            || state
-                .access
-                .role(&identity.role)
-                .is_some_and(|r| r.superuser);
-        if superuser {
+        if state.access.is_superuser(&self.builtin, &identity.role) {
             return self.columns();
         }
         self.rows(Some(&state.access.effective_roles(&identity.role)))

@@ -32,6 +32,7 @@ use crate::access::{Object, PUBLIC, Policy};
 use crate::catalog::QualifiedName;
 use crate::error::{Error, Result};
 use crate::pg::sqlstate::SqlState;
+use crate::qualified_name::fold_identifier;
 
 /// `using` with `current_user` (and its synonyms) replaced by `role` as a string literal.
 fn for_role(using: &str, role: &str) -> Result<String> {
@@ -269,19 +270,13 @@ impl Engine {
         for owner in create.to.unwrap_or_default() {
             let name = match owner {
                 Owner::Ident(ident) if ident.value.eq_ignore_ascii_case(PUBLIC) => continue,
-                Owner::Ident(ident) => {
-                    if ident.quote_style.is_some() {
-                        ident.value
-                    } else {
-                        ident.value.to_lowercase()
-                    }
-                }
+                Owner::Ident(ident) => fold_identifier(&ident),
                 Owner::CurrentUser | Owner::CurrentRole | Owner::SessionUser => acting.clone(),
             };
             roles.push(name);
         }
         let policy = Policy {
-            name: normalized(&create.name),
+            name: fold_identifier(&create.name),
             table: table.clone(),
             roles,
             using: using.to_string(),
@@ -333,7 +328,7 @@ impl Engine {
     ) -> Result<Output> {
         let table = self.qualify_object(&drop.table_name)?;
         self.require_table_owner(session, &table).await?;
-        let name = normalized(&drop.name);
+        let name = fold_identifier(&drop.name);
         let mut catalog = self.lock_catalog(session).await?;
         let mut next = catalog.clone();
         let before = next.access.policies.len();
@@ -380,14 +375,6 @@ impl Engine {
             }
             _ => Ok(()),
         }
-    }
-}
-
-fn normalized(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
     }
 }
 

@@ -40,11 +40,6 @@ impl Oracle {
         self.system_schemas.contains(&schema) || schema.starts_with("pg_")
     }
 
-    fn is_superuser(&self, state: &CatalogState, role: &str) -> bool {
-        self.builtin.iter().any(|b| b == role)
-            || state.access.role(role).is_some_and(|r| r.superuser)
-    }
-
     /// Whether `role` (the session's if `None`) holds any of `privileges` on `object`.
     fn holds(
         &self,
@@ -57,7 +52,7 @@ impl Oracle {
         let Some(role) = role.or(self.role.as_deref()) else {
             return Ok(true);
         };
-        if self.is_superuser(state, role) {
+        if state.access.is_superuser(&self.builtin, role) {
             return Ok(true);
         }
         let roles = state.access.effective_roles(role);

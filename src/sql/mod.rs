@@ -26,13 +26,14 @@
 
 use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
-use datafusion::sql::sqlparser::ast::{Ident, Value};
+use datafusion::sql::sqlparser::ast::Value;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use crate::error::Result;
+use crate::qualified_name::fold_identifier;
 
 pub mod fetch;
 pub mod limits;
@@ -248,15 +249,6 @@ fn syntax_error(e: ParserError) -> crate::error::Error {
     DataFusionError::SQL(Box::new(e), None).into()
 }
 
-/// An identifier as PostgreSQL folds it: lower-case unless quoted.
-fn normalize(ident: Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value
-    } else {
-        ident.value.to_lowercase()
-    }
-}
-
 /// Consumes the word `word` (case-insensitive) if it is next.
 fn parse_word(parser: &mut Parser, word: &str) -> bool {
     match &parser.peek_token().token {
@@ -431,16 +423,16 @@ struct ModelClauses {
 /// CREATE MODEL's clauses after `MODEL`, up to and including `AS` or `FROM`.
 fn parse_create_model_clauses(parser: &mut Parser) -> Result<ModelClauses, ParserError> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
-    let name = normalize(parser.parse_identifier()?);
+    let name = fold_identifier(&parser.parse_identifier()?);
     expect_word(parser, "KIND")?;
-    let kind = normalize(parser.parse_identifier()?);
+    let kind = fold_identifier(&parser.parse_identifier()?);
     let target = if parse_word(parser, "TARGET") {
-        Some(normalize(parser.parse_identifier()?))
+        Some(fold_identifier(&parser.parse_identifier()?))
     } else {
         None
     };
     let treatment = if parse_word(parser, "TREATMENT") {
-        Some(normalize(parser.parse_identifier()?))
+        Some(fold_identifier(&parser.parse_identifier()?))
     } else {
         None
     };
@@ -448,7 +440,7 @@ fn parse_create_model_clauses(parser: &mut Parser) -> Result<ModelClauses, Parse
     if parser.parse_keyword(Keyword::OPTIONS) {
         parser.expect_token(&Token::LParen)?;
         loop {
-            let key = normalize(parser.parse_identifier()?);
+            let key = fold_identifier(&parser.parse_identifier()?);
             parser.expect_token(&Token::Eq)?;
             let value = match parser.parse_value()?.value {
                 Value::SingleQuotedString(s) => s,
@@ -488,7 +480,7 @@ fn parse_drop_model(text: &str) -> Result<DropModel, ParserError> {
     parser.expect_keyword(Keyword::DROP)?;
     expect_word(&mut parser, "MODEL")?;
     let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-    let name = normalize(parser.parse_identifier()?);
+    let name = fold_identifier(&parser.parse_identifier()?);
     if parser.peek_token().token != Token::EOF {
         return parser.expected("end of statement", parser.peek_token());
     }
