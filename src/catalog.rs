@@ -57,9 +57,18 @@ pub struct ExternalTable {
     pub columns: Vec<String>,
     #[serde(default)]
     pub partition_columns: Vec<String>,
-    /// OPTIONS as (key, SQL literal) pairs, in the order given.
+    /// OPTIONS as (key, SQL literal) pairs, in the order given, less the credentials.
     #[serde(default)]
     pub options: Vec<(String, String)>,
+    /// The named secret ([`CatalogState::secrets`]) whose S3 settings and credentials the
+    /// table uses: named in OPTIONS ('secret' 'name') or the one whose scope covers its
+    /// location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Credentials given in the table's own OPTIONS (`aws.secret_access_key`, ...): their
+    /// (key, SQL literal) pairs, sealed (see [`crate::access::secrets`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_options: Option<crate::access::secrets::Sealed>,
 }
 
 /// The whole catalog.
@@ -92,6 +101,9 @@ pub struct CatalogState {
     /// Roles, owners and privileges (see [`crate::access`]).
     #[serde(default)]
     pub access: crate::access::AccessState,
+    /// Named secrets (`CREATE SECRET`), their credentials sealed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<crate::access::secrets::StoredSecret>,
 }
 
 /// See [`CatalogState::oids`].
@@ -271,6 +283,7 @@ impl Default for CatalogState {
             defaults: Vec::new(),
             oids: Oids::default(),
             access: Default::default(),
+            secrets: Vec::new(),
         }
     }
 }

@@ -52,6 +52,40 @@ pub struct Config {
     pub vacuum_retention: std::time::Duration,
     /// Which statements the audit log records: none, ddl, mod (the default) or all.
     pub log_statement: LogStatement,
+    /// The key that seals secrets in the catalog (see `access/secrets.rs`).
+    pub secret_key: SecretKeySource,
+}
+
+/// Where the key that seals secrets comes from: never the data directory.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum SecretKeySource {
+    /// None configured and no home directory for the default file: secrets are refused.
+    #[default]
+    None,
+    /// A file of 64 hex digits; `create` where it is the default
+    /// (`~/.config/tenure/secret.key`), which is made on first use.
+    File { path: PathBuf, create: bool },
+    /// An environment variable (`secret_key_env`) holding the key, read at start.
+    Environment {
+        variable: String,
+        key: Option<Redacted>,
+    },
+}
+
+/// A value that is never printed.
+#[derive(Clone, PartialEq)]
+pub struct Redacted(String);
+
+impl Redacted {
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// `log_statement`: which statements the audit log records (see `server/audit.rs`).
@@ -113,6 +147,7 @@ impl Default for Config {
             s3_endpoints: Vec::new(),
             vacuum_retention: std::time::Duration::from_secs(3600),
             log_statement: LogStatement::default(),
+            secret_key: SecretKeySource::None,
         }
     }
 }
@@ -144,6 +179,11 @@ pub struct Overrides {
     pub vacuum_retention: Option<u64>,
     /// "none", "ddl", "mod" or "all".
     pub log_statement: Option<String>,
+    /// A file holding the key that seals secrets (64 hex digits); by default
+    /// `~/.config/tenure/secret.key`, made on first use.
+    pub secret_key_file: Option<PathBuf>,
+    /// The name of an environment variable holding that key instead.
+    pub secret_key_env: Option<String>,
 }
 
 impl Config {
@@ -164,8 +204,33 @@ impl Config {
         }
         config.apply(&Overrides::from_env(|key| std::env::var(key).ok())?)?;
         config.apply(flags)?;
+        config.resolve_secret_key(|key| std::env::var(key).ok());
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reads the key of `secret_key_env`, or names the default key file where nothing
+    /// was configured: `$XDG_CONFIG_HOME/tenure/secret.key` or
+    /// `$HOME/.config/tenure/secret.key`, outside any data directory.
+    fn resolve_secret_key(&mut self, get: impl Fn(&str) -> Option<String>) {
+        match &mut self.secret_key {
+            SecretKeySource::Environment { variable, key } => {
+                *key = get(variable).map(Redacted);
+            }
+            SecretKeySource::None => {
+                let config_home = get("XDG_CONFIG_HOME")
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| get("HOME").map(|home| PathBuf::from(home).join(".config")));
+                if let Some(dir) = config_home {
+                    self.secret_key = SecretKeySource::File {
+                        path: dir.join("tenure").join("secret.key"),
+                        create: true,
+                    };
+                }
+            }
+            SecretKeySource::File { .. } => {}
+        }
     }
 
     fn apply_file_text(&mut self, text: &str, path: &Path) -> Result<()> {
@@ -227,6 +292,26 @@ impl Config {
         }
         if let Some(seconds) = o.vacuum_retention {
             self.vacuum_retention = std::time::Duration::from_secs(seconds);
+        }
+        match (&o.secret_key_file, &o.secret_key_env) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "set secret_key_file or secret_key_env, not both".into(),
+                ));
+            }
+            (Some(path), None) => {
+                self.secret_key = SecretKeySource::File {
+                    path: path.clone(),
+                    create: false,
+                };
+            }
+            (None, Some(variable)) => {
+                self.secret_key = SecretKeySource::Environment {
+                    variable: variable.clone(),
+                    key: None,
+                };
+            }
+            (None, None) => {}
         }
         if let Some(text) = &o.log_statement {
             self.log_statement = LogStatement::parse(text).ok_or_else(|| {
@@ -303,7 +388,8 @@ impl Overrides {
     /// Reads `TENURE_DATA_DIR`, `TENURE_THREADS`, `TENURE_MEMORY_LIMIT`, `TENURE_BATCH_SIZE`,
     /// `TENURE_DEVICE`,
     /// `TENURE_ALLOWED_ROOTS` (separated by ':'), `TENURE_LISTEN`, `TENURE_MAX_CONNECTIONS`,
-    /// `TENURE_TLS_CERT` and `TENURE_TLS_KEY` through `get`. Users come only from the file.
+    /// `TENURE_TLS_CERT`, `TENURE_TLS_KEY` and `TENURE_SECRET_KEY_FILE` through `get`. Users
+    /// come only from the file.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         let number = |key: &str| -> Result<Option<usize>> {
             get(key)
@@ -344,6 +430,8 @@ impl Overrides {
             s3_endpoints: None,
             vacuum_retention: number("TENURE_VACUUM_RETENTION")?.map(|n| n as u64),
             log_statement: get("TENURE_LOG_STATEMENT"),
+            secret_key_file: get("TENURE_SECRET_KEY_FILE").map(PathBuf::from),
+            secret_key_env: None,
         })
     }
 }

@@ -725,3 +725,121 @@ async fn show_setting(client: &Client, name: &str) -> String {
         })
         .unwrap()
 }
+
+/// Secrets through a real client: only a superuser makes or drops one, and their
+/// credentials appear in clear nowhere: not in a catalog view, an error, the server's log
+/// (with every statement logged) or any file of the data directory, before or after a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_appear_nowhere_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/import")).unwrap();
+    let key = dir.path().join("secret.key");
+    std::fs::write(&key, format!("{}\n", "5e".repeat(32))).unwrap();
+    let config = format!(
+        "secret_key_file = {:?}\nlog_statement = \"all\"\n{CONFIG}",
+        key.display().to_string()
+    );
+    let serve = Serve::start_in(dir, &config);
+    let admin = serve.connect("admin", Some("admin-secret")).await;
+    admin
+        .batch_execute(
+            "CREATE SECRET lake (TYPE s3, KEY_ID 'AKIAWIRE0001', SECRET 'wire-secret-0042', \
+             REGION 'eu-west-1', SCOPE 's3://shop-lake/orders'); \
+             CREATE USER alice PASSWORD 'alice-pw'",
+        )
+        .await
+        .unwrap();
+    let (code, message) = denied(
+        &admin,
+        "CREATE SECRET bad (TYPE s3, KEY_ID 'AKIAWIRE0001', SECRET 'wire-secret-0042', COLOUR 'red')",
+    )
+    .await;
+    assert_eq!(code, SqlState::INVALID_PARAMETER_VALUE, "{message}");
+    assert!(
+        message.contains("unknown secret option COLOUR"),
+        "{message}"
+    );
+    let (code, _) = denied(&admin, "CREATE SECRET lake (TYPE s3)").await;
+    assert_eq!(code, SqlState::DUPLICATE_OBJECT);
+    let alice = serve.connect("alice", Some("alice-pw")).await;
+    assert_denied(
+        &alice,
+        "CREATE SECRET mine (TYPE s3, KEY_ID 'a', SECRET 'b')",
+        "create or drop secrets",
+    )
+    .await;
+    assert_denied(&alice, "DROP SECRET lake", "create or drop secrets").await;
+    let row = alice
+        .query_one(
+            "SELECT name, type, provider, scope, region, has_credentials, owner FROM tenure.secrets",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(3),
+            row.get::<_, String>(4),
+            row.get::<_, bool>(5),
+            row.get::<_, String>(6)
+        ),
+        (
+            "lake".to_string(),
+            "s3://shop-lake/orders".to_string(),
+            "eu-west-1".to_string(),
+            true,
+            "admin".to_string()
+        )
+    );
+    // Every table of the tenure schema, pg_catalog's and information_schema's, read whole.
+    let clear = ["wire-secret-0042", "AKIAWIRE0001"];
+    let tables = admin
+        .query(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema IN ('tenure', 'pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut read = 0;
+    for table in &tables {
+        let table: String = table.get(0);
+        let Ok(rows) = admin.simple_query(&format!("SELECT * FROM {table}")).await else {
+            continue;
+        };
+        read += 1;
+        for row in rows {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = row {
+                for i in 0..row.len() {
+                    let value = row.get(i).unwrap_or_default();
+                    for secret in clear {
+                        assert!(!value.contains(secret), "{table} shows {secret}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(read > 50, "only {read} catalog tables could be read");
+
+    drop((alice, admin));
+    let dir = serve.kill();
+    let serve = Serve::start_in(dir, &config);
+    let admin = serve.connect("admin", Some("admin-secret")).await;
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM tenure.secrets").await,
+        1
+    );
+    admin.batch_execute("DROP SECRET lake").await.unwrap();
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM tenure.secrets").await,
+        0
+    );
+    let log = serve.log();
+    assert!(log.contains("CREATE SECRET lake"), "{log}");
+    for secret in clear {
+        assert!(!log.contains(secret), "the log has {secret}");
+        assert_no_file_contains(&serve.data(), secret);
+    }
+}

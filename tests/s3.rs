@@ -13,7 +13,12 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::support::{open_engine, scalar};
+use std::path::Path;
+
+use tenure::config::{Config, SecretKeySource};
+use tenure::engine::{Engine, PathAccess};
+
+use crate::support::scalar;
 
 const BUCKET: &str = "tenure-test";
 
@@ -117,27 +122,77 @@ async fn upload_dir(store: &dyn ObjectStore, local: &std::path::Path, prefix: &s
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parquet_and_delta_tables_on_s3() {
+/// A running moto, or None (and the reason printed) where it is not installed.
+fn moto_or_skip() -> Option<Moto> {
     let Some(binary) = moto_binary() else {
         assert!(
             std::env::var_os("TENURE_REQUIRE_S3_TEST").is_none(),
             "TENURE_REQUIRE_S3_TEST is set but moto_server is not installed"
         );
         eprintln!("s3 test not run: moto_server is not installed (pip install 'moto[server]')");
+        return None;
+    };
+    Some(start_moto(&binary))
+}
+
+/// An engine whose secrets are sealed with the key in `key_file` (or with none).
+async fn open_sealing(dir: &Path, key: SecretKeySource) -> Engine {
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        threads: 2,
+        secret_key: key,
+        ..Config::default()
+    };
+    Engine::open(&config, PathAccess::Unrestricted)
+        .await
+        .expect("engine opens")
+}
+
+fn key_file(path: &Path, hex_digit: char) -> SecretKeySource {
+    std::fs::write(path, hex_digit.to_string().repeat(64)).unwrap();
+    SecretKeySource::File {
+        path: path.to_path_buf(),
+        create: false,
+    }
+}
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_and_delta_tables_on_s3() {
+    let Some(moto) = moto_or_skip() else {
         return;
     };
-    let moto = start_moto(&binary);
     let bucket = store(&moto.endpoint);
     let dir = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
+    let key = key_file(&files.path().join("secret.key"), 'c');
     let options = format!(
         "OPTIONS ('aws.endpoint' '{}', 'aws.allow_http' 'true', 'aws.access_key_id' 'test', \
          'aws.secret_access_key' 'test', 'aws.region' 'us-east-1')",
         moto.endpoint
     );
     {
-        let engine = open_engine(dir.path()).await;
+        let engine = open_sealing(dir.path(), key.clone()).await;
         // A Parquet file and a Delta table made locally, then uploaded.
         let parquet = files.path().join("parquet");
         std::fs::create_dir_all(&parquet).unwrap();
@@ -183,7 +238,7 @@ async fn parquet_and_delta_tables_on_s3() {
         );
     }
     // Both registrations, with their options, survive a restart.
-    let engine = open_engine(dir.path()).await;
+    let engine = open_sealing(dir.path(), key.clone()).await;
     assert_eq!(
         scalar(&engine, "SELECT count(*) FROM s3_orders").await,
         "500"
@@ -204,4 +259,190 @@ async fn parquet_and_delta_tables_on_s3() {
         err.to_string().contains("unknown S3 option aws.colour"),
         "{err}"
     );
+}
+
+/// Credentials given to external tables, by a named secret, by a secret's scope or in the
+/// table's OPTIONS, are kept in the data directory only sealed; the right key reads them
+/// after a restart, a wrong or missing key loses nothing, and a catalog written before
+/// secrets (credentials in clear) is sealed at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_keep_s3_credentials_sealed() {
+    let Some(moto) = moto_or_skip() else {
+        return;
+    };
+    let bucket = store(&moto.endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let key = key_file(&outside.path().join("secret.key"), 'a');
+    let endpoint = &moto.endpoint;
+    let parquet = outside.path().join("orders");
+    std::fs::create_dir_all(&parquet).unwrap();
+    // moto takes any credentials; these are what must never be found in clear.
+    let clear = [
+        "moto-key-id-3",
+        "moto-secret-7",
+        "moto-key-id-4",
+        "moto-secret-8",
+    ];
+    {
+        let engine = open_sealing(dir.path(), key.clone()).await;
+        engine
+            .run(&format!(
+                "COPY (SELECT value AS amount FROM generate_series(1, 100)) TO '{}/part-0.parquet'",
+                parquet.display()
+            ))
+            .await
+            .unwrap();
+        upload_dir(bucket.as_ref(), &parquet, "orders").await;
+        engine
+            .run(&format!(
+                "CREATE SECRET lake (TYPE s3, KEY_ID 'moto-key-id-3', SECRET 'moto-secret-7', \
+                 REGION 'us-east-1', ENDPOINT '{endpoint}', SCOPE 's3://{BUCKET}/orders')"
+            ))
+            .await
+            .unwrap();
+        engine
+            .run(&format!(
+                "CREATE EXTERNAL TABLE named STORED AS PARQUET LOCATION 's3://{BUCKET}/orders/' \
+                 OPTIONS ('secret' 'lake')"
+            ))
+            .await
+            .unwrap();
+        // No options: the secret whose scope covers the location.
+        engine
+            .run(&format!(
+                "CREATE EXTERNAL TABLE scoped STORED AS PARQUET LOCATION 's3://{BUCKET}/orders/'"
+            ))
+            .await
+            .unwrap();
+        engine
+            .run(&format!(
+                "CREATE EXTERNAL TABLE inline STORED AS PARQUET LOCATION 's3://{BUCKET}/orders/' \
+                 OPTIONS ('aws.endpoint' '{endpoint}', 'aws.allow_http' 'true', \
+                 'aws.access_key_id' 'moto-key-id-4', 'aws.secret_access_key' 'moto-secret-8', \
+                 'aws.region' 'us-east-1')"
+            ))
+            .await
+            .unwrap();
+        for table in ["named", "scoped", "inline"] {
+            assert_eq!(
+                scalar(&engine, &format!("SELECT sum(amount) FROM {table}")).await,
+                "5050"
+            );
+        }
+        assert_eq!(
+            scalar(
+                &engine,
+                "SELECT name || ' ' || type || ' ' || provider || ' ' || scope || ' ' || region \
+                 || ' ' || has_credentials FROM tenure.secrets"
+            )
+            .await,
+            format!("lake s3 config s3://{BUCKET}/orders us-east-1 true")
+        );
+        let err = engine
+            .run("DROP SECRET lake")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("external tables use it")
+                && err.contains("named")
+                && err.contains("scoped"),
+            "{err}"
+        );
+        let err = engine
+            .run("CREATE SECRET lake (TYPE s3)")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already exists"), "{err}");
+        // Replaced, the secret's users are registered again with it.
+        engine
+            .run(&format!(
+                "CREATE OR REPLACE SECRET lake (TYPE s3, KEY_ID 'moto-key-id-3', \
+                 SECRET 'moto-secret-7', ENDPOINT '{endpoint}', SCOPE 's3://{BUCKET}/orders')"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(scalar(&engine, "SELECT count(*) FROM named").await, "100");
+        let err = engine
+            .run(&format!(
+                "CREATE EXTERNAL TABLE both_ STORED AS PARQUET LOCATION 's3://{BUCKET}/orders/' \
+                 OPTIONS ('secret' 'lake', 'aws.secret_access_key' 'x', 'aws.access_key_id' 'y')"
+            ))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
+        let err = engine
+            .run("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://b/x' OPTIONS ('secret' 'nope')")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("secret nope does not exist"), "{err}");
+    }
+    for value in clear {
+        assert_eq!(
+            files_containing(dir.path(), value),
+            Vec::<std::path::PathBuf>::new(),
+            "{value}"
+        );
+    }
+    let catalog_path = dir.path().join("catalog.json");
+
+    // A wrong key: the tables that need it are unavailable, and nothing is rewritten.
+    let before = std::fs::read(&catalog_path).unwrap();
+    {
+        let wrong = key_file(&outside.path().join("wrong.key"), 'b');
+        let engine = open_sealing(dir.path(), wrong).await;
+        let err = engine
+            .query("SELECT count(*) FROM named")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("named"), "{err}");
+    }
+    assert_eq!(std::fs::read(&catalog_path).unwrap(), before);
+
+    // A catalog from before secrets: the inline credentials in clear in OPTIONS.
+    let mut catalog: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    let inline = catalog["relations"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|pair| pair.to_string().contains("\"inline\""))
+        .unwrap();
+    let table = &mut inline[1];
+    table
+        .as_object_mut()
+        .unwrap()
+        .remove("sealed_options")
+        .unwrap();
+    let options = table["options"].as_array_mut().unwrap();
+    options.push(serde_json::json!(["aws.access_key_id", "'moto-key-id-4'"]));
+    options.push(serde_json::json!([
+        "aws.secret_access_key",
+        "'moto-secret-8'"
+    ]));
+    std::fs::write(&catalog_path, serde_json::to_vec(&catalog).unwrap()).unwrap();
+    // Without a key the clear credentials still work and stay as they were.
+    {
+        let engine = open_sealing(dir.path(), SecretKeySource::None).await;
+        assert_eq!(scalar(&engine, "SELECT count(*) FROM inline").await, "100");
+    }
+    assert_eq!(files_containing(dir.path(), "moto-secret-8").len(), 1);
+    // With the key they are sealed at start, and every table answers.
+    let engine = open_sealing(dir.path(), key).await;
+    for table in ["named", "scoped", "inline"] {
+        assert_eq!(
+            scalar(&engine, &format!("SELECT count(*) FROM {table}")).await,
+            "100"
+        );
+    }
+    for value in clear {
+        assert_eq!(
+            files_containing(dir.path(), value),
+            Vec::<std::path::PathBuf>::new(),
+            "{value}"
+        );
+    }
 }

@@ -12,6 +12,7 @@
 //! role do this to that object" from the state alone.
 
 pub mod scram;
+pub mod secrets;
 pub mod statement;
 
 use std::collections::BTreeSet;

@@ -17,6 +17,9 @@
 //! ALTER { ROLE | USER } name SET setting { TO | = } value
 //! ALTER { ROLE | USER } name RESET { setting | ALL }
 //!
+//! CREATE [OR REPLACE] [PERSISTENT] SECRET [IF NOT EXISTS] name (option value [, ...])
+//! DROP [PERSISTENT] SECRET [IF EXISTS] name
+//!
 //! Role options: LOGIN, NOLOGIN, SUPERUSER, NOSUPERUSER, CREATEMODEL, NOCREATEMODEL,
 //! INHERIT, NOINHERIT, [ENCRYPTED] PASSWORD 'text' | NULL, CONNECTION LIMIT n,
 //! IN ROLE r [, ...].
@@ -57,6 +60,18 @@ pub enum AccessStatement {
         roles: Vec<String>,
         members: Vec<String>,
     },
+    /// `CREATE SECRET name (TYPE s3, KEY_ID '...', ...)`: option names upper-cased,
+    /// values as written without quotes.
+    CreateSecret {
+        name: String,
+        or_replace: bool,
+        if_not_exists: bool,
+        options: SecretOptions,
+    },
+    DropSecret {
+        name: String,
+        if_exists: bool,
+    },
     /// `GRANT privileges ON objects TO grantees`, or `REVOKE ... FROM ...`.
     Privileges {
         grant: bool,
@@ -77,6 +92,8 @@ impl AccessStatement {
                 "ALTER ROLE"
             }
             AccessStatement::DropRole { .. } => "DROP ROLE",
+            AccessStatement::CreateSecret { .. } => "CREATE SECRET",
+            AccessStatement::DropSecret { .. } => "DROP SECRET",
             AccessStatement::Membership { grant: true, .. }
             | AccessStatement::Privileges { grant: true, .. } => "GRANT",
             AccessStatement::Membership { grant: false, .. }
@@ -130,10 +147,34 @@ impl std::fmt::Debug for RoleOptions {
     }
 }
 
-/// Whether the statement starting with `words` (upper-cased) is one of this module's.
+/// CREATE SECRET's options; never prints their values.
+#[derive(Clone, Default, PartialEq)]
+pub struct SecretOptions(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for SecretOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+/// Whether the statement starting with `words` (upper-cased, the first five) is one of
+/// this module's.
 pub fn is_access_statement(words: &[String]) -> bool {
     let second = words.get(1).map(String::as_str);
+    let is_secret = |rest: &[String]| {
+        let rest = match rest.first().map(String::as_str) {
+            Some("PERSISTENT" | "TEMPORARY" | "TEMP") => &rest[1..],
+            _ => rest,
+        };
+        rest.first().is_some_and(|w| w == "SECRET")
+    };
     match words.first().map(String::as_str) {
+        Some("CREATE") if words[1..].starts_with(&["OR".into(), "REPLACE".into()]) => {
+            is_secret(&words[3..])
+        }
+        Some("CREATE" | "DROP") if is_secret(&words[1..]) => true,
         Some("CREATE" | "ALTER" | "DROP") => matches!(second, Some("ROLE" | "USER")),
         Some("GRANT" | "REVOKE") => true,
         _ => false,
@@ -145,6 +186,18 @@ pub fn parse(text: &str) -> Result<AccessStatement, ParserError> {
     let dialect = PostgreSqlDialect {};
     let mut p = Parser::new(&dialect).try_with_sql(text)?;
     let statement = if word(&mut p, "CREATE") {
+        let or_replace = words(&mut p, &["OR", "REPLACE"]);
+        if word(&mut p, "PERSISTENT") || is_word(&p, "SECRET") {
+            return create_secret(&mut p, or_replace);
+        }
+        if word(&mut p, "TEMPORARY") || word(&mut p, "TEMP") {
+            return Err(unsupported(
+                "temporary secrets (every secret is kept in the catalog)",
+            ));
+        }
+        if or_replace {
+            return p.expected("SECRET", p.peek_token());
+        }
         let user = kind(&mut p)?;
         let if_not_exists = words(&mut p, &["IF", "NOT", "EXISTS"]);
         let name = name(&mut p)?;
@@ -201,6 +254,15 @@ pub fn parse(text: &str) -> Result<AccessStatement, ParserError> {
         }
         AccessStatement::AlterRole { name, options }
     } else if word(&mut p, "DROP") {
+        word(&mut p, "PERSISTENT");
+        if word(&mut p, "SECRET") {
+            let if_exists = words(&mut p, &["IF", "EXISTS"]);
+            let name = name(&mut p)?;
+            if !grant_end(&mut p) {
+                return p.expected("end of statement", p.peek_token());
+            }
+            return Ok(AccessStatement::DropSecret { name, if_exists });
+        }
         kind(&mut p)?;
         let if_exists = words(&mut p, &["IF", "EXISTS"]);
         AccessStatement::DropRole {
@@ -378,6 +440,39 @@ fn role_options(p: &mut Parser) -> Result<RoleOptions, ParserError> {
         }
     }
     Ok(options)
+}
+
+/// The rest of `CREATE [OR REPLACE] [PERSISTENT] SECRET`, after PERSISTENT.
+fn create_secret(p: &mut Parser, or_replace: bool) -> Result<AccessStatement, ParserError> {
+    expect(p, "SECRET")?;
+    let if_not_exists = words(p, &["IF", "NOT", "EXISTS"]);
+    let name = name(p)?;
+    p.expect_token(&Token::LParen)?;
+    let mut options = Vec::new();
+    loop {
+        let option = p.parse_identifier()?.value.to_ascii_uppercase();
+        let next = p.next_token();
+        let value = match next.token {
+            Token::SingleQuotedString(s) => s,
+            Token::Number(n, _) => n,
+            Token::Word(w) => w.value,
+            _ => return p.expected("an option's value", next),
+        };
+        options.push((option, value));
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    p.expect_token(&Token::RParen)?;
+    if p.peek_token().token != Token::EOF {
+        return p.expected("end of statement", p.peek_token());
+    }
+    Ok(AccessStatement::CreateSecret {
+        name,
+        or_replace,
+        if_not_exists,
+        options: SecretOptions(options),
+    })
 }
 
 fn unsupported(what: &str) -> ParserError {
@@ -590,6 +685,65 @@ mod tests {
         ] {
             let err = parse(sql).unwrap_err().to_string();
             assert!(err.contains(wanted), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets() {
+        let words = |sql: &str| -> Vec<String> {
+            sql.split_whitespace()
+                .take(5)
+                .map(str::to_ascii_uppercase)
+                .collect()
+        };
+        for sql in [
+            "CREATE SECRET s (TYPE s3)",
+            "create or replace persistent secret s (TYPE s3)",
+            "DROP SECRET IF EXISTS s",
+        ] {
+            assert!(is_access_statement(&words(sql)), "{sql}");
+        }
+        assert!(!is_access_statement(&words(
+            "CREATE OR REPLACE VIEW secret AS SELECT 1"
+        )));
+        assert_eq!(
+            parsed(
+                "CREATE OR REPLACE SECRET IF NOT EXISTS Lake (TYPE s3, KEY_ID 'AKIA1', \
+                 SECRET 'it''s', USE_SSL false, port 9000)"
+            ),
+            AccessStatement::CreateSecret {
+                name: "lake".into(),
+                or_replace: true,
+                if_not_exists: true,
+                options: SecretOptions(vec![
+                    ("TYPE".into(), "s3".into()),
+                    ("KEY_ID".into(), "AKIA1".into()),
+                    ("SECRET".into(), "it's".into()),
+                    ("USE_SSL".into(), "false".into()),
+                    ("PORT".into(), "9000".into()),
+                ]),
+            }
+        );
+        let debug = format!(
+            "{:?}",
+            parsed("CREATE SECRET s (TYPE s3, SECRET 'hunter2')")
+        );
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert_eq!(
+            parsed("DROP PERSISTENT SECRET s"),
+            AccessStatement::DropSecret {
+                name: "s".into(),
+                if_exists: false
+            }
+        );
+        for bad in [
+            "CREATE SECRET s",
+            "CREATE SECRET s ()",
+            "CREATE SECRET s (TYPE)",
+            "CREATE SECRET s (TYPE s3) extra",
+            "CREATE TEMPORARY SECRET s (TYPE s3)",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

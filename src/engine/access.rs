@@ -328,6 +328,11 @@ impl Engine {
             .is_none_or(|r| next.access.is_superuser(&self.builtin_roles, r));
         let acting = role.unwrap_or_else(|| self.builtin_roles[0].clone());
         match statement {
+            secret
+            @ (AccessStatement::CreateSecret { .. } | AccessStatement::DropSecret { .. }) => {
+                require_superuser(superuser, "create or drop secrets")?;
+                return self.execute_secret(&mut catalog, secret, &acting).await;
+            }
             AccessStatement::CreateRole {
                 name,
                 if_not_exists,

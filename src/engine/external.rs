@@ -17,15 +17,12 @@ use url::Url;
 
 use super::paths::parse_location;
 use super::paths::{ConfinedFiles, Location, PathAccess};
+use super::secrets::{AWS_OPTION_PREFIX, S3Access};
 use super::{Engine, Output};
+use crate::access::secrets::StoredSecret;
 use crate::catalog::{ExternalTable, QualifiedName, Relation};
 use crate::error::{Error, Result};
 use crate::storage::ManagedTable;
-
-/// Option keys that configure S3 access rather than the file format. They are kept in the
-/// catalog (so the table works after a restart) but never handed to DataFusion's format
-/// options.
-const AWS_OPTION_PREFIX: &str = "aws.";
 
 impl Engine {
     pub(super) async fn create_external_table(
@@ -48,7 +45,7 @@ impl Engine {
         for location in &create.locations {
             locations.push(self.normalize_location(location)?);
         }
-        let definition = ExternalTable {
+        let mut definition = ExternalTable {
             format: create.file_type.to_uppercase(),
             location: locations.join("\n"),
             columns: create.columns.iter().map(|c| c.to_string()).collect(),
@@ -58,9 +55,12 @@ impl Engine {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.to_string()))
                 .collect(),
+            secret: None,
+            sealed_options: None,
         };
         let mut catalog = self.lock_catalog(session).await?;
         catalog.require_schema(&name.schema)?;
+        self.bind_credentials(&mut definition, &catalog.secrets)?;
         let previous = catalog.get(&name).cloned();
         match &previous {
             Some(_) if create.if_not_exists => return Ok(Output::command("CREATE EXTERNAL TABLE")),
@@ -69,7 +69,8 @@ impl Engine {
             None => {}
         }
         let ctx = catalog.ctx().clone();
-        self.register_external(&ctx, &name, &definition).await?;
+        self.register_external(&ctx, &name, &definition, &catalog.secrets)
+            .await?;
         let mut next = catalog.clone();
         next.put(name.clone(), Relation::External(definition));
         if let Err(e) = self.replace_catalog(&mut catalog, next) {
@@ -99,7 +100,11 @@ impl Engine {
             Location::Local(path) => Ok(path.to_string_lossy().into_owned()),
             Location::S3(url) => match &self.access {
                 PathAccess::Unrestricted => {
-                    let store = s3_store(&url, &HashMap::new(), &self.s3_policy())?;
+                    let access = S3Access {
+                        options: HashMap::new(),
+                        from_environment: true,
+                    };
+                    let store = s3_store(&url, &access, &self.s3_policy())?;
                     self.ctx.register_object_store(&bucket_url(&url)?, store);
                     Ok(target.to_string())
                 }
@@ -118,15 +123,8 @@ impl Engine {
         ctx: &SessionContext,
         name: &QualifiedName,
         table: &ExternalTable,
+        secrets: &[StoredSecret],
     ) -> Result<()> {
-        let aws_options: HashMap<String, String> = table
-            .options
-            .iter()
-            .filter_map(|(k, v)| {
-                let key = k.strip_prefix(AWS_OPTION_PREFIX)?;
-                Some((key.to_string(), unquote(v)))
-            })
-            .collect();
         let locations: Vec<&str> = table.location.split('\n').collect();
         let policy = self.s3_policy();
         let mut stores = HashMap::new();
@@ -135,10 +133,15 @@ impl Engine {
         // them; DataFusion reads the table through its rewritten locations.
         let table_scheme = store_scheme(name);
         let mut rewritten = Vec::new();
+        let mut access = None;
         for location in &locations {
             match parse_location(location)? {
                 Location::S3(url) => {
-                    let store = s3_store(&url, &aws_options, &policy)?;
+                    if access.is_none() {
+                        access = Some(self.s3_access(name, table, secrets)?);
+                    }
+                    let access = access.as_ref().expect("set above");
+                    let store = s3_store(&url, access, &policy)?;
                     let own = format!("{table_scheme}://{}", &url[url::Position::BeforeHost..]);
                     let own_url = Url::parse(&own)
                         .map_err(|e| Error::invalid(format!("invalid location {location}: {e}")))?;
@@ -303,15 +306,14 @@ fn store_scheme(name: &QualifiedName) -> String {
 /// with the credentials its options give, or not at all, never with the server's. For a
 /// server's clients the endpoint must be one the configuration allows (`s3_endpoints`), so
 /// that no client makes the server call an address of its choosing.
-fn s3_store(
-    url: &Url,
-    options: &HashMap<String, String>,
-    policy: &S3Policy,
-) -> Result<Arc<dyn ObjectStore>> {
+///
+/// A secret with PROVIDER credential_chain (made by a superuser) asks for the server's
+/// environment on any endpoint.
+fn s3_store(url: &Url, access: &S3Access, policy: &S3Policy) -> Result<Arc<dyn ObjectStore>> {
     use object_store::aws::AmazonS3ConfigKey;
     let bucket = url.host_str().unwrap_or_default();
     let mut keys = Vec::new();
-    for (key, value) in options {
+    for (key, value) in &access.options {
         let config_key: AmazonS3ConfigKey = key
             .parse()
             .map_err(|_| Error::invalid(format!("unknown S3 option aws.{key}")))?;
@@ -329,14 +331,18 @@ fn s3_store(
                      lists the allowed ones in tenure.toml (s3_endpoints)"
                 )));
             }
-            AmazonS3Builder::new()
+            if access.from_environment {
+                AmazonS3Builder::from_env()
+            } else {
+                AmazonS3Builder::new()
+            }
         }
     };
     builder = builder.with_bucket_name(bucket);
     let has_credentials = keys
         .iter()
         .any(|(k, _)| matches!(k, AmazonS3ConfigKey::AccessKeyId));
-    if endpoint.is_some() && !has_credentials {
+    if endpoint.is_some() && !has_credentials && !access.from_environment {
         builder = builder.with_skip_signature(true);
     }
     for (key, value) in keys {
@@ -382,26 +388,4 @@ fn register_s3_log_stores() {
                 .or_insert_with(|| Arc::new(S3LogStores));
         }
     });
-}
-
-/// The text of a SQL literal as stored in the catalog (`'abc'` -> `abc`).
-fn unquote(literal: &str) -> String {
-    match literal
-        .strip_prefix('\'')
-        .and_then(|s| s.strip_suffix('\''))
-    {
-        Some(inner) => inner.replace("''", "'"),
-        None => literal.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_literals_unquote() {
-        assert_eq!(unquote("'it''s'"), "it's");
-        assert_eq!(unquote("true"), "true");
-    }
 }

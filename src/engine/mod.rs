@@ -20,6 +20,7 @@ pub mod plan_cache;
 mod privilege_check;
 mod role_tables;
 mod row_security;
+mod secrets;
 mod statements;
 mod system_tables;
 mod temporary;
@@ -167,6 +168,8 @@ pub struct Engine {
     /// The built-in superusers: tenure.toml's users, or without any the trusted local user
     /// (see [`crate::access`]).
     builtin_roles: Arc<[String]>,
+    /// The key that seals secrets (see `secrets.rs`).
+    secrets: secrets::SecretKeeper,
 }
 
 impl Engine {
@@ -217,6 +220,7 @@ impl Engine {
             sessions: Default::default(),
             temporary: Default::default(),
             builtin_roles,
+            secrets: secrets::SecretKeeper::new(config.secret_key.clone(), config.data_dir.clone()),
         };
         engine.restore().await?;
         let tables = Arc::downgrade(&engine.managed);
@@ -557,6 +561,7 @@ impl Engine {
     /// directories that no catalog entry references (left by a crash before a commit).
     async fn restore(&self) -> Result<()> {
         let mut catalog = self.lock_catalog(&self.ctx).await?;
+        self.seal_clear_credentials(&mut catalog);
         let state = catalog.clone();
         for schema in &state.schemas {
             Self::ensure_schema_registered(&self.ctx, schema)?;
@@ -574,7 +579,10 @@ impl Engine {
                 Relation::External(external) => {
                     // A source that went away (a deleted file, an unreachable bucket) must not
                     // keep the rest of the database from opening; its entry stays.
-                    if let Err(e) = self.register_external(&self.ctx, name, external).await {
+                    if let Err(e) = self
+                        .register_external(&self.ctx, name, external, &state.secrets)
+                        .await
+                    {
                         tracing::warn!("external table {name} is unavailable: {e}");
                     }
                 }
@@ -794,6 +802,12 @@ fn register_system_tables(
         Arc::new(SystemTable(role_tables::TableGrantsTable {
             catalog: saved.clone(),
             builtin,
+        })),
+    )?;
+    schema.register_table(
+        "secrets".to_string(),
+        Arc::new(SystemTable(secrets::SecretsTable {
+            catalog: saved.clone(),
         })),
     )?;
     schema.register_table(

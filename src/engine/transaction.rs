@@ -214,7 +214,8 @@ impl Engine {
                 Some(provider) => self.register(name, provider),
                 None => match relation {
                     Relation::External(external) => {
-                        self.register_external(&self.ctx, name, external).await
+                        self.register_external(&self.ctx, name, external, &after.secrets)
+                            .await
                     }
                     _ => Err(Error::Catalog(format!("table {name} is not open"))),
                 },

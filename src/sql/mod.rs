@@ -163,7 +163,7 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
     let words: Vec<String> = tokens
         .iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-        .take(3)
+        .take(5)
         .map(|t| match &t.token {
             Token::Word(w) => w.value.to_ascii_uppercase(),
             _ => String::new(),
@@ -174,7 +174,7 @@ fn parse_one(text: &str, tokens: &[&TokenWithSpan]) -> Result<Option<Statement>>
     }
     let is_model = |w: &[String]| w.first().is_some_and(|x| x == "MODEL");
     if words[0] == "CREATE"
-        && (is_model(&words[1..]) || words[1..] == ["OR", "REPLACE"])
+        && (is_model(&words[1..]) || words[1..].starts_with(&["OR".into(), "REPLACE".into()]))
         && let Some(create) = parse_create_model(text).map_err(syntax_error)?
     {
         return Ok(Some(Statement::CreateModel(create)));

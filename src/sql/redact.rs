@@ -4,9 +4,6 @@
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-/// Words in an option name that mark its value as a secret.
-const SECRET_WORDS: [&str; 5] = ["secret", "password", "token", "access_key", "credential"];
-
 /// `sql` with the values of secret options replaced by `'***'`. Text that does not
 /// tokenize is replaced whole, since it cannot be told apart.
 pub fn redact_secrets(sql: &str) -> String {
@@ -34,8 +31,7 @@ pub fn redact_secrets(sql: &str) -> String {
             _ => None,
         };
         if let Some(name) = name {
-            let lower = name.to_ascii_lowercase();
-            hide_next = SECRET_WORDS.iter().any(|w| lower.contains(w));
+            hide_next = crate::access::secrets::is_credential_option(name);
         } else if !matches!(token, Token::Whitespace(_) | Token::Eq) {
             hide_next = false;
         }
