@@ -7,10 +7,10 @@ use tokio_postgres::error::SqlState;
 
 use crate::support::{Serve, python_client};
 
-const CONFIG: &str = "[[users]]\nname = \"admin\"\npassword = \"admin-secret\"\n";
+pub(crate) const CONFIG: &str = "[[users]]\nname = \"admin\"\npassword = \"admin-secret\"\n";
 
 /// The SQLSTATE and message of a statement that must fail.
-async fn denied(client: &Client, sql: &str) -> (SqlState, String) {
+pub(crate) async fn denied(client: &Client, sql: &str) -> (SqlState, String) {
     let err = client
         .batch_execute(sql)
         .await
@@ -19,13 +19,13 @@ async fn denied(client: &Client, sql: &str) -> (SqlState, String) {
     (db.code().clone(), db.message().to_string())
 }
 
-async fn assert_denied(client: &Client, sql: &str, message: &str) {
+pub(crate) async fn assert_denied(client: &Client, sql: &str, message: &str) {
     let (code, text) = denied(client, sql).await;
     assert_eq!(code, SqlState::INSUFFICIENT_PRIVILEGE, "{sql}: {text}");
     assert!(text.contains(message), "{sql}: {text}");
 }
 
-async fn count(client: &Client, sql: &str) -> i64 {
+pub(crate) async fn count(client: &Client, sql: &str) -> i64 {
     client
         .query_one(sql, &[])
         .await

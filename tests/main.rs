@@ -2,6 +2,7 @@
 //! area. They use the real binary, real files and real Delta tables; nothing is mocked.
 
 mod access;
+mod access_columns;
 mod btyd;
 mod cli;
 mod dbt;

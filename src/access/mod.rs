@@ -211,6 +211,10 @@ pub struct Grant {
     /// A role, or [`PUBLIC`].
     pub grantee: String,
     pub grantor: String,
+    /// A column privilege (`GRANT SELECT (email) ON customers`): on this column of the
+    /// table only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
 }
 
 impl AccessState {
@@ -296,8 +300,45 @@ impl AccessState {
         }
         self.owns(roles, object)
             || self.grants.iter().any(|g| {
-                g.privilege == privilege && &g.object == object && roles.contains(&g.grantee)
+                g.column.is_none()
+                    && g.privilege == privilege
+                    && &g.object == object
+                    && roles.contains(&g.grantee)
             })
+    }
+
+    /// Whether `roles` hold `privilege` on `column` of `table`: on the table, or on the
+    /// column by a column grant.
+    pub fn allows_column(
+        &self,
+        roles: &BTreeSet<String>,
+        table: &QualifiedName,
+        column: &str,
+        privilege: Privilege,
+    ) -> bool {
+        let object = Object::Table(table.clone());
+        self.allows(roles, &object, privilege)
+            || self.grants.iter().any(|g| {
+                g.column.as_deref() == Some(column)
+                    && g.privilege == privilege
+                    && g.object == object
+                    && roles.contains(&g.grantee)
+            })
+    }
+
+    /// Whether `roles` hold `privilege` on some column of `table` by a column grant.
+    pub fn has_column_grants(
+        &self,
+        roles: &BTreeSet<String>,
+        table: &QualifiedName,
+        privilege: Privilege,
+    ) -> bool {
+        self.grants.iter().any(|g| {
+            g.column.is_some()
+                && g.privilege == privilege
+                && matches!(&g.object, Object::Table(t) if t == table)
+                && roles.contains(&g.grantee)
+        })
     }
 
     /// Makes `owner` the owner of a new `object`, forgetting any grants left on an earlier
@@ -363,25 +404,43 @@ impl AccessState {
     /// Adds a grant unless it is already there.
     pub fn grant(&mut self, grant: Grant) {
         let exists = self.grants.iter().any(|g| {
-            g.object == grant.object && g.privilege == grant.privilege && g.grantee == grant.grantee
+            g.object == grant.object
+                && g.privilege == grant.privilege
+                && g.grantee == grant.grantee
+                && g.column == grant.column
         });
         if !exists {
             self.grants.push(grant);
         }
     }
 
-    /// Removes `privilege` on `object` from `grantee`; whether there was such a grant.
-    pub fn revoke(&mut self, object: &Object, privilege: Privilege, grantee: &str) -> bool {
+    /// Removes `privilege` on `object` from `grantee`: on `column` only, or (`None`) on the
+    /// object and, as in PostgreSQL, on each of its columns. Whether there was such a grant.
+    pub fn revoke(
+        &mut self,
+        object: &Object,
+        privilege: Privilege,
+        grantee: &str,
+        column: Option<&str>,
+    ) -> bool {
         let before = self.grants.len();
-        self.grants
-            .retain(|g| !(&g.object == object && g.privilege == privilege && g.grantee == grantee));
+        self.grants.retain(|g| {
+            !(&g.object == object
+                && g.privilege == privilege
+                && g.grantee == grantee
+                && (column.is_none() || g.column.as_deref() == column))
+        });
         self.grants.len() != before
     }
 
     /// The aclitems of `object` as PostgreSQL prints them (`alice=rw/owner`), owner first;
     /// `None` when nothing was granted (PostgreSQL's NULL: the owner's default rights).
     pub fn acl(&self, object: &Object, default_owner: &str) -> Option<Vec<String>> {
-        let grants: Vec<&Grant> = self.grants.iter().filter(|g| &g.object == object).collect();
+        let grants: Vec<&Grant> = self
+            .grants
+            .iter()
+            .filter(|g| &g.object == object && g.column.is_none())
+            .collect();
         if grants.is_empty() {
             return None;
         }
@@ -486,7 +545,37 @@ mod tests {
             privilege,
             grantee: grantee.to_string(),
             grantor: "admin".to_string(),
+            column: None,
         });
+    }
+
+    #[test]
+    fn column_grants_allow_their_columns_only() {
+        let mut state = AccessState::default();
+        state.roles.push(Role::new("bi"));
+        let customers = QualifiedName::new("public", "customers");
+        for column in ["id", "region"] {
+            state.grant(Grant {
+                object: Object::Table(customers.clone()),
+                privilege: Privilege::Select,
+                grantee: "bi".into(),
+                grantor: "admin".into(),
+                column: Some(column.into()),
+            });
+        }
+        let bi = state.effective_roles("bi");
+        assert!(!state.allows(&bi, &Object::Table(customers.clone()), Privilege::Select));
+        assert!(state.has_column_grants(&bi, &customers, Privilege::Select));
+        assert!(state.allows_column(&bi, &customers, "region", Privilege::Select));
+        assert!(!state.allows_column(&bi, &customers, "email", Privilege::Select));
+        assert_eq!(state.acl(&Object::Table(customers.clone()), "admin"), None);
+        // Revoking a column's privilege leaves the others; revoking the table's, all.
+        let object = Object::Table(customers.clone());
+        assert!(state.revoke(&object, Privilege::Select, "bi", Some("region")));
+        assert!(!state.allows_column(&bi, &customers, "region", Privilege::Select));
+        assert!(state.allows_column(&bi, &customers, "id", Privilege::Select));
+        assert!(state.revoke(&object, Privilege::Select, "bi", None));
+        assert!(!state.has_column_grants(&bi, &customers, Privilege::Select));
     }
 
     #[test]
@@ -522,9 +611,9 @@ mod tests {
         assert!(state.allows(&intern, &Object::Schema("public".into()), Privilege::Usage));
         assert!(!state.allows(&intern, &Object::Schema("crm".into()), Privilege::Usage));
 
-        assert!(state.revoke(&table("orders"), Privilege::Select, "analyst"));
+        assert!(state.revoke(&table("orders"), Privilege::Select, "analyst", None));
         assert!(!state.allows(&bi, &table("orders"), Privilege::Select));
-        assert!(!state.revoke(&table("orders"), Privilege::Select, "analyst"));
+        assert!(!state.revoke(&table("orders"), Privilege::Select, "analyst", None));
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub enum AccessStatement {
         objects: Objects,
         /// Role names, or [`super::PUBLIC`].
         grantees: Vec<String>,
+        /// `GRANT SELECT (a, b) ON t`: the privileges are on these columns of the tables;
+        /// empty for privileges on the objects themselves.
+        columns: Vec<String>,
     },
 }
 
@@ -291,14 +294,23 @@ fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, P
     let to = if grant { "TO" } else { "FROM" };
     // `GRANT ALL [PRIVILEGES] ON`, a list of privileges then ON, or a list of roles then TO.
     let mut roles = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    let mut without_columns = false;
     let privileges = if word(p, "ALL") {
         word(p, "PRIVILEGES");
         None
     } else {
         loop {
             let item = name(p)?;
-            if p.peek_token().token == Token::LParen {
-                return Err(unsupported("column privileges"));
+            if p.consume_token(&Token::LParen) {
+                let list = names(p)?;
+                p.expect_token(&Token::RParen)?;
+                if !columns.is_empty() && columns != list {
+                    return Err(unsupported("different column lists in one GRANT"));
+                }
+                columns = list;
+            } else {
+                without_columns = true;
             }
             roles.push(item);
             if !p.consume_token(&Token::Comma) {
@@ -318,6 +330,11 @@ fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, P
             parsed.push(Privilege::parse(item).ok_or_else(|| {
                 ParserError::ParserError(format!("unrecognized privilege type \"{item}\""))
             })?);
+        }
+        if !columns.is_empty() && without_columns {
+            return Err(unsupported(
+                "column and table privileges in one GRANT (give them in two)",
+            ));
         }
         Some(parsed)
     };
@@ -365,6 +382,7 @@ fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, P
         privileges,
         objects,
         grantees,
+        columns,
     })
 }
 
@@ -641,6 +659,17 @@ mod tests {
                     vec!["orders".into()],
                 ]),
                 grantees: vec!["bi".into(), "public".into()],
+                columns: vec![],
+            }
+        );
+        assert_eq!(
+            parsed("REVOKE SELECT (Email, id) ON customers FROM bi"),
+            AccessStatement::Privileges {
+                grant: false,
+                privileges: Some(vec![Privilege::Select]),
+                objects: Objects::Tables(vec![vec!["customers".into()]]),
+                grantees: vec!["bi".into()],
+                columns: vec!["email".into(), "id".into()],
             }
         );
         assert_eq!(
@@ -650,6 +679,7 @@ mod tests {
                 privileges: None,
                 objects: Objects::AllTablesInSchema(vec!["crm".into()]),
                 grantees: vec!["bi".into()],
+                columns: vec![],
             }
         );
         assert_eq!(
@@ -659,6 +689,7 @@ mod tests {
                 privileges: Some(vec![Privilege::Usage]),
                 objects: Objects::Models(vec!["churn".into()]),
                 grantees: vec!["analysts".into()],
+                columns: vec![],
             }
         );
     }
@@ -671,8 +702,8 @@ mod tests {
                 "unrecognized privilege type \"selekt\"",
             ),
             (
-                "GRANT SELECT (a) ON t TO bi",
-                "column privileges are not supported",
+                "GRANT SELECT (a), INSERT ON t TO bi",
+                "column and table privileges in one GRANT",
             ),
             ("CREATE ROLE r VALID UNTIL 'infinity'", "VALID"),
             ("ALTER ROLE r", "a role option"),

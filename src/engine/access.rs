@@ -479,7 +479,18 @@ impl Engine {
                 privileges,
                 objects,
                 grantees,
+                columns,
             } => {
+                if !columns.is_empty() {
+                    if !matches!(objects, Objects::Tables(_)) {
+                        return Err(Error::invalid("column privileges are on tables and views"));
+                    }
+                    if privileges.as_deref() != Some(&[Privilege::Select]) {
+                        return Err(Error::unsupported(
+                            "column privileges other than SELECT are not supported",
+                        ));
+                    }
+                }
                 for grantee in &grantees {
                     if grantee != PUBLIC {
                         self.require_role(&next.access, grantee)?;
@@ -498,17 +509,34 @@ impl Engine {
                             format!("invalid privilege type {} for {object}", p.name()),
                         ));
                     }
+                    let targets: Vec<Option<&str>> = if columns.is_empty() {
+                        vec![None]
+                    } else {
+                        if let Object::Table(t) = &object
+                            && matches!(next.get(t), Some(crate::catalog::Relation::View { .. }))
+                        {
+                            return Err(Error::unsupported(
+                                "column privileges on views are not supported; grant SELECT \
+                                 on a view of the columns instead",
+                            ));
+                        }
+                        require_columns(catalog.ctx(), &object, &columns).await?;
+                        columns.iter().map(|c| Some(c.as_str())).collect()
+                    };
                     for grantee in &grantees {
                         for &privilege in wanted {
-                            if grant {
-                                next.access.grant(Grant {
-                                    object: object.clone(),
-                                    privilege,
-                                    grantee: grantee.clone(),
-                                    grantor: acting.clone(),
-                                });
-                            } else {
-                                next.access.revoke(&object, privilege, grantee);
+                            for &column in &targets {
+                                if grant {
+                                    next.access.grant(Grant {
+                                        object: object.clone(),
+                                        privilege,
+                                        grantee: grantee.clone(),
+                                        grantor: acting.clone(),
+                                        column: column.map(str::to_string),
+                                    });
+                                } else {
+                                    next.access.revoke(&object, privilege, grantee, column);
+                                }
                             }
                         }
                     }
@@ -603,6 +631,28 @@ impl Engine {
                 })
                 .collect::<Result<_>>()?,
         })
+    }
+}
+
+/// Fails unless table `object` has each of `columns` (42703 names the first that it lacks).
+async fn require_columns(ctx: &SessionContext, object: &Object, columns: &[String]) -> Result<()> {
+    let Object::Table(table) = object else {
+        return Err(Error::invalid("column privileges are on tables and views"));
+    };
+    let provider = ctx
+        .table_provider(TableReference::full(
+            crate::catalog::CATALOG_NAME,
+            table.schema.as_str(),
+            table.name.as_str(),
+        ))
+        .await?;
+    let schema = provider.schema();
+    match columns.iter().find(|c| schema.field_with_name(c).is_err()) {
+        Some(missing) => Err(Error::NotFound {
+            kind: "column",
+            name: format!("{missing} of relation {table}"),
+        }),
+        None => Ok(()),
     }
 }
 

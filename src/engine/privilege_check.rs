@@ -206,8 +206,10 @@ impl Checker {
     /// Everything `plan` reads, writes, creates or drops, and every model it scores with.
     pub(crate) fn check_plan(&self, plan: &LogicalPlan) -> Result<()> {
         let mut result = Ok(());
+        // Tables the role reads by column privileges only: their columns are checked after.
+        let mut by_column = BTreeSet::new();
         plan.apply_with_subqueries(|node| {
-            match self.check_node(node) {
+            match self.check_node(node, &mut by_column) {
                 Err(e) => {
                     result = Err(e);
                     return Ok(TreeNodeRecursion::Stop);
@@ -227,11 +229,94 @@ impl Checker {
                 })
             })
         })?;
+        result?;
+        if by_column.is_empty() {
+            return Ok(());
+        }
+        self.check_columns(plan, &by_column)
+    }
+
+    /// SELECT on a scanned table, or on some of its columns (then `by_column` gets it).
+    fn require_select(
+        &self,
+        name: &QualifiedName,
+        by_column: &mut BTreeSet<QualifiedName>,
+    ) -> Result<()> {
+        match self.require_table(name, Privilege::Select) {
+            Err(e)
+                if self
+                    .state
+                    .access
+                    .has_column_grants(&self.roles, name, Privilege::Select) =>
+            {
+                // The schema's USAGE is needed all the same.
+                if !self.state.access.allows(
+                    &self.roles,
+                    &Object::Schema(name.schema.clone()),
+                    Privilege::Usage,
+                ) {
+                    return Err(e);
+                }
+                by_column.insert(name.clone());
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Fails unless every column `plan` reads of `tables` is one the role may SELECT. The
+    /// columns read are those left in each scan once projections are pushed down (as the
+    /// optimizer would), with the columns of filters pushed into the scan; a scan that
+    /// cannot be pruned reads all its columns.
+    fn check_columns(&self, plan: &LogicalPlan, tables: &BTreeSet<QualifiedName>) -> Result<()> {
+        use datafusion::optimizer::optimize_projections::OptimizeProjections;
+        use datafusion::optimizer::{OptimizerContext, OptimizerRule};
+        let pruned = OptimizeProjections::new()
+            .rewrite(plan.clone(), &OptimizerContext::new())
+            .map(|t| t.data)
+            .unwrap_or_else(|_| plan.clone());
+        let mut result = Ok(());
+        pruned.apply_with_subqueries(|node| {
+            let LogicalPlan::TableScan(scan) = node else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            let Some(name) = self.qualify(&scan.table_name).filter(|n| tables.contains(n)) else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            let schema = scan.source.schema();
+            let mut read: Vec<String> = match &scan.projection {
+                Some(indices) => indices
+                    .iter()
+                    .map(|&i| schema.field(i).name().clone())
+                    .collect(),
+                None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+            };
+            for filter in &scan.filters {
+                read.extend(filter.column_refs().into_iter().map(|c| c.name.clone()));
+            }
+            if let Some(column) = read.iter().find(|c| {
+                !self
+                    .state
+                    .access
+                    .allows_column(&self.roles, &name, c, Privilege::Select)
+            }) {
+                result = Err(Error::state(
+                    SqlState::InsufficientPrivilege,
+                    format!("permission denied for column {column} of table {name}"),
+                ));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
         result
     }
 
     /// Checks one node; whether it was a view's plan, checked whole as the view's owner.
-    fn check_node(&self, node: &LogicalPlan) -> Result<bool> {
+    fn check_node(
+        &self,
+        node: &LogicalPlan,
+        by_column: &mut BTreeSet<QualifiedName>,
+    ) -> Result<bool> {
         match node {
             LogicalPlan::SubqueryAlias(alias) => {
                 let Some(owner) = self.genuine_view_owner(node) else {
@@ -248,7 +333,7 @@ impl Checker {
             }
             LogicalPlan::TableScan(scan) => {
                 if let Some(name) = self.qualify(&scan.table_name) {
-                    self.require_table(&name, Privilege::Select)?;
+                    self.require_select(&name, by_column)?;
                 }
                 Ok(false)
             }

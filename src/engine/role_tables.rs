@@ -177,7 +177,7 @@ impl SystemRows for RolePasswordsTable {
 }
 
 /// `tenure.table_grants`: the privileges on tables and views, as information_schema's
-/// table_privileges and role_table_grants show them: each owner's own (grantable), then what
+/// table_privileges, role_table_grants and (column privileges) column_privileges show them: each owner's own (grantable), then what
 /// was granted. A session sees the rows whose grantor or grantee is one of its roles (or
 /// PUBLIC); a superuser's, and the owner's shell, all of them.
 #[derive(Debug)]
@@ -190,8 +190,15 @@ impl TableGrantsTable {
     fn rows(&self, visible: Option<&BTreeSet<String>>) -> Vec<ArrayRef> {
         let state = self.catalog.get();
         let access = &state.access;
-        let mut rows: Vec<(String, String, &QualifiedName, &'static str, &'static str)> =
-            Vec::new();
+        #[allow(clippy::type_complexity)]
+        let mut rows: Vec<(
+            String,
+            String,
+            &QualifiedName,
+            &'static str,
+            &'static str,
+            Option<&str>,
+        )> = Vec::new();
         for (name, _) in &state.relations {
             let object = Object::Table(name.clone());
             let owner = access
@@ -199,7 +206,14 @@ impl TableGrantsTable {
                 .unwrap_or(self.builtin[0].as_str())
                 .to_string();
             for privilege in Privilege::TABLE {
-                rows.push((owner.clone(), owner.clone(), name, privilege.name(), "YES"));
+                rows.push((
+                    owner.clone(),
+                    owner.clone(),
+                    name,
+                    privilege.name(),
+                    "YES",
+                    None,
+                ));
             }
             for grant in access.grants.iter().filter(|g| g.object == object) {
                 let grantee = if grant.grantee == PUBLIC {
@@ -213,6 +227,7 @@ impl TableGrantsTable {
                     name,
                     grant.privilege.name(),
                     "NO",
+                    grant.column.as_deref(),
                 ));
             }
         }
@@ -236,6 +251,7 @@ impl TableGrantsTable {
             )),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.4))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.5))),
         ]
     }
 }
@@ -249,6 +265,8 @@ impl SystemRows for TableGrantsTable {
             Field::new("table_name", DataType::Utf8, false),
             Field::new("privilege_type", DataType::Utf8, false),
             Field::new("is_grantable", DataType::Utf8, false),
+            // A column privilege's column; NULL for a privilege on the table.
+            Field::new("column_name", DataType::Utf8, true),
         ]))
     }
 

@@ -99,18 +99,24 @@ pub async fn install(
 /// psql's `\dp`, `\dy`, `\drds` and `\dX` pass to array_to_string and ANY. pg_amproc's
 /// `amproc` is a pg_proc oid (datafusion-pg-catalog has the function's name; psql's `\dAp`
 /// joins pg_proc on it).
-const CATALOG_VIEWS: [(&str, &str); 23] = [
+const CATALOG_VIEWS: [(&str, &str); 24] = [
     (
         "tenure_table_privileges",
         "SELECT grantor, grantee, CAST('tenure' AS VARCHAR) AS table_catalog, table_schema, \
                 table_name, privilege_type, is_grantable, CAST('NO' AS VARCHAR) AS with_hierarchy \
-         FROM tenure.table_grants",
+         FROM tenure.table_grants WHERE column_name IS NULL",
     ),
     (
         "tenure_role_table_grants",
         "SELECT grantor, grantee, CAST('tenure' AS VARCHAR) AS table_catalog, table_schema, \
                 table_name, privilege_type, is_grantable, CAST('NO' AS VARCHAR) AS with_hierarchy \
-         FROM tenure.table_grants WHERE grantee <> 'PUBLIC'",
+         FROM tenure.table_grants WHERE grantee <> 'PUBLIC' AND column_name IS NULL",
+    ),
+    (
+        "tenure_column_privileges",
+        "SELECT grantor, grantee, CAST('tenure' AS VARCHAR) AS table_catalog, table_schema, \
+                table_name, column_name, privilege_type, is_grantable \
+         FROM tenure.table_grants WHERE column_name IS NOT NULL",
     ),
     (
         "pg_roles",

@@ -68,6 +68,38 @@ impl Oracle {
     }
 }
 
+impl Oracle {
+    /// Whether `role` (the session's if `None`) holds any of `privileges` on `column` of
+    /// `table`: on the table, or on the column by a column grant.
+    fn holds_column(
+        &self,
+        state: &CatalogState,
+        role: Option<&str>,
+        table: &QualifiedName,
+        column: &str,
+        privileges: &str,
+    ) -> Result<bool> {
+        let wanted = parse_privileges(privileges)?;
+        let Some(role) = role.or(self.role.as_deref()) else {
+            return Ok(true);
+        };
+        if state.access.is_superuser(&self.builtin, role) {
+            return Ok(true);
+        }
+        let roles = state.access.effective_roles(role);
+        let object = Object::Table(table.clone());
+        Ok(wanted.iter().any(|&(privilege, grant_option)| {
+            if grant_option {
+                state.access.owns(&roles, &object)
+            } else {
+                state
+                    .access
+                    .allows_column(&roles, table, column, privilege)
+            }
+        }))
+    }
+}
+
 /// `'SELECT, INSERT WITH GRANT OPTION'`: each privilege, and whether its grant option is
 /// asked for.
 fn parse_privileges(text: &str) -> Result<Vec<(Privilege, bool)>> {
@@ -122,6 +154,8 @@ fn schema_by_oid(state: &CatalogState, oid: i64) -> Option<String> {
 enum Which {
     Table,
     Schema,
+    /// `has_column_privilege([user,] table, column, privilege)`.
+    Column,
 }
 
 /// `has_table_privilege` and `has_schema_privilege`.
@@ -152,6 +186,7 @@ impl ScalarUDFImpl for HasPrivilege {
         match self.which {
             Which::Table => "has_table_privilege",
             Which::Schema => "has_schema_privilege",
+            Which::Column => "has_column_privilege",
         }
     }
 
@@ -170,11 +205,22 @@ impl ScalarUDFImpl for HasPrivilege {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<_>>()?;
-        let (user, object, privilege) = match arrays.as_slice() {
-            [object, privilege] => (None, object, privilege),
-            [user, object, privilege] => (Some(cast(user, &DataType::Utf8)?), object, privilege),
+        let (user, object, column, privilege) = match (self.which, arrays.as_slice()) {
+            (Which::Column, [object, column, privilege]) => (None, object, Some(column), privilege),
+            (Which::Column, [user, object, column, privilege]) => (
+                Some(cast(user, &DataType::Utf8)?),
+                object,
+                Some(column),
+                privilege,
+            ),
+            (Which::Column, _) => return exec_err!("{} takes 3 or 4 arguments", self.name()),
+            (_, [object, privilege]) => (None, object, None, privilege),
+            (_, [user, object, privilege]) => {
+                (Some(cast(user, &DataType::Utf8)?), object, None, privilege)
+            }
             _ => return exec_err!("{} takes 2 or 3 arguments", self.name()),
         };
+        let columns = column.map(|c| cast(c, &DataType::Utf8)).transpose()?;
         let by_oid = object.data_type().is_integer();
         let objects = if by_oid {
             cast(object, &DataType::Int64)?
@@ -205,8 +251,10 @@ impl ScalarUDFImpl for HasPrivilege {
             }
             let oid = by_oid.then(|| objects.as_primitive::<Int64Type>().value(row));
             let object = match (self.which, oid) {
-                (Which::Table, Some(oid)) => relation_by_oid(&state, oid).map(Object::Table),
-                (Which::Table, None) => {
+                (Which::Table | Which::Column, Some(oid)) => {
+                    relation_by_oid(&state, oid).map(Object::Table)
+                }
+                (Which::Table | Which::Column, None) => {
                     let name = relation_named(objects.as_string::<i32>().value(row));
                     if state.get(&name).is_none() && !self.oracle.is_system_schema(&name.schema) {
                         return exec_err!("relation \"{name}\" does not exist");
@@ -224,6 +272,20 @@ impl ScalarUDFImpl for HasPrivilege {
                     Some(true)
                 }
                 Some(Object::Schema(name)) if self.oracle.is_system_schema(&name) => Some(true),
+                Some(Object::Table(table)) if self.which == Which::Column => {
+                    let columns = columns.as_ref().expect("a column argument");
+                    if columns.is_null(row) {
+                        None
+                    } else {
+                        Some(self.oracle.holds_column(
+                            &state,
+                            user.as_deref(),
+                            &table,
+                            columns.as_string::<i32>().value(row),
+                            privileges.value(row),
+                        )?)
+                    }
+                }
                 Some(object) => Some(self.oracle.holds(
                     &state,
                     user.as_deref(),
@@ -240,12 +302,16 @@ impl ScalarUDFImpl for HasPrivilege {
 
 /// Registers the functions on `ctx`, answering for `oracle.role`.
 pub fn register(ctx: &SessionContext, oracle: &Oracle) {
-    for which in [Which::Table, Which::Schema] {
+    for which in [Which::Table, Which::Schema, Which::Column] {
+        let arities = match which {
+            Which::Column => [3, 4],
+            _ => [2, 3],
+        };
         ctx.register_udf(ScalarUDF::new_from_impl(HasPrivilege {
             which,
             oracle: oracle.clone(),
             signature: Signature::one_of(
-                vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+                arities.into_iter().map(TypeSignature::Any).collect(),
                 Volatility::Stable,
             ),
         }));

@@ -367,20 +367,22 @@ fn has_subquery(expr: &SqlExpr) -> bool {
 }
 
 /// `information_schema.table_constraints`, `key_column_usage`, `referential_constraints`,
-/// `table_privileges` and `role_table_grants`, which DataFusion's information_schema lacks, and `columns`, whose types DataFusion names
+/// `table_privileges`, `role_table_grants` and `column_privileges`, which DataFusion's
+/// information_schema lacks, and `columns`, whose types DataFusion names
 /// in Arrow's terms, are read from their pg_catalog views (`tenure_table_constraints`, ...),
 /// under their own name when the query gives no alias.
 pub fn read_key_views_from_pg_catalog(statement: &mut SqlStatement) {
     use datafusion::sql::sqlparser::ast::{
         Ident, ObjectNamePart, TableAlias, TableFactor, VisitMut, VisitorMut,
     };
-    const VIEWS: [&str; 6] = [
+    const VIEWS: [&str; 7] = [
         "table_constraints",
         "key_column_usage",
         "referential_constraints",
         "columns",
         "table_privileges",
         "role_table_grants",
+        "column_privileges",
     ];
     struct Redirect;
     impl VisitorMut for Redirect {
