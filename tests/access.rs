@@ -623,7 +623,7 @@ async fn row_policies_limit_every_way_of_reading() {
 }
 
 /// Runs psql as `user` with `command` against `serve`; its standard output (it must succeed).
-fn serve_psql(serve: &Serve, user: &str, password: &str, command: &str) -> String {
+pub(crate) fn serve_psql(serve: &Serve, user: &str, password: &str, command: &str) -> String {
     let output = std::process::Command::new("psql")
         .args([
             "-X",

@@ -52,6 +52,51 @@ pub struct AccessState {
     pub row_security: Vec<QualifiedName>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<Policy>,
+    /// `ALTER DEFAULT PRIVILEGES`: what is granted on each object a role makes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_privileges: Vec<DefaultPrivilege>,
+}
+
+/// `ALTER DEFAULT PRIVILEGES FOR ROLE role [IN SCHEMA schema] GRANT privilege ON
+/// {TABLES | MODELS} TO grantee`: granted on every such object `role` makes from then on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultPrivilege {
+    /// The role whose new objects get the grant.
+    pub role: String,
+    /// Only objects made in this schema; `None` for every schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    pub objects: DefaultObjects,
+    pub privilege: Privilege,
+    /// A role, or [`PUBLIC`].
+    pub grantee: String,
+}
+
+/// What kind of new object a default privilege is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultObjects {
+    /// Tables and views.
+    Tables,
+    Models,
+}
+
+impl DefaultObjects {
+    /// pg_default_acl's defaclobjtype: `r` for relations; models, which PostgreSQL lacks,
+    /// take `m`.
+    pub fn letter(self) -> char {
+        match self {
+            DefaultObjects::Tables => 'r',
+            DefaultObjects::Models => 'm',
+        }
+    }
+
+    pub fn privileges(self) -> &'static [Privilege] {
+        match self {
+            DefaultObjects::Tables => &Privilege::TABLE,
+            DefaultObjects::Models => &Privilege::MODEL,
+        }
+    }
 }
 
 /// `CREATE POLICY name ON table [AS RESTRICTIVE] [TO roles] USING (expr)`.
@@ -348,6 +393,35 @@ impl AccessState {
         self.owners.push((object, owner.to_string()));
     }
 
+    /// Grants on `object`, just made by `creator`, what the default privileges of
+    /// `creator` say.
+    pub fn apply_default_privileges(&mut self, object: &Object, creator: &str) {
+        let (objects, schema) = match object {
+            Object::Table(name) => (DefaultObjects::Tables, Some(name.schema.as_str())),
+            Object::Model(_) => (DefaultObjects::Models, None),
+            Object::Schema(_) => return,
+        };
+        let grants: Vec<Grant> = self
+            .default_privileges
+            .iter()
+            .filter(|d| {
+                d.role == creator
+                    && d.objects == objects
+                    && (d.schema.is_none() || d.schema.as_deref() == schema)
+            })
+            .map(|d| Grant {
+                object: object.clone(),
+                privilege: d.privilege,
+                grantee: d.grantee.clone(),
+                grantor: creator.to_string(),
+                column: None,
+            })
+            .collect();
+        for grant in grants {
+            self.grant(grant);
+        }
+    }
+
     /// Forgets the owner, grants, policies and row security of a dropped object.
     pub fn forget(&mut self, object: &Object) {
         self.owners.retain(|(o, _)| o != object);
@@ -355,6 +429,10 @@ impl AccessState {
         if let Object::Table(table) = object {
             self.row_security.retain(|t| t != table);
             self.policies.retain(|p| &p.table != table);
+        }
+        if let Object::Schema(schema) = object {
+            self.default_privileges
+                .retain(|d| d.schema.as_ref() != Some(schema));
         }
     }
 
@@ -481,6 +559,8 @@ impl AccessState {
         self.members.retain(|m| m.role != name && m.member != name);
         self.grants
             .retain(|g| g.grantee != name && g.grantor != name);
+        self.default_privileges
+            .retain(|d| d.role != name && d.grantee != name);
     }
 
     /// What depends on role `name` (what it owns, the policies naming it, what it granted
@@ -504,7 +584,27 @@ impl AccessState {
             .map(|g| format!("privileges granted on {} to {}", g.object, g.grantee))
             .collect();
         granted.dedup();
-        owned.chain(policies).chain(granted).collect()
+        let defaults = self
+            .default_privileges
+            .iter()
+            .filter(|d| d.role == name || d.grantee == name)
+            .map(|d| {
+                format!(
+                    "default privileges of {} on new {}",
+                    d.role,
+                    match d.objects {
+                        DefaultObjects::Tables => "tables",
+                        DefaultObjects::Models => "models",
+                    }
+                )
+            });
+        let mut all: Vec<String> = owned
+            .chain(policies)
+            .chain(granted)
+            .chain(defaults)
+            .collect();
+        all.dedup();
+        all
     }
 }
 

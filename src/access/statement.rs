@@ -17,6 +17,9 @@
 //! ALTER { ROLE | USER } name SET setting { TO | = } value
 //! ALTER { ROLE | USER } name RESET { setting | ALL }
 //!
+//! ALTER DEFAULT PRIVILEGES [FOR { ROLE | USER } r [, ...]] [IN SCHEMA s [, ...]]
+//!     { GRANT privileges ON { TABLES | MODELS } TO grantees
+//!     | REVOKE privileges ON { TABLES | MODELS } FROM grantees }
 //! CREATE [OR REPLACE] [PERSISTENT] SECRET [IF NOT EXISTS] name (option value [, ...])
 //! DROP [PERSISTENT] SECRET [IF EXISTS] name
 //!
@@ -72,6 +75,16 @@ pub enum AccessStatement {
         name: String,
         if_exists: bool,
     },
+    /// `ALTER DEFAULT PRIVILEGES ...`; `roles` empty for the current role, `schemas` empty
+    /// for every schema, `privileges` `None` for ALL.
+    DefaultPrivileges {
+        grant: bool,
+        roles: Vec<String>,
+        schemas: Vec<String>,
+        privileges: Option<Vec<Privilege>>,
+        objects: super::DefaultObjects,
+        grantees: Vec<String>,
+    },
     /// `GRANT privileges ON objects TO grantees`, or `REVOKE ... FROM ...`.
     Privileges {
         grant: bool,
@@ -97,6 +110,7 @@ impl AccessStatement {
             AccessStatement::DropRole { .. } => "DROP ROLE",
             AccessStatement::CreateSecret { .. } => "CREATE SECRET",
             AccessStatement::DropSecret { .. } => "DROP SECRET",
+            AccessStatement::DefaultPrivileges { .. } => "ALTER DEFAULT PRIVILEGES",
             AccessStatement::Membership { grant: true, .. }
             | AccessStatement::Privileges { grant: true, .. } => "GRANT",
             AccessStatement::Membership { grant: false, .. }
@@ -178,6 +192,7 @@ pub fn is_access_statement(words: &[String]) -> bool {
             is_secret(&words[3..])
         }
         Some("CREATE" | "DROP") if is_secret(&words[1..]) => true,
+        Some("ALTER") if second == Some("DEFAULT") => true,
         Some("CREATE" | "ALTER" | "DROP") => matches!(second, Some("ROLE" | "USER")),
         Some("GRANT" | "REVOKE") => true,
         _ => false,
@@ -214,6 +229,9 @@ pub fn parse(text: &str) -> Result<AccessStatement, ParserError> {
             options,
         }
     } else if word(&mut p, "ALTER") {
+        if words(&mut p, &["DEFAULT", "PRIVILEGES"]) {
+            return default_privileges(&mut p);
+        }
         kind(&mut p)?;
         let name = name(&mut p)?;
         if word(&mut p, "RENAME") {
@@ -458,6 +476,82 @@ fn role_options(p: &mut Parser) -> Result<RoleOptions, ParserError> {
         }
     }
     Ok(options)
+}
+
+/// The rest of `ALTER DEFAULT PRIVILEGES`.
+fn default_privileges(p: &mut Parser) -> Result<AccessStatement, ParserError> {
+    let mut roles = Vec::new();
+    let mut schemas = Vec::new();
+    loop {
+        if word(p, "FOR") {
+            if !word(p, "ROLE") {
+                expect(p, "USER")?;
+            }
+            roles.extend(names(p)?);
+        } else if words(p, &["IN", "SCHEMA"]) {
+            schemas.extend(names(p)?);
+        } else {
+            break;
+        }
+    }
+    let grant = word(p, "GRANT");
+    if !grant {
+        expect(p, "REVOKE")?;
+        if words(p, &["GRANT", "OPTION", "FOR"]) {
+            return Err(unsupported("grant options"));
+        }
+    }
+    let privileges = if word(p, "ALL") {
+        word(p, "PRIVILEGES");
+        None
+    } else {
+        let mut parsed = Vec::new();
+        for item in names(p)? {
+            parsed.push(Privilege::parse(&item).ok_or_else(|| {
+                ParserError::ParserError(format!("unrecognized privilege type \"{item}\""))
+            })?);
+        }
+        Some(parsed)
+    };
+    expect(p, "ON")?;
+    let objects = if word(p, "TABLES") {
+        super::DefaultObjects::Tables
+    } else if word(p, "MODELS") {
+        super::DefaultObjects::Models
+    } else if ["SEQUENCES", "FUNCTIONS", "ROUTINES", "TYPES", "SCHEMAS"]
+        .iter()
+        .any(|w| is_word(p, w))
+    {
+        return Err(unsupported(
+            "default privileges other than on TABLES and MODELS",
+        ));
+    } else {
+        return p.expected("TABLES or MODELS", p.peek_token());
+    };
+    expect(p, if grant { "TO" } else { "FROM" })?;
+    let mut grantees = Vec::new();
+    loop {
+        word(p, "GROUP");
+        grantees.push(if word(p, "PUBLIC") {
+            super::PUBLIC.to_string()
+        } else {
+            name(p)?
+        });
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    if !grant_end(p) {
+        return p.expected("end of statement", p.peek_token());
+    }
+    Ok(AccessStatement::DefaultPrivileges {
+        grant,
+        roles,
+        schemas,
+        privileges,
+        objects,
+        grantees,
+    })
 }
 
 /// The rest of `CREATE [OR REPLACE] [PERSISTENT] SECRET`, after PERSISTENT.
@@ -716,6 +810,42 @@ mod tests {
         ] {
             let err = parse(sql).unwrap_err().to_string();
             assert!(err.contains(wanted), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn default_privileges() {
+        assert_eq!(
+            parsed(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE etl IN SCHEMA crm, mart \
+                 GRANT SELECT, INSERT ON TABLES TO bi, PUBLIC"
+            ),
+            AccessStatement::DefaultPrivileges {
+                grant: true,
+                roles: vec!["etl".into()],
+                schemas: vec!["crm".into(), "mart".into()],
+                privileges: Some(vec![Privilege::Select, Privilege::Insert]),
+                objects: crate::access::DefaultObjects::Tables,
+                grantees: vec!["bi".into(), "public".into()],
+            }
+        );
+        assert_eq!(
+            parsed("alter default privileges revoke all on models from analysts"),
+            AccessStatement::DefaultPrivileges {
+                grant: false,
+                roles: vec![],
+                schemas: vec![],
+                privileges: None,
+                objects: crate::access::DefaultObjects::Models,
+                grantees: vec!["analysts".into()],
+            }
+        );
+        for bad in [
+            "ALTER DEFAULT PRIVILEGES GRANT SELECT ON SEQUENCES TO bi",
+            "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLE t TO bi",
+            "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES bi",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -27,7 +27,10 @@ use tenure_udfs::access::SessionAccess;
 use super::privilege_check::{Checker, RoleAuthorizer, denied, superuser_only};
 use super::{Engine, Output};
 use crate::access::statement::{AccessStatement, Objects, RoleOptions};
-use crate::access::{AccessState, Grant, Membership, Object, PUBLIC, Privilege, Role, scram};
+use crate::access::{
+    AccessState, DefaultObjects, DefaultPrivilege, Grant, Membership, Object, PUBLIC, Privilege,
+    Role, scram,
+};
 use crate::catalog::{CatalogState, DEFAULT_SCHEMA, QualifiedName};
 use crate::error::{Error, Result};
 use crate::pg::sqlstate::SqlState;
@@ -210,8 +213,11 @@ impl Engine {
         let Some(role) = session_role(session) else {
             return Ok(());
         };
-        self.change_access(session, |access| access.set_owner(object, &role))
-            .await
+        self.change_access(session, |access| {
+            access.set_owner(object.clone(), &role);
+            access.apply_default_privileges(&object, &role);
+        })
+        .await
     }
 
     /// Before a statement that may make `object`: the object, if it does not exist yet (so
@@ -243,7 +249,14 @@ impl Engine {
         };
         match session_role(session) {
             Some(_) => self.record_owner(session, object).await,
-            None => self.forget_object(session, object, None).await,
+            None => {
+                self.forget_object(session, object.clone(), None).await?;
+                let owner = self.builtin_roles[0].clone();
+                self.change_access(session, |access| {
+                    access.apply_default_privileges(&object, &owner)
+                })
+                .await
+            }
         }
     }
 
@@ -470,6 +483,81 @@ impl Engine {
                             next.access
                                 .members
                                 .retain(|m| !(m.role == *group && m.member == *member));
+                        }
+                    }
+                }
+            }
+            AccessStatement::DefaultPrivileges {
+                grant,
+                roles,
+                schemas,
+                privileges,
+                objects,
+                grantees,
+            } => {
+                let roles = if roles.is_empty() {
+                    vec![acting.clone()]
+                } else {
+                    roles
+                };
+                for role in &roles {
+                    self.require_role(&next.access, role)?;
+                    if !superuser && !next.access.is_member_of(&acting, role) {
+                        return Err(Error::state(
+                            SqlState::InsufficientPrivilege,
+                            format!("permission denied to change default privileges of {role}"),
+                        ));
+                    }
+                }
+                for grantee in &grantees {
+                    if grantee != PUBLIC {
+                        self.require_role(&next.access, grantee)?;
+                    }
+                }
+                if objects == DefaultObjects::Models && !schemas.is_empty() {
+                    return Err(Error::invalid(
+                        "models are not in schemas: leave out IN SCHEMA",
+                    ));
+                }
+                for schema in &schemas {
+                    if schema != DEFAULT_SCHEMA && !next.schemas.contains(schema) {
+                        return Err(Error::NotFound {
+                            kind: "schema",
+                            name: schema.clone(),
+                        });
+                    }
+                }
+                let all = objects.privileges();
+                let wanted = privileges.as_deref().unwrap_or(all);
+                if let Some(p) = wanted.iter().find(|p| !all.contains(p)) {
+                    return Err(Error::state(
+                        SqlState::InvalidGrantOperation,
+                        format!("invalid privilege type {} for new {objects:?}", p.name()),
+                    ));
+                }
+                let scopes: Vec<Option<String>> = if schemas.is_empty() {
+                    vec![None]
+                } else {
+                    schemas.into_iter().map(Some).collect()
+                };
+                for role in &roles {
+                    for schema in &scopes {
+                        for &privilege in wanted {
+                            for grantee in &grantees {
+                                let default = DefaultPrivilege {
+                                    role: role.clone(),
+                                    schema: schema.clone(),
+                                    objects,
+                                    privilege,
+                                    grantee: grantee.clone(),
+                                };
+                                let defaults = &mut next.access.default_privileges;
+                                if !grant {
+                                    defaults.retain(|d| d != &default);
+                                } else if !defaults.contains(&default) {
+                                    defaults.push(default);
+                                }
+                            }
                         }
                     }
                 }

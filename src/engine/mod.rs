@@ -798,6 +798,13 @@ fn register_system_tables(
         })),
     )?;
     schema.register_table(
+        "default_privileges".to_string(),
+        Arc::new(SystemTable(role_tables::DefaultPrivilegesTable {
+            catalog: saved.clone(),
+            builtin: builtin.clone(),
+        })),
+    )?;
+    schema.register_table(
         "table_grants".to_string(),
         Arc::new(SystemTable(role_tables::TableGrantsTable {
             catalog: saved.clone(),

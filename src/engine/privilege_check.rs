@@ -280,7 +280,10 @@ impl Checker {
             let LogicalPlan::TableScan(scan) = node else {
                 return Ok(TreeNodeRecursion::Continue);
             };
-            let Some(name) = self.qualify(&scan.table_name).filter(|n| tables.contains(n)) else {
+            let Some(name) = self
+                .qualify(&scan.table_name)
+                .filter(|n| tables.contains(n))
+            else {
                 return Ok(TreeNodeRecursion::Continue);
             };
             let schema = scan.source.schema();

@@ -285,3 +285,86 @@ impl SystemRows for TableGrantsTable {
         self.rows(Some(&state.access.effective_roles(&identity.role)))
     }
 }
+
+/// `tenure.default_privileges`, which pg_catalog's pg_default_acl (psql's `\ddp`) is a view
+/// over: per role, schema (0 for all) and kind of object, the aclitems granted on each new
+/// object (`bi=r/etl`).
+#[derive(Debug)]
+pub struct DefaultPrivilegesTable {
+    pub catalog: SavedCatalog,
+    pub builtin: Arc<[String]>,
+}
+
+impl SystemRows for DefaultPrivilegesTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("oid", DataType::Int32, false),
+            Field::new("defaclrole", DataType::Int32, false),
+            Field::new("defaclnamespace", DataType::Int32, false),
+            Field::new("defaclobjtype", DataType::Utf8, false),
+            Field::new(
+                "defaclacl",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                false,
+            ),
+        ]))
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        use arrow::array::{ListBuilder, StringBuilder};
+        let state = self.catalog.get();
+        let access = &state.access;
+        // One row per (role, schema, kind), in the order first given.
+        let mut rows: Vec<(&str, Option<&str>, crate::access::DefaultObjects)> = Vec::new();
+        for d in &access.default_privileges {
+            let key = (d.role.as_str(), d.schema.as_deref(), d.objects);
+            if !rows.contains(&key) {
+                rows.push(key);
+            }
+        }
+        let mut acl = ListBuilder::new(StringBuilder::new());
+        for &(role, schema, objects) in &rows {
+            let mut grantees: Vec<&str> = Vec::new();
+            for d in &access.default_privileges {
+                if (d.role.as_str(), d.schema.as_deref(), d.objects) == (role, schema, objects)
+                    && !grantees.contains(&d.grantee.as_str())
+                {
+                    grantees.push(&d.grantee);
+                }
+            }
+            for grantee in grantees {
+                let letters: String = objects
+                    .privileges()
+                    .iter()
+                    .filter(|p| {
+                        access.default_privileges.iter().any(|d| {
+                            (d.role.as_str(), d.schema.as_deref(), d.objects)
+                                == (role, schema, objects)
+                                && d.grantee == grantee
+                                && d.privilege == **p
+                        })
+                    })
+                    .map(|p| p.acl_letter())
+                    .collect();
+                let shown = if grantee == PUBLIC { "" } else { grantee };
+                acl.values()
+                    .append_value(format!("{shown}={letters}/{role}"));
+            }
+            acl.append(true);
+        }
+        let oid = |name: &str| role_oid(&self.builtin, access, name).unwrap_or(-1);
+        vec![
+            Arc::new(Int32Array::from_iter_values(
+                (0..rows.len() as i32).map(|i| 900_000 + i),
+            )),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| oid(r.0)))),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| {
+                r.1.and_then(|s| state.oids.schema(s)).unwrap_or(0) as i32
+            }))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.2.letter().to_string()),
+            )),
+            Arc::new(acl.finish()),
+        ]
+    }
+}

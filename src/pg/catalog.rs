@@ -99,7 +99,12 @@ pub async fn install(
 /// psql's `\dp`, `\dy`, `\drds` and `\dX` pass to array_to_string and ANY. pg_amproc's
 /// `amproc` is a pg_proc oid (datafusion-pg-catalog has the function's name; psql's `\dAp`
 /// joins pg_proc on it).
-const CATALOG_VIEWS: [(&str, &str); 24] = [
+const CATALOG_VIEWS: [(&str, &str); 25] = [
+    (
+        "pg_default_acl",
+        "SELECT oid, defaclrole, defaclnamespace, defaclobjtype, defaclacl \
+         FROM tenure.default_privileges",
+    ),
     (
         "tenure_table_privileges",
         "SELECT grantor, grantee, CAST('tenure' AS VARCHAR) AS table_catalog, table_schema, \

@@ -92,9 +92,7 @@ impl Oracle {
             if grant_option {
                 state.access.owns(&roles, &object)
             } else {
-                state
-                    .access
-                    .allows_column(&roles, table, column, privilege)
+                state.access.allows_column(&roles, table, column, privilege)
             }
         }))
     }

@@ -143,15 +143,20 @@ fn unnested_array(
 /// `array_to_string(x.relacl, sep)` and `array_to_string(x.nspacl, sep)` (psql's `\\dp`,
 /// `\\z`, `\\dn+`): the aclitems of the relation or schema whose oid is `x.oid`, from
 /// tenure's grants (`tenure_relation_acl`, `tenure_namespace_acl`; NULL when nothing was
-/// granted, as in PostgreSQL). Other acl columns (attacl, datacl, ...) are NULL: tenure has
-/// no column or database privileges; datafusion-pg-catalog keeps them as text, which
-/// array_to_string refuses.
+/// granted, as in PostgreSQL). pg_default_acl's defaclacl is a real array. Other acl
+/// columns (attacl, datacl, ...) are NULL: tenure shows column privileges in
+/// information_schema.column_privileges only and has no database privileges;
+/// datafusion-pg-catalog keeps them as text, which array_to_string refuses.
 pub fn acl_texts(statement: &mut SqlStatement) {
     let _ = visit_expressions_mut(statement, |expr| {
         if let Some((name, args)) = call_parts(expr)
             && name == "array_to_string"
             && let Some(first) = args.first()
             && first.to_string().to_ascii_lowercase().ends_with("acl")
+            && !first
+                .to_string()
+                .to_ascii_lowercase()
+                .ends_with("defaclacl")
         {
             let column = first.to_string();
             let lower = column.to_ascii_lowercase();
