@@ -253,7 +253,7 @@ impl Engine {
                 self.forget_object(session, object.clone(), None).await?;
                 let owner = self.builtin_roles[0].clone();
                 self.change_access(session, |access| {
-                    access.apply_default_privileges(&object, &owner)
+                    access.apply_default_privileges(&object, &owner);
                 })
                 .await
             }

@@ -273,8 +273,7 @@ impl Checker {
         use datafusion::optimizer::{OptimizerContext, OptimizerRule};
         let pruned = OptimizeProjections::new()
             .rewrite(plan.clone(), &OptimizerContext::new())
-            .map(|t| t.data)
-            .unwrap_or_else(|_| plan.clone());
+            .map_or_else(|_| plan.clone(), |t| t.data);
         let mut result = Ok(());
         pruned.apply_with_subqueries(|node| {
             let LogicalPlan::TableScan(scan) = node else {
