@@ -843,3 +843,47 @@ async fn secrets_appear_nowhere_in_clear() {
         assert_no_file_contains(&serve.data(), secret);
     }
 }
+
+/// `ALTER ROLE ... SET memory_limit`: the role's statements stop at it (53200) while other
+/// sessions run the same statement, and its sessions may lower it, not raise it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roles_memory_limit_bounds_its_statements() {
+    let serve = Serve::start(CONFIG);
+    let admin = serve.connect("admin", Some("admin-secret")).await;
+    admin
+        .batch_execute("CREATE USER bi PASSWORD 'bi-pw'; ALTER ROLE bi SET memory_limit = '4MiB'")
+        .await
+        .unwrap();
+    // A hash join's build side cannot spill: 2 million keys need far more than 4 MiB.
+    let join = "SELECT count(*) FROM generate_series(1, 2000000) a \
+                JOIN generate_series(1, 2000000) b ON a.value = b.value";
+    let bi = serve.connect("bi", Some("bi-pw")).await;
+    assert_eq!(show_setting(&bi, "memory_limit").await, "4MiB");
+    let err = bi
+        .batch_execute(join)
+        .await
+        .expect_err("past the role's limit");
+    assert_eq!(err.code(), Some(&SqlState::OUT_OF_MEMORY), "{err}");
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("memory_limit"),
+        "{err}"
+    );
+    assert_eq!(count(&admin, join).await, 2_000_000);
+    let (code, text) = denied(&bi, "SET memory_limit = '1GiB'").await;
+    assert_eq!(code, SqlState::INSUFFICIENT_PRIVILEGE, "{text}");
+    denied(&bi, "SET memory_limit = 0").await;
+    bi.batch_execute("SET memory_limit = '1MiB'").await.unwrap();
+    assert_eq!(show_setting(&bi, "memory_limit").await, "1MiB");
+    bi.batch_execute("RESET memory_limit").await.unwrap();
+    assert_eq!(show_setting(&bi, "memory_limit").await, "4MiB");
+    // Lifted by the administrator, the next session runs it.
+    admin
+        .batch_execute("ALTER ROLE bi RESET memory_limit")
+        .await
+        .unwrap();
+    let bi = serve.connect("bi", Some("bi-pw")).await;
+    assert_eq!(count(&bi, join).await, 2_000_000);
+}

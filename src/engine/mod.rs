@@ -21,6 +21,7 @@ mod privilege_check;
 mod role_tables;
 mod row_security;
 mod secrets;
+pub mod session_memory;
 mod statements;
 mod system_tables;
 mod temporary;
@@ -327,10 +328,13 @@ impl Engine {
             let (identity, authorizer) = self.identity_extensions(role);
             config = config.with_extension(identity).with_extension(authorizer);
         }
+        // A pool of the session's own, for its memory_limit (see session_memory.rs).
+        let runtime = session_memory::with_session_pool(base.runtime_env());
         let session = SessionContext::new_with_state(
             SessionStateBuilder::new_from_existing(base)
                 .with_config(config)
                 .with_catalog_list(catalogs)
+                .with_runtime_env(runtime)
                 .build(),
         );
         if let Some(role) = role {

@@ -239,6 +239,14 @@ const DEFINITIONS: &[Definition] = &[
         "Causes '...' strings to treat backslashes literally.",
     ),
     setting(
+        "memory_limit",
+        "0",
+        false,
+        false,
+        "Sets the most memory one session's statements may hold (0: only the server's \
+         limit); ALTER ROLE ... SET memory_limit makes it a ceiling the role cannot raise.",
+    ),
+    setting(
         "statement_timeout",
         "0",
         false,
@@ -319,17 +327,41 @@ pub struct Settings {
     /// Custom settings (`myapp.key`, any name with a dot), which PostgreSQL also accepts.
     custom: BTreeMap<String, String>,
     user: String,
+    /// The role's `memory_limit` (`ALTER ROLE ... SET`), in bytes: its sessions may lower
+    /// theirs, not raise it or turn it off.
+    memory_ceiling: Option<(usize, String)>,
 }
 
 impl Settings {
     /// Defaults, then what the client sent in its startup message (unknown ones ignored, as
     /// PostgreSQL rejects only malformed ones).
     pub fn new<'a>(user: &str, startup: impl IntoIterator<Item = (&'a str, &'a str)>) -> Settings {
+        Settings::for_role(user, [], startup)
+    }
+
+    /// Defaults, then the role's (`ALTER ROLE ... SET`), then the client's startup message.
+    /// The role's `memory_limit` becomes the session's ceiling.
+    pub fn for_role<'a>(
+        user: &str,
+        role: impl IntoIterator<Item = (&'a str, &'a str)>,
+        startup: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Settings {
         let mut settings = Settings {
             values: BTreeMap::new(),
             custom: BTreeMap::new(),
             user: user.to_string(),
+            memory_ceiling: None,
         };
+        for (name, value) in role {
+            if let Some(d) = definition(name)
+                && !d.read_only
+                && settings.set(name, value).is_ok()
+                && d.name == "memory_limit"
+                && let Some(bytes) = settings.memory_limit()
+            {
+                settings.memory_ceiling = Some((bytes, value.to_string()));
+            }
+        }
         for (name, value) in startup {
             if let Some(d) = definition(name)
                 && !d.read_only
@@ -388,6 +420,21 @@ impl Settings {
             });
         }
         let value = normalize(d.name, value)?;
+        if d.name == "memory_limit"
+            && let Some((ceiling, text)) = &self.memory_ceiling
+        {
+            let bytes = crate::config::parse_bytes(&value).unwrap_or(0);
+            if bytes == 0 || bytes > *ceiling {
+                return Err(SettingError {
+                    state: SqlState::InsufficientPrivilege,
+                    message: format!(
+                        "memory_limit of role {} is {text}: a session may lower it, not \
+                         raise it or turn it off",
+                        self.user
+                    ),
+                });
+            }
+        }
         self.values.insert(lower, value.clone());
         Ok(d.reported.then(|| (d.name.to_string(), value)))
     }
@@ -402,8 +449,26 @@ impl Settings {
             return Err(SettingError::unknown(name));
         };
         self.values.remove(&lower);
+        self.restore_ceiling();
         Ok(d.reported
             .then(|| (d.name.to_string(), d.default.to_string())))
+    }
+
+    /// After a RESET: the role's memory_limit again, not the default (none).
+    fn restore_ceiling(&mut self) {
+        if let Some((_, text)) = &self.memory_ceiling
+            && !self.values.contains_key("memory_limit")
+        {
+            self.values.insert("memory_limit".into(), text.clone());
+        }
+    }
+
+    /// `memory_limit` in bytes, when one is set.
+    pub fn memory_limit(&self) -> Option<usize> {
+        let value = self.get("memory_limit").ok()?;
+        crate::config::parse_bytes(&value)
+            .ok()
+            .filter(|bytes| *bytes > 0)
     }
 
     /// Everything back to defaults; returns the reported settings that changed.
@@ -417,6 +482,7 @@ impl Settings {
             .collect();
         self.values.clear();
         self.custom.clear();
+        self.restore_ceiling();
         changed
     }
 
@@ -497,6 +563,12 @@ fn normalize(name: &str, value: &str) -> Result<String, SettingError> {
                 value,
                 "expected an integer from -15 to 3",
             )),
+        },
+        "memory_limit" => match trimmed {
+            "0" => Ok("0".to_string()),
+            _ => crate::config::parse_bytes(trimmed)
+                .map(|_| trimmed.to_string())
+                .map_err(|_| SettingError::invalid(name, value, "expected a size such as 512MiB")),
         },
         "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
             parse_duration_ms(trimmed)
@@ -619,5 +691,39 @@ mod tests {
         assert_eq!(s.statement_timeout(), Some(Duration::from_secs(2)));
         s.set("statement_timeout", "1min").unwrap();
         assert_eq!(s.get("statement_timeout").unwrap(), "60000");
+    }
+
+    #[test]
+    fn a_roles_memory_limit_is_a_ceiling() {
+        let mut s = Settings::for_role("bi", [("memory_limit", "512MiB")], []);
+        assert_eq!(s.memory_limit(), Some(512 << 20));
+        s.set("memory_limit", "100MB").unwrap();
+        assert_eq!(s.memory_limit(), Some(100 << 20));
+        for higher in ["1GiB", "0"] {
+            let err = s.set("memory_limit", higher).unwrap_err();
+            assert_eq!(
+                err.state,
+                SqlState::InsufficientPrivilege,
+                "{}",
+                err.message
+            );
+        }
+        s.reset("memory_limit").unwrap();
+        assert_eq!(s.memory_limit(), Some(512 << 20));
+        s.reset_all();
+        assert_eq!(s.memory_limit(), Some(512 << 20));
+        // A client's startup option may not raise it either.
+        let s = Settings::for_role(
+            "bi",
+            [("memory_limit", "64MiB")],
+            [("memory_limit", "1GiB")],
+        );
+        assert_eq!(s.memory_limit(), Some(64 << 20));
+        let mut free = Settings::new("admin", []);
+        assert_eq!(free.memory_limit(), None);
+        assert!(free.set("memory_limit", "lots").is_err());
+        free.set("memory_limit", "2GiB").unwrap();
+        free.set("memory_limit", "0").unwrap();
+        assert_eq!(free.memory_limit(), None);
     }
 }

@@ -252,16 +252,14 @@ fn startup_settings<C: ClientInfo>(client: &C, engine: &crate::engine::Engine) -
         .role(&user)
         .map(|r| r.settings.as_slice())
         .unwrap_or_default();
-    let startup = role_settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain(
-            client
-                .metadata()
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-    Settings::new(&user, startup)
+    Settings::for_role(
+        &user,
+        role_settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        client
+            .metadata()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
 }
 
 /// The ParameterStatus messages sent after authentication.
