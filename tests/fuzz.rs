@@ -262,6 +262,23 @@ const VOCABULARY: &[&str] = &[
     "LEVEL",
     "SECURITY",
     "ENABLE",
+    // Default privileges, column privileges and secrets.
+    "DEFAULT",
+    "MODELS",
+    "FOR",
+    "SECRET",
+    "PERSISTENT",
+    "OR",
+    "REPLACE",
+    "TYPE",
+    "s3",
+    "KEY_ID",
+    "'k'",
+    "SCOPE",
+    "'s3://b/p'",
+    "ENDPOINT",
+    "PROVIDER",
+    "credential_chain",
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
