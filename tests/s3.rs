@@ -431,7 +431,7 @@ async fn secrets_keep_s3_credentials_sealed() {
     }
     assert_eq!(files_containing(dir.path(), "moto-secret-8").len(), 1);
     // With the key they are sealed at start, and every table answers.
-    let engine = open_sealing(dir.path(), key).await;
+    let engine = open_sealing(dir.path(), key.clone()).await;
     for table in ["named", "scoped", "inline"] {
         assert_eq!(
             scalar(&engine, &format!("SELECT count(*) FROM {table}")).await,
@@ -443,6 +443,59 @@ async fn secrets_keep_s3_credentials_sealed() {
             files_containing(dir.path(), value),
             Vec::<std::path::PathBuf>::new(),
             "{value}"
+        );
+    }
+    drop(engine);
+
+    // `tenure rekey`: everything sealed again with a new key, made where it does not exist.
+    let config = outside.path().join("tenure.toml");
+    let old_key = outside.path().join("secret.key");
+    std::fs::write(
+        &config,
+        format!("secret_key_file = {:?}\n", old_key.display().to_string()),
+    )
+    .unwrap();
+    let new_key = outside.path().join("keys/new.key");
+    let output = crate::support::tenure_bin()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .arg("rekey")
+        .arg("--new-key-file")
+        .arg(&new_key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Sealed 1 secrets and the credentials of 1 external tables"),
+        "{stdout}"
+    );
+    {
+        let engine = open_sealing(dir.path(), key).await;
+        let err = engine
+            .query("SELECT count(*) FROM inline")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("inline"),
+            "the old key opens nothing: {err}"
+        );
+    }
+    let new = SecretKeySource::File {
+        path: new_key,
+        create: false,
+    };
+    let engine = open_sealing(dir.path(), new).await;
+    for table in ["named", "scoped", "inline"] {
+        assert_eq!(
+            scalar(&engine, &format!("SELECT count(*) FROM {table}")).await,
+            "100"
         );
     }
 }

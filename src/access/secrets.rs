@@ -379,6 +379,15 @@ impl StoredSecret {
         Ok(secret)
     }
 
+    /// Seals the secret's credentials with `new` instead of `old`.
+    pub fn reseal(&mut self, old: &SecretKey, new: &SecretKey) -> Result<()> {
+        if let Some(sealed) = &self.credentials {
+            let values = old.open(&self.seal_owner(), sealed)?;
+            self.credentials = Some(new.seal(&self.seal_owner(), &values)?);
+        }
+        Ok(())
+    }
+
     /// What the secret's credentials are sealed for.
     fn seal_owner(&self) -> String {
         format!("secret {}", self.name)

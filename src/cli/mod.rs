@@ -1,4 +1,4 @@
-//! The `tenure` command line: `sql`, `demo` and `serve`.
+//! The `tenure` command line: `sql`, `demo`, `rekey` and `serve`.
 
 mod output;
 mod progress;
@@ -88,6 +88,13 @@ pub enum Command {
         /// Also write every table as a Parquet file under DIR
         #[arg(long, value_name = "DIR")]
         parquet: Option<PathBuf>,
+    },
+    /// Seal every secret again with a new key (made, owner-only, where the file does not
+    /// exist), then point secret_key_file at it; the configured key must still open them
+    Rekey {
+        /// The new key file (64 hex digits)
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
     },
     /// Serve the data directory over the PostgreSQL protocol
     Serve {
@@ -186,6 +193,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                  tenure{dir} sql            (interactive; \\d lists the tables)\n  \
                  tenure{dir} serve          (then psql \"host=127.0.0.1 port=5433 user=tenure dbname=tenure\")",
                 engine.data_dir().root().display()
+            );
+            Ok(())
+        }
+        Command::Rekey { new_key_file } => {
+            let engine = Engine::open(&config, PathAccess::Unrestricted).await?;
+            let (secrets, tables) = engine.reseal_secrets(&new_key_file).await?;
+            println!(
+                "Sealed {secrets} secrets and the credentials of {tables} external tables with \
+                 the key in {}.\nSet secret_key_file = {:?} in tenure.toml before the next \
+                 start; the old key no longer opens them.",
+                new_key_file.display(),
+                new_key_file.display().to_string()
             );
             Ok(())
         }

@@ -249,6 +249,49 @@ impl Engine {
         })
     }
 
+    /// `tenure rekey`: seals every secret and every external table's credentials again
+    /// with the key in `new_key_file` (made where it does not exist), in one catalog write;
+    /// (secrets, tables) resealed. The configured key must open them all, or nothing
+    /// changes.
+    pub async fn reseal_secrets(&self, new_key_file: &std::path::Path) -> Result<(usize, usize)> {
+        let new = SecretKey::load(
+            &SecretKeySource::File {
+                path: new_key_file.to_path_buf(),
+                create: true,
+            },
+            &self.secrets.data_dir,
+        )?;
+        let mut catalog = self.lock_catalog(&self.ctx).await?;
+        let mut next = catalog.clone();
+        let sealed_secrets = next
+            .secrets
+            .iter()
+            .filter(|s| s.credentials.is_some())
+            .count();
+        let sealed_tables = next
+            .relations
+            .iter()
+            .filter(|(_, r)| matches!(r, Relation::External(t) if t.sealed_options.is_some()))
+            .count();
+        if sealed_secrets + sealed_tables == 0 {
+            return Ok((0, 0));
+        }
+        let old = self.key()?;
+        for secret in &mut next.secrets {
+            secret.reseal(&old, &new)?;
+        }
+        for (_, relation) in &mut next.relations {
+            if let Relation::External(table) = relation
+                && let Some(sealed) = &table.sealed_options
+            {
+                let values = old.open(TABLE_SEAL_OWNER, sealed)?;
+                table.sealed_options = Some(new.seal(TABLE_SEAL_OWNER, &values)?);
+            }
+        }
+        self.replace_catalog(&mut catalog, next)?;
+        Ok((sealed_secrets, sealed_tables))
+    }
+
     /// Seals the clear credentials that catalogs written before secrets kept in external
     /// tables' OPTIONS. Without a key they stay as they are, and the log says so.
     pub(super) fn seal_clear_credentials(&self, catalog: &mut CatalogGuard) {
