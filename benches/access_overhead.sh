@@ -2,8 +2,8 @@
 # What privilege checks cost per statement: pgbench (prepared, SELECT 1 and a read of a
 # 10,000-row table) against two tenure binaries on fresh data directories, one after the
 # other on this machine: BEFORE (a build without access control) as the trusted local
-# superuser, and AFTER as the same superuser and as a role that reads through a grant
-# (and, last, through a row policy).
+# superuser, and AFTER as the same superuser, as a role that reads through a grant, as a
+# role that reads through column privileges and, last, under a row policy.
 #
 # Usage: benches/access_overhead.sh BEFORE_BINARY AFTER_BINARY [SECONDS]
 set -euo pipefail
@@ -58,6 +58,9 @@ bench "after, superuser" tenure select1.sql
 bench "after, superuser" tenure read.sql
 bench "after, role with a grant" analyst select1.sql
 bench "after, role with a grant" analyst read.sql
+psql -X -q -h 127.0.0.1 -p "$PORT" -U tenure -d tenure \
+    -c "CREATE ROLE clerk LOGIN" -c "GRANT SELECT (id, region) ON accounts TO clerk"
+bench "after, role with column privileges" clerk read.sql
 psql -X -q -h 127.0.0.1 -p "$PORT" -U tenure -d tenure \
     -c "ALTER TABLE accounts ENABLE ROW LEVEL SECURITY" \
     -c "CREATE POLICY north ON accounts USING (region = 'north')"
