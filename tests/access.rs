@@ -762,6 +762,17 @@ async fn secrets_appear_nowhere_in_clear() {
     );
     let (code, _) = denied(&admin, "CREATE SECRET lake (TYPE s3)").await;
     assert_eq!(code, SqlState::DUPLICATE_OBJECT);
+    // A credential written bare is refused without echoing it (and not logged).
+    let (code, message) = denied(&admin, "CREATE SECRET bare (TYPE s3, SECRET wJalrBare77)").await;
+    assert_eq!(code, SqlState::SYNTAX_ERROR, "{message}");
+    assert!(
+        message.contains("SECRET takes a quoted string"),
+        "{message}"
+    );
+    // Not in a transaction block: the stores it changes are shared by every session.
+    let (code, message) = denied(&admin, "BEGIN; CREATE SECRET inblock (TYPE s3)").await;
+    assert_eq!(code, SqlState::ACTIVE_SQL_TRANSACTION, "{message}");
+    admin.batch_execute("ROLLBACK").await.unwrap();
     let alice = serve.connect("alice", Some("alice-pw")).await;
     assert_denied(
         &alice,
@@ -794,7 +805,7 @@ async fn secrets_appear_nowhere_in_clear() {
         )
     );
     // Every table of the tenure schema, pg_catalog's and information_schema's, read whole.
-    let clear = ["wire-secret-0042", "AKIAWIRE0001"];
+    let clear = ["wire-secret-0042", "AKIAWIRE0001", "wJalrBare77"];
     let tables = admin
         .query(
             "SELECT table_schema || '.' || table_name FROM information_schema.tables \
@@ -874,6 +885,25 @@ async fn a_roles_memory_limit_bounds_its_statements() {
     assert_eq!(count(&admin, join).await, 2_000_000);
     let (code, text) = denied(&bi, "SET memory_limit = '1GiB'").await;
     assert_eq!(code, SqlState::INSUFFICIENT_PRIVILEGE, "{text}");
+    // Nor around it, through DataFusion's runtime settings, which would replace the pool.
+    assert_denied(
+        &bi,
+        "SET datafusion.runtime.memory_limit = '1TB'",
+        "datafusion.runtime.memory_limit",
+    )
+    .await;
+    // set_config is SET by another name.
+    denied(&bi, "SELECT set_config('memory_limit', '1GiB', false)").await;
+    let limited: String = bi
+        .query_one("SELECT set_config('memory_limit', '2MiB', false)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(limited, "2MiB");
+    let err = bi.batch_execute("SELECT count(*) FROM generate_series(1, 300000) a JOIN generate_series(1, 300000) b ON a.value = b.value")
+        .await
+        .expect_err("past the 2MiB set_config gave");
+    assert_eq!(err.code(), Some(&SqlState::OUT_OF_MEMORY), "{err}");
     denied(&bi, "SET memory_limit = 0").await;
     bi.batch_execute("SET memory_limit = '1MiB'").await.unwrap();
     assert_eq!(show_setting(&bi, "memory_limit").await, "1MiB");

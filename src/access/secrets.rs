@@ -7,8 +7,10 @@
 //! options and sealed with the table. Settings that are not credentials (region, endpoint,
 //! scope) stay readable, so catalog views can show them.
 //!
-//! Each sealed value is bound to what it belongs to (the secret's or the table's name) as
-//! additional authenticated data: a value moved to another entry does not open.
+//! A secret's sealed credentials are bound to its name as additional authenticated data,
+//! so they do not open as another secret's. A table's are bound to a constant, so that
+//! they survive ALTER TABLE RENAME; moved to another table (by editing catalog.json) they
+//! would open there, which gives nothing the editor of the catalog did not already hold.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,9 +34,25 @@ pub const CREDENTIAL_WORDS: [&str; 6] = [
     "key_id",
 ];
 
+/// The `aws.*` options that are settings, not credentials; every other `aws.*` option
+/// (keys, tokens, SSE-C keys, ...) is treated as a credential.
+const AWS_SETTINGS: [&str; 8] = [
+    "region",
+    "default_region",
+    "endpoint",
+    "allow_http",
+    "virtual_hosted_style_request",
+    "bucket",
+    "skip_signature",
+    "unsigned_payload",
+];
+
 /// Whether an option named `name` holds a credential.
 pub fn is_credential_option(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
+    if let Some(aws) = lower.strip_prefix("aws.") {
+        return !AWS_SETTINGS.contains(&aws);
+    }
     CREDENTIAL_WORDS.iter().any(|w| lower.contains(w))
 }
 
@@ -356,7 +374,7 @@ impl StoredSecret {
             }
         }
         if let Some(scope) = &secret.scope
-            && !scope.to_ascii_lowercase().starts_with("s3://")
+            && !scope.starts_with("s3://")
         {
             return Err(Error::invalid(format!(
                 "SCOPE {scope:?} is not an s3:// location"
@@ -415,10 +433,8 @@ impl StoredSecret {
     /// length).
     pub fn scope_match(&self, location: &str) -> Option<usize> {
         let scope = self.scope.as_deref()?;
-        location
-            .to_ascii_lowercase()
-            .starts_with(&scope.to_ascii_lowercase())
-            .then_some(scope.len())
+        let rest = location.strip_prefix(scope)?;
+        (rest.is_empty() || scope.ends_with('/') || rest.starts_with('/')).then_some(scope.len())
     }
 }
 
@@ -542,6 +558,8 @@ mod tests {
             Some(17)
         );
         assert_eq!(secret.scope_match("s3://bucket/other"), None);
+        assert_eq!(secret.scope_match("s3://bucket/sales-public/x"), None);
+        assert_eq!(secret.scope_match("s3://bucket/sales"), Some(17));
         for (bad, says) in [
             (vec![("KEY_ID", "a"), ("SECRET", "b")], "TYPE s3"),
             (vec![("TYPE", "gcs")], "not supported"),

@@ -566,6 +566,12 @@ fn create_secret(p: &mut Parser, or_replace: bool) -> Result<AccessStatement, Pa
         let next = p.next_token();
         let value = match next.token {
             Token::SingleQuotedString(s) => s,
+            // A credential is a string literal; the error does not echo what was there.
+            _ if super::secrets::is_credential_option(&option) => {
+                return Err(ParserError::ParserError(format!(
+                    "{option} takes a quoted string ('...')"
+                )));
+            }
             Token::Number(n, _) => n,
             Token::Word(w) => w.value,
             _ => return p.expected("an option's value", next),
@@ -905,6 +911,18 @@ mod tests {
             "CREATE TEMPORARY SECRET s (TYPE s3)",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            "CREATE SECRET s (TYPE s3, SECRET wJalrXq)",
+            "CREATE SECRET s (TYPE s3, KEY_ID \"AKIA9\")",
+            "CREATE SECRET s (TYPE s3, SESSION_TOKEN 42)",
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("takes a quoted string"), "{bad}: {err}");
+            assert!(
+                !err.contains("wJalr") && !err.contains("AKIA9") && !err.contains("42"),
+                "{err}"
+            );
         }
     }
 }

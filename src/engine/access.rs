@@ -502,7 +502,8 @@ impl Engine {
                 };
                 for role in &roles {
                     self.require_role(&next.access, role)?;
-                    if !superuser && !next.access.is_member_of(&acting, role) {
+                    // As the role's privileges go: a NOINHERIT member may not.
+                    if !superuser && !next.access.effective_roles(&acting).contains(role) {
                         return Err(Error::state(
                             SqlState::InsufficientPrivilege,
                             format!("permission denied to change default privileges of {role}"),

@@ -60,7 +60,7 @@ impl Engine {
         };
         let mut catalog = self.lock_catalog(session).await?;
         catalog.require_schema(&name.schema)?;
-        self.bind_credentials(&mut definition, &catalog.secrets)?;
+        self.bind_credentials(&mut definition, &catalog)?;
         let previous = catalog.get(&name).cloned();
         match &previous {
             Some(_) if create.if_not_exists => return Ok(Output::command("CREATE EXTERNAL TABLE")),

@@ -354,20 +354,16 @@ impl Checker {
                 Ok(false)
             }
             LogicalPlan::Ddl(ddl) => self.check_ddl(ddl).map(|()| false),
-            // Names resolve in the default schema the engine uses; a role may not move it.
+            // Names resolve in the default schema the engine uses, and the runtime holds the
+            // session's memory pool (its memory_limit) and where it spills: a role may
+            // change neither.
             LogicalPlan::Statement(Statement::SetVariable(set))
-                if set
-                    .variable
-                    .to_lowercase()
-                    .starts_with("datafusion.catalog") =>
+                if reserved_variable(&set.variable) =>
             {
                 Err(superuser_only(&format!("change {}", set.variable)))
             }
             LogicalPlan::Statement(Statement::ResetVariable(reset))
-                if reset
-                    .variable
-                    .to_lowercase()
-                    .starts_with("datafusion.catalog") =>
+                if reserved_variable(&reset.variable) =>
             {
                 Err(superuser_only(&format!("change {}", reset.variable)))
             }
@@ -630,6 +626,12 @@ impl Checker {
 }
 
 /// The model a reference (`name` or `name@version`) names, as the model store spells it.
+/// DataFusion settings only a superuser may change.
+fn reserved_variable(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("datafusion.catalog") || name.starts_with("datafusion.runtime")
+}
+
 fn model_name(reference: &str) -> String {
     reference
         .split('@')

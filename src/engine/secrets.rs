@@ -14,7 +14,7 @@ use super::transaction::CatalogGuard;
 use super::{Engine, Output};
 use crate::access::secrets::{SecretKey, StoredSecret, is_credential_option};
 use crate::access::statement::AccessStatement;
-use crate::catalog::{ExternalTable, QualifiedName, Relation, SavedCatalog};
+use crate::catalog::{CatalogState, ExternalTable, QualifiedName, Relation, SavedCatalog};
 use crate::config::SecretKeySource;
 use crate::error::{Error, Result};
 use crate::pg::sqlstate::SqlState;
@@ -47,12 +47,31 @@ impl SecretKeeper {
         }
     }
 
-    pub(super) fn key(&self) -> Result<Arc<SecretKey>> {
+    /// The key; a default key file that does not exist is made only where `may_create`
+    /// (nothing is sealed yet), since otherwise a new key could open nothing and would
+    /// seal new secrets apart from the old.
+    fn key(&self, may_create: bool) -> Result<Arc<SecretKey>> {
         let mut key = self.key.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(key) = key.as_ref() {
             return Ok(key.clone());
         }
-        let loaded = Arc::new(SecretKey::load(&self.source, &self.data_dir)?);
+        let source = match &self.source {
+            SecretKeySource::File { path, create: true } if !may_create => {
+                if !path.exists() {
+                    return Err(Error::Config(format!(
+                        "the catalog holds sealed credentials but the key file {} is missing; \
+                         put back the key that sealed them (or name it in secret_key_file)",
+                        path.display()
+                    )));
+                }
+                &SecretKeySource::File {
+                    path: path.clone(),
+                    create: false,
+                }
+            }
+            source => source,
+        };
+        let loaded = Arc::new(SecretKey::load(source, &self.data_dir)?);
         *key = Some(loaded.clone());
         Ok(loaded)
     }
@@ -75,6 +94,14 @@ impl Engine {
         owner: &str,
     ) -> Result<Output> {
         let tag = statement.tag();
+        // Tables' S3 stores live in the registry every session shares, which a block
+        // could not take back at ROLLBACK.
+        if catalog.block().is_some() {
+            return Err(Error::state(
+                SqlState::ActiveSqlTransaction,
+                format!("{tag} cannot run inside a transaction block"),
+            ));
+        }
         let mut next = catalog.clone();
         match statement {
             AccessStatement::CreateSecret {
@@ -96,14 +123,26 @@ impl Engine {
                 if name.is_empty() || name.len() > 63 {
                     return Err(Error::invalid(format!("\"{name}\" is not a secret name")));
                 }
-                let secret = StoredSecret::from_options(&name, owner, &options.0, || self.key())?;
+                let secret = StoredSecret::from_options(&name, owner, &options.0, || {
+                    self.sealing_key(&next)
+                })?;
                 match existing {
                     Some(at) => next.secrets[at] = secret,
                     None => next.secrets.push(secret),
                 }
+                if existing.is_some() {
+                    // The tables that use it take the new credentials, all or none.
+                    if let Err(e) = self.reregister_users_of(catalog, &next, &name).await {
+                        self.reregister_users_of(catalog, catalog, &name)
+                            .await
+                            .unwrap_or_else(|e| tracing::warn!("{e}"));
+                        return Err(e);
+                    }
+                }
                 self.replace_catalog(catalog, next)?;
                 if existing.is_some() {
-                    self.reregister_users_of(catalog, &name).await;
+                    let ctx = catalog.ctx().clone();
+                    self.rebuild_views(&ctx, catalog).await;
                 }
             }
             AccessStatement::DropSecret { name, if_exists } => {
@@ -144,24 +183,42 @@ impl Engine {
         Ok(Output::command(tag))
     }
 
-    fn key(&self) -> Result<Arc<SecretKey>> {
-        self.secrets.key()
+    /// The key, to open what is sealed.
+    fn opening_key(&self) -> Result<Arc<SecretKey>> {
+        self.secrets.key(false)
     }
 
-    /// Registers again the external tables that use secret `name`, whose S3 stores hold
-    /// the credentials it had before CREATE OR REPLACE SECRET.
-    async fn reregister_users_of(&self, catalog: &CatalogGuard, name: &str) {
-        for table in tables_using(catalog, name) {
-            if let Some(Relation::External(definition)) = catalog.get(&table)
-                && let Err(e) = self
-                    .register_external(catalog.ctx(), &table, definition, &catalog.secrets)
+    /// The key, to seal something new into `state`: made where the default key file does
+    /// not exist yet and `state` holds nothing sealed.
+    fn sealing_key(&self, state: &CatalogState) -> Result<Arc<SecretKey>> {
+        let sealed = state.secrets.iter().any(|s| s.credentials.is_some())
+            || state
+                .relations
+                .iter()
+                .any(|(_, r)| matches!(r, Relation::External(t) if t.sealed_options.is_some()));
+        self.secrets.key(!sealed)
+    }
+
+    /// Registers again, with secret `name` as `state` has it, the external tables that use
+    /// it, whose S3 stores hold the credentials it had before CREATE OR REPLACE SECRET.
+    async fn reregister_users_of(
+        &self,
+        catalog: &CatalogGuard,
+        state: &CatalogState,
+        name: &str,
+    ) -> Result<()> {
+        for table in tables_using(state, name) {
+            if let Some(Relation::External(definition)) = state.get(&table) {
+                self.register_external(catalog.ctx(), &table, definition, &state.secrets)
                     .await
-            {
-                tracing::warn!(
-                    "external table {table} is unavailable after its secret changed: {e}"
-                );
+                    .map_err(|e| {
+                        Error::invalid(format!(
+                            "external table {table} cannot use secret {name} as given: {e}"
+                        ))
+                    })?;
             }
         }
+        Ok(())
     }
 
     /// Takes the credentials out of a new external table's OPTIONS: the `secret` option
@@ -170,8 +227,9 @@ impl Engine {
     pub(super) fn bind_credentials(
         &self,
         table: &mut ExternalTable,
-        secrets: &[StoredSecret],
+        state: &CatalogState,
     ) -> Result<()> {
+        let secrets = &state.secrets;
         let mut named = None;
         let mut inline = BTreeMap::new();
         let mut kept = Vec::new();
@@ -202,8 +260,14 @@ impl Engine {
                 })?;
             table.secret = Some(found.name.clone());
         } else if !inline.is_empty() {
-            table.sealed_options = Some(self.key()?.seal(TABLE_SEAL_OWNER, &inline)?);
-        } else if let Some(first) = table.location.split('\n').next() {
+            table.sealed_options = Some(self.sealing_key(state)?.seal(TABLE_SEAL_OWNER, &inline)?);
+        } else if let Some(first) = table.location.split('\n').next()
+            && !table
+                .options
+                .iter()
+                .any(|(o, _)| o.eq_ignore_ascii_case("aws.endpoint"))
+        {
+            // A table that names its own endpoint is not signed with a scope's keys.
             table.secret = secrets
                 .iter()
                 .filter_map(|s| Some((s.scope_match(first)?, s)))
@@ -231,12 +295,12 @@ impl Engine {
                         "external table {name} uses secret {secret_name}, which does not exist"
                     ))
                 })?;
-            options.extend(secret.aws_options(|| self.key())?);
+            options.extend(secret.aws_options(|| self.opening_key())?);
             from_environment = secret.uses_environment();
         }
         let mut own: Vec<(String, String)> = table.options.clone();
         if let Some(sealed) = &table.sealed_options {
-            own.extend(self.key()?.open(TABLE_SEAL_OWNER, sealed)?);
+            own.extend(self.opening_key()?.open(TABLE_SEAL_OWNER, sealed)?);
         }
         for (option, value) in own {
             if let Some(key) = option.strip_prefix(AWS_OPTION_PREFIX) {
@@ -276,7 +340,7 @@ impl Engine {
         if sealed_secrets + sealed_tables == 0 {
             return Ok((0, 0));
         }
-        let old = self.key()?;
+        let old = self.opening_key()?;
         for secret in &mut next.secrets {
             secret.reseal(&old, &new)?;
         }
@@ -314,7 +378,7 @@ impl Engine {
             .collect::<Vec<_>>()
             .join(", ");
         let sealed = (|| -> Result<()> {
-            let key = self.key()?;
+            let key = self.sealing_key(catalog)?;
             let mut next = catalog.clone();
             for (_, relation) in &mut next.relations {
                 let Relation::External(table) = relation else {

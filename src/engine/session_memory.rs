@@ -19,8 +19,9 @@ use datafusion::prelude::SessionContext;
 #[derive(Debug)]
 pub struct SessionMemoryPool {
     shared: Arc<dyn MemoryPool>,
-    /// Bytes; `usize::MAX` for no limit of the session's own.
-    limit: AtomicUsize,
+    /// Bytes; `usize::MAX` for no limit of the session's own. Shared with the session's
+    /// settings, which store `memory_limit` here whenever it changes.
+    limit: Arc<AtomicUsize>,
     used: AtomicUsize,
 }
 
@@ -28,7 +29,7 @@ impl SessionMemoryPool {
     fn new(shared: Arc<dyn MemoryPool>) -> Self {
         SessionMemoryPool {
             shared,
-            limit: AtomicUsize::new(usize::MAX),
+            limit: Arc::new(AtomicUsize::new(usize::MAX)),
             used: AtomicUsize::new(0),
         }
     }
@@ -108,18 +109,16 @@ pub(super) fn with_session_pool(runtime: &Arc<RuntimeEnv>) -> Arc<RuntimeEnv> {
     Arc::new(own)
 }
 
-/// Sets the memory limit of `session` (made by [`super::Engine::new_session`]); `None`
-/// for none of its own. Memory already held is kept; the limit applies to what is asked
-/// for next.
-pub fn set_session_memory_limit(session: &SessionContext, limit: Option<usize>) {
-    if let Some(pool) = session
+/// Where the memory limit of `session` (made by [`super::Engine::new_session`]) is kept,
+/// in bytes (`usize::MAX` for none): the session's settings store `memory_limit` there
+/// (see [`crate::pg::settings::Settings::bind_memory_limit`]). Memory already held is
+/// kept; a new limit applies to what is asked for next.
+pub fn session_memory_limit(session: &SessionContext) -> Option<Arc<AtomicUsize>> {
+    session
         .runtime_env()
         .memory_pool
         .downcast_ref::<SessionMemoryPool>()
-    {
-        pool.limit
-            .store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
-    }
+        .map(|pool| pool.limit.clone())
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //! and extra_float_digits (text encoding of results) and `tenure.*`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use super::sqlstate::SqlState;
@@ -330,6 +332,9 @@ pub struct Settings {
     /// The role's `memory_limit` (`ALTER ROLE ... SET`), in bytes: its sessions may lower
     /// theirs, not raise it or turn it off.
     memory_ceiling: Option<(usize, String)>,
+    /// The session's memory pool's limit (see `engine/session_memory.rs`), kept equal to
+    /// `memory_limit` by every change of it: SET, RESET, DISCARD or set_config.
+    memory_limit_sink: Option<Arc<AtomicUsize>>,
 }
 
 impl Settings {
@@ -351,6 +356,7 @@ impl Settings {
             custom: BTreeMap::new(),
             user: user.to_string(),
             memory_ceiling: None,
+            memory_limit_sink: None,
         };
         for (name, value) in role {
             if let Some(d) = definition(name)
@@ -436,7 +442,23 @@ impl Settings {
             }
         }
         self.values.insert(lower, value.clone());
+        self.sync_memory_limit();
         Ok(d.reported.then(|| (d.name.to_string(), value)))
+    }
+
+    /// Keeps `sink`, the session's memory pool's limit, equal to `memory_limit` from now on.
+    pub fn bind_memory_limit(&mut self, sink: Arc<AtomicUsize>) {
+        self.memory_limit_sink = Some(sink);
+        self.sync_memory_limit();
+    }
+
+    fn sync_memory_limit(&self) {
+        if let Some(sink) = &self.memory_limit_sink {
+            sink.store(
+                self.memory_limit().unwrap_or(usize::MAX),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
     }
 
     /// Back to the default; returns what to report, as [`Settings::set`].
@@ -461,6 +483,7 @@ impl Settings {
         {
             self.values.insert("memory_limit".into(), text.clone());
         }
+        self.sync_memory_limit();
     }
 
     /// `memory_limit` in bytes, when one is set.
@@ -719,6 +742,15 @@ mod tests {
             [("memory_limit", "1GiB")],
         );
         assert_eq!(s.memory_limit(), Some(64 << 20));
+        let sink = Arc::new(AtomicUsize::new(0));
+        let mut bound = Settings::for_role("bi", [("memory_limit", "64MiB")], []);
+        bound.bind_memory_limit(sink.clone());
+        let limit = || sink.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(limit(), 64 << 20);
+        bound.set("memory_limit", "1MiB").unwrap();
+        assert_eq!(limit(), 1 << 20);
+        bound.reset_all();
+        assert_eq!(limit(), 64 << 20);
         let mut free = Settings::new("admin", []);
         assert_eq!(free.memory_limit(), None);
         assert!(free.set("memory_limit", "lots").is_err());

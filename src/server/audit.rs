@@ -82,9 +82,11 @@ pub fn normalized(text: &str) -> String {
     };
     let mut out = String::with_capacity(text.len());
     let mut space = false;
-    // The token after PASSWORD is hidden whatever it is.
+    // The token after PASSWORD is hidden whatever it is, and a credential's value.
     let mut after_password = false;
+    let mut credentials = crate::sql::redact::CredentialValues::default();
     for token in tokens {
+        let credential = credentials.hides(&token);
         match token {
             Token::Whitespace(_) => space = true,
             token => {
@@ -92,7 +94,7 @@ pub fn normalized(text: &str) -> String {
                     out.push(' ');
                 }
                 space = false;
-                if std::mem::take(&mut after_password) {
+                if std::mem::take(&mut after_password) || credential {
                     out.push('?');
                     continue;
                 }

@@ -78,8 +78,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(ctx: SessionContext, settings: Settings) -> Session {
-        crate::engine::session_memory::set_session_memory_limit(&ctx, settings.memory_limit());
+    pub fn new(ctx: SessionContext, mut settings: Settings) -> Session {
+        if let Some(limit) = crate::engine::session_memory::session_memory_limit(&ctx) {
+            settings.bind_memory_limit(limit);
+        }
         Session {
             base: ctx,
             settings: Arc::new(Mutex::new(settings)),
@@ -110,12 +112,6 @@ impl Session {
 
     pub fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
         self.settings.lock().expect("settings lock poisoned")
-    }
-
-    /// After SET, RESET or DISCARD: the session's memory pool takes its `memory_limit`.
-    pub fn apply_memory_limit(&self) {
-        let limit = self.settings().memory_limit();
-        crate::engine::session_memory::set_session_memory_limit(&self.base, limit);
     }
 
     /// Where this session's statements are planned and run: the open block's session once

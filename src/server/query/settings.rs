@@ -40,7 +40,6 @@ impl QueryHandler {
             }
         };
         let reported = result.map_err(|e| user_error(sqlstate::error(e.state, e.message)))?;
-        session.apply_memory_limit();
         self.report(client, reported.into_iter()).await?;
         Ok(Response::Execution(Tag::new("SET")))
     }
@@ -67,7 +66,6 @@ impl QueryHandler {
                 None => settings.reset_all(),
             }
         };
-        session.apply_memory_limit();
         self.report(client, reported.into_iter()).await?;
         Ok(Response::Execution(Tag::new("RESET")))
     }
@@ -85,7 +83,6 @@ impl QueryHandler {
     {
         session.cursors().close_all();
         let reported = session.settings().reset_all();
-        session.apply_memory_limit();
         self.report(client, reported.into_iter()).await?;
         Ok(Response::Execution(Tag::new("DISCARD ALL")))
     }
