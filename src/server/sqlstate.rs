@@ -80,6 +80,15 @@ fn message(e: &Error) -> String {
     {
         rest = stripped;
     }
+    // sqlparser's errors print as `ParserError("...")`: the message inside, as psql shows.
+    for wrapper in ["ParserError(\"", "TokenizerError(\""] {
+        if let Some(inner) = rest
+            .strip_prefix(wrapper)
+            .and_then(|r| r.strip_suffix("\")"))
+        {
+            return inner.replace("\\\"", "\"");
+        }
+    }
     rest.to_string()
 }
 
@@ -88,6 +97,14 @@ mod tests {
     use datafusion::error::DataFusionError;
 
     use super::*;
+
+    #[test]
+    fn parser_errors_show_their_message() {
+        let err = crate::sql::parse("CREATE SECRET s (TYPE s3, SECRET bare)").unwrap_err();
+        assert_eq!(message(&err), "SECRET takes a quoted string ('...')");
+        let err = crate::sql::parse("SELEC 1").unwrap_err();
+        assert!(message(&err).starts_with("Expected: "), "{}", message(&err));
+    }
 
     #[test]
     fn messages_lose_datafusion_prefixes() {
