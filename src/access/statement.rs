@@ -383,6 +383,18 @@ fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, P
         Objects::Tables(tables)
     };
     expect(p, to)?;
+    let grantees = grantees(p)?;
+    Ok(AccessStatement::Privileges {
+        grant,
+        privileges,
+        objects,
+        grantees,
+        columns,
+    })
+}
+
+/// `[GROUP] role | PUBLIC [, ...]`.
+fn grantees(p: &mut Parser) -> Result<Vec<String>, ParserError> {
     let mut grantees = Vec::new();
     loop {
         word(p, "GROUP");
@@ -392,16 +404,9 @@ fn privileges_or_roles(p: &mut Parser, grant: bool) -> Result<AccessStatement, P
             name(p)?
         });
         if !p.consume_token(&Token::Comma) {
-            break;
+            return Ok(grantees);
         }
     }
-    Ok(AccessStatement::Privileges {
-        grant,
-        privileges,
-        objects,
-        grantees,
-        columns,
-    })
 }
 
 fn role_options(p: &mut Parser) -> Result<RoleOptions, ParserError> {
@@ -529,18 +534,7 @@ fn default_privileges(p: &mut Parser) -> Result<AccessStatement, ParserError> {
         return p.expected("TABLES or MODELS", p.peek_token());
     };
     expect(p, if grant { "TO" } else { "FROM" })?;
-    let mut grantees = Vec::new();
-    loop {
-        word(p, "GROUP");
-        grantees.push(if word(p, "PUBLIC") {
-            super::PUBLIC.to_string()
-        } else {
-            name(p)?
-        });
-        if !p.consume_token(&Token::Comma) {
-            break;
-        }
-    }
+    let grantees = grantees(p)?;
     if !grant_end(p) {
         return p.expected("end of statement", p.peek_token());
     }

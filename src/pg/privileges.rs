@@ -40,12 +40,15 @@ impl Oracle {
         self.system_schemas.contains(&schema) || schema.starts_with("pg_")
     }
 
-    /// Whether `role` (the session's if `None`) holds any of `privileges` on `object`.
+    /// Whether `role` (the session's if `None`) holds any of `privileges` on `object`, or
+    /// with `column`, on that column of table `object` (by the table's or the column's
+    /// grant).
     fn holds(
         &self,
         state: &CatalogState,
         role: Option<&str>,
         object: &Object,
+        column: Option<&str>,
         privileges: &str,
     ) -> Result<bool> {
         let wanted = parse_privileges(privileges)?;
@@ -58,43 +61,15 @@ impl Oracle {
         let roles = state.access.effective_roles(role);
         // As PostgreSQL's: the object's own privileges (not its schema's USAGE); a grant
         // option only its owner holds (tenure grants none).
-        Ok(wanted.iter().any(|&(privilege, grant_option)| {
-            if grant_option {
-                state.access.owns(&roles, object)
-            } else {
-                state.access.allows(&roles, object, privilege)
-            }
-        }))
-    }
-}
-
-impl Oracle {
-    /// Whether `role` (the session's if `None`) holds any of `privileges` on `column` of
-    /// `table`: on the table, or on the column by a column grant.
-    fn holds_column(
-        &self,
-        state: &CatalogState,
-        role: Option<&str>,
-        table: &QualifiedName,
-        column: &str,
-        privileges: &str,
-    ) -> Result<bool> {
-        let wanted = parse_privileges(privileges)?;
-        let Some(role) = role.or(self.role.as_deref()) else {
-            return Ok(true);
-        };
-        if state.access.is_superuser(&self.builtin, role) {
-            return Ok(true);
-        }
-        let roles = state.access.effective_roles(role);
-        let object = Object::Table(table.clone());
-        Ok(wanted.iter().any(|&(privilege, grant_option)| {
-            if grant_option {
-                state.access.owns(&roles, &object)
-            } else {
-                state.access.allows_column(&roles, table, column, privilege)
-            }
-        }))
+        Ok(wanted.iter().any(
+            |&(privilege, grant_option)| match (grant_option, object, column) {
+                (true, _, _) => state.access.owns(&roles, object),
+                (false, Object::Table(table), Some(column)) => {
+                    state.access.allows_column(&roles, table, column, privilege)
+                }
+                (false, _, _) => state.access.allows(&roles, object, privilege),
+            },
+        ))
     }
 }
 
@@ -270,26 +245,19 @@ impl ScalarUDFImpl for HasPrivilege {
                     Some(true)
                 }
                 Some(Object::Schema(name)) if self.oracle.is_system_schema(&name) => Some(true),
-                Some(Object::Table(table)) if self.which == Which::Column => {
-                    let columns = columns.as_ref().expect("a column argument");
-                    if columns.is_null(row) {
-                        None
-                    } else {
-                        Some(self.oracle.holds_column(
+                Some(object) => {
+                    let column = columns.as_ref().map(|c| c.as_string::<i32>());
+                    match column {
+                        Some(column) if column.is_null(row) => None,
+                        column => Some(self.oracle.holds(
                             &state,
                             user.as_deref(),
-                            &table,
-                            columns.as_string::<i32>().value(row),
+                            &object,
+                            column.map(|c| c.value(row)),
                             privileges.value(row),
-                        )?)
+                        )?),
                     }
                 }
-                Some(object) => Some(self.oracle.holds(
-                    &state,
-                    user.as_deref(),
-                    &object,
-                    privileges.value(row),
-                )?),
                 None => None,
             };
             out.push(answer);
