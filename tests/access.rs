@@ -512,6 +512,20 @@ async fn row_policies_limit_every_way_of_reading() {
     ] {
         assert!(listed.contains(line), "{line} in {listed}");
     }
+    // And psql's \d its Policies footer.
+    let described = serve_psql(&serve, "admin", "admin-secret", "\\d accounts");
+    let footer = described
+        .split_once("Policies:\n")
+        .unwrap_or_else(|| panic!("no Policies footer in {described}"))
+        .1;
+    for line in [
+        "    POLICY \"mine\" AS RESTRICTIVE\n      TO alice\n      USING (manager = ",
+        "    POLICY \"north\"\n      TO alice\n      USING (region = 'north')",
+    ] {
+        assert!(footer.contains(line), "{line} in {described}");
+    }
+    let regions = serve_psql(&serve, "admin", "admin-secret", "\\d regions");
+    assert!(!regions.contains("Policies"), "{regions}");
     // id even (north) and a multiple of 3 (alice's): the multiples of 6 up to 300.
     let visible = 50;
     let alice = serve.connect("alice", Some("alice-pw")).await;

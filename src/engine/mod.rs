@@ -802,6 +802,13 @@ fn register_system_tables(
         })),
     )?;
     schema.register_table(
+        "policies".to_string(),
+        Arc::new(SystemTable(role_tables::PoliciesTable {
+            catalog: saved.clone(),
+            builtin: builtin.clone(),
+        })),
+    )?;
+    schema.register_table(
         "default_privileges".to_string(),
         Arc::new(SystemTable(role_tables::DefaultPrivilegesTable {
             catalog: saved.clone(),

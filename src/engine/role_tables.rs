@@ -368,3 +368,71 @@ impl SystemRows for DefaultPrivilegesTable {
         ]
     }
 }
+
+/// `tenure.policies`, which pg_catalog's pg_policy (psql's `\d` Policies footer) is a view
+/// over: each row policy with its table's oid, its roles' oids (`{0}` for PUBLIC) and its
+/// USING expression. Every policy is `FOR ALL` reading (polcmd `*`).
+#[derive(Debug)]
+pub struct PoliciesTable {
+    pub catalog: SavedCatalog,
+    pub builtin: Arc<[String]>,
+}
+
+impl SystemRows for PoliciesTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("oid", DataType::Int32, false),
+            Field::new("polname", DataType::Utf8, false),
+            Field::new("polrelid", DataType::Int32, false),
+            Field::new("polcmd", DataType::Utf8, false),
+            Field::new("polpermissive", DataType::Boolean, false),
+            Field::new(
+                "polroles",
+                DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
+                false,
+            ),
+            Field::new("polqual", DataType::Utf8, false),
+            Field::new("polwithcheck", DataType::Utf8, true),
+        ]))
+    }
+
+    fn columns(&self) -> Vec<ArrayRef> {
+        use arrow::array::{Int32Builder, ListBuilder};
+        let state = self.catalog.get();
+        let policies = &state.access.policies;
+        let mut roles = ListBuilder::new(Int32Builder::new());
+        for policy in policies {
+            if policy.roles.is_empty() {
+                roles.values().append_value(0);
+            }
+            for role in &policy.roles {
+                roles
+                    .values()
+                    .append_value(role_oid(&self.builtin, &state.access, role).unwrap_or(-1));
+            }
+            roles.append(true);
+        }
+        vec![
+            Arc::new(Int32Array::from_iter_values(
+                (0..policies.len() as i32).map(|i| 910_000 + i),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                policies.iter().map(|p| p.name.as_str()),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                policies
+                    .iter()
+                    .map(|p| state.oids.relation(&p.table).unwrap_or(0) as i32),
+            )),
+            Arc::new(StringArray::from_iter_values(policies.iter().map(|_| "*"))),
+            Arc::new(BooleanArray::from_iter(
+                policies.iter().map(|p| Some(!p.restrictive)),
+            )),
+            Arc::new(roles.finish()),
+            Arc::new(StringArray::from_iter_values(
+                policies.iter().map(|p| p.using.as_str()),
+            )),
+            Arc::new(StringArray::new_null(policies.len())),
+        ]
+    }
+}

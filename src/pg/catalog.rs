@@ -94,8 +94,9 @@ pub async fn install(
 /// `timestamp without time zone`, `ARRAY`), precisions, 1-based positions and defaults (dbt
 /// reads column types there).
 ///
-/// pg_policy, pg_event_trigger, pg_db_role_setting and pg_statistic_ext, empty in tenure,
-/// have their array columns as arrays (datafusion-pg-catalog keeps them as text), which
+/// pg_policy (tenure's row policies, from `tenure.policies`), pg_event_trigger,
+/// pg_db_role_setting and pg_statistic_ext (empty in tenure) have their array columns as
+/// arrays (datafusion-pg-catalog keeps them as text), which
 /// psql's `\dp`, `\dy`, `\drds` and `\dX` pass to array_to_string and ANY. pg_amproc's
 /// `amproc` is a pg_proc oid (datafusion-pg-catalog has the function's name; psql's `\dAp`
 /// joins pg_proc on it).
@@ -159,9 +160,8 @@ const CATALOG_VIEWS: [(&str, &str); 25] = [
     ),
     (
         "pg_policy",
-        "SELECT oid, polname, polrelid, polcmd, polpermissive, \
-                CAST(NULL AS INT[]) AS polroles, polqual, polwithcheck \
-         FROM pg_catalog.pg_policy",
+        "SELECT oid, polname, polrelid, polcmd, polpermissive, polroles, polqual, polwithcheck \
+         FROM tenure.policies",
     ),
     (
         "pg_event_trigger",

@@ -285,7 +285,9 @@ pub fn register(ctx: &SessionContext, oracle: &Oracle) {
 }
 
 /// Registers the functions that do not depend on the session: `pg_get_userbyid`,
-/// `tenure_relation_owner`, `tenure_relation_policies` (psql's `\dp` Policies column),
+/// `tenure_relation_owner`, `tenure_relation_row_security` (pg_class's relrowsecurity),
+/// `tenure_role_names` (role oids to sorted names, for psql's `\d` Policies footer),
+/// `tenure_relation_policies` (psql's `\dp` Policies column),
 /// `tenure_relation_acl` and `tenure_namespace_acl`.
 pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
     use datafusion::logical_expr::create_udf;
@@ -344,6 +346,66 @@ pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
                 })
                 .collect();
             like_arguments(args, Arc::new(oids))
+        }),
+    ));
+    let secured = oracle.clone();
+    ctx.register_udf(create_udf(
+        "tenure_relation_row_security",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let rows = row_count(args);
+            let schemas = cast(&args[0].to_array(rows)?, &DataType::Utf8)?;
+            let names = cast(&args[1].to_array(rows)?, &DataType::Utf8)?;
+            let (schemas, names) = (schemas.as_string::<i32>(), names.as_string::<i32>());
+            let state = secured.catalog.get();
+            let flags: BooleanArray = (0..rows)
+                .map(|row| {
+                    let table = QualifiedName::new(schemas.value(row), names.value(row));
+                    Some(state.access.row_security.contains(&table))
+                })
+                .collect();
+            like_arguments(args, Arc::new(flags))
+        }),
+    ));
+    let named = oracle.clone();
+    ctx.register_udf(create_udf(
+        "tenure_role_names",
+        vec![DataType::List(Arc::new(
+            datafusion::arrow::datatypes::Field::new_list_field(DataType::Int32, true),
+        ))],
+        DataType::List(Arc::new(
+            datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, true),
+        )),
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            use datafusion::arrow::array::{ListBuilder, StringBuilder};
+            use datafusion::arrow::datatypes::Int32Type;
+            let rows = row_count(args);
+            let lists = args[0].to_array(rows)?;
+            let lists = lists.as_list::<i32>();
+            let state = named.catalog.get();
+            let mut out = ListBuilder::new(StringBuilder::new());
+            for row in 0..rows {
+                if lists.is_null(row) {
+                    out.append(false);
+                    continue;
+                }
+                let oids = lists.value(row);
+                let mut names: Vec<String> = oids
+                    .as_primitive::<Int32Type>()
+                    .iter()
+                    .flatten()
+                    .filter_map(|oid| role_name(&named.builtin, &state.access, i64::from(oid)))
+                    .collect();
+                names.sort();
+                for name in names {
+                    out.values().append_value(name);
+                }
+                out.append(true);
+            }
+            like_arguments(args, Arc::new(out.finish()))
         }),
     ));
     let policies = oracle.clone();

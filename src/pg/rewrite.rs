@@ -13,7 +13,8 @@ use datafusion::sql::sqlparser::ast::{
 
 pub use definitions::{
     VIEW_DEFINITION, acl_texts, array_literal_comparisons, array_subqueries,
-    catalog_column_renames, domain_and_composite_lookups, policy_arrays, view_definition_lookups,
+    catalog_column_renames, domain_and_composite_lookups, policy_arrays, role_name_arrays,
+    view_definition_lookups,
 };
 pub use insert_values::nested_values_in_insert_sources;
 pub use json_syntax::rewrite_json_syntax;
@@ -35,6 +36,7 @@ pub fn for_datafusion(statement: &mut SqlStatement, catalog_query: bool) {
         acl_texts(statement);
         array_literal_comparisons(statement);
         policy_arrays(statement);
+        role_name_arrays(statement);
         catalog_column_renames(statement);
         empty_partition_ancestors(statement);
         compare_regproc_columns_by_name(statement);

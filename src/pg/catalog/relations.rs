@@ -89,7 +89,8 @@ pub(super) const RELATION_VIEWS: [(&str, &str); 3] = [
                 c.relisshared, c.relpersistence, c.relkind, c.relnatts, c.relchecks, \
                 c.relhasrules, \
                 c.relhastriggers OR f.relname IS NOT NULL AS relhastriggers, \
-                c.relhassubclass, c.relrowsecurity, \
+                c.relhassubclass, \
+                tenure_relation_row_security(cn.nspname, c.relname) AS relrowsecurity, \
                 c.relforcerowsecurity, c.relispopulated, c.relreplident, c.relispartition, \
                 c.relrewrite, c.relfrozenxid, c.relminmxid, c.relpartbound, \
                 CAST(NULL AS VARCHAR[]) AS reloptions \

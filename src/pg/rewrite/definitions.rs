@@ -226,6 +226,71 @@ pub fn policy_arrays(statement: &mut SqlStatement) {
     });
 }
 
+/// `ARRAY(SELECT rolname FROM pg_roles WHERE oid = ANY (x.polroles) ORDER BY 1)` (psql's
+/// `\d` Policies footer, correlated, which DataFusion cannot plan) is
+/// `tenure_role_names(x.polroles)`: the names of those roles, sorted.
+pub fn role_name_arrays(statement: &mut SqlStatement) {
+    use datafusion::sql::sqlparser::ast::TableFactor;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Function(function) = expr
+            && function.name.to_string().eq_ignore_ascii_case("array")
+            && let FunctionArguments::Subquery(query) = &function.args
+            && let SetExpr::Select(select) = query.body.as_ref()
+            && let [from] = select.from.as_slice()
+            && from.joins.is_empty()
+            && let TableFactor::Table { name, .. } = &from.relation
+            && name
+                .to_string()
+                .to_ascii_lowercase()
+                .trim_start_matches("pg_catalog.")
+                == "pg_roles"
+            && let Some(roles) = select.selection.as_ref().and_then(role_oid_membership)
+            && roles.to_ascii_lowercase().ends_with("polroles")
+            && let Some(replacement) = parse_expr(&format!("tenure_role_names({roles})"))
+        {
+            *expr = replacement;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The list `x` of `oid = ANY (x)`, or of `array_contains(x, oid)`, what the compatibility
+/// parser makes of it.
+fn role_oid_membership(condition: &SqlExpr) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, FunctionArg, FunctionArgExpr};
+    let list = match condition {
+        SqlExpr::AnyOp {
+            left,
+            compare_op: BinaryOperator::Eq,
+            right,
+            ..
+        } if left.to_string().eq_ignore_ascii_case("oid") => right.to_string(),
+        SqlExpr::Function(function)
+            if function
+                .name
+                .to_string()
+                .eq_ignore_ascii_case("array_contains") =>
+        {
+            let FunctionArguments::List(list) = &function.args else {
+                return None;
+            };
+            match list.args.as_slice() {
+                [
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(list)),
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(oid)),
+                ] if oid.to_string().eq_ignore_ascii_case("oid") => list.to_string(),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(
+        list.trim_start_matches('(')
+            .trim_end_matches(')')
+            .to_string(),
+    )
+}
+
 /// `polroles <> '{0}'` (psql's `\dp` and `\d`): PostgreSQL reads a quoted `{...}` compared
 /// with an array column as an array; DataFusion cannot compare a list with text. A quoted
 /// list of integers on the right of `=` or `<>` with pg_policy's `polroles` on the left
@@ -358,6 +423,25 @@ fn result_type(query: &datafusion::sql::sqlparser::ast::Query) -> &'static str {
 mod tests {
     use super::super::tests::rewritten;
     use super::*;
+
+    #[test]
+    fn policy_role_names() {
+        let sql = "SELECT CASE WHEN pol.polroles = '{0}' THEN NULL ELSE \
+                   pg_catalog.array_to_string(array(select rolname from pg_catalog.pg_roles \
+                   where oid = any (pol.polroles) order by 1),',') END \
+                   FROM pg_catalog.pg_policy pol";
+        let out = rewritten(sql, role_name_arrays);
+        assert!(out.contains("tenure_role_names(pol.polroles)"), "{out}");
+        let out = rewritten(sql, |s| crate::pg::rewrite::for_datafusion(s, true));
+        assert!(out.contains("tenure_role_names(pol.polroles)"), "{out}");
+        // As the compatibility parser hands it on.
+        let contains = sql.replace(
+            "oid = any (pol.polroles)",
+            "array_contains(pol.polroles, oid)",
+        );
+        let out = rewritten(&contains, role_name_arrays);
+        assert!(out.contains("tenure_role_names(pol.polroles)"), "{out}");
+    }
 
     #[test]
     fn view_definitions_and_array_subqueries() {
