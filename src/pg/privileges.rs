@@ -327,15 +327,11 @@ pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
         DataType::Int32,
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
-            let rows = row_count(args);
-            let schemas = cast(&args[0].to_array(rows)?, &DataType::Utf8)?;
-            let names = cast(&args[1].to_array(rows)?, &DataType::Utf8)?;
-            let (schemas, names) = (schemas.as_string::<i32>(), names.as_string::<i32>());
             let state = owners.catalog.get();
-            let oids: Int32Array = (0..rows)
-                .map(|row| {
-                    let object =
-                        Object::Table(QualifiedName::new(schemas.value(row), names.value(row)));
+            let oids: Int32Array = relation_arguments(args)?
+                .into_iter()
+                .map(|table| {
+                    let object = Object::Table(table);
                     Some(
                         state
                             .access
@@ -355,16 +351,10 @@ pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
         DataType::Boolean,
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
-            let rows = row_count(args);
-            let schemas = cast(&args[0].to_array(rows)?, &DataType::Utf8)?;
-            let names = cast(&args[1].to_array(rows)?, &DataType::Utf8)?;
-            let (schemas, names) = (schemas.as_string::<i32>(), names.as_string::<i32>());
             let state = secured.catalog.get();
-            let flags: BooleanArray = (0..rows)
-                .map(|row| {
-                    let table = QualifiedName::new(schemas.value(row), names.value(row));
-                    Some(state.access.row_security.contains(&table))
-                })
+            let flags: BooleanArray = relation_arguments(args)?
+                .iter()
+                .map(|table| Some(state.access.row_security.contains(table)))
                 .collect();
             like_arguments(args, Arc::new(flags))
         }),
@@ -474,6 +464,17 @@ pub fn register_catalog_functions(ctx: &SessionContext, oracle: &Oracle) {
             }),
         ));
     }
+}
+
+/// The relations named by the (schema, name) arguments of a catalog function, row by row.
+fn relation_arguments(args: &[ColumnarValue]) -> Result<Vec<QualifiedName>> {
+    let rows = row_count(args);
+    let schemas = cast(&args[0].to_array(rows)?, &DataType::Utf8)?;
+    let names = cast(&args[1].to_array(rows)?, &DataType::Utf8)?;
+    let (schemas, names) = (schemas.as_string::<i32>(), names.as_string::<i32>());
+    Ok((0..rows)
+        .map(|row| QualifiedName::new(schemas.value(row), names.value(row)))
+        .collect())
 }
 
 /// A row policy as psql's `\dp` prints it: `name[ (RESTRICTIVE)]:`, then its USING

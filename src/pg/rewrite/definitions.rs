@@ -189,21 +189,9 @@ pub fn acl_texts(statement: &mut SqlStatement) {
 /// twice over, which DataFusion cannot plan) is `tenure_relation_policies(c.oid)`: the
 /// relation's row policies as psql prints them; without such a correlation, the empty array.
 pub fn policy_arrays(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::{BinaryOperator, TableFactor};
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
     let _ = visit_expressions_mut(statement, |expr| {
-        if let SqlExpr::Function(function) = expr
-            && function.name.to_string().eq_ignore_ascii_case("array")
-            && let FunctionArguments::Subquery(query) = &function.args
-            && let SetExpr::Select(select) = query.body.as_ref()
-            && let [from] = select.from.as_slice()
-            && from.joins.is_empty()
-            && let TableFactor::Table { name, .. } = &from.relation
-            && name
-                .to_string()
-                .to_ascii_lowercase()
-                .trim_start_matches("pg_catalog.")
-                == "pg_policy"
-        {
+        if let Some(select) = array_subquery_over(expr, "pg_policy") {
             let relation = match &select.selection {
                 Some(SqlExpr::BinaryOp {
                     left,
@@ -230,20 +218,8 @@ pub fn policy_arrays(statement: &mut SqlStatement) {
 /// `\d` Policies footer, correlated, which DataFusion cannot plan) is
 /// `tenure_role_names(x.polroles)`: the names of those roles, sorted.
 pub fn role_name_arrays(statement: &mut SqlStatement) {
-    use datafusion::sql::sqlparser::ast::TableFactor;
     let _ = visit_expressions_mut(statement, |expr| {
-        if let SqlExpr::Function(function) = expr
-            && function.name.to_string().eq_ignore_ascii_case("array")
-            && let FunctionArguments::Subquery(query) = &function.args
-            && let SetExpr::Select(select) = query.body.as_ref()
-            && let [from] = select.from.as_slice()
-            && from.joins.is_empty()
-            && let TableFactor::Table { name, .. } = &from.relation
-            && name
-                .to_string()
-                .to_ascii_lowercase()
-                .trim_start_matches("pg_catalog.")
-                == "pg_roles"
+        if let Some(select) = array_subquery_over(expr, "pg_roles")
             && let Some(roles) = select.selection.as_ref().and_then(role_oid_membership)
             && roles.to_ascii_lowercase().ends_with("polroles")
             && let Some(replacement) = parse_expr(&format!("tenure_role_names({roles})"))
@@ -252,6 +228,30 @@ pub fn role_name_arrays(statement: &mut SqlStatement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// The SELECT of `ARRAY(SELECT ... FROM [pg_catalog.]table ...)`, over that one table.
+fn array_subquery_over<'a>(
+    expr: &'a SqlExpr,
+    table: &str,
+) -> Option<&'a datafusion::sql::sqlparser::ast::Select> {
+    use datafusion::sql::sqlparser::ast::TableFactor;
+    if let SqlExpr::Function(function) = expr
+        && function.name.to_string().eq_ignore_ascii_case("array")
+        && let FunctionArguments::Subquery(query) = &function.args
+        && let SetExpr::Select(select) = query.body.as_ref()
+        && let [from] = select.from.as_slice()
+        && from.joins.is_empty()
+        && let TableFactor::Table { name, .. } = &from.relation
+        && name
+            .to_string()
+            .to_ascii_lowercase()
+            .trim_start_matches("pg_catalog.")
+            == table
+    {
+        return Some(select);
+    }
+    None
 }
 
 /// The list `x` of `oid = ANY (x)`, or of `array_contains(x, oid)`, what the compatibility
